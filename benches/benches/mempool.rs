@@ -7,6 +7,8 @@
 //! - `insert`: into an empty, pre-sized table (built outside the timing).
 //! - `get`: every id, in an order unrelated to insertion, from a full table.
 //! - `remove`: every id from a full table (rebuilt outside the timing).
+//! - `strata_prefetch` is the same table driven as the mempool ingests a
+//!   batch: `prefetch` on the key 8 ahead, so cache misses overlap.
 //! - `iter_sorted`: visit every entry in ascending id order; `hashbrown_sort`
 //!   collects and sorts, which is what a hash map user has to do.
 
@@ -25,7 +27,11 @@ type Key = [u8; 32];
 /// The operations every contender implements, so each bench body is written
 /// once and monomorphised per contender.
 trait Map {
+    /// Whether the bench loop calls `prefetch` a few keys ahead.
+    const PREFETCH: bool = false;
     fn with_capacity(n: usize) -> Self;
+    #[inline(always)]
+    fn prefetch(&self, _k: &Key) {}
     fn put(&mut self, k: Key, v: u64);
     fn find(&self, k: &Key) -> Option<u64>;
     fn delete(&mut self, k: &Key) -> Option<u64>;
@@ -46,6 +52,47 @@ impl Map for OrderedTable<u64> {
     #[inline]
     fn delete(&mut self, k: &Key) -> Option<u64> {
         self.remove(k)
+    }
+}
+
+/// The same table driven the way the mempool ingests a batch: each key's
+/// home slot is prefetched `PREFETCH_DISTANCE` keys ahead.
+struct Prefetched(OrderedTable<u64>);
+
+/// How many keys ahead the prefetching contender hints.
+const PREFETCH_DISTANCE: usize = 8;
+
+impl Map for Prefetched {
+    const PREFETCH: bool = true;
+    fn with_capacity(n: usize) -> Self {
+        Prefetched(OrderedTable::with_capacity(n))
+    }
+    #[inline(always)]
+    fn prefetch(&self, k: &Key) {
+        self.0.prefetch(k);
+    }
+    #[inline]
+    fn put(&mut self, k: Key, v: u64) {
+        self.0.insert(k, v);
+    }
+    #[inline]
+    fn find(&self, k: &Key) -> Option<u64> {
+        self.0.get(k).copied()
+    }
+    #[inline]
+    fn delete(&mut self, k: &Key) -> Option<u64> {
+        self.0.remove(k)
+    }
+}
+
+/// Calls `prefetch` on the key `PREFETCH_DISTANCE` ahead, for contenders
+/// that have one.
+#[inline(always)]
+fn hint_ahead<M: Map>(m: &M, keys: &[Key], i: usize) {
+    if M::PREFETCH {
+        if let Some(ahead) = keys.get(i + PREFETCH_DISTANCE) {
+            m.prefetch(ahead);
+        }
     }
 }
 
@@ -162,6 +209,7 @@ fn bench_contender<M: Map>(c: &mut Criterion, name: &str, w: &Workload) {
                 || M::with_capacity(KEYS),
                 |mut m| {
                     for (i, k) in w.keys.iter().enumerate() {
+                        hint_ahead(&m, &w.keys, i);
                         m.put(*k, i as u64);
                     }
                     m
@@ -178,7 +226,8 @@ fn bench_contender<M: Map>(c: &mut Criterion, name: &str, w: &Workload) {
         .bench_function(name, |b| {
             b.iter(|| {
                 let mut hits = 0u64;
-                for k in &w.lookup_order {
+                for (i, k) in w.lookup_order.iter().enumerate() {
+                    hint_ahead(&full, &w.lookup_order, i);
                     hits += full.find(k).is_some() as u64;
                 }
                 assert_eq!(hits, KEYS as u64);
@@ -196,7 +245,8 @@ fn bench_contender<M: Map>(c: &mut Criterion, name: &str, w: &Workload) {
                 || filled::<M>(&w.keys),
                 |mut m| {
                     let mut removed = 0u64;
-                    for k in &w.lookup_order {
+                    for (i, k) in w.lookup_order.iter().enumerate() {
+                        hint_ahead(&m, &w.lookup_order, i);
                         removed += m.delete(k).is_some() as u64;
                     }
                     assert_eq!(removed, KEYS as u64);
@@ -261,6 +311,7 @@ fn benches(c: &mut Criterion) {
         .collect();
     let w = Workload { keys, lookup_order };
     bench_contender::<OrderedTable<u64>>(c, "strata", &w);
+    bench_contender::<Prefetched>(c, "strata_prefetch", &w);
     bench_contender::<hashbrown::HashMap<Key, u64>>(c, "hashbrown", &w);
     bench_contender::<HashMap<Key, u64>>(c, "std_hashmap", &w);
     bench_contender::<BTreeMap<Key, u64>>(c, "btreemap", &w);
