@@ -1,5 +1,15 @@
 //! `strata-consensus`: transactions, mempool, blocks, execution and Snowball
-//! sampling consensus, as a sans-IO state machine.
+//! sampling consensus, as sans-IO state machines: no sockets, threads or
+//! clocks inside — callers pass time in and run the returned work.
 //!
-//! Not built yet: see issues 7 and 8.
+//! What is here now: the transaction format ([`tx`]), batched signature
+//! verification ([`verify`]) and the mempool ([`mempool`]). Blocks, execution,
+//! the commit path and Snowball arrive with issues 7 and 8.
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod mempool;
+pub mod tx;
+pub mod verify;
+
+pub use error::DecodeError;

@@ -1,0 +1,527 @@
+//! Transactions: the canonical binary encoding, strict decoding, signing and
+//! ids.
+//!
+//! Layout (all integers little-endian, fixed width; `docs/protocol.md` has the
+//! same table):
+//!
+//! | field       | bytes | notes                                         |
+//! |-------------|-------|-----------------------------------------------|
+//! | version     | 1     | [`TX_VERSION`]                                |
+//! | chain_id    | 8     | must match the node's chain                   |
+//! | sender      | 32    | ed25519 public key                            |
+//! | nonce       | 8     | per sender, starts at 0, +1 per transaction   |
+//! | fee         | 8     | paid by the sender, burned (see `fee` below)  |
+//! | kind tag    | 1     | 0 transfer, 1 put, 2 delete                   |
+//! | kind body   | var   | transfer: `to` (32) + `amount` (8); put: key len (1) + key + value len (2) + value; delete: key len (1) + key |
+//! | signature   | 64    | ed25519 over `SIGNING_DOMAIN ‖ all bytes above` |
+//!
+//! The id is blake3 of the whole encoding, signature included. Decoding is
+//! strict: every length is bounded before anything is read, unknown versions
+//! and tags are refused, and trailing bytes are an error — so each valid
+//! transaction has exactly one encoding and one id.
+//!
+//! Fees are **burned**: the fee leaves the sender's balance and goes nowhere,
+//! so proposers gain nothing by stuffing blocks with their own transactions,
+//! and the supply invariant is `sum(balances) + burned == genesis supply`.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::error::DecodeError;
+
+/// Encoding version byte.
+pub const TX_VERSION: u8 = 1;
+/// Prefix of every signed message, so a transaction signature can never be
+/// replayed as a signature of anything else (handshakes, blocks).
+pub const SIGNING_DOMAIN: &[u8] = b"strata/tx/v1\0";
+/// Longest user key a `Put`/`Delete` may name, in bytes.
+pub const USER_KEY_BYTES_MAX: usize = 64;
+/// Longest value a `Put` may store, in bytes.
+pub const USER_VALUE_BYTES_MAX: usize = 1024;
+/// Bytes before the kind body: version, chain id, sender, nonce, fee, tag.
+const HEADER_BYTES: usize = 1 + 8 + 32 + 8 + 8 + 1;
+/// Signature width.
+const SIGNATURE_BYTES: usize = 64;
+/// Largest encoded transaction (a put with the longest key and value).
+pub const TX_BYTES_MAX: usize =
+    HEADER_BYTES + 1 + USER_KEY_BYTES_MAX + 2 + USER_VALUE_BYTES_MAX + SIGNATURE_BYTES;
+/// Smallest encoded transaction (a delete of an empty key).
+pub const TX_BYTES_MIN: usize = HEADER_BYTES + 1 + SIGNATURE_BYTES;
+
+const _: () = assert!(USER_KEY_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(USER_VALUE_BYTES_MAX <= u16::MAX as usize);
+
+/// A 32-byte transaction id (blake3 of the encoding).
+pub type TxId = [u8; 32];
+/// A 32-byte ed25519 public key identifying an account.
+pub type PublicKey = [u8; 32];
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxKind {
+    /// Moves `amount` from the sender to `to`.
+    Transfer {
+        /// Receiving account.
+        to: PublicKey,
+        /// Amount moved.
+        amount: u64,
+    },
+    /// Stores `value` under `key` in the sender's namespace.
+    Put {
+        /// User key, at most [`USER_KEY_BYTES_MAX`] bytes.
+        key: Vec<u8>,
+        /// Value, at most [`USER_VALUE_BYTES_MAX`] bytes.
+        value: Vec<u8>,
+    },
+    /// Deletes `key` from the sender's namespace.
+    Delete {
+        /// User key, at most [`USER_KEY_BYTES_MAX`] bytes.
+        key: Vec<u8>,
+    },
+}
+
+impl TxKind {
+    fn tag(&self) -> u8 {
+        match self {
+            TxKind::Transfer { .. } => 0,
+            TxKind::Put { .. } => 1,
+            TxKind::Delete { .. } => 2,
+        }
+    }
+}
+
+/// The signed fields of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxBody {
+    /// Chain the transaction is valid on.
+    pub chain_id: u64,
+    /// Sender public key.
+    pub sender: PublicKey,
+    /// Sender's sequence number.
+    pub nonce: u64,
+    /// Fee paid (burned) by the sender.
+    pub fee: u64,
+    /// The operation.
+    pub kind: TxKind,
+}
+
+/// A signed transaction with its canonical encoding and id computed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    body: TxBody,
+    signature: [u8; SIGNATURE_BYTES],
+    encoded: Box<[u8]>,
+    id: TxId,
+}
+
+impl TxBody {
+    /// Appends the signed part of the encoding (everything but the signature).
+    fn encode_unsigned(&self, out: &mut Vec<u8>) {
+        out.push(TX_VERSION);
+        out.extend_from_slice(&self.chain_id.to_le_bytes());
+        out.extend_from_slice(&self.sender);
+        out.extend_from_slice(&self.nonce.to_le_bytes());
+        out.extend_from_slice(&self.fee.to_le_bytes());
+        out.push(self.kind.tag());
+        match &self.kind {
+            TxKind::Transfer { to, amount } => {
+                out.extend_from_slice(to);
+                out.extend_from_slice(&amount.to_le_bytes());
+            }
+            TxKind::Put { key, value } => {
+                out.push(key.len() as u8);
+                out.extend_from_slice(key);
+                out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+                out.extend_from_slice(value);
+            }
+            TxKind::Delete { key } => {
+                out.push(key.len() as u8);
+                out.extend_from_slice(key);
+            }
+        }
+    }
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        match &self.kind {
+            TxKind::Put { key, value } => {
+                if key.len() > USER_KEY_BYTES_MAX {
+                    return Err(DecodeError::TooLong {
+                        field: "key",
+                        len: key.len(),
+                        max: USER_KEY_BYTES_MAX,
+                    });
+                }
+                if value.len() > USER_VALUE_BYTES_MAX {
+                    return Err(DecodeError::TooLong {
+                        field: "value",
+                        len: value.len(),
+                        max: USER_VALUE_BYTES_MAX,
+                    });
+                }
+            }
+            TxKind::Delete { key } if key.len() > USER_KEY_BYTES_MAX => {
+                return Err(DecodeError::TooLong {
+                    field: "key",
+                    len: key.len(),
+                    max: USER_KEY_BYTES_MAX,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Signs the body with `key`, whose public key must be `self.sender`.
+    ///
+    /// # Errors
+    /// [`DecodeError::TooLong`] when a key or value is over its limit, and
+    /// [`DecodeError::SenderMismatch`] when `key` is not the sender's.
+    pub fn sign(self, key: &SigningKey) -> Result<Transaction, DecodeError> {
+        self.check_limits()?;
+        if key.verifying_key().to_bytes() != self.sender {
+            return Err(DecodeError::SenderMismatch);
+        }
+        let mut encoded = Vec::with_capacity(TX_BYTES_MAX);
+        encoded.extend_from_slice(SIGNING_DOMAIN);
+        self.encode_unsigned(&mut encoded);
+        let signature = key.sign(&encoded).to_bytes();
+        encoded.drain(..SIGNING_DOMAIN.len());
+        encoded.extend_from_slice(&signature);
+        let id = *blake3::hash(&encoded).as_bytes();
+        Ok(Transaction {
+            body: self,
+            signature,
+            encoded: encoded.into_boxed_slice(),
+            id,
+        })
+    }
+}
+
+/// A cursor that refuses to read past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(DecodeError::Truncated {
+                field,
+                offset: self.at,
+            })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array(field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array(field)?))
+    }
+
+    fn bounded(
+        &mut self,
+        len: usize,
+        max: usize,
+        field: &'static str,
+    ) -> Result<Vec<u8>, DecodeError> {
+        if len > max {
+            return Err(DecodeError::TooLong { field, len, max });
+        }
+        Ok(self.take(len, field)?.to_vec())
+    }
+}
+
+impl Transaction {
+    /// Decodes one transaction, strictly: `bytes` must be exactly one
+    /// canonical encoding. The signature is *not* checked here (that is
+    /// batched: see [`crate::verify`]).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the field that is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(DecodeError::TooLong {
+                field: "transaction",
+                len: bytes.len(),
+                max: TX_BYTES_MAX,
+            });
+        }
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.u8("version")?;
+        if version != TX_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let chain_id = r.u64("chain_id")?;
+        let sender = r.array::<32>("sender")?;
+        let nonce = r.u64("nonce")?;
+        let fee = r.u64("fee")?;
+        let kind = match r.u8("kind")? {
+            0 => TxKind::Transfer {
+                to: r.array::<32>("to")?,
+                amount: r.u64("amount")?,
+            },
+            1 => {
+                let key_len = usize::from(r.u8("key length")?);
+                let key = r.bounded(key_len, USER_KEY_BYTES_MAX, "key")?;
+                let value_len = usize::from(r.u16("value length")?);
+                let value = r.bounded(value_len, USER_VALUE_BYTES_MAX, "value")?;
+                TxKind::Put { key, value }
+            }
+            2 => {
+                let key_len = usize::from(r.u8("key length")?);
+                TxKind::Delete {
+                    key: r.bounded(key_len, USER_KEY_BYTES_MAX, "key")?,
+                }
+            }
+            tag => return Err(DecodeError::UnknownTag { field: "kind", tag }),
+        };
+        let signature = r.array::<SIGNATURE_BYTES>("signature")?;
+        if r.at != bytes.len() {
+            return Err(DecodeError::TrailingBytes {
+                extra: bytes.len() - r.at,
+            });
+        }
+        let id = *blake3::hash(bytes).as_bytes();
+        Ok(Transaction {
+            body: TxBody {
+                chain_id,
+                sender,
+                nonce,
+                fee,
+                kind,
+            },
+            signature,
+            encoded: bytes.into(),
+            id,
+        })
+    }
+
+    /// The signed fields.
+    pub fn body(&self) -> &TxBody {
+        &self.body
+    }
+
+    /// The id: blake3 of the canonical encoding.
+    pub fn id(&self) -> &TxId {
+        &self.id
+    }
+
+    /// The canonical encoding.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    /// The signature bytes.
+    pub fn signature(&self) -> &[u8; SIGNATURE_BYTES] {
+        &self.signature
+    }
+
+    /// The sender's public key.
+    pub fn sender(&self) -> &PublicKey {
+        &self.body.sender
+    }
+
+    /// The sender's nonce.
+    pub fn nonce(&self) -> u64 {
+        self.body.nonce
+    }
+
+    /// The fee.
+    pub fn fee(&self) -> u64 {
+        self.body.fee
+    }
+
+    /// The message the signature covers: the domain followed by the
+    /// encoding without its signature. Written into `out` (cleared first)
+    /// so batch verification can reuse one buffer.
+    pub fn signing_message_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(SIGNING_DOMAIN);
+        out.extend_from_slice(&self.encoded[..self.encoded.len() - SIGNATURE_BYTES]);
+    }
+
+    /// Checks this one signature (the slow path; prefer batches).
+    pub fn verify_signature(&self) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.body.sender) else {
+            return false;
+        };
+        let mut msg = Vec::with_capacity(self.encoded.len() + SIGNING_DOMAIN.len());
+        self.signing_message_into(&mut msg);
+        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+            .is_ok()
+    }
+}
+
+/// A signing key from 32 bytes of seed (deterministic keys for devnets and
+/// tests; real keys come from [`generate_signing_key`]).
+pub fn signing_key_from_seed(seed: &[u8; 32]) -> SigningKey {
+    SigningKey::from_bytes(seed)
+}
+
+/// A fresh signing key from the operating system's random source.
+///
+/// # Errors
+/// When the OS random source fails.
+pub fn generate_signing_key() -> Result<SigningKey, getrandom::Error> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> SigningKey {
+        signing_key_from_seed(&[n; 32])
+    }
+
+    fn transfer(n: u8, nonce: u64) -> Transaction {
+        let k = key(n);
+        TxBody {
+            chain_id: 7,
+            sender: k.verifying_key().to_bytes(),
+            nonce,
+            fee: 10,
+            kind: TxKind::Transfer {
+                to: [9; 32],
+                amount: 5,
+            },
+        }
+        .sign(&k)
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_every_kind() {
+        let k = key(1);
+        for kind in [
+            TxKind::Transfer {
+                to: [3; 32],
+                amount: u64::MAX,
+            },
+            TxKind::Put {
+                key: vec![1; USER_KEY_BYTES_MAX],
+                value: vec![2; USER_VALUE_BYTES_MAX],
+            },
+            TxKind::Put {
+                key: vec![],
+                value: vec![],
+            },
+            TxKind::Delete { key: b"k".to_vec() },
+        ] {
+            let tx = TxBody {
+                chain_id: 1,
+                sender: k.verifying_key().to_bytes(),
+                nonce: 3,
+                fee: 4,
+                kind,
+            }
+            .sign(&k)
+            .unwrap();
+            let back = Transaction::decode(tx.encoded()).unwrap();
+            assert_eq!(back, tx);
+            assert!(back.verify_signature());
+            assert!(tx.encoded().len() <= TX_BYTES_MAX && tx.encoded().len() >= TX_BYTES_MIN);
+        }
+    }
+
+    #[test]
+    fn strict_decoding_rejects_every_truncation_and_trailing_bytes() {
+        let tx = transfer(1, 0);
+        let bytes = tx.encoded();
+        for cut in 0..bytes.len() {
+            assert!(
+                Transaction::decode(&bytes[..cut]).is_err(),
+                "accepted a {cut}-byte prefix"
+            );
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(matches!(
+            Transaction::decode(&longer),
+            Err(DecodeError::TrailingBytes { extra: 1 })
+        ));
+    }
+
+    #[test]
+    fn over_limit_fields_are_refused() {
+        let k = key(2);
+        let body = TxBody {
+            chain_id: 1,
+            sender: k.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 0,
+            kind: TxKind::Put {
+                key: vec![0; USER_KEY_BYTES_MAX + 1],
+                value: vec![],
+            },
+        };
+        assert!(matches!(
+            body.sign(&k),
+            Err(DecodeError::TooLong { field: "key", .. })
+        ));
+        // A hand-made encoding claiming a 2000-byte value.
+        let mut raw = vec![TX_VERSION];
+        raw.extend_from_slice(&1u64.to_le_bytes());
+        raw.extend_from_slice(&[0; 32]);
+        raw.extend_from_slice(&0u64.to_le_bytes());
+        raw.extend_from_slice(&0u64.to_le_bytes());
+        raw.push(1);
+        raw.push(0);
+        raw.extend_from_slice(&2000u16.to_le_bytes());
+        assert!(matches!(
+            Transaction::decode(&raw),
+            Err(DecodeError::TooLong { field: "value", .. })
+        ));
+    }
+
+    #[test]
+    fn tampering_breaks_the_signature() {
+        let tx = transfer(3, 1);
+        let bytes = tx.encoded().to_vec();
+        for byte in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[byte] ^= 0x01;
+            if let Ok(decoded) = Transaction::decode(&bad) {
+                assert!(
+                    !decoded.verify_signature(),
+                    "flipped byte {byte} still verifies"
+                );
+                assert_ne!(decoded.id(), tx.id());
+            }
+        }
+    }
+
+    #[test]
+    fn signing_with_the_wrong_key_is_refused() {
+        let body = TxBody {
+            chain_id: 1,
+            sender: key(1).verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 0,
+            kind: TxKind::Delete { key: vec![] },
+        };
+        assert!(matches!(
+            body.sign(&key(2)),
+            Err(DecodeError::SenderMismatch)
+        ));
+    }
+}
