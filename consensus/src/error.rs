@@ -49,6 +49,12 @@ pub enum DecodeError {
         /// The field.
         field: &'static str,
     },
+    /// A commitment inside the encoding does not match what it commits to.
+    #[error("{field} does not match the encoded content")]
+    Mismatch {
+        /// The field.
+        field: &'static str,
+    },
     /// The signing key is not the transaction's sender.
     #[error("the signing key does not match the sender")]
     SenderMismatch,

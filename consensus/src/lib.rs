@@ -3,12 +3,17 @@
 //! clocks inside — callers pass time in and run the returned work.
 //!
 //! What is here now: the transaction format ([`tx`]), batched signature
-//! verification ([`verify`]) and the mempool ([`mempool`]). Blocks, execution,
-//! the commit path and Snowball arrive with issues 7 and 8.
+//! verification ([`verify`]), the mempool ([`mempool`]), blocks ([`block`]),
+//! state keys and deterministic execution ([`state`]) and the genesis
+//! ([`genesis`]). The durable commit path and Snowball arrive with the rest
+//! of issues 7 and 8.
 #![deny(missing_docs)]
 
+pub mod block;
 pub mod error;
+pub mod genesis;
 pub mod mempool;
+pub mod state;
 pub mod tx;
 pub mod verify;
 

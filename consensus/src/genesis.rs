@@ -1,0 +1,347 @@
+//! Genesis: the chain id, the validator set with stakes and addresses, the
+//! initial balances and the consensus parameters, read from TOML; plus a
+//! built-in devnet genesis derived from fixed seeds so `strata node` runs with
+//! no files at all.
+//!
+//! ```toml
+//! chain_id = 1
+//!
+//! [consensus]          # every field optional; defaults shown
+//! k = 20
+//! alpha_preference = 15
+//! alpha_confidence = 15
+//! beta = 20
+//!
+//! [[validators]]
+//! public_key = "9d61b19d…"   # 32-byte ed25519 key, hex
+//! stake = 100
+//! address = "127.0.0.1:9000"
+//!
+//! [[balances]]
+//! public_key = "d75a9801…"
+//! balance = 1000000
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::state::{account_key, Account, StateDiff};
+use crate::tx::{signing_key_from_seed, PublicKey};
+
+/// Snowball parameters carried by the genesis (validated by the consensus
+/// engine, which also caps them for small networks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// Peers sampled per poll. Default 20.
+    pub k: usize,
+    /// Votes for a block needed to move the preference. Default 15.
+    pub alpha_preference: usize,
+    /// Votes needed to count a poll as successful. Default 15.
+    pub alpha_confidence: usize,
+    /// Consecutive successful polls for finality. Default 20.
+    pub beta: usize,
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        ConsensusParams {
+            k: 20,
+            alpha_preference: 15,
+            alpha_confidence: 15,
+            beta: 20,
+        }
+    }
+}
+
+/// One validator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorEntry {
+    /// ed25519 public key, hex.
+    pub public_key: String,
+    /// Stake (sampling weight under stake weighting).
+    pub stake: u64,
+    /// Where the validator listens, `host:port`.
+    pub address: String,
+}
+
+/// One funded account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceEntry {
+    /// ed25519 public key, hex.
+    pub public_key: String,
+    /// Initial balance.
+    pub balance: u64,
+}
+
+/// A genesis file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Chain id every transaction and handshake must carry.
+    pub chain_id: u64,
+    /// Consensus parameters.
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+    /// The validator set.
+    pub validators: Vec<ValidatorEntry>,
+    /// Initial balances.
+    #[serde(default)]
+    pub balances: Vec<BalanceEntry>,
+}
+
+/// Why a genesis was refused.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum GenesisError {
+    /// Not valid TOML for this schema.
+    #[error("genesis is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A public key is not 32 bytes of hex.
+    #[error("{what} public key {key:?} is not 64 hex characters")]
+    BadKey {
+        /// Validator or balance.
+        what: &'static str,
+        /// The text found.
+        key: String,
+    },
+    /// A validator or account appears twice.
+    #[error("duplicate {what} {key}")]
+    Duplicate {
+        /// Validator or balance.
+        what: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// No validators, or a validator with zero stake.
+    #[error("invalid validator set: {0}")]
+    Validators(&'static str),
+    /// Balances add up past `u64::MAX`.
+    #[error("total supply overflows u64")]
+    SupplyOverflow,
+}
+
+/// A validated validator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validator {
+    /// Public key.
+    pub public_key: PublicKey,
+    /// Stake.
+    pub stake: u64,
+    /// Address.
+    pub address: String,
+}
+
+fn parse_key(what: &'static str, text: &str) -> Result<PublicKey, GenesisError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|_| GenesisError::BadKey {
+        what,
+        key: text.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Devnet validator count of the built-in genesis.
+pub const DEVNET_VALIDATORS: usize = 4;
+/// Funded accounts of the built-in genesis (the bench tool's senders).
+pub const DEVNET_ACCOUNTS: usize = 4096;
+/// Balance of each devnet account.
+pub const DEVNET_BALANCE: u64 = 1_000_000_000_000;
+/// Devnet chain id.
+pub const DEVNET_CHAIN_ID: u64 = 0x5354_5241_5441; // "STRATA"
+/// First devnet P2P port; validator `i` listens on `DEVNET_BASE_PORT + i`.
+pub const DEVNET_BASE_PORT: u16 = 9000;
+
+fn seeded_key(domain: &str, index: usize) -> SigningKey {
+    let mut h = blake3::Hasher::new();
+    h.update(domain.as_bytes());
+    h.update(&(index as u64).to_le_bytes());
+    signing_key_from_seed(h.finalize().as_bytes())
+}
+
+/// The key of devnet validator `index` (public seeds: devnet only).
+pub fn devnet_validator_key(index: usize) -> SigningKey {
+    seeded_key("strata-devnet/validator", index)
+}
+
+/// The key of devnet account `index` (public seeds: devnet only).
+pub fn devnet_account_key(index: usize) -> SigningKey {
+    seeded_key("strata-devnet/account", index)
+}
+
+impl Genesis {
+    /// Parses and validates a TOML genesis.
+    ///
+    /// # Errors
+    /// A [`GenesisError`] saying what is wrong.
+    pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis = toml::from_str(text)?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// The TOML text of this genesis.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a genesis always serialises")
+    }
+
+    /// The built-in devnet: `validators` validators with equal stake on
+    /// loopback ports from [`DEVNET_BASE_PORT`], and [`DEVNET_ACCOUNTS`]
+    /// funded accounts, all from fixed public seeds.
+    pub fn devnet(validators: usize) -> Genesis {
+        Genesis {
+            chain_id: DEVNET_CHAIN_ID,
+            consensus: ConsensusParams::default(),
+            validators: (0..validators)
+                .map(|i| ValidatorEntry {
+                    public_key: hex::encode(devnet_validator_key(i).verifying_key().to_bytes()),
+                    stake: 100,
+                    address: format!("127.0.0.1:{}", usize::from(DEVNET_BASE_PORT) + i),
+                })
+                .collect(),
+            balances: (0..DEVNET_ACCOUNTS)
+                .map(|i| BalanceEntry {
+                    public_key: hex::encode(devnet_account_key(i).verifying_key().to_bytes()),
+                    balance: DEVNET_BALANCE,
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks keys, duplicates, stakes and supply.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        self.validator_set()?;
+        self.total_supply()?;
+        Ok(())
+    }
+
+    /// The validators, parsed.
+    ///
+    /// # Errors
+    /// On a bad or duplicate key, zero stake or an empty set.
+    pub fn validator_set(&self) -> Result<Vec<Validator>, GenesisError> {
+        if self.validators.is_empty() {
+            return Err(GenesisError::Validators("no validators"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(self.validators.len());
+        for v in &self.validators {
+            let public_key = parse_key("validator", &v.public_key)?;
+            if !seen.insert(public_key) {
+                return Err(GenesisError::Duplicate {
+                    what: "validator",
+                    key: v.public_key.clone(),
+                });
+            }
+            if v.stake == 0 {
+                return Err(GenesisError::Validators("a validator has zero stake"));
+            }
+            out.push(Validator {
+                public_key,
+                stake: v.stake,
+                address: v.address.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sum of the initial balances.
+    ///
+    /// # Errors
+    /// On overflow or a bad key.
+    pub fn total_supply(&self) -> Result<u64, GenesisError> {
+        let mut total = 0u64;
+        let mut seen = BTreeSet::new();
+        for b in &self.balances {
+            let key = parse_key("balance", &b.public_key)?;
+            if !seen.insert(key) {
+                return Err(GenesisError::Duplicate {
+                    what: "balance",
+                    key: b.public_key.clone(),
+                });
+            }
+            total = total
+                .checked_add(b.balance)
+                .ok_or(GenesisError::SupplyOverflow)?;
+        }
+        Ok(total)
+    }
+
+    /// The state before block 1: the funded accounts.
+    ///
+    /// # Errors
+    /// On a bad key.
+    pub fn initial_state(&self) -> Result<StateDiff, GenesisError> {
+        let mut changes = BTreeMap::new();
+        for b in &self.balances {
+            let key = parse_key("balance", &b.public_key)?;
+            changes.insert(
+                account_key(&key),
+                Some(
+                    Account {
+                        balance: b.balance,
+                        nonce: 0,
+                    }
+                    .encode(),
+                ),
+            );
+        }
+        Ok(StateDiff { changes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnet_round_trips_through_toml() {
+        let g = Genesis::devnet(4);
+        let back = Genesis::from_toml(&g.to_toml()).unwrap();
+        assert_eq!(back, g);
+        assert_eq!(back.validator_set().unwrap().len(), 4);
+        assert_eq!(
+            back.total_supply().unwrap(),
+            DEVNET_BALANCE * DEVNET_ACCOUNTS as u64
+        );
+        // Fixed seeds: the devnet is the same on every machine.
+        assert_eq!(Genesis::devnet(4), g);
+    }
+
+    #[test]
+    fn bad_genesis_is_explained() {
+        let key = hex::encode([7u8; 32]);
+        let dup = format!(
+            "chain_id = 1\n[[validators]]\npublic_key = \"{key}\"\nstake = 1\naddress = \"a\"\n\
+             [[validators]]\npublic_key = \"{key}\"\nstake = 1\naddress = \"b\"\n"
+        );
+        assert!(matches!(
+            Genesis::from_toml(&dup),
+            Err(GenesisError::Duplicate { .. })
+        ));
+        let short =
+            "chain_id = 1\n[[validators]]\npublic_key = \"abcd\"\nstake = 1\naddress = \"a\"\n";
+        assert!(matches!(
+            Genesis::from_toml(short),
+            Err(GenesisError::BadKey { .. })
+        ));
+        let unknown = "chain_id = 1\nvalidators = []\nsurprise = 3\n";
+        assert!(matches!(
+            Genesis::from_toml(unknown),
+            Err(GenesisError::Toml(_))
+        ));
+        let empty = "chain_id = 1\nvalidators = []\n";
+        assert!(matches!(
+            Genesis::from_toml(empty),
+            Err(GenesisError::Validators(_))
+        ));
+    }
+}

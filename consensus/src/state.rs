@@ -1,0 +1,385 @@
+//! The chain state as 32-byte hashed keys, and deterministic block execution
+//! producing a sorted state diff.
+//!
+//! Keys (domain-separated blake3, so no two kinds of entry can collide):
+//! - account: `blake3("strata/acct\0" ‖ public key)` → balance u64 LE ‖ nonce u64 LE;
+//! - user key: `blake3("strata/user\0" ‖ public key ‖ key length u8 ‖ key)` → the value;
+//! - burned fees: `blake3("strata/burned\0")` → total u64 LE.
+//!
+//! Hashed keys are uniformly distributed, which is what the storage engine's
+//! ordered memtable and the merkle trie want, and they are fixed-width.
+//!
+//! Execution order is canonical — by sender, then nonce — so a block's
+//! outcome depends only on the finalized parent state and the block's
+//! transaction set. A block whose transactions do not all apply (wrong nonce,
+//! overdraft, overflow) is invalid as a whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::tx::{PublicKey, Transaction, TxKind};
+
+/// A hashed state key.
+pub type StateKey = [u8; 32];
+
+/// The state key of `account`.
+pub fn account_key(account: &PublicKey) -> StateKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata/acct\0");
+    h.update(account);
+    *h.finalize().as_bytes()
+}
+
+/// The state key of `key` in `owner`'s namespace.
+pub fn user_key(owner: &PublicKey, key: &[u8]) -> StateKey {
+    debug_assert!(key.len() <= u8::MAX as usize);
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata/user\0");
+    h.update(owner);
+    h.update(&[key.len() as u8]);
+    h.update(key);
+    *h.finalize().as_bytes()
+}
+
+/// The state key of the burned-fees total.
+pub fn burned_key() -> StateKey {
+    *blake3::hash(b"strata/burned\0").as_bytes()
+}
+
+/// An account's balance and next nonce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Nonce the account's next transaction must carry.
+    pub nonce: u64,
+}
+
+impl Account {
+    /// 16 bytes: balance then nonce, little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.balance.to_le_bytes());
+        out.extend_from_slice(&self.nonce.to_le_bytes());
+        out
+    }
+
+    /// Strict decode of [`Account::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Option<Account> {
+        let bytes: &[u8; 16] = bytes.try_into().ok()?;
+        let (b, n) = bytes.split_at(8);
+        Some(Account {
+            balance: u64::from_le_bytes(b.try_into().ok()?),
+            nonce: u64::from_le_bytes(n.try_into().ok()?),
+        })
+    }
+}
+
+/// Why execution failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// A transaction's nonce is not its sender's next nonce.
+    #[error("sender {sender}: nonce {got}, expected {expected}", sender = hex::encode(sender))]
+    BadNonce {
+        /// Sender.
+        sender: PublicKey,
+        /// Expected nonce.
+        expected: u64,
+        /// Nonce in the transaction.
+        got: u64,
+    },
+    /// The sender cannot pay.
+    #[error("sender {sender}: balance {balance} below {needed}", sender = hex::encode(sender))]
+    Insufficient {
+        /// Sender.
+        sender: PublicKey,
+        /// Balance.
+        balance: u64,
+        /// Fee plus amount.
+        needed: u64,
+    },
+    /// A credit would overflow a balance (or the burned total).
+    #[error("balance overflow")]
+    Overflow,
+    /// A stored state entry does not decode.
+    #[error("corrupt state entry {}", hex::encode(.0))]
+    CorruptState(StateKey),
+    /// Reading the state failed.
+    #[error("state read failed: {0}")]
+    Read(String),
+}
+
+/// Read access to a finalized state (a storage snapshot, or a map in tests).
+pub trait StateReader {
+    /// The value under `key`.
+    ///
+    /// # Errors
+    /// When the underlying store fails; the message is carried up.
+    fn read(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError>;
+}
+
+impl StateReader for BTreeMap<StateKey, Vec<u8>> {
+    fn read(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+        Ok(self.get(key).cloned())
+    }
+}
+
+/// The changes a block makes: a sorted run of `key → Some(value)` (put) or
+/// `None` (delete), ready for the storage engine and the merkle trie.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateDiff {
+    /// Changes in ascending key order.
+    pub changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+}
+
+/// Execution over a read-only base with an overlay of pending changes.
+struct Overlay<'a, R: StateReader> {
+    base: &'a R,
+    changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+}
+
+impl<R: StateReader> Overlay<'_, R> {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+        match self.changes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.read(key),
+        }
+    }
+
+    fn account(&self, pk: &PublicKey) -> Result<Account, ExecError> {
+        let key = account_key(pk);
+        match self.get(&key)? {
+            None => Ok(Account::default()),
+            Some(bytes) => Account::decode(&bytes).ok_or(ExecError::CorruptState(key)),
+        }
+    }
+
+    fn set_account(&mut self, pk: &PublicKey, account: Account) {
+        self.changes.insert(account_key(pk), Some(account.encode()));
+    }
+
+    fn burned(&self) -> Result<u64, ExecError> {
+        let key = burned_key();
+        match self.get(&key)? {
+            None => Ok(0),
+            Some(b) => Ok(u64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| ExecError::CorruptState(key))?,
+            )),
+        }
+    }
+}
+
+/// Reads an account from a finalized state.
+///
+/// # Errors
+/// On read failure or a corrupt entry.
+pub fn read_account(reader: &impl StateReader, pk: &PublicKey) -> Result<Account, ExecError> {
+    Overlay {
+        base: reader,
+        changes: BTreeMap::new(),
+    }
+    .account(pk)
+}
+
+/// Executes `txs` (a block's transactions, in any order) against `base`, in
+/// canonical order, returning the state diff.
+///
+/// # Errors
+/// The first transaction that does not apply makes the block invalid.
+pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+    let mut order: Vec<&Arc<Transaction>> = txs.iter().collect();
+    order.sort_unstable_by(|a, b| (a.sender(), a.nonce()).cmp(&(b.sender(), b.nonce())));
+    let mut state = Overlay {
+        base,
+        changes: BTreeMap::new(),
+    };
+    let mut burned = state.burned()?;
+    for tx in order {
+        let sender = *tx.sender();
+        let mut from = state.account(&sender)?;
+        if tx.nonce() != from.nonce {
+            return Err(ExecError::BadNonce {
+                sender,
+                expected: from.nonce,
+                got: tx.nonce(),
+            });
+        }
+        let amount = match tx.body().kind {
+            TxKind::Transfer { amount, .. } => amount,
+            _ => 0,
+        };
+        let needed = tx.fee().checked_add(amount).ok_or(ExecError::Overflow)?;
+        from.balance = from
+            .balance
+            .checked_sub(needed)
+            .ok_or(ExecError::Insufficient {
+                sender,
+                balance: from.balance,
+                needed,
+            })?;
+        from.nonce += 1;
+        state.set_account(&sender, from);
+        burned = burned.checked_add(tx.fee()).ok_or(ExecError::Overflow)?;
+        match &tx.body().kind {
+            TxKind::Transfer { to, amount } => {
+                let mut dest = state.account(to)?;
+                dest.balance = dest
+                    .balance
+                    .checked_add(*amount)
+                    .ok_or(ExecError::Overflow)?;
+                state.set_account(to, dest);
+            }
+            TxKind::Put { key, value } => {
+                state
+                    .changes
+                    .insert(user_key(&sender, key), Some(value.clone()));
+            }
+            TxKind::Delete { key } => {
+                state.changes.insert(user_key(&sender, key), None);
+            }
+        }
+    }
+    if !txs.is_empty() {
+        state
+            .changes
+            .insert(burned_key(), Some(burned.to_le_bytes().to_vec()));
+    }
+    Ok(StateDiff {
+        changes: state.changes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tx::{signing_key_from_seed, TxBody};
+
+    fn pk(seed: u8) -> PublicKey {
+        signing_key_from_seed(&[seed; 32])
+            .verifying_key()
+            .to_bytes()
+    }
+
+    fn transfer(seed: u8, nonce: u64, to: u8, amount: u64, fee: u64) -> Arc<Transaction> {
+        let k = signing_key_from_seed(&[seed; 32]);
+        Arc::new(
+            TxBody {
+                chain_id: 1,
+                sender: pk(seed),
+                nonce,
+                fee,
+                kind: TxKind::Transfer { to: pk(to), amount },
+            }
+            .sign(&k)
+            .unwrap(),
+        )
+    }
+
+    fn funded(accounts: &[(u8, u64)]) -> BTreeMap<StateKey, Vec<u8>> {
+        accounts
+            .iter()
+            .map(|(s, b)| {
+                (
+                    account_key(&pk(*s)),
+                    Account {
+                        balance: *b,
+                        nonce: 0,
+                    }
+                    .encode(),
+                )
+            })
+            .collect()
+    }
+
+    fn apply(base: &mut BTreeMap<StateKey, Vec<u8>>, diff: StateDiff) {
+        for (k, v) in diff.changes {
+            match v {
+                Some(v) => base.insert(k, v),
+                None => base.remove(&k),
+            };
+        }
+    }
+
+    fn supply(state: &BTreeMap<StateKey, Vec<u8>>, seeds: &[u8]) -> u64 {
+        let balances: u64 = seeds
+            .iter()
+            .map(|s| read_account(state, &pk(*s)).unwrap().balance)
+            .sum();
+        let burned = state
+            .get(&burned_key())
+            .map_or(0, |b| u64::from_le_bytes(b.as_slice().try_into().unwrap()));
+        balances + burned
+    }
+
+    #[test]
+    fn order_inside_the_block_does_not_matter() {
+        let base = funded(&[(1, 100), (2, 100)]);
+        let txs = vec![
+            transfer(1, 1, 2, 5, 1),
+            transfer(2, 0, 1, 7, 1),
+            transfer(1, 0, 2, 3, 1),
+        ];
+        let mut reversed = txs.clone();
+        reversed.reverse();
+        assert_eq!(
+            execute(&base, &txs).unwrap(),
+            execute(&base, &reversed).unwrap()
+        );
+    }
+
+    #[test]
+    fn nonce_gap_and_overdraft_invalidate_the_block() {
+        let base = funded(&[(1, 10)]);
+        assert!(matches!(
+            execute(&base, &[transfer(1, 1, 2, 1, 1)]),
+            Err(ExecError::BadNonce {
+                expected: 0,
+                got: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            execute(&base, &[transfer(1, 0, 2, 10, 1)]),
+            Err(ExecError::Insufficient { needed: 11, .. })
+        ));
+    }
+
+    #[test]
+    fn supply_is_conserved_over_random_blocks() {
+        let seeds: Vec<u8> = (1..=8).collect();
+        let mut state = funded(&seeds.iter().map(|s| (*s, 1_000)).collect::<Vec<_>>());
+        let total = supply(&state, &seeds);
+        let mut nonces = [0u64; 9];
+        let mut x = 12345u64;
+        for _block in 0..30 {
+            let mut txs = Vec::new();
+            for _ in 0..10 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let from = seeds[(x >> 33) as usize % seeds.len()];
+                let to = seeds[(x >> 40) as usize % seeds.len()];
+                let bal = read_account(&state, &pk(from)).unwrap().balance;
+                let spent: u64 = txs
+                    .iter()
+                    .filter(|t: &&Arc<Transaction>| *t.sender() == pk(from))
+                    .map(|t| crate::mempool::spend_of(t))
+                    .sum();
+                let amount = (x >> 50) % 20;
+                if bal < spent + amount + 1 {
+                    continue;
+                }
+                txs.push(transfer(from, nonces[from as usize], to, amount, 1));
+                nonces[from as usize] += 1;
+            }
+            let diff = execute(&state, &txs).unwrap();
+            apply(&mut state, diff);
+            assert_eq!(supply(&state, &seeds), total);
+        }
+    }
+}
