@@ -16,8 +16,9 @@
 //! This is a pure function: the node runs it on its worker threads.
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use strata_storage::lru::{IdentityState, LruCache};
 
-use crate::tx::Transaction;
+use crate::tx::{PublicKey, Transaction};
 
 /// Largest batch handed to one `verify_batch` call.
 pub const BATCH_TXS_MAX: usize = 256;
@@ -35,16 +36,65 @@ pub enum Verdict {
     BadSignature,
 }
 
+/// Senders whose decompressed public keys a [`Verifier`] keeps. Point
+/// decompression costs a good fraction of a batched verification, and busy
+/// senders send many transactions.
+pub const KEY_CACHE_ENTRIES: usize = 16_384;
+
 /// Verifies `txs` for `chain_id`, returning one verdict per transaction in
 /// order. Batches of up to [`BATCH_TXS_MAX`]; failed batches are re-checked
-/// one by one.
+/// one by one. A one-off [`Verifier`]; workers keep theirs.
 pub fn verify_transactions(txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
-    let mut verdicts = Vec::with_capacity(txs.len());
-    let mut scratch = Scratch::default();
-    for chunk in txs.chunks(BATCH_TXS_MAX) {
-        scratch.verify_chunk(chunk, chain_id, &mut verdicts);
+    Verifier::new().verify(txs, chain_id)
+}
+
+/// A reusable verifier: scratch buffers and a cache of decompressed sender
+/// keys, one per worker thread.
+pub struct Verifier {
+    scratch: Scratch,
+    keys: LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new()
     }
-    verdicts
+}
+
+impl Verifier {
+    /// A verifier with an empty key cache.
+    pub fn new() -> Self {
+        Verifier {
+            scratch: Scratch::default(),
+            keys: LruCache::with_hasher(KEY_CACHE_ENTRIES, IdentityState),
+        }
+    }
+
+    /// Verifies `txs` for `chain_id`: one verdict per transaction, in order.
+    pub fn verify(&mut self, txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
+        let mut verdicts = Vec::with_capacity(txs.len());
+        for chunk in txs.chunks(BATCH_TXS_MAX) {
+            self.scratch
+                .verify_chunk(chunk, chain_id, &mut self.keys, &mut verdicts);
+        }
+        verdicts
+    }
+}
+
+/// The decompressed key of `sender`, or `None` when it is not a valid,
+/// non-weak point (cached either way).
+fn sender_key(
+    cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+    sender: &PublicKey,
+) -> Option<VerifyingKey> {
+    if let Some(known) = cache.get(sender) {
+        return *known;
+    }
+    let key = VerifyingKey::from_bytes(sender)
+        .ok()
+        .filter(|k| !k.is_weak());
+    cache.put(*sender, key);
+    key
 }
 
 /// Buffers reused across batches so the hot path does not allocate per
@@ -59,7 +109,13 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn verify_chunk(&mut self, chunk: &[Transaction], chain_id: u64, out: &mut Vec<Verdict>) {
+    fn verify_chunk(
+        &mut self,
+        chunk: &[Transaction],
+        chain_id: u64,
+        key_cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+        out: &mut Vec<Verdict>,
+    ) {
         let base = out.len();
         self.signatures.clear();
         self.keys.clear();
@@ -72,12 +128,9 @@ impl Scratch {
                 out.push(Verdict::WrongChain);
                 continue;
             }
-            let key = match VerifyingKey::from_bytes(tx.sender()) {
-                Ok(key) if !key.is_weak() => key,
-                _ => {
-                    out.push(Verdict::BadKey);
-                    continue;
-                }
+            let Some(key) = sender_key(key_cache, tx.sender()) else {
+                out.push(Verdict::BadKey);
+                continue;
             };
             tx.signing_message_into(&mut self.messages[self.members.len()]);
             self.signatures.push(Signature::from_bytes(tx.signature()));
