@@ -2,14 +2,24 @@
 //!
 //! Keys here are already hashes (blake3 outputs: transaction ids, hashed state
 //! keys), so the table does not hash them again: a key's *home slot* is its top
-//! `log2(capacity)` bits. Homes are therefore monotonic in the key, and the
+//! `log2(home slots)` bits. Homes are therefore monotonic in the key, and the
 //! table keeps every cluster sorted by key (robin-hood with ties broken by the
 //! full key, i.e. Amble & Knuth's "ordered hash table"). The slot array is then
 //! a sorted array with gaps: iterating the slots in order visits the keys in
 //! ascending order with no sort, and a `range` starts at the start key's home.
 //!
 //! Design decisions:
-//! - **No wrap-around.** The slot array has `DISPLACEMENT_MAX` extra slots after
+//! - **A compact metadata array beside the slots.** Each slot has a 2-byte
+//!   meta word: its displacement from home (0 = empty) and a 10-bit *tag*, the
+//!   key bits right after the home bits. `(home, tag)` orders entries exactly
+//!   like their keys unless two share home and tag (1 in 2^10), so probing,
+//!   finding the insertion point and proving a key absent read only the meta
+//!   array — 2 bytes a slot, small enough to stay in cache, where the slots
+//!   (key + value) are not. An insert of a new key then costs stores to the
+//!   slot array but no load from it, and a lookup loads exactly one slot. This
+//!   is what lets the table beat SIMD-probed general hash maps that must hash
+//!   the key first.
+//! - **No wrap-around.** The arrays have `DISPLACEMENT_MAX` extra slots after
 //!   the last home slot (the overflow area), so a cluster near the end runs into
 //!   the overflow area instead of wrapping to the front, which would break the
 //!   ordering.
@@ -20,7 +30,7 @@
 //!   `DISPLACEMENT_MAX + 1` slots and only then, if the spill map is non-empty,
 //!   look there: slower for adversarial input, never wrong, never unbounded.
 //!   With uniform keys the spill map stays empty (the probability of a
-//!   displacement above 64 at 3/4 load is vanishingly small).
+//!   displacement above 62 at 3/4 load is vanishingly small).
 //! - **Growth, not a fixed capacity.** The table doubles when the slot array
 //!   would pass 3/4 load. Because slot order is key order, growth is one
 //!   linear merge pass (each key goes to `max(home, previous slot + 1)`), no
@@ -64,56 +74,61 @@ pub type Key = [u8; KEY_BYTES];
 
 /// Largest distance, in slots, between an entry and its home slot. Also the
 /// size of the overflow area after the last home slot.
-pub const DISPLACEMENT_MAX: usize = 64;
+pub const DISPLACEMENT_MAX: usize = 62;
 
-/// Smallest number of home slots a table has (keeps the shift below 64).
+/// Smallest number of home slots a table has.
 const HOME_SLOTS_MIN: usize = 16;
+
+/// Largest number of home slots: the home index and the tag must fit one
+/// `u64` ordering value (`home << TAG_BITS | tag`).
+const HOME_BITS_MAX: u32 = 64 - TAG_BITS;
+
+/// Key bits after the home bits kept in the meta word.
+const TAG_BITS: u32 = 10;
+
+/// Low bits of a meta word holding `displacement + 1`.
+const DIST_BITS: u32 = 6;
 
 /// The slot array grows when it would hold more than
 /// `LOAD_NUMERATOR / LOAD_DENOMINATOR` of its home slots.
 const LOAD_NUMERATOR: usize = 3;
 const LOAD_DENOMINATOR: usize = 4;
 
-// The displacement is stored as `displacement + 1` in a `u8`, 0 meaning empty.
-const _: () = assert!(DISPLACEMENT_MAX < u8::MAX as usize);
+// The displacement is stored as `displacement + 1` in the low `DIST_BITS`
+// of a meta word, 0 meaning empty.
+const _: () = assert!(DISPLACEMENT_MAX < (1 << DIST_BITS) - 1);
 const _: () = assert!(HOME_SLOTS_MIN.is_power_of_two());
+const _: () = assert!(TAG_BITS + DIST_BITS == Meta::BITS);
 
-/// One slot. `meta == 0` means empty; otherwise the slot holds a live value and
-/// `meta - 1` is the entry's displacement from its home slot.
+/// A meta word: `tag << DIST_BITS | (displacement + 1)`, or 0 for an empty
+/// slot. Two bytes a slot: a million-key table's metas take 4 MiB, which is
+/// what has to stay cache-resident for inserts and misses to be fast.
+type Meta = u16;
+
+#[inline(always)]
+fn meta_dist1(meta: Meta) -> u32 {
+    u32::from(meta) & ((1 << DIST_BITS) - 1)
+}
+
+/// The meta word of an entry with `order` (from `order_of`) at `displacement`.
+#[inline(always)]
+fn meta_of(order: u64, displacement: usize) -> Meta {
+    let tag = (order & ((1 << TAG_BITS) - 1)) as Meta;
+    tag << DIST_BITS | (displacement as Meta + 1)
+}
+
+/// One slot's payload. Meaningful only where the meta word is non-zero; the
+/// key of an empty slot is stale bytes and its value uninitialised.
 struct Slot<V> {
     key: Key,
-    meta: u8,
     value: MaybeUninit<V>,
 }
 
 impl<V> Slot<V> {
     const EMPTY: Self = Slot {
         key: [0; KEY_BYTES],
-        meta: 0,
         value: MaybeUninit::uninit(),
     };
-
-    #[inline(always)]
-    fn is_occupied(&self) -> bool {
-        self.meta != 0
-    }
-
-    /// # Safety
-    /// The slot must be occupied (`meta != 0`).
-    #[inline(always)]
-    unsafe fn value_ref(&self) -> &V {
-        // SAFETY: the caller guarantees the slot is occupied, and an occupied
-        // slot's value was written by `insert` and not yet moved out.
-        unsafe { self.value.assume_init_ref() }
-    }
-
-    /// # Safety
-    /// The slot must be occupied (`meta != 0`).
-    #[inline(always)]
-    unsafe fn value_mut(&mut self) -> &mut V {
-        // SAFETY: as for `value_ref`.
-        unsafe { self.value.assume_init_mut() }
-    }
 }
 
 /// Compares two keys; the first eight bytes decide almost always.
@@ -147,10 +162,22 @@ fn prefetch_read(ptr: *const u8) {
     let _ = ptr;
 }
 
+/// Where a key was found, or where it would go.
+enum Probe {
+    /// Present at this slot.
+    Found(usize),
+    /// Absent; it would be inserted at this slot.
+    Vacant(usize),
+    /// Absent from the slots, and its cluster is too long to take it.
+    ClusterFull,
+}
+
 /// An ordered robin-hood hash table from 32-byte uniformly distributed keys to
 /// values of type `V`. See the [module documentation](self) for the design.
 pub struct OrderedTable<V> {
-    /// `home_slots + DISPLACEMENT_MAX` slots.
+    /// `home_slots + DISPLACEMENT_MAX` meta words.
+    metas: Box<[Meta]>,
+    /// `home_slots + DISPLACEMENT_MAX` slots, parallel to `metas`.
     slots: Box<[Slot<V>]>,
     /// `64 - log2(home_slots)`: `home = prefix >> shift`.
     shift: u32,
@@ -162,10 +189,10 @@ pub struct OrderedTable<V> {
     spill: BTreeMap<Key, V>,
 }
 
-// SAFETY-relevant invariants (checked by `check_invariants` in tests):
-// 1. `slots[i].meta != 0` iff slot `i` holds an initialised value.
-// 2. For an occupied slot `i` with key `k`: `i - home(k) == meta - 1 <=
-//    DISPLACEMENT_MAX`.
+// Invariants (checked by `check_invariants` in tests):
+// 1. `metas[i] != 0` iff slot `i` holds a key and an initialised value.
+// 2. For an occupied slot `i` with key `k`: `i - home(k) == dist1 - 1 <=
+//    DISPLACEMENT_MAX` and the meta's tag is `tag(k)`.
 // 3. Occupied slots hold strictly increasing keys in slot order.
 // 4. No key is both in `slots` and in `spill`.
 
@@ -190,11 +217,11 @@ impl<V> OrderedTable<V> {
 
     fn with_home_slots(home_slots: usize) -> Self {
         assert!(home_slots.is_power_of_two() && home_slots >= HOME_SLOTS_MIN);
-        let slots: Box<[Slot<V>]> = (0..home_slots + DISPLACEMENT_MAX)
-            .map(|_| Slot::EMPTY)
-            .collect();
+        assert!(home_slots.trailing_zeros() <= HOME_BITS_MAX, "OrderedTable too large");
+        let total = home_slots + DISPLACEMENT_MAX;
         OrderedTable {
-            slots,
+            metas: vec![0; total].into_boxed_slice(),
+            slots: (0..total).map(|_| Slot::EMPTY).collect(),
             shift: 64 - home_slots.trailing_zeros(),
             slots_len: 0,
             slots_len_max: home_slots / LOAD_DENOMINATOR * LOAD_NUMERATOR,
@@ -230,58 +257,77 @@ impl<V> OrderedTable<V> {
         (prefix_u64(key) >> self.shift) as usize
     }
 
-    /// Finds `key` in the slot array: `Ok(slot)` when present, `Err(slot)`
-    /// with the slot where it would be inserted (the first empty slot or
-    /// larger key), or `Err(usize::MAX)` when its cluster is too long.
+    /// The key's home and tag as one ordering value: `home << 24 | tag`.
     #[inline(always)]
-    fn find(&self, key: &Key) -> Result<usize, usize> {
+    fn order_of(&self, key: &Key) -> u64 {
+        // The top `64 - shift + TAG_BITS` bits of the key's prefix.
+        prefix_u64(key) >> (self.shift - TAG_BITS)
+    }
+
+    /// The ordering value of the entry in slot `i` with meta `meta`.
+    #[inline(always)]
+    fn order_at(i: usize, meta: Meta) -> u64 {
+        let home = (i - (meta_dist1(meta) as usize - 1)) as u64;
+        home << TAG_BITS | u64::from(meta >> DIST_BITS)
+    }
+
+    /// Probes for `key`, reading the meta array and, only when home and tag
+    /// both match, the slot's key.
+    #[inline(always)]
+    fn probe(&self, key: &Key) -> Probe {
         let home = self.home(key);
+        let order = self.order_of(key);
         let end = home + DISPLACEMENT_MAX;
         let mut i = home;
         while i <= end {
-            let slot = &self.slots[i];
-            if !slot.is_occupied() {
-                return Err(i);
+            let meta = self.metas[i];
+            if meta == 0 {
+                return Probe::Vacant(i);
             }
-            match key_cmp(&slot.key, key) {
+            match Self::order_at(i, meta).cmp(&order) {
                 Ordering::Less => i += 1,
-                Ordering::Equal => return Ok(i),
-                Ordering::Greater => return Err(i),
+                Ordering::Greater => return Probe::Vacant(i),
+                Ordering::Equal => match key_cmp(&self.slots[i].key, key) {
+                    Ordering::Less => i += 1,
+                    Ordering::Equal => return Probe::Found(i),
+                    Ordering::Greater => return Probe::Vacant(i),
+                },
             }
         }
-        Err(usize::MAX)
+        Probe::ClusterFull
     }
 
-    /// Hints the CPU to start loading `key`'s home slot. A caller with a
-    /// batch of keys (the mempool ingesting a network batch) calls this a few
-    /// keys ahead of `insert`/`get`/`remove`, so the cache misses of several
-    /// keys overlap instead of being paid one after another. It changes
-    /// nothing and is free to skip.
+    /// Hints the CPU to start loading `key`'s meta word and slot. A caller
+    /// with a batch of keys (the mempool ingesting a network batch) calls this
+    /// a few keys ahead of `insert`/`get`/`remove`, so the cache misses of
+    /// several keys overlap instead of being paid one after another. It
+    /// changes nothing and is free to skip.
     #[inline(always)]
     pub fn prefetch(&self, key: &Key) {
-        let slot: *const Slot<V> = &self.slots[self.home(key)];
-        prefetch_read(slot.cast());
+        let home = self.home(key);
+        prefetch_read((&self.metas[home] as *const Meta).cast());
+        prefetch_read((&self.slots[home] as *const Slot<V>).cast());
     }
 
     /// The value stored under `key`.
     #[inline]
     pub fn get(&self, key: &Key) -> Option<&V> {
-        match self.find(key) {
-            // SAFETY: `find` returns `Ok` only for an occupied slot.
-            Ok(i) => Some(unsafe { self.slots[i].value_ref() }),
-            Err(_) if self.spill.is_empty() => None,
-            Err(_) => self.spill.get(key),
+        match self.probe(key) {
+            // SAFETY: `probe` reports `Found` only for an occupied slot.
+            Probe::Found(i) => Some(unsafe { self.slots[i].value.assume_init_ref() }),
+            _ if self.spill.is_empty() => None,
+            _ => self.spill.get(key),
         }
     }
 
     /// A mutable reference to the value stored under `key`.
     #[inline]
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
-        match self.find(key) {
-            // SAFETY: `find` returns `Ok` only for an occupied slot.
-            Ok(i) => Some(unsafe { self.slots[i].value_mut() }),
-            Err(_) if self.spill.is_empty() => None,
-            Err(_) => self.spill.get_mut(key),
+        match self.probe(key) {
+            // SAFETY: `probe` reports `Found` only for an occupied slot.
+            Probe::Found(i) => Some(unsafe { self.slots[i].value.assume_init_mut() }),
+            _ if self.spill.is_empty() => None,
+            _ => self.spill.get_mut(key),
         }
     }
 
@@ -293,13 +339,18 @@ impl<V> OrderedTable<V> {
 
     /// Inserts `value` under `key`, returning the value it replaces.
     pub fn insert(&mut self, key: Key, value: V) -> Option<V> {
-        let at = match self.find(&key) {
-            Ok(i) => {
-                // SAFETY: `find` returned an occupied slot.
-                let old = unsafe { self.slots[i].value_mut() };
+        // Start fetching the home slot now: if the insertion shifts the
+        // cluster, the shift reads it, and the meta probe below overlaps
+        // with that fetch instead of preceding it.
+        prefetch_read((&self.slots[self.home(&key)] as *const Slot<V>).cast());
+        let at = match self.probe(&key) {
+            Probe::Found(i) => {
+                // SAFETY: `probe` reported an occupied slot.
+                let old = unsafe { self.slots[i].value.assume_init_mut() };
                 return Some(std::mem::replace(old, value));
             }
-            Err(at) => at,
+            Probe::Vacant(at) => Some(at),
+            Probe::ClusterFull => None,
         };
         if !self.spill.is_empty() {
             if let Some(old) = self.spill.get_mut(&key) {
@@ -309,51 +360,59 @@ impl<V> OrderedTable<V> {
         if self.slots_len >= self.slots_len_max {
             self.grow();
             // The insertion point moved; growth never changes membership.
-            return self.insert_absent(key, value);
+            let at = match self.probe(&key) {
+                Probe::Found(_) => unreachable!("growth invented a key"),
+                Probe::Vacant(at) => Some(at),
+                Probe::ClusterFull => None,
+            };
+            self.place(at, key, value);
+            return None;
         }
         self.place(at, key, value);
         None
     }
 
-    /// Inserts a key known to be absent from both the slots and the spill.
-    fn insert_absent(&mut self, key: Key, value: V) -> Option<V> {
-        match self.find(&key) {
-            Ok(_) => unreachable!("insert_absent called with a present key"),
-            Err(at) => self.place(at, key, value),
-        }
-        None
-    }
-
-    /// Puts an absent `key` at slot `at` (from `find`), shifting the rest of
-    /// the cluster right by one; spills it when that would break the
-    /// displacement bound.
-    fn place(&mut self, at: usize, key: Key, value: V) {
-        if at == usize::MAX {
+    /// Puts an absent `key` at slot `at` (from `probe`), shifting the rest of
+    /// the cluster right by one; spills it when there is no slot (`None`) or
+    /// the shift would break the displacement bound.
+    fn place(&mut self, at: Option<usize>, key: Key, value: V) {
+        let Some(at) = at else {
             self.spill.insert(key, value);
             return;
-        }
-        // Find the end of the cluster from `at` and check that every entry
-        // we would shift stays within the displacement bound.
+        };
+        // Find the end of the cluster from `at`, checking that every entry we
+        // would shift stays within the displacement bound.
         let mut end = at;
-        while self.slots[end].is_occupied() {
-            if usize::from(self.slots[end].meta) > DISPLACEMENT_MAX || end + 1 == self.slots.len() {
+        loop {
+            let meta = self.metas[end];
+            if meta == 0 {
+                break;
+            }
+            if meta_dist1(meta) as usize > DISPLACEMENT_MAX || end + 1 == self.metas.len() {
                 self.spill.insert(key, value);
                 return;
             }
             end += 1;
         }
-        // Shift slots[at..end] to slots[at + 1..=end], one displacement more.
-        for j in (at..end).rev() {
-            let moved = std::mem::replace(&mut self.slots[j], Slot::EMPTY);
-            let target = &mut self.slots[j + 1];
-            *target = moved;
-            target.meta += 1;
+        if end > at {
+            // Shift metas[at..end] and slots[at..end] right by one; every
+            // shifted entry is one slot further from home.
+            self.metas.copy_within(at..end, at + 1);
+            for meta in &mut self.metas[at + 1..=end] {
+                *meta += 1;
+            }
+            let base = self.slots.as_mut_ptr();
+            // SAFETY: `at < end < slots.len()`, so both ranges are in bounds;
+            // `ptr::copy` handles the overlap. Slot `end` was empty (its meta
+            // was 0), so nothing is overwritten without being moved, and slot
+            // `at` is rewritten right below, so no value is duplicated.
+            unsafe { std::ptr::copy(base.add(at), base.add(at + 1), end - at) };
         }
         let displacement = at - self.home(&key);
         debug_assert!(displacement <= DISPLACEMENT_MAX);
+        self.metas[at] = meta_of(self.order_of(&key), displacement);
         self.slots[at] = Slot {
             key,
-            meta: displacement as u8 + 1,
             value: MaybeUninit::new(value),
         };
         self.slots_len += 1;
@@ -361,36 +420,46 @@ impl<V> OrderedTable<V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &Key) -> Option<V> {
-        match self.find(key) {
-            Ok(i) => {
-                let slot = std::mem::replace(&mut self.slots[i], Slot::EMPTY);
-                // SAFETY: `find` returned an occupied slot; we own the value now
-                // and the slot was reset to empty, so it is read exactly once.
-                let value = unsafe { slot.value.assume_init() };
-                // Backward-shift: pull the rest of the cluster one slot left
-                // until an empty slot or an entry already at its home.
-                let mut j = i + 1;
-                while j < self.slots.len() && self.slots[j].meta > 1 {
-                    let mut moved = std::mem::replace(&mut self.slots[j], Slot::EMPTY);
-                    moved.meta -= 1;
-                    self.slots[j - 1] = moved;
-                    j += 1;
+        match self.probe(key) {
+            Probe::Found(i) => {
+                // SAFETY: `probe` reported an occupied slot; its meta is
+                // overwritten below, so the value is read out exactly once.
+                let value = unsafe { self.slots[i].value.assume_init_read() };
+                // Backward shift: pull the rest of the cluster one slot left,
+                // up to an empty slot or an entry already at its home.
+                let mut end = i + 1;
+                while end < self.metas.len() && meta_dist1(self.metas[end]) > 1 {
+                    end += 1;
                 }
+                if end > i + 1 {
+                    self.metas.copy_within(i + 1..end, i);
+                    for meta in &mut self.metas[i..end - 1] {
+                        *meta -= 1;
+                    }
+                    let base = self.slots.as_mut_ptr();
+                    // SAFETY: `i + 1 <= end - 1 < slots.len()`: in bounds,
+                    // overlap handled by `ptr::copy`. Slot `i`'s value was
+                    // read out above, and slot `end - 1` is marked empty
+                    // below, so each value stays owned exactly once.
+                    unsafe { std::ptr::copy(base.add(i + 1), base.add(i), end - 1 - i) };
+                }
+                self.metas[end - 1] = 0;
                 self.slots_len -= 1;
                 Some(value)
             }
-            Err(_) if self.spill.is_empty() => None,
-            Err(_) => self.spill.remove(key),
+            _ if self.spill.is_empty() => None,
+            _ => self.spill.remove(key),
         }
     }
 
     /// Removes every key, keeping the allocation.
     pub fn clear(&mut self) {
-        for slot in self.slots.iter_mut() {
-            if slot.is_occupied() {
-                let old = std::mem::replace(slot, Slot::EMPTY);
-                // SAFETY: the slot was occupied; its value is dropped once.
-                drop(unsafe { old.value.assume_init() });
+        for (meta, slot) in self.metas.iter_mut().zip(self.slots.iter_mut()) {
+            if *meta != 0 {
+                *meta = 0;
+                // SAFETY: the slot was occupied and is now marked empty, so
+                // its value is dropped exactly once.
+                unsafe { slot.value.assume_init_drop() };
             }
         }
         self.slots_len = 0;
@@ -401,24 +470,28 @@ impl<V> OrderedTable<V> {
     fn grow(&mut self) {
         let home_slots = (self.slots.len() - DISPLACEMENT_MAX) * 2;
         let mut grown = Self::with_home_slots(home_slots);
+        let old_metas = std::mem::take(&mut self.metas);
         let old_slots = std::mem::take(&mut self.slots);
+        // Everything now lives in the locals; `self` holds empty arrays, so
+        // its drop (on `*self = grown`) touches nothing.
+        self.slots_len = 0;
         let mut next_free = 0usize;
-        for slot in old_slots.into_vec() {
-            if !slot.is_occupied() {
+        for (meta, slot) in old_metas.iter().zip(old_slots.into_vec()) {
+            if *meta == 0 {
                 continue;
             }
-            // SAFETY: occupied slot; the value is moved out exactly once, and
-            // the slot itself is consumed by `into_vec`'s iterator.
+            // SAFETY: occupied slot; the value is moved out exactly once (the
+            // slot itself is consumed by the iterator and has no destructor).
             let value = unsafe { slot.value.assume_init() };
-            let at = grown.home(&slot.key).max(next_free);
-            let displacement = at - grown.home(&slot.key);
-            if displacement > DISPLACEMENT_MAX {
+            let home = grown.home(&slot.key);
+            let at = home.max(next_free);
+            if at - home > DISPLACEMENT_MAX {
                 grown.spill.insert(slot.key, value);
                 continue;
             }
+            grown.metas[at] = meta_of(grown.order_of(&slot.key), at - home);
             grown.slots[at] = Slot {
                 key: slot.key,
-                meta: displacement as u8 + 1,
                 value: MaybeUninit::new(value),
             };
             grown.slots_len += 1;
@@ -427,9 +500,10 @@ impl<V> OrderedTable<V> {
         // Spilled keys may fit now; reinserting keeps the invariants simple.
         let spill = std::mem::take(&mut self.spill);
         for (key, value) in spill {
-            let at = match grown.find(&key) {
-                Ok(_) => unreachable!("a key was both spilled and in the slots"),
-                Err(at) => at,
+            let at = match grown.probe(&key) {
+                Probe::Found(_) => unreachable!("a key was both spilled and in the slots"),
+                Probe::Vacant(at) => Some(at),
+                Probe::ClusterFull => None,
             };
             grown.place(at, key, value);
         }
@@ -439,6 +513,7 @@ impl<V> OrderedTable<V> {
     /// Iterates over all entries in ascending key order.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
+            metas: &self.metas,
             slots: &self.slots,
             next: 0,
             spill: self.spill.range::<Key, _>(..),
@@ -454,17 +529,12 @@ impl<V> OrderedTable<V> {
     pub fn range<R: RangeBounds<Key>>(&self, range: R) -> Iter<'_, V> {
         let start = match range.start_bound() {
             Bound::Unbounded => 0,
-            Bound::Included(key) => match self.find(key) {
-                Ok(i) => i,
-                Err(_) => self.first_slot_at_or_after(key),
-            },
-            Bound::Excluded(key) => match self.find(key) {
-                Ok(i) => i + 1,
-                Err(_) => self.first_slot_at_or_after(key),
-            },
+            Bound::Included(key) => self.first_slot_at_or_after(key, false),
+            Bound::Excluded(key) => self.first_slot_at_or_after(key, true),
         };
         let spill_range = (range.start_bound().cloned(), range.end_bound().cloned());
         Iter {
+            metas: &self.metas,
             slots: &self.slots,
             next: start,
             spill: self.spill.range(spill_range),
@@ -474,17 +544,26 @@ impl<V> OrderedTable<V> {
         .primed()
     }
 
-    /// The first slot whose entry (if any) sorts at or after `key`: every
-    /// larger key lives at or after `key`'s home, and a cluster is sorted.
-    fn first_slot_at_or_after(&self, key: &Key) -> usize {
-        let mut i = self.home(key);
-        while i < self.slots.len()
-            && self.slots[i].is_occupied()
-            && key_cmp(&self.slots[i].key, key) == Ordering::Less
-        {
-            i += 1;
+    /// The first slot whose entry (if any) sorts after `key` (or at it, unless
+    /// `exclusive`): every larger key lives at or after `key`'s home, and a
+    /// cluster is sorted.
+    fn first_slot_at_or_after(&self, key: &Key, exclusive: bool) -> usize {
+        match self.probe(key) {
+            Probe::Found(i) => i + usize::from(exclusive),
+            Probe::Vacant(i) => i,
+            // Every slot of a full cluster sorts before `key` up to the
+            // bound; continue past them.
+            Probe::ClusterFull => {
+                let mut i = self.home(key);
+                while i < self.slots.len()
+                    && self.metas[i] != 0
+                    && key_cmp(&self.slots[i].key, key) == Ordering::Less
+                {
+                    i += 1;
+                }
+                i
+            }
         }
-        i
     }
 
     /// Checks the structural invariants; panics with a message on violation.
@@ -492,40 +571,24 @@ impl<V> OrderedTable<V> {
     pub fn check_invariants(&self) {
         let mut previous: Option<&Key> = None;
         let mut count = 0;
-        for (i, slot) in self.slots.iter().enumerate() {
-            if !slot.is_occupied() {
+        for (i, (meta, slot)) in self.metas.iter().zip(self.slots.iter()).enumerate() {
+            if *meta == 0 {
                 continue;
             }
             count += 1;
             let home = self.home(&slot.key);
             assert!(i >= home, "slot {i} precedes its home {home}");
-            assert_eq!(
-                usize::from(slot.meta) - 1,
-                i - home,
-                "slot {i}: stale displacement"
-            );
-            assert!(
-                i - home <= DISPLACEMENT_MAX,
-                "slot {i}: displacement over the bound"
-            );
+            assert_eq!(meta_dist1(*meta) as usize - 1, i - home, "slot {i}: stale displacement");
+            assert!(i - home <= DISPLACEMENT_MAX, "slot {i}: displacement over the bound");
+            assert_eq!(Self::order_at(i, *meta), self.order_of(&slot.key), "slot {i}: stale tag");
             if let Some(p) = previous {
-                assert_eq!(
-                    key_cmp(p, &slot.key),
-                    Ordering::Less,
-                    "slot {i}: keys out of order"
-                );
+                assert_eq!(key_cmp(p, &slot.key), Ordering::Less, "slot {i}: keys out of order");
             }
-            assert!(
-                !self.spill.contains_key(&slot.key),
-                "slot {i}: key also spilled"
-            );
+            assert!(!self.spill.contains_key(&slot.key), "slot {i}: key also spilled");
             previous = Some(&slot.key);
         }
         assert_eq!(count, self.slots_len, "slot count mismatch");
-        assert!(
-            self.slots_len <= self.slots_len_max,
-            "slot array over its load bound"
-        );
+        assert!(self.slots_len <= self.slots_len_max, "slot array over its load bound");
     }
 }
 
@@ -538,9 +601,9 @@ impl<V> Default for OrderedTable<V> {
 impl<V> Drop for OrderedTable<V> {
     fn drop(&mut self) {
         if std::mem::needs_drop::<V>() {
-            for slot in self.slots.iter_mut() {
-                if slot.is_occupied() {
-                    slot.meta = 0;
+            for (meta, slot) in self.metas.iter_mut().zip(self.slots.iter_mut()) {
+                if *meta != 0 {
+                    *meta = 0;
                     // SAFETY: the slot was occupied; marking it empty first
                     // means the value is dropped exactly once even if a `V`
                     // destructor panics part way through.
@@ -566,6 +629,7 @@ unsafe impl<V: Sync> Sync for OrderedTable<V> {}
 /// Iterator over a table's entries in ascending key order, from
 /// [`OrderedTable::iter`] or [`OrderedTable::range`].
 pub struct Iter<'a, V> {
+    metas: &'a [Meta],
     slots: &'a [Slot<V>],
     next: usize,
     spill: btree_map::Range<'a, Key, V>,
@@ -581,11 +645,11 @@ impl<'a, V> Iter<'a, V> {
 
     #[inline(always)]
     fn next_slot(&mut self) -> Option<(&'a Key, &'a V)> {
-        while self.next < self.slots.len() {
-            let slot = &self.slots[self.next];
-            if slot.is_occupied() {
-                // SAFETY: occupied slot.
-                return Some((&slot.key, unsafe { slot.value_ref() }));
+        while self.next < self.metas.len() {
+            if self.metas[self.next] != 0 {
+                let slot = &self.slots[self.next];
+                // SAFETY: occupied slot (non-zero meta).
+                return Some((&slot.key, unsafe { slot.value.assume_init_ref() }));
             }
             self.next += 1;
         }
