@@ -217,7 +217,10 @@ impl<V> OrderedTable<V> {
 
     fn with_home_slots(home_slots: usize) -> Self {
         assert!(home_slots.is_power_of_two() && home_slots >= HOME_SLOTS_MIN);
-        assert!(home_slots.trailing_zeros() <= HOME_BITS_MAX, "OrderedTable too large");
+        assert!(
+            home_slots.trailing_zeros() <= HOME_BITS_MAX,
+            "OrderedTable too large"
+        );
         let total = home_slots + DISPLACEMENT_MAX;
         OrderedTable {
             metas: vec![0; total].into_boxed_slice(),
@@ -578,17 +581,38 @@ impl<V> OrderedTable<V> {
             count += 1;
             let home = self.home(&slot.key);
             assert!(i >= home, "slot {i} precedes its home {home}");
-            assert_eq!(meta_dist1(*meta) as usize - 1, i - home, "slot {i}: stale displacement");
-            assert!(i - home <= DISPLACEMENT_MAX, "slot {i}: displacement over the bound");
-            assert_eq!(Self::order_at(i, *meta), self.order_of(&slot.key), "slot {i}: stale tag");
+            assert_eq!(
+                meta_dist1(*meta) as usize - 1,
+                i - home,
+                "slot {i}: stale displacement"
+            );
+            assert!(
+                i - home <= DISPLACEMENT_MAX,
+                "slot {i}: displacement over the bound"
+            );
+            assert_eq!(
+                Self::order_at(i, *meta),
+                self.order_of(&slot.key),
+                "slot {i}: stale tag"
+            );
             if let Some(p) = previous {
-                assert_eq!(key_cmp(p, &slot.key), Ordering::Less, "slot {i}: keys out of order");
+                assert_eq!(
+                    key_cmp(p, &slot.key),
+                    Ordering::Less,
+                    "slot {i}: keys out of order"
+                );
             }
-            assert!(!self.spill.contains_key(&slot.key), "slot {i}: key also spilled");
+            assert!(
+                !self.spill.contains_key(&slot.key),
+                "slot {i}: key also spilled"
+            );
             previous = Some(&slot.key);
         }
         assert_eq!(count, self.slots_len, "slot count mismatch");
-        assert!(self.slots_len <= self.slots_len_max, "slot array over its load bound");
+        assert!(
+            self.slots_len <= self.slots_len_max,
+            "slot array over its load bound"
+        );
     }
 }
 

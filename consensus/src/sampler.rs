@@ -1,0 +1,234 @@
+//! Weighted peer sampling for Snowball polls, with pluggable weights.
+//!
+//! The weight function is what turns sampling consensus into something
+//! else: uniform weights give plain Snowball over the validator set, stake
+//! weights give voting power proportional to stake (a proof-of-stake flavour),
+//! and proof-of-work weights give power proportional to the work proven for a
+//! node's identity, so minting many cheap identities buys almost nothing.
+//!
+//! Sampling is without replacement: a poll asks `k` distinct peers when at
+//! least `k` have non-zero weight.
+
+use crate::genesis::Validator;
+use crate::rng::Rng;
+use crate::tx::PublicKey;
+
+/// How much say a validator has in polls.
+pub trait SamplingWeight {
+    /// The validator's weight; 0 means never sampled.
+    fn weight(&self, validator: &Validator) -> u64;
+}
+
+/// Every validator weighs the same.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Uniform;
+
+impl SamplingWeight for Uniform {
+    fn weight(&self, _: &Validator) -> u64 {
+        1
+    }
+}
+
+/// Weight = stake from the genesis.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stake;
+
+impl SamplingWeight for Stake {
+    fn weight(&self, validator: &Validator) -> u64 {
+        validator.stake
+    }
+}
+
+/// Weight = the expected work behind the validator's identity: `2^z`, where
+/// `z` is the number of leading zero bits of
+/// `blake3("strata/pow\0" ‖ public key ‖ nonce)` for the validator's proven
+/// nonce (capped at [`ProofOfWork::BITS_MAX`]). An identity with no work has
+/// weight 1; one with 20 bits of work outweighs a million of them.
+#[derive(Clone, Debug, Default)]
+pub struct ProofOfWork {
+    /// Each validator's best nonce (validators without one have weight 1).
+    pub nonces: Vec<(PublicKey, u64)>,
+}
+
+impl ProofOfWork {
+    /// Largest work exponent counted, so weights add up within `u64`.
+    pub const BITS_MAX: u32 = 40;
+
+    /// Leading zero bits of the work hash of `key` with `nonce`.
+    pub fn work_bits(key: &PublicKey, nonce: u64) -> u32 {
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata/pow\0");
+        h.update(key);
+        h.update(&nonce.to_le_bytes());
+        let out = h.finalize();
+        let head = u64::from_be_bytes(out.as_bytes()[..8].try_into().expect("8 bytes"));
+        head.leading_zeros().min(Self::BITS_MAX)
+    }
+
+    /// Searches nonces `0..tries` for the most work (for devnets and tests).
+    pub fn mine(key: &PublicKey, tries: u64) -> (u64, u32) {
+        (0..tries)
+            .map(|n| (n, Self::work_bits(key, n)))
+            .max_by_key(|(_, bits)| *bits)
+            .unwrap_or((0, 0))
+    }
+}
+
+impl SamplingWeight for ProofOfWork {
+    fn weight(&self, validator: &Validator) -> u64 {
+        let bits = self
+            .nonces
+            .iter()
+            .find(|(k, _)| *k == validator.public_key)
+            .map_or(0, |(k, nonce)| Self::work_bits(k, *nonce));
+        1u64 << bits
+    }
+}
+
+/// The validators a node may poll, with their weights.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    peers: Vec<PublicKey>,
+    weights: Vec<u64>,
+}
+
+impl Sampler {
+    /// A sampler over `validators` other than `me`, weighted by `weight`.
+    pub fn new(validators: &[Validator], me: &PublicKey, weight: &dyn SamplingWeight) -> Self {
+        let mut peers = Vec::new();
+        let mut weights = Vec::new();
+        for v in validators.iter().filter(|v| v.public_key != *me) {
+            let w = weight.weight(v);
+            if w > 0 {
+                peers.push(v.public_key);
+                weights.push(w);
+            }
+        }
+        Sampler { peers, weights }
+    }
+
+    /// Peers with non-zero weight.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True when there is nobody to poll.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The weight of `peer` (0 if unknown).
+    pub fn weight_of(&self, peer: &PublicKey) -> u64 {
+        self.peers
+            .iter()
+            .position(|p| p == peer)
+            .map_or(0, |i| self.weights[i])
+    }
+
+    /// Total weight.
+    pub fn total_weight(&self) -> u64 {
+        self.weights.iter().sum()
+    }
+
+    /// Draws `k` distinct peers (fewer if fewer exist), each draw with
+    /// probability proportional to weight among those not yet drawn.
+    /// Validator sets are small (hundreds), so a linear scan per draw is the
+    /// simple, allocation-light choice.
+    pub fn sample(&self, k: usize, rng: &mut Rng) -> Vec<PublicKey> {
+        let mut taken = vec![false; self.peers.len()];
+        let mut remaining: u64 = self.total_weight();
+        let mut out = Vec::with_capacity(k.min(self.peers.len()));
+        while out.len() < k && remaining > 0 {
+            let mut pick = rng.below(remaining);
+            for (i, w) in self.weights.iter().enumerate() {
+                if taken[i] {
+                    continue;
+                }
+                if pick < *w {
+                    taken[i] = true;
+                    remaining -= *w;
+                    out.push(self.peers[i]);
+                    break;
+                }
+                pick -= *w;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validators(stakes: &[u64]) -> Vec<Validator> {
+        stakes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Validator {
+                public_key: [i as u8 + 1; 32],
+                stake: *s,
+                address: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn samples_are_distinct_and_bounded() {
+        let vs = validators(&[1; 10]);
+        let s = Sampler::new(&vs, &vs[0].public_key, &Uniform);
+        assert_eq!(s.len(), 9);
+        let mut rng = Rng::new(1);
+        for _ in 0..100 {
+            let mut got = s.sample(5, &mut rng);
+            assert_eq!(got.len(), 5);
+            got.sort();
+            got.dedup();
+            assert_eq!(got.len(), 5);
+            assert!(!got.contains(&vs[0].public_key), "never samples itself");
+        }
+        assert_eq!(s.sample(50, &mut rng).len(), 9);
+    }
+
+    #[test]
+    fn stake_weighted_single_draws_follow_stake() {
+        let vs = validators(&[0, 10, 30, 60]);
+        let s = Sampler::new(&vs, &[0xFF; 32], &Stake);
+        assert_eq!(s.len(), 3, "zero stake is never sampled");
+        let mut rng = Rng::new(7);
+        let mut hits = [0u32; 4];
+        let draws = 100_000;
+        for _ in 0..draws {
+            let p = s.sample(1, &mut rng)[0];
+            hits[(p[0] - 1) as usize] += 1;
+        }
+        for (i, want) in [(1, 0.10), (2, 0.30), (3, 0.60)] {
+            let got = f64::from(hits[i]) / f64::from(draws);
+            assert!((got - want).abs() < 0.01, "validator {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn proof_of_work_makes_cheap_identities_weightless() {
+        let vs = validators(&[1, 1, 1, 1, 1]);
+        let (nonce, bits) = ProofOfWork::mine(&vs[0].public_key, 1 << 14);
+        assert!(
+            bits >= 8,
+            "2^14 tries find at least 8 bits of work, found {bits}"
+        );
+        let pow = ProofOfWork {
+            nonces: vec![(vs[0].public_key, nonce)],
+        };
+        let s = Sampler::new(&vs, &[0xFF; 32], &pow);
+        assert_eq!(s.weight_of(&vs[0].public_key), 1 << bits);
+        assert_eq!(s.weight_of(&vs[1].public_key), 1);
+        let mut rng = Rng::new(3);
+        let worker = (0..10_000)
+            .filter(|_| s.sample(1, &mut rng)[0] == vs[0].public_key)
+            .count();
+        assert!(
+            worker > 9_500,
+            "the identity with work should win almost every draw: {worker}"
+        );
+    }
+}
