@@ -174,6 +174,17 @@ pub fn devnet_account_key(index: usize) -> SigningKey {
     seeded_key("strata-devnet/account", index)
 }
 
+/// The public keys of the [`DEVNET_ACCOUNTS`] devnet accounts, derived once
+/// (deriving an ed25519 key costs a scalar multiplication).
+pub fn devnet_account_public_keys() -> &'static [PublicKey] {
+    static KEYS: std::sync::OnceLock<Vec<PublicKey>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        (0..DEVNET_ACCOUNTS)
+            .map(|i| devnet_account_key(i).verifying_key().to_bytes())
+            .collect()
+    })
+}
+
 impl Genesis {
     /// Parses and validates a TOML genesis.
     ///
@@ -204,9 +215,10 @@ impl Genesis {
                     address: format!("127.0.0.1:{}", usize::from(DEVNET_BASE_PORT) + i),
                 })
                 .collect(),
-            balances: (0..DEVNET_ACCOUNTS)
-                .map(|i| BalanceEntry {
-                    public_key: hex::encode(devnet_account_key(i).verifying_key().to_bytes()),
+            balances: devnet_account_public_keys()
+                .iter()
+                .map(|key| BalanceEntry {
+                    public_key: hex::encode(key),
                     balance: DEVNET_BALANCE,
                 })
                 .collect(),

@@ -10,11 +10,14 @@
 #![deny(missing_docs)]
 
 pub mod block;
+pub mod engine;
 pub mod error;
 pub mod genesis;
+pub mod mem_chain;
 pub mod mempool;
 pub mod rng;
 pub mod sampler;
+pub mod sim;
 pub mod snowball;
 pub mod state;
 pub mod tx;

@@ -107,9 +107,12 @@ impl Params {
     }
 
     /// Caps `k` at `peers` (the validators other than this node) for small
-    /// networks, scaling both alphas by the same fraction, rounded up, and
-    /// never below a strict majority of the new `k`. The quorum fractions —
-    /// what safety depends on — are therefore kept or raised, never lowered.
+    /// networks, scaling both alphas by the same fraction, rounded *down*,
+    /// but never below a strict majority of the new `k` (the rule validation
+    /// enforces). Rounding up would make small networks need unanimity — one
+    /// silent validator among 5 would then stop the chain — so the quorum
+    /// fraction may drop slightly (15/20 becomes 3/4 at k = 4), never to a
+    /// minority.
     /// With no peers (a single-validator chain) the parameters come back
     /// unchanged and the caller decides alone.
     pub fn capped_for(&self, peers: usize) -> Params {
@@ -118,7 +121,7 @@ impl Params {
         }
         let k = peers;
         let scale = |alpha: usize| -> usize {
-            let scaled = (alpha * k).div_ceil(self.k);
+            let scaled = alpha * k / self.k;
             scaled.max(k / 2 + 1).min(k)
         };
         let alpha_preference = scale(self.alpha_preference);
@@ -154,6 +157,8 @@ pub struct Snowball {
     strength: HashMap<BlockId, u64>,
     last_success: Option<BlockId>,
     run: usize,
+    /// Polls in a row that did not succeed.
+    failures: usize,
     finalized: Option<BlockId>,
 }
 
@@ -167,6 +172,7 @@ impl Snowball {
             strength: HashMap::new(),
             last_success: None,
             run: 0,
+            failures: 0,
             finalized: None,
         }
     }
@@ -182,6 +188,36 @@ impl Snowball {
         if self.preference.is_none() {
             self.preference = Some(block);
         }
+    }
+
+    /// True while no block has reached `alpha_preference` in any poll: the
+    /// preference is then only a first guess and may still be replaced by
+    /// the caller's tie-break (see `Engine`'s proposer ranks).
+    pub fn is_fresh(&self) -> bool {
+        self.strength.is_empty()
+    }
+
+    /// Replaces the preference while [`Snowball::is_fresh`]; ignored after.
+    pub fn replace_fresh_preference(&mut self, block: BlockId) {
+        if self.is_fresh() {
+            self.preference = Some(block);
+        }
+    }
+
+    /// Polls in a row that were not successful.
+    pub fn failures(&self) -> usize {
+        self.failures
+    }
+
+    /// Forgets preference strength (keeping the preference), so the block
+    /// choice is fresh again. For breaking a stall in which honest nodes hold
+    /// different strengthened preferences and no block can reach
+    /// `alpha_preference` any more (possible in small networks with faulty
+    /// nodes). Finality is untouched: it still needs `beta` consecutive
+    /// successful polls, and the run of successes is already zero in a stall.
+    pub fn forget_strength(&mut self) {
+        self.strength.clear();
+        self.failures = 0;
     }
 
     /// The decided block, once final.
@@ -211,10 +247,12 @@ impl Snowball {
         }
         let Some(&(top, votes_for_top)) = counts.iter().max_by_key(|(b, c)| (*c, *b)) else {
             self.run = 0;
+            self.failures += 1;
             return PollOutcome::Unsuccessful;
         };
         if votes_for_top < self.params.alpha_preference {
             self.run = 0;
+            self.failures += 1;
             return PollOutcome::Unsuccessful;
         }
         let strength = {
@@ -230,8 +268,10 @@ impl Snowball {
         }
         if votes_for_top < self.params.alpha_confidence {
             self.run = 0;
+            self.failures += 1;
             return PollOutcome::Unsuccessful;
         }
+        self.failures = 0;
         if self.last_success == Some(top) {
             self.run += 1;
         } else {
@@ -313,20 +353,24 @@ mod tests {
             let p = Params::default().capped_for(peers);
             p.validate().unwrap();
             assert!(p.k <= peers.max(20));
-            // Fractions never drop below the defaults' 15/20.
+            // Always a strict majority, and at most one vote below the
+            // defaults' 15/20 fraction.
+            assert!(p.alpha_preference * 2 > p.k, "peers {peers}: {p:?}");
             if peers < 20 {
-                assert!(p.alpha_preference * 20 >= 15 * p.k, "peers {peers}: {p:?}");
+                assert!(
+                    (p.alpha_preference + 1) * 20 >= 15 * p.k,
+                    "peers {peers}: {p:?}"
+                );
             }
         }
-        assert_eq!(
-            Params::default().capped_for(3),
-            Params {
-                k: 3,
-                alpha_preference: 3,
-                alpha_confidence: 3,
-                beta: 20
-            }
-        );
+        let small = |k, alpha| Params {
+            k,
+            alpha_preference: alpha,
+            alpha_confidence: alpha,
+            beta: 20,
+        };
+        assert_eq!(Params::default().capped_for(3), small(3, 2));
+        assert_eq!(Params::default().capped_for(4), small(4, 3));
     }
 
     #[test]

@@ -62,11 +62,16 @@ impl Default for Verifier {
 }
 
 impl Verifier {
-    /// A verifier with an empty key cache.
+    /// A verifier with an empty key cache of [`KEY_CACHE_ENTRIES`].
     pub fn new() -> Self {
+        Self::with_key_cache(KEY_CACHE_ENTRIES)
+    }
+
+    /// A verifier caching up to `entries` sender keys (at least 1).
+    pub fn with_key_cache(entries: usize) -> Self {
         Verifier {
             scratch: Scratch::default(),
-            keys: LruCache::with_hasher(KEY_CACHE_ENTRIES, IdentityState),
+            keys: LruCache::with_hasher(entries.max(1), IdentityState),
         }
     }
 

@@ -1,0 +1,755 @@
+//! The consensus engine of one node: a sans-IO state machine.
+//!
+//! Inputs are messages from peers ([`Engine::on_message`]), timer ticks
+//! ([`Engine::on_tick`]) and transactions from clients or gossip
+//! ([`Engine::submit`]); each returns what to do as [`Output`]s — messages to
+//! send, peers to penalise, heights committed. Time is a `now_ms` argument;
+//! randomness comes from a seeded [`Rng`]. The same engine therefore runs in
+//! the node (driven by the io_uring loop) and in the deterministic simulator.
+//!
+//! Per height:
+//! 1. Proposals are leaderless but staggered: at each height every validator
+//!    has a rank (validators sorted by `blake3(height ‖ parent ‖ key)`), and
+//!    a node with pending transactions and no preference proposes after
+//!    `propose_delay_ms × (1 + rank)`. Until some block wins a poll, a node
+//!    prefers the valid block with the best-ranked proposer it has seen.
+//!    Without the stagger every node would propose at once and prefer its
+//!    own block, and with votes split many ways no block could ever reach
+//!    `alpha_preference`: Snowball would never leave that state.
+//! 2. It keeps up to `polls_in_flight` polls open: each asks `k` peers,
+//!    sampled by weight, for their preferred block at the height. A peer
+//!    that already finalized the height answers with the finalized block, so
+//!    a node that fell behind catches up through the very same quorums —
+//!    it accepts a height only after `beta` consecutive polls in which
+//!    `alpha_confidence` sampled peers named the same block.
+//! 3. A vote for a block it does not have makes it pull the block (and its
+//!    transactions) from the voter. It votes only for blocks it has fully
+//!    validated: right height and parent, right state root, every signature
+//!    valid, every transaction applying to the finalized parent state.
+//! 4. Answers missing at `poll_timeout_ms` count as no vote.
+//! 5. When Snowball finalizes a block, the engine commits it through the
+//!    [`Chain`] and moves to the next height.
+//!
+//! Known simplifications (named, not hidden): signature checks and block
+//! execution run inline on the caller's thread rather than as worker jobs,
+//! and commit is synchronous.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::block::{Block, BlockId};
+use crate::genesis::Validator;
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::rng::Rng;
+use crate::sampler::{Sampler, SamplingWeight};
+use crate::snowball::{Params, PollOutcome, Snowball};
+use crate::state::{Account, ExecError, StateDiff};
+use crate::tx::{PublicKey, Transaction, TxId};
+use crate::verify::{Verdict, Verifier};
+
+/// A node's identity: its public key.
+pub type NodeId = PublicKey;
+
+/// Engine settings; each documents its default.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Snowball parameters before small-network capping. Default k=20,
+    /// alpha=15, beta=20.
+    pub params: Params,
+    /// Polls open at once. Default 4.
+    pub polls_in_flight: usize,
+    /// Time after which a poll closes with the answers it has. Default 400.
+    pub poll_timeout_ms: u64,
+    /// Wait at a new height before proposing. Default 50.
+    pub propose_delay_ms: u64,
+    /// Most transactions in a proposal. Default 4,096.
+    pub block_txs_max: usize,
+    /// Mempool limits.
+    pub mempool: MempoolConfig,
+    /// Sender keys the signature verifier keeps decompressed. Default 16,384.
+    pub key_cache_entries: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            params: Params::default(),
+            polls_in_flight: 4,
+            poll_timeout_ms: 400,
+            propose_delay_ms: 50,
+            block_txs_max: 4096,
+            mempool: MempoolConfig::default(),
+            key_cache_entries: crate::verify::KEY_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// The finalized chain the engine builds on. The node implements it over
+/// `strata-storage`; the simulator over maps.
+pub trait Chain {
+    /// Chain id transactions must carry.
+    fn chain_id(&self) -> u64;
+    /// Height of the last finalized block (0 = genesis).
+    fn height(&self) -> u64;
+    /// Id of the last finalized block.
+    fn last_block_id(&self) -> BlockId;
+    /// State root after the last finalized block.
+    fn state_root(&self) -> [u8; 32];
+    /// An account in the finalized state.
+    fn account(&self, account: &PublicKey) -> Account;
+    /// Executes `txs` against the finalized state.
+    ///
+    /// # Errors
+    /// When a transaction does not apply.
+    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError>;
+    /// Durably commits `block` (which must extend the last finalized block)
+    /// with its transactions and state diff.
+    ///
+    /// # Errors
+    /// A storage failure, as text.
+    fn commit(
+        &mut self,
+        block: &Block,
+        txs: &[Arc<Transaction>],
+        diff: StateDiff,
+    ) -> Result<(), String>;
+    /// A finalized block and its transactions.
+    fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)>;
+}
+
+/// Messages between engines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// "Which block do you prefer at `height`?"
+    Query {
+        /// Poll this answer belongs to.
+        poll_id: u64,
+        /// Height asked about.
+        height: u64,
+    },
+    /// The answer: a validated preferred (or finalized) block, or none.
+    Vote {
+        /// Poll answered.
+        poll_id: u64,
+        /// Height.
+        height: u64,
+        /// The block, if any.
+        block: Option<BlockId>,
+    },
+    /// Pull of a block by id (and its height, so finalized blocks are found
+    /// directly however far back they are).
+    GetBlock {
+        /// Wanted block.
+        id: BlockId,
+        /// Its height, as the voter claimed.
+        height: u64,
+    },
+    /// A block with all its transactions, in answer to `GetBlock`.
+    BlockData {
+        /// The block (boxed: it is the one large message).
+        block: Box<Block>,
+        /// Its transactions, in the block's id order.
+        txs: Vec<Transaction>,
+    },
+}
+
+/// Why a peer was penalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Voted for a block that failed validation.
+    InvalidBlock,
+    /// Sent a block nobody asked for, or one that does not match its id.
+    UnsolicitedBlock,
+    /// Answered a poll it was not asked, or for the wrong height.
+    UnsolicitedVote,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to `to`.
+    Send {
+        /// Destination.
+        to: NodeId,
+        /// Message.
+        msg: Message,
+    },
+    /// Score `peer` down.
+    Penalize {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: Misbehaviour,
+    },
+    /// The engine stopped (a commit failed); it ignores all input from now.
+    Halted {
+        /// Why.
+        reason: String,
+    },
+    /// A block was finalized and committed.
+    Committed {
+        /// Height.
+        height: u64,
+        /// Block id.
+        id: BlockId,
+        /// Transactions in it.
+        txs: usize,
+    },
+}
+
+/// Failed polls in a row, in units of `beta`, after which the engine
+/// forgets preference strength (see `Snowball::forget_strength`).
+const STALL_POLLS_PER_BETA: usize = 4;
+
+/// A candidate block at the current height.
+struct Candidate {
+    block: Block,
+    txs: Vec<Arc<Transaction>>,
+    diff: StateDiff,
+}
+
+struct Poll {
+    height: u64,
+    asked: Vec<NodeId>,
+    votes: Vec<Option<BlockId>>,
+    answered: usize,
+    deadline_ms: u64,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Polls closed.
+    pub polls: u64,
+    /// Polls that were successful.
+    pub polls_successful: u64,
+    /// Blocks proposed by this node.
+    pub proposed: u64,
+    /// Blocks that failed validation.
+    pub invalid_blocks: u64,
+}
+
+/// One node's consensus engine. See the [module docs](self).
+pub struct Engine {
+    me: NodeId,
+    /// Every validator, this node included (for proposer ranks).
+    validator_keys: Vec<PublicKey>,
+    config: EngineConfig,
+    params: Params,
+    sampler: Sampler,
+    rng: Rng,
+    verifier: Verifier,
+    mempool: Mempool,
+    /// Height being decided (`chain.height() + 1`).
+    height: u64,
+    height_started_ms: u64,
+    snowball: Snowball,
+    candidates: HashMap<BlockId, Candidate>,
+    /// Blocks found invalid at this height (never preferred, never pulled
+    /// again).
+    rejected: HashMap<BlockId, ()>,
+    /// Pulls in flight: block id → (peer asked, deadline). A pull whose
+    /// answer is lost expires and the block is pulled again from the next
+    /// voter.
+    pulls: HashMap<BlockId, (NodeId, u64)>,
+    polls: BTreeMap<u64, Poll>,
+    next_poll_id: u64,
+    stats: EngineStats,
+    /// Set when a commit failed; the engine then does nothing.
+    halted: Option<String>,
+}
+
+impl Engine {
+    /// An engine for node `me` over `validators`, sampling by `weight`,
+    /// starting after the chain's last finalized block.
+    pub fn new(
+        me: NodeId,
+        validators: &[Validator],
+        weight: &dyn SamplingWeight,
+        config: EngineConfig,
+        chain: &impl Chain,
+        seed: u64,
+        now_ms: u64,
+    ) -> Engine {
+        let sampler = Sampler::new(validators, &me, weight);
+        let params = config.params.capped_for(sampler.len());
+        params.validate().expect("capped parameters stay valid");
+        Engine {
+            me,
+            validator_keys: validators.iter().map(|v| v.public_key).collect(),
+            params,
+            sampler,
+            rng: Rng::new(seed),
+            verifier: Verifier::with_key_cache(config.key_cache_entries),
+            mempool: Mempool::new(config.mempool.clone()),
+            height: chain.height() + 1,
+            height_started_ms: now_ms,
+            snowball: Snowball::new(params),
+            candidates: HashMap::new(),
+            rejected: HashMap::new(),
+            pulls: HashMap::new(),
+            polls: BTreeMap::new(),
+            next_poll_id: 1,
+            stats: EngineStats::default(),
+            halted: None,
+            config,
+        }
+    }
+
+    /// The height being decided.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The Snowball parameters in force (after capping).
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Current preference at the height being decided.
+    pub fn preference(&self) -> Option<BlockId> {
+        self.snowball.preference()
+    }
+
+    /// Verifies and admits client or gossiped transactions; returns how many
+    /// were admitted.
+    pub fn submit(&mut self, txs: Vec<Transaction>, chain: &impl Chain, now_ms: u64) -> usize {
+        let verdicts = self.verifier.verify(&txs, chain.chain_id());
+        let mut admitted = 0;
+        for (tx, verdict) in txs.into_iter().zip(verdicts) {
+            if verdict != Verdict::Valid {
+                continue;
+            }
+            let nonce = chain.account(tx.sender()).nonce;
+            if self.mempool.insert(tx, nonce, now_ms).is_ok() {
+                admitted += 1;
+            }
+        }
+        admitted
+    }
+
+    /// Advances timers: proposes, closes late polls, opens new ones.
+    pub fn on_tick(&mut self, chain: &mut impl Chain, now_ms: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_some() {
+            return out;
+        }
+        self.mempool.expire(now_ms);
+        let my_rank = self.proposer_rank(&self.me, &chain.last_block_id()) as u64;
+        if self.snowball.preference().is_none()
+            && now_ms >= self.height_started_ms + self.config.propose_delay_ms * (1 + my_rank)
+            && !self.mempool.is_empty()
+        {
+            self.propose(chain, now_ms);
+        }
+        let late: Vec<u64> = self
+            .polls
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.close_poll(id, chain, now_ms, &mut out);
+        }
+        while self.polls.len() < self.config.polls_in_flight && !self.sampler.is_empty() {
+            self.open_poll(now_ms, &mut out);
+        }
+        if self.sampler.is_empty() {
+            // A single-validator chain decides alone: its own proposal is final.
+            if let Some(id) = self.snowball.preference() {
+                self.finalize(id, chain, now_ms, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Handles one message from `from`.
+    pub fn on_message(
+        &mut self,
+        from: NodeId,
+        msg: Message,
+        chain: &mut impl Chain,
+        now_ms: u64,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_some() {
+            return out;
+        }
+        match msg {
+            Message::Query { poll_id, height } => {
+                let block = if height == self.height {
+                    self.snowball.preference()
+                } else if height >= 1 && height <= chain.height() {
+                    chain.finalized(height).map(|(b, _)| *b.id())
+                } else {
+                    None
+                };
+                out.push(Output::Send {
+                    to: from,
+                    msg: Message::Vote {
+                        poll_id,
+                        height,
+                        block,
+                    },
+                });
+            }
+            Message::Vote {
+                poll_id,
+                height,
+                block,
+            } => self.on_vote(from, poll_id, height, block, chain, now_ms, &mut out),
+            Message::GetBlock { id, height } => {
+                if let Some(c) = self.candidates.get(&id) {
+                    let txs = c.txs.iter().map(|t| (**t).clone()).collect();
+                    out.push(Output::Send {
+                        to: from,
+                        msg: Message::BlockData {
+                            block: Box::new(c.block.clone()),
+                            txs,
+                        },
+                    });
+                } else if let Some((block, txs)) = chain
+                    .finalized(height)
+                    .filter(|(b, _)| *b.id() == id && height <= chain.height())
+                {
+                    let txs = txs.iter().map(|t| (**t).clone()).collect();
+                    out.push(Output::Send {
+                        to: from,
+                        msg: Message::BlockData {
+                            block: Box::new(block),
+                            txs,
+                        },
+                    });
+                }
+            }
+            Message::BlockData { block, txs } => {
+                self.on_block_data(from, *block, txs, chain, &mut out)
+            }
+        }
+        out
+    }
+
+    fn propose(&mut self, chain: &impl Chain, now_ms: u64) {
+        let ids = self.mempool.build_block(self.config.block_txs_max, |pk| {
+            let a = chain.account(pk);
+            (a.balance, a.nonce)
+        });
+        if ids.is_empty() {
+            return;
+        }
+        let txs: Vec<Arc<Transaction>> = ids
+            .iter()
+            .filter_map(|id| self.mempool.get(id).cloned())
+            .collect();
+        let block = match Block::new(
+            self.height,
+            chain.last_block_id(),
+            chain.state_root(),
+            self.me,
+            now_ms,
+            ids,
+        ) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        let Ok(diff) = chain.execute(&txs) else {
+            // The mempool chose only affordable, contiguous transactions, so
+            // this means the chain moved under us; try again next tick.
+            return;
+        };
+        let id = *block.id();
+        self.candidates.insert(id, Candidate { block, txs, diff });
+        self.consider(id, chain);
+        self.stats.proposed += 1;
+    }
+
+    /// The rank of `proposer` at the current height: its position among the
+    /// validators sorted by `blake3(height ‖ parent ‖ key)` (unknown keys
+    /// rank last).
+    fn proposer_rank(&self, proposer: &PublicKey, parent: &BlockId) -> usize {
+        let score = |key: &PublicKey| {
+            let mut h = blake3::Hasher::new();
+            h.update(&self.height.to_le_bytes());
+            h.update(parent);
+            h.update(key);
+            *h.finalize().as_bytes()
+        };
+        if !self.validator_keys.contains(proposer) {
+            return usize::MAX;
+        }
+        let mine = score(proposer);
+        self.validator_keys
+            .iter()
+            .filter(|k| score(k) < mine)
+            .count()
+    }
+
+    /// Takes a newly validated candidate into account: the first one becomes
+    /// the preference; until a poll succeeds, a better-ranked proposer's
+    /// block replaces it.
+    fn consider(&mut self, id: BlockId, chain: &impl Chain) {
+        let Some(current) = self.snowball.preference() else {
+            self.snowball.offer(id);
+            return;
+        };
+        if current == id || !self.snowball.is_fresh() {
+            return;
+        }
+        let parent = chain.last_block_id();
+        let rank_of = |engine: &Engine, block: &BlockId| {
+            engine.candidates.get(block).map_or(usize::MAX, |c| {
+                engine.proposer_rank(&c.block.header().proposer, &parent)
+            })
+        };
+        if rank_of(self, &id) < rank_of(self, &current) {
+            self.snowball.replace_fresh_preference(id);
+        }
+    }
+
+    fn open_poll(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let asked = self.sampler.sample(self.params.k, &mut self.rng);
+        let poll_id = self.next_poll_id;
+        self.next_poll_id += 1;
+        for peer in &asked {
+            out.push(Output::Send {
+                to: *peer,
+                msg: Message::Query {
+                    poll_id,
+                    height: self.height,
+                },
+            });
+        }
+        let n = asked.len();
+        self.polls.insert(
+            poll_id,
+            Poll {
+                height: self.height,
+                asked,
+                votes: vec![None; n],
+                answered: 0,
+                deadline_ms: now_ms + self.config.poll_timeout_ms,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_vote(
+        &mut self,
+        from: NodeId,
+        poll_id: u64,
+        height: u64,
+        block: Option<BlockId>,
+        chain: &mut impl Chain,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(poll) = self.polls.get_mut(&poll_id) else {
+            return; // late answer to a closed poll: not misbehaviour
+        };
+        let Some(slot) = poll.asked.iter().position(|p| *p == from) else {
+            out.push(Output::Penalize {
+                peer: from,
+                reason: Misbehaviour::UnsolicitedVote,
+            });
+            return;
+        };
+        if height != poll.height {
+            out.push(Output::Penalize {
+                peer: from,
+                reason: Misbehaviour::UnsolicitedVote,
+            });
+            return;
+        }
+        if poll.votes[slot].is_some() {
+            return; // duplicate answer
+        }
+        poll.answered += 1;
+        if let Some(id) = block {
+            if self.rejected.contains_key(&id) {
+                out.push(Output::Penalize {
+                    peer: from,
+                    reason: Misbehaviour::InvalidBlock,
+                });
+            } else {
+                poll.votes[slot] = Some(id);
+                let pulling = self
+                    .pulls
+                    .get(&id)
+                    .is_some_and(|(_, deadline)| *deadline > now_ms);
+                if !self.candidates.contains_key(&id) && !pulling {
+                    self.pulls
+                        .insert(id, (from, now_ms + self.config.poll_timeout_ms));
+                    out.push(Output::Send {
+                        to: from,
+                        msg: Message::GetBlock { id, height },
+                    });
+                }
+            }
+        }
+        if poll.answered == poll.asked.len() {
+            self.close_poll(poll_id, chain, now_ms, out);
+        }
+    }
+
+    fn close_poll(
+        &mut self,
+        poll_id: u64,
+        chain: &mut impl Chain,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(poll) = self.polls.remove(&poll_id) else {
+            return;
+        };
+        if poll.height != self.height {
+            return;
+        }
+        self.stats.polls += 1;
+        // Only votes for blocks we hold (validated) can carry a quorum: a
+        // node never prefers a block it could not check.
+        let votes: Vec<Option<BlockId>> = poll
+            .votes
+            .iter()
+            .map(|v| v.filter(|id| self.candidates.contains_key(id)))
+            .collect();
+        match self.snowball.record_poll(&votes) {
+            PollOutcome::Unsuccessful => {
+                if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta {
+                    // A long run of failed polls: honest nodes may be split
+                    // on strengthened preferences. Make the choice fresh
+                    // again and fall back to the proposer-rank tie-break,
+                    // which every node applies the same way.
+                    self.snowball.forget_strength();
+                    let ids: Vec<BlockId> = self.candidates.keys().copied().collect();
+                    for id in ids {
+                        self.consider(id, chain);
+                    }
+                }
+            }
+            PollOutcome::Successful { .. } => self.stats.polls_successful += 1,
+            PollOutcome::Final(id) => {
+                self.stats.polls_successful += 1;
+                self.finalize(id, chain, now_ms, out);
+            }
+        }
+    }
+
+    fn on_block_data(
+        &mut self,
+        from: NodeId,
+        block: Block,
+        txs: Vec<Transaction>,
+        chain: &impl Chain,
+        out: &mut Vec<Output>,
+    ) {
+        let id = *block.id();
+        if self.pulls.get(&id).map(|(peer, _)| peer) != Some(&from) {
+            out.push(Output::Penalize {
+                peer: from,
+                reason: Misbehaviour::UnsolicitedBlock,
+            });
+            return;
+        }
+        self.pulls.remove(&id);
+        if self.candidates.contains_key(&id) || block.height() != self.height {
+            return; // already have it, or the height moved on meanwhile
+        }
+        match self.validate(&block, txs, chain) {
+            Ok(candidate) => {
+                self.candidates.insert(id, candidate);
+                self.consider(id, chain);
+            }
+            Err(()) => {
+                self.stats.invalid_blocks += 1;
+                self.rejected.insert(id, ());
+                out.push(Output::Penalize {
+                    peer: from,
+                    reason: Misbehaviour::InvalidBlock,
+                });
+            }
+        }
+    }
+
+    /// Full validation against the finalized parent state.
+    fn validate(
+        &mut self,
+        block: &Block,
+        txs: Vec<Transaction>,
+        chain: &impl Chain,
+    ) -> Result<Candidate, ()> {
+        let h = block.header();
+        if h.height != self.height
+            || h.parent != chain.last_block_id()
+            || h.state_root != chain.state_root()
+        {
+            return Err(());
+        }
+        let ids: Vec<TxId> = txs.iter().map(|t| *t.id()).collect();
+        if ids.as_slice() != block.tx_ids() || ids.is_empty() {
+            return Err(());
+        }
+        if self
+            .verifier
+            .verify(&txs, chain.chain_id())
+            .iter()
+            .any(|v| *v != Verdict::Valid)
+        {
+            return Err(());
+        }
+        let txs: Vec<Arc<Transaction>> = txs.into_iter().map(Arc::new).collect();
+        let diff = chain.execute(&txs).map_err(|_| ())?;
+        Ok(Candidate {
+            block: block.clone(),
+            txs,
+            diff,
+        })
+    }
+
+    fn finalize(
+        &mut self,
+        id: BlockId,
+        chain: &mut impl Chain,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(c) = self.candidates.remove(&id) else {
+            return;
+        };
+        let height = c.block.height();
+        let ntx = c.txs.len();
+        let included: Vec<TxId> = c.block.tx_ids().to_vec();
+        if let Err(e) = chain.commit(&c.block, &c.txs, c.diff) {
+            // A failed commit halts the engine: it can no longer follow the
+            // chain safely. The driver must stop the node and reopen.
+            self.halted = Some(format!("commit of height {height} failed: {e}"));
+            out.push(Output::Halted {
+                reason: self.halted.clone().unwrap_or_default(),
+            });
+            return;
+        }
+        self.mempool
+            .remove_committed(&included, |pk| chain.account(pk).nonce);
+        out.push(Output::Committed {
+            height,
+            id,
+            txs: ntx,
+        });
+        self.height = chain.height() + 1;
+        self.height_started_ms = now_ms;
+        self.snowball = Snowball::new(self.params);
+        self.candidates.clear();
+        self.rejected.clear();
+        self.pulls.clear();
+        self.polls.clear();
+    }
+}

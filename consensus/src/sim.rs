@@ -1,0 +1,540 @@
+//! A deterministic simulator: many engines, one thread, a virtual clock, a
+//! seeded network that delays, drops, duplicates and reorders messages,
+//! partitions that come and go, crashes with restarts from the committed
+//! chain, and Byzantine nodes. After every step it checks **agreement** (no
+//! two honest nodes finalize different blocks at one height) and
+//! **validity** (every committed block executes against its parent and total
+//! supply is conserved); at the end, **liveness** (after the last fault heals,
+//! every honest node reaches the target height within a bound).
+//!
+//! Everything random is drawn from one seed, so any failure replays exactly
+//! with [`run`] and the same [`SimConfig`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
+
+use crate::block::BlockId;
+use crate::engine::{Chain, Engine, EngineConfig, Message, NodeId, Output};
+use crate::genesis::{
+    devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, DEVNET_BALANCE,
+};
+use crate::mem_chain::MemChain;
+use crate::rng::Rng;
+use crate::sampler::Uniform;
+use crate::snowball::Params;
+use crate::state::{burned_key, read_account};
+use crate::tx::{TxBody, TxKind};
+
+/// How a Byzantine node behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Never answers.
+    Silent,
+    /// Answers every query with a random block id (possibly unknown).
+    RandomVoter,
+    /// Answers each querier with a different preference, flipping between
+    /// its own candidates and random ids.
+    Equivocator,
+}
+
+/// Simulation settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Nodes (validators), honest and Byzantine.
+    pub nodes: usize,
+    /// How many of them are Byzantine, and how.
+    pub byzantine: usize,
+    /// Behaviour of the Byzantine nodes.
+    pub byzantine_kind: Byzantine,
+    /// Heights every honest node must finalize.
+    pub target_height: u64,
+    /// One-way latency range, in ms.
+    pub latency_ms: (u64, u64),
+    /// Drop probability, per mille.
+    pub drop_per_mille: u64,
+    /// Duplication probability, per mille.
+    pub duplicate_per_mille: u64,
+    /// Whether to schedule partitions and crashes in the first part of the
+    /// run (they all heal by `faults_until_ms`).
+    pub faults: bool,
+    /// Time by which every fault has healed.
+    pub faults_until_ms: u64,
+    /// Virtual time allowed after healing for every honest node to reach the
+    /// target height (the liveness bound).
+    pub liveness_bound_ms: u64,
+    /// Snowball parameters (capped for the network size by the engine).
+    pub params: Params,
+    /// Transactions submitted per height to random honest nodes.
+    pub txs_per_height: usize,
+    /// Record an event trace (for replays).
+    pub trace: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            nodes: 7,
+            byzantine: 0,
+            byzantine_kind: Byzantine::RandomVoter,
+            target_height: 5,
+            latency_ms: (5, 60),
+            drop_per_mille: 20,
+            duplicate_per_mille: 20,
+            faults: true,
+            faults_until_ms: 3_000,
+            liveness_bound_ms: 120_000,
+            params: Params {
+                k: 5,
+                alpha_preference: 4,
+                alpha_confidence: 4,
+                beta: 8,
+            },
+            txs_per_height: 8,
+            trace: false,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// Virtual time at the end, ms.
+    pub end_ms: u64,
+    /// Lowest finalized height over honest nodes at the end.
+    pub min_height: u64,
+    /// Polls closed, over all honest nodes.
+    pub polls: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Virtual time at which each height was first finalized by every honest
+    /// node (index 0 = height 1).
+    pub height_done_ms: Vec<u64>,
+    /// The violated property, if any.
+    pub violation: Option<String>,
+    /// The event trace, when asked for.
+    pub trace: String,
+}
+
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        msg: Message,
+    },
+    Tick {
+        node: usize,
+    },
+    Crash {
+        node: usize,
+        until_ms: u64,
+    },
+    Restart {
+        node: usize,
+    },
+}
+
+struct SimNode {
+    id: NodeId,
+    engine: Engine,
+    chain: MemChain,
+    byzantine: bool,
+    down_until_ms: Option<u64>,
+}
+
+/// Tick period of every engine, ms.
+const TICK_MS: u64 = 10;
+
+/// Runs one simulation.
+pub fn run(config: &SimConfig) -> SimReport {
+    assert!(config.byzantine < config.nodes, "at least one honest node");
+    let mut rng = Rng::new(config.seed);
+    let genesis = Genesis::devnet(config.nodes);
+    let validators = genesis.validator_set().expect("devnet genesis is valid");
+    let supply = genesis.total_supply().expect("devnet supply fits");
+    let engine_config = EngineConfig {
+        params: config.params,
+        poll_timeout_ms: config.latency_ms.1 * 3,
+        propose_delay_ms: 20,
+        block_txs_max: 64,
+        // Simulated nodes see a few hundred transactions: small tables keep
+        // hundreds of seeds fast.
+        mempool: crate::mempool::MempoolConfig {
+            txs_max: 4096,
+            ..Default::default()
+        },
+        key_cache_entries: 256,
+        ..EngineConfig::default()
+    };
+    let mut nodes: Vec<SimNode> = (0..config.nodes)
+        .map(|i| {
+            let id = devnet_validator_key(i).verifying_key().to_bytes();
+            let chain = MemChain::new(&genesis);
+            let engine = Engine::new(
+                id,
+                &validators,
+                &Uniform,
+                engine_config.clone(),
+                &chain,
+                config.seed ^ (i as u64 + 1),
+                0,
+            );
+            // The last `byzantine` nodes are the Byzantine ones.
+            SimNode {
+                id,
+                engine,
+                chain,
+                byzantine: i >= config.nodes - config.byzantine,
+                down_until_ms: None,
+            }
+        })
+        .collect();
+    let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    let honest: Vec<usize> = (0..config.nodes).filter(|i| !nodes[*i].byzantine).collect();
+
+    let mut queue: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
+    let mut events: HashMap<usize, Event> = HashMap::new();
+    let mut seq = 0u64;
+    let mut push = |queue: &mut BinaryHeap<Reverse<(u64, u64, usize)>>,
+                    events: &mut HashMap<usize, Event>,
+                    at: u64,
+                    e: Event| {
+        seq += 1;
+        let slot = seq as usize;
+        events.insert(slot, e);
+        queue.push(Reverse((at, seq, slot)));
+    };
+    for i in 0..config.nodes {
+        push(
+            &mut queue,
+            &mut events,
+            rng.below(TICK_MS),
+            Event::Tick { node: i },
+        );
+    }
+
+    // Faults: a partition window and crashes of honest nodes, all healed by
+    // `faults_until_ms`.
+    let mut partition: Option<(u64, u64, Vec<bool>)> = None;
+    if config.faults {
+        let start = rng.below(config.faults_until_ms / 2);
+        let end = start + rng.below(config.faults_until_ms / 2) + 1;
+        let side: Vec<bool> = (0..config.nodes).map(|_| rng.chance(1, 2)).collect();
+        partition = Some((start, end.min(config.faults_until_ms), side));
+        for _ in 0..=(config.nodes / 4) {
+            let node = honest[rng.below(honest.len() as u64) as usize];
+            let at = rng.below(config.faults_until_ms / 2);
+            let until =
+                (at + 200 + rng.below(config.faults_until_ms / 2)).min(config.faults_until_ms);
+            push(
+                &mut queue,
+                &mut events,
+                at,
+                Event::Crash {
+                    node,
+                    until_ms: until,
+                },
+            );
+        }
+    }
+
+    let mut report = SimReport::default();
+    let mut finalized: HashMap<u64, BlockId> = HashMap::new();
+    let mut nonces = vec![0u64; 64];
+    let mut submitted_for_height = 0u64;
+    let deadline = config.faults_until_ms + config.liveness_bound_ms;
+    let mut trace = String::new();
+
+    while let Some(Reverse((now, _, slot))) = queue.pop() {
+        if now > deadline {
+            break;
+        }
+        report.end_ms = now;
+        let event = events.remove(&slot).expect("queued events are stored");
+        let mut outputs: Vec<(usize, Vec<Output>)> = Vec::new();
+        match event {
+            Event::Tick { node } => {
+                push(&mut queue, &mut events, now + TICK_MS, Event::Tick { node });
+                let n = &mut nodes[node];
+                if n.down_until_ms.is_some() || n.byzantine {
+                    continue;
+                }
+                outputs.push((node, n.engine.on_tick(&mut n.chain, now)));
+            }
+            Event::Crash { node, until_ms } => {
+                if config.trace {
+                    let _ = writeln!(trace, "{now} crash {node} until {until_ms}");
+                }
+                nodes[node].down_until_ms = Some(until_ms);
+                push(&mut queue, &mut events, until_ms, Event::Restart { node });
+            }
+            Event::Restart { node } => {
+                if config.trace {
+                    let _ = writeln!(trace, "{now} restart {node}");
+                }
+                // Memory is lost; the committed chain survives.
+                let n = &mut nodes[node];
+                n.down_until_ms = None;
+                n.engine = Engine::new(
+                    n.id,
+                    &validators,
+                    &Uniform,
+                    engine_config.clone(),
+                    &n.chain,
+                    config.seed ^ now,
+                    now,
+                );
+            }
+            Event::Deliver { to, from, msg } => {
+                report.delivered += 1;
+                if config.trace {
+                    let _ = writeln!(trace, "{now} {from}->{to} {msg:?}");
+                }
+                if nodes[to].down_until_ms.is_some() {
+                    continue;
+                }
+                if nodes[to].byzantine {
+                    if let Some(reply) =
+                        byzantine_reply(config.byzantine_kind, &msg, &mut rng, &nodes[to])
+                    {
+                        outputs.push((
+                            to,
+                            vec![Output::Send {
+                                to: nodes[from].id,
+                                msg: reply,
+                            }],
+                        ));
+                    }
+                    continue;
+                }
+                let from_id = nodes[from].id;
+                let n = &mut nodes[to];
+                outputs.push((to, n.engine.on_message(from_id, msg, &mut n.chain, now)));
+            }
+        }
+
+        for (node, outs) in outputs {
+            for o in outs {
+                match o {
+                    Output::Send { to, msg } => {
+                        let Some(&dest) = index.get(&to) else {
+                            continue;
+                        };
+                        if let Some((start, end, side)) = &partition {
+                            if now >= *start && now < *end && side[node] != side[dest] {
+                                continue;
+                            }
+                        }
+                        if rng.chance(config.drop_per_mille, 1000) {
+                            continue;
+                        }
+                        let copies = if rng.chance(config.duplicate_per_mille, 1000) {
+                            2
+                        } else {
+                            1
+                        };
+                        for _ in 0..copies {
+                            let delay = config.latency_ms.0
+                                + rng.below(config.latency_ms.1 - config.latency_ms.0 + 1);
+                            push(
+                                &mut queue,
+                                &mut events,
+                                now + delay,
+                                Event::Deliver {
+                                    to: dest,
+                                    from: node,
+                                    msg: msg.clone(),
+                                },
+                            );
+                        }
+                    }
+                    Output::Committed { height, id, .. } => {
+                        if config.trace {
+                            let _ = writeln!(
+                                trace,
+                                "{now} node {node} finalized {height} {}",
+                                hex::encode(&id[..6])
+                            );
+                        }
+                        // Agreement.
+                        match finalized.get(&height) {
+                            Some(prev) if *prev != id => {
+                                report.violation = Some(format!(
+                                    "agreement: height {height} finalized as {} and {}",
+                                    hex::encode(prev),
+                                    hex::encode(id)
+                                ));
+                            }
+                            _ => {
+                                finalized.insert(height, id);
+                            }
+                        }
+                        // Validity: supply conserved.
+                        let chain = &nodes[node].chain;
+                        let balances: u64 = devnet_account_public_keys()
+                            .iter()
+                            .map(|key| read_account(chain.state(), key).map_or(0, |x| x.balance))
+                            .sum();
+                        let burned = chain.state().get(&burned_key()).map_or(0, |b| {
+                            u64::from_le_bytes(b.as_slice().try_into().unwrap_or([0; 8]))
+                        });
+                        if balances + burned != supply {
+                            report.violation = Some(format!(
+                                "validity: supply {} != {supply} at height {height}",
+                                balances + burned
+                            ));
+                        }
+                    }
+                    Output::Halted { reason } => {
+                        report.violation = Some(format!("node {node} halted: {reason}"));
+                    }
+                    Output::Penalize { .. } => {}
+                }
+            }
+        }
+        if report.violation.is_some() {
+            break;
+        }
+
+        // Feed transactions: a few per height, to random live honest nodes.
+        let min_height = honest
+            .iter()
+            .map(|i| nodes[*i].chain.height())
+            .min()
+            .unwrap_or(0);
+        while report.height_done_ms.len() < min_height as usize {
+            report.height_done_ms.push(now);
+        }
+        if min_height >= config.target_height {
+            break;
+        }
+        let top = honest
+            .iter()
+            .map(|i| nodes[*i].chain.height())
+            .max()
+            .unwrap_or(0);
+        if submitted_for_height <= top {
+            submitted_for_height = top + 1;
+            for _ in 0..config.txs_per_height {
+                let sender = rng.below(nonces.len() as u64) as usize;
+                let key = devnet_account_key(sender);
+                let tx = TxBody {
+                    chain_id: genesis.chain_id,
+                    sender: key.verifying_key().to_bytes(),
+                    nonce: nonces[sender],
+                    fee: 1 + rng.below(5),
+                    kind: TxKind::Transfer {
+                        to: devnet_account_key(rng.below(64) as usize)
+                            .verifying_key()
+                            .to_bytes(),
+                        amount: rng.below(DEVNET_BALANCE / 1_000_000),
+                    },
+                }
+                .sign(&key)
+                .expect("devnet keys sign");
+                nonces[sender] += 1;
+                // Give it to every live honest node, as gossip would.
+                for &i in &honest {
+                    let n = &mut nodes[i];
+                    if n.down_until_ms.is_none() {
+                        n.engine.submit(vec![tx.clone()], &n.chain, now);
+                    }
+                }
+            }
+        }
+    }
+
+    report.min_height = honest
+        .iter()
+        .map(|i| nodes[*i].chain.height())
+        .min()
+        .unwrap_or(0);
+    report.polls = honest.iter().map(|i| nodes[*i].engine.stats().polls).sum();
+    if report.violation.is_none() && report.min_height < config.target_height {
+        report.violation = Some(format!(
+            "liveness: honest nodes at heights {:?} after {} ms, target {}",
+            honest
+                .iter()
+                .map(|i| nodes[*i].chain.height())
+                .collect::<Vec<_>>(),
+            report.end_ms,
+            config.target_height
+        ));
+    }
+    // Agreement across whole chains at the end (covers heights a node
+    // committed while restarting).
+    if report.violation.is_none() {
+        let reference = nodes[honest[0]].chain.block_ids();
+        for &i in &honest {
+            let ids = nodes[i].chain.block_ids();
+            let common = ids.len().min(reference.len());
+            if ids[..common] != reference[..common] {
+                report.violation = Some(format!(
+                    "agreement: node {i}'s chain differs from node {}'s",
+                    honest[0]
+                ));
+            }
+        }
+    }
+    report.trace = trace;
+    report
+}
+
+/// What a Byzantine node answers.
+fn byzantine_reply(kind: Byzantine, msg: &Message, rng: &mut Rng, me: &SimNode) -> Option<Message> {
+    let Message::Query { poll_id, height } = msg else {
+        return None;
+    };
+    let mut random_id = [0u8; 32];
+    random_id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    let block = match kind {
+        Byzantine::Silent => return None,
+        Byzantine::RandomVoter => Some(random_id),
+        Byzantine::Equivocator => {
+            if rng.chance(1, 2) {
+                me.engine.preference().or(Some(random_id))
+            } else {
+                Some(random_id)
+            }
+        }
+    };
+    Some(Message::Vote {
+        poll_id: *poll_id,
+        height: *height,
+        block,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calm_network_finalizes() {
+        let report = run(&SimConfig {
+            faults: false,
+            drop_per_mille: 0,
+            duplicate_per_mille: 0,
+            ..SimConfig::default()
+        });
+        assert_eq!(report.violation, None, "{}", report.trace);
+        assert!(report.min_height >= 5);
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let config = SimConfig {
+            seed: 42,
+            ..SimConfig::default()
+        };
+        let a = run(&config);
+        let b = run(&config);
+        assert_eq!(
+            (a.end_ms, a.delivered, a.polls, a.min_height),
+            (b.end_ms, b.delivered, b.polls, b.min_height)
+        );
+    }
+}
