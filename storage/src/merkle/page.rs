@@ -54,6 +54,51 @@ impl Item {
     }
 }
 
+/// Up to `PAGE_FANOUT` items inline (no heap allocation per page: apply
+/// decodes and rebuilds thousands of pages per batch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Items {
+    buf: [Item; PAGE_FANOUT],
+    len: usize,
+}
+
+const ITEM_UNUSED: Item = Item::Leaf {
+    path: [0u8; 32],
+    value_hash: [0u8; 32],
+};
+
+impl Items {
+    pub(crate) const fn new() -> Self {
+        Self {
+            buf: [ITEM_UNUSED; PAGE_FANOUT],
+            len: 0,
+        }
+    }
+
+    /// Appends an item; a page has one item per bottom position at most.
+    #[inline]
+    pub(crate) fn push(&mut self, item: Item) {
+        assert!(self.len < PAGE_FANOUT, "more items than page positions");
+        self.buf[self.len] = item;
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for Items {
+    type Target = [Item];
+
+    #[inline]
+    fn deref(&self) -> &[Item] {
+        &self.buf[..self.len]
+    }
+}
+
+impl PartialEq for Items {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 /// The page index (nibble) of `path` at page `level`.
 #[inline(always)]
 pub(crate) fn index_at(path: &Hash32, level: usize) -> usize {
@@ -138,7 +183,7 @@ pub(crate) fn decode(
     bytes: &[u8],
     level: usize,
     prefix: &Hash32,
-) -> Result<Vec<Item>, Error> {
+) -> Result<Items, Error> {
     let corrupt = |offset: usize, reason: &'static str| Error::Corruption {
         key_hex: hex(key),
         offset,
@@ -161,16 +206,18 @@ pub(crate) fn decode(
         return Err(corrupt(2, "page item count out of range"));
     }
     let prefix_bits = level * PAGE_BITS;
-    let mut items = Vec::with_capacity(count);
+    let mut items = Items::new();
     let mut offset = 3;
     let mut last_index: Option<usize> = None;
     for _ in 0..count {
-        let tag = *bytes.get(offset).ok_or(corrupt(offset, "page truncated"))?;
+        let tag = *bytes
+            .get(offset)
+            .ok_or_else(|| corrupt(offset, "page truncated"))?;
         let item = match tag {
             TAG_LEAF => {
                 let body = bytes
                     .get(offset + 1..offset + 65)
-                    .ok_or(corrupt(offset, "page leaf truncated"))?;
+                    .ok_or_else(|| corrupt(offset, "page leaf truncated"))?;
                 let path: Hash32 = body[..32].try_into().expect("32 bytes");
                 let value_hash: Hash32 = body[32..].try_into().expect("32 bytes");
                 if common_prefix_bits(&path, prefix) < prefix_bits {
@@ -181,7 +228,7 @@ pub(crate) fn decode(
             TAG_CHILD => {
                 let body = bytes
                     .get(offset + 1..offset + 42)
-                    .ok_or(corrupt(offset, "page child truncated"))?;
+                    .ok_or_else(|| corrupt(offset, "page child truncated"))?;
                 let index = body[0] as usize;
                 if index >= PAGE_FANOUT {
                     return Err(corrupt(offset + 1, "child index out of range"));

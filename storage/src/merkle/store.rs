@@ -12,7 +12,7 @@
 //! it returns `Err`, the trie assumes nothing about what was written and
 //! refuses further writes until reopened.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
@@ -66,11 +66,13 @@ impl<S: NodeStore> NodeStore for &S {
     }
 }
 
-/// An in-memory [`NodeStore`] (a `BTreeMap` behind a lock), for tests,
-/// benches and light clients. Never fails.
+/// An in-memory [`NodeStore`] (a hash map behind a lock), for tests,
+/// benches and light clients. Never fails. The trie only does point reads,
+/// so a hash map (like `jmt`'s `MockTreeStore`) serves it; ordered
+/// iteration is offered by [`MemStore::snapshot`], which sorts.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    map: RwLock<HashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState>>,
 }
 
 impl MemStore {
@@ -105,7 +107,9 @@ impl MemStore {
     /// A copy of every record, in key order (for tests that corrupt them).
     pub fn snapshot(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let map = self.map.read().expect("lock poisoned only by a panic");
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let mut out: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        out.sort_unstable();
+        out
     }
 
     /// Overwrites one record directly, bypassing the trie (for tests).

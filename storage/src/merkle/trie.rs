@@ -7,7 +7,7 @@ use super::limits::{
     BATCH_UPDATES_MAX, PAGE_BITS, PAGE_FANOUT, PAGE_LEVELS, PARALLEL_BATCH_MIN,
     ROOTS_RETAINED_DEFAULT, ROOTS_RETAINED_MAX, THREADS_MAX,
 };
-use super::page::{self, hex, masked, page_key, version_key, Item};
+use super::page::{self, hex, masked, page_key, version_key, Item, Items};
 use super::page::{KEY_LATEST, NS_ROOT, NS_STALE};
 use super::proof::{Proof, Terminal};
 use super::store::NodeStore;
@@ -387,10 +387,11 @@ impl<S: NodeStore> Trie<S> {
     }
 
     fn prove_inner(&self, version: u64, path: &Hash32) -> Result<Proof, Error> {
-        let (_, mut sub) = self.sub_at(version)?;
+        let (root, mut sub) = self.sub_at(version)?;
         let mut proof_siblings = Vec::new();
         let mut level = 0;
         let mut compressions = 0;
+        let mut found = None;
         let terminal = 'walk: loop {
             match sub {
                 Sub::Empty => break Terminal::Empty,
@@ -399,6 +400,7 @@ impl<S: NodeStore> Trie<S> {
                     value_hash,
                 } => {
                     break if p == *path {
+                        found = Some(value_hash);
                         Terminal::Included
                     } else {
                         Terminal::OtherLeaf {
@@ -407,16 +409,9 @@ impl<S: NodeStore> Trie<S> {
                         }
                     }
                 }
-                Sub::Page { hash, version } => {
+                Sub::Page { version, .. } => {
                     let prefix = masked(path, level * PAGE_BITS);
                     let items = load_page(&self.store, level, &prefix, version)?;
-                    if page::page_hash(&items, level, &mut compressions) != hash {
-                        return Err(Error::Corruption {
-                            key_hex: hex(&page_key(level, &prefix, version)),
-                            offset: 0,
-                            reason: "page does not hash to the hash its parent records",
-                        });
-                    }
                     let bottom = (level + 1) * PAGE_BITS;
                     let mut range = &items[..];
                     let mut depth = level * PAGE_BITS;
@@ -428,6 +423,7 @@ impl<S: NodeStore> Trie<S> {
                                 value_hash,
                             }] => {
                                 break 'walk if p == path {
+                                    found = Some(*value_hash);
                                     Terminal::Included
                                 } else {
                                     Terminal::OtherLeaf {
@@ -466,10 +462,22 @@ impl<S: NodeStore> Trie<S> {
                 }
             }
         };
-        Ok(Proof {
+        let proof = Proof {
             terminal,
             siblings: proof_siblings,
-        })
+        };
+        // Stored pages are untrusted: check the proof end to end against the
+        // committed root (one compression per level) rather than rehashing
+        // every page read (up to 15 each). A mismatch means some page on the
+        // path is corrupt.
+        if !super::proof::verify_path(&root, path, found.as_ref(), &proof) {
+            return Err(Error::Corruption {
+                key_hex: hex(&page_key(0, &[0u8; 32], version)),
+                offset: 0,
+                reason: "pages on this path do not hash to the committed root",
+            });
+        }
+        Ok(proof)
     }
 }
 
@@ -482,7 +490,7 @@ fn load_page<S: NodeStore>(
     level: usize,
     prefix: &Hash32,
     version: u64,
-) -> Result<Vec<Item>, Error> {
+) -> Result<Items, Error> {
     let key = page_key(level, prefix, version);
     let bytes = get(store, &key)?.ok_or_else(|| Error::Corruption {
         key_hex: hex(&key),
@@ -546,13 +554,15 @@ fn update_sub<S: NodeStore>(
             if let Some(result) = small_result(Some((path, value_hash)), updates) {
                 return Ok(result);
             }
-            (vec![Item::Leaf { path, value_hash }], None)
+            let mut items = Items::new();
+            items.push(Item::Leaf { path, value_hash });
+            (items, None)
         }
         Sub::Empty => {
             if let Some(result) = small_result(None, updates) {
                 return Ok(result);
             }
-            (Vec::new(), None)
+            (Items::new(), None)
         }
     };
     // Two or more leaves share `prefix`, so they differ below it: this level
@@ -560,7 +570,8 @@ fn update_sub<S: NodeStore>(
     assert!(level < PAGE_LEVELS);
 
     // One task per bottom position that has an item or updates.
-    let mut tasks: Vec<(Option<Item>, &[Update])> = Vec::with_capacity(PAGE_FANOUT);
+    let mut task_buf: [(Option<Item>, &[Update]); PAGE_FANOUT] = [(None, &[]); PAGE_FANOUT];
+    let mut task_count = 0;
     let mut item_iter = items.iter().peekable();
     let mut rest = updates;
     for index in 0..PAGE_FANOUT {
@@ -571,16 +582,18 @@ fn update_sub<S: NodeStore>(
         let (group, tail) = rest.split_at(group_len);
         rest = tail;
         if item.is_some() || !group.is_empty() {
-            tasks.push((item, group));
+            task_buf[task_count] = (item, group);
+            task_count += 1;
         }
     }
     debug_assert!(rest.is_empty() && item_iter.next().is_none());
 
-    let new_items: Vec<Item> = if level == 0 && threads > 1 && updates.len() >= PARALLEL_BATCH_MIN {
-        update_tasks_parallel(store, level, &tasks, ctx, threads)?
+    let tasks = &task_buf[..task_count];
+    let new_items: Items = if level == 0 && threads > 1 && updates.len() >= PARALLEL_BATCH_MIN {
+        update_tasks_parallel(store, level, tasks, ctx, threads)?
     } else {
-        let mut out = Vec::with_capacity(tasks.len());
-        for (item, group) in &tasks {
+        let mut out = Items::new();
+        for (item, group) in tasks {
             if let Some(item) = update_task(store, level, *item, group, ctx)? {
                 out.push(item);
             }
@@ -594,7 +607,7 @@ fn update_sub<S: NodeStore>(
     if let Some(key) = old_key {
         ctx.stale.push(key);
     }
-    match new_items.as_slice() {
+    match &*new_items {
         [] => Ok(Sub::Empty),
         [Item::Leaf { path, value_hash }] => Ok(Sub::Leaf {
             path: *path,
@@ -653,7 +666,7 @@ fn update_tasks_parallel<S: NodeStore>(
     tasks: &[(Option<Item>, &[Update])],
     ctx: &mut Ctx,
     threads: usize,
-) -> Result<Vec<Item>, Error> {
+) -> Result<Items, Error> {
     let total: usize = tasks.iter().map(|(_, g)| g.len()).sum();
     let mut runs: Vec<&[(Option<Item>, &[Update])]> = Vec::with_capacity(threads);
     let mut start = 0;
@@ -688,10 +701,12 @@ fn update_tasks_parallel<S: NodeStore>(
             .map(|h| h.join().expect("apply worker panicked"))
             .collect()
     });
-    let mut new_items = Vec::with_capacity(tasks.len());
+    let mut new_items = Items::new();
     for result in results {
         let (items, local) = result?;
-        new_items.extend(items);
+        for item in items {
+            new_items.push(item);
+        }
         ctx.absorb(local);
     }
     Ok(new_items)
@@ -777,7 +792,9 @@ fn decode_stale(key: &[u8], bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         offset,
         reason,
     };
-    let count_bytes = bytes.get(..4).ok_or(corrupt(0, "stale list truncated"))?;
+    let count_bytes = bytes
+        .get(..4)
+        .ok_or_else(|| corrupt(0, "stale list truncated"))?;
     let count = u32::from_le_bytes(count_bytes.try_into().expect("4 bytes")) as usize;
     // Each entry takes at least 2 bytes: bound the allocation by the input.
     if count > bytes.len() / 2 {
@@ -788,10 +805,10 @@ fn decode_stale(key: &[u8], bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     for _ in 0..count {
         let len = *bytes
             .get(offset)
-            .ok_or(corrupt(offset, "stale list truncated"))? as usize;
+            .ok_or_else(|| corrupt(offset, "stale list truncated"))? as usize;
         let k = bytes
             .get(offset + 1..offset + 1 + len)
-            .ok_or(corrupt(offset, "stale list truncated"))?;
+            .ok_or_else(|| corrupt(offset, "stale list truncated"))?;
         if k.first() != Some(&page::NS_PAGE) {
             return Err(corrupt(offset, "stale list entry is not a page key"));
         }
