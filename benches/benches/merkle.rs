@@ -2,8 +2,10 @@
 //! crate (feature `compare`), plus the raw blake3 rate on 64-byte inputs
 //! that the hashing efficiency is measured against.
 //!
-//! `cargo bench --bench merkle [--features compare]`; set
-//! `STRATA_BENCH_10M=1` to add the 10 M-key `root_from_sorted` run.
+//! `cargo bench -p strata-benches --bench merkle [--features compare]`
+//! (≈ 6 min with `compare`). Set `STRATA_BENCH_10M=1` to add the 10 M-key
+//! `root_from_sorted` run and `STRATA_BENCH_APPLY_10M=1` for `apply` into a
+//! 10 M-key trie.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -296,6 +298,63 @@ fn bench_apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// `merkle/apply_10m`: the same batches into a 10 M-key trie, Strata only
+/// (loading jmt with 10 M keys alone takes minutes). Runs only with
+/// `STRATA_BENCH_APPLY_10M=1`: it needs ~4 GB of RAM and ~2 minutes.
+fn bench_apply_10m(c: &mut Criterion) {
+    if std::env::var_os("STRATA_BENCH_APPLY_10M").is_none() {
+        return;
+    }
+    let n = 10 * KEYS;
+    let pairs = sorted_pairs(n, 3);
+    let keys: Vec<H> = pairs.iter().map(|(k, _)| *k).collect();
+    let order = shuffled_indices(n, 11);
+    let initial: Vec<Update> = pairs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    drop(pairs);
+    let mut trie = Trie::open(MemStore::new(), TrieConfig::new()).unwrap();
+    let start = Instant::now();
+    trie.apply(&initial).unwrap();
+    drop(initial);
+    println!(
+        "merkle apply: initial 10M-key load {:.2} s, {:.1} MB in store",
+        start.elapsed().as_secs_f64(),
+        trie.store().bytes() as f64 / 1e6
+    );
+    let mut group = c.benchmark_group("merkle/apply_10m");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    let mut round = 1u64;
+    for size in BATCH_SIZES {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(BenchmarkId::new("strata", size), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch = update_batch(&keys, &order, size, round);
+                    round += 1;
+                    let start = Instant::now();
+                    black_box(trie.apply(&batch).unwrap());
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+    for size in BATCH_SIZES {
+        let batch = update_batch(&keys, &order, size, round);
+        round += 1;
+        trie.apply(&batch).unwrap();
+        let s = trie.last_stats();
+        println!(
+            "merkle apply stats [{size} updates into 10M]: {:.2} pages written/update, {:.0} bytes written/update, {:.1} compressions/update",
+            s.pages_written as f64 / size as f64,
+            s.bytes_written as f64 / size as f64,
+            s.compressions as f64 / size as f64,
+        );
+    }
+}
+
 #[cfg(feature = "compare")]
 mod rival {
     //! The `jmt` crate (Jellyfish Merkle Tree, 16-ary, SHA-256) on its own
@@ -399,6 +458,7 @@ criterion_group!(
     benches,
     bench_blake3_64,
     bench_root_from_sorted,
-    bench_apply
+    bench_apply,
+    bench_apply_10m
 );
 criterion_main!(benches);

@@ -147,3 +147,15 @@ fn corrupt_records_are_errors_not_panics() {
         }
     }
 }
+
+/// Missing on this branch: the LSM `Db` is built on another branch, so the
+/// persistence tests above run over `MemStore`/`FaultStore`. Once `Db`
+/// lands, implement `NodeStore` for it (forward `get`, one `Db` write batch
+/// per `write_batch`), then rerun `reopen_continues_from_the_same_root` and
+/// `failed_write_batch_keeps_previous_root` over a `Db` in a tempdir,
+/// closing and reopening the `Db` itself between batches.
+#[test]
+#[ignore = "needs the LSM Db (not on this branch): NodeStore adapter + Db reopen/crash test"]
+fn db_backed_reopen_and_crash() {
+    unimplemented!("Db-backed NodeStore adapter and its reopen/crash test");
+}

@@ -274,6 +274,12 @@ impl<S: NodeStore> Trie<S> {
         }
         let version = self.version + 1;
         let mut ctx = Ctx::new(version);
+        // About 3 pages change per update in small batches, fewer in large
+        // ones (shared top pages); sizing up front avoids regrowing vectors
+        // of thousands of entries.
+        let pages_estimate = updates.len().saturating_mul(3).min(1 << 22) + 64;
+        ctx.puts.reserve(pages_estimate);
+        ctx.stale.reserve(pages_estimate);
         let threads = self.config.threads;
         let sub = update_sub(&self.store, 0, self.root_sub, updates, &mut ctx, threads)?;
         let root = sub.hash();
