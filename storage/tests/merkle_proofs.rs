@@ -230,3 +230,57 @@ fn random_bytes_never_panic_the_decoder() {
         "the generator should hit some valid encodings"
     );
 }
+
+/// A client holding a slightly old root still verifies: proofs at every
+/// retained version check against that version's root and its values.
+#[test]
+fn proofs_against_retained_past_roots() {
+    let retained = 4;
+    let mut trie = Trie::open(MemStore::new(), TrieConfig::new().roots_retained(retained)).unwrap();
+    let paths: Vec<H> = (0u32..300).map(|i| key_path(&i.to_le_bytes())).collect();
+    let mut history = Vec::new();
+    for round in 0u8..8 {
+        let mut batch: Vec<Update> = paths
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (*i as u8).wrapping_add(round) % 3 != 0)
+            .map(|(_, p)| (*p, Some(value_hash(&[round]))))
+            .collect();
+        // Delete a few each round so exclusion changes between versions.
+        batch.extend(
+            paths
+                .iter()
+                .skip(round as usize)
+                .step_by(7)
+                .map(|p| (*p, None)),
+        );
+        batch.sort_by_key(|u| u.0);
+        batch.dedup_by_key(|u| u.0);
+        let root = trie.apply(&batch).unwrap();
+        history.push((root, batch));
+    }
+    let mut state: BTreeMap<H, H> = BTreeMap::new();
+    let mut states = Vec::new();
+    for (_, batch) in &history {
+        for (p, v) in batch {
+            match v {
+                Some(v) => state.insert(*p, *v),
+                None => state.remove(p),
+            };
+        }
+        states.push(state.clone());
+    }
+    for version in trie.oldest_version().max(1)..=trie.version() {
+        let (root, _) = &history[version as usize - 1];
+        assert_eq!(trie.root_at(version).unwrap(), *root);
+        let state = &states[version as usize - 1];
+        for p in paths.iter().step_by(11) {
+            let proof = trie.prove_at(version, p).unwrap();
+            assert!(
+                verify_path(root, p, state.get(p), &proof),
+                "version {version}"
+            );
+        }
+    }
+    assert!(trie.prove_at(trie.oldest_version() - 1, &paths[0]).is_err());
+}
