@@ -187,8 +187,6 @@ fn bench_apply(c: &mut Criterion) {
         s.pages_written,
         trie.store().bytes() as f64 / 1e6
     );
-    #[cfg(feature = "compare")]
-    let mut jmt_tree = rival::Rival::load(&pairs);
 
     let mut group = c.benchmark_group("merkle/apply");
     group.sampling_mode(SamplingMode::Flat);
@@ -205,18 +203,6 @@ fn bench_apply(c: &mut Criterion) {
                     let start = Instant::now();
                     black_box(trie.apply(&batch).unwrap());
                     total += start.elapsed();
-                }
-                total
-            })
-        });
-        #[cfg(feature = "compare")]
-        group.bench_function(BenchmarkId::new("jmt", size), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch = update_batch(&keys, &order, size, round);
-                    round += 1;
-                    total += jmt_tree.apply_timed(&batch);
                 }
                 total
             })
@@ -252,13 +238,6 @@ fn bench_apply(c: &mut Criterion) {
             trie.prove(&keys[order[i]]).unwrap()
         })
     });
-    #[cfg(feature = "compare")]
-    group.bench_function("jmt", |b| {
-        b.iter(|| {
-            i = (i + 7919) % KEYS;
-            jmt_tree.prove(&keys[order[i]])
-        })
-    });
     group.finish();
 
     let root = trie.root();
@@ -285,18 +264,64 @@ fn bench_apply(c: &mut Criterion) {
             assert!(verify_path(&root, key, vh.as_ref(), proof));
         })
     });
-    #[cfg(feature = "compare")]
-    {
-        let proofs = jmt_tree.sample_proofs(&samples.iter().map(|s| s.0).collect::<Vec<_>>());
-        group.bench_function("jmt", |b| {
-            b.iter(|| {
-                j = (j + 1) % proofs.len();
-                jmt_tree.verify(&proofs[j]);
+    group.finish();
+}
+
+/// The same apply / prove / verify workloads on `jmt`, run after the Strata
+/// trie is dropped so neither runs in a heap fragmented by the other (both
+/// use the process's glibc malloc, and a 1 M-key jmt tree is ~4 GB).
+#[cfg(feature = "compare")]
+fn bench_apply_jmt(c: &mut Criterion) {
+    let pairs = sorted_pairs(KEYS, 2);
+    let keys: Vec<H> = pairs.iter().map(|(k, _)| *k).collect();
+    let order = shuffled_indices(KEYS, 9);
+    let mut jmt_tree = rival::Rival::load(&pairs);
+    drop(pairs);
+    let mut group = c.benchmark_group("merkle/apply");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    let mut round = 1u64;
+    for size in BATCH_SIZES {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(BenchmarkId::new("jmt", size), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch = update_batch(&keys, &order, size, round);
+                    round += 1;
+                    total += jmt_tree.apply_timed(&batch);
+                }
+                total
             })
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("merkle/prove");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("jmt", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            jmt_tree.prove(&keys[order[i]])
+        })
+    });
+    group.finish();
+    let sample_keys: Vec<H> = (0..1000).map(|j| keys[order[j * 997 % KEYS]]).collect();
+    let proofs = jmt_tree.sample_proofs(&sample_keys);
+    let mut group = c.benchmark_group("merkle/verify");
+    group.throughput(Throughput::Elements(1));
+    let mut j = 0usize;
+    group.bench_function("jmt", |b| {
+        b.iter(|| {
+            j = (j + 1) % proofs.len();
+            jmt_tree.verify(&proofs[j]);
+        })
+    });
+    group.finish();
 }
+
+#[cfg(not(feature = "compare"))]
+fn bench_apply_jmt(_: &mut Criterion) {}
 
 /// `merkle/apply_10m`: the same batches into a 10 M-key trie, Strata only
 /// (loading jmt with 10 M keys alone takes minutes). Runs only with
@@ -459,6 +484,7 @@ criterion_group!(
     bench_blake3_64,
     bench_root_from_sorted,
     bench_apply,
+    bench_apply_jmt,
     bench_apply_10m
 );
 criterion_main!(benches);

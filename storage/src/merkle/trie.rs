@@ -621,10 +621,13 @@ fn update_sub<S: NodeStore>(
         }),
         _ => {
             let hash = page::page_hash(&new_items, level, &mut ctx.compressions);
-            ctx.puts.push((
-                page_key(level, &prefix, ctx.version),
-                page::encode(level, &new_items),
-            ));
+            let key = page_key(level, &prefix, ctx.version);
+            let bytes = page::encode(level, &new_items);
+            debug_assert!(
+                page::decode(&key, &bytes, level, &prefix).is_ok_and(|back| back == new_items),
+                "page encode/decode round trip"
+            );
+            ctx.puts.push((key, bytes));
             Ok(Sub::Page {
                 hash,
                 version: ctx.version,
