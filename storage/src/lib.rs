@@ -28,4 +28,5 @@
 #![deny(missing_docs)]
 
 pub mod lru;
+pub mod merkle;
 pub mod ordered_table;

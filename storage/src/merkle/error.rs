@@ -1,0 +1,104 @@
+//! Errors of the merkle module.
+
+use thiserror::Error;
+
+/// An error from building, updating or reading the trie.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input pairs or updates were not in strictly increasing path order.
+    #[error("input not strictly sorted by path at index {index}")]
+    UnsortedInput {
+        /// Position of the first out-of-order element.
+        index: u64,
+    },
+    /// A batch exceeded `limits::BATCH_UPDATES_MAX`.
+    #[error("batch of {len} updates exceeds the limit of {max}")]
+    BatchTooLarge {
+        /// Updates in the batch.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node store failed.
+    #[error("node store failed: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored record failed validation (bad length, order, hash).
+    #[error("corrupt trie record {key_hex} at byte {offset}: {reason}")]
+    Corruption {
+        /// The store key of the record, in hex.
+        key_hex: String,
+        /// Byte offset in the value where validation failed.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The requested version is newer than the latest or already pruned.
+    #[error("version {version} not retained (retained: {oldest}..={latest})")]
+    VersionNotRetained {
+        /// The version asked for.
+        version: u64,
+        /// Oldest version still provable.
+        oldest: u64,
+        /// Latest committed version.
+        latest: u64,
+    },
+    /// A previous write batch failed; the trie refuses writes until it is
+    /// reopened from its store (the store may hold a partial batch).
+    #[error("trie poisoned by an earlier failed write; reopen it")]
+    Poisoned,
+    /// An invalid configuration value.
+    #[error("invalid trie config: {0}")]
+    Config(&'static str),
+}
+
+/// An error decoding proof bytes (untrusted input).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// More bytes than any valid proof has; rejected before parsing.
+    #[error("proof of {len} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// Input length.
+        len: usize,
+        /// `limits::PROOF_BYTES_MAX`.
+        max: usize,
+    },
+    /// The input ended early.
+    #[error("proof truncated: need {needed} bytes, got {len}")]
+    Truncated {
+        /// Bytes the header says the proof has (so far).
+        needed: usize,
+        /// Input length.
+        len: usize,
+    },
+    /// Bytes after the end the header describes.
+    #[error("proof has {len} bytes but its header describes {expected}")]
+    TrailingBytes {
+        /// Input length.
+        len: usize,
+        /// Length the header describes.
+        expected: usize,
+    },
+    /// Unknown format byte.
+    #[error("unknown proof format {0}")]
+    UnknownFormat(u8),
+    /// Unknown terminal kind byte.
+    #[error("unknown proof terminal kind {0}")]
+    UnknownTerminal(u8),
+    /// Depth above 256.
+    #[error("proof depth {depth} exceeds 256")]
+    DepthTooLarge {
+        /// The depth read.
+        depth: u16,
+    },
+    /// A bitmap bit past the depth was set (non-canonical encoding).
+    #[error("proof bitmap has bits set past its depth")]
+    NonZeroPadding,
+    /// A sibling marked present was the empty hash (non-canonical encoding).
+    #[error("proof sibling {index} is marked present but empty")]
+    EmptySiblingPresent {
+        /// Sibling level.
+        index: usize,
+    },
+}
