@@ -1,9 +1,13 @@
 //! An in-memory [`Chain`] for tests and the simulator: the finalized state
 //! as a sorted map, blocks in a vector. Its state root is the sparse merkle
-//! root the node computes, so simulated and real nodes agree on roots.
+//! root of the state (`strata_storage::merkle`, state keys used directly as
+//! paths since they are already blake3 hashes), so simulated and real nodes
+//! agree on roots.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use strata_storage::merkle;
 
 use crate::block::{Block, BlockId};
 use crate::engine::Chain;
@@ -20,16 +24,12 @@ pub struct MemChain {
     blocks: Vec<(Block, Vec<Arc<Transaction>>)>,
 }
 
-/// The commitment over a state map. Until the merkle trie is wired in, a
-/// blake3 over the sorted entries (linear cost: fine for simulations).
+/// The sparse merkle root over a state map: each entry is a leaf at path =
+/// its (already hashed) state key with `value_hash(value)`. Streaming over
+/// the sorted map, one pass.
 pub fn state_commitment(state: &BTreeMap<StateKey, Vec<u8>>) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    for (k, v) in state {
-        h.update(k);
-        h.update(&(v.len() as u32).to_le_bytes());
-        h.update(v);
-    }
-    *h.finalize().as_bytes()
+    merkle::root_of_sorted(state.iter().map(|(k, v)| (*k, merkle::value_hash(v))))
+        .expect("a BTreeMap iterates in strictly increasing key order")
 }
 
 impl MemChain {
