@@ -15,6 +15,8 @@ pub enum ByzantineArg {
     Random,
     /// Votes differently to different peers.
     Equivocate,
+    /// Proposes two valid blocks per height and votes for either at random.
+    EquivocatingProposer,
 }
 
 /// Arguments of `strata sim`.
@@ -78,6 +80,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         ByzantineArg::Silent => Byzantine::Silent,
         ByzantineArg::Random => Byzantine::RandomVoter,
         ByzantineArg::Equivocate => Byzantine::Equivocator,
+        ByzantineArg::EquivocatingProposer => Byzantine::EquivocatingProposer,
     };
     let config_for = |seed| SimConfig {
         seed,

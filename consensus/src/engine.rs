@@ -440,37 +440,60 @@ impl Engine {
     }
 
     fn propose(&mut self, chain: &impl Chain, now_ms: u64) {
+        let Some(candidate) = self.build_candidate(chain, now_ms) else {
+            return;
+        };
+        let id = *candidate.block.id();
+        self.candidates.insert(id, candidate);
+        self.consider(id, chain);
+        self.stats.proposed += 1;
+    }
+
+    /// A proposal from the mempool at the current height, executed against
+    /// the finalized state.
+    fn build_candidate(&self, chain: &impl Chain, now_ms: u64) -> Option<Candidate> {
         let ids = self.mempool.build_block(self.config.block_txs_max, |pk| {
             let a = chain.account(pk);
             (a.balance, a.nonce)
         });
         if ids.is_empty() {
-            return;
+            return None;
         }
         let txs: Vec<Arc<Transaction>> = ids
             .iter()
             .filter_map(|id| self.mempool.get(id).cloned())
             .collect();
-        let block = match Block::new(
+        let block = Block::new(
             self.height,
             chain.last_block_id(),
             chain.state_root(),
             self.me,
             now_ms,
             ids,
-        ) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        let Ok(diff) = chain.execute(&txs) else {
-            // The mempool chose only affordable, contiguous transactions, so
-            // this means the chain moved under us; try again next tick.
-            return;
-        };
-        let id = *block.id();
-        self.candidates.insert(id, Candidate { block, txs, diff });
-        self.consider(id, chain);
-        self.stats.proposed += 1;
+        )
+        .ok()?;
+        // The mempool chose only affordable, contiguous transactions, so a
+        // failure here means the chain moved under us; try again next tick.
+        let diff = chain.execute(&txs).ok()?;
+        Some(Candidate { block, txs, diff })
+    }
+
+    /// **Simulation hook for Byzantine proposers**: builds two different
+    /// valid blocks at the current height (same transactions, timestamps one
+    /// millisecond apart), holds both as candidates so it can serve pulls of
+    /// either, and prefers the first. An honest node never calls this.
+    pub fn propose_twice_for_simulation(
+        &mut self,
+        chain: &impl Chain,
+        now_ms: u64,
+    ) -> Option<[BlockId; 2]> {
+        let a = self.build_candidate(chain, now_ms)?;
+        let b = self.build_candidate(chain, now_ms + 1)?;
+        let ids = [*a.block.id(), *b.block.id()];
+        self.candidates.insert(ids[0], a);
+        self.candidates.insert(ids[1], b);
+        self.snowball.offer(ids[0]);
+        Some(ids)
     }
 
     /// The rank of `proposer` at the current height: its position among the

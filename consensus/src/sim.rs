@@ -36,6 +36,10 @@ pub enum Byzantine {
     /// Answers each querier with a different preference, flipping between
     /// its own candidates and random ids.
     Equivocator,
+    /// Runs a real engine but proposes two different valid blocks at every
+    /// height and tells each querier, at random, that it prefers one or the
+    /// other — the equivocating proposer.
+    EquivocatingProposer,
 }
 
 /// Simulation settings.
@@ -143,6 +147,8 @@ struct SimNode {
     chain: MemChain,
     byzantine: bool,
     down_until_ms: Option<u64>,
+    /// The two blocks an equivocating proposer offers at its current height.
+    equivocation: Option<(u64, [BlockId; 2])>,
 }
 
 /// Tick period of every engine, ms.
@@ -189,6 +195,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 chain,
                 byzantine: i >= config.nodes - config.byzantine,
                 down_until_ms: None,
+                equivocation: None,
             }
         })
         .collect();
@@ -259,8 +266,18 @@ pub fn run(config: &SimConfig) -> SimReport {
             Event::Tick { node } => {
                 push(&mut queue, &mut events, now + TICK_MS, Event::Tick { node });
                 let n = &mut nodes[node];
-                if n.down_until_ms.is_some() || n.byzantine {
+                let runs_engine =
+                    !n.byzantine || config.byzantine_kind == Byzantine::EquivocatingProposer;
+                if n.down_until_ms.is_some() || !runs_engine {
                     continue;
+                }
+                if n.byzantine {
+                    let height = n.engine.height();
+                    if n.equivocation.is_none_or(|(h, _)| h != height) {
+                        if let Some(ids) = n.engine.propose_twice_for_simulation(&n.chain, now) {
+                            n.equivocation = Some((height, ids));
+                        }
+                    }
                 }
                 outputs.push((node, n.engine.on_tick(&mut n.chain, now)));
             }
@@ -351,6 +368,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                             );
                         }
                     }
+                    Output::Committed { .. } if nodes[node].byzantine => {}
                     Output::Committed { height, id, .. } => {
                         if config.trace {
                             let _ = writeln!(
@@ -436,8 +454,16 @@ pub fn run(config: &SimConfig) -> SimReport {
                 .sign(&key)
                 .expect("devnet keys sign");
                 nonces[sender] += 1;
-                // Give it to every live honest node, as gossip would.
-                for &i in &honest {
+                // Give it to every live honest node (and to equivocating
+                // proposers, which need transactions to propose), as gossip
+                // would.
+                let receivers: Vec<usize> = (0..config.nodes)
+                    .filter(|i| {
+                        !nodes[*i].byzantine
+                            || config.byzantine_kind == Byzantine::EquivocatingProposer
+                    })
+                    .collect();
+                for &i in &receivers {
                     let n = &mut nodes[i];
                     if n.down_until_ms.is_none() {
                         n.engine.submit(vec![tx.clone()], &n.chain, now);
@@ -500,6 +526,10 @@ fn byzantine_reply(kind: Byzantine, msg: &Message, rng: &mut Rng, me: &SimNode) 
                 Some(random_id)
             }
         }
+        Byzantine::EquivocatingProposer => match me.equivocation {
+            Some((h, ids)) if h == *height => Some(ids[rng.below(2) as usize]),
+            _ => me.engine.preference(),
+        },
     };
     Some(Message::Vote {
         poll_id: *poll_id,

@@ -16,10 +16,11 @@ fn seeds() -> u64 {
 fn config_for(seed: u64) -> SimConfig {
     let nodes = 5 + (seed % 6) as usize; // 5..=10
     let byzantine = (seed / 6 % 3) as usize * nodes / 10; // 0 %, 10 %, 20 % (rounded down)
-    let kind = match seed % 3 {
+    let kind = match seed % 4 {
         0 => Byzantine::Silent,
         1 => Byzantine::RandomVoter,
-        _ => Byzantine::Equivocator,
+        2 => Byzantine::Equivocator,
+        _ => Byzantine::EquivocatingProposer,
     };
     SimConfig {
         seed,
