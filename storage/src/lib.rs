@@ -30,3 +30,14 @@
 pub mod lru;
 pub mod merkle;
 pub mod ordered_table;
+
+pub mod batch;
+pub mod error;
+pub mod limits;
+#[allow(dead_code)] // Used by the Db, which lands next.
+mod record;
+#[allow(dead_code)] // Used by the Db, which lands next.
+pub mod wal;
+
+pub use batch::WriteBatch;
+pub use error::Error;
