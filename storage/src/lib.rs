@@ -41,3 +41,9 @@ pub mod wal;
 
 pub use batch::WriteBatch;
 pub use error::Error;
+#[allow(dead_code)] // Used by the Db, which lands next.
+mod iter;
+#[allow(dead_code)] // Used by the Db, which lands next.
+mod memtable;
+#[allow(dead_code)] // Used by the Db, which lands next.
+mod table;
