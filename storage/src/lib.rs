@@ -34,16 +34,16 @@ pub mod ordered_table;
 pub mod batch;
 pub mod error;
 pub mod limits;
-#[allow(dead_code)] // Used by the Db, which lands next.
 mod record;
-#[allow(dead_code)] // Used by the Db, which lands next.
 pub mod wal;
 
-pub use batch::WriteBatch;
-pub use error::Error;
-#[allow(dead_code)] // Used by the Db, which lands next.
+mod db;
 mod iter;
-#[allow(dead_code)] // Used by the Db, which lands next.
+mod manifest;
 mod memtable;
-#[allow(dead_code)] // Used by the Db, which lands next.
+mod options;
 mod table;
+mod version;
+
+pub use db::{Db, Options, Scan, Snapshot, WalRecovery, WriteBatch, WriteOptions};
+pub use error::Error;

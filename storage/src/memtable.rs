@@ -42,16 +42,12 @@ impl Memtable {
         self.map.is_empty()
     }
 
-    /// Number of versions held.
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
     /// Records version `seq` of `key`: a value, or a tombstone (`None`).
     pub(crate) fn insert(&mut self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
         self.bytes += key.len() + value.as_ref().map_or(0, Vec::len) + VERSION_OVERHEAD_BYTES;
-        let old = self.map.insert((key, Reverse(seq)), value);
-        assert!(old.is_none(), "sequence numbers are unique");
+        // Sequence numbers are unique, so nothing is replaced (a corrupt
+        // WAL with a repeated number just keeps its later record).
+        self.map.insert((key, Reverse(seq)), value);
     }
 
     /// The newest version of `key` at or below `seq`: `Some(None)` is a

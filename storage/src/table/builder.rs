@@ -19,6 +19,7 @@ use crate::limits::BLOCK_BYTES_TARGET;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TableInfo {
     pub(crate) size_bytes: u64,
+    #[cfg_attr(not(test), allow(dead_code))] // Checked by tests.
     pub(crate) entries: u64,
     pub(crate) max_seq: u64,
 }

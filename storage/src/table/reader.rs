@@ -28,6 +28,7 @@ struct IndexEntry {
 #[derive(Debug)]
 pub(crate) struct Table {
     path: PathBuf,
+    #[allow(dead_code)] // Shown by `Debug`.
     number: u64,
     map: Mmap,
     index: Vec<IndexEntry>,
@@ -63,16 +64,6 @@ impl Table {
         let bloom_raw = t.raw_block(footer.bloom_offset, footer.bloom_len, footer_at)?;
         t.bloom = Bloom::decode(path, footer.bloom_offset, &bloom_raw)?;
         Ok(t)
-    }
-
-    /// The table's file number.
-    pub(crate) fn number(&self) -> u64 {
-        self.number
-    }
-
-    /// Largest sequence number in the table.
-    pub(crate) fn max_seq(&self) -> u64 {
-        self.footer.max_seq
     }
 
     fn raw_block(&self, offset: u64, len: u32, limit: u64) -> Result<Vec<u8>> {
