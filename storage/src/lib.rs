@@ -1,6 +1,65 @@
 //! `strata-storage`: the storage engine of the Strata node, usable on its own.
 //!
-//! What is here now:
+//! # The LSM engine ([`Db`])
+//!
+//! A log-structured key-value store: arbitrary byte keys (up to
+//! [`limits::KEY_BYTES_MAX`] = 4 KiB) and values (up to
+//! [`limits::VALUE_BYTES_MAX`] = 16 MiB); over-limit input is
+//! [`Error::InvalidArgument`]. Writes go to a write-ahead log (one
+//! crc32-framed record per [`WriteBatch`], group commit for synced writers)
+//! and a memtable; full memtables become sorted table files in level 0
+//! (16 KiB prefix-compressed blocks with restart points, per-block crc32,
+//! optional zstd, an index block, a bloom filter, a footer with magic
+//! number and version), recorded in a checksummed manifest. Reads merge
+//! the memtable and the tables newest first; [`Db::snapshot`] reads at a
+//! fixed sequence number. Byte layouts: `docs/storage-format.md`, "LSM
+//! files".
+//!
+//! Recovery: a torn final WAL record is truncated away; any other bad byte
+//! in the WAL, a table or the manifest is [`Error::Corruption`] naming the
+//! file and offset (or, for the WAL, best-effort recovery if
+//! [`WalRecovery::BestEffort`] is chosen). After a failed write or fsync
+//! the `Db` is poisoned: it refuses writes ([`Error::Poisoned`]) until it
+//! is reopened.
+//!
+//! What it is not (yet), and the limits that follow:
+//! - No compaction: every flush adds an L0 table, and reads check each
+//!   one (bloom filters skip most). Levels exist in the version for the
+//!   compaction issue.
+//! - The flush is synchronous: the write that fills the memtable writes
+//!   the table (there are no immutable memtables or background worker yet).
+//! - The memtable is a `BTreeMap` of versions, not the planned robin-hood
+//!   table + [`ordered_table::OrderedTable`] for 32-byte keys.
+//! - WAL I/O is `std::fs` only. TODO: io_uring appends and fsyncs with a
+//!   `std::fs` fallback chosen at open; the [`wal::LogFile`] trait is the
+//!   seam it will plug into (and the one tests use to inject faults).
+//! - Scans copy the memtable range they cover; tables are read one
+//!   decoded block at a time. There is no block cache yet.
+//! - No directory lock: two processes opening one directory corrupt it.
+//!   Table files are memory-mapped; truncating one under an open `Db`
+//!   would crash the process.
+//!
+//! ```
+//! use strata_storage::{Db, Options, WriteBatch, WriteOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::open(dir.path(), Options::new())?;
+//! db.put(b"apple", b"red")?;
+//! let mut batch = WriteBatch::new();
+//! batch.put(b"banana".to_vec(), b"yellow".to_vec());
+//! batch.delete(b"apple".to_vec());
+//! let before = db.snapshot();
+//! db.write(batch, WriteOptions { sync: true })?;
+//! assert_eq!(db.get(b"apple")?, None);
+//! assert_eq!(before.get(b"apple")?, Some(b"red".to_vec()));
+//! let all: Vec<_> = db.scan(..)?.collect::<Result<_, _>>()?;
+//! assert_eq!(all, vec![(b"banana".to_vec(), b"yellow".to_vec())]);
+//! db.flush()?;
+//! db.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Other structures
 //! - [`ordered_table::OrderedTable`]: an ordered robin-hood hash table for
 //!   uniformly distributed 32-byte keys (blake3 outputs). Slot order is key
 //!   order, so it iterates sorted without sorting. It backs the mempool and
@@ -8,11 +67,13 @@
 //! - [`lru::LruCache`]: a fixed-capacity LRU cache whose robin-hood slots are
 //!   also the nodes of its recency list (one allocation). It backs the block
 //!   cache and the per-peer "already sent" sets.
+//! - [`merkle`]: the sparse merkle trie; [`Db`] implements
+//!   [`merkle::NodeStore`] (one synced write batch per trie `apply`).
 //!
 //! What this crate is not: it contains no node, network or consensus code, and
 //! nothing in it knows about blocks or transactions.
 //!
-//! # Example
+//! # Example: the ordered table
 //! ```
 //! use strata_storage::ordered_table::OrderedTable;
 //!
@@ -30,3 +91,20 @@
 pub mod lru;
 pub mod merkle;
 pub mod ordered_table;
+
+pub mod batch;
+pub mod error;
+pub mod limits;
+mod record;
+pub mod wal;
+
+mod db;
+mod iter;
+mod manifest;
+mod memtable;
+mod options;
+mod table;
+mod version;
+
+pub use db::{Db, Options, Scan, Snapshot, WalRecovery, WriteBatch, WriteOptions};
+pub use error::Error;

@@ -148,14 +148,38 @@ fn corrupt_records_are_errors_not_panics() {
     }
 }
 
-/// Missing on this branch: the LSM `Db` is built on another branch, so the
-/// persistence tests above run over `MemStore`/`FaultStore`. Once `Db`
-/// lands, implement `NodeStore` for it (forward `get`, one `Db` write batch
-/// per `write_batch`), then rerun `reopen_continues_from_the_same_root` and
-/// `failed_write_batch_keeps_previous_root` over a `Db` in a tempdir,
-/// closing and reopening the `Db` itself between batches.
+/// The trie over the LSM `Db`: batches across flushes and `Db` reopens
+/// reach the same root as a trie that never closed, and a `Db` dropped
+/// without `close` (crash after synced batches) keeps the committed root.
 #[test]
-#[ignore = "needs the LSM Db (not on this branch): NodeStore adapter + Db reopen/crash test"]
 fn db_backed_reopen_and_crash() {
-    unimplemented!("Db-backed NodeStore adapter and its reopen/crash test");
+    use strata_storage::{Db, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options::new().memtable_bytes(64 << 10);
+    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let mut trie = Trie::open(Arc::clone(&db), TrieConfig::new()).unwrap();
+    trie.apply(&batch(0..500, 1)).unwrap();
+    let root = trie.apply(&batch(250..900, 2)).unwrap();
+    let version = trie.version();
+    drop(trie);
+    db.close().unwrap();
+    drop(db);
+
+    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let mut reopened = Trie::open(Arc::clone(&db), TrieConfig::new()).unwrap();
+    assert_eq!(reopened.root(), root);
+    assert_eq!(reopened.version(), version);
+    let next = reopened.apply(&batch(100..200, 3)).unwrap();
+    // No close: every `write_batch` is synced, so this is a crash.
+    drop(reopened);
+    drop(db);
+
+    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let reopened = Trie::open(Arc::clone(&db), TrieConfig::new()).unwrap();
+    assert_eq!(reopened.root(), next);
+
+    let mut continuous = Trie::open(MemStore::new(), TrieConfig::new()).unwrap();
+    continuous.apply(&batch(0..500, 1)).unwrap();
+    continuous.apply(&batch(250..900, 2)).unwrap();
+    assert_eq!(continuous.apply(&batch(100..200, 3)).unwrap(), next);
 }

@@ -1,0 +1,31 @@
+//! Limits of the LSM engine, kept together and checked against each other.
+
+/// Largest user key, in bytes. Keys are stored with a `u16` length.
+pub const KEY_BYTES_MAX: usize = 4096;
+/// Largest value, in bytes (16 MiB).
+pub const VALUE_BYTES_MAX: usize = 16 << 20;
+/// Largest number of operations in one write batch.
+pub const BATCH_OPS_MAX: usize = 1 << 20;
+/// Largest encoded write batch (one WAL record payload), in bytes (64 MiB).
+pub const BATCH_BYTES_MAX: usize = 64 << 20;
+/// Target size of a table data block before compression, in bytes.
+pub const BLOCK_BYTES_TARGET: usize = 16 << 10;
+/// Largest block (data, index or bloom) a reader accepts, in bytes. A
+/// block holds at least one entry, so it must fit the largest entry.
+pub const BLOCK_BYTES_MAX: usize = 32 << 20;
+/// Entries between two restart points of a data block.
+pub const BLOCK_RESTART_INTERVAL: usize = 16;
+/// Bloom filter bits per key (~1% false positives with 7 probes).
+pub const BLOOM_BITS_PER_KEY: usize = 10;
+/// Largest record of the manifest log, in bytes.
+pub const MANIFEST_RECORD_BYTES_MAX: usize = 64 << 20;
+/// Number of levels kept in a version (only L0 is filled until compaction).
+pub const LEVELS: usize = 7;
+/// Default memtable size that triggers a flush, in bytes (64 MiB).
+pub const MEMTABLE_BYTES_DEFAULT: usize = 64 << 20;
+
+const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 <= BATCH_BYTES_MAX);
+const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + BLOCK_BYTES_TARGET <= BLOCK_BYTES_MAX);
+const _: () = assert!(BATCH_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(BLOCK_BYTES_MAX <= u32::MAX as usize);

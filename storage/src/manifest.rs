@@ -1,0 +1,129 @@
+//! The manifest: an append-only log of checksummed [`VersionEdit`] records
+//! (framed as in [`crate::record`]) whose first record is a full snapshot
+//! of the version. `CURRENT` names the live manifest file.
+//!
+//! A new manifest is started at every open: written with the snapshot,
+//! fsynced, then `CURRENT` is replaced atomically (write `CURRENT.tmp`,
+//! fsync, rename over `CURRENT`, fsync the directory). A torn final record
+//! (crash mid-append) is ignored: its edit was never acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::limits::MANIFEST_RECORD_BYTES_MAX;
+use crate::record;
+use crate::version::{Version, VersionEdit};
+
+/// Name of the pointer file.
+pub(crate) const CURRENT: &str = "CURRENT";
+
+/// File name of manifest `number`.
+pub(crate) fn manifest_name(number: u64) -> String {
+    format!("MANIFEST-{number:06}")
+}
+
+/// Fsyncs a directory so renames and creations in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Reads `CURRENT` and replays the manifest it names. `Ok(None)` for a
+/// directory without `CURRENT` (a new database).
+pub(crate) fn load(dir: &Path) -> Result<Option<(Version, u64)>> {
+    let current = dir.join(CURRENT);
+    let name = match std::fs::read(&current) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&current, e)),
+    };
+    let number = std::str::from_utf8(&name)
+        .ok()
+        .and_then(|s| s.trim_end().strip_prefix("MANIFEST-"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| Error::corruption(&current, 0, "CURRENT does not name a manifest"))?;
+    let path = dir.join(manifest_name(number));
+    let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let (records, _tail) = record::split(&path, &data, MANIFEST_RECORD_BYTES_MAX, false)?;
+    if records.is_empty() {
+        return Err(Error::corruption(
+            &path,
+            0,
+            "manifest has no snapshot record",
+        ));
+    }
+    let mut version = Version::default();
+    for (offset, payload) in records {
+        let edit = VersionEdit::decode(&path, offset, payload)?;
+        version.apply(&path, offset, &edit)?;
+    }
+    Ok(Some((version, number)))
+}
+
+/// The live manifest, open for appending edits.
+#[derive(Debug)]
+pub(crate) struct Manifest {
+    path: PathBuf,
+    file: File,
+}
+
+impl Manifest {
+    /// Writes manifest `number` holding a snapshot of `version` and points
+    /// `CURRENT` at it.
+    pub(crate) fn create(dir: &Path, number: u64, version: &Version) -> Result<Manifest> {
+        let path = dir.join(manifest_name(number));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut buf = Vec::new();
+        record::encode(&version.snapshot_edit().encode(), &mut buf);
+        file.write_all(&buf).map_err(|e| Error::io(&path, e))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let tmp = dir.join("CURRENT.tmp");
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(format!("{}\n", manifest_name(number)).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        let current = dir.join(CURRENT);
+        std::fs::rename(&tmp, &current).map_err(|e| Error::io(&current, e))?;
+        sync_dir(dir)?;
+        Ok(Manifest { path, file })
+    }
+
+    /// Appends `edit` durably.
+    pub(crate) fn append(&mut self, edit: &VersionEdit) -> Result<()> {
+        let mut buf = Vec::new();
+        record::encode(&edit.encode(), &mut buf);
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::EditOp;
+
+    #[test]
+    fn create_append_load() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let mut v = Version::default();
+        let mut m = Manifest::create(dir.path(), 2, &v).unwrap();
+        let edit = VersionEdit {
+            ops: vec![EditOp::LastSeq(42), EditOp::NextFileNumber(9)],
+        };
+        m.append(&edit).unwrap();
+        v.apply(Path::new("m"), 0, &edit).unwrap();
+        let (loaded, number) = load(dir.path()).unwrap().unwrap();
+        assert_eq!((loaded, number), (v, 2));
+    }
+}

@@ -1,0 +1,98 @@
+//! Configuration of a [`crate::Db`]: a by-value builder whose setters
+//! document the defaults.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::limits::MEMTABLE_BYTES_DEFAULT;
+use crate::wal::LogFile;
+
+/// What to do when the WAL has a bad record before its tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WalRecovery {
+    /// Refuse to open with `Error::Corruption` naming the file and offset
+    /// (default). A torn final record is always dropped silently.
+    #[default]
+    Strict,
+    /// Keep every batch before the bad record, drop it and everything
+    /// after it, and open.
+    BestEffort,
+}
+
+/// Wraps each WAL file as it is created (fault-injection seam).
+pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
+
+/// Options of [`crate::Db::open`].
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) memtable_bytes: usize,
+    pub(crate) wal_recovery: WalRecovery,
+    pub(crate) zstd_level: Option<i32>,
+    pub(crate) create_if_missing: bool,
+    pub(crate) wal_wrapper: Option<LogFileWrapper>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("memtable_bytes", &self.memtable_bytes)
+            .field("wal_recovery", &self.wal_recovery)
+            .field("zstd_level", &self.zstd_level)
+            .field("create_if_missing", &self.create_if_missing)
+            .field("wal_wrapper", &self.wal_wrapper.is_some())
+            .finish()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            memtable_bytes: MEMTABLE_BYTES_DEFAULT,
+            wal_recovery: WalRecovery::Strict,
+            zstd_level: None,
+            create_if_missing: true,
+            wal_wrapper: None,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults: 64 MiB memtable, strict WAL recovery, no compression,
+    /// create the directory if missing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Memtable size that triggers a flush to an L0 table (default 64 MiB).
+    /// The flush runs synchronously inside the write that crosses it.
+    pub fn memtable_bytes(mut self, bytes: usize) -> Self {
+        self.memtable_bytes = bytes.max(1);
+        self
+    }
+
+    /// WAL recovery mode (default [`WalRecovery::Strict`]).
+    pub fn wal_recovery(mut self, mode: WalRecovery) -> Self {
+        self.wal_recovery = mode;
+        self
+    }
+
+    /// Compress table data blocks with zstd at `level` (default: off).
+    pub fn zstd_level(mut self, level: Option<i32>) -> Self {
+        self.zstd_level = level;
+        self
+    }
+
+    /// Create the directory if it does not exist (default true).
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+
+    /// Wraps every WAL file the engine creates; tests use it to inject
+    /// write and fsync failures (default: none).
+    pub fn wal_wrapper(mut self, wrapper: LogFileWrapper) -> Self {
+        self.wal_wrapper = Some(wrapper);
+        self
+    }
+}

@@ -1,0 +1,247 @@
+//! Data blocks: prefix-compressed entries with restart points, and the
+//! physical framing (compression byte + crc32) shared by every block.
+//!
+//! Entry: `shared: u16`, `unshared: u16`, `value_len: u32`, `seq: u64`,
+//! `kind: u8` (1 = put, 0 = tombstone), `unshared` key bytes, `value_len`
+//! value bytes. Every [`BLOCK_RESTART_INTERVAL`] entries the key is stored
+//! whole (`shared = 0`) and its offset recorded. Trailer: the restart
+//! offsets (`u32` each), then their count (`u32`).
+//!
+//! On disk a block is `payload`, `compression: u8` (0 = none, 1 = zstd),
+//! `crc32: u32` of payload and compression byte. A zstd payload is
+//! `raw_len: u32` followed by one zstd frame.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use crate::batch::Reader;
+use crate::error::{Error, Result};
+use crate::iter::Entry;
+use crate::limits::{BLOCK_BYTES_MAX, BLOCK_RESTART_INTERVAL, KEY_BYTES_MAX};
+
+const ENTRY_HEADER_BYTES: usize = 17;
+/// Bytes after a block's payload: compression byte and crc32.
+pub(crate) const BLOCK_TRAILER_BYTES: usize = 5;
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+
+/// Builds one data block.
+#[derive(Debug, Default)]
+pub(crate) struct BlockBuilder {
+    buf: Vec<u8>,
+    restarts: Vec<u32>,
+    last_key: Vec<u8>,
+    count: usize,
+}
+
+impl BlockBuilder {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the finished block will take before framing.
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.buf.len() + 4 * self.restarts.len() + 4
+    }
+
+    pub(crate) fn last_key(&self) -> &[u8] {
+        &self.last_key
+    }
+
+    /// Adds an entry; entries must come in internal-key order.
+    pub(crate) fn add(&mut self, key: &[u8], seq: u64, value: Option<&[u8]>) {
+        assert!(key.len() <= KEY_BYTES_MAX, "key length checked at write");
+        let shared = if self.count % BLOCK_RESTART_INTERVAL == 0 {
+            self.restarts.push(self.buf.len() as u32);
+            0
+        } else {
+            key.iter()
+                .zip(&self.last_key)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let v = value.unwrap_or(&[]);
+        self.buf.extend_from_slice(&(shared as u16).to_le_bytes());
+        self.buf
+            .extend_from_slice(&((key.len() - shared) as u16).to_le_bytes());
+        self.buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.buf.push(u8::from(value.is_some()));
+        self.buf.extend_from_slice(&key[shared..]);
+        self.buf.extend_from_slice(v);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.count += 1;
+    }
+
+    /// The block contents (entries and restart trailer); resets the builder.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        for r in &self.restarts {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        self.restarts.clear();
+        self.count = 0;
+        out
+    }
+}
+
+/// Frames `raw` for disk, compressing with zstd at `zstd_level` if given
+/// and if that makes it smaller.
+pub(crate) fn frame(raw: &[u8], zstd_level: Option<i32>, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut kind = COMPRESSION_NONE;
+    if let Some(level) = zstd_level {
+        if let Ok(z) = zstd::bulk::compress(raw, level) {
+            if z.len() + 4 < raw.len() {
+                out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+                out.extend_from_slice(&z);
+                kind = COMPRESSION_ZSTD;
+            }
+        }
+    }
+    if kind == COMPRESSION_NONE {
+        out.extend_from_slice(raw);
+    }
+    out.push(kind);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks the crc of the framed block `framed` (at `offset` in `file`)
+/// and returns its raw contents, decompressed if needed.
+pub(crate) fn unframe<'a>(file: &Path, offset: u64, framed: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+    let bad = |reason: &str| Error::corruption(file, offset, format!("block: {reason}"));
+    if framed.len() < BLOCK_TRAILER_BYTES || framed.len() > BLOCK_BYTES_MAX {
+        return Err(bad("length out of range"));
+    }
+    let (body, crc) = framed.split_at(framed.len() - 4);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let (payload, kind) = body.split_at(body.len() - 1);
+    match kind[0] {
+        COMPRESSION_NONE => Ok(Cow::Borrowed(payload)),
+        COMPRESSION_ZSTD => {
+            let mut r = Reader {
+                data: payload,
+                pos: 0,
+            };
+            let raw_len = r.u32().ok_or_else(|| bad("short zstd header"))? as usize;
+            if raw_len > BLOCK_BYTES_MAX {
+                return Err(bad("decompressed length too large"));
+            }
+            let raw = zstd::bulk::decompress(&payload[4..], raw_len)
+                .map_err(|e| bad(&format!("zstd: {e}")))?;
+            if raw.len() != raw_len {
+                return Err(bad("decompressed length mismatch"));
+            }
+            Ok(Cow::Owned(raw))
+        }
+        _ => Err(bad("unknown compression")),
+    }
+}
+
+/// Decodes every entry of a raw data block, validating all lengths and the
+/// restart points.
+pub(crate) fn decode(file: &Path, offset: u64, raw: &[u8]) -> Result<Vec<Entry>> {
+    let bad = |reason: &str| Error::corruption(file, offset, format!("data block: {reason}"));
+    if raw.len() < 4 {
+        return Err(bad("too short"));
+    }
+    let n = u32::from_le_bytes(raw[raw.len() - 4..].try_into().expect("4 bytes")) as usize;
+    let trailer = n
+        .checked_mul(4)
+        .and_then(|t| t.checked_add(4))
+        .filter(|&t| t <= raw.len())
+        .ok_or_else(|| bad("restart count too large"))?;
+    let entries_end = raw.len() - trailer;
+    let mut restarts = Reader {
+        data: &raw[entries_end..raw.len() - 4],
+        pos: 0,
+    };
+    let mut next_restart = restarts.u32();
+    let mut r = Reader {
+        data: &raw[..entries_end],
+        pos: 0,
+    };
+    let mut out: Vec<Entry> = Vec::new();
+    let mut key: Vec<u8> = Vec::new();
+    while r.pos < entries_end {
+        let at_restart = next_restart == Some(r.pos as u32);
+        if at_restart {
+            next_restart = restarts.u32();
+        }
+        let h = r
+            .bytes(ENTRY_HEADER_BYTES)
+            .ok_or_else(|| bad("short entry"))?;
+        let shared = u16::from_le_bytes([h[0], h[1]]) as usize;
+        let unshared = u16::from_le_bytes([h[2], h[3]]) as usize;
+        let value_len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as usize;
+        let seq = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let kind = h[16];
+        if shared > key.len() || (at_restart && shared != 0) || shared + unshared > KEY_BYTES_MAX {
+            return Err(bad("bad key prefix"));
+        }
+        key.truncate(shared);
+        key.extend_from_slice(r.bytes(unshared).ok_or_else(|| bad("short key"))?);
+        let value = r.bytes(value_len).ok_or_else(|| bad("short value"))?;
+        let value = match kind {
+            1 => Some(value.to_vec()),
+            0 if value_len == 0 => None,
+            _ => return Err(bad("bad entry kind")),
+        };
+        if let Some(prev) = out.last() {
+            if crate::iter::cmp_internal(&prev.key, prev.seq, &key, seq).is_ge() {
+                return Err(bad("entries out of order"));
+            }
+        }
+        out.push(Entry {
+            key: key.clone(),
+            seq,
+            value,
+        });
+    }
+    if next_restart.is_some() || out.is_empty() {
+        return Err(bad("restart points do not match entries"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_frame_decode() {
+        let mut b = BlockBuilder::default();
+        for i in 0..100u32 {
+            let key = format!("key{i:05}");
+            b.add(
+                key.as_bytes(),
+                7,
+                (i % 3 != 0).then_some(&b"vvvvvvvvvv"[..]),
+            );
+        }
+        let raw = b.finish();
+        for level in [None, Some(3)] {
+            let mut framed = Vec::new();
+            frame(&raw, level, &mut framed);
+            let back = unframe(Path::new("t"), 0, &framed).unwrap();
+            let entries = decode(Path::new("t"), 0, &back).unwrap();
+            assert_eq!(entries.len(), 100);
+            assert_eq!(entries[5].key, b"key00005");
+            assert_eq!(entries[6].value, None);
+            for i in 0..framed.len() {
+                let mut bad = framed.clone();
+                bad[i] ^= 0x40;
+                assert!(unframe(Path::new("t"), 0, &bad).is_err());
+            }
+        }
+        for cut in 0..raw.len() {
+            let _ = decode(Path::new("t"), 0, &raw[..cut]);
+        }
+    }
+}

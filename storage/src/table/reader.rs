@@ -1,0 +1,205 @@
+//! Reads a table file through a memory map. Every block's crc32 is checked
+//! before it is parsed; every length and offset is checked against the
+//! file before slicing. Bad bytes are `Error::Corruption` naming the file.
+
+use std::fs::File;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use super::block;
+use super::bloom::Bloom;
+use super::footer::{Footer, FOOTER_BYTES};
+use crate::batch::Reader;
+use crate::error::{Error, Result};
+use crate::iter::Entry;
+use crate::limits::KEY_BYTES_MAX;
+
+#[derive(Debug)]
+struct IndexEntry {
+    last_key: Vec<u8>,
+    offset: u64,
+    len: u32,
+}
+
+/// An open, immutable table.
+#[derive(Debug)]
+pub(crate) struct Table {
+    path: PathBuf,
+    #[allow(dead_code)] // Shown by `Debug`.
+    number: u64,
+    map: Mmap,
+    index: Vec<IndexEntry>,
+    bloom: Bloom,
+    footer: Footer,
+}
+
+impl Table {
+    /// Opens and validates the footer, index and bloom filter of a table.
+    pub(crate) fn open(path: &Path, number: u64) -> Result<Table> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < FOOTER_BYTES as u64 {
+            return Err(Error::corruption(path, 0, "table shorter than its footer"));
+        }
+        // SAFETY: table files are written once, fsynced and never modified
+        // or truncated while open (only deleted, which keeps the mapping
+        // valid). Another process truncating the file would fault; that is
+        // outside the engine's contract (documented in the crate docs).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let footer_at = len - FOOTER_BYTES as u64;
+        let footer = Footer::decode(path, footer_at, &map[footer_at as usize..])?;
+        let mut t = Table {
+            path: path.to_path_buf(),
+            number,
+            map,
+            index: Vec::new(),
+            bloom: Bloom::decode(path, 0, &[1, 0])?,
+            footer,
+        };
+        let index_raw = t.raw_block(footer.index_offset, footer.index_len, footer_at)?;
+        t.index = t.decode_index(footer.index_offset, &index_raw, footer.index_offset)?;
+        let bloom_raw = t.raw_block(footer.bloom_offset, footer.bloom_len, footer_at)?;
+        t.bloom = Bloom::decode(path, footer.bloom_offset, &bloom_raw)?;
+        Ok(t)
+    }
+
+    fn raw_block(&self, offset: u64, len: u32, limit: u64) -> Result<Vec<u8>> {
+        let end = offset.checked_add(u64::from(len));
+        if end.is_none_or(|e| e > limit) {
+            return Err(Error::corruption(
+                &self.path,
+                offset,
+                format!("block of {len} bytes at {offset} runs past byte {limit}"),
+            ));
+        }
+        let framed = &self.map[offset as usize..(offset + u64::from(len)) as usize];
+        Ok(block::unframe(&self.path, offset, framed)?.into_owned())
+    }
+
+    fn decode_index(&self, at: u64, raw: &[u8], data_end: u64) -> Result<Vec<IndexEntry>> {
+        let bad = |reason: &str| Error::corruption(&self.path, at, format!("index: {reason}"));
+        let mut r = Reader { data: raw, pos: 0 };
+        let mut out: Vec<IndexEntry> = Vec::new();
+        let mut expected_offset = 0u64;
+        while r.pos < raw.len() {
+            let key_len = r.u16().ok_or_else(|| bad("short entry"))? as usize;
+            if key_len > KEY_BYTES_MAX {
+                return Err(bad("key too long"));
+            }
+            let last_key = r.bytes(key_len).ok_or_else(|| bad("short key"))?.to_vec();
+            let _last_seq = r.u64().ok_or_else(|| bad("short entry"))?;
+            let offset = r.u64().ok_or_else(|| bad("short entry"))?;
+            let len = r.u32().ok_or_else(|| bad("short entry"))?;
+            if offset != expected_offset {
+                return Err(bad("blocks not contiguous"));
+            }
+            expected_offset = offset + u64::from(len);
+            if expected_offset > data_end {
+                return Err(bad("block past the data region"));
+            }
+            if out.last().is_some_and(|p| p.last_key > last_key) {
+                return Err(bad("keys out of order"));
+            }
+            out.push(IndexEntry {
+                last_key,
+                offset,
+                len,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decoded entries of data block `i`.
+    fn block(&self, i: usize) -> Result<Vec<Entry>> {
+        let e = &self.index[i];
+        let raw = self.raw_block(e.offset, e.len, self.footer.index_offset)?;
+        block::decode(&self.path, e.offset, &raw)
+    }
+
+    /// First block whose last key is >= `key`.
+    fn first_block_for(&self, key: &[u8]) -> usize {
+        self.index.partition_point(|e| e.last_key.as_slice() < key)
+    }
+
+    /// The newest version of `key` at or below `seq`: `Some(None)` is a
+    /// tombstone, `None` means the table has no visible version.
+    pub(crate) fn get(&self, key: &[u8], seq: u64) -> Result<Option<Option<Vec<u8>>>> {
+        if !self.bloom.may_contain(key) {
+            return Ok(None);
+        }
+        for i in self.first_block_for(key)..self.index.len() {
+            let entries = self.block(i)?;
+            let from = entries.partition_point(|e| e.key.as_slice() < key);
+            for e in &entries[from..] {
+                if e.key != key {
+                    return Ok(None);
+                }
+                if e.seq <= seq {
+                    return Ok(Some(e.value.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Entries from the first key within `start`, in internal-key order.
+    pub(crate) fn iter_from(self: &Arc<Self>, start: Bound<&[u8]>) -> TableIter {
+        let (block, skip_to): (usize, Option<(Vec<u8>, bool)>) = match start {
+            Bound::Unbounded => (0, None),
+            Bound::Included(k) => (self.first_block_for(k), Some((k.to_vec(), true))),
+            Bound::Excluded(k) => (self.first_block_for(k), Some((k.to_vec(), false))),
+        };
+        TableIter {
+            table: Arc::clone(self),
+            next_block: block,
+            entries: Vec::new().into_iter(),
+            skip_to,
+            failed: false,
+        }
+    }
+}
+
+/// Iterates a table's entries one decoded block at a time.
+pub(crate) struct TableIter {
+    table: Arc<Table>,
+    next_block: usize,
+    entries: std::vec::IntoIter<Entry>,
+    skip_to: Option<(Vec<u8>, bool)>,
+    failed: bool,
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(e) = self.entries.next() {
+                if let Some((k, inclusive)) = &self.skip_to {
+                    let before = if *inclusive { e.key < *k } else { e.key <= *k };
+                    if before {
+                        continue;
+                    }
+                    self.skip_to = None;
+                }
+                return Some(Ok(e));
+            }
+            if self.next_block >= self.table.index.len() {
+                return None;
+            }
+            match self.table.block(self.next_block) {
+                Ok(entries) => self.entries = entries.into_iter(),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+            self.next_block += 1;
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Model test: random put/delete/batch/get/scan/snapshot/flush/reopen
+//! against a `BTreeMap`, with a tiny memtable so flushes happen often.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use strata_storage::{Db, Options, WriteBatch, WriteOptions};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8),
+    Batch(Vec<(u8, Option<u8>)>),
+    Get(u8),
+    Scan(u8, u8),
+    Snapshot,
+    SnapshotCheck,
+    Flush,
+    Reopen,
+}
+
+fn key(k: u8) -> Vec<u8> {
+    // Shared prefixes exercise prefix compression; varied lengths too.
+    let mut v = b"key-".to_vec();
+    v.extend(std::iter::repeat_n(b'x', usize::from(k % 3)));
+    v.push(k);
+    v
+}
+
+fn value(v: u8) -> Vec<u8> {
+    vec![v; usize::from(v % 40) + 1]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k % 64, v)),
+        2 => any::<u8>().prop_map(|k| Op::Delete(k % 64)),
+        2 => proptest::collection::vec((any::<u8>(), proptest::option::of(any::<u8>())), 0..8)
+            .prop_map(|v| Op::Batch(v.into_iter().map(|(k, v)| (k % 64, v)).collect())),
+        3 => any::<u8>().prop_map(|k| Op::Get(k % 70)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Scan(a % 70, b % 70)),
+        1 => Just(Op::Snapshot),
+        1 => Just(Op::SnapshotCheck),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn options() -> Options {
+    Options::new().memtable_bytes(600)
+}
+
+fn check_scan(got: strata_storage::Scan, model: &BTreeMap<Vec<u8>, Vec<u8>>, a: u8, b: u8) {
+    let (lo, hi) = (key(a), key(b));
+    let got: Vec<_> = got.map(|r| r.unwrap()).collect();
+    let want: Vec<_> = model
+        .iter()
+        .filter(|(k, _)| **k >= lo && **k < hi)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn db_matches_btreemap(ops in proptest::collection::vec(op(), 1..160)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path(), options()).unwrap();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut snap_model: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
+        let mut snap_seq: Option<u64> = None;
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    db.put(&key(k), &value(v)).unwrap();
+                    model.insert(key(k), value(v));
+                }
+                Op::Delete(k) => {
+                    db.delete(&key(k)).unwrap();
+                    model.remove(&key(k));
+                }
+                Op::Batch(ops) => {
+                    let mut b = WriteBatch::new();
+                    for (k, v) in ops {
+                        match v {
+                            Some(v) => {
+                                b.put(key(k), value(v));
+                                model.insert(key(k), value(v));
+                            }
+                            None => {
+                                b.delete(key(k));
+                                model.remove(&key(k));
+                            }
+                        }
+                    }
+                    db.write(b, WriteOptions { sync: false }).unwrap();
+                }
+                Op::Get(k) => {
+                    prop_assert_eq!(db.get(&key(k)).unwrap(), model.get(&key(k)).cloned());
+                }
+                Op::Scan(a, b) => check_scan(db.scan(key(a)..key(b)).unwrap(), &model, a, b),
+                Op::Snapshot => {
+                    snap_seq = Some(db.snapshot().seq());
+                    snap_model = Some(model.clone());
+                }
+                Op::SnapshotCheck => {
+                    // Snapshots do not survive a reopen; Reopen clears them.
+                    if let (Some(_), Some(m)) = (snap_seq, &snap_model) {
+                        let snap = db.snapshot_at_for_tests(snap_seq.unwrap());
+                        let all: Vec<_> = snap.scan(..).unwrap().map(|r| r.unwrap()).collect();
+                        let want: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        prop_assert_eq!(all, want);
+                        for k in 0..64 {
+                            prop_assert_eq!(snap.get(&key(k)).unwrap(), m.get(&key(k)).cloned());
+                        }
+                    }
+                }
+                Op::Flush => db.flush().unwrap(),
+                Op::Reopen => {
+                    db.close().unwrap();
+                    drop(db);
+                    db = Db::open(dir.path(), options()).unwrap();
+                    snap_seq = None;
+                    snap_model = None;
+                }
+            }
+        }
+        let all: Vec<_> = db.scan(..).unwrap().map(|r| r.unwrap()).collect();
+        let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        prop_assert_eq!(all, want);
+    }
+}
