@@ -103,7 +103,8 @@ impl AddrBook {
     }
 
     /// Picks the best address to dial that `skip` does not exclude and that
-    /// was not attempted in the last `retry_ms`; ties are broken at random.
+    /// was not attempted in the last `retry_ms << failures` (reconnect
+    /// backoff); ties are broken at random.
     pub fn pick(
         &self,
         now_ms: u64,
@@ -113,7 +114,9 @@ impl AddrBook {
     ) -> Option<SocketAddr> {
         let mut best: Option<(i64, u64, SocketAddr)> = None;
         for (a, e) in &self.entries {
-            if e.last_attempt_ms != 0 && now_ms < e.last_attempt_ms.saturating_add(retry_ms) {
+            // Exponential backoff per address: retry_ms doubles per failure.
+            let wait_ms = retry_ms.saturating_mul(1 << e.failures.min(6));
+            if e.last_attempt_ms != 0 && now_ms < e.last_attempt_ms.saturating_add(wait_ms) {
                 continue;
             }
             if skip(a) {

@@ -44,6 +44,21 @@ pub struct Config {
     pub addr_book_entries_max: usize,
     /// Ban duration. Default 10 min.
     pub ban_duration_ms: u64,
+    /// Event queue capacity; events beyond it are dropped and counted.
+    /// Default 65536.
+    pub events_max: usize,
+    /// Outbound connect timeout. Default 3 s.
+    pub connect_timeout_ms: u64,
+    /// Timer tick of the event loop. Default 10 ms.
+    pub tick_ms: u64,
+    /// Most time a partial frame may take to arrive once started (slowloris
+    /// guard). Default 10 s.
+    pub partial_frame_timeout_ms: u64,
+    /// Peer exchange interval (ask a random peer for addresses). Default 1 s.
+    pub addr_exchange_interval_ms: u64,
+    /// Test knob: make io_uring setup fail as on a kernel without it, to
+    /// exercise the start-up error path. Default false.
+    pub io_uring_force_unavailable: bool,
 }
 
 impl Default for Config {
@@ -67,6 +82,12 @@ impl Default for Config {
             sent_ids_per_peer_max: SENT_IDS_PER_PEER_MAX_DEFAULT,
             addr_book_entries_max: ADDR_BOOK_ENTRIES_MAX_DEFAULT,
             ban_duration_ms: BAN_DURATION_MS_DEFAULT,
+            events_max: 65_536,
+            connect_timeout_ms: 3_000,
+            tick_ms: 10,
+            partial_frame_timeout_ms: 10_000,
+            addr_exchange_interval_ms: 1_000,
+            io_uring_force_unavailable: false,
         }
     }
 }
@@ -94,6 +115,11 @@ impl Config {
         if self.pong_timeout_ms <= self.ping_interval_ms {
             return Err(Error::Config(
                 "pong_timeout_ms must exceed ping_interval_ms".into(),
+            ));
+        }
+        if self.events_max == 0 || self.tick_ms == 0 || self.gossip_fanout == 0 {
+            return Err(Error::Config(
+                "events_max, tick_ms and gossip_fanout must be positive".into(),
             ));
         }
         Ok(())

@@ -4,17 +4,35 @@
 //!
 //! It knows frames and peers, never blocks or transactions.
 //!
-//! # State of this crate
-//! Built and tested, as sans-IO code (no sockets, time passed in):
-//! [`frame`] (incremental decoder, limits enforced before allocation),
-//! [`message`] (zero-copy typed messages), [`handshake`] (ed25519 mutual
-//! proof), [`peer`] (score, bans, backoff), [`addr_book`], [`gossip`] (seen
-//! cache, per-peer known-id LRUs, token buckets).
+//! # Structure
+//! Sans-IO and unit-tested: [`frame`] (incremental decoder, limits enforced
+//! before allocation), [`message`] (zero-copy typed messages), [`handshake`]
+//! (ed25519 mutual proof), [`peer`] (score, bans, backoff), [`addr_book`],
+//! [`gossip`] (seen cache, per-peer known-id LRUs, token buckets).
 //!
-//! **Not built yet**: the io_uring event loop and the `Node::start` /
-//! handle / event stream API that drive these over sockets (see the ignored
-//! test `tests/missing.rs`). Until then there is no public node API rather
-//! than a fake one.
+//! Driven over sockets by one io_uring ring on one thread ([`ring`], the
+//! private `event_loop`): multishot accept, one receive buffer per
+//! connection (64 KiB; not a provided-buffer ring), per-connection send
+//! queues capped in bytes, connect linked to a timeout, a tick timer, and an
+//! eventfd through which [`Handle`] methods wake the loop after pushing to a
+//! bounded `crossbeam-queue` command queue. Events come back through a
+//! bounded queue ([`Handle::try_next_event`]); when it is full, events are
+//! dropped and counted in [`Stats::events_dropped`].
+//!
+//! # Decisions
+//! - **No fallback backend**: if the kernel refuses io_uring, [`Node::start`]
+//!   fails with [`Error::IoUringUnavailable`], whose message says how to fix
+//!   the host. A node silently running on a slower path would hide it.
+//! - **Pull is the default, push is limited**: new items are pushed to
+//!   `gossip_fanout` random peers and only announced (ids) to the others, who
+//!   pull what they miss; pushes are rate limited per peer.
+//! - **Bans** are keyed by node key once the peer is authenticated, else by
+//!   socket address.
+//!
+//! # Limits
+//! Every bound is in [`limits`] or [`Config`]. Not built: a provided-buffer
+//! receive ring; per-request timeouts on [`Handle::request`] (a response may
+//! never come; the caller times out).
 //!
 //! # Dependencies
 //! Depends on `strata-storage` only for its fixed-capacity
@@ -43,13 +61,17 @@
 pub mod addr_book;
 pub mod config;
 pub mod error;
+mod event_loop;
 pub mod frame;
 pub mod gossip;
 pub mod handshake;
 pub mod limits;
 pub mod message;
+pub mod node;
 pub mod peer;
+pub mod ring;
 pub mod rng;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
+pub use node::{Event, Handle, Node, PeerSummary, Stats};

@@ -43,6 +43,10 @@ pub enum Misbehaviour {
     NotReading,
     /// Missed pongs.
     Unresponsive,
+    /// A partial frame trickling in too slowly (slowloris).
+    SlowFrame,
+    /// A handshake message out of order or a second hello.
+    ProtocolViolation,
 }
 
 impl Misbehaviour {
@@ -55,10 +59,11 @@ impl Misbehaviour {
             | Misbehaviour::BadMagic
             | Misbehaviour::BadSignature
             | Misbehaviour::Oversize
-            | Misbehaviour::Undecodable => 100,
+            | Misbehaviour::Undecodable
+            | Misbehaviour::ProtocolViolation => 100,
             Misbehaviour::UnsolicitedResponse => 20,
             Misbehaviour::Flooding => 10,
-            Misbehaviour::SlowHandshake | Misbehaviour::NotReading => 50,
+            Misbehaviour::SlowHandshake | Misbehaviour::NotReading | Misbehaviour::SlowFrame => 50,
             Misbehaviour::Unresponsive => 25,
         }
     }
