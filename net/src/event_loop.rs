@@ -626,6 +626,9 @@ impl EventLoop {
             .fetch_add(n as u64, Ordering::Relaxed);
         let now = self.now_ms();
         let conn = self.conns[slot].as_mut().expect("live slot");
+        // Hold the connection while its frames are handled: a misbehaving
+        // frame closes it, and it must not be freed under this function.
+        conn.inflight += 1;
         let buf = std::mem::take(&mut conn.recv_buf);
         let mut dec = std::mem::replace(&mut conn.decoder, FrameDecoder::new(0));
         let mut input: &[u8] = &buf[..n];
@@ -660,7 +663,12 @@ impl EventLoop {
         }
         conn.recv_buf = buf;
         conn.decoder = dec;
-        self.arm_recv(slot);
+        conn.inflight -= 1;
+        if conn.closing {
+            self.maybe_free(slot);
+        } else {
+            self.arm_recv(slot);
+        }
     }
 
     /// Handles one frame; returns false when the connection is closing.
@@ -766,12 +774,18 @@ impl EventLoop {
             }
             Message::PullRequest(ids) => {
                 let limit = self.cfg.frame_payload_bytes_max as usize;
+                let half_queue = self.cfg.send_queue_bytes_max / 2;
+                let queued = conn.send_queue.len() + (conn.send_inflight.len() - conn.send_off);
                 let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
                 let mut buf = Vec::new();
                 let mut count = 0;
                 for id in ids.iter() {
                     if let Some(item) = self.store.peek(id) {
-                        if 2 + buf.len() + 36 + item.len() > limit {
+                        // Answer only what fits in one frame and keeps the
+                        // queue under half its cap; the peer asks again.
+                        if 2 + buf.len() + 36 + item.len() > limit
+                            || queued + buf.len() > half_queue
+                        {
                             break;
                         }
                         gossip.mark_known(id);
@@ -1071,50 +1085,66 @@ impl EventLoop {
         self.rng.sample_in_place(&mut order, self.cfg.gossip_fanout);
         let fanout = self.cfg.gossip_fanout.min(order.len());
         let limit = self.cfg.frame_payload_bytes_max as usize;
+        let half_queue = self.cfg.send_queue_bytes_max / 2;
+        let ids_max = crate::limits::IDS_PER_MESSAGE_MAX as usize;
+        let items_max = crate::limits::ITEMS_PER_MESSAGE_MAX as usize;
         for (rank, &slot) in order.iter().enumerate() {
-            let push = rank < fanout;
-            let mut buf = Vec::new();
-            let mut count = 0usize;
+            // Push only to the sampled peers whose queue is not backing up;
+            // everyone else gets the ids and pulls what it misses.
+            let Some(queued) = self.queued_bytes(slot) else {
+                continue;
+            };
+            let push = rank < fanout && queued < half_queue;
+            let mut items = Vec::new();
+            let mut items_count = 0usize;
+            let mut announces: Vec<Vec<u8>> = vec![Vec::new()];
             {
-                let Some(conn) = self.conns[slot].as_mut() else {
-                    continue;
-                };
-                let Some(g) = conn.gossip.as_mut() else {
+                let Some(g) = self.conns[slot].as_mut().and_then(|c| c.gossip.as_mut()) else {
                     continue;
                 };
                 for id in &ids {
                     if g.knows(id) {
                         continue;
                     }
-                    if push {
-                        let Some(item) = self.store.peek(id) else {
-                            continue;
-                        };
-                        if 2 + buf.len() + 36 + item.len() > limit
-                            || count >= crate::limits::ITEMS_PER_MESSAGE_MAX as usize
-                        {
-                            break;
-                        }
-                        write_item(&mut buf, id, item);
-                    } else {
-                        if count >= crate::limits::IDS_PER_MESSAGE_MAX as usize {
-                            break;
-                        }
-                        buf.extend_from_slice(id);
-                    }
                     g.mark_known(id);
-                    count += 1;
+                    if push && items_count < items_max {
+                        if let Some(item) = self.store.peek(id) {
+                            if 2 + items.len() + 36 + item.len() <= limit {
+                                write_item(&mut items, id, item);
+                                items_count += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    let last = announces.last_mut().expect("never empty");
+                    if last.len() / 32 >= ids_max {
+                        announces.push(Vec::new());
+                    }
+                    announces
+                        .last_mut()
+                        .expect("never empty")
+                        .extend_from_slice(id);
                 }
             }
-            if count == 0 {
-                continue;
+            if items_count > 0 {
+                self.send_msg(
+                    slot,
+                    &Message::Push(Items::from_encoded(items_count, &items)),
+                    0,
+                );
             }
-            if push {
-                self.send_msg(slot, &Message::Push(Items::from_encoded(count, &buf)), 0);
-            } else {
-                self.send_msg(slot, &Message::Announce(Ids::from_bytes(&buf)), 0);
+            for a in announces.iter().filter(|a| !a.is_empty()) {
+                if !self.send_msg(slot, &Message::Announce(Ids::from_bytes(a)), 0) {
+                    break;
+                }
             }
         }
+    }
+
+    /// Bytes queued or in flight to a live connection.
+    fn queued_bytes(&self, slot: usize) -> Option<usize> {
+        let c = self.conns[slot].as_ref()?;
+        Some(c.send_queue.len() + (c.send_inflight.len() - c.send_off))
     }
 
     fn drain_commands(&mut self) {

@@ -64,6 +64,7 @@ pub struct RawPeer {
     pub stream: TcpStream,
     pub identity: Identity,
     dec: FrameDecoder,
+    pending: std::collections::VecDeque<(u8, Vec<u8>)>,
 }
 
 impl RawPeer {
@@ -76,6 +77,7 @@ impl RawPeer {
             stream,
             identity: Identity::generate().unwrap(),
             dec: FrameDecoder::new(64 << 20),
+            pending: Default::default(),
         }
     }
 
@@ -86,20 +88,21 @@ impl RawPeer {
     }
 
     /// Reads until a frame of `want` type arrives; returns its payload.
+    /// Frames of other types are skipped.
     pub fn read_until(&mut self, want: u8) -> Vec<u8> {
         let mut buf = vec![0u8; 65536];
         loop {
+            while let Some((t, p)) = self.pending.pop_front() {
+                if t == want {
+                    return p;
+                }
+            }
             let n = self.stream.read(&mut buf).expect("read");
             assert!(n > 0, "closed by node");
             let mut input = &buf[..n];
-            let mut found = None;
             while let Some(f) = self.dec.next(&mut input).expect("valid frames from node") {
-                if f.header.msg_type == want && found.is_none() {
-                    found = Some(f.payload.to_vec());
-                }
-            }
-            if let Some(p) = found {
-                return p;
+                self.pending
+                    .push_back((f.header.msg_type, f.payload.to_vec()));
             }
         }
     }
