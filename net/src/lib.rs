@@ -34,6 +34,13 @@
 //! receive ring; per-request timeouts on [`Handle::request`] (a response may
 //! never come; the caller times out).
 //!
+//! # Fuzzing
+//! `net/fuzz` is a cargo-fuzz crate outside the workspace with targets
+//! `frame_decoder`, `message_decode` and `handshake`:
+//! `cd net/fuzz && cargo +nightly fuzz run frame_decoder -- -max_total_time=600`.
+//! `tests/decoder_smoke.rs` runs the same checks on pseudo-random input in
+//! the normal test suite.
+//!
 //! # Dependencies
 //! Depends on `strata-storage` only for its fixed-capacity
 //! [`strata_storage::lru::LruCache`] (with `IdentityState`, no rehash of
