@@ -2,7 +2,7 @@
 //!
 //! - `net/recv_path/strata`: one small push frame (one 128-byte item) from
 //!   bytes to routed item: incremental decode + crc32 check + message decode
-//!   + rate-limit check + per-peer known-id LRU + node-wide seen cache + route
+//!   and rate-limit check + per-peer known-id LRU + node-wide seen cache + route
 //!   callback. Every item is new (65536 distinct frames cycled through a seen
 //!   cache of 32768 ids, so each lookup misses and each insert evicts), which
 //!   is the slower of the two paths; `net/recv_path_duplicate/strata` is the
