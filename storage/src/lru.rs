@@ -523,15 +523,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             let hash = self.hash_of(unsafe { slot.key.assume_init_ref() });
             let home = self.home(hash);
             assert!(i >= home, "slot {i} precedes its home");
-            assert_eq!(
-                usize::from(slot.meta) - 1,
-                i - home,
-                "slot {i}: stale displacement"
-            );
-            assert!(
-                i - home <= DISPLACEMENT_MAX,
-                "slot {i}: displacement over the bound"
-            );
+            assert_eq!(usize::from(slot.meta) - 1, i - home, "slot {i}: stale displacement");
+            assert!(i - home <= DISPLACEMENT_MAX, "slot {i}: displacement over the bound");
             assert_eq!(slot.fingerprint, hash as u32, "slot {i}: stale fingerprint");
             // The key must be findable from its home.
             // SAFETY: occupied slot.
@@ -631,13 +624,7 @@ mod tests {
             assert_eq!(c.put(id(n), n), Put::Inserted);
         }
         assert_eq!(c.get(&id(0)), Some(&0));
-        assert_eq!(
-            c.put(id(3), 3),
-            Put::Evicted {
-                key: id(1),
-                value: 1
-            }
-        );
+        assert_eq!(c.put(id(3), 3), Put::Evicted { key: id(1), value: 1 });
         assert_eq!(c.put(id(0), 10), Put::Updated(0));
         c.check_invariants();
         let order: Vec<u64> = c.iter().map(|(_, v)| *v).collect();

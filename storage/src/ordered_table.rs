@@ -312,7 +312,8 @@ impl<V> OrderedTable<V> {
         // we would shift stays within the displacement bound.
         let mut end = at;
         while self.slots[end].is_occupied() {
-            if usize::from(self.slots[end].meta) > DISPLACEMENT_MAX || end + 1 == self.slots.len() {
+            if usize::from(self.slots[end].meta) > DISPLACEMENT_MAX || end + 1 == self.slots.len()
+            {
                 self.spill.insert(key, value);
                 return;
             }
@@ -475,33 +476,16 @@ impl<V> OrderedTable<V> {
             count += 1;
             let home = self.home(&slot.key);
             assert!(i >= home, "slot {i} precedes its home {home}");
-            assert_eq!(
-                usize::from(slot.meta) - 1,
-                i - home,
-                "slot {i}: stale displacement"
-            );
-            assert!(
-                i - home <= DISPLACEMENT_MAX,
-                "slot {i}: displacement over the bound"
-            );
+            assert_eq!(usize::from(slot.meta) - 1, i - home, "slot {i}: stale displacement");
+            assert!(i - home <= DISPLACEMENT_MAX, "slot {i}: displacement over the bound");
             if let Some(p) = previous {
-                assert_eq!(
-                    key_cmp(p, &slot.key),
-                    Ordering::Less,
-                    "slot {i}: keys out of order"
-                );
+                assert_eq!(key_cmp(p, &slot.key), Ordering::Less, "slot {i}: keys out of order");
             }
-            assert!(
-                !self.spill.contains_key(&slot.key),
-                "slot {i}: key also spilled"
-            );
+            assert!(!self.spill.contains_key(&slot.key), "slot {i}: key also spilled");
             previous = Some(&slot.key);
         }
         assert_eq!(count, self.slots_len, "slot count mismatch");
-        assert!(
-            self.slots_len <= self.slots_len_max,
-            "slot array over its load bound"
-        );
+        assert!(self.slots_len <= self.slots_len_max, "slot array over its load bound");
     }
 }
 
@@ -690,10 +674,7 @@ mod tests {
         }
         t.check_invariants();
         assert_eq!(t.len(), n as usize);
-        assert!(
-            t.spilled_len() > 0,
-            "a shared 12-byte prefix must overflow one cluster"
-        );
+        assert!(t.spilled_len() > 0, "a shared 12-byte prefix must overflow one cluster");
         for i in 0..n {
             assert_eq!(t.get(&adversarial_key(i, 12)), Some(&i));
         }
