@@ -1,5 +1,84 @@
-//! `strata-net`: the Strata peer-to-peer layer (io_uring event loop, framing,
-//! authenticated peers, discovery, push/pull gossip).
+//! `strata-net`: the Strata peer-to-peer layer — framing, authenticated
+//! handshake, peer scoring and bans, a bounded address book and push/pull
+//! gossip of opaque items with 32-byte ids.
 //!
-//! Not built yet: see issue 6. It will know frames and peers, never blocks.
+//! It knows frames and peers, never blocks or transactions.
+//!
+//! # Structure
+//! Sans-IO and unit-tested: [`frame`] (incremental decoder, limits enforced
+//! before allocation), [`message`] (zero-copy typed messages), [`handshake`]
+//! (ed25519 mutual proof), [`peer`] (score, bans, backoff), [`addr_book`],
+//! [`gossip`] (seen cache, per-peer known-id LRUs, token buckets).
+//!
+//! Driven over sockets by one io_uring ring on one thread ([`ring`], the
+//! private `event_loop`): multishot accept, one receive buffer per
+//! connection (64 KiB; not a provided-buffer ring), per-connection send
+//! queues capped in bytes, connect linked to a timeout, a tick timer, and an
+//! eventfd through which [`Handle`] methods wake the loop after pushing to a
+//! bounded `crossbeam-queue` command queue. Events come back through a
+//! bounded queue ([`Handle::try_next_event`]); when it is full, events are
+//! dropped and counted in [`Stats::events_dropped`].
+//!
+//! # Decisions
+//! - **No fallback backend**: if the kernel refuses io_uring, [`Node::start`]
+//!   fails with [`Error::IoUringUnavailable`], whose message says how to fix
+//!   the host. A node silently running on a slower path would hide it.
+//! - **Pull is the default, push is limited**: new items are pushed to
+//!   `gossip_fanout` random peers and only announced (ids) to the others, who
+//!   pull what they miss; pushes are rate limited per peer.
+//! - **Bans** are keyed by node key once the peer is authenticated, else by
+//!   socket address.
+//!
+//! # Limits
+//! Every bound is in [`limits`] or [`Config`]. Not built: a provided-buffer
+//! receive ring; per-request timeouts on [`Handle::request`] (a response may
+//! never come; the caller times out).
+//!
+//! # Fuzzing
+//! `net/fuzz` is a cargo-fuzz crate outside the workspace with targets
+//! `frame_decoder`, `message_decode` and `handshake`:
+//! `cd net/fuzz && cargo +nightly fuzz run frame_decoder -- -max_total_time=600`.
+//! `tests/decoder_smoke.rs` runs the same checks on pseudo-random input in
+//! the normal test suite.
+//!
+//! # Dependencies
+//! Depends on `strata-storage` only for its fixed-capacity
+//! [`strata_storage::lru::LruCache`] (with `IdentityState`, no rehash of
+//! 32-byte ids), used for the seen cache and per-peer sent sets.
+//!
+//! # Example
+//! ```
+//! use strata_net::frame::FrameDecoder;
+//! use strata_net::message::Message;
+//!
+//! let mut wire = Vec::new();
+//! Message::Ping(7).encode_frame(0, &mut wire);
+//! let mut dec = FrameDecoder::new(strata_net::limits::FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
+//! // Feed the bytes split anywhere: here one byte short, then the rest.
+//! let (a, b) = wire.split_at(wire.len() - 1);
+//! let mut input = a;
+//! assert!(dec.next(&mut input).unwrap().is_none());
+//! let mut input = b;
+//! let frame = dec.next(&mut input).unwrap().unwrap();
+//! let msg = Message::decode(frame.header.msg_type, frame.payload).unwrap();
+//! assert_eq!(msg, Message::Ping(7));
+//! ```
 #![deny(missing_docs)]
+
+pub mod addr_book;
+pub mod config;
+pub mod error;
+mod event_loop;
+pub mod frame;
+pub mod gossip;
+pub mod handshake;
+pub mod limits;
+pub mod message;
+pub mod node;
+pub mod peer;
+pub mod ring;
+pub mod rng;
+
+pub use config::Config;
+pub use error::{Error, HandshakeRefusal, Result};
+pub use node::{Event, Handle, Node, PeerSummary, Stats};

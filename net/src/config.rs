@@ -1,0 +1,142 @@
+//! Node configuration: a by-value builder whose fields document defaults.
+
+use std::net::SocketAddr;
+
+use crate::error::{Error, Result};
+use crate::limits::*;
+
+/// Configuration of a network node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:0`.
+    pub listen_addr: SocketAddr,
+    /// Seed addresses dialed at start. Default none.
+    pub seeds: Vec<SocketAddr>,
+    /// Chain id; peers on another chain are refused. Default all zero.
+    pub chain_id: [u8; 32],
+    /// Largest frame payload. Default 4 MiB, at most 64 MiB.
+    pub frame_payload_bytes_max: u32,
+    /// Inbound connection limit. Default 32.
+    pub inbound_peers_max: usize,
+    /// Outbound connection target and limit. Default 8.
+    pub outbound_peers_max: usize,
+    /// Per-connection send queue limit. Default 8 MiB.
+    pub send_queue_bytes_max: usize,
+    /// Handshake timeout. Default 5 s.
+    pub handshake_timeout_ms: u64,
+    /// Ping interval. Default 5 s.
+    pub ping_interval_ms: u64,
+    /// Pong timeout. Default 15 s.
+    pub pong_timeout_ms: u64,
+    /// Gossip fanout (peers pushed to per batch). Default 4.
+    pub gossip_fanout: usize,
+    /// Push batch flush interval. Default 20 ms.
+    pub gossip_flush_interval_ms: u64,
+    /// Pushed items accepted per peer per second. Default 5000.
+    pub push_items_per_s: u64,
+    /// Pushed bytes accepted per peer per second. Default 8 MiB.
+    pub push_bytes_per_s: u64,
+    /// Node-wide seen cache size. Default 262144 ids.
+    pub seen_ids_max: usize,
+    /// Per-peer known-ids cache size. Default 4096 ids.
+    pub sent_ids_per_peer_max: usize,
+    /// Address book size. Default 4096.
+    pub addr_book_entries_max: usize,
+    /// Ban duration. Default 10 min.
+    pub ban_duration_ms: u64,
+    /// Event queue capacity; events beyond it are dropped and counted.
+    /// Default 65536.
+    pub events_max: usize,
+    /// Outbound connect timeout. Default 3 s.
+    pub connect_timeout_ms: u64,
+    /// Timer tick of the event loop. Default 10 ms.
+    pub tick_ms: u64,
+    /// Most time a partial frame may take to arrive once started (slowloris
+    /// guard). Default 10 s.
+    pub partial_frame_timeout_ms: u64,
+    /// Peer exchange interval (ask a random peer for addresses). Default 1 s.
+    pub addr_exchange_interval_ms: u64,
+    /// Test knob: make io_uring setup fail as on a kernel without it, to
+    /// exercise the start-up error path. Default false.
+    pub io_uring_force_unavailable: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seeds: Vec::new(),
+            chain_id: [0; 32],
+            frame_payload_bytes_max: FRAME_PAYLOAD_BYTES_MAX_DEFAULT,
+            inbound_peers_max: 32,
+            outbound_peers_max: 8,
+            send_queue_bytes_max: SEND_QUEUE_BYTES_MAX_DEFAULT,
+            handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            ping_interval_ms: 5_000,
+            pong_timeout_ms: 15_000,
+            gossip_fanout: 4,
+            gossip_flush_interval_ms: 20,
+            push_items_per_s: 5_000,
+            push_bytes_per_s: 8 * 1024 * 1024,
+            seen_ids_max: SEEN_IDS_MAX_DEFAULT,
+            sent_ids_per_peer_max: SENT_IDS_PER_PEER_MAX_DEFAULT,
+            addr_book_entries_max: ADDR_BOOK_ENTRIES_MAX_DEFAULT,
+            ban_duration_ms: BAN_DURATION_MS_DEFAULT,
+            events_max: 65_536,
+            connect_timeout_ms: 3_000,
+            tick_ms: 10,
+            partial_frame_timeout_ms: 10_000,
+            addr_exchange_interval_ms: 1_000,
+            io_uring_force_unavailable: false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks relations between fields.
+    pub fn validate(&self) -> Result<()> {
+        if self.frame_payload_bytes_max > FRAME_PAYLOAD_BYTES_MAX_CEILING {
+            return Err(Error::Config(format!(
+                "frame_payload_bytes_max {} above the ceiling {}",
+                self.frame_payload_bytes_max, FRAME_PAYLOAD_BYTES_MAX_CEILING
+            )));
+        }
+        if self.send_queue_bytes_max < self.frame_payload_bytes_max as usize {
+            return Err(Error::Config(
+                "send_queue_bytes_max must hold at least one largest frame".into(),
+            ));
+        }
+        if self.seen_ids_max == 0
+            || self.sent_ids_per_peer_max == 0
+            || self.addr_book_entries_max == 0
+        {
+            return Err(Error::Config("cache sizes must be positive".into()));
+        }
+        if self.pong_timeout_ms <= self.ping_interval_ms {
+            return Err(Error::Config(
+                "pong_timeout_ms must exceed ping_interval_ms".into(),
+            ));
+        }
+        if self.events_max == 0 || self.tick_ms == 0 || self.gossip_fanout == 0 {
+            return Err(Error::Config(
+                "events_max, tick_ms and gossip_fanout must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_is_refused() {
+        Config::default().validate().unwrap();
+        let c = Config {
+            frame_payload_bytes_max: u32::MAX,
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(Error::Config(_))));
+    }
+}

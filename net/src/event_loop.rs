@@ -1,0 +1,1272 @@
+//! The I/O thread: one io_uring ring driving every socket, timer and wake-up
+//! of a node, and the peer protocol on top (handshake, ping/pong, peer
+//! exchange, gossip, request/response).
+//!
+//! Completions are drained into a reused vector and dispatched one by one in
+//! a flat loop (no recursion). Sends are queued per connection up to
+//! `send_queue_bytes_max`; a peer whose queue would overflow is not reading
+//! and is dropped. Commands from other threads arrive through a bounded
+//! queue and an eventfd.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use io_uring::types::Timespec;
+use strata_storage::lru::{IdentityState, LruCache};
+
+use crate::addr_book::AddrBook;
+use crate::config::Config;
+use crate::error::{Error, HandshakeRefusal, Result};
+use crate::frame::{FrameDecoder, Header};
+use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
+use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
+use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message};
+use crate::node::{Command, Event, PeerSummary, Shared};
+use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
+use crate::ring::{timespec_ms, Completion, Ring};
+use crate::rng::Rng;
+
+const RECV_BUF_BYTES: usize = 64 * 1024;
+const RING_ENTRIES: u32 = 1024;
+const COMPLETIONS_PER_WAIT: usize = 512;
+const ITEM_STORE_MAX: usize = 16_384;
+const PENDING_PUSH_MAX: usize = 65_536;
+const REQUESTED_IDS_MAX: usize = 65_536;
+const PULL_RETRY_MS: u64 = 2_000;
+const PENDING_REQUESTS_PER_PEER_MAX: usize = 1024;
+const BANS_MAX: usize = 4096;
+const DIAL_RETRY_MS: u64 = 500;
+const ADDRS_ANSWER_MAX: usize = 64;
+
+const K_ACCEPT: u64 = 1;
+const K_EVENTFD: u64 = 2;
+const K_TICK: u64 = 3;
+const K_RECV: u64 = 4;
+const K_SEND: u64 = 5;
+const K_CONNECT: u64 = 6;
+const K_CONNECT_TIMEOUT: u64 = 7;
+
+fn ud(kind: u64, slot: usize, gen: u32) -> u64 {
+    (kind << 56) | ((slot as u64 & 0xFF_FFFF) << 32) | u64::from(gen)
+}
+fn ud_parts(u: u64) -> (u64, usize, u32) {
+    (u >> 56, ((u >> 32) & 0xFF_FFFF) as usize, u as u32)
+}
+
+struct Conn {
+    gen: u32,
+    fd: RawFd,
+    remote: SocketAddr,
+    outbound: bool,
+    state: PeerState,
+    closing: bool,
+    inflight: u32,
+    recv_buf: Box<[u8]>,
+    decoder: FrameDecoder,
+    partial_since_ms: u64,
+    send_queue: Vec<u8>,
+    send_inflight: Vec<u8>,
+    send_off: usize,
+    sending: bool,
+    hs: Option<Handshake>,
+    peer: Option<PeerInfo>,
+    /// Address to dial the peer back on (outbound: where we dialed).
+    peer_addr: Option<SocketAddr>,
+    score: Score,
+    gossip: Option<PeerGossip>,
+    ping_nonce: u64,
+    ping_sent_ms: u64,
+    awaiting_pong: bool,
+    pending_requests: HashSet<u64>,
+    sockaddr: libc::sockaddr_storage,
+    sockaddr_len: libc::socklen_t,
+    connect_ts: Timespec,
+}
+
+pub(crate) struct EventLoop {
+    // The ring is declared first so it is dropped first: the kernel stops
+    // using buffers before the connections that own them are freed.
+    ring: Ring,
+    cfg: Config,
+    identity: Identity,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    start: Instant,
+    conns: Vec<Option<Box<Conn>>>,
+    free: Vec<usize>,
+    by_key: HashMap<[u8; 32], usize>,
+    seen: SeenCache,
+    store: LruCache<ItemId, Vec<u8>, IdentityState>,
+    requested: LruCache<ItemId, u64, IdentityState>,
+    pending_push: Vec<ItemId>,
+    addr_book: AddrBook,
+    bans: BanList,
+    rng: Rng,
+    tick_ts: Box<Timespec>,
+    eventfd_buf: Box<[u8; 8]>,
+    last_flush_ms: u64,
+    last_dial_ms: u64,
+    last_exchange_ms: u64,
+    last_recover_ms: u64,
+    peers_dirty: bool,
+}
+
+impl EventLoop {
+    pub(crate) fn new(cfg: Config, identity: Identity, shared: Arc<Shared>) -> Result<EventLoop> {
+        let ring = Ring::new(RING_ENTRIES, cfg.io_uring_force_unavailable)?;
+        let listener = TcpListener::bind(cfg.listen_addr)?;
+        let local_addr = listener.local_addr()?;
+        let seed = u64::from_le_bytes(random_bytes()?[..8].try_into().expect("8 bytes"));
+        let mut addr_book = AddrBook::new(cfg.addr_book_entries_max);
+        for s in &cfg.seeds {
+            addr_book.add(*s);
+        }
+        Ok(EventLoop {
+            ring,
+            identity,
+            shared,
+            listener,
+            local_addr,
+            start: Instant::now(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            seen: SeenCache::new(cfg.seen_ids_max),
+            store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
+            requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
+            pending_push: Vec::new(),
+            addr_book,
+            bans: BanList::new(BANS_MAX),
+            rng: Rng::from_seed(seed),
+            tick_ts: Box::new(timespec_ms(cfg.tick_ms)),
+            eventfd_buf: Box::new([0; 8]),
+            last_flush_ms: 0,
+            last_dial_ms: 0,
+            last_exchange_ms: 0,
+            last_recover_ms: 0,
+            peers_dirty: false,
+            cfg,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn run(&mut self) -> Result<()> {
+        self.ring
+            .accept_multi(self.listener.as_raw_fd(), ud(K_ACCEPT, 0, 0))?;
+        self.arm_eventfd()?;
+        self.arm_tick()?;
+        let mut cqes: Vec<Completion> = Vec::with_capacity(COMPLETIONS_PER_WAIT);
+        while !self.shared.stop.load(Ordering::Acquire) {
+            self.ring.submit_and_wait(&mut cqes)?;
+            for &c in &cqes {
+                self.dispatch(c)?;
+            }
+            self.drain_commands();
+            if self.peers_dirty {
+                self.publish_peers();
+            }
+        }
+        self.shutdown_all();
+        Ok(())
+    }
+
+    fn shutdown_all(&mut self) {
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].is_some() {
+                self.close(slot);
+            }
+        }
+        // Reap what the shutdowns complete, bounded; the ring is dropped
+        // before the connections in any case.
+        let mut cqes = Vec::with_capacity(COMPLETIONS_PER_WAIT);
+        for _ in 0..200 {
+            if self.conns.iter().all(|c| c.is_none()) {
+                break;
+            }
+            if self.ring.submit_and_wait(&mut cqes).is_err() {
+                break;
+            }
+            for &c in &cqes {
+                let (kind, slot, gen) = ud_parts(c.user_data);
+                if kind == K_TICK {
+                    let _ = self.arm_tick();
+                } else if matches!(kind, K_RECV | K_SEND | K_CONNECT | K_CONNECT_TIMEOUT) {
+                    if let Some(conn) = self.conn_mut(slot, gen) {
+                        conn.inflight -= 1;
+                        self.maybe_free(slot);
+                    }
+                }
+            }
+        }
+        // Anything still in flight is leaked rather than freed under the kernel.
+        for c in self.conns.iter_mut() {
+            if let Some(conn) = c.take() {
+                if conn.inflight > 0 {
+                    Box::leak(conn);
+                } else {
+                    // SAFETY: closing a socket this loop owns.
+                    unsafe { libc::close(conn.fd) };
+                }
+            }
+        }
+    }
+
+    fn arm_tick(&mut self) -> Result<()> {
+        let ts: *const Timespec = &*self.tick_ts;
+        // SAFETY: `tick_ts` is boxed and owned by the loop, which outlives
+        // the ring (the ring is dropped first).
+        unsafe { self.ring.timeout(ts, ud(K_TICK, 0, 0)) }?;
+        Ok(())
+    }
+
+    fn arm_eventfd(&mut self) -> Result<()> {
+        let buf = self.eventfd_buf.as_mut_ptr();
+        // SAFETY: `eventfd_buf` is boxed and owned by the loop, which
+        // outlives the ring; only this one read uses it at a time.
+        unsafe {
+            self.ring
+                .read_eventfd(self.shared.eventfd, buf, ud(K_EVENTFD, 0, 0))
+        }?;
+        Ok(())
+    }
+
+    fn conn_mut(&mut self, slot: usize, gen: u32) -> Option<&mut Conn> {
+        match self.conns.get_mut(slot) {
+            Some(Some(c)) if c.gen == gen => Some(c),
+            _ => None,
+        }
+    }
+
+    fn dispatch(&mut self, c: Completion) -> Result<()> {
+        let (kind, slot, gen) = ud_parts(c.user_data);
+        match kind {
+            K_ACCEPT => {
+                if c.result >= 0 {
+                    self.on_accept(c.result);
+                }
+                if !c.more {
+                    self.ring
+                        .accept_multi(self.listener.as_raw_fd(), ud(K_ACCEPT, 0, 0))?;
+                }
+            }
+            K_EVENTFD => self.arm_eventfd()?,
+            K_TICK => {
+                self.on_tick();
+                self.arm_tick()?;
+            }
+            K_RECV => {
+                let Some(conn) = self.conn_mut(slot, gen) else {
+                    return Ok(());
+                };
+                conn.inflight -= 1;
+                if conn.closing {
+                    self.maybe_free(slot);
+                } else if c.result <= 0 {
+                    self.close(slot);
+                } else {
+                    self.on_recv(slot, c.result as usize);
+                }
+            }
+            K_SEND => {
+                let Some(conn) = self.conn_mut(slot, gen) else {
+                    return Ok(());
+                };
+                conn.inflight -= 1;
+                conn.sending = false;
+                if conn.closing {
+                    self.maybe_free(slot);
+                } else if c.result < 0 {
+                    self.close(slot);
+                } else {
+                    conn.send_off += c.result as usize;
+                    self.shared
+                        .stats
+                        .bytes_out
+                        .fetch_add(c.result as u64, Ordering::Relaxed);
+                    let conn = self.conns[slot].as_mut().expect("live slot");
+                    if conn.send_off >= conn.send_inflight.len() {
+                        conn.send_inflight.clear();
+                        conn.send_off = 0;
+                    }
+                    self.flush(slot);
+                }
+            }
+            K_CONNECT => {
+                let Some(conn) = self.conn_mut(slot, gen) else {
+                    return Ok(());
+                };
+                conn.inflight -= 1;
+                if conn.closing {
+                    self.maybe_free(slot);
+                } else if c.result < 0 {
+                    if let Some(a) = conn.peer_addr {
+                        self.addr_book.failed(&a);
+                    }
+                    self.close(slot);
+                } else {
+                    conn.state = PeerState::Handshaking;
+                    self.start_handshake(slot);
+                }
+            }
+            K_CONNECT_TIMEOUT => {
+                if let Some(conn) = self.conn_mut(slot, gen) {
+                    conn.inflight -= 1;
+                    if conn.closing {
+                        self.maybe_free(slot);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn new_conn(
+        &mut self,
+        fd: RawFd,
+        remote: SocketAddr,
+        outbound: bool,
+        state: PeerState,
+    ) -> usize {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let gen = self.rng.next_u64() as u32;
+        self.conns[slot] = Some(Box::new(Conn {
+            gen,
+            fd,
+            remote,
+            outbound,
+            state,
+            closing: false,
+            inflight: 0,
+            recv_buf: vec![0u8; RECV_BUF_BYTES].into_boxed_slice(),
+            decoder: FrameDecoder::new(self.cfg.frame_payload_bytes_max),
+            partial_since_ms: 0,
+            send_queue: Vec::new(),
+            send_inflight: Vec::new(),
+            send_off: 0,
+            sending: false,
+            hs: None,
+            peer: None,
+            peer_addr: if outbound { Some(remote) } else { None },
+            score: Score::default(),
+            gossip: None,
+            ping_nonce: 0,
+            ping_sent_ms: 0,
+            awaiting_pong: false,
+            pending_requests: HashSet::new(),
+            // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
+            sockaddr: unsafe { std::mem::zeroed() },
+            sockaddr_len: 0,
+            connect_ts: timespec_ms(self.cfg.connect_timeout_ms),
+        }));
+        slot
+    }
+
+    fn count_conns(&self, outbound: bool) -> usize {
+        self.conns
+            .iter()
+            .flatten()
+            .filter(|c| c.outbound == outbound && !c.closing)
+            .count()
+    }
+
+    fn on_accept(&mut self, fd: RawFd) {
+        let Some(remote) = peer_name(fd) else {
+            // SAFETY: closing the fd the kernel just gave us.
+            unsafe { libc::close(fd) };
+            return;
+        };
+        let now = self.now_ms();
+        if self.count_conns(false) >= self.cfg.inbound_peers_max
+            || self.bans.is_banned(&BanKey::Addr(remote), now)
+        {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+            return;
+        }
+        let slot = self.new_conn(fd, remote, false, PeerState::Handshaking);
+        self.start_handshake(slot);
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
+        let now = self.now_ms();
+        if addr == self.local_addr || self.bans.is_banned(&BanKey::Addr(addr), now) {
+            return;
+        }
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return;
+        }
+        self.addr_book.attempted(&addr, now);
+        let slot = self.new_conn(fd, addr, true, PeerState::Connecting);
+        let conn = self.conns[slot].as_mut().expect("just created");
+        conn.sockaddr_len = write_sockaddr(&addr, &mut conn.sockaddr);
+        let gen = conn.gen;
+        let sa: *const libc::sockaddr = (&conn.sockaddr as *const libc::sockaddr_storage).cast();
+        let ts: *const Timespec = &conn.connect_ts;
+        let len = conn.sockaddr_len;
+        conn.inflight += 2;
+        // SAFETY: `sockaddr` and `connect_ts` live in the boxed connection,
+        // which is freed only when `inflight` (counting both completions)
+        // is back to zero.
+        let r = unsafe {
+            self.ring.connect_with_timeout(
+                fd,
+                sa,
+                len,
+                ts,
+                ud(K_CONNECT, slot, gen),
+                ud(K_CONNECT_TIMEOUT, slot, gen),
+            )
+        };
+        if r.is_err() {
+            let conn = self.conns[slot].as_mut().expect("just created");
+            conn.inflight -= 2;
+            self.close(slot);
+        }
+    }
+
+    fn start_handshake(&mut self, slot: usize) {
+        let now = self.now_ms();
+        let challenge = random_bytes().unwrap_or_else(|_| {
+            let mut b = [0u8; 32];
+            for c in b.chunks_mut(8) {
+                c.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+            }
+            b
+        });
+        let conn = self.conns[slot].as_mut().expect("live slot");
+        let role = if conn.outbound {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let hs = Handshake::new(
+            &self.identity,
+            self.cfg.chain_id,
+            role,
+            self.local_addr.port(),
+            challenge,
+            now,
+            self.cfg.handshake_timeout_ms,
+        );
+        let hello = hs.hello();
+        conn.hs = Some(hs);
+        self.send_msg(slot, &Message::Hello(hello), 0);
+        self.arm_recv(slot);
+    }
+
+    fn arm_recv(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        let buf = conn.recv_buf.as_mut_ptr();
+        let len = conn.recv_buf.len() as u32;
+        let (fd, gen) = (conn.fd, conn.gen);
+        conn.inflight += 1;
+        // SAFETY: `recv_buf` is a boxed slice owned by the connection, not
+        // touched until this completion is reaped, and the connection is not
+        // freed while `inflight > 0`.
+        if unsafe { self.ring.recv(fd, buf, len, ud(K_RECV, slot, gen)) }.is_err() {
+            conn.inflight -= 1;
+            self.close(slot);
+        }
+    }
+
+    fn flush(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.closing || conn.sending {
+            return;
+        }
+        if conn.send_off >= conn.send_inflight.len() {
+            if conn.send_queue.is_empty() {
+                return;
+            }
+            conn.send_inflight.clear();
+            std::mem::swap(&mut conn.send_queue, &mut conn.send_inflight);
+            conn.send_off = 0;
+        }
+        let rest = &conn.send_inflight[conn.send_off..];
+        let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+        let (fd, gen) = (conn.fd, conn.gen);
+        conn.sending = true;
+        conn.inflight += 1;
+        // SAFETY: `send_inflight` is neither written nor reallocated while
+        // `sending` is set; the connection lives while `inflight > 0`.
+        if unsafe { self.ring.send(fd, ptr, len, ud(K_SEND, slot, gen)) }.is_err() {
+            conn.inflight -= 1;
+            conn.sending = false;
+            self.close(slot);
+        }
+    }
+
+    /// Queues a message; returns false when the connection was dropped
+    /// because its queue overflowed (a peer that does not read).
+    fn send_msg(&mut self, slot: usize, msg: &Message<'_>, request_id: u64) -> bool {
+        let cap = self.cfg.send_queue_bytes_max;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        if conn.closing {
+            return false;
+        }
+        let before = conn.send_queue.len();
+        msg.encode_frame(request_id, &mut conn.send_queue);
+        let queued = conn.send_queue.len() + (conn.send_inflight.len() - conn.send_off);
+        if queued > cap {
+            conn.send_queue.truncate(before);
+            self.misbehave(slot, Misbehaviour::NotReading);
+            return false;
+        }
+        self.shared.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+        self.flush(slot);
+        true
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.closing = true;
+        conn.state = PeerState::Closing;
+        if let Some(info) = conn.peer {
+            if self.by_key.get(&info.node_key) == Some(&slot) {
+                self.by_key.remove(&info.node_key);
+                self.peers_dirty = true;
+                push_event(
+                    &self.shared,
+                    Event::PeerDown {
+                        node_key: info.node_key,
+                    },
+                );
+            }
+        }
+        // SAFETY: shutting down a socket this connection owns; in-flight
+        // receives and sends complete promptly afterwards.
+        unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+        self.maybe_free(slot);
+    }
+
+    fn maybe_free(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_ref() else {
+            return;
+        };
+        if conn.closing && conn.inflight == 0 {
+            // SAFETY: no operation uses the fd or buffers any more.
+            unsafe { libc::close(conn.fd) };
+            self.conns[slot] = None;
+            self.free.push(slot);
+        }
+    }
+
+    fn misbehave(&mut self, slot: usize, m: Misbehaviour) {
+        let now = self.now_ms();
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let ban = conn.score.penalize(m);
+        let key = match conn.peer.or_else(|| {
+            conn.hs.as_ref().and_then(|h| {
+                h.peer_hello().map(|h| PeerInfo {
+                    node_key: h.node_key,
+                    listen_port: h.listen_port,
+                    version: h.version,
+                })
+            })
+        }) {
+            Some(info) => BanKey::Node(info.node_key),
+            None => BanKey::Addr(conn.remote),
+        };
+        if ban {
+            self.bans.ban(key, now, self.cfg.ban_duration_ms);
+            self.shared.stats.bans.fetch_add(1, Ordering::Relaxed);
+        }
+        if ban || m.closes_connection() {
+            self.shared
+                .stats
+                .peers_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(slot);
+        }
+    }
+
+    fn on_recv(&mut self, slot: usize, n: usize) {
+        self.shared
+            .stats
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let now = self.now_ms();
+        let conn = self.conns[slot].as_mut().expect("live slot");
+        // Hold the connection while its frames are handled: a misbehaving
+        // frame closes it, and it must not be freed under this function.
+        conn.inflight += 1;
+        let buf = std::mem::take(&mut conn.recv_buf);
+        let mut dec = std::mem::replace(&mut conn.decoder, FrameDecoder::new(0));
+        let mut input: &[u8] = &buf[..n];
+        loop {
+            match dec.next(&mut input) {
+                Ok(Some(f)) => {
+                    self.shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    if !self.on_frame(slot, f.header, f.payload) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let m = match e {
+                        Error::BadMagic { .. } => Misbehaviour::BadMagic,
+                        Error::FrameTooLarge { .. } => Misbehaviour::Oversize,
+                        Error::BadChecksum { .. } => Misbehaviour::BadChecksum,
+                        _ => Misbehaviour::Undecodable,
+                    };
+                    self.misbehave(slot, m);
+                    break;
+                }
+            }
+        }
+        let conn = self.conns[slot]
+            .as_mut()
+            .expect("connection outlives its receive");
+        if dec.is_idle() {
+            conn.partial_since_ms = 0;
+        } else if conn.partial_since_ms == 0 {
+            conn.partial_since_ms = now.max(1);
+        }
+        conn.recv_buf = buf;
+        conn.decoder = dec;
+        conn.inflight -= 1;
+        if conn.closing {
+            self.maybe_free(slot);
+        } else {
+            self.arm_recv(slot);
+        }
+    }
+
+    /// Handles one frame; returns false when the connection is closing.
+    fn on_frame(&mut self, slot: usize, h: Header, payload: &[u8]) -> bool {
+        let msg = match Message::decode(h.msg_type, payload) {
+            Ok(m) => m,
+            Err(_) => {
+                self.misbehave(slot, Misbehaviour::Undecodable);
+                return false;
+            }
+        };
+        let now = self.now_ms();
+        let conn = self.conns[slot].as_mut().expect("live slot");
+        if conn.closing {
+            return false;
+        }
+        if conn.state == PeerState::Handshaking {
+            return self.on_handshake_msg(slot, msg);
+        }
+        match msg {
+            Message::Hello(_) | Message::Auth(_) => {
+                self.misbehave(slot, Misbehaviour::ProtocolViolation);
+                return false;
+            }
+            Message::Ping(n) => {
+                self.send_msg(slot, &Message::Pong(n), 0);
+            }
+            Message::Pong(n) => {
+                if conn.awaiting_pong && n == conn.ping_nonce {
+                    conn.awaiting_pong = false;
+                }
+            }
+            Message::GetAddrs(max) => {
+                let n = (max as usize).min(ADDRS_ANSWER_MAX);
+                let sample = self.addr_book.sample(n, &mut self.rng);
+                let mut buf = Vec::with_capacity(sample.len() * 19);
+                for a in &sample {
+                    write_addr(&mut buf, a);
+                }
+                self.send_msg(
+                    slot,
+                    &Message::Addrs(Addrs::from_encoded(sample.len(), &buf)),
+                    0,
+                );
+            }
+            Message::Addrs(addrs) => {
+                for a in addrs.iter() {
+                    self.addr_book.add(a);
+                }
+            }
+            Message::Announce(ids) => {
+                let mut want = Vec::new();
+                let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
+                for id in ids.iter() {
+                    gossip.mark_known(id);
+                    if self.seen.contains(id) {
+                        continue;
+                    }
+                    if let Some(at) = self.requested.peek(id) {
+                        if now < at + PULL_RETRY_MS {
+                            continue;
+                        }
+                    }
+                    self.requested.put(*id, now);
+                    want.extend_from_slice(id);
+                }
+                if !want.is_empty() {
+                    self.send_msg(slot, &Message::PullRequest(Ids::from_bytes(&want)), 0);
+                }
+            }
+            Message::Push(items) | Message::PullResponse(items) => {
+                let limited = matches!(msg, Message::Push(_));
+                let from = conn.peer.expect("ready").node_key;
+                let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
+                let store = &mut self.store;
+                let pending = &mut self.pending_push;
+                let shared = &self.shared;
+                let out = on_items(&mut self.seen, gossip, items, limited, now, |id, item| {
+                    store.put(*id, item.to_vec());
+                    if pending.len() < PENDING_PUSH_MAX {
+                        pending.push(*id);
+                    }
+                    push_event(
+                        shared,
+                        Event::Item {
+                            id: *id,
+                            item: item.to_vec(),
+                            from,
+                        },
+                    );
+                });
+                let st = &self.shared.stats;
+                st.items_new
+                    .fetch_add(u64::from(out.new), Ordering::Relaxed);
+                st.items_duplicate
+                    .fetch_add(u64::from(out.duplicate), Ordering::Relaxed);
+                st.items_rate_limited
+                    .fetch_add(u64::from(out.rate_limited), Ordering::Relaxed);
+                if out.rate_limited > 0 {
+                    self.misbehave(slot, Misbehaviour::Flooding);
+                    return !self.conns[slot].as_ref().is_none_or(|c| c.closing);
+                }
+            }
+            Message::PullRequest(ids) => {
+                let limit = self.cfg.frame_payload_bytes_max as usize;
+                let half_queue = self.cfg.send_queue_bytes_max / 2;
+                let queued = conn.send_queue.len() + (conn.send_inflight.len() - conn.send_off);
+                let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
+                let mut buf = Vec::new();
+                let mut count = 0;
+                for id in ids.iter() {
+                    if let Some(item) = self.store.peek(id) {
+                        // Answer only what fits in one frame and keeps the
+                        // queue under half its cap; the peer asks again.
+                        if 2 + buf.len() + 36 + item.len() > limit
+                            || queued + buf.len() > half_queue
+                        {
+                            break;
+                        }
+                        gossip.mark_known(id);
+                        write_item(&mut buf, id, item);
+                        count += 1;
+                    }
+                }
+                if count > 0 {
+                    self.send_msg(
+                        slot,
+                        &Message::PullResponse(Items::from_encoded(count, &buf)),
+                        0,
+                    );
+                }
+            }
+            Message::Request(p) => {
+                let from = conn.peer.expect("ready").node_key;
+                let ev = if h.request_id == 0 {
+                    Event::Message {
+                        from,
+                        payload: p.to_vec(),
+                    }
+                } else {
+                    Event::Request {
+                        from,
+                        request_id: h.request_id,
+                        payload: p.to_vec(),
+                    }
+                };
+                push_event(&self.shared, ev);
+            }
+            Message::Response(p) => {
+                if conn.pending_requests.remove(&h.request_id) {
+                    let from = conn.peer.expect("ready").node_key;
+                    push_event(
+                        &self.shared,
+                        Event::Response {
+                            from,
+                            request_id: h.request_id,
+                            payload: p.to_vec(),
+                        },
+                    );
+                } else {
+                    self.misbehave(slot, Misbehaviour::UnsolicitedResponse);
+                }
+            }
+        }
+        !self.conns[slot].as_ref().is_none_or(|c| c.closing)
+    }
+
+    fn refuse(&mut self, slot: usize, r: HandshakeRefusal) {
+        self.shared
+            .stats
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        match r {
+            HandshakeRefusal::BadSignature | HandshakeRefusal::BadKey => {
+                self.misbehave(slot, Misbehaviour::BadSignature)
+            }
+            HandshakeRefusal::UnexpectedMessage(_) => {
+                self.misbehave(slot, Misbehaviour::ProtocolViolation)
+            }
+            HandshakeRefusal::Timeout => self.misbehave(slot, Misbehaviour::SlowHandshake),
+            HandshakeRefusal::SelfConnection => {
+                let conn = self.conns[slot].as_ref().expect("live");
+                if let Some(a) = conn.peer_addr {
+                    // Never dial our own address again.
+                    self.addr_book.failed(&a);
+                    self.bans.ban(BanKey::Addr(a), self.now_ms(), u64::MAX / 4);
+                }
+                self.close(slot)
+            }
+            _ => self.close(slot),
+        }
+    }
+
+    fn on_handshake_msg(&mut self, slot: usize, msg: Message<'_>) -> bool {
+        let now = self.now_ms();
+        let conn = self.conns[slot].as_mut().expect("live slot");
+        let hs = conn
+            .hs
+            .as_mut()
+            .expect("handshaking connections have a handshake");
+        match msg {
+            Message::Hello(hello) => {
+                if self.bans.is_banned(&BanKey::Node(hello.node_key), now) {
+                    self.refuse(slot, HandshakeRefusal::Banned);
+                    return false;
+                }
+                match hs.on_hello(&self.identity, hello) {
+                    Ok(sig) => self.send_msg(slot, &Message::Auth(sig), 0),
+                    Err(r) => {
+                        self.refuse(slot, r);
+                        false
+                    }
+                }
+            }
+            Message::Auth(sig) => match hs.on_auth(&sig) {
+                Ok(info) => self.on_authenticated(slot, info),
+                Err(r) => {
+                    self.refuse(slot, r);
+                    false
+                }
+            },
+            _ => {
+                self.refuse(slot, HandshakeRefusal::UnexpectedMessage("application"));
+                false
+            }
+        }
+    }
+
+    fn on_authenticated(&mut self, slot: usize, info: PeerInfo) -> bool {
+        let now = self.now_ms();
+        let me = self.identity.public();
+        if let Some(&other) = self.by_key.get(&info.node_key) {
+            // Two connections to one node (both dialed at once). Both sides
+            // keep the connection whose initiator has the lower key, so they
+            // agree without talking.
+            let initiator_key = |outbound: bool| if outbound { me } else { info.node_key };
+            let new_out = self.conns[slot].as_ref().expect("live").outbound;
+            let old_out = self.conns[other].as_ref().expect("live").outbound;
+            if initiator_key(new_out) < initiator_key(old_out) {
+                self.by_key.remove(&info.node_key);
+                // Silent swap: the peer stays up, so no PeerDown.
+                let old = self.conns[other].as_mut().expect("live");
+                old.peer = None;
+                self.close(other);
+            } else {
+                self.shared
+                    .stats
+                    .handshakes_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close(slot);
+                return false;
+            }
+            self.promote(slot, info, now, false);
+            return true;
+        }
+        self.promote(slot, info, now, true);
+        true
+    }
+
+    fn promote(&mut self, slot: usize, info: PeerInfo, now: u64, announce: bool) {
+        let limits = PushLimits {
+            items_per_s: self.cfg.push_items_per_s,
+            bytes_per_s: self.cfg.push_bytes_per_s,
+        };
+        let conn = self.conns[slot].as_mut().expect("live");
+        conn.state = PeerState::Ready;
+        conn.peer = Some(info);
+        conn.hs = None;
+        conn.gossip = Some(PeerGossip::new(self.cfg.sent_ids_per_peer_max, limits, now));
+        conn.ping_sent_ms = now;
+        if !conn.outbound && info.listen_port != 0 {
+            conn.peer_addr = Some(SocketAddr::new(conn.remote.ip(), info.listen_port));
+        }
+        let remote = conn.remote;
+        if let Some(a) = conn.peer_addr {
+            self.addr_book.succeeded(a, now);
+        }
+        self.by_key.insert(info.node_key, slot);
+        self.peers_dirty = true;
+        if announce {
+            push_event(
+                &self.shared,
+                Event::PeerUp {
+                    node_key: info.node_key,
+                    addr: remote,
+                },
+            );
+        }
+        self.send_msg(slot, &Message::GetAddrs(ADDRS_ANSWER_MAX as u16), 0);
+    }
+
+    fn publish_peers(&mut self) {
+        self.peers_dirty = false;
+        let list: Vec<PeerSummary> = self
+            .by_key
+            .values()
+            .filter_map(|&s| self.conns[s].as_ref())
+            .filter_map(|c| {
+                c.peer.map(|p| PeerSummary {
+                    node_key: p.node_key,
+                    addr: c.remote,
+                    outbound: c.outbound,
+                    score: c.score.0,
+                })
+            })
+            .collect();
+        if let Ok(mut p) = self.shared.peers.lock() {
+            *p = list;
+        }
+    }
+
+    fn ready_slots(&self) -> Vec<usize> {
+        self.by_key.values().copied().collect()
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.now_ms();
+        let mut bad: Vec<(usize, Misbehaviour)> = Vec::new();
+        let mut pings: Vec<(usize, u64)> = Vec::new();
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if c.closing {
+                continue;
+            }
+            if c.state == PeerState::Handshaking {
+                if let Some(hs) = &c.hs {
+                    if hs.check_timeout(now).is_err() {
+                        bad.push((slot, Misbehaviour::SlowHandshake));
+                        continue;
+                    }
+                }
+            }
+            if c.partial_since_ms != 0
+                && now > c.partial_since_ms + self.cfg.partial_frame_timeout_ms
+            {
+                bad.push((slot, Misbehaviour::SlowFrame));
+                continue;
+            }
+            if c.state == PeerState::Ready {
+                if c.awaiting_pong && now > c.ping_sent_ms + self.cfg.pong_timeout_ms {
+                    bad.push((slot, Misbehaviour::Unresponsive));
+                } else if !c.awaiting_pong && now >= c.ping_sent_ms + self.cfg.ping_interval_ms {
+                    c.ping_nonce = self.rng.next_u64();
+                    c.ping_sent_ms = now;
+                    c.awaiting_pong = true;
+                    pings.push((slot, c.ping_nonce));
+                }
+                if now >= self.last_recover_ms + 1000 {
+                    c.score.recover();
+                }
+            }
+        }
+        if now >= self.last_recover_ms + 1000 {
+            self.last_recover_ms = now;
+        }
+        for (slot, m) in bad {
+            self.misbehave(slot, m);
+        }
+        for (slot, n) in pings {
+            self.send_msg(slot, &Message::Ping(n), 0);
+        }
+        if now >= self.last_flush_ms + self.cfg.gossip_flush_interval_ms {
+            self.last_flush_ms = now;
+            self.flush_gossip();
+        }
+        if now >= self.last_dial_ms + 100 {
+            self.last_dial_ms = now;
+            self.maintain_outbound(now);
+        }
+        if now >= self.last_exchange_ms + self.cfg.addr_exchange_interval_ms {
+            self.last_exchange_ms = now;
+            let ready = self.ready_slots();
+            if !ready.is_empty() {
+                let s = ready[self.rng.below(ready.len())];
+                self.send_msg(s, &Message::GetAddrs(ADDRS_ANSWER_MAX as u16), 0);
+            }
+        }
+    }
+
+    fn maintain_outbound(&mut self, now: u64) {
+        let mut outbound = self.count_conns(true);
+        let mut tries = 0;
+        while outbound < self.cfg.outbound_peers_max && tries < 4 {
+            tries += 1;
+            let busy: HashSet<SocketAddr> = self
+                .conns
+                .iter()
+                .flatten()
+                .filter(|c| !c.closing)
+                .filter_map(|c| c.peer_addr)
+                .collect();
+            let local = self.local_addr;
+            let bans = &self.bans;
+            let Some(a) = self.addr_book.pick(now, DIAL_RETRY_MS, &mut self.rng, |a| {
+                *a == local || busy.contains(a) || bans.is_banned(&BanKey::Addr(*a), now)
+            }) else {
+                break;
+            };
+            self.dial(a);
+            outbound += 1;
+        }
+    }
+
+    fn flush_gossip(&mut self) {
+        if self.pending_push.is_empty() {
+            return;
+        }
+        let ready = self.ready_slots();
+        if ready.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.pending_push);
+        let mut order = ready.clone();
+        self.rng.sample_in_place(&mut order, self.cfg.gossip_fanout);
+        let fanout = self.cfg.gossip_fanout.min(order.len());
+        let limit = self.cfg.frame_payload_bytes_max as usize;
+        let half_queue = self.cfg.send_queue_bytes_max / 2;
+        let ids_max = crate::limits::IDS_PER_MESSAGE_MAX as usize;
+        let items_max = crate::limits::ITEMS_PER_MESSAGE_MAX as usize;
+        for (rank, &slot) in order.iter().enumerate() {
+            // Push only to the sampled peers whose queue is not backing up;
+            // everyone else gets the ids and pulls what it misses.
+            let Some(queued) = self.queued_bytes(slot) else {
+                continue;
+            };
+            let push = rank < fanout && queued < half_queue;
+            let mut items = Vec::new();
+            let mut items_count = 0usize;
+            let mut announces: Vec<Vec<u8>> = vec![Vec::new()];
+            {
+                let Some(g) = self.conns[slot].as_mut().and_then(|c| c.gossip.as_mut()) else {
+                    continue;
+                };
+                for id in &ids {
+                    if g.knows(id) {
+                        continue;
+                    }
+                    g.mark_known(id);
+                    if push && items_count < items_max {
+                        if let Some(item) = self.store.peek(id) {
+                            if 2 + items.len() + 36 + item.len() <= limit {
+                                write_item(&mut items, id, item);
+                                items_count += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    let last = announces.last_mut().expect("never empty");
+                    if last.len() / 32 >= ids_max {
+                        announces.push(Vec::new());
+                    }
+                    announces
+                        .last_mut()
+                        .expect("never empty")
+                        .extend_from_slice(id);
+                }
+            }
+            if items_count > 0 {
+                self.send_msg(
+                    slot,
+                    &Message::Push(Items::from_encoded(items_count, &items)),
+                    0,
+                );
+            }
+            for a in announces.iter().filter(|a| !a.is_empty()) {
+                if !self.send_msg(slot, &Message::Announce(Ids::from_bytes(a)), 0) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Bytes queued or in flight to a live connection.
+    fn queued_bytes(&self, slot: usize) -> Option<usize> {
+        let c = self.conns[slot].as_ref()?;
+        Some(c.send_queue.len() + (c.send_inflight.len() - c.send_off))
+    }
+
+    fn drain_commands(&mut self) {
+        // Bounded per wake-up so the loop keeps serving sockets.
+        for _ in 0..crate::node::COMMANDS_MAX {
+            let Some(cmd) = self.shared.commands.pop() else {
+                break;
+            };
+            match cmd {
+                Command::Broadcast(item) => {
+                    let id = *blake3::hash(&item).as_bytes();
+                    if self.seen.insert(&id) {
+                        self.store.put(id, item);
+                        if self.pending_push.len() < PENDING_PUSH_MAX {
+                            self.pending_push.push(id);
+                        }
+                    }
+                }
+                Command::Send { to, payload } => {
+                    if let Some(&s) = self.by_key.get(&to) {
+                        self.send_msg(s, &Message::Request(&payload), 0);
+                    }
+                }
+                Command::Request {
+                    to,
+                    request_id,
+                    payload,
+                } => {
+                    if let Some(&s) = self.by_key.get(&to) {
+                        let conn = self.conns[s].as_mut().expect("ready peers are live");
+                        if conn.pending_requests.len() < PENDING_REQUESTS_PER_PEER_MAX {
+                            conn.pending_requests.insert(request_id);
+                            self.send_msg(s, &Message::Request(&payload), request_id);
+                        }
+                    }
+                }
+                Command::Respond {
+                    to,
+                    request_id,
+                    payload,
+                } => {
+                    if let Some(&s) = self.by_key.get(&to) {
+                        self.send_msg(s, &Message::Response(&payload), request_id);
+                    }
+                }
+                Command::Dial(a) => {
+                    self.addr_book.add(a);
+                    self.dial(a);
+                }
+            }
+        }
+    }
+}
+
+fn push_event(shared: &Shared, ev: Event) {
+    if shared.events.push(ev).is_err() {
+        shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+fn peer_name(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss` and `len` are valid for writes of the sizes given.
+    let r = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,37 @@
+//! Every limit of the network layer, in one place. Config fields default to
+//! these; relations between them are checked at compile time.
+
+/// Default largest frame payload: 4 MiB.
+pub const FRAME_PAYLOAD_BYTES_MAX_DEFAULT: u32 = 4 * 1024 * 1024;
+/// Hard ceiling on the configurable frame payload size (64 MiB): a config can
+/// never make the decoder allocate more than this per connection.
+pub const FRAME_PAYLOAD_BYTES_MAX_CEILING: u32 = 64 * 1024 * 1024;
+/// Most ids in one announce or pull request message.
+pub const IDS_PER_MESSAGE_MAX: u32 = 4096;
+/// Most items in one push or pull response message.
+pub const ITEMS_PER_MESSAGE_MAX: u32 = 4096;
+/// Most addresses in one addrs message.
+pub const ADDRS_PER_MESSAGE_MAX: u32 = 256;
+/// Largest single gossip item (1 MiB).
+pub const ITEM_BYTES_MAX: u32 = 1024 * 1024;
+/// Default address book capacity.
+pub const ADDR_BOOK_ENTRIES_MAX_DEFAULT: usize = 4096;
+/// Default node-wide seen cache capacity (ids).
+pub const SEEN_IDS_MAX_DEFAULT: usize = 1 << 18;
+/// Default per-peer "already sent" cache capacity (ids).
+pub const SENT_IDS_PER_PEER_MAX_DEFAULT: usize = 4096;
+/// Default per-connection send queue limit (8 MiB): above it, sends are
+/// refused with backpressure and a peer that stays above it is dropped.
+pub const SEND_QUEUE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+/// Default handshake timeout.
+pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Score at or below which a peer is disconnected and banned.
+pub const SCORE_BAN_THRESHOLD: i32 = -100;
+/// Default ban duration.
+pub const BAN_DURATION_MS_DEFAULT: u64 = 10 * 60 * 1000;
+
+const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX_DEFAULT <= FRAME_PAYLOAD_BYTES_MAX_CEILING);
+const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
+// An announce of the most ids fits in a default frame.
+const _: () = assert!(2 + IDS_PER_MESSAGE_MAX * 32 <= FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
+const _: () = assert!(SEND_QUEUE_BYTES_MAX_DEFAULT >= FRAME_PAYLOAD_BYTES_MAX_DEFAULT as usize);

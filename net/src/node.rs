@@ -1,0 +1,309 @@
+//! The public API: [`Node::start`] spawns the I/O thread and returns a
+//! [`Handle`] that other threads use through bounded queues and an eventfd.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
+use crate::handshake::Identity;
+use crate::message::ItemId;
+
+/// Capacity of the command queue (handle → I/O thread).
+pub const COMMANDS_MAX: usize = 4096;
+
+/// Something that happened on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A peer completed the handshake.
+    PeerUp {
+        /// Its node key.
+        node_key: [u8; 32],
+        /// Its remote address.
+        addr: SocketAddr,
+    },
+    /// A ready peer went away.
+    PeerDown {
+        /// Its node key.
+        node_key: [u8; 32],
+    },
+    /// A gossip item new to this node (each id is reported once).
+    Item {
+        /// The id.
+        id: ItemId,
+        /// The item bytes.
+        item: Vec<u8>,
+        /// The peer it came from.
+        from: [u8; 32],
+    },
+    /// A one-way message from a peer.
+    Message {
+        /// Sender.
+        from: [u8; 32],
+        /// Opaque payload.
+        payload: Vec<u8>,
+    },
+    /// A request; answer with [`Handle::respond`].
+    Request {
+        /// Sender.
+        from: [u8; 32],
+        /// Request id to echo.
+        request_id: u64,
+        /// Opaque payload.
+        payload: Vec<u8>,
+    },
+    /// A response to one of our requests.
+    Response {
+        /// Responder.
+        from: [u8; 32],
+        /// Our request id.
+        request_id: u64,
+        /// Opaque payload.
+        payload: Vec<u8>,
+    },
+}
+
+pub(crate) enum Command {
+    Broadcast(Vec<u8>),
+    Send {
+        to: [u8; 32],
+        payload: Vec<u8>,
+    },
+    Request {
+        to: [u8; 32],
+        request_id: u64,
+        payload: Vec<u8>,
+    },
+    Respond {
+        to: [u8; 32],
+        request_id: u64,
+        payload: Vec<u8>,
+    },
+    Dial(SocketAddr),
+}
+
+/// A connected peer, as reported by [`Handle::peers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Node key.
+    pub node_key: [u8; 32],
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// True when we dialed it.
+    pub outbound: bool,
+    /// Current score.
+    pub score: i32,
+}
+
+/// Counters, readable from any thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Frames received.
+    pub frames_in: AtomicU64,
+    /// Frames queued for sending.
+    pub frames_out: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// Items new to this node.
+    pub items_new: AtomicU64,
+    /// Duplicate items received.
+    pub items_duplicate: AtomicU64,
+    /// Items dropped by the push rate limit.
+    pub items_rate_limited: AtomicU64,
+    /// Connections closed for misbehaviour.
+    pub peers_dropped: AtomicU64,
+    /// Bans issued.
+    pub bans: AtomicU64,
+    /// Handshakes refused.
+    pub handshakes_refused: AtomicU64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) commands: ArrayQueue<Command>,
+    pub(crate) events: ArrayQueue<Event>,
+    pub(crate) eventfd: RawFd,
+    pub(crate) stop: AtomicBool,
+    pub(crate) stats: Stats,
+    pub(crate) peers: Mutex<Vec<PeerSummary>>,
+    pub(crate) next_request_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own for
+        // the lifetime of `Shared`; a failed write (counter overflow) only
+        // means the loop is already awake.
+        unsafe {
+            libc::write(self.eventfd, (&one as *const u64).cast(), 8);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: the eventfd is owned by `Shared` and closed exactly once.
+        unsafe {
+            libc::close(self.eventfd);
+        }
+    }
+}
+
+/// Entry point.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Validates `config`, sets up io_uring and the listener, and starts the
+    /// I/O thread. Fails with [`Error::IoUringUnavailable`] (saying how to
+    /// fix it) when the kernel refuses io_uring: there is no fallback backend,
+    /// by decision — a node silently running on a slower path would hide a
+    /// misconfigured host.
+    pub fn start(config: Config, identity: Identity) -> Result<Handle> {
+        config.validate()?;
+        // SAFETY: plain syscall; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(Error::Io(std::io::Error::last_os_error()));
+        }
+        let shared = Arc::new(Shared {
+            commands: ArrayQueue::new(COMMANDS_MAX),
+            events: ArrayQueue::new(config.events_max),
+            eventfd: efd,
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+            peers: Mutex::new(Vec::new()),
+            next_request_id: AtomicU64::new(1),
+        });
+        let node_key = identity.public();
+        let mut lp = EventLoop::new(config, identity, shared.clone())?;
+        let local_addr = lp.local_addr();
+        let thread = std::thread::Builder::new()
+            .name("strata-net-io".into())
+            .spawn(move || lp.run())
+            .map_err(Error::Io)?;
+        Ok(Handle {
+            shared,
+            thread: Some(thread),
+            local_addr,
+            node_key,
+        })
+    }
+}
+
+/// Handle to a running node. Dropping it stops the node.
+#[derive(Debug)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<()>>>,
+    local_addr: SocketAddr,
+    node_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl Handle {
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    /// This node's key.
+    pub fn node_key(&self) -> [u8; 32] {
+        self.node_key
+    }
+
+    fn command(&self, c: Command) -> Result<()> {
+        if self.shared.stop.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        self.shared.commands.push(c).map_err(|_| Error::QueueFull {
+            queue: "command",
+            capacity: COMMANDS_MAX,
+        })?;
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// Gossips an item; returns its id (blake3 of the bytes).
+    pub fn broadcast(&self, item: Vec<u8>) -> Result<ItemId> {
+        let id = *blake3::hash(&item).as_bytes();
+        self.command(Command::Broadcast(item))?;
+        Ok(id)
+    }
+    /// Sends a one-way message to a peer.
+    pub fn send(&self, to: [u8; 32], payload: Vec<u8>) -> Result<()> {
+        self.command(Command::Send { to, payload })
+    }
+    /// Sends a request; the answer arrives as [`Event::Response`] with the
+    /// returned request id.
+    pub fn request(&self, to: [u8; 32], payload: Vec<u8>) -> Result<u64> {
+        let request_id = self.shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+        self.command(Command::Request {
+            to,
+            request_id,
+            payload,
+        })?;
+        Ok(request_id)
+    }
+    /// Answers a request.
+    pub fn respond(&self, to: [u8; 32], request_id: u64, payload: Vec<u8>) -> Result<()> {
+        self.command(Command::Respond {
+            to,
+            request_id,
+            payload,
+        })
+    }
+    /// Dials an address.
+    pub fn dial(&self, addr: SocketAddr) -> Result<()> {
+        self.command(Command::Dial(addr))
+    }
+    /// Next event, if any (the stream is a bounded queue).
+    pub fn try_next_event(&self) -> Option<Event> {
+        self.shared.events.pop()
+    }
+    /// Ready peers.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        self.shared
+            .peers
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+    /// Stops the node and waits for its thread.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+    fn stop(&mut self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake();
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Err(Error::Stopped)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,216 @@
+//! The io_uring wrapper: the one place in this crate with `unsafe`.
+//!
+//! Every submission hands the kernel raw pointers (receive and send buffers,
+//! socket addresses, timespecs). The rule the event loop follows, and which
+//! each `// SAFETY:` below relies on: the memory behind a pointer lives in a
+//! heap allocation owned by the connection (or the loop) that is not freed,
+//! moved or reallocated until the operation's completion has been reaped.
+//! Connections count their in-flight operations and are freed only at zero.
+//!
+//! Receive uses one fixed buffer per connection (not a provided-buffer ring):
+//! simpler to reason about, and with at most a few hundred peers the memory
+//! (64 KiB each) is bounded.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::error::{Error, Result};
+
+/// How to fix a refused io_uring setup.
+pub const IO_URING_HINT: &str =
+    "strata-net needs io_uring (Linux 5.19+). If it runs in a container, \
+allow the io_uring_setup/io_uring_enter/io_uring_register syscalls in the seccomp profile \
+(e.g. docker --security-opt seccomp=unconfined) and check that \
+/proc/sys/kernel/io_uring_disabled is 0";
+
+/// The ring.
+pub struct Ring {
+    ring: IoUring,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ring")
+    }
+}
+
+/// One completion.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    /// The submission's user data.
+    pub user_data: u64,
+    /// The result (negative errno on failure).
+    pub result: i32,
+    /// True when a multishot operation stays armed.
+    pub more: bool,
+}
+
+impl Ring {
+    /// Sets up a ring of `entries` submissions. `force_unavailable` makes it
+    /// fail as a kernel without io_uring would (to test that path).
+    pub fn new(entries: u32, force_unavailable: bool) -> Result<Ring> {
+        let r = if force_unavailable {
+            Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        } else {
+            IoUring::new(entries)
+        };
+        match r {
+            Ok(ring) => Ok(Ring { ring }),
+            Err(source) => Err(Error::IoUringUnavailable {
+                source,
+                hint: IO_URING_HINT,
+            }),
+        }
+    }
+
+    fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller of each public method below guarantees that
+            // the pointers in `e` stay valid until its completion (see the
+            // module docs); pushing itself only copies the entry.
+            let pushed = unsafe { self.ring.submission().push(&e) }.is_ok();
+            if pushed {
+                return Ok(());
+            }
+            // Submission queue full: hand what is queued to the kernel.
+            self.ring.submit()?;
+        }
+    }
+
+    /// Submits and waits for at least one completion, then drains up to
+    /// `out.capacity()` completions into `out`.
+    pub fn submit_and_wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.clear();
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        let cap = out.capacity().max(1);
+        for c in self.ring.completion().take(cap) {
+            out.push(Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                more: cqueue::more(c.flags()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Multishot accept on a listening socket.
+    pub fn accept_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        self.push(
+            opcode::AcceptMulti::new(types::Fd(fd))
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Receive into `buf`.
+    ///
+    /// # Safety
+    /// `buf` must stay valid and unaliased until the completion is reaped.
+    pub unsafe fn recv(
+        &mut self,
+        fd: RawFd,
+        buf: *mut u8,
+        len: u32,
+        user_data: u64,
+    ) -> io::Result<()> {
+        self.push(
+            opcode::Recv::new(types::Fd(fd), buf, len)
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Send from `buf`.
+    ///
+    /// # Safety
+    /// `buf..buf+len` must stay valid and unmodified until the completion is reaped.
+    pub unsafe fn send(
+        &mut self,
+        fd: RawFd,
+        buf: *const u8,
+        len: u32,
+        user_data: u64,
+    ) -> io::Result<()> {
+        self.push(
+            opcode::Send::new(types::Fd(fd), buf, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Connect, linked to a timeout: the connect completes with `-ECANCELED`
+    /// if it has not finished by then. Two completions arrive (connect and
+    /// timeout), with `user_data` and `timeout_user_data`.
+    ///
+    /// # Safety
+    /// `addr` and `ts` must stay valid until both completions are reaped.
+    pub unsafe fn connect_with_timeout(
+        &mut self,
+        fd: RawFd,
+        addr: *const libc::sockaddr,
+        addr_len: libc::socklen_t,
+        ts: *const types::Timespec,
+        user_data: u64,
+        timeout_user_data: u64,
+    ) -> io::Result<()> {
+        // Both entries must land in the same submission batch for the link.
+        let free = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free < 2 {
+            self.ring.submit()?;
+        }
+        self.push(
+            opcode::Connect::new(types::Fd(fd), addr, addr_len)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(user_data),
+        )?;
+        self.push(
+            opcode::LinkTimeout::new(ts)
+                .build()
+                .user_data(timeout_user_data),
+        )
+    }
+
+    /// A one-shot timer.
+    ///
+    /// # Safety
+    /// `ts` must stay valid until the completion is reaped.
+    pub unsafe fn timeout(&mut self, ts: *const types::Timespec, user_data: u64) -> io::Result<()> {
+        self.push(opcode::Timeout::new(ts).build().user_data(user_data))
+    }
+
+    /// Read 8 bytes from an eventfd.
+    ///
+    /// # Safety
+    /// `buf` must stay valid until the completion is reaped.
+    pub unsafe fn read_eventfd(
+        &mut self,
+        fd: RawFd,
+        buf: *mut u8,
+        user_data: u64,
+    ) -> io::Result<()> {
+        self.push(
+            opcode::Read::new(types::Fd(fd), buf, 8)
+                .build()
+                .user_data(user_data),
+        )
+    }
+}
+
+/// Builds a timespec.
+pub fn timespec_ms(ms: u64) -> types::Timespec {
+    types::Timespec::new()
+        .sec(ms / 1000)
+        .nsec(((ms % 1000) * 1_000_000) as u32)
+}

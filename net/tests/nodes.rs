@@ -1,0 +1,174 @@
+//! Several nodes in one process on 127.0.0.1: discovery from one seed,
+//! gossip reaching every node exactly once, request/response, and the
+//! io_uring start-up failure path.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use strata_net::{Error, Event, Node};
+
+#[test]
+fn eight_nodes_discover_from_one_seed_and_gossip_exactly_once() {
+    const N: usize = 8;
+    let seed = start(config());
+    let mut nodes = vec![seed];
+    for _ in 1..N {
+        let mut c = config();
+        c.seeds = vec![nodes[0].local_addr()];
+        nodes.push(start(c));
+    }
+    let all_connected = wait_until(Duration::from_secs(20), || {
+        nodes.iter().all(|n| n.peers().len() == N - 1)
+    });
+    assert!(
+        all_connected,
+        "peer counts: {:?}",
+        nodes.iter().map(|n| n.peers().len()).collect::<Vec<_>>()
+    );
+
+    let mut events: Vec<Vec<Event>> = vec![Vec::new(); N];
+    for (i, n) in nodes.iter().enumerate() {
+        drain(n, &mut events[i]);
+    }
+    // A batch of items from one node, and one item from another.
+    let mut ids = Vec::new();
+    for k in 0..50u32 {
+        ids.push(
+            nodes[3]
+                .broadcast(format!("item {k} from node 3").into_bytes())
+                .unwrap(),
+        );
+    }
+    ids.push(nodes[6].broadcast(b"from node 6".to_vec()).unwrap());
+
+    let count_items = |evs: &Vec<Event>| {
+        let mut m: HashMap<[u8; 32], usize> = HashMap::new();
+        for e in evs {
+            if let Event::Item { id, .. } = e {
+                *m.entry(*id).or_default() += 1;
+            }
+        }
+        m
+    };
+    let done = wait_until(Duration::from_secs(20), || {
+        for (i, n) in nodes.iter().enumerate() {
+            drain(n, &mut events[i]);
+        }
+        (0..N).all(|i| {
+            let m = count_items(&events[i]);
+            // A node does not report its own broadcasts back to itself.
+            let expect = match i {
+                3 => 1,
+                6 => ids.len() - 1,
+                _ => ids.len(),
+            };
+            m.len() == expect
+        })
+    });
+    assert!(
+        done,
+        "not every node got every item: {:?}",
+        (0..N)
+            .map(|i| count_items(&events[i]).len())
+            .collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, n) in nodes.iter().enumerate() {
+        drain(n, &mut events[i]);
+        let m = count_items(&events[i]);
+        assert!(
+            m.values().all(|&c| c == 1),
+            "node {i} reported an item twice"
+        );
+    }
+    // Each directed link carries an item at most once.
+    let received: u64 = nodes
+        .iter()
+        .map(|n| {
+            let s = n.stats();
+            s.items_new.load(std::sync::atomic::Ordering::Relaxed)
+                + s.items_duplicate.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(
+        received <= (ids.len() * N * (N - 1)) as u64,
+        "received {received}"
+    );
+
+    // Request/response between two nodes.
+    let to = nodes[1].node_key();
+    let rid = nodes[0].request(to, b"ping?".to_vec()).unwrap();
+    let mut got_req = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        while let Some(e) = nodes[1].try_next_event() {
+            if let Event::Request {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                got_req = Some((from, request_id, payload));
+            }
+        }
+        got_req.is_some()
+    }));
+    let (from, request_id, payload) = got_req.unwrap();
+    assert_eq!(payload, b"ping?");
+    nodes[1]
+        .respond(from, request_id, b"pong!".to_vec())
+        .unwrap();
+    let mut got = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        while let Some(e) = nodes[0].try_next_event() {
+            if let Event::Response {
+                request_id,
+                payload,
+                ..
+            } = e
+            {
+                got = Some((request_id, payload));
+            }
+        }
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap(), (rid, b"pong!".to_vec()));
+    for n in nodes {
+        n.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn io_uring_unavailable_fails_start_with_a_fix() {
+    let mut c = config();
+    c.io_uring_force_unavailable = true;
+    match Node::start(c, strata_net::handshake::Identity::generate().unwrap()) {
+        Err(e @ Error::IoUringUnavailable { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("seccomp") && msg.contains("io_uring_disabled"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected IoUringUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn other_chain_is_refused() {
+    let a = start(config());
+    let mut c = config();
+    c.chain_id = [1; 32];
+    c.seeds = vec![a.local_addr()];
+    let b = start(c);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(a.peers().is_empty() && b.peers().is_empty());
+    assert!(
+        a.stats()
+            .handshakes_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
