@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod block;
+pub mod db_chain;
 pub mod engine;
 pub mod error;
 pub mod genesis;

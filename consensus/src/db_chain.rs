@@ -1,0 +1,358 @@
+//! The durable [`Chain`]: finalized blocks, their transactions, the state
+//! and the state's sparse merkle trie in one `strata-storage` [`Db`],
+//! committed **atomically and durably** per block.
+//!
+//! Key layout (one byte of namespace, then fixed-width fields):
+//!
+//! | key | value |
+//! |---|---|
+//! | `s` ‖ state key (32) | state value |
+//! | `t` ‖ trie record key | trie page / root / stale-list record |
+//! | `b` ‖ height (8, big-endian) | encoded block |
+//! | `x` ‖ height (8, big-endian) | the block's transactions: count (4) then, each, length (4) ‖ encoding |
+//! | `i` ‖ block id (32) | height (8, little-endian) |
+//! | `n` ‖ tx id (32) | height (8, little-endian) |
+//! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
+//!
+//! A commit executes nothing: it takes the block's state diff (a sorted run),
+//! applies it to the trie — whose page writes are *captured* instead of
+//! written — and puts trie pages, state changes, the block, its transactions,
+//! the indexes and the `m` record into **one** synced write batch. After a
+//! crash the store holds either all of a block or none of it, so a reopened
+//! node is at exactly its last committed height with the matching root.
+
+use std::sync::{Arc, Mutex};
+
+use strata_storage::merkle::{self, NodeStore, Trie, TrieConfig};
+use strata_storage::{Db, WriteBatch, WriteOptions};
+
+use crate::block::{Block, BlockId};
+use crate::engine::Chain;
+use crate::genesis::Genesis;
+use crate::state::{self, Account, ExecError, StateDiff, StateKey, StateReader};
+use crate::tx::{PublicKey, Transaction, TxId};
+
+const META_KEY: &[u8] = b"m";
+
+fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(ns);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The trie's view of the `Db`: reads go to the `t` namespace; the one write
+/// batch per `apply` is captured for the block's commit batch.
+struct TrieStore {
+    db: Arc<Db>,
+    captured: Mutex<Option<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)>>,
+}
+
+impl NodeStore for TrieStore {
+    type Error = strata_storage::Error;
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.db.get(&key(b't', k))
+    }
+
+    fn write_batch(
+        &self,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        deletes: Vec<Vec<u8>>,
+    ) -> Result<(), Self::Error> {
+        let mut slot = self.captured.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some((puts, deletes));
+        Ok(())
+    }
+}
+
+/// Reads finalized state from the `Db`.
+struct DbState<'a>(&'a Db);
+
+impl StateReader for DbState<'_> {
+    fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+        self.0
+            .get(&key(b's', k))
+            .map_err(|e| ExecError::Read(e.to_string()))
+    }
+}
+
+/// Why the chain store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The storage engine failed.
+    #[error("storage: {0}")]
+    Storage(#[from] strata_storage::Error),
+    /// The trie failed.
+    #[error("state trie: {0}")]
+    Trie(#[from] merkle::Error),
+    /// A stored record does not decode.
+    #[error("corrupt chain record: {0}")]
+    Corrupt(String),
+    /// The genesis is invalid.
+    #[error("genesis: {0}")]
+    Genesis(#[from] crate::genesis::GenesisError),
+}
+
+/// A finalized chain stored in a [`Db`]. See the [module docs](self).
+pub struct DbChain {
+    db: Arc<Db>,
+    trie: Trie<Arc<TrieStore>>,
+    store: Arc<TrieStore>,
+    chain_id: u64,
+    height: u64,
+    last_id: BlockId,
+    root: [u8; 32],
+}
+
+impl DbChain {
+    /// Opens the chain in `db`, committing `genesis`'s state as height 0 if
+    /// the store is empty.
+    ///
+    /// # Errors
+    /// Storage failures, corrupt records, or an invalid genesis.
+    pub fn open(db: Arc<Db>, genesis: &Genesis) -> Result<DbChain, ChainError> {
+        genesis.validate()?;
+        let store = Arc::new(TrieStore {
+            db: Arc::clone(&db),
+            captured: Mutex::new(None),
+        });
+        let trie = Trie::open(Arc::clone(&store), TrieConfig::default())?;
+        let mut chain = DbChain {
+            db,
+            root: trie.root(),
+            trie,
+            store,
+            chain_id: genesis.chain_id,
+            height: 0,
+            last_id: [0; 32],
+        };
+        match chain.db.get(META_KEY)? {
+            Some(meta) => {
+                let meta: &[u8; 72] = meta
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("meta record length".into()))?;
+                chain.height = u64::from_le_bytes(meta[..8].try_into().expect("8 bytes"));
+                chain.last_id.copy_from_slice(&meta[8..40]);
+                chain.root.copy_from_slice(&meta[40..72]);
+                if chain.root != chain.trie.root() {
+                    return Err(ChainError::Corrupt(format!(
+                        "state root {} in the meta record, {} in the trie",
+                        hex::encode(chain.root),
+                        hex::encode(chain.trie.root())
+                    )));
+                }
+            }
+            None => {
+                let diff = genesis.initial_state()?;
+                chain.write_commit(None, &[], diff)?;
+            }
+        }
+        Ok(chain)
+    }
+
+    /// The state value under `state_key` with a merkle proof against the
+    /// current root.
+    ///
+    /// # Errors
+    /// Storage or trie failures.
+    pub fn prove(
+        &self,
+        state_key: &StateKey,
+    ) -> Result<(Option<Vec<u8>>, merkle::Proof), ChainError> {
+        let value = self.db.get(&key(b's', state_key))?;
+        let proof = self.trie.prove(state_key)?;
+        Ok((value, proof))
+    }
+
+    /// The height at which transaction `id` was finalized, if it was.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn tx_height(&self, id: &TxId) -> Result<Option<u64>, ChainError> {
+        self.index(b'n', id)
+    }
+
+    /// The height of block `id`, if finalized.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn block_height(&self, id: &BlockId) -> Result<Option<u64>, ChainError> {
+        self.index(b'i', id)
+    }
+
+    fn index(&self, ns: u8, id: &[u8; 32]) -> Result<Option<u64>, ChainError> {
+        match self.db.get(&key(ns, id))? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("index record length".into()))?;
+                Ok(Some(u64::from_le_bytes(b)))
+            }
+        }
+    }
+
+    /// Writes one block (or the genesis state when `block` is `None`) in one
+    /// synced batch.
+    fn write_commit(
+        &mut self,
+        block: Option<&Block>,
+        txs: &[Arc<Transaction>],
+        diff: StateDiff,
+    ) -> Result<(), ChainError> {
+        let mut updates = merkle::Batch::with_capacity(diff.changes.len());
+        for (k, v) in &diff.changes {
+            match v {
+                Some(v) => updates.put_hashed(*k, merkle::value_hash(v)),
+                None => updates.delete_hashed(*k),
+            };
+        }
+        let root = self.trie.apply(&updates.into_sorted())?;
+        let captured = self
+            .store
+            .captured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut batch = WriteBatch::new();
+        if let Some((puts, deletes)) = captured {
+            for (k, v) in puts {
+                batch.put(key(b't', &k), v);
+            }
+            for k in deletes {
+                batch.delete(key(b't', &k));
+            }
+        }
+        for (k, v) in diff.changes {
+            match v {
+                Some(v) => batch.put(key(b's', &k), v),
+                None => batch.delete(key(b's', &k)),
+            }
+        }
+        let (height, id) = match block {
+            Some(b) => (b.height(), *b.id()),
+            None => (0, [0; 32]),
+        };
+        if let Some(b) = block {
+            let hb = height.to_be_bytes();
+            batch.put(key(b'b', &hb), b.encode());
+            let mut body = Vec::new();
+            body.extend_from_slice(&(txs.len() as u32).to_le_bytes());
+            for tx in txs {
+                body.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
+                body.extend_from_slice(tx.encoded());
+                batch.put(key(b'n', tx.id()), height.to_le_bytes().to_vec());
+            }
+            batch.put(key(b'x', &hb), body);
+            batch.put(key(b'i', &id), height.to_le_bytes().to_vec());
+        }
+        let mut meta = Vec::with_capacity(72);
+        meta.extend_from_slice(&height.to_le_bytes());
+        meta.extend_from_slice(&id);
+        meta.extend_from_slice(&root);
+        batch.put(META_KEY.to_vec(), meta);
+        self.db.write(batch, WriteOptions { sync: true })?;
+        self.height = height;
+        self.last_id = id;
+        self.root = root;
+        Ok(())
+    }
+
+    fn read_block(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Vec<Arc<Transaction>>)>, ChainError> {
+        let hb = height.to_be_bytes();
+        let Some(block_bytes) = self.db.get(&key(b'b', &hb))? else {
+            return Ok(None);
+        };
+        let block = Block::decode(&block_bytes)
+            .map_err(|e| ChainError::Corrupt(format!("block {height}: {e}")))?;
+        let body = self
+            .db
+            .get(&key(b'x', &hb))?
+            .ok_or_else(|| ChainError::Corrupt(format!("block {height}: no transactions")))?;
+        let corrupt = || ChainError::Corrupt(format!("block {height}: transaction list"));
+        let count = u32::from_le_bytes(
+            body.get(..4)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        if count > crate::block::BLOCK_TXS_MAX {
+            return Err(corrupt());
+        }
+        let mut txs = Vec::with_capacity(count);
+        let mut at = 4;
+        for _ in 0..count {
+            let len = u32::from_le_bytes(
+                body.get(at..at + 4)
+                    .ok_or_else(corrupt)?
+                    .try_into()
+                    .expect("4 bytes"),
+            ) as usize;
+            at += 4;
+            let bytes = body.get(at..at + len).ok_or_else(corrupt)?;
+            txs.push(Arc::new(Transaction::decode(bytes).map_err(|_| corrupt())?));
+            at += len;
+        }
+        if at != body.len() {
+            return Err(corrupt());
+        }
+        Ok(Some((block, txs)))
+    }
+}
+
+impl Chain for DbChain {
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn height(&self) -> u64 {
+        self.height
+    }
+
+    fn last_block_id(&self) -> BlockId {
+        self.last_id
+    }
+
+    fn state_root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    fn account(&self, account: &PublicKey) -> Account {
+        state::read_account(&DbState(&self.db), account).unwrap_or_default()
+    }
+
+    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        state::execute(&DbState(&self.db), txs)
+    }
+
+    fn commit(
+        &mut self,
+        block: &Block,
+        txs: &[Arc<Transaction>],
+        diff: StateDiff,
+    ) -> Result<(), String> {
+        if block.height() != self.height + 1 || block.header().parent != self.last_id {
+            return Err(format!(
+                "block at height {} does not extend height {}",
+                block.height(),
+                self.height
+            ));
+        }
+        self.write_commit(Some(block), txs, diff)
+            .map_err(|e| e.to_string())
+    }
+
+    fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)> {
+        if height == 0 || height > self.height {
+            return None;
+        }
+        self.read_block(height).ok().flatten()
+    }
+}
