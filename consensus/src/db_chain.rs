@@ -41,11 +41,17 @@ fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// One captured trie write: puts and deletes.
+type TrieWrite = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
+
+/// A finalized block with its transactions.
+type StoredBlock = (Block, Vec<Arc<Transaction>>);
+
 /// The trie's view of the `Db`: reads go to the `t` namespace; the one write
 /// batch per `apply` is captured for the block's commit batch.
 struct TrieStore {
     db: Arc<Db>,
-    captured: Mutex<Option<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)>>,
+    captured: Mutex<Option<TrieWrite>>,
 }
 
 impl NodeStore for TrieStore {
@@ -262,10 +268,7 @@ impl DbChain {
         Ok(())
     }
 
-    fn read_block(
-        &self,
-        height: u64,
-    ) -> Result<Option<(Block, Vec<Arc<Transaction>>)>, ChainError> {
+    fn read_block(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
         let hb = height.to_be_bytes();
         let Some(block_bytes) = self.db.get(&key(b'b', &hb))? else {
             return Ok(None);
