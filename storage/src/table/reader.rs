@@ -131,15 +131,21 @@ impl Table {
             return Ok(None);
         }
         for i in self.first_block_for(key)..self.index.len() {
-            let entries = self.block(i)?;
-            let from = entries.partition_point(|e| e.key.as_slice() < key);
-            for e in &entries[from..] {
-                if e.key != key {
-                    return Ok(None);
-                }
-                if e.seq <= seq {
-                    return Ok(Some(e.value.clone()));
-                }
+            let e = &self.index[i];
+            let end = e.offset + u64::from(e.len);
+            if end > self.footer.index_offset {
+                return Err(Error::corruption(
+                    &self.path,
+                    e.offset,
+                    "block past the data region",
+                ));
+            }
+            let framed = &self.map[e.offset as usize..end as usize];
+            let raw = block::unframe(&self.path, e.offset, framed)?;
+            match block::get(&self.path, e.offset, &raw, key, seq)? {
+                block::Lookup::Found(v) => return Ok(Some(v)),
+                block::Lookup::Absent => return Ok(None),
+                block::Lookup::Next => {}
             }
         }
         Ok(None)
