@@ -1,10 +1,19 @@
-//! `strata` — the Strata node binary.
-//!
-//! Subcommands built so far: `sim` (the deterministic consensus simulator)
-//! and `keygen`. The node, devnet, bench, tx and query commands arrive with
-//! their issue (#9); see README.md.
+//! `strata` — the Strata node binary: run a node, a local devnet, the
+//! transaction bench, the simulator; submit transactions and query state.
 
+mod api;
+mod bench;
+mod client;
+mod config;
+mod devnet;
+mod node;
 mod sim_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +27,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a full node. With no flags: devnet validator 0 on
+    /// 127.0.0.1:9000, API on 127.0.0.1:8080, data in ./strata-data.
+    ///
+    /// Examples:
+    ///   strata node
+    ///   strata node --config node.toml --data-dir /var/lib/strata
+    ///   strata node --print-config > node.toml
+    Node(NodeArgs),
+    /// Start a local network of node processes on loopback, drive load with
+    /// the bench, print a report (tx/s, finality latency, roots) and exit.
+    ///
+    /// Examples:
+    ///   strata devnet
+    ///   strata devnet --nodes 4 --txs 50000 --keep
+    Devnet(DevnetCli),
+    /// Create, sign and send transactions to running nodes over the P2P
+    /// protocol; wait for finality; report tx/s and latency percentiles.
+    ///
+    /// Example:
+    ///   strata bench --target 127.0.0.1:9000 --api 127.0.0.1:8080 --txs 20000
+    Bench(BenchCli),
     /// Run the deterministic consensus simulator over many seeds, or replay
     /// one seed with its event trace.
     ///
@@ -30,26 +60,376 @@ enum Command {
     Keygen {
         /// Where to write the secret key.
         #[arg(long, default_value = "strata.key")]
-        out: std::path::PathBuf,
+        out: PathBuf,
+    },
+    /// Sign a transaction with a key file and submit it through the API.
+    ///
+    /// Examples:
+    ///   strata tx --key alice.key --to <PUBKEY> --amount 10
+    ///   strata tx --key alice.key --put color --value blue
+    ///   strata tx --key alice.key --delete color
+    Tx(TxCli),
+    /// Query a node's API. Key queries verify the merkle proof locally.
+    ///
+    /// Examples:
+    ///   strata query status
+    ///   strata query account <PUBKEY>
+    ///   strata query key <OWNER_PUBKEY> color
+    ///   strata query block 12
+    ///   strata query tx <TXID>
+    Query {
+        /// API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: String,
+        /// What to ask.
+        #[command(subcommand)]
+        what: QueryWhat,
     },
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// TOML config file (see --print-config for every field and default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// P2P listen address.
+    #[arg(long)]
+    listen: Option<String>,
+    /// HTTP API address.
+    #[arg(long)]
+    api: Option<String>,
+    /// Extra peers to dial, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Genesis TOML (default: the built-in 4-validator devnet).
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// Node key file (hex seed as `strata keygen` writes).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Use devnet validator N's public seed as the key (when no --key).
+    #[arg(long)]
+    devnet_index: Option<usize>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DevnetCli {
+    /// Node processes.
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Transactions to send.
+    #[arg(long, default_value_t = 20_000)]
+    txs: usize,
+    /// Distinct sending accounts.
+    #[arg(long, default_value_t = 1024)]
+    senders: usize,
+    /// Submission rate limit, tx/s (default: as fast as accepted).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Most seconds to wait for finality after sending.
+    #[arg(long, default_value_t = 120)]
+    duration: u64,
+    /// First P2P port (node i uses base + i).
+    #[arg(long, default_value_t = 19_000)]
+    base_port: u16,
+    /// First API port (node i uses base + i).
+    #[arg(long, default_value_t = 18_080)]
+    api_base_port: u16,
+    /// Keep the data directory and logs.
+    #[arg(long)]
+    keep: bool,
+    /// Use this directory instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Node config TOML applied to every node (latency/throughput knobs).
+    #[arg(long)]
+    node_config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchCli {
+    /// P2P address(es) of the node(s) to send to, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:9000")]
+    target: Vec<std::net::SocketAddr>,
+    /// API of the node whose blocks are watched for finality.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: String,
+    /// Transactions.
+    #[arg(long, default_value_t = 20_000)]
+    txs: usize,
+    /// Distinct sending devnet accounts.
+    #[arg(long, default_value_t = 1024)]
+    senders: usize,
+    /// Submission rate limit, tx/s.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Transactions per request.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Genesis of the target network (default: the built-in devnet).
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// Most seconds to wait for finality.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct TxCli {
+    /// API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: String,
+    /// Sender key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Transfer recipient (public key hex).
+    #[arg(long)]
+    to: Option<String>,
+    /// Transfer amount.
+    #[arg(long)]
+    amount: Option<u64>,
+    /// Put this user key (text) in the sender's namespace...
+    #[arg(long, conflicts_with = "delete")]
+    put: Option<String>,
+    /// ...with this value (text).
+    #[arg(long, requires = "put")]
+    value: Option<String>,
+    /// Delete this user key (text).
+    #[arg(long)]
+    delete: Option<String>,
+    /// Fee (burned).
+    #[arg(long, default_value_t = 1)]
+    fee: u64,
+    /// Nonce (default: the account's next).
+    #[arg(long)]
+    nonce: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueryWhat {
+    /// Height, root, peers, mempool.
+    Status,
+    /// Balance and nonce of an account.
+    Account {
+        /// Public key, hex.
+        pubkey: String,
+    },
+    /// A user key of OWNER (or, with one argument, an account's state
+    /// record), with its merkle proof checked locally.
+    Key {
+        /// Owner public key (hex), or the account when KEY is omitted.
+        owner: String,
+        /// User key (text).
+        key: Option<String>,
+    },
+    /// A finalized block by height or id.
+    Block {
+        /// Height or id (hex).
+        block: String,
+    },
+    /// A transaction's status: pending, finalized at a height, or unknown.
+    Tx {
+        /// Transaction id, hex.
+        id: String,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Keygen { out } => keygen(&out),
+        Command::Node(args) => run_node(args),
+        Command::Devnet(a) => {
+            let args = devnet::DevnetArgs {
+                nodes: a.nodes,
+                txs: a.txs,
+                senders: a.senders,
+                rate: a.rate,
+                duration_s: a.duration,
+                base_port: a.base_port,
+                api_base_port: a.api_base_port,
+                keep: a.keep,
+                dir: a.dir,
+                node_config: a.node_config,
+            };
+            match devnet::run(&args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Bench(a) => {
+            let genesis = match node::load_genesis(&config::NodeConfig {
+                genesis: a.genesis,
+                ..config::NodeConfig::default()
+            }) {
+                Ok(g) => g,
+                Err(e) => return fail(e),
+            };
+            let plan = bench::Plan {
+                targets: a.target,
+                api: a.api,
+                txs: a.txs,
+                senders: a.senders,
+                rate: a.rate,
+                batch: a.batch,
+                finality_timeout: Duration::from_secs(a.timeout),
+                progress: true,
+            };
+            match bench::run(&plan, &genesis) {
+                Ok(r) => {
+                    println!("{}", r.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Tx(t) => {
+            let kind = match client::tx_kind(
+                t.to.as_deref(),
+                t.amount,
+                t.put.as_deref().or(t.delete.as_deref()),
+                t.value.as_deref(),
+            ) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
+            match client::submit_tx(&t.api, &t.key, t.fee, t.nonce, kind) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Query { api, what } => {
+            let c = client::Client::new(&api);
+            let answer = match what {
+                QueryWhat::Status => c.get("/v1/status").map(|v| v.to_string()),
+                QueryWhat::Account { pubkey } => {
+                    c.get(&format!("/v1/accounts/{pubkey}")).map(|v| v.to_string())
+                }
+                QueryWhat::Key { owner, key } => match key {
+                    Some(k) => client::query_key(&api, Some(&owner), &k),
+                    None => client::query_key(&api, None, &owner),
+                },
+                QueryWhat::Block { block } => c.get(&format!("/v1/blocks/{block}")).map(|v| v.to_string()),
+                QueryWhat::Tx { id } => c.get(&format!("/v1/txs/{id}")).map(|v| v.to_string()),
+            };
+            match answer {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 
-fn keygen(out: &std::path::Path) -> std::process::ExitCode {
+fn run_node(args: NodeArgs) -> ExitCode {
+    init_logs();
+    let mut cfg = match &args.config {
+        Some(path) => match config::NodeConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        },
+        None => config::NodeConfig::default(),
+    };
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(a) = args.api {
+        cfg.api = a;
+    }
+    cfg.peers.extend(args.peers);
+    if args.genesis.is_some() {
+        cfg.genesis = args.genesis;
+    }
+    if args.key.is_some() {
+        cfg.key = args.key;
+    }
+    if let Some(i) = args.devnet_index {
+        cfg.devnet_index = i;
+    }
+    if args.print_config {
+        match toml::to_string_pretty(&cfg) {
+            Ok(t) => {
+                print!("{t}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let api_addr: std::net::SocketAddr = match cfg.api.parse() {
+        Ok(a) => a,
+        Err(e) => return fail(format!("--api {}: {e}", cfg.api)),
+    };
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&term)) {
+            return fail(format!("cannot install signal handlers: {e}"));
+        }
+    }
+    let node = match node::Node::start(&cfg) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let api = match api::serve(Arc::clone(&node.shared), api_addr) {
+        Ok(t) => t,
+        Err(e) => {
+            node.shutdown();
+            return fail(e);
+        }
+    };
+    while !term.load(Ordering::Acquire) && !node.shared.stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let halted = node
+        .shared
+        .halted
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or(None);
+    tracing::info!("shutting down");
+    node.shutdown();
+    let _ = api.join();
+    tracing::info!("stopped");
+    match halted {
+        Some(reason) => fail(format!("consensus halted: {reason}")),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn keygen(out: &std::path::Path) -> ExitCode {
     use std::io::Write;
     let key = match strata_consensus::tx::generate_signing_key() {
         Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: the OS random source failed: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("the OS random source failed: {e}")),
     };
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -57,23 +437,12 @@ fn keygen(out: &std::path::Path) -> std::process::ExitCode {
         .open(out);
     let mut file = match file {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot create {}: {e}", out.display());
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("cannot create {}: {e}", out.display())),
     };
-    if let Err(e) = writeln!(file, "{}", hex_encode(&key.to_bytes())) {
-        eprintln!("error: writing {}: {e}", out.display());
-        return std::process::ExitCode::FAILURE;
+    if let Err(e) = writeln!(file, "{}", hex::encode(key.to_bytes())) {
+        return fail(format!("writing {}: {e}", out.display()));
     }
-    println!(
-        "public key: {}",
-        hex_encode(&key.verifying_key().to_bytes())
-    );
+    println!("public key: {}", hex::encode(key.verifying_key().to_bytes()));
     println!("secret key written to {}", out.display());
-    std::process::ExitCode::SUCCESS
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ExitCode::SUCCESS
 }

@@ -197,6 +197,17 @@ pub enum Output {
     },
 }
 
+/// Why a submitted transaction was not admitted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Its signature or chain id did not verify.
+    #[error("invalid: {0:?}")]
+    Invalid(Verdict),
+    /// The mempool refused it.
+    #[error("rejected by the mempool: {0}")]
+    Rejected(crate::mempool::Reject),
+}
+
 /// Failed polls in a row, in units of `beta`, after which the engine
 /// forgets preference strength (see `Snowball::forget_strength`).
 const STALL_POLLS_PER_BETA: usize = 4;
@@ -324,18 +335,37 @@ impl Engine {
     /// Verifies and admits client or gossiped transactions; returns how many
     /// were admitted.
     pub fn submit(&mut self, txs: Vec<Transaction>, chain: &impl Chain, now_ms: u64) -> usize {
+        self.submit_each(txs, chain, now_ms)
+            .iter()
+            .filter(|r| r.is_ok())
+            .count()
+    }
+
+    /// [`Engine::submit`] with a verdict per transaction, in input order:
+    /// its id when admitted, else why not (for the node's API and bench).
+    pub fn submit_each(
+        &mut self,
+        txs: Vec<Transaction>,
+        chain: &impl Chain,
+        now_ms: u64,
+    ) -> Vec<Result<TxId, SubmitError>> {
         let verdicts = self.verifier.verify(&txs, chain.chain_id());
-        let mut admitted = 0;
+        let mut out = Vec::with_capacity(txs.len());
         for (tx, verdict) in txs.into_iter().zip(verdicts) {
             if verdict != Verdict::Valid {
+                out.push(Err(SubmitError::Invalid(verdict)));
                 continue;
             }
+            let id = *tx.id();
             let nonce = chain.account(tx.sender()).nonce;
-            if self.mempool.insert(tx, nonce, now_ms).is_ok() {
-                admitted += 1;
-            }
+            out.push(
+                self.mempool
+                    .insert(tx, nonce, now_ms)
+                    .map(|_| id)
+                    .map_err(SubmitError::Rejected),
+            );
         }
-        admitted
+        out
     }
 
     /// Advances timers: proposes, closes late polls, opens new ones.

@@ -205,6 +205,12 @@ impl Genesis {
     /// loopback ports from [`DEVNET_BASE_PORT`], and [`DEVNET_ACCOUNTS`]
     /// funded accounts, all from fixed public seeds.
     pub fn devnet(validators: usize) -> Genesis {
+        Genesis::devnet_on(validators, DEVNET_BASE_PORT)
+    }
+
+    /// [`Genesis::devnet`] with validator `i` on `127.0.0.1:base_port + i`
+    /// (`strata devnet --base-port` and tests use it to avoid port clashes).
+    pub fn devnet_on(validators: usize, base_port: u16) -> Genesis {
         Genesis {
             chain_id: DEVNET_CHAIN_ID,
             consensus: ConsensusParams::default(),
@@ -212,7 +218,7 @@ impl Genesis {
                 .map(|i| ValidatorEntry {
                     public_key: hex::encode(devnet_validator_key(i).verifying_key().to_bytes()),
                     stake: 100,
-                    address: format!("127.0.0.1:{}", usize::from(DEVNET_BASE_PORT) + i),
+                    address: format!("127.0.0.1:{}", usize::from(base_port) + i),
                 })
                 .collect(),
             balances: devnet_account_public_keys()

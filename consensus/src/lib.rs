@@ -23,5 +23,6 @@ pub mod snowball;
 pub mod state;
 pub mod tx;
 pub mod verify;
+pub mod wire;
 
 pub use error::DecodeError;

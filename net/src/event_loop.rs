@@ -1194,6 +1194,11 @@ impl EventLoop {
                     self.addr_book.add(a);
                     self.dial(a);
                 }
+                Command::Penalize { peer, reason } => {
+                    if let Some(&s) = self.by_key.get(&peer) {
+                        self.misbehave(s, reason);
+                    }
+                }
             }
         }
     }

@@ -87,6 +87,10 @@ pub(crate) enum Command {
         payload: Vec<u8>,
     },
     Dial(SocketAddr),
+    Penalize {
+        peer: [u8; 32],
+        reason: crate::peer::Misbehaviour,
+    },
 }
 
 /// A connected peer, as reported by [`Handle::peers`].
@@ -271,6 +275,12 @@ impl Handle {
     /// Dials an address.
     pub fn dial(&self, addr: SocketAddr) -> Result<()> {
         self.command(Command::Dial(addr))
+    }
+    /// Scores a ready peer down for misbehaviour found above the frame
+    /// layer (an undecodable or invalid payload), with the same penalties,
+    /// disconnects and bans as the loop's own checks.
+    pub fn penalize(&self, peer: [u8; 32], reason: crate::peer::Misbehaviour) -> Result<()> {
+        self.command(Command::Penalize { peer, reason })
     }
     /// Next event, if any (the stream is a bounded queue).
     pub fn try_next_event(&self) -> Option<Event> {

@@ -1,0 +1,314 @@
+//! `strata bench`: creates and signs transfers from the devnet accounts
+//! (all signed before the clock starts), sends them in batches over the
+//! framed P2P protocol as requests (each answered with the number the node
+//! admitted), then watches the API for the blocks that finalize them.
+//!
+//! Latency of a transaction = the moment the bench saw the block holding
+//! it (polling `/v1/status` every `POLL_MS`) minus the moment its batch was
+//! sent; the polling adds up to `POLL_MS` to each figure.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_consensus::genesis::{devnet_account_key, devnet_account_public_keys, Genesis};
+use strata_consensus::tx::{Transaction, TxBody, TxId, TxKind};
+use strata_consensus::wire::Payload;
+use strata_net::{Event, Handle};
+
+use crate::client::Client;
+
+/// Status polling interval while waiting for finality.
+const POLL_MS: u64 = 20;
+/// Requests in flight per target before the sender waits.
+const REQUESTS_IN_FLIGHT_MAX: usize = 16;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// P2P addresses to send to (round robin).
+    pub targets: Vec<SocketAddr>,
+    /// API base URL of the node whose blocks are watched.
+    pub api: String,
+    /// Transactions.
+    pub txs: usize,
+    /// Distinct senders (devnet accounts `0..senders`).
+    pub senders: usize,
+    /// Submission rate in tx/s; `None` = as fast as the nodes take them.
+    pub rate: Option<u64>,
+    /// Transactions per request.
+    pub batch: usize,
+    /// Give up waiting for finality after this long.
+    pub finality_timeout: Duration,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// What happened.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Transactions sent.
+    pub submitted: usize,
+    /// Of those, admitted by the nodes.
+    pub accepted: usize,
+    /// Of those, seen in finalized blocks.
+    pub finalized: usize,
+    /// Time to send everything.
+    pub submit_secs: f64,
+    /// Time from the first send to the last finalization seen.
+    pub total_secs: f64,
+    /// Per-transaction finality latency, ms, sorted.
+    pub latencies_ms: Vec<u64>,
+    /// Finalized blocks seen that held bench transactions.
+    pub blocks: usize,
+    /// Height when the bench started and ended.
+    pub heights: (u64, u64),
+}
+
+impl Report {
+    /// The `p`-th percentile latency (0..=100), ms.
+    pub fn latency_percentile(&self, p: f64) -> Option<u64> {
+        if self.latencies_ms.is_empty() {
+            return None;
+        }
+        let i = ((p / 100.0) * (self.latencies_ms.len() - 1) as f64).round() as usize;
+        self.latencies_ms.get(i).copied()
+    }
+
+    /// A human summary.
+    pub fn summary(&self) -> String {
+        let pct = |p| {
+            self.latency_percentile(p)
+                .map_or("-".to_string(), |v| format!("{v} ms"))
+        };
+        format!(
+            "submitted {} ({:.0} tx/s), accepted {} ({:.0} tx/s), finalized {} ({:.0} tx/s) in {} blocks (heights {}..{})\n\
+             finality latency p50 {} p95 {} p99 {}",
+            self.submitted,
+            self.submitted as f64 / self.submit_secs.max(1e-9),
+            self.accepted,
+            self.accepted as f64 / self.submit_secs.max(1e-9),
+            self.finalized,
+            self.finalized as f64 / self.total_secs.max(1e-9),
+            self.blocks,
+            self.heights.0,
+            self.heights.1,
+            pct(50.0),
+            pct(95.0),
+            pct(99.0),
+        )
+    }
+}
+
+/// Signs `plan.txs` transfers from `senders` devnet accounts starting at
+/// their current nonces, on all cores.
+fn sign_all(plan: &Plan, chain_id: u64, nonces: &[u64]) -> Vec<Transaction> {
+    let accounts = devnet_account_public_keys();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = plan.txs.div_ceil(threads);
+    let mut out = Vec::with_capacity(plan.txs);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let keys: Vec<_> = (0..plan.senders).map(devnet_account_key).collect();
+                    (t * per..((t + 1) * per).min(plan.txs))
+                        .map(|i| {
+                            let s = i % plan.senders;
+                            let body = TxBody {
+                                chain_id,
+                                sender: accounts[s],
+                                nonce: nonces[s] + (i / plan.senders) as u64,
+                                fee: 1,
+                                kind: TxKind::Transfer {
+                                    to: accounts[(s + 1) % accounts.len()],
+                                    amount: 1,
+                                },
+                            };
+                            body.sign(&keys[s]).expect("the key is the sender's")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            out.extend(h.join().expect("signing threads do not panic"));
+        }
+    });
+    // Interleave senders so each batch spreads over many of them, in nonce
+    // order per sender.
+    out.sort_by_key(|t| t.nonce());
+    out
+}
+
+fn wait_peers(net: &Handle, want: usize, timeout: Duration) -> Result<Vec<[u8; 32]>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut keys = Vec::new();
+    while keys.len() < want {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "connected to {} of {want} targets within {timeout:?}",
+                keys.len()
+            ));
+        }
+        match net.try_next_event() {
+            Some(Event::PeerUp { node_key, .. }) => keys.push(node_key),
+            Some(_) => {}
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    Ok(keys)
+}
+
+/// Runs `plan` against a network of chain `genesis`.
+///
+/// # Errors
+/// When the targets cannot be reached or the API fails.
+pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
+    if plan.senders == 0 || plan.senders > devnet_account_public_keys().len() {
+        return Err(format!(
+            "--senders must be 1..={}",
+            devnet_account_public_keys().len()
+        ));
+    }
+    let api = Client::new(&plan.api);
+    let accounts = devnet_account_public_keys();
+    let mut nonces = Vec::with_capacity(plan.senders);
+    for pk in &accounts[..plan.senders] {
+        let a = api.get(&format!("/v1/accounts/{}", hex::encode(pk)))?;
+        nonces.push(a["nonce"].as_u64().unwrap_or(0));
+    }
+    eprintln!("signing {} transactions from {} senders...", plan.txs, plan.senders);
+    let txs = sign_all(plan, genesis.chain_id, &nonces);
+
+    let config = strata_net::Config {
+        seeds: plan.targets.clone(),
+        chain_id: crate::node::net_chain_id(genesis),
+        push_items_per_s: u64::MAX / 2,
+        push_bytes_per_s: u64::MAX / 2,
+        ..strata_net::Config::default()
+    };
+    let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;
+    let net = strata_net::Node::start(config, identity).map_err(|e| e.to_string())?;
+    let peers = wait_peers(&net, plan.targets.len(), Duration::from_secs(15))?;
+
+    let start_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+    let bar = if plan.progress {
+        let b = ProgressBar::new(plan.txs as u64);
+        b.set_style(
+            ProgressStyle::with_template("{msg:9} [{bar:40}] {pos}/{len} {per_sec}")
+                .expect("valid template"),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("sending");
+    let mut report = Report {
+        submitted: txs.len(),
+        heights: (start_height, start_height),
+        ..Report::default()
+    };
+    let started = Instant::now();
+    let mut sent_at: HashMap<TxId, Instant> = HashMap::with_capacity(txs.len());
+    let mut in_flight: HashMap<u64, usize> = HashMap::new();
+    let mut sent = 0usize;
+    for (i, chunk) in txs.chunks(plan.batch.max(1)).enumerate() {
+        if let Some(rate) = plan.rate {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        while in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
+            drain(&net, &mut in_flight, &mut report.accepted);
+        }
+        let payload = Payload::Txs(chunk.to_vec()).encode();
+        let now = Instant::now();
+        for t in chunk {
+            sent_at.insert(*t.id(), now);
+        }
+        let to = peers[i % peers.len()];
+        let id = loop {
+            match net.request(to, payload.clone()) {
+                Ok(id) => break id,
+                Err(strata_net::Error::QueueFull { .. }) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => return Err(format!("sending a batch: {e}")),
+            }
+        };
+        in_flight.insert(id, chunk.len());
+        sent += chunk.len();
+        bar.set_position(sent as u64);
+        drain(&net, &mut in_flight, &mut report.accepted);
+    }
+    let answers_deadline = Instant::now() + Duration::from_secs(30);
+    while !in_flight.is_empty() && Instant::now() < answers_deadline {
+        drain(&net, &mut in_flight, &mut report.accepted);
+    }
+    report.submit_secs = started.elapsed().as_secs_f64();
+
+    bar.set_message("finality");
+    bar.set_length(report.accepted as u64);
+    bar.set_position(0);
+    let deadline = Instant::now() + plan.finality_timeout;
+    let mut seen_height = start_height;
+    let mut last_final = started;
+    while report.finalized < report.accepted && Instant::now() < deadline {
+        let h = api.get("/v1/status")?["height"].as_u64().unwrap_or(seen_height);
+        while seen_height < h {
+            seen_height += 1;
+            let b = api.get(&format!("/v1/blocks/{seen_height}"))?;
+            let now = Instant::now();
+            let mut ours = 0;
+            for id in b["txs"].as_array().into_iter().flatten() {
+                let mut tx_id = [0u8; 32];
+                if hex::decode_to_slice(id.as_str().unwrap_or(""), &mut tx_id).is_ok() {
+                    if let Some(t) = sent_at.remove(&tx_id) {
+                        report.latencies_ms.push(now.duration_since(t).as_millis() as u64);
+                        ours += 1;
+                    }
+                }
+            }
+            if ours > 0 {
+                report.blocks += 1;
+                report.finalized += ours;
+                last_final = now;
+            }
+        }
+        bar.set_position(report.finalized as u64);
+        // Keep the event queue moving (nodes gossip transactions back).
+        while net.try_next_event().is_some() {}
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+    bar.finish_and_clear();
+    report.heights.1 = seen_height;
+    report.total_secs = last_final.duration_since(started).as_secs_f64();
+    report.latencies_ms.sort_unstable();
+    let _ = net.shutdown();
+    Ok(report)
+}
+
+fn drain(net: &Handle, in_flight: &mut HashMap<u64, usize>, accepted: &mut usize) {
+    let mut any = false;
+    while let Some(e) = net.try_next_event() {
+        any = true;
+        if let Event::Response {
+            request_id,
+            payload,
+            ..
+        } = e
+        {
+            if in_flight.remove(&request_id).is_some() {
+                if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
+                    *accepted += u32::from_le_bytes(b) as usize;
+                }
+            }
+        }
+    }
+    if !any {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}

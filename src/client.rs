@@ -1,0 +1,206 @@
+//! A small blocking client of the node's HTTP API (ureq), and the `strata
+//! tx` and `strata query` commands built on it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use strata_consensus::state::{account_key, user_key};
+use strata_consensus::tx::{signing_key_from_seed, TxBody, TxKind};
+use strata_storage::merkle;
+
+/// Client of one node's API.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of `addr` (`host:port` or a full `http://` URL).
+    pub fn new(addr: &str) -> Client {
+        let base = if addr.starts_with("http://") {
+            addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        Client {
+            base,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build(),
+        }
+    }
+
+    fn answer(r: Result<ureq::Response, ureq::Error>, path: &str) -> Result<Value, String> {
+        match r {
+            Ok(resp) => resp
+                .into_json()
+                .map_err(|e| format!("{path}: bad JSON answer: {e}")),
+            Err(ureq::Error::Status(code, resp)) => {
+                let body: Value = resp.into_json().unwrap_or(Value::Null);
+                Err(format!(
+                    "{path}: HTTP {code}: {}",
+                    body["error"].as_str().unwrap_or("(no message)")
+                ))
+            }
+            Err(e) => Err(format!("{path}: {e}")),
+        }
+    }
+
+    /// `GET path`, as JSON.
+    ///
+    /// # Errors
+    /// Transport failures and non-2xx answers, with the server's message.
+    pub fn get(&self, path: &str) -> Result<Value, String> {
+        Self::answer(self.agent.get(&format!("{}{path}", self.base)).call(), path)
+    }
+
+    /// `POST path` with a JSON body.
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, String> {
+        Self::answer(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .send_json(body),
+            path,
+        )
+    }
+}
+
+fn hex32(what: &str, text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out)
+        .map_err(|_| format!("{what}: expected 64 hex characters"))?;
+    Ok(out)
+}
+
+fn read_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(signing_key_from_seed(&hex32("key file", &text)?))
+}
+
+/// `strata tx`: signs one transaction with the key in `key_file`, using the
+/// account's current nonce (unless given), and submits it.
+///
+/// # Errors
+/// Any failure, as a message.
+pub fn submit_tx(
+    api: &str,
+    key_file: &std::path::Path,
+    fee: u64,
+    nonce: Option<u64>,
+    kind: TxKind,
+) -> Result<String, String> {
+    let client = Client::new(api);
+    let key = read_key(key_file)?;
+    let sender = key.verifying_key().to_bytes();
+    let status = client.get("/v1/status")?;
+    let chain_id = status["chain_id"]
+        .as_u64()
+        .ok_or("status: no chain_id in the answer")?;
+    let nonce = match nonce {
+        Some(n) => n,
+        None => client.get(&format!("/v1/accounts/{}", hex::encode(sender)))?["nonce"]
+            .as_u64()
+            .unwrap_or(0),
+    };
+    let tx = TxBody {
+        chain_id,
+        sender,
+        nonce,
+        fee,
+        kind,
+    }
+    .sign(&key)
+    .map_err(|e| e.to_string())?;
+    let answer = client.post_json(
+        "/v1/txs",
+        &serde_json::json!({ "txs": [hex::encode(tx.encoded())] }),
+    )?;
+    match answer["results"][0]["id"].as_str() {
+        Some(id) => Ok(format!("submitted {id} (nonce {nonce})")),
+        None => Err(format!(
+            "refused: {}",
+            answer["results"][0]["error"].as_str().unwrap_or("unknown")
+        )),
+    }
+}
+
+/// Parses a transfer/put/delete from the CLI's words.
+///
+/// # Errors
+/// Bad hex or lengths.
+pub fn tx_kind(
+    to: Option<&str>,
+    amount: Option<u64>,
+    key: Option<&str>,
+    value: Option<&str>,
+) -> Result<TxKind, String> {
+    match (to, amount, key, value) {
+        (Some(to), Some(amount), None, None) => Ok(TxKind::Transfer {
+            to: hex32("--to", to)?,
+            amount,
+        }),
+        (None, None, Some(k), Some(v)) => Ok(TxKind::Put {
+            key: k.as_bytes().to_vec(),
+            value: v.as_bytes().to_vec(),
+        }),
+        (None, None, Some(k), None) => Ok(TxKind::Delete {
+            key: k.as_bytes().to_vec(),
+        }),
+        _ => Err("give --to and --amount, or --key [--value]".into()),
+    }
+}
+
+/// `strata query key`: fetches a state value with its proof and checks the
+/// proof locally against the returned root.
+///
+/// # Errors
+/// Transport failures, or a proof that does not verify.
+pub fn query_key(api: &str, owner: Option<&str>, key: &str) -> Result<String, String> {
+    let client = Client::new(api);
+    let (path, state_key) = match owner {
+        Some(owner) => {
+            let o = hex32("owner", owner)?;
+            (
+                format!("/v1/state/{}/{}", hex::encode(o), hex::encode(key.as_bytes())),
+                user_key(&o, key.as_bytes()),
+            )
+        }
+        // Without an owner, KEY is an account public key.
+        None => {
+            let pk = hex32("account", key)?;
+            (
+                format!("/v1/state/{}", hex::encode(account_key(&pk))),
+                account_key(&pk),
+            )
+        }
+    };
+    let a = client.get(&path)?;
+    let root = hex32("root", a["root"].as_str().unwrap_or(""))?;
+    let proof_bytes =
+        hex::decode(a["proof"].as_str().unwrap_or("")).map_err(|_| "proof: not hex".to_string())?;
+    let proof = merkle::Proof::decode(&proof_bytes).map_err(|e| format!("proof: {e}"))?;
+    let value = match a["value"].as_str() {
+        Some(v) => Some(hex::decode(v).map_err(|_| "value: not hex".to_string())?),
+        None => None,
+    };
+    let vh = value.as_deref().map(merkle::value_hash);
+    if !merkle::verify_path(&root, &state_key, vh.as_ref(), &proof) {
+        return Err(format!(
+            "the proof does NOT verify against root {}: do not trust this answer",
+            hex::encode(root)
+        ));
+    }
+    let shown = match &value {
+        Some(v) => format!("value {} ({} bytes)", hex::encode(v), v.len()),
+        None => "absent".into(),
+    };
+    Ok(format!(
+        "{shown}\nproof verified locally against state root {} at height {}",
+        hex::encode(root),
+        a["height"]
+    ))
+}

@@ -1,0 +1,222 @@
+//! The node's TOML configuration. Every field is optional; the defaults
+//! (shown by `strata node --print-config`) run devnet validator 0 on
+//! 127.0.0.1:9000 with its API on 127.0.0.1:8080. Command-line flags
+//! override the file.
+//!
+//! The latency/throughput knobs are `consensus.block_txs_max`,
+//! `consensus.propose_delay_ms`, `consensus.polls_in_flight`,
+//! `net.gossip_fanout`, `net.gossip_flush_interval_ms` and the push limits
+//! (`net.push_items_per_s`, `net.push_bytes_per_s`); README.md shows a
+//! latency-leaning and a throughput-leaning setting.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its database. Default `strata-data`.
+    pub data_dir: PathBuf,
+    /// P2P listen address. Default `127.0.0.1:9000`.
+    pub listen: String,
+    /// HTTP API address. Default `127.0.0.1:8080`.
+    pub api: String,
+    /// Extra peers to dial, `host:port`; the genesis validators' addresses
+    /// are always dialed. Default none.
+    pub peers: Vec<String>,
+    /// Genesis TOML file; empty means the built-in 4-validator devnet.
+    pub genesis: Option<PathBuf>,
+    /// Node key file (hex secret seed, as `strata keygen` writes); empty
+    /// means devnet validator `devnet_index`.
+    pub key: Option<PathBuf>,
+    /// Devnet validator whose public seed is the node key when `key` is
+    /// not set. Default 0.
+    pub devnet_index: usize,
+    /// Consensus knobs.
+    pub consensus: ConsensusConfig,
+    /// Mempool limits.
+    pub mempool: MempoolSection,
+    /// Network knobs.
+    pub net: NetSection,
+    /// Storage knobs.
+    pub storage: StorageSection,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("strata-data"),
+            listen: "127.0.0.1:9000".into(),
+            api: "127.0.0.1:8080".into(),
+            peers: Vec::new(),
+            genesis: None,
+            key: None,
+            devnet_index: 0,
+            consensus: ConsensusConfig::default(),
+            mempool: MempoolSection::default(),
+            net: NetSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+/// How validators are weighted when sampling a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Every validator equally.
+    Uniform,
+    /// By genesis stake.
+    Stake,
+    /// By the proof of work behind each validator key; every node mines
+    /// each key's best nonce over `pow_tries` nonces at start, so all nodes
+    /// derive the same weights.
+    ProofOfWork,
+}
+
+/// `[consensus]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusConfig {
+    /// Most transactions per block. Default 4096.
+    pub block_txs_max: usize,
+    /// Wait at a new height before proposing (times the proposer's rank
+    /// plus one). Default 20 ms.
+    pub propose_delay_ms: u64,
+    /// Polls open at once. Default 4.
+    pub polls_in_flight: usize,
+    /// A poll closes with the answers it has after this long. Default 400 ms.
+    pub poll_timeout_ms: u64,
+    /// How often the engine's timers run. Default 2 ms.
+    pub tick_ms: u64,
+    /// Sampling weight. Default uniform.
+    pub sampling: Sampling,
+    /// Nonces tried per key for `sampling = "proof_of_work"`. Default 65536.
+    pub pow_tries: u64,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            block_txs_max: 4096,
+            propose_delay_ms: 20,
+            polls_in_flight: 4,
+            poll_timeout_ms: 400,
+            tick_ms: 2,
+            sampling: Sampling::Uniform,
+            pow_tries: 1 << 16,
+        }
+    }
+}
+
+/// `[mempool]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolSection {
+    /// Most transactions. Default 1,000,000.
+    pub txs_max: usize,
+    /// Most bytes. Default 512 MiB.
+    pub bytes_max: usize,
+    /// Most transactions per sender. Default 1024.
+    pub per_sender_max: usize,
+    /// Pending transactions expire after this long. Default 600,000 ms.
+    pub ttl_ms: u64,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        let d = strata_consensus::mempool::MempoolConfig::default();
+        MempoolSection {
+            txs_max: d.txs_max,
+            bytes_max: d.bytes_max,
+            per_sender_max: d.per_sender_max,
+            ttl_ms: d.ttl_ms,
+        }
+    }
+}
+
+/// `[net]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// Peers each new transaction is pushed to (the rest get its id and
+    /// pull it). Default 4.
+    pub gossip_fanout: usize,
+    /// How often pushed transactions are flushed in a batch. Default 10 ms.
+    pub gossip_flush_interval_ms: u64,
+    /// Pushed items accepted per peer per second. Default 50,000.
+    pub push_items_per_s: u64,
+    /// Pushed bytes accepted per peer per second. Default 32 MiB.
+    pub push_bytes_per_s: u64,
+    /// Largest frame payload. Default 4 MiB.
+    pub frame_payload_bytes_max: u32,
+    /// Inbound connection limit. Default 32.
+    pub inbound_peers_max: usize,
+    /// Outbound connection limit. Default 8.
+    pub outbound_peers_max: usize,
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        NetSection {
+            gossip_fanout: 4,
+            gossip_flush_interval_ms: 10,
+            push_items_per_s: 50_000,
+            push_bytes_per_s: 32 << 20,
+            frame_payload_bytes_max: 4 << 20,
+            inbound_peers_max: 32,
+            outbound_peers_max: 8,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Memtable size before a flush to a sorted table. Default 64 MiB.
+    pub memtable_bytes: usize,
+    /// zstd level for table blocks; absent = no compression.
+    pub zstd_level: Option<i32>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            memtable_bytes: 64 << 20,
+            zstd_level: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// Unreadable file or invalid TOML, with the path in the message.
+    pub fn load(path: &std::path::Path) -> Result<NodeConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_unknown_fields_are_refused() {
+        let text = toml::to_string(&NodeConfig::default()).unwrap();
+        assert_eq!(
+            toml::from_str::<NodeConfig>(&text).unwrap(),
+            NodeConfig::default()
+        );
+        let partial: NodeConfig = toml::from_str("[consensus]\nblock_txs_max = 7\n").unwrap();
+        assert_eq!(partial.consensus.block_txs_max, 7);
+        assert_eq!(partial.listen, "127.0.0.1:9000");
+        assert!(toml::from_str::<NodeConfig>("listn = \"x\"").is_err());
+    }
+}

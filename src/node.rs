@@ -1,0 +1,485 @@
+//! A running full node: storage, the finalized chain, the consensus engine,
+//! the P2P layer and the HTTP API, wired together.
+//!
+//! Threads:
+//! - `strata-net-io`: the io_uring loop (`strata-net`), talking to the rest
+//!   through bounded queues and an eventfd;
+//! - `strata-driver`: drains network events, feeds them to the consensus
+//!   [`Engine`], runs its timers every `tick_ms`, and turns its outputs
+//!   into sends. The engine and the chain live in one mutex ([`Core`]); the
+//!   driver holds it per batch of events, the API briefly per request;
+//! - the API's tokio runtime (two worker threads).
+//!
+//! Decisions and known limits (named, not hidden):
+//! - The driver polls the event queue and sleeps 1 ms when it is empty:
+//!   `strata-net` offers no blocking wait yet, and 1 ms is well under the
+//!   engine's timers.
+//! - Signature checks and block execution run inline on the driver (see
+//!   the engine's module docs); commit is one synced write batch.
+//! - Transactions from clients and the bench are verified, admitted and
+//!   then gossiped (push to `gossip_fanout` peers, ids to the rest);
+//!   gossip forwards items before this node validates them, and invalid
+//!   ones are then dropped by every validator's verifier.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use strata_consensus::db_chain::DbChain;
+use strata_consensus::engine::{Engine, EngineConfig, Output, SubmitError};
+use strata_consensus::genesis::{devnet_validator_key, Genesis};
+use strata_consensus::mempool::MempoolConfig;
+use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
+use strata_consensus::snowball::Params;
+use strata_consensus::tx::{Transaction, TxId};
+use strata_consensus::wire::Payload;
+use strata_net::peer::Misbehaviour;
+use strata_net::{Event, Handle};
+use strata_storage::{Db, Options};
+use tracing::{debug, error, info, warn};
+
+use crate::config::{NodeConfig, Sampling};
+
+/// Network events handled per lock of the core, so API requests get a turn.
+const EVENTS_PER_TURN_MAX: usize = 1024;
+
+/// Wall-clock milliseconds (block timestamps and mempool TTLs use it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The chain id of the P2P handshake: peers on other chains are refused.
+pub fn net_chain_id(genesis: &Genesis) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata/net-chain\0");
+    h.update(&genesis.chain_id.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The engine and the finalized chain.
+pub struct Core {
+    /// The consensus engine (with the mempool).
+    pub engine: Engine,
+    /// The finalized chain in storage.
+    pub chain: DbChain,
+}
+
+/// Counters for `/metrics` and `/v1/status`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Transactions in finalized blocks since start.
+    pub txs_finalized: AtomicU64,
+    /// Transactions received from clients, the bench and gossip.
+    pub txs_received: AtomicU64,
+    /// Of those, admitted to the mempool.
+    pub txs_admitted: AtomicU64,
+    /// Blocks finalized since start.
+    pub blocks_finalized: AtomicU64,
+    /// Payloads from peers that did not decode.
+    pub payloads_undecodable: AtomicU64,
+    /// Peers penalised by the engine.
+    pub peers_penalized: AtomicU64,
+    /// Wall-clock ms of the last commit.
+    pub last_commit_ms: AtomicU64,
+}
+
+/// What the driver, the API and shutdown share.
+pub struct Shared {
+    core: Mutex<Core>,
+    /// The P2P handle.
+    pub net: Handle,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Set on SIGINT/SIGTERM or a halt: the driver and the API stop.
+    pub stop: AtomicBool,
+    /// Why the engine halted, if it did.
+    pub halted: Mutex<Option<String>>,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The database (for stats).
+    pub db: Arc<Db>,
+    /// Start time.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Locks the core; a poisoned lock (a panic elsewhere) still yields it,
+    /// since every mutation of the core is a complete engine step.
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Verifies and admits `txs` from a client; admitted ones are gossiped.
+    pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
+        let n = txs.len() as u64;
+        let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
+        let verdicts = {
+            let mut core = self.core();
+            let Core { engine, chain } = &mut *core;
+            engine.submit_each(txs, chain, now_ms())
+        };
+        let mut admitted = 0;
+        for (bytes, v) in encoded.into_iter().zip(&verdicts) {
+            if v.is_ok() {
+                admitted += 1;
+                if let Err(e) = self.net.broadcast(bytes) {
+                    debug!("gossip of a transaction failed: {e}");
+                }
+            }
+        }
+        self.metrics.txs_received.fetch_add(n, Ordering::Relaxed);
+        self.metrics
+            .txs_admitted
+            .fetch_add(admitted, Ordering::Relaxed);
+        verdicts
+    }
+}
+
+/// A started node.
+pub struct Node {
+    /// Shared state (the API's view).
+    pub shared: Arc<Shared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+fn read_key(path: &Path) -> Result<[u8; 32], String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| format!("{}: expected 64 hex characters", path.display()))?;
+    Ok(seed)
+}
+
+/// Loads the genesis named by the config, or the built-in devnet.
+pub fn load_genesis(config: &NodeConfig) -> Result<Genesis, String> {
+    match &config.genesis {
+        None => Ok(Genesis::devnet(
+            strata_consensus::genesis::DEVNET_VALIDATORS,
+        )),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Genesis::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+    }
+}
+
+impl Node {
+    /// Opens storage and the chain, starts the network and the driver.
+    ///
+    /// # Errors
+    /// Any start-up failure, as a message for the operator.
+    pub fn start(config: &NodeConfig) -> Result<Node, String> {
+        let genesis = load_genesis(config)?;
+        let seed = match &config.key {
+            Some(path) => read_key(path)?,
+            None => devnet_validator_key(config.devnet_index).to_bytes(),
+        };
+        let me = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let validators = genesis.validator_set().map_err(|e| e.to_string())?;
+        if !validators.iter().any(|v| v.public_key == me) {
+            warn!(
+                "this node's key {} is not a genesis validator: it follows the chain but is never polled",
+                hex::encode(me)
+            );
+        }
+
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+        let options = Options::new()
+            .memtable_bytes(config.storage.memtable_bytes)
+            .zstd_level(config.storage.zstd_level);
+        let db = Arc::new(
+            Db::open(config.data_dir.join("db"), options)
+                .map_err(|e| format!("cannot open the database: {e}"))?,
+        );
+        let chain = DbChain::open(Arc::clone(&db), &genesis)
+            .map_err(|e| format!("cannot open the chain: {e}"))?;
+        info!(height = chain_height(&chain), "chain opened");
+
+        let c = &config.consensus;
+        let engine_config = EngineConfig {
+            params: Params {
+                k: genesis.consensus.k,
+                alpha_preference: genesis.consensus.alpha_preference,
+                alpha_confidence: genesis.consensus.alpha_confidence,
+                beta: genesis.consensus.beta,
+            },
+            polls_in_flight: c.polls_in_flight,
+            poll_timeout_ms: c.poll_timeout_ms,
+            propose_delay_ms: c.propose_delay_ms,
+            block_txs_max: c.block_txs_max,
+            mempool: MempoolConfig {
+                txs_max: config.mempool.txs_max,
+                bytes_max: config.mempool.bytes_max,
+                per_sender_max: config.mempool.per_sender_max,
+                ttl_ms: config.mempool.ttl_ms,
+                ..MempoolConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        engine_config
+            .params
+            .validate()
+            .map_err(|e| format!("genesis consensus parameters: {e}"))?;
+        let weight: Box<dyn SamplingWeight> = match c.sampling {
+            Sampling::Uniform => Box::new(Uniform),
+            Sampling::Stake => Box::new(Stake),
+            Sampling::ProofOfWork => Box::new(ProofOfWork {
+                nonces: validators
+                    .iter()
+                    .map(|v| (v.public_key, ProofOfWork::mine(&v.public_key, c.pow_tries).0))
+                    .collect(),
+            }),
+        };
+        let rng_seed = u64::from_le_bytes(
+            strata_net::handshake::random_bytes().map_err(|e| e.to_string())?[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let engine = Engine::new(
+            me,
+            &validators,
+            weight.as_ref(),
+            engine_config,
+            &chain,
+            rng_seed,
+            now_ms(),
+        );
+        info!(params = ?engine.params(), "consensus engine ready");
+
+        let listen: SocketAddr = config
+            .listen
+            .parse()
+            .map_err(|e| format!("--listen {}: {e}", config.listen))?;
+        let mut seeds: Vec<SocketAddr> = Vec::new();
+        for v in &validators {
+            if v.public_key == me {
+                continue;
+            }
+            match v.address.parse() {
+                Ok(a) => seeds.push(a),
+                Err(e) => warn!("validator address {} ignored: {e}", v.address),
+            }
+        }
+        for p in &config.peers {
+            seeds.push(p.parse().map_err(|e| format!("peer {p}: {e}"))?);
+        }
+        let n = &config.net;
+        let net_config = strata_net::Config {
+            listen_addr: listen,
+            seeds,
+            chain_id: net_chain_id(&genesis),
+            frame_payload_bytes_max: n.frame_payload_bytes_max,
+            inbound_peers_max: n.inbound_peers_max,
+            outbound_peers_max: n.outbound_peers_max,
+            gossip_fanout: n.gossip_fanout.max(1),
+            gossip_flush_interval_ms: n.gossip_flush_interval_ms.max(1),
+            push_items_per_s: n.push_items_per_s,
+            push_bytes_per_s: n.push_bytes_per_s,
+            send_queue_bytes_max: (n.frame_payload_bytes_max as usize * 4).max(32 << 20),
+            ..strata_net::Config::default()
+        };
+        let net = strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
+            .map_err(|e| format!("cannot start the network: {e}"))?;
+        info!(addr = %net.local_addr(), key = %hex::encode(me), "p2p listening");
+
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core { engine, chain }),
+            net,
+            metrics: Metrics::default(),
+            stop: AtomicBool::new(false),
+            halted: Mutex::new(None),
+            genesis,
+            db,
+            started: Instant::now(),
+        });
+        let tick = Duration::from_millis(c.tick_ms.max(1));
+        let s = Arc::clone(&shared);
+        let driver = std::thread::Builder::new()
+            .name("strata-driver".into())
+            .spawn(move || drive(&s, tick))
+            .map_err(|e| e.to_string())?;
+        Ok(Node {
+            shared,
+            driver: Some(driver),
+        })
+    }
+
+    /// Stops the driver (finishing the step in flight, so a commit under
+    /// way completes), the network, then closes the database.
+    pub fn shutdown(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(d) = self.driver.take() {
+            let _ = d.join();
+        }
+        if let Err(e) = self.shared.db.close() {
+            error!("closing the database: {e}");
+        }
+    }
+}
+
+fn chain_height(chain: &DbChain) -> u64 {
+    use strata_consensus::engine::Chain;
+    chain.height()
+}
+
+/// The driver loop (see the module docs).
+fn drive(shared: &Shared, tick: Duration) {
+    let mut next_tick = Instant::now();
+    let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
+    while !shared.stop.load(Ordering::Acquire) {
+        while events.len() < EVENTS_PER_TURN_MAX {
+            match shared.net.try_next_event() {
+                Some(e) => events.push(e),
+                None => break,
+            }
+        }
+        let due = Instant::now() >= next_tick;
+        if events.is_empty() && !due {
+            std::thread::sleep(Duration::from_millis(1).min(next_tick - Instant::now()));
+            continue;
+        }
+        let mut outputs = Vec::new();
+        let mut gossip_txs = Vec::new();
+        {
+            let mut core = shared.core();
+            let Core { engine, chain } = &mut *core;
+            for event in events.drain(..) {
+                handle_event(shared, engine, chain, event, &mut outputs, &mut gossip_txs);
+            }
+            if !gossip_txs.is_empty() {
+                let n = gossip_txs.len() as u64;
+                let admitted = engine.submit(std::mem::take(&mut gossip_txs), chain, now_ms());
+                let m = &shared.metrics;
+                m.txs_received.fetch_add(n, Ordering::Relaxed);
+                m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+            }
+            if due {
+                outputs.extend(engine.on_tick(chain, now_ms()));
+                next_tick = Instant::now() + tick;
+            }
+        }
+        for out in outputs {
+            perform(shared, out);
+        }
+    }
+    info!("driver stopped");
+}
+
+fn handle_event(
+    shared: &Shared,
+    engine: &mut Engine,
+    chain: &mut DbChain,
+    event: Event,
+    outputs: &mut Vec<Output>,
+    gossip_txs: &mut Vec<Transaction>,
+) {
+    let undecodable = |from: [u8; 32], what: &str, e: &dyn std::fmt::Display| {
+        shared
+            .metrics
+            .payloads_undecodable
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(peer = %hex::encode(&from[..4]), "undecodable {what}: {e}");
+        let _ = shared.net.penalize(from, Misbehaviour::Undecodable);
+    };
+    match event {
+        Event::PeerUp { node_key, addr } => {
+            info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
+        }
+        Event::PeerDown { node_key } => {
+            info!(peer = %hex::encode(&node_key[..4]), "peer down");
+        }
+        Event::Item { item, from, .. } => match Transaction::decode(&item) {
+            Ok(tx) => gossip_txs.push(tx),
+            Err(e) => undecodable(from, "gossiped transaction", &e),
+        },
+        Event::Message { from, payload } => match Payload::decode(&payload) {
+            Ok(Payload::Engine(msg)) => {
+                outputs.extend(engine.on_message(from, msg, chain, now_ms()));
+            }
+            Ok(Payload::Txs(txs)) => gossip_txs.extend(txs),
+            Err(e) => undecodable(from, "message", &e),
+        },
+        Event::Request {
+            from,
+            request_id,
+            payload,
+        } => match Payload::decode(&payload) {
+            // A client batch (the bench): admit, gossip, answer with the
+            // number admitted.
+            Ok(Payload::Txs(txs)) => {
+                let n = txs.len() as u64;
+                let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
+                let verdicts = engine.submit_each(txs, chain, now_ms());
+                let mut admitted = 0u32;
+                for (bytes, v) in encoded.into_iter().zip(&verdicts) {
+                    if v.is_ok() {
+                        admitted += 1;
+                        let _ = shared.net.broadcast(bytes);
+                    }
+                }
+                let m = &shared.metrics;
+                m.txs_received.fetch_add(n, Ordering::Relaxed);
+                m.txs_admitted
+                    .fetch_add(u64::from(admitted), Ordering::Relaxed);
+                let _ = shared
+                    .net
+                    .respond(from, request_id, admitted.to_le_bytes().to_vec());
+            }
+            Ok(Payload::Engine(msg)) => {
+                outputs.extend(engine.on_message(from, msg, chain, now_ms()));
+            }
+            Err(e) => undecodable(from, "request", &e),
+        },
+        Event::Response { .. } => {}
+        _ => {}
+    }
+}
+
+fn perform(shared: &Shared, out: Output) {
+    match out {
+        Output::Send { to, msg } => {
+            if let Err(e) = shared.net.send(to, Payload::Engine(msg).encode()) {
+                debug!("send failed: {e}");
+            }
+        }
+        Output::Penalize { peer, reason } => {
+            shared
+                .metrics
+                .peers_penalized
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(peer = %hex::encode(&peer[..4]), ?reason, "peer penalised");
+            // A vote for an invalid block is proof of malice: the heaviest
+            // penalty. Unsolicited votes and blocks can be honest but late:
+            // a light one, so only repeated offenders are cut off.
+            let m = match reason {
+                strata_consensus::engine::Misbehaviour::InvalidBlock => {
+                    Misbehaviour::ProtocolViolation
+                }
+                _ => Misbehaviour::UnsolicitedResponse,
+            };
+            let _ = shared.net.penalize(peer, m);
+        }
+        Output::Committed { height, id, txs } => {
+            let m = &shared.metrics;
+            m.txs_finalized.fetch_add(txs as u64, Ordering::Relaxed);
+            m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
+            m.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+            info!(height, txs, id = %hex::encode(&id[..8]), "finalized");
+        }
+        Output::Halted { reason } => {
+            error!("consensus halted: {reason}; stopping the node");
+            *shared.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            shared.stop.store(true, Ordering::Release);
+        }
+    }
+}
