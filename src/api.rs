@@ -107,7 +107,9 @@ pub fn serve(shared: Arc<Shared>, addr: SocketAddr) -> Result<std::thread::JoinH
                 }
             };
             let served = runtime.block_on(async move {
-                axum::serve(listener, app).with_graceful_shutdown(stop).await
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
             });
             if let Err(e) = served {
                 tracing::error!("API server: {e}");
@@ -136,8 +138,9 @@ fn parse_txs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Transaction>, ApiEr
         struct Body {
             txs: Vec<String>,
         }
-        let b: Body = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad(format!("JSON body: {e} (expected {{\"txs\": [hex, ...]}})")))?;
+        let b: Body = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad(format!("JSON body: {e} (expected {{\"txs\": [hex, ...]}})"))
+        })?;
         b.txs
     } else {
         let text = std::str::from_utf8(body).map_err(|_| ApiError::bad("body is not UTF-8 hex"))?;
@@ -317,24 +320,114 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
                 "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}\nstrata_{name} {value}\n"
             ));
         };
-        metric("height", "gauge", "Last finalized height.", core.chain.height() as f64);
-        metric("txs_finalized_total", "counter", "Transactions finalized since start.", finalized as f64);
-        metric("txs_finalized_per_second", "gauge", "Finalized transactions per second since start.", finalized as f64 / uptime);
-        metric("txs_received_total", "counter", "Transactions received from clients and gossip.", m.txs_received.load(Ordering::Relaxed) as f64);
-        metric("txs_admitted_total", "counter", "Transactions admitted to the mempool.", m.txs_admitted.load(Ordering::Relaxed) as f64);
-        metric("blocks_finalized_total", "counter", "Blocks finalized since start.", m.blocks_finalized.load(Ordering::Relaxed) as f64);
-        metric("mempool_txs", "gauge", "Transactions in the mempool.", core.engine.mempool().len() as f64);
-        metric("mempool_bytes", "gauge", "Bytes in the mempool.", core.engine.mempool().bytes() as f64);
-        metric("peers", "gauge", "Connected peers.", s.net.peers().len() as f64);
-        metric("polls_total", "counter", "Snowball polls closed.", e.polls as f64);
-        metric("polls_successful_total", "counter", "Snowball polls that reached alpha.", e.polls_successful as f64);
-        metric("blocks_proposed_total", "counter", "Blocks this node proposed.", e.proposed as f64);
-        metric("blocks_invalid_total", "counter", "Blocks that failed validation.", e.invalid_blocks as f64);
-        metric("payloads_undecodable_total", "counter", "Peer payloads that did not decode.", m.payloads_undecodable.load(Ordering::Relaxed) as f64);
-        metric("net_bytes_in_total", "counter", "Bytes received.", n.bytes_in.load(Ordering::Relaxed) as f64);
-        metric("net_bytes_out_total", "counter", "Bytes sent.", n.bytes_out.load(Ordering::Relaxed) as f64);
-        metric("net_peers_dropped_total", "counter", "Peers dropped for misbehaviour.", n.peers_dropped.load(Ordering::Relaxed) as f64);
-        metric("net_bans_total", "counter", "Bans issued.", n.bans.load(Ordering::Relaxed) as f64);
+        metric(
+            "height",
+            "gauge",
+            "Last finalized height.",
+            core.chain.height() as f64,
+        );
+        metric(
+            "txs_finalized_total",
+            "counter",
+            "Transactions finalized since start.",
+            finalized as f64,
+        );
+        metric(
+            "txs_finalized_per_second",
+            "gauge",
+            "Finalized transactions per second since start.",
+            finalized as f64 / uptime,
+        );
+        metric(
+            "txs_received_total",
+            "counter",
+            "Transactions received from clients and gossip.",
+            m.txs_received.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "txs_admitted_total",
+            "counter",
+            "Transactions admitted to the mempool.",
+            m.txs_admitted.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "blocks_finalized_total",
+            "counter",
+            "Blocks finalized since start.",
+            m.blocks_finalized.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "mempool_txs",
+            "gauge",
+            "Transactions in the mempool.",
+            core.engine.mempool().len() as f64,
+        );
+        metric(
+            "mempool_bytes",
+            "gauge",
+            "Bytes in the mempool.",
+            core.engine.mempool().bytes() as f64,
+        );
+        metric(
+            "peers",
+            "gauge",
+            "Connected peers.",
+            s.net.peers().len() as f64,
+        );
+        metric(
+            "polls_total",
+            "counter",
+            "Snowball polls closed.",
+            e.polls as f64,
+        );
+        metric(
+            "polls_successful_total",
+            "counter",
+            "Snowball polls that reached alpha.",
+            e.polls_successful as f64,
+        );
+        metric(
+            "blocks_proposed_total",
+            "counter",
+            "Blocks this node proposed.",
+            e.proposed as f64,
+        );
+        metric(
+            "blocks_invalid_total",
+            "counter",
+            "Blocks that failed validation.",
+            e.invalid_blocks as f64,
+        );
+        metric(
+            "payloads_undecodable_total",
+            "counter",
+            "Peer payloads that did not decode.",
+            m.payloads_undecodable.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "net_bytes_in_total",
+            "counter",
+            "Bytes received.",
+            n.bytes_in.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "net_bytes_out_total",
+            "counter",
+            "Bytes sent.",
+            n.bytes_out.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "net_peers_dropped_total",
+            "counter",
+            "Peers dropped for misbehaviour.",
+            n.peers_dropped.load(Ordering::Relaxed) as f64,
+        );
+        metric(
+            "net_bans_total",
+            "counter",
+            "Bans issued.",
+            n.bans.load(Ordering::Relaxed) as f64,
+        );
         Ok(out)
     })
     .await?;

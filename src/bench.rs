@@ -179,7 +179,10 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let a = api.get(&format!("/v1/accounts/{}", hex::encode(pk)))?;
         nonces.push(a["nonce"].as_u64().unwrap_or(0));
     }
-    eprintln!("signing {} transactions from {} senders...", plan.txs, plan.senders);
+    eprintln!(
+        "signing {} transactions from {} senders...",
+        plan.txs, plan.senders
+    );
     let txs = sign_all(plan, genesis.chain_id, &nonces);
 
     let config = strata_net::Config {
@@ -257,7 +260,9 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let mut seen_height = start_height;
     let mut last_final = started;
     while report.finalized < report.accepted && Instant::now() < deadline {
-        let h = api.get("/v1/status")?["height"].as_u64().unwrap_or(seen_height);
+        let h = api.get("/v1/status")?["height"]
+            .as_u64()
+            .unwrap_or(seen_height);
         while seen_height < h {
             seen_height += 1;
             let b = api.get(&format!("/v1/blocks/{seen_height}"))?;
@@ -267,7 +272,9 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
                 let mut tx_id = [0u8; 32];
                 if hex::decode_to_slice(id.as_str().unwrap_or(""), &mut tx_id).is_ok() {
                     if let Some(t) = sent_at.remove(&tx_id) {
-                        report.latencies_ms.push(now.duration_since(t).as_millis() as u64);
+                        report
+                            .latencies_ms
+                            .push(now.duration_since(t).as_millis() as u64);
                         ours += 1;
                     }
                 }

@@ -76,8 +76,8 @@ fn hex32(what: &str, text: &str) -> Result<[u8; 32], String> {
 }
 
 fn read_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(signing_key_from_seed(&hex32("key file", &text)?))
 }
 
@@ -165,7 +165,11 @@ pub fn query_key(api: &str, owner: Option<&str>, key: &str) -> Result<String, St
         Some(owner) => {
             let o = hex32("owner", owner)?;
             (
-                format!("/v1/state/{}/{}", hex::encode(o), hex::encode(key.as_bytes())),
+                format!(
+                    "/v1/state/{}/{}",
+                    hex::encode(o),
+                    hex::encode(key.as_bytes())
+                ),
                 user_key(&o, key.as_bytes()),
             )
         }

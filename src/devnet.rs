@@ -83,7 +83,8 @@ impl Drop for Nodes {
 /// When the binary cannot be spawned.
 pub fn spawn_node(dir: &Path, i: usize, args: &DevnetArgs) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).map_err(|e| e.to_string())?;
+    let log =
+        std::fs::File::create(dir.join(format!("node-{i}.log"))).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("node")
         .arg("--data-dir")
@@ -159,13 +160,19 @@ pub fn compare_chains(apis: &[String], settle: Duration) -> Result<(u64, bool), 
             .iter()
             .map(|c| c.get("/v1/status"))
             .collect::<Result<_, _>>()?;
-        let h: Vec<u64> = s.iter().map(|s| s["height"].as_u64().unwrap_or(0)).collect();
+        let h: Vec<u64> = s
+            .iter()
+            .map(|s| s["height"].as_u64().unwrap_or(0))
+            .collect();
         if h.iter().all(|x| *x == h[0]) || Instant::now() > deadline {
             break s;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let heights: Vec<u64> = statuses.iter().map(|s| s["height"].as_u64().unwrap_or(0)).collect();
+    let heights: Vec<u64> = statuses
+        .iter()
+        .map(|s| s["height"].as_u64().unwrap_or(0))
+        .collect();
     let common = heights.iter().copied().min().unwrap_or(0);
     let mut same = true;
     for h in 1..=common {
@@ -176,7 +183,9 @@ pub fn compare_chains(apis: &[String], settle: Duration) -> Result<(u64, bool), 
         same &= ids.iter().all(|id| *id == ids[0]);
     }
     if heights.iter().all(|x| *x == common) {
-        same &= statuses.iter().all(|s| s["state_root"] == statuses[0]["state_root"]);
+        same &= statuses
+            .iter()
+            .all(|s| s["state_root"] == statuses[0]["state_root"]);
     }
     Ok((common, same))
 }

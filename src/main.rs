@@ -246,6 +246,7 @@ fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -327,14 +328,16 @@ fn main() -> ExitCode {
             let c = client::Client::new(&api);
             let answer = match what {
                 QueryWhat::Status => c.get("/v1/status").map(|v| v.to_string()),
-                QueryWhat::Account { pubkey } => {
-                    c.get(&format!("/v1/accounts/{pubkey}")).map(|v| v.to_string())
-                }
+                QueryWhat::Account { pubkey } => c
+                    .get(&format!("/v1/accounts/{pubkey}"))
+                    .map(|v| v.to_string()),
                 QueryWhat::Key { owner, key } => match key {
                     Some(k) => client::query_key(&api, Some(&owner), &k),
                     None => client::query_key(&api, None, &owner),
                 },
-                QueryWhat::Block { block } => c.get(&format!("/v1/blocks/{block}")).map(|v| v.to_string()),
+                QueryWhat::Block { block } => {
+                    c.get(&format!("/v1/blocks/{block}")).map(|v| v.to_string())
+                }
                 QueryWhat::Tx { id } => c.get(&format!("/v1/txs/{id}")).map(|v| v.to_string()),
             };
             match answer {
@@ -409,12 +412,7 @@ fn run_node(args: NodeArgs) -> ExitCode {
     while !term.load(Ordering::Acquire) && !node.shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let halted = node
-        .shared
-        .halted
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or(None);
+    let halted = node.shared.halted.lock().map(|h| h.clone()).unwrap_or(None);
     tracing::info!("shutting down");
     node.shutdown();
     let _ = api.join();
@@ -442,7 +440,10 @@ fn keygen(out: &std::path::Path) -> ExitCode {
     if let Err(e) = writeln!(file, "{}", hex::encode(key.to_bytes())) {
         return fail(format!("writing {}: {e}", out.display()));
     }
-    println!("public key: {}", hex::encode(key.verifying_key().to_bytes()));
+    println!(
+        "public key: {}",
+        hex::encode(key.verifying_key().to_bytes())
+    );
     println!("secret key written to {}", out.display());
     ExitCode::SUCCESS
 }

@@ -148,8 +148,8 @@ pub struct Node {
 }
 
 fn read_key(path: &Path) -> Result<[u8; 32], String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut seed = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut seed)
         .map_err(|_| format!("{}: expected 64 hex characters", path.display()))?;
@@ -236,7 +236,12 @@ impl Node {
             Sampling::ProofOfWork => Box::new(ProofOfWork {
                 nonces: validators
                     .iter()
-                    .map(|v| (v.public_key, ProofOfWork::mine(&v.public_key, c.pow_tries).0))
+                    .map(|v| {
+                        (
+                            v.public_key,
+                            ProofOfWork::mine(&v.public_key, c.pow_tries).0,
+                        )
+                    })
                     .collect(),
             }),
         };
@@ -288,8 +293,9 @@ impl Node {
             send_queue_bytes_max: (n.frame_payload_bytes_max as usize * 4).max(32 << 20),
             ..strata_net::Config::default()
         };
-        let net = strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
-            .map_err(|e| format!("cannot start the network: {e}"))?;
+        let net =
+            strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
+                .map_err(|e| format!("cannot start the network: {e}"))?;
         info!(addr = %net.local_addr(), key = %hex::encode(me), "p2p listening");
 
         let shared = Arc::new(Shared {

@@ -1,0 +1,290 @@
+//! A devnet of real `strata node` processes on loopback for the
+//! integration tests: free ports picked by the OS, a temp directory with
+//! genesis, keys, data and logs, and an HTTP client.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_consensus::genesis::{devnet_account_key, devnet_validator_key, Genesis};
+use strata_consensus::tx::{Transaction, TxBody, TxKind};
+
+/// Ports that were free a moment ago (bound then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+pub struct Devnet {
+    pub dir: tempfile::TempDir,
+    pub genesis: Genesis,
+    pub p2p: Vec<u16>,
+    pub api: Vec<u16>,
+    pub children: Vec<Option<Child>>,
+    agent: ureq::Agent,
+}
+
+impl Devnet {
+    /// Writes genesis and keys for `n` validators and starts them all.
+    pub fn start(n: usize) -> Devnet {
+        let ports = free_ports(2 * n);
+        let (p2p, api) = (ports[..n].to_vec(), ports[n..].to_vec());
+        let dir = tempfile::tempdir().unwrap();
+        let mut genesis = Genesis::devnet(n);
+        for (v, port) in genesis.validators.iter_mut().zip(&p2p) {
+            v.address = format!("127.0.0.1:{port}");
+        }
+        std::fs::write(dir.path().join("genesis.toml"), genesis.to_toml()).unwrap();
+        for i in 0..n {
+            let seed = devnet_validator_key(i).to_bytes();
+            std::fs::write(dir.path().join(format!("node-{i}.key")), hex::encode(seed)).unwrap();
+        }
+        let mut net = Devnet {
+            dir,
+            genesis,
+            p2p,
+            api,
+            children: (0..n).map(|_| None).collect(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build(),
+        };
+        for i in 0..n {
+            net.spawn(i);
+        }
+        net
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// (Re)starts node `i` on its data directory; its log is appended.
+    pub fn spawn(&mut self, i: usize) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("node")
+            .arg("--data-dir")
+            .arg(d.join(format!("node-{i}")))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.p2p[i]))
+            .arg("--api")
+            .arg(format!("127.0.0.1:{}", self.api[i]))
+            .arg("--genesis")
+            .arg(d.join("genesis.toml"))
+            .arg("--key")
+            .arg(d.join(format!("node-{i}.key")))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn strata node");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Sends a signal to node `i`.
+    pub fn signal(&self, i: usize, sig: i32) {
+        let c = self.children[i].as_ref().expect("node running");
+        // SAFETY: plain syscall on our child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status success.
+    pub fn stop(&mut self, i: usize) -> bool {
+        let Some(mut c) = self.children[i].take() else {
+            return true;
+        };
+        // SAFETY: plain syscall on our child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s.success();
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                c.wait().unwrap();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api[i])
+    }
+
+    /// GET, as (status, JSON).
+    pub fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        match self.agent.get(&self.url(i, path)).call() {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
+    /// POST a body with a content type, as (status, JSON).
+    pub fn post(&self, i: usize, path: &str, ctype: &str, body: &[u8]) -> (u16, Value) {
+        match self
+            .agent
+            .post(&self.url(i, path))
+            .set("Content-Type", ctype)
+            .send_bytes(body)
+        {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        let (code, v) = self.get(i, "/v1/status");
+        (code == 200).then(|| v["height"].as_u64()).flatten()
+    }
+
+    /// Waits until every running node's API answers with n-1 peers.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.children.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            loop {
+                let (code, v) = self.get(i, "/v1/status");
+                if code == 200 && v["peers"].as_u64().unwrap_or(0) + 1 >= self.running() as u64 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} not ready:\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.children.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Waits until node `i` reaches `height`.
+    pub fn wait_height(&self, i: usize, height: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.height(i).unwrap_or(0) < height {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} stuck below height {height} at {:?}:\n{}",
+                self.height(i),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Block ids of heights 1..=h on node i.
+    pub fn block_ids(&self, i: usize, h: u64) -> Vec<String> {
+        (1..=h)
+            .map(|height| {
+                let (code, b) = self.get(i, &format!("/v1/blocks/{height}"));
+                assert_eq!(code, 200, "block {height} on node {i}: {b}");
+                b["id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    /// Tail of every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.children.len() {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- node {i} ---\n"));
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A signed transfer of 1 (fee 1) from devnet account `from` to `to`.
+pub fn transfer(genesis: &Genesis, from: usize, to: usize, nonce: u64) -> Transaction {
+    let key = devnet_account_key(from);
+    TxBody {
+        chain_id: genesis.chain_id,
+        sender: key.verifying_key().to_bytes(),
+        nonce,
+        fee: 1,
+        kind: TxKind::Transfer {
+            to: devnet_account_key(to).verifying_key().to_bytes(),
+            amount: 1,
+        },
+    }
+    .sign(&key)
+    .unwrap()
+}
+
+/// POSTs transactions as JSON hex; returns the ids accepted.
+pub fn submit(net: &Devnet, node: usize, txs: &[Transaction]) -> Vec<String> {
+    let body = serde_json::json!({
+        "txs": txs.iter().map(|t| hex::encode(t.encoded())).collect::<Vec<_>>()
+    });
+    let (code, v) = net.post(
+        node,
+        "/v1/txs",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    if code != 200 {
+        return Vec::new();
+    }
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect()
+}
