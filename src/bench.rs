@@ -21,6 +21,8 @@ use crate::client::Client;
 
 /// Status polling interval while waiting for finality.
 const POLL_MS: u64 = 20;
+/// How long the sender waits for any batch to be answered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests in flight per target before the sender waits.
 const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 
@@ -224,8 +226,17 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
                 std::thread::sleep(wait);
             }
         }
+        let stalled_at = Instant::now();
         while in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
             drain(&net, &mut in_flight, &mut report.accepted);
+            // strata-net has no per-request timeout yet: a batch whose
+            // answer is lost (peer gone) is given up after this long.
+            if stalled_at.elapsed() > ANSWER_TIMEOUT {
+                return Err(format!(
+                    "no answer to {} batches for {ANSWER_TIMEOUT:?}: are the targets alive?",
+                    in_flight.len()
+                ));
+            }
         }
         let payload = Payload::Txs(chunk.to_vec()).encode();
         let now = Instant::now();
@@ -247,7 +258,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         bar.set_position(sent as u64);
         drain(&net, &mut in_flight, &mut report.accepted);
     }
-    let answers_deadline = Instant::now() + Duration::from_secs(30);
+    let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
     while !in_flight.is_empty() && Instant::now() < answers_deadline {
         drain(&net, &mut in_flight, &mut report.accepted);
     }
