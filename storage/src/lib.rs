@@ -28,8 +28,12 @@
 //!   compaction issue.
 //! - The flush is synchronous: the write that fills the memtable writes
 //!   the table (there are no immutable memtables or background worker yet).
-//! - The memtable is a `BTreeMap` of versions, not the planned robin-hood
-//!   table + [`ordered_table::OrderedTable`] for 32-byte keys.
+//! - The memtable keeps every version of a key (snapshots are not
+//!   registered, so none can be dropped). While all its keys are 32 bytes
+//!   it is an [`ordered_table::OrderedTable`] (robin-hood, key-ordered: no
+//!   sort at flush or scan); any other key length switches it to a
+//!   SwissTable plus a sorted key view built once per flush or scan and
+//!   cached until a new key arrives.
 //! - WAL I/O is `std::fs` only. TODO: io_uring appends and fsyncs with a
 //!   `std::fs` fallback chosen at open; the [`wal::LogFile`] trait is the
 //!   seam it will plug into (and the one tests use to inject faults).
