@@ -7,27 +7,33 @@
 //! [`limits::VALUE_BYTES_MAX`] = 16 MiB); over-limit input is
 //! [`Error::InvalidArgument`]. Writes go to a write-ahead log (one
 //! crc32-framed record per [`WriteBatch`], group commit for synced writers)
-//! and a memtable; full memtables become sorted table files in level 0
-//! (16 KiB prefix-compressed blocks with restart points, per-block crc32,
-//! optional zstd, an index block, a bloom filter, a footer with magic
-//! number and version), recorded in a checksummed manifest. Reads merge
-//! the memtable and the tables newest first; [`Db::snapshot`] reads at a
-//! fixed sequence number. Byte layouts: `docs/storage-format.md`, "LSM
-//! files".
+//! and a memtable. A full memtable is frozen (writers continue into a
+//! fresh memtable and WAL) and a background worker writes it to a sorted
+//! table file in level 0 (16 KiB prefix-compressed blocks with restart
+//! points, per-block crc32, optional zstd, an index block, a bloom filter,
+//! a footer with magic number and version), recorded in a checksummed
+//! manifest. At most [`Options::immutables_max`] frozen memtables wait for
+//! the worker; past that, writes wait (backpressure, counted by
+//! [`Db::write_stalls`]). Reads look in the memtable, the frozen memtables
+//! and the tables, newest first; [`Db::snapshot`] reads at a fixed
+//! sequence number. Byte layouts: `docs/storage-format.md`, "LSM files".
 //!
 //! Recovery: a torn final WAL record is truncated away; any other bad byte
 //! in the WAL, a table or the manifest is [`Error::Corruption`] naming the
 //! file and offset (or, for the WAL, best-effort recovery if
 //! [`WalRecovery::BestEffort`] is chosen). After a failed write or fsync
 //! the `Db` is poisoned: it refuses writes ([`Error::Poisoned`]) until it
-//! is reopened.
+//! is reopened; a failed background flush likewise makes every later
+//! write and flush return [`Error::Background`]. Either way, every
+//! acknowledged write is still in a WAL and is recovered at reopen.
 //!
 //! What it is not (yet), and the limits that follow:
 //! - No compaction: every flush adds an L0 table, and reads check each
 //!   one (bloom filters skip most). Levels exist in the version for the
 //!   compaction issue.
-//! - The flush is synchronous: the write that fills the memtable writes
-//!   the table (there are no immutable memtables or background worker yet).
+//! - One flush worker thread, flushing the oldest frozen memtable first;
+//!   the write that finds the memtable full freezes it (creating and
+//!   fsyncing a new WAL and its directory entry on the writer's path).
 //! - The memtable keeps every version of a key (snapshots are not
 //!   registered, so none can be dropped). While all its keys are 32 bytes
 //!   it is an [`ordered_table::OrderedTable`] (robin-hood, key-ordered: no
@@ -103,9 +109,11 @@ mod record;
 pub mod wal;
 
 mod db;
+mod flush;
 mod iter;
 mod manifest;
 mod memtable;
+mod open;
 mod options;
 mod table;
 mod version;

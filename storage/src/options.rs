@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::limits::MEMTABLE_BYTES_DEFAULT;
+use crate::limits::{IMMUTABLES_MAX_DEFAULT, MEMTABLE_BYTES_DEFAULT};
 use crate::wal::LogFile;
 
 /// What to do when the WAL has a bad record before its tail.
@@ -27,6 +27,7 @@ pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Sen
 #[derive(Clone)]
 pub struct Options {
     pub(crate) memtable_bytes: usize,
+    pub(crate) immutables_max: usize,
     pub(crate) wal_recovery: WalRecovery,
     pub(crate) zstd_level: Option<i32>,
     pub(crate) create_if_missing: bool,
@@ -37,6 +38,7 @@ impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("memtable_bytes", &self.memtable_bytes)
+            .field("immutables_max", &self.immutables_max)
             .field("wal_recovery", &self.wal_recovery)
             .field("zstd_level", &self.zstd_level)
             .field("create_if_missing", &self.create_if_missing)
@@ -49,6 +51,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             memtable_bytes: MEMTABLE_BYTES_DEFAULT,
+            immutables_max: IMMUTABLES_MAX_DEFAULT,
             wal_recovery: WalRecovery::Strict,
             zstd_level: None,
             create_if_missing: true,
@@ -58,16 +61,26 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Defaults: 64 MiB memtable, strict WAL recovery, no compression,
-    /// create the directory if missing.
+    /// Defaults: 64 MiB memtable, 2 immutable memtables, strict WAL
+    /// recovery, no compression, create the directory if missing.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Memtable size that triggers a flush to an L0 table (default 64 MiB).
-    /// The flush runs synchronously inside the write that crosses it.
+    /// The first write after the memtable reaches it freezes the memtable
+    /// and hands it to the background flush worker.
     pub fn memtable_bytes(mut self, bytes: usize) -> Self {
         self.memtable_bytes = bytes.max(1);
+        self
+    }
+
+    /// Full memtables that may wait for the background flush before
+    /// writers wait for it (default 2, at least 1). Memory held by
+    /// memtables is bounded by about `(immutables_max + 1) *
+    /// memtable_bytes`, plus one batch.
+    pub fn immutables_max(mut self, count: usize) -> Self {
+        self.immutables_max = count.max(1);
         self
     }
 
