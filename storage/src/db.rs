@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 pub use crate::batch::WriteBatch;
+use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushState, Immutable};
 pub use crate::iter::Scan;
@@ -102,6 +103,9 @@ pub(crate) struct Inner {
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
     pub(crate) worker: Mutex<Option<JoinHandle<()>>>,
+    /// Held until `close` (or drop) has stopped the worker and synced the
+    /// WALs; only then may another `Db` open the directory.
+    pub(crate) dir_lock: Mutex<Option<DirLock>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -294,7 +298,7 @@ impl Db {
     }
 
     /// Lets the flush worker write the frozen memtables, stops it, syncs
-    /// the WALs and refuses further use. Dropping a `Db` does the same,
+    /// the WALs, releases the directory lock and refuses further use. Dropping a `Db` does the same,
     /// ignoring errors. Writes still in the active memtable stay in its
     /// WAL and are recovered by the next open.
     pub fn close(&self) -> Result<()> {
@@ -309,6 +313,8 @@ impl Db {
         for imm in &inner.state.read().expect(LOCK).imm {
             synced = synced.and(imm.wal.sync_all());
         }
+        // Nothing of this `Db` writes to the directory any more.
+        drop(self.dir_lock.lock().expect(LOCK).take());
         if inner.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }

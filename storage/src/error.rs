@@ -31,6 +31,13 @@ pub enum Error {
     /// The caller passed something outside the documented limits.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another open `Db`, in this process or another, holds the lock file
+    /// `path` of the directory.
+    #[error("database directory is in use: {} is locked by another open Db", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The database was closed.
     #[error("database is closed")]
     Closed,

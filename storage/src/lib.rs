@@ -45,9 +45,11 @@
 //!   seam it will plug into (and the one tests use to inject faults).
 //! - Scans copy the memtable range they cover; tables are read one
 //!   decoded block at a time. There is no block cache yet.
-//! - No directory lock: two processes opening one directory corrupt it.
-//!   Table files are memory-mapped; truncating one under an open `Db`
-//!   would crash the process.
+//! - The directory is locked (`flock` on its `LOCK` file) while a `Db` is
+//!   open: a second open, in this process or another, is
+//!   [`Error::Locked`]. The lock is advisory: it does not stop other
+//!   programs. Table files are memory-mapped; truncating one under an
+//!   open `Db` would crash the process.
 //!
 //! ```
 //! use strata_storage::{Db, Options, WriteBatch, WriteOptions};
@@ -109,6 +111,7 @@ mod record;
 pub mod wal;
 
 mod db;
+mod dir_lock;
 mod flush;
 mod iter;
 mod manifest;

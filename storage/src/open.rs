@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::db::{table_name, wal_name, wrapper, Db, Inner, State, VersionSet, Writer};
+use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushState};
 use crate::manifest::{self, Manifest};
@@ -19,12 +20,15 @@ use crate::wal::{self, Wal};
 impl Db {
     /// Opens (or creates) the database in directory `path`, replaying its
     /// WALs: a torn final record is dropped, other damage is
-    /// [`Error::Corruption`] unless [`WalRecovery::BestEffort`].
+    /// [`Error::Corruption`] unless [`WalRecovery::BestEffort`]. Fails with
+    /// [`Error::Locked`] while another `Db` has the directory open.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = path.as_ref().to_path_buf();
         if options.create_if_missing {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
+        // Before reading anything: another open `Db` may be changing it.
+        let dir_lock = DirLock::acquire(&dir)?;
         let (mut version, old_manifest) = match manifest::load(&dir)? {
             Some((v, n)) => (v, Some(n)),
             None => (Version::default(), None),
@@ -126,6 +130,7 @@ impl Db {
         Ok(Db {
             inner,
             worker: Mutex::new(Some(worker)),
+            dir_lock: Mutex::new(Some(dir_lock)),
         })
     }
 }
