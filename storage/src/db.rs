@@ -25,7 +25,7 @@ pub use crate::iter::Scan;
 use crate::iter::Source;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
-pub use crate::options::{Options, WalRecovery};
+pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalRecovery};
 use crate::table::reader::Table;
 use crate::version::Version;
 use crate::wal::{LogFile, Wal};

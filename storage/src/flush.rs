@@ -23,6 +23,7 @@ use crate::db::{table_name, wal_name, wrapper, Inner, Writer, LOCK};
 use crate::error::{Error, Result};
 use crate::manifest;
 use crate::memtable::Memtable;
+use crate::options::{FileKind, Options};
 use crate::table::builder::TableBuilder;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
@@ -57,16 +58,18 @@ pub(crate) struct FlushState {
     pub(crate) error: Option<Arc<Error>>,
 }
 
-/// Writes `mem` to table file `number` in `dir`, fsyncs it and its
-/// directory entry, and opens it for reading.
+/// Writes `mem` to table file `number` in `dir` (through the file
+/// wrapper of `options`), fsyncs it and its directory entry, and opens it
+/// for reading.
 pub(crate) fn write_table(
     dir: &Path,
     number: u64,
     mem: &Memtable,
-    zstd: Option<i32>,
+    options: &Options,
 ) -> Result<(Arc<Table>, TableMeta)> {
     let path = dir.join(table_name(number));
-    let mut b = TableBuilder::create(&path, zstd)?;
+    let wrap = |f| options.wrap_file(FileKind::Table, f);
+    let mut b = TableBuilder::create_wrapped(&path, options.zstd_level, &wrap)?;
     for (key, seq, value) in mem.iter() {
         b.add(key, seq, value)?;
     }
@@ -155,7 +158,7 @@ impl Inner {
     /// lock while writing the table, so reads and writes continue.
     fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
         let number = self.versions.lock().expect(LOCK).new_file_number();
-        let (table, meta) = write_table(&self.dir, number, &imm.mem, self.options.zstd_level)?;
+        let (table, meta) = write_table(&self.dir, number, &imm.mem, &self.options)?;
         let mut vs = self.versions.lock().expect(LOCK);
         let edit = VersionEdit {
             ops: vec![

@@ -42,7 +42,10 @@
 //!   cached until a new key arrives.
 //! - WAL I/O is `std::fs` only. TODO: io_uring appends and fsyncs with a
 //!   `std::fs` fallback chosen at open; the [`wal::LogFile`] trait is the
-//!   seam it will plug into (and the one tests use to inject faults).
+//!   seam it will plug into. Tests inject faults through the same trait:
+//!   [`Options::wal_wrapper`] for WALs, [`Options::file_wrapper`] for
+//!   tables, manifests and `CURRENT` (renames, directory fsyncs and reads
+//!   are not wrapped).
 //! - Scans copy the memtable range they cover; tables are read one
 //!   decoded block at a time. There is no block cache yet.
 //! - The directory is locked (`flock` on its `LOCK` file) while a `Db` is
@@ -121,5 +124,8 @@ mod options;
 mod table;
 mod version;
 
-pub use db::{Db, Options, Scan, Snapshot, WalRecovery, WriteBatch, WriteOptions};
+pub use db::{
+    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalRecovery, WriteBatch,
+    WriteOptions,
+};
 pub use error::Error;

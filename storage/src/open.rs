@@ -42,6 +42,7 @@ impl Db {
         }
         let mut wals: Vec<u64> = Vec::new();
         let mut ssts: Vec<u64> = Vec::new();
+        let mut manifests: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let name = entry.map_err(|e| Error::io(&dir, e))?.file_name();
             let name = name.to_string_lossy();
@@ -49,13 +50,15 @@ impl Db {
                 wals.push(n);
             } else if let Some(n) = name.strip_suffix(".sst").and_then(|n| n.parse().ok()) {
                 ssts.push(n);
+            } else if let Some(n) = name.strip_prefix("MANIFEST-").and_then(|n| n.parse().ok()) {
+                manifests.push(n);
             }
         }
         wals.sort_unstable();
         // File numbers are handed out before the manifest records the
         // counter (a WAL at freeze, a table at flush), so a crash can leave
         // files numbered past it: never reuse their numbers.
-        if let Some(&max) = wals.iter().chain(&ssts).max() {
+        if let Some(&max) = wals.iter().chain(&ssts).chain(&manifests).max() {
             version.next_file_number = version.next_file_number.max(max.saturating_add(1));
         }
         let best_effort = options.wal_recovery == WalRecovery::BestEffort;
@@ -77,7 +80,7 @@ impl Db {
         if !mem.is_empty() {
             let number = version.next_file_number;
             version.next_file_number += 1;
-            let (t, meta) = flush::write_table(&dir, number, &mem, options.zstd_level)?;
+            let (t, meta) = flush::write_table(&dir, number, &mem, &options)?;
             let op = EditOp::AddTable {
                 level: 0,
                 table: meta,
@@ -91,14 +94,17 @@ impl Db {
         version.next_file_number += 2;
         version.log_number = wal_number;
         let wal = Wal::create(&dir.join(wal_name(wal_number)), &wrapper(&options))?;
-        let manifest = Manifest::create(&dir, manifest_number, &version)?;
-        // Files no longer referenced: replayed WALs, the old manifest,
+        let manifest = Manifest::create(&dir, manifest_number, &version, &options)?;
+        // Files no longer referenced: replayed WALs, the old manifest and
+        // any left by an open that failed before switching `CURRENT`,
         // tables left by a flush that crashed before its manifest edit.
         for n in wals.into_iter().filter(|&n| n < wal_number) {
             let _ = std::fs::remove_file(dir.join(wal_name(n)));
         }
-        if let Some(n) = old_manifest {
-            let _ = std::fs::remove_file(dir.join(manifest::manifest_name(n)));
+        for n in manifests.into_iter().chain(old_manifest) {
+            if n != manifest_number {
+                let _ = std::fs::remove_file(dir.join(manifest::manifest_name(n)));
+            }
         }
         for n in ssts {
             if !version.levels.iter().flatten().any(|t| t.number == n) {

@@ -23,6 +23,22 @@ pub enum WalRecovery {
 /// Wraps each WAL file as it is created (fault-injection seam).
 pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
 
+/// Which engine file a [`FileWrapper`] is wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A sorted table (`NNNNNN.sst`), written once by a flush or at open.
+    Table,
+    /// A manifest (`MANIFEST-NNNNNN`): its snapshot record and edits.
+    Manifest,
+    /// `CURRENT.tmp`, renamed over `CURRENT` to switch manifests.
+    Current,
+}
+
+/// Wraps each table and manifest file as it is created (fault-injection
+/// seam); the WAL has [`LogFileWrapper`].
+pub type FileWrapper = Arc<dyn Fn(FileKind, Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
+
 /// Options of [`crate::Db::open`].
 #[derive(Clone)]
 pub struct Options {
@@ -32,6 +48,7 @@ pub struct Options {
     pub(crate) zstd_level: Option<i32>,
     pub(crate) create_if_missing: bool,
     pub(crate) wal_wrapper: Option<LogFileWrapper>,
+    pub(crate) file_wrapper: Option<FileWrapper>,
 }
 
 impl fmt::Debug for Options {
@@ -43,6 +60,7 @@ impl fmt::Debug for Options {
             .field("zstd_level", &self.zstd_level)
             .field("create_if_missing", &self.create_if_missing)
             .field("wal_wrapper", &self.wal_wrapper.is_some())
+            .field("file_wrapper", &self.file_wrapper.is_some())
             .finish()
     }
 }
@@ -56,6 +74,7 @@ impl Default for Options {
             zstd_level: None,
             create_if_missing: true,
             wal_wrapper: None,
+            file_wrapper: None,
         }
     }
 }
@@ -107,5 +126,21 @@ impl Options {
     pub fn wal_wrapper(mut self, wrapper: LogFileWrapper) -> Self {
         self.wal_wrapper = Some(wrapper);
         self
+    }
+
+    /// Wraps every table, manifest and `CURRENT.tmp` file the engine
+    /// writes; tests use it to inject write and fsync failures (default:
+    /// none). Renames and directory fsyncs are not wrapped.
+    pub fn file_wrapper(mut self, wrapper: FileWrapper) -> Self {
+        self.file_wrapper = Some(wrapper);
+        self
+    }
+
+    /// Applies the file wrapper, if any, to a new file of `kind`.
+    pub(crate) fn wrap_file(&self, kind: FileKind, file: Box<dyn LogFile>) -> Box<dyn LogFile> {
+        match &self.file_wrapper {
+            Some(w) => w(kind, file),
+            None => file,
+        }
     }
 }

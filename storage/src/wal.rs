@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 use crate::limits::BATCH_BYTES_MAX;
 use crate::record::{self, Tail};
 
-/// The file operations the WAL needs: the seam where tests inject faults
-/// (ENOSPC, EIO) into appends and fsyncs.
+/// The operations the engine needs on a file it writes sequentially (WAL,
+/// tables, manifest): the seam where tests inject faults (ENOSPC, EIO)
+/// into appends and fsyncs.
 pub trait LogFile: Send + Sync + fmt::Debug {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;

@@ -6,7 +6,30 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use strata_storage::{Db, Options};
+use strata_storage::wal::LogFile;
+use strata_storage::{Db, FileKind, Options};
+
+/// Delays every table fsync, so the flush worker is reliably slower than
+/// the writer.
+#[derive(Debug)]
+struct SlowTable(Box<dyn LogFile>);
+
+impl LogFile for SlowTable {
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.append(buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        self.0.sync()
+    }
+}
+
+fn slow_tables(opts: Options) -> Options {
+    opts.file_wrapper(Arc::new(|kind, file| match kind {
+        FileKind::Table => Box::new(SlowTable(file)) as Box<dyn LogFile>,
+        _ => file,
+    }))
+}
 
 fn key(n: u64) -> Vec<u8> {
     format!("key-{n:08}").into_bytes()
@@ -26,9 +49,10 @@ fn wal_files(dir: &std::path::Path) -> usize {
 #[test]
 fn writes_stay_readable_while_memtables_flush_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    // A 2 KiB memtable fills every ~15 writes; each flush costs fsyncs,
-    // so the writer outruns the worker and must wait for it.
-    let opts = Options::new().memtable_bytes(2 << 10).immutables_max(1);
+    // A 2 KiB memtable fills every ~15 writes and each table fsync takes
+    // 3 ms more than it would, so the writer outruns the worker and must
+    // wait for it.
+    let opts = slow_tables(Options::new().memtable_bytes(2 << 10).immutables_max(1));
     let db = Arc::new(Db::open(dir.path(), opts).unwrap());
     let written = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -51,7 +75,7 @@ fn writes_stay_readable_while_memtables_flush_in_the_background() {
             }
         })
     };
-    const WRITES: u64 = 3000;
+    const WRITES: u64 = 2000;
     for n in 0..WRITES {
         db.put(&key(n), &value(n)).unwrap();
         written.store(n + 1, Ordering::Release);
