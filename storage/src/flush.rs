@@ -172,8 +172,7 @@ impl Inner {
             ],
         };
         vs.manifest.append(&edit)?;
-        let dir = self.dir.clone();
-        vs.version.apply(&dir, 0, &edit)?;
+        vs.version.apply(&self.dir, 0, &edit)?;
         Ok(table)
     }
 

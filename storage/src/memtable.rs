@@ -368,6 +368,15 @@ mod tests {
             let value = (!tombstone).then(|| vec![n; usize::from(n % 9)]);
             mem.insert(key.clone(), seq, value.clone());
             model.insert((key, Reverse(seq)), value);
+            if seq % 16 == 0 {
+                // Builds (or reuses) the sorted view mid-stream, so later
+                // new keys must invalidate it.
+                let all = (Bound::Unbounded, Bound::Unbounded);
+                assert_eq!(
+                    mem.entries_from(all.0, all.1),
+                    model_entries(&model, all.0, all.1)
+                );
+            }
         }
         if !mixed {
             assert!(mem.is_hashed(), "only 32-byte keys: ordered index kept");

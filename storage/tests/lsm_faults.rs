@@ -261,3 +261,62 @@ fn faults_while_opening_fail_the_open_and_lose_nothing() {
         .count();
     assert_eq!(manifests, 1);
 }
+
+#[derive(Debug)]
+struct PanicOnSync {
+    inner: Box<dyn LogFile>,
+    armed: Arc<AtomicU8>,
+}
+
+impl LogFile for PanicOnSync {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.inner.append(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        assert_eq!(self.armed.load(Ordering::SeqCst), OK, "injected panic");
+        self.inner.sync()
+    }
+}
+
+/// A panic in the flush worker must not leave writers waiting for room
+/// forever: it becomes the sticky background error.
+#[test]
+fn a_panicking_flush_worker_fails_writes_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicU8::new(OK));
+    let wrap_armed = Arc::clone(&armed);
+    let opts = Options::new()
+        .memtable_bytes(1 << 10)
+        .file_wrapper(Arc::new(move |kind, inner| match kind {
+            FileKind::Table => Box::new(PanicOnSync {
+                inner,
+                armed: Arc::clone(&wrap_armed),
+            }) as Box<dyn LogFile>,
+            _ => inner,
+        }));
+    let db = Db::open(dir.path(), opts).unwrap();
+    let mut acked = 0u32;
+    for _ in 0..40 {
+        synced_put(&db, &key(acked)).unwrap();
+        acked += 1;
+    }
+    db.flush().unwrap();
+    armed.store(FAIL_SYNC, Ordering::SeqCst);
+    let err = loop {
+        match synced_put(&db, &key(acked)) {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "the worker's panic never reached a writer");
+    };
+    assert!(
+        matches!(&err, Error::Background(inner) if matches!(**inner, Error::WorkerPanicked)),
+        "{err}"
+    );
+    assert!(db.flush().is_err());
+    drop(db); // Joins the dead worker; must not hang or panic.
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    for n in 0..acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
+    }
+}
