@@ -1,8 +1,9 @@
-//! The write-ahead log: one framed record (see [`crate::record`]) per write
-//! batch, appended before the batch reaches the memtable.
+//! The write-ahead log: one framed record (`docs/storage-format.md`,
+//! "Records") per write batch, appended before the batch reaches the
+//! memtable.
 //!
 //! Group commit: appends are serialized by a mutex, fsyncs are not. A
-//! synced writer calls [`Wal::sync_to`] with the end offset of its record;
+//! synced writer calls `Wal::sync_to` with the end offset of its record;
 //! if an fsync that started after that offset was written is running or has
 //! finished, it waits for it instead of issuing its own (leader/follower),
 //! so N concurrent synced writers share about one fsync.
