@@ -1,6 +1,7 @@
 //! The one error type of the LSM engine.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -30,6 +31,13 @@ pub enum Error {
     /// The caller passed something outside the documented limits.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another open `Db`, in this process or another, holds the lock file
+    /// `path` of the directory.
+    #[error("database directory is in use: {} is locked by another open Db", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The database was closed.
     #[error("database is closed")]
     Closed,
@@ -37,6 +45,14 @@ pub enum Error {
     /// it is reopened, because it can no longer tell what reached the disk.
     #[error("database is poisoned by an earlier failed write; reopen it")]
     Poisoned,
+    /// The background flush failed (the inner error says where); the
+    /// database refuses writes and flushes until it is reopened. Every
+    /// acknowledged write is still in the WAL and is recovered at reopen.
+    #[error("background flush failed, reopen the database: {0}")]
+    Background(#[source] Arc<Error>),
+    /// The background flush worker panicked.
+    #[error("the background flush worker panicked")]
+    WorkerPanicked,
 }
 
 /// Result alias of the LSM engine.

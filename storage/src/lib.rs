@@ -7,37 +7,52 @@
 //! [`limits::VALUE_BYTES_MAX`] = 16 MiB); over-limit input is
 //! [`Error::InvalidArgument`]. Writes go to a write-ahead log (one
 //! crc32-framed record per [`WriteBatch`], group commit for synced writers)
-//! and a memtable; full memtables become sorted table files in level 0
-//! (16 KiB prefix-compressed blocks with restart points, per-block crc32,
-//! optional zstd, an index block, a bloom filter, a footer with magic
-//! number and version), recorded in a checksummed manifest. Reads merge
-//! the memtable and the tables newest first; [`Db::snapshot`] reads at a
-//! fixed sequence number. Byte layouts: `docs/storage-format.md`, "LSM
-//! files".
+//! and a memtable. A full memtable is frozen (writers continue into a
+//! fresh memtable and WAL) and a background worker writes it to a sorted
+//! table file in level 0 (16 KiB prefix-compressed blocks with restart
+//! points, per-block crc32, optional zstd, an index block, a bloom filter,
+//! a footer with magic number and version), recorded in a checksummed
+//! manifest. At most [`Options::immutables_max`] frozen memtables wait for
+//! the worker; past that, writes wait (backpressure, counted by
+//! [`Db::write_stalls`]). Reads look in the memtable, the frozen memtables
+//! and the tables, newest first; [`Db::snapshot`] reads at a fixed
+//! sequence number. Byte layouts: `docs/storage-format.md`, "LSM files".
 //!
 //! Recovery: a torn final WAL record is truncated away; any other bad byte
 //! in the WAL, a table or the manifest is [`Error::Corruption`] naming the
 //! file and offset (or, for the WAL, best-effort recovery if
 //! [`WalRecovery::BestEffort`] is chosen). After a failed write or fsync
 //! the `Db` is poisoned: it refuses writes ([`Error::Poisoned`]) until it
-//! is reopened.
+//! is reopened; a failed background flush likewise makes every later
+//! write and flush return [`Error::Background`]. Either way, every
+//! acknowledged write is still in a WAL and is recovered at reopen.
 //!
 //! What it is not (yet), and the limits that follow:
 //! - No compaction: every flush adds an L0 table, and reads check each
 //!   one (bloom filters skip most). Levels exist in the version for the
 //!   compaction issue.
-//! - The flush is synchronous: the write that fills the memtable writes
-//!   the table (there are no immutable memtables or background worker yet).
-//! - The memtable is a `BTreeMap` of versions, not the planned robin-hood
-//!   table + [`ordered_table::OrderedTable`] for 32-byte keys.
+//! - One flush worker thread, flushing the oldest frozen memtable first;
+//!   the write that finds the memtable full freezes it (creating and
+//!   fsyncing a new WAL and its directory entry on the writer's path).
+//! - The memtable keeps every version of a key (snapshots are not
+//!   registered, so none can be dropped). While all its keys are 32 bytes
+//!   it is an [`ordered_table::OrderedTable`] (robin-hood, key-ordered: no
+//!   sort at flush or scan); any other key length switches it to a
+//!   SwissTable plus a sorted key view built once per flush or scan and
+//!   cached until a new key arrives.
 //! - WAL I/O is `std::fs` only. TODO: io_uring appends and fsyncs with a
 //!   `std::fs` fallback chosen at open; the [`wal::LogFile`] trait is the
-//!   seam it will plug into (and the one tests use to inject faults).
+//!   seam it will plug into. Tests inject faults through the same trait:
+//!   [`Options::wal_wrapper`] for WALs, [`Options::file_wrapper`] for
+//!   tables, manifests and `CURRENT` (renames, directory fsyncs and reads
+//!   are not wrapped).
 //! - Scans copy the memtable range they cover; tables are read one
 //!   decoded block at a time. There is no block cache yet.
-//! - No directory lock: two processes opening one directory corrupt it.
-//!   Table files are memory-mapped; truncating one under an open `Db`
-//!   would crash the process.
+//! - The directory is locked (`flock` on its `LOCK` file) while a `Db` is
+//!   open: a second open, in this process or another, is
+//!   [`Error::Locked`]. The lock is advisory: it does not stop other
+//!   programs. Table files are memory-mapped; truncating one under an
+//!   open `Db` would crash the process.
 //!
 //! ```
 //! use strata_storage::{Db, Options, WriteBatch, WriteOptions};
@@ -99,12 +114,18 @@ mod record;
 pub mod wal;
 
 mod db;
+mod dir_lock;
+mod flush;
 mod iter;
 mod manifest;
 mod memtable;
+mod open;
 mod options;
 mod table;
 mod version;
 
-pub use db::{Db, Options, Scan, Snapshot, WalRecovery, WriteBatch, WriteOptions};
+pub use db::{
+    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalRecovery, WriteBatch,
+    WriteOptions,
+};
 pub use error::Error;

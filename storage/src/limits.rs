@@ -23,6 +23,9 @@ pub const MANIFEST_RECORD_BYTES_MAX: usize = 64 << 20;
 pub const LEVELS: usize = 7;
 /// Default memtable size that triggers a flush, in bytes (64 MiB).
 pub const MEMTABLE_BYTES_DEFAULT: usize = 64 << 20;
+/// Default number of full memtables that may wait for the background
+/// flush before writers wait (backpressure).
+pub const IMMUTABLES_MAX_DEFAULT: usize = 2;
 
 const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 <= BATCH_BYTES_MAX);

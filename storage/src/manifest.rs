@@ -8,13 +8,14 @@
 //! (crash mid-append) is ignored: its edit was never acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::limits::MANIFEST_RECORD_BYTES_MAX;
+use crate::options::{FileKind, Options};
 use crate::record;
 use crate::version::{Version, VersionEdit};
+use crate::wal::LogFile;
 
 /// Name of the pointer file.
 pub(crate) const CURRENT: &str = "CURRENT";
@@ -67,28 +68,42 @@ pub(crate) fn load(dir: &Path) -> Result<Option<(Version, u64)>> {
 #[derive(Debug)]
 pub(crate) struct Manifest {
     path: PathBuf,
-    file: File,
+    /// Wrapped by `Options::file_wrapper` (the fault seam).
+    file: Box<dyn LogFile>,
+}
+
+/// Creates (truncating) `path` for writing, wrapped as a file of `kind`.
+fn create_wrapped(path: &Path, kind: FileKind, options: &Options) -> Result<Box<dyn LogFile>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(options.wrap_file(kind, Box::new(file)))
 }
 
 impl Manifest {
     /// Writes manifest `number` holding a snapshot of `version` and points
-    /// `CURRENT` at it.
-    pub(crate) fn create(dir: &Path, number: u64, version: &Version) -> Result<Manifest> {
+    /// `CURRENT` at it. Every file write goes through the file wrapper of
+    /// `options`.
+    pub(crate) fn create(
+        dir: &Path,
+        number: u64,
+        version: &Version,
+        options: &Options,
+    ) -> Result<Manifest> {
         let path = dir.join(manifest_name(number));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = create_wrapped(&path, FileKind::Manifest, options)?;
         let mut buf = Vec::new();
         record::encode(&version.snapshot_edit().encode(), &mut buf);
-        file.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        file.append(&buf)
+            .and_then(|()| file.sync())
+            .map_err(|e| Error::io(&path, e))?;
         let tmp = dir.join("CURRENT.tmp");
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(format!("{}\n", manifest_name(number)).as_bytes())
-            .and_then(|()| f.sync_all())
+        let f = create_wrapped(&tmp, FileKind::Current, options)?;
+        f.append(format!("{}\n", manifest_name(number)).as_bytes())
+            .and_then(|()| f.sync())
             .map_err(|e| Error::io(&tmp, e))?;
         let current = dir.join(CURRENT);
         std::fs::rename(&tmp, &current).map_err(|e| Error::io(&current, e))?;
@@ -101,8 +116,8 @@ impl Manifest {
         let mut buf = Vec::new();
         record::encode(&edit.encode(), &mut buf);
         self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
+            .append(&buf)
+            .and_then(|()| self.file.sync())
             .map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -117,7 +132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().is_none());
         let mut v = Version::default();
-        let mut m = Manifest::create(dir.path(), 2, &v).unwrap();
+        let mut m = Manifest::create(dir.path(), 2, &v, &Options::new()).unwrap();
         let edit = VersionEdit {
             ops: vec![EditOp::LastSeq(42), EditOp::NextFileNumber(9)],
         };

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::limits::MEMTABLE_BYTES_DEFAULT;
+use crate::limits::{IMMUTABLES_MAX_DEFAULT, MEMTABLE_BYTES_DEFAULT};
 use crate::wal::LogFile;
 
 /// What to do when the WAL has a bad record before its tail.
@@ -23,24 +23,44 @@ pub enum WalRecovery {
 /// Wraps each WAL file as it is created (fault-injection seam).
 pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
 
+/// Which engine file a [`FileWrapper`] is wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A sorted table (`NNNNNN.sst`), written once by a flush or at open.
+    Table,
+    /// A manifest (`MANIFEST-NNNNNN`): its snapshot record and edits.
+    Manifest,
+    /// `CURRENT.tmp`, renamed over `CURRENT` to switch manifests.
+    Current,
+}
+
+/// Wraps each table and manifest file as it is created (fault-injection
+/// seam); the WAL has [`LogFileWrapper`].
+pub type FileWrapper = Arc<dyn Fn(FileKind, Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
+
 /// Options of [`crate::Db::open`].
 #[derive(Clone)]
 pub struct Options {
     pub(crate) memtable_bytes: usize,
+    pub(crate) immutables_max: usize,
     pub(crate) wal_recovery: WalRecovery,
     pub(crate) zstd_level: Option<i32>,
     pub(crate) create_if_missing: bool,
     pub(crate) wal_wrapper: Option<LogFileWrapper>,
+    pub(crate) file_wrapper: Option<FileWrapper>,
 }
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("memtable_bytes", &self.memtable_bytes)
+            .field("immutables_max", &self.immutables_max)
             .field("wal_recovery", &self.wal_recovery)
             .field("zstd_level", &self.zstd_level)
             .field("create_if_missing", &self.create_if_missing)
             .field("wal_wrapper", &self.wal_wrapper.is_some())
+            .field("file_wrapper", &self.file_wrapper.is_some())
             .finish()
     }
 }
@@ -49,25 +69,37 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             memtable_bytes: MEMTABLE_BYTES_DEFAULT,
+            immutables_max: IMMUTABLES_MAX_DEFAULT,
             wal_recovery: WalRecovery::Strict,
             zstd_level: None,
             create_if_missing: true,
             wal_wrapper: None,
+            file_wrapper: None,
         }
     }
 }
 
 impl Options {
-    /// Defaults: 64 MiB memtable, strict WAL recovery, no compression,
-    /// create the directory if missing.
+    /// Defaults: 64 MiB memtable, 2 immutable memtables, strict WAL
+    /// recovery, no compression, create the directory if missing.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Memtable size that triggers a flush to an L0 table (default 64 MiB).
-    /// The flush runs synchronously inside the write that crosses it.
+    /// The first write after the memtable reaches it freezes the memtable
+    /// and hands it to the background flush worker.
     pub fn memtable_bytes(mut self, bytes: usize) -> Self {
         self.memtable_bytes = bytes.max(1);
+        self
+    }
+
+    /// Full memtables that may wait for the background flush before
+    /// writers wait for it (default 2, at least 1). Memory held by
+    /// memtables is bounded by about `(immutables_max + 1) *
+    /// memtable_bytes`, plus one batch.
+    pub fn immutables_max(mut self, count: usize) -> Self {
+        self.immutables_max = count.max(1);
         self
     }
 
@@ -94,5 +126,21 @@ impl Options {
     pub fn wal_wrapper(mut self, wrapper: LogFileWrapper) -> Self {
         self.wal_wrapper = Some(wrapper);
         self
+    }
+
+    /// Wraps every table, manifest and `CURRENT.tmp` file the engine
+    /// writes; tests use it to inject write and fsync failures (default:
+    /// none). Renames and directory fsyncs are not wrapped.
+    pub fn file_wrapper(mut self, wrapper: FileWrapper) -> Self {
+        self.file_wrapper = Some(wrapper);
+        self
+    }
+
+    /// Applies the file wrapper, if any, to a new file of `kind`.
+    pub(crate) fn wrap_file(&self, kind: FileKind, file: Box<dyn LogFile>) -> Box<dyn LogFile> {
+        match &self.file_wrapper {
+            Some(w) => w(kind, file),
+            None => file,
+        }
     }
 }

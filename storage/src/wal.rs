@@ -1,8 +1,9 @@
-//! The write-ahead log: one framed record (see [`crate::record`]) per write
-//! batch, appended before the batch reaches the memtable.
+//! The write-ahead log: one framed record (`docs/storage-format.md`,
+//! "Records") per write batch, appended before the batch reaches the
+//! memtable.
 //!
 //! Group commit: appends are serialized by a mutex, fsyncs are not. A
-//! synced writer calls [`Wal::sync_to`] with the end offset of its record;
+//! synced writer calls `Wal::sync_to` with the end offset of its record;
 //! if an fsync that started after that offset was written is running or has
 //! finished, it waits for it instead of issuing its own (leader/follower),
 //! so N concurrent synced writers share about one fsync.
@@ -19,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::limits::BATCH_BYTES_MAX;
 use crate::record::{self, Tail};
 
-/// The file operations the WAL needs: the seam where tests inject faults
-/// (ENOSPC, EIO) into appends and fsyncs.
+/// The operations the engine needs on a file it writes sequentially (WAL,
+/// tables, manifest): the seam where tests inject faults (ENOSPC, EIO)
+/// into appends and fsyncs.
 pub trait LogFile: Send + Sync + fmt::Debug {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;

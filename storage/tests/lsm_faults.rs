@@ -1,13 +1,15 @@
 //! I/O faults injected into WAL appends and fsyncs (ENOSPC, EIO): the error
 //! reaches the caller, the engine refuses writes until reopened, and every
-//! acknowledged write is readable after reopening.
+//! acknowledged write is readable after reopening. The same for table,
+//! manifest and `CURRENT` writes (through `Options::file_wrapper`), both
+//! in the background flush and at open.
 
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use strata_storage::wal::LogFile;
-use strata_storage::{Db, Error, Options, WriteBatch, WriteOptions};
+use strata_storage::{Db, Error, FileKind, Options, WriteBatch, WriteOptions};
 
 const OK: u8 = 0;
 const FAIL_APPEND: u8 = 1;
@@ -87,6 +89,234 @@ fn eio_on_wal_fsync_poisons_and_keeps_acknowledged_writes() {
     check(FAIL_SYNC);
 }
 
+/// Which table/manifest writes fail: `(kind, FAIL_APPEND or FAIL_SYNC)`.
+type Plan = Arc<Mutex<Option<(FileKind, u8)>>>;
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn LogFile>,
+    kind: FileKind,
+    plan: Plan,
+}
+
+impl FaultyFile {
+    fn failing(&self, what: u8) -> bool {
+        *self.plan.lock().unwrap() == Some((self.kind, what))
+    }
+}
+
+impl LogFile for FaultyFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        if self.failing(FAIL_APPEND) {
+            self.inner.append(&buf[..buf.len() / 2])?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.inner.append(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        if self.failing(FAIL_SYNC) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        self.inner.sync()
+    }
+}
+
+fn file_faulty_options(plan: &Plan) -> Options {
+    let plan = Arc::clone(plan);
+    // A small memtable: the loop below freezes one every few writes.
+    Options::new()
+        .memtable_bytes(1 << 10)
+        .file_wrapper(Arc::new(move |kind, inner| {
+            Box::new(FaultyFile {
+                inner,
+                kind,
+                plan: Arc::clone(&plan),
+            }) as Box<dyn LogFile>
+        }))
+}
+
+fn key(n: u32) -> Vec<u8> {
+    format!("key-{n:06}").into_bytes()
+}
+
+/// The inner error of a background failure names the file that failed.
+fn assert_background_io(err: &Error, file_hint: &str) {
+    let Error::Background(inner) = err else {
+        panic!("expected a background error, got {err}");
+    };
+    let Error::Io { path, .. } = &**inner else {
+        panic!("expected an I/O error inside, got {inner}");
+    };
+    let name = path.file_name().unwrap().to_string_lossy();
+    assert!(name.contains(file_hint), "{name} is not a {file_hint} file");
+}
+
+fn check_flush_fault(kind: FileKind, fail: u8, file_hint: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan: Plan = Arc::default();
+    let db = Db::open(dir.path(), file_faulty_options(&plan)).unwrap();
+    let mut acked = Vec::new();
+    for n in 0..40 {
+        synced_put(&db, &key(n)).unwrap();
+        acked.push(n);
+    }
+    db.flush().unwrap();
+    *plan.lock().unwrap() = Some((kind, fail));
+    // Writes go on until the failed background flush reaches a writer
+    // (they wait for room once `immutables_max` memtables are stuck).
+    let mut failure = None;
+    for n in 40..100_000 {
+        match synced_put(&db, &key(n)) {
+            Ok(()) => acked.push(n),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let err = failure.expect("the failed flush must reach a writer");
+    assert_background_io(&err, file_hint);
+    *plan.lock().unwrap() = None;
+    // Sticky until reopen, even with the disk healthy again.
+    assert_background_io(&synced_put(&db, b"after").unwrap_err(), file_hint);
+    assert_background_io(&db.flush().unwrap_err(), file_hint);
+    // Reads still see every acknowledged write, flushed or not.
+    for &n in &acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
+    }
+    assert_background_io(&db.close().unwrap_err(), file_hint);
+    drop(db);
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    for &n in &acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
+    }
+    assert_eq!(db.scan(..).unwrap().count(), acked.len());
+    assert_eq!(db.get(b"after").unwrap(), None);
+    synced_put(&db, b"after").unwrap();
+    db.flush().unwrap();
+}
+
 #[test]
-#[ignore = "missing: the fault seam covers WAL appends/fsyncs only; table and manifest writes use std::fs directly"]
-fn faults_in_table_and_manifest_writes() {}
+fn enospc_on_table_write_is_a_sticky_background_error() {
+    check_flush_fault(FileKind::Table, FAIL_APPEND, ".sst");
+}
+
+#[test]
+fn eio_on_table_fsync_is_a_sticky_background_error() {
+    check_flush_fault(FileKind::Table, FAIL_SYNC, ".sst");
+}
+
+#[test]
+fn enospc_on_manifest_append_is_a_sticky_background_error() {
+    check_flush_fault(FileKind::Manifest, FAIL_APPEND, "MANIFEST-");
+}
+
+#[test]
+fn eio_on_manifest_fsync_is_a_sticky_background_error() {
+    check_flush_fault(FileKind::Manifest, FAIL_SYNC, "MANIFEST-");
+}
+
+/// Open writes the recovered WALs to a table, a new manifest and
+/// `CURRENT`; a failure in any of them fails the open, and the next open
+/// still recovers every acknowledged write.
+#[test]
+fn faults_while_opening_fail_the_open_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked = 0u32;
+    for (kind, fail, file_hint) in [
+        (FileKind::Table, FAIL_APPEND, ".sst"),
+        (FileKind::Table, FAIL_SYNC, ".sst"),
+        (FileKind::Manifest, FAIL_APPEND, "MANIFEST-"),
+        (FileKind::Manifest, FAIL_SYNC, "MANIFEST-"),
+        (FileKind::Current, FAIL_APPEND, "CURRENT.tmp"),
+        (FileKind::Current, FAIL_SYNC, "CURRENT.tmp"),
+    ] {
+        // Unflushed writes, so that open has a WAL to write to a table.
+        let db = Db::open(dir.path(), Options::new()).unwrap();
+        for _ in 0..25 {
+            synced_put(&db, &key(acked)).unwrap();
+            acked += 1;
+        }
+        drop(db);
+        let plan: Plan = Arc::new(Mutex::new(Some((kind, fail))));
+        let err = Db::open(dir.path(), file_faulty_options(&plan)).unwrap_err();
+        let Error::Io { path, .. } = &err else {
+            panic!("{kind:?}: expected an I/O error, got {err}");
+        };
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(name.contains(file_hint), "{kind:?}: failed on {name}");
+    }
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    for n in 0..acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
+    }
+    assert_eq!(db.scan(..).unwrap().count(), acked as usize);
+    // Manifests written by the failed opens were deleted.
+    let manifests = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("MANIFEST-")
+        })
+        .count();
+    assert_eq!(manifests, 1);
+}
+
+#[derive(Debug)]
+struct PanicOnSync {
+    inner: Box<dyn LogFile>,
+    armed: Arc<AtomicU8>,
+}
+
+impl LogFile for PanicOnSync {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.inner.append(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        assert_eq!(self.armed.load(Ordering::SeqCst), OK, "injected panic");
+        self.inner.sync()
+    }
+}
+
+/// A panic in the flush worker must not leave writers waiting for room
+/// forever: it becomes the sticky background error.
+#[test]
+fn a_panicking_flush_worker_fails_writes_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicU8::new(OK));
+    let wrap_armed = Arc::clone(&armed);
+    let opts = Options::new()
+        .memtable_bytes(1 << 10)
+        .file_wrapper(Arc::new(move |kind, inner| match kind {
+            FileKind::Table => Box::new(PanicOnSync {
+                inner,
+                armed: Arc::clone(&wrap_armed),
+            }) as Box<dyn LogFile>,
+            _ => inner,
+        }));
+    let db = Db::open(dir.path(), opts).unwrap();
+    let mut acked = 0u32;
+    for _ in 0..40 {
+        synced_put(&db, &key(acked)).unwrap();
+        acked += 1;
+    }
+    db.flush().unwrap();
+    armed.store(FAIL_SYNC, Ordering::SeqCst);
+    let err = loop {
+        match synced_put(&db, &key(acked)) {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "the worker's panic never reached a writer");
+    };
+    assert!(
+        matches!(&err, Error::Background(inner) if matches!(**inner, Error::WorkerPanicked)),
+        "{err}"
+    );
+    assert!(db.flush().is_err());
+    drop(db); // Joins the dead worker; must not hang or panic.
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    for n in 0..acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Immutable memtables and the background flush worker.
+//!
+//! When the memtable reaches `memtable_bytes`, the next write freezes it:
+//! it moves (with the WAL file that holds its writes) to the front of the
+//! immutable list, and writers continue into a fresh memtable and a fresh
+//! WAL. One worker thread writes the oldest immutable to an L0 table,
+//! records it in the manifest (with the WAL number the next memtable writes
+//! to as the new log number), then in one step under the state lock
+//! installs the table and drops the immutable, so a reader always finds
+//! each write in exactly one place. Only then is the frozen WAL deleted.
+//!
+//! At most `immutables_max` memtables wait for the worker; a write that
+//! needs to freeze one more waits (backpressure, counted as a stall)
+//! rather than letting memory grow. A failed flush is sticky: the worker
+//! stops, and every later write or flush returns [`Error::Background`].
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::db::{table_name, wal_name, wrapper, Inner, Writer, LOCK};
+use crate::error::{Error, Result};
+use crate::manifest;
+use crate::memtable::Memtable;
+use crate::options::{FileKind, Options};
+use crate::table::builder::TableBuilder;
+use crate::table::reader::Table;
+use crate::version::{EditOp, TableMeta, VersionEdit};
+use crate::wal::Wal;
+
+/// A frozen memtable waiting for the worker.
+#[derive(Debug)]
+pub(crate) struct Immutable {
+    pub(crate) mem: Memtable,
+    /// The WAL holding exactly this memtable's writes.
+    pub(crate) wal: Arc<Wal>,
+    /// The WAL the next memtable writes to: the manifest's log number once
+    /// this memtable is in a table.
+    pub(crate) next_log_number: u64,
+    /// The highest sequence number in `mem`.
+    pub(crate) last_seq: u64,
+}
+
+/// Coordination between writers, `flush()` and the worker (under
+/// `Inner::bg`; `Inner::work` and `Inner::done` are its condvars).
+#[derive(Debug, Default)]
+pub(crate) struct FlushState {
+    /// Immutables not yet in a table (mirrors `State::imm.len()`).
+    pub(crate) pending: usize,
+    /// Memtables frozen since open; the n-th frozen has id n.
+    pub(crate) frozen: u64,
+    /// Memtables written to tables since open; they finish in id order.
+    pub(crate) flushed: u64,
+    /// Set by `close`: the worker drains the pending immutables and exits.
+    pub(crate) stop: bool,
+    /// The first background failure; sticky until reopen.
+    pub(crate) error: Option<Arc<Error>>,
+}
+
+/// Writes `mem` to table file `number` in `dir` (through the file
+/// wrapper of `options`), fsyncs it and its directory entry, and opens it
+/// for reading.
+pub(crate) fn write_table(
+    dir: &Path,
+    number: u64,
+    mem: &Memtable,
+    options: &Options,
+) -> Result<(Arc<Table>, TableMeta)> {
+    let path = dir.join(table_name(number));
+    let wrap = |f| options.wrap_file(FileKind::Table, f);
+    let mut b = TableBuilder::create_wrapped(&path, options.zstd_level, &wrap)?;
+    for (key, seq, value) in mem.iter() {
+        b.add(key, seq, value)?;
+    }
+    let info = b.finish()?;
+    manifest::sync_dir(dir)?;
+    let meta = TableMeta {
+        number,
+        size_bytes: info.size_bytes,
+        max_seq: info.max_seq,
+    };
+    Ok((Arc::new(Table::open(&path, number)?), meta))
+}
+
+impl Inner {
+    pub(crate) fn lock_bg(&self) -> MutexGuard<'_, FlushState> {
+        self.bg.lock().expect(LOCK)
+    }
+
+    /// The sticky background error, if the worker has failed.
+    pub(crate) fn background_error(&self) -> Option<Error> {
+        self.lock_bg().error.clone().map(Error::Background)
+    }
+
+    /// Freezes the memtable (which must not be empty) and starts a new WAL,
+    /// first waiting while `immutables_max` are pending. Returns the frozen
+    /// memtable's id. Called with the writer lock held, so no other write
+    /// can slip in between the wait and the freeze.
+    pub(crate) fn freeze(&self, w: &mut Writer) -> Result<u64> {
+        let mut bg = self.lock_bg();
+        let mut stalled = false;
+        while bg.pending >= self.options.immutables_max {
+            if let Some(e) = &bg.error {
+                return Err(Error::Background(Arc::clone(e)));
+            }
+            if !stalled {
+                stalled = true;
+                self.stalls.fetch_add(1, Ordering::Relaxed);
+            }
+            bg = self.done.wait(bg).expect(LOCK);
+        }
+        drop(bg);
+        let wal_number = self.versions.lock().expect(LOCK).new_file_number();
+        let path = self.dir.join(wal_name(wal_number));
+        let new_wal = self.poison(Wal::create(&path, &wrapper(&self.options)))?;
+        // The new WAL's directory entry must be durable before any synced
+        // write in it is acknowledged.
+        self.poison(manifest::sync_dir(&self.dir))?;
+        let old_wal = std::mem::replace(&mut w.wal, Arc::new(new_wal));
+        let mut bg = self.lock_bg();
+        {
+            let mut st = self.state.write().expect(LOCK);
+            let mem = std::mem::take(&mut st.mem);
+            assert!(!mem.is_empty(), "only a non-empty memtable is frozen");
+            st.imm.insert(
+                0,
+                Arc::new(Immutable {
+                    mem,
+                    wal: old_wal,
+                    next_log_number: wal_number,
+                    last_seq: w.next_seq - 1,
+                }),
+            );
+            assert_eq!(st.imm.len(), bg.pending + 1, "imm list mirrors pending");
+        }
+        bg.pending += 1;
+        bg.frozen += 1;
+        self.work.notify_one();
+        Ok(bg.frozen)
+    }
+
+    /// Waits until memtable `id` and all frozen before it are in tables.
+    pub(crate) fn wait_flushed(&self, id: u64) -> Result<()> {
+        let mut bg = self.lock_bg();
+        loop {
+            if bg.flushed >= id {
+                return Ok(());
+            }
+            if let Some(e) = &bg.error {
+                return Err(Error::Background(Arc::clone(e)));
+            }
+            bg = self.done.wait(bg).expect(LOCK);
+        }
+    }
+
+    /// Writes `imm` to a table and records it in the manifest. Holds no
+    /// lock while writing the table, so reads and writes continue.
+    fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
+        let number = self.versions.lock().expect(LOCK).new_file_number();
+        let (table, meta) = write_table(&self.dir, number, &imm.mem, &self.options)?;
+        let mut vs = self.versions.lock().expect(LOCK);
+        let edit = VersionEdit {
+            ops: vec![
+                EditOp::AddTable {
+                    level: 0,
+                    table: meta,
+                },
+                EditOp::LastSeq(imm.last_seq),
+                EditOp::LogNumber(imm.next_log_number),
+                EditOp::NextFileNumber(vs.version.next_file_number),
+            ],
+        };
+        vs.manifest.append(&edit)?;
+        vs.version.apply(&self.dir, 0, &edit)?;
+        Ok(table)
+    }
+
+    /// The worker's loop: flush the oldest immutable, install, repeat;
+    /// exits when stopped with nothing pending, or after a failure.
+    fn run_worker(&self) {
+        loop {
+            let imm = {
+                let mut bg = self.lock_bg();
+                loop {
+                    if bg.error.is_some() {
+                        return;
+                    }
+                    if bg.pending > 0 {
+                        break;
+                    }
+                    if bg.stop {
+                        return;
+                    }
+                    bg = self.work.wait(bg).expect(LOCK);
+                }
+                let st = self.state.read().expect(LOCK);
+                match st.imm.last() {
+                    Some(imm) => Arc::clone(imm),
+                    None => unreachable!("pending > 0 mirrors a non-empty imm list"),
+                }
+            };
+            let result = self.flush_one(&imm);
+            if result.is_ok() {
+                // Its writes are in a table the manifest names. Deleted
+                // before `flush()` callers are woken, so they find it gone;
+                // a failed delete only leaves a file the next open deletes.
+                let _ = std::fs::remove_file(imm.wal.path());
+            }
+            let mut bg = self.lock_bg();
+            match result {
+                Ok(table) => {
+                    {
+                        let mut st = self.state.write().expect(LOCK);
+                        let oldest = st.imm.pop();
+                        assert!(
+                            oldest.is_some_and(|o| Arc::ptr_eq(&o, &imm)),
+                            "only the worker removes immutables, oldest first"
+                        );
+                        let mut tables = Vec::with_capacity(st.tables.len() + 1);
+                        tables.push(table);
+                        tables.extend(st.tables.iter().cloned());
+                        st.tables = Arc::new(tables);
+                    }
+                    bg.pending -= 1;
+                    bg.flushed += 1;
+                    self.done.notify_all();
+                }
+                Err(e) => {
+                    bg.error = Some(Arc::new(e));
+                    self.done.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Records a panic of the worker as its sticky error and wakes every
+/// waiter, so a panic cannot leave writers waiting forever.
+struct PanicGuard<'a>(&'a Inner);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut bg = self.0.bg.lock().unwrap_or_else(PoisonError::into_inner);
+            bg.error
+                .get_or_insert_with(|| Arc::new(Error::WorkerPanicked));
+            self.0.done.notify_all();
+        }
+    }
+}
+
+/// Starts the flush worker of `inner`.
+pub(crate) fn spawn(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
+    let dir = inner.dir.clone();
+    std::thread::Builder::new()
+        .name("strata-flush".into())
+        .spawn(move || {
+            let _guard = PanicGuard(&inner);
+            inner.run_worker();
+        })
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Stops the worker after it drains the pending immutables, and waits for
+/// it. A panicked worker becomes the sticky error.
+pub(crate) fn stop(inner: &Inner, worker: Option<JoinHandle<()>>) {
+    inner.lock_bg().stop = true;
+    inner.work.notify_all();
+    if let Some(handle) = worker {
+        if handle.join().is_err() {
+            let mut bg = inner.lock_bg();
+            bg.error
+                .get_or_insert_with(|| Arc::new(Error::WorkerPanicked));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Opening a database: load the manifest, replay the WALs it does not
+//! cover into an L0 table, start a fresh WAL and manifest, delete files no
+//! longer referenced, start the flush worker.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::db::{table_name, wal_name, wrapper, Db, Inner, State, VersionSet, Writer};
+use crate::dir_lock::DirLock;
+use crate::error::{Error, Result};
+use crate::flush::{self, FlushState};
+use crate::manifest::{self, Manifest};
+use crate::memtable::Memtable;
+use crate::options::{Options, WalRecovery};
+use crate::table::reader::Table;
+use crate::version::{EditOp, Version, VersionEdit};
+use crate::wal::{self, Wal};
+
+impl Db {
+    /// Opens (or creates) the database in directory `path`, replaying its
+    /// WALs: a torn final record is dropped, other damage is
+    /// [`Error::Corruption`] unless [`WalRecovery::BestEffort`]. Fails with
+    /// [`Error::Locked`] while another `Db` has the directory open.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let dir = path.as_ref().to_path_buf();
+        if options.create_if_missing {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        // Before reading anything: another open `Db` may be changing it.
+        let dir_lock = DirLock::acquire(&dir)?;
+        let (mut version, old_manifest) = match manifest::load(&dir)? {
+            Some((v, n)) => (v, Some(n)),
+            None => (Version::default(), None),
+        };
+        let mut tables = Vec::new();
+        for meta in version.levels.iter().flatten() {
+            tables.push(Arc::new(Table::open(
+                &dir.join(table_name(meta.number)),
+                meta.number,
+            )?));
+        }
+        let mut wals: Vec<u64> = Vec::new();
+        let mut ssts: Vec<u64> = Vec::new();
+        let mut manifests: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let name = entry.map_err(|e| Error::io(&dir, e))?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name.strip_suffix(".wal").and_then(|n| n.parse().ok()) {
+                wals.push(n);
+            } else if let Some(n) = name.strip_suffix(".sst").and_then(|n| n.parse().ok()) {
+                ssts.push(n);
+            } else if let Some(n) = name.strip_prefix("MANIFEST-").and_then(|n| n.parse().ok()) {
+                manifests.push(n);
+            }
+        }
+        wals.sort_unstable();
+        // File numbers are handed out before the manifest records the
+        // counter (a WAL at freeze, a table at flush), so a crash can leave
+        // files numbered past it: never reuse their numbers.
+        if let Some(&max) = wals.iter().chain(&ssts).chain(&manifests).max() {
+            version.next_file_number = version.next_file_number.max(max.saturating_add(1));
+        }
+        let best_effort = options.wal_recovery == WalRecovery::BestEffort;
+        let mut mem = Memtable::new();
+        let mut last_seq = version.last_seq;
+        // Several WALs when the process stopped with frozen memtables not
+        // yet flushed; they are numbered in write order.
+        for &n in wals.iter().filter(|&&n| n >= version.log_number) {
+            for (first_seq, batch) in wal::replay(&dir.join(wal_name(n)), best_effort, true)? {
+                for (i, (key, value)) in batch.ops.into_iter().enumerate() {
+                    let seq = first_seq + i as u64;
+                    mem.insert(key, seq, value);
+                    last_seq = last_seq.max(seq);
+                }
+            }
+        }
+        // Recovered writes go straight to an L0 table, so the engine always
+        // starts with an empty memtable and a fresh WAL.
+        if !mem.is_empty() {
+            let number = version.next_file_number;
+            version.next_file_number += 1;
+            let (t, meta) = flush::write_table(&dir, number, &mem, &options)?;
+            let op = EditOp::AddTable {
+                level: 0,
+                table: meta,
+            };
+            version.apply(&dir, 0, &VersionEdit { ops: vec![op] })?;
+            tables.insert(0, t);
+        }
+        version.last_seq = last_seq;
+        let wal_number = version.next_file_number;
+        let manifest_number = wal_number + 1;
+        version.next_file_number += 2;
+        version.log_number = wal_number;
+        let wal = Wal::create(&dir.join(wal_name(wal_number)), &wrapper(&options))?;
+        let manifest = Manifest::create(&dir, manifest_number, &version, &options)?;
+        // Files no longer referenced: replayed WALs, the old manifest and
+        // any left by an open that failed before switching `CURRENT`,
+        // tables left by a flush that crashed before its manifest edit.
+        for n in wals.into_iter().filter(|&n| n < wal_number) {
+            let _ = std::fs::remove_file(dir.join(wal_name(n)));
+        }
+        for n in manifests.into_iter().chain(old_manifest) {
+            if n != manifest_number {
+                let _ = std::fs::remove_file(dir.join(manifest::manifest_name(n)));
+            }
+        }
+        for n in ssts {
+            if !version.levels.iter().flatten().any(|t| t.number == n) {
+                let _ = std::fs::remove_file(dir.join(table_name(n)));
+            }
+        }
+        let inner = Arc::new(Inner {
+            dir,
+            options,
+            writer: Mutex::new(Writer {
+                wal: Arc::new(wal),
+                next_seq: last_seq + 1,
+            }),
+            versions: Mutex::new(VersionSet { manifest, version }),
+            state: RwLock::new(State {
+                mem: Memtable::new(),
+                imm: Vec::new(),
+                tables: Arc::new(tables),
+            }),
+            bg: Mutex::new(FlushState::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            visible_seq: AtomicU64::new(last_seq),
+            poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stalls: AtomicU64::new(0),
+        });
+        let worker = flush::spawn(Arc::clone(&inner))?;
+        Ok(Db {
+            inner,
+            worker: Mutex::new(Some(worker)),
+            dir_lock: Mutex::new(Some(dir_lock)),
+        })
+    }
+}
