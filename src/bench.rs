@@ -216,6 +216,12 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         ..Report::default()
     };
     let started = Instant::now();
+    let mut watch = Watch {
+        api: &api,
+        seen_height: start_height,
+        last_final: started,
+        next_poll: started,
+    };
     let mut sent_at: HashMap<TxId, Instant> = HashMap::with_capacity(txs.len());
     let mut in_flight: HashMap<u64, usize> = HashMap::new();
     let mut sent = 0usize;
@@ -229,6 +235,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let stalled_at = Instant::now();
         while in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
             drain(&net, &mut in_flight, &mut report.accepted);
+            watch.poll(&mut sent_at, &mut report)?;
             // strata-net has no per-request timeout yet: a batch whose
             // answer is lost (peer gone) is given up after this long.
             if stalled_at.elapsed() > ANSWER_TIMEOUT {
@@ -257,26 +264,61 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         sent += chunk.len();
         bar.set_position(sent as u64);
         drain(&net, &mut in_flight, &mut report.accepted);
+        watch.poll(&mut sent_at, &mut report)?;
     }
     let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
     while !in_flight.is_empty() && Instant::now() < answers_deadline {
         drain(&net, &mut in_flight, &mut report.accepted);
+        watch.poll(&mut sent_at, &mut report)?;
     }
     report.submit_secs = started.elapsed().as_secs_f64();
 
     bar.set_message("finality");
     bar.set_length(report.accepted as u64);
-    bar.set_position(0);
+    bar.set_position(report.finalized as u64);
     let deadline = Instant::now() + plan.finality_timeout;
-    let mut seen_height = start_height;
-    let mut last_final = started;
     while report.finalized < report.accepted && Instant::now() < deadline {
-        let h = api.get("/v1/status")?["height"]
+        watch.poll(&mut sent_at, &mut report)?;
+        bar.set_position(report.finalized as u64);
+        // Keep the event queue moving (nodes gossip transactions back).
+        while net.try_next_event().is_some() {}
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+    bar.finish_and_clear();
+    report.heights.1 = watch.seen_height;
+    report.total_secs = watch.last_final.duration_since(started).as_secs_f64();
+    report.latencies_ms.sort_unstable();
+    let _ = net.shutdown();
+    Ok(report)
+}
+
+/// Follows finalized blocks through the API while the bench runs, so a
+/// transaction's latency ends when its block is first seen, not when the
+/// sending is over.
+struct Watch<'a> {
+    api: &'a Client,
+    seen_height: u64,
+    last_final: Instant,
+    next_poll: Instant,
+}
+
+impl Watch<'_> {
+    /// Reads new finalized blocks, at most every `POLL_MS`.
+    fn poll(
+        &mut self,
+        sent_at: &mut HashMap<TxId, Instant>,
+        report: &mut Report,
+    ) -> Result<(), String> {
+        if Instant::now() < self.next_poll {
+            return Ok(());
+        }
+        self.next_poll = Instant::now() + Duration::from_millis(POLL_MS);
+        let h = self.api.get("/v1/status")?["height"]
             .as_u64()
-            .unwrap_or(seen_height);
-        while seen_height < h {
-            seen_height += 1;
-            let b = api.get(&format!("/v1/blocks/{seen_height}"))?;
+            .unwrap_or(self.seen_height);
+        while self.seen_height < h {
+            self.seen_height += 1;
+            let b = self.api.get(&format!("/v1/blocks/{}", self.seen_height))?;
             let now = Instant::now();
             let mut ours = 0;
             for id in b["txs"].as_array().into_iter().flatten() {
@@ -293,20 +335,11 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             if ours > 0 {
                 report.blocks += 1;
                 report.finalized += ours;
-                last_final = now;
+                self.last_final = now;
             }
         }
-        bar.set_position(report.finalized as u64);
-        // Keep the event queue moving (nodes gossip transactions back).
-        while net.try_next_event().is_some() {}
-        std::thread::sleep(Duration::from_millis(POLL_MS));
+        Ok(())
     }
-    bar.finish_and_clear();
-    report.heights.1 = seen_height;
-    report.total_secs = last_final.duration_since(started).as_secs_f64();
-    report.latencies_ms.sort_unstable();
-    let _ = net.shutdown();
-    Ok(report)
 }
 
 fn drain(net: &Handle, in_flight: &mut HashMap<u64, usize>, accepted: &mut usize) {
