@@ -29,8 +29,8 @@ impl Db {
         }
         // Before reading anything: another open `Db` may be changing it.
         let dir_lock = DirLock::acquire(&dir)?;
-        // Before any file is written: a forced but unavailable backend
-        // must fail the open without side effects.
+        // Before any WAL, table or manifest is written: a forced but
+        // unavailable backend fails the open and leaves the files alone.
         let wal_backend =
             wal::resolve_backend(options.wal_backend, options.io_uring_unavailable_for_tests)?;
         let (mut version, old_manifest) = match manifest::load(&dir)? {
