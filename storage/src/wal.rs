@@ -31,6 +31,17 @@
 //! [`Error::IoUringUnavailable`] at open. Both backends write the same
 //! bytes, so a WAL written by one is replayed by the other; replay itself
 //! always reads with `std::fs` (once per open, not on the write path).
+//!
+//! Speed: io_uring has not been measured to be faster here. A rough run
+//! of the ignored `wal_backend_speed` test on a loaded 2-core VM (ext4) showed no
+//! clear difference for one synced writer and io_uring at roughly half to
+//! three quarters of `std::fs` for eight. A likely cause is that each
+//! append waits for its own completion while holding the writer lock, so
+//! any hand-off to a kernel worker thread is paid inside the critical
+//! section; linking the append and the fsync in one submission (which the
+//! `LogFile` trait's separate calls do not allow) is the obvious next
+//! step. Until that is measured properly, `WalBackend::Std` is the choice
+//! for many concurrent synced writers.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
