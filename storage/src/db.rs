@@ -25,7 +25,7 @@ pub use crate::iter::Scan;
 use crate::iter::Source;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
-pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalRecovery};
+pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalBackend, WalRecovery};
 use crate::table::reader::Table;
 use crate::version::Version;
 use crate::wal::{LogFile, Wal};
@@ -83,6 +83,8 @@ pub(crate) struct State {
 pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
     pub(crate) options: Options,
+    /// The WAL backend resolved at open (never `Auto`).
+    pub(crate) wal_backend: WalBackend,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) versions: Mutex<VersionSet>,
     pub(crate) state: RwLock<State>,
@@ -265,6 +267,12 @@ impl Db {
     /// (backpressure: `immutables_max` frozen memtables were pending).
     pub fn write_stalls(&self) -> u64 {
         self.inner.stalls.load(Ordering::Relaxed)
+    }
+
+    /// The WAL backend in use, chosen at open: [`WalBackend::IoUring`] or
+    /// [`WalBackend::Std`], never `Auto` (see [`crate::wal`]).
+    pub fn wal_backend(&self) -> WalBackend {
+        self.inner.wal_backend
     }
 
     /// The value of `key`, if any.

@@ -38,6 +38,19 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
+    /// [`crate::WalBackend::IoUring`] was requested, but io_uring cannot
+    /// be used here; `hint` says how to allow it.
+    #[error(
+        "the io_uring WAL backend was requested (Options::wal_backend(WalBackend::IoUring)) \
+         but is unavailable: {source}. {hint}"
+    )]
+    IoUringUnavailable {
+        /// Why setting up or probing the ring failed.
+        #[source]
+        source: std::io::Error,
+        /// How to fix it, or how to do without it.
+        hint: &'static str,
+    },
     /// The database was closed.
     #[error("database is closed")]
     Closed,

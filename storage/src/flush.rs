@@ -113,7 +113,11 @@ impl Inner {
         drop(bg);
         let wal_number = self.versions.lock().expect(LOCK).new_file_number();
         let path = self.dir.join(wal_name(wal_number));
-        let new_wal = self.poison(Wal::create(&path, &wrapper(&self.options)))?;
+        let new_wal = self.poison(Wal::create(
+            &path,
+            self.wal_backend,
+            &wrapper(&self.options),
+        ))?;
         // The new WAL's directory entry must be durable before any synced
         // write in it is acknowledged.
         self.poison(manifest::sync_dir(&self.dir))?;

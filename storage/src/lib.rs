@@ -40,9 +40,11 @@
 //!   sort at flush or scan); any other key length switches it to a
 //!   SwissTable plus a sorted key view built once per flush or scan and
 //!   cached until a new key arrives.
-//! - WAL I/O is `std::fs` only. TODO: io_uring appends and fsyncs with a
-//!   `std::fs` fallback chosen at open; the [`wal::LogFile`] trait is the
-//!   seam it will plug into. Tests inject faults through the same trait:
+//! - WAL appends and fsyncs go through io_uring where it can be set up,
+//!   else through `std::fs`, chosen once at open ([`WalBackend`],
+//!   reported by [`Db::wal_backend`]; why, in [`wal`]). Tables, manifests
+//!   and reads always use `std::fs` and memory maps. Both backends sit
+//!   behind the [`wal::LogFile`] trait. Tests inject faults through it:
 //!   [`Options::wal_wrapper`] for WALs, [`Options::file_wrapper`] for
 //!   tables, manifests and `CURRENT` (renames, directory fsyncs and reads
 //!   are not wrapped).
@@ -112,6 +114,8 @@ pub mod error;
 pub mod limits;
 mod record;
 pub mod wal;
+#[cfg(target_os = "linux")]
+mod wal_uring;
 
 mod db;
 mod dir_lock;
@@ -125,7 +129,7 @@ mod table;
 mod version;
 
 pub use db::{
-    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalRecovery, WriteBatch,
-    WriteOptions,
+    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalBackend, WalRecovery,
+    WriteBatch, WriteOptions,
 };
 pub use error::Error;

@@ -26,9 +26,23 @@ pub const MEMTABLE_BYTES_DEFAULT: usize = 64 << 20;
 /// Default number of full memtables that may wait for the background
 /// flush before writers wait (backpressure).
 pub const IMMUTABLES_MAX_DEFAULT: usize = 2;
+/// Submission-queue entries of each io_uring a WAL owns. The WAL has at
+/// most one operation in flight per ring (the append ring and the fsync
+/// ring are separate), so the smallest ring the kernel accepts is enough.
+pub const WAL_RING_ENTRIES: u32 = 2;
+/// Largest byte count of one io_uring write submission. Linux caps a
+/// single write at `0x7fff_f000` bytes anyway; a longer append is
+/// submitted in pieces of this size.
+pub const WAL_WRITE_BYTES_MAX: usize = 1 << 30;
+/// Largest encode buffer the io_uring WAL backend keeps between appends;
+/// a bigger append's buffer is freed after it, so one huge batch does not
+/// pin its memory for the life of the WAL.
+pub const WAL_RING_BUFFER_BYTES_KEPT: usize = 1 << 20;
 
 const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 <= BATCH_BYTES_MAX);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + BLOCK_BYTES_TARGET <= BLOCK_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(BLOCK_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(WAL_WRITE_BYTES_MAX <= 0x7fff_f000);
+const _: () = assert!(WAL_RING_ENTRIES.is_power_of_two());

@@ -29,6 +29,10 @@ impl Db {
         }
         // Before reading anything: another open `Db` may be changing it.
         let dir_lock = DirLock::acquire(&dir)?;
+        // Before any WAL, table or manifest is written: a forced but
+        // unavailable backend fails the open and leaves the files alone.
+        let wal_backend =
+            wal::resolve_backend(options.wal_backend, options.io_uring_unavailable_for_tests)?;
         let (mut version, old_manifest) = match manifest::load(&dir)? {
             Some((v, n)) => (v, Some(n)),
             None => (Version::default(), None),
@@ -93,7 +97,11 @@ impl Db {
         let manifest_number = wal_number + 1;
         version.next_file_number += 2;
         version.log_number = wal_number;
-        let wal = Wal::create(&dir.join(wal_name(wal_number)), &wrapper(&options))?;
+        let wal = Wal::create(
+            &dir.join(wal_name(wal_number)),
+            wal_backend,
+            &wrapper(&options),
+        )?;
         let manifest = Manifest::create(&dir, manifest_number, &version, &options)?;
         // Files no longer referenced: replayed WALs, the old manifest and
         // any left by an open that failed before switching `CURRENT`,
@@ -114,6 +122,7 @@ impl Db {
         let inner = Arc::new(Inner {
             dir,
             options,
+            wal_backend,
             writer: Mutex::new(Writer {
                 wal: Arc::new(wal),
                 next_seq: last_seq + 1,

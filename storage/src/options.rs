@@ -20,6 +20,25 @@ pub enum WalRecovery {
     BestEffort,
 }
 
+/// How WAL appends and fsyncs reach the kernel (see [`crate::wal`]).
+///
+/// Both backends write the same bytes in the same order and share the
+/// same group commit; only the system calls differ, so a WAL written by
+/// one is replayed by the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WalBackend {
+    /// io_uring where it can be set up, else `std::fs` (default). The
+    /// choice is made once at open; [`crate::Db::wal_backend`] reports it.
+    #[default]
+    Auto,
+    /// io_uring only: [`crate::Db::open`] fails with
+    /// [`crate::Error::IoUringUnavailable`] where it cannot be set up.
+    IoUring,
+    /// `write(2)` and `fdatasync(2)` through `std::fs`.
+    Std,
+}
+
 /// Wraps each WAL file as it is created (fault-injection seam).
 pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
 
@@ -49,6 +68,9 @@ pub struct Options {
     pub(crate) create_if_missing: bool,
     pub(crate) wal_wrapper: Option<LogFileWrapper>,
     pub(crate) file_wrapper: Option<FileWrapper>,
+    pub(crate) wal_backend: WalBackend,
+    /// Makes io_uring setup fail as in a container that blocks it.
+    pub(crate) io_uring_unavailable_for_tests: bool,
 }
 
 impl fmt::Debug for Options {
@@ -61,6 +83,11 @@ impl fmt::Debug for Options {
             .field("create_if_missing", &self.create_if_missing)
             .field("wal_wrapper", &self.wal_wrapper.is_some())
             .field("file_wrapper", &self.file_wrapper.is_some())
+            .field("wal_backend", &self.wal_backend)
+            .field(
+                "io_uring_unavailable_for_tests",
+                &self.io_uring_unavailable_for_tests,
+            )
             .finish()
     }
 }
@@ -75,13 +102,16 @@ impl Default for Options {
             create_if_missing: true,
             wal_wrapper: None,
             file_wrapper: None,
+            wal_backend: WalBackend::Auto,
+            io_uring_unavailable_for_tests: false,
         }
     }
 }
 
 impl Options {
     /// Defaults: 64 MiB memtable, 2 immutable memtables, strict WAL
-    /// recovery, no compression, create the directory if missing.
+    /// recovery, no compression, create the directory if missing, WAL
+    /// backend chosen at open ([`WalBackend::Auto`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -118,6 +148,23 @@ impl Options {
     /// Create the directory if it does not exist (default true).
     pub fn create_if_missing(mut self, yes: bool) -> Self {
         self.create_if_missing = yes;
+        self
+    }
+
+    /// How WAL appends and fsyncs reach the kernel (default
+    /// [`WalBackend::Auto`]: io_uring if it can be set up, else
+    /// `std::fs`).
+    pub fn wal_backend(mut self, backend: WalBackend) -> Self {
+        self.wal_backend = backend;
+        self
+    }
+
+    /// Makes io_uring setup fail at open as it does where a seccomp
+    /// profile blocks it, so tests can check the fallback and the error
+    /// on any machine (default false).
+    #[doc(hidden)]
+    pub fn io_uring_unavailable_for_tests(mut self, yes: bool) -> Self {
+        self.io_uring_unavailable_for_tests = yes;
         self
     }
 

@@ -2,14 +2,21 @@
 //! reaches the caller, the engine refuses writes until reopened, and every
 //! acknowledged write is readable after reopening. The same for table,
 //! manifest and `CURRENT` writes (through `Options::file_wrapper`), both
-//! in the background flush and at open.
+//! in the background flush and at open. Every scenario runs with both WAL
+//! backends (`WalBackend::Std` and `WalBackend::IoUring`): the injected
+//! faults wrap the backend's file, so both report them the same way.
 
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_storage::wal::LogFile;
-use strata_storage::{Db, Error, FileKind, Options, WriteBatch, WriteOptions};
+use strata_storage::{Db, Error, FileKind, Options, WalBackend, WriteBatch, WriteOptions};
+
+/// The backends every scenario runs with. io_uring is forced, not `Auto`,
+/// so a machine without it fails the tests instead of silently testing
+/// `std::fs` twice.
+const BACKENDS: [WalBackend; 2] = [WalBackend::Std, WalBackend::IoUring];
 
 const OK: u8 = 0;
 const FAIL_APPEND: u8 = 1;
@@ -39,14 +46,16 @@ impl LogFile for Faulty {
     }
 }
 
-fn faulty_options(mode: &Arc<AtomicU8>) -> Options {
+fn faulty_options(mode: &Arc<AtomicU8>, backend: WalBackend) -> Options {
     let mode = Arc::clone(mode);
-    Options::new().wal_wrapper(Arc::new(move |inner| {
-        Box::new(Faulty {
-            inner,
-            mode: Arc::clone(&mode),
-        }) as Box<dyn LogFile>
-    }))
+    Options::new()
+        .wal_backend(backend)
+        .wal_wrapper(Arc::new(move |inner| {
+            Box::new(Faulty {
+                inner,
+                mode: Arc::clone(&mode),
+            }) as Box<dyn LogFile>
+        }))
 }
 
 fn synced_put(db: &Db, k: &[u8]) -> Result<(), Error> {
@@ -56,9 +65,16 @@ fn synced_put(db: &Db, k: &[u8]) -> Result<(), Error> {
 }
 
 fn check(fail: u8) {
+    for backend in BACKENDS {
+        check_with(fail, backend);
+    }
+}
+
+fn check_with(fail: u8, backend: WalBackend) {
     let dir = tempfile::tempdir().unwrap();
     let mode = Arc::new(AtomicU8::new(OK));
-    let db = Db::open(dir.path(), faulty_options(&mode)).unwrap();
+    let db = Db::open(dir.path(), faulty_options(&mode, backend)).unwrap();
+    assert_eq!(db.wal_backend(), backend);
     for i in 0..10u8 {
         synced_put(&db, &[i]).unwrap();
     }
@@ -71,7 +87,7 @@ fn check(fail: u8) {
     // Reads still work.
     assert_eq!(db.get(&[3]).unwrap(), Some(b"v".to_vec()));
     drop(db);
-    let db = Db::open(dir.path(), Options::new()).unwrap();
+    let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
     for i in 0..10u8 {
         assert_eq!(db.get(&[i]).unwrap(), Some(b"v".to_vec()), "key {i}");
     }
@@ -121,10 +137,11 @@ impl LogFile for FaultyFile {
     }
 }
 
-fn file_faulty_options(plan: &Plan) -> Options {
+fn file_faulty_options(plan: &Plan, backend: WalBackend) -> Options {
     let plan = Arc::clone(plan);
     // A small memtable: the loop below freezes one every few writes.
     Options::new()
+        .wal_backend(backend)
         .memtable_bytes(1 << 10)
         .file_wrapper(Arc::new(move |kind, inner| {
             Box::new(FaultyFile {
@@ -152,9 +169,15 @@ fn assert_background_io(err: &Error, file_hint: &str) {
 }
 
 fn check_flush_fault(kind: FileKind, fail: u8, file_hint: &str) {
+    for backend in BACKENDS {
+        check_flush_fault_with(kind, fail, file_hint, backend);
+    }
+}
+
+fn check_flush_fault_with(kind: FileKind, fail: u8, file_hint: &str, backend: WalBackend) {
     let dir = tempfile::tempdir().unwrap();
     let plan: Plan = Arc::default();
-    let db = Db::open(dir.path(), file_faulty_options(&plan)).unwrap();
+    let db = Db::open(dir.path(), file_faulty_options(&plan, backend)).unwrap();
     let mut acked = Vec::new();
     for n in 0..40 {
         synced_put(&db, &key(n)).unwrap();
@@ -186,7 +209,7 @@ fn check_flush_fault(kind: FileKind, fail: u8, file_hint: &str) {
     }
     assert_background_io(&db.close().unwrap_err(), file_hint);
     drop(db);
-    let db = Db::open(dir.path(), Options::new()).unwrap();
+    let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
     for &n in &acked {
         assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
     }
@@ -221,6 +244,12 @@ fn eio_on_manifest_fsync_is_a_sticky_background_error() {
 /// still recovers every acknowledged write.
 #[test]
 fn faults_while_opening_fail_the_open_and_lose_nothing() {
+    for backend in BACKENDS {
+        faults_while_opening_with(backend);
+    }
+}
+
+fn faults_while_opening_with(backend: WalBackend) {
     let dir = tempfile::tempdir().unwrap();
     let mut acked = 0u32;
     for (kind, fail, file_hint) in [
@@ -232,21 +261,21 @@ fn faults_while_opening_fail_the_open_and_lose_nothing() {
         (FileKind::Current, FAIL_SYNC, "CURRENT.tmp"),
     ] {
         // Unflushed writes, so that open has a WAL to write to a table.
-        let db = Db::open(dir.path(), Options::new()).unwrap();
+        let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
         for _ in 0..25 {
             synced_put(&db, &key(acked)).unwrap();
             acked += 1;
         }
         drop(db);
         let plan: Plan = Arc::new(Mutex::new(Some((kind, fail))));
-        let err = Db::open(dir.path(), file_faulty_options(&plan)).unwrap_err();
+        let err = Db::open(dir.path(), file_faulty_options(&plan, backend)).unwrap_err();
         let Error::Io { path, .. } = &err else {
             panic!("{kind:?}: expected an I/O error, got {err}");
         };
         let name = path.file_name().unwrap().to_string_lossy();
         assert!(name.contains(file_hint), "{kind:?}: failed on {name}");
     }
-    let db = Db::open(dir.path(), Options::new()).unwrap();
+    let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
     for n in 0..acked {
         assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
     }
@@ -282,10 +311,17 @@ impl LogFile for PanicOnSync {
 /// forever: it becomes the sticky background error.
 #[test]
 fn a_panicking_flush_worker_fails_writes_instead_of_hanging() {
+    for backend in BACKENDS {
+        a_panicking_flush_worker_with(backend);
+    }
+}
+
+fn a_panicking_flush_worker_with(backend: WalBackend) {
     let dir = tempfile::tempdir().unwrap();
     let armed = Arc::new(AtomicU8::new(OK));
     let wrap_armed = Arc::clone(&armed);
     let opts = Options::new()
+        .wal_backend(backend)
         .memtable_bytes(1 << 10)
         .file_wrapper(Arc::new(move |kind, inner| match kind {
             FileKind::Table => Box::new(PanicOnSync {
@@ -315,7 +351,7 @@ fn a_panicking_flush_worker_fails_writes_instead_of_hanging() {
     );
     assert!(db.flush().is_err());
     drop(db); // Joins the dead worker; must not hang or panic.
-    let db = Db::open(dir.path(), Options::new()).unwrap();
+    let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
     for n in 0..acked {
         assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
     }

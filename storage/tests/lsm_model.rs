@@ -1,10 +1,12 @@
 //! Model test: random put/delete/batch/get/scan/snapshot/flush/reopen
 //! against a `BTreeMap`, with a tiny memtable so flushes happen often.
+//! Each case starts on a random WAL backend and switches backend at every
+//! reopen, so both run and each replays WALs the other wrote.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use strata_storage::{Db, Options, WriteBatch, WriteOptions};
+use strata_storage::{Db, Options, WalBackend, WriteBatch, WriteOptions};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -46,8 +48,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options() -> Options {
-    Options::new().memtable_bytes(600)
+fn options(uring: bool) -> Options {
+    // Forced, not `Auto`: a machine without io_uring fails the test
+    // instead of silently running `std::fs` only.
+    let backend = if uring {
+        WalBackend::IoUring
+    } else {
+        WalBackend::Std
+    };
+    Options::new().memtable_bytes(600).wal_backend(backend)
 }
 
 fn check_scan(got: strata_storage::Scan, model: &BTreeMap<Vec<u8>, Vec<u8>>, a: u8, b: u8) {
@@ -65,9 +74,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn db_matches_btreemap(ops in proptest::collection::vec(op(), 1..160)) {
+    fn db_matches_btreemap(
+        mut uring in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..160),
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = Db::open(dir.path(), options()).unwrap();
+        let mut db = Db::open(dir.path(), options(uring)).unwrap();
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut snap_model: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
         let mut snap_seq: Option<u64> = None;
@@ -121,7 +133,8 @@ proptest! {
                 Op::Reopen => {
                     db.close().unwrap();
                     drop(db);
-                    db = Db::open(dir.path(), options()).unwrap();
+                    uring = !uring;
+                    db = Db::open(dir.path(), options(uring)).unwrap();
                     snap_seq = None;
                     snap_model = None;
                 }
