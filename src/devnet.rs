@@ -180,12 +180,18 @@ pub fn compare_chains(apis: &[String], settle: Duration) -> Result<(u64, bool), 
             .iter()
             .map(|c| c.get(&format!("/v1/blocks/{h}")).map(|b| b["id"].clone()))
             .collect::<Result<_, _>>()?;
-        same &= ids.iter().all(|id| *id == ids[0]);
+        if !ids.iter().all(|id| *id == ids[0]) {
+            eprintln!("devnet: block ids differ at height {h}: {ids:?}");
+            same = false;
+        }
     }
-    if heights.iter().all(|x| *x == common) {
-        same &= statuses
+    if heights.iter().all(|x| *x == common)
+        && !statuses
             .iter()
-            .all(|s| s["state_root"] == statuses[0]["state_root"]);
+            .all(|s| s["state_root"] == statuses[0]["state_root"])
+    {
+        eprintln!("devnet: state roots differ at height {common}");
+        same = false;
     }
     Ok((common, same))
 }
@@ -203,7 +209,7 @@ pub fn run(args: &DevnetArgs) -> Result<bool, String> {
     let result = run_in(&dir, &genesis, args);
     if args.keep {
         eprintln!("devnet data kept in {}", dir.display());
-    } else if result.is_ok() {
+    } else if matches!(result, Ok(true)) {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!("devnet failed; logs kept in {}", dir.display());

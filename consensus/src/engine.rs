@@ -11,8 +11,11 @@
 //! 1. Proposals are leaderless but staggered: at each height every validator
 //!    has a rank (validators sorted by `blake3(height ‖ parent ‖ key)`), and
 //!    a node with pending transactions and no preference proposes after
-//!    `propose_delay_ms × (1 + rank)`. Until some block wins a poll, a node
-//!    prefers the valid block with the best-ranked proposer it has seen.
+//!    `propose_delay_ms × (1 + rank)`. Until some block wins a poll, and
+//!    only until the node has told any peer its preference, a node prefers
+//!    the valid block with the best-ranked proposer it has seen; once it
+//!    has voted, only polls move its preference (switching after a vote
+//!    broke agreement on a real devnet).
 //!    Without the stagger every node would propose at once and prefer its
 //!    own block, and with votes split many ways no block could ever reach
 //!    `alpha_preference`: Snowball would never leave that state.
@@ -255,6 +258,13 @@ pub struct Engine {
     height: u64,
     height_started_ms: u64,
     snowball: Snowball,
+    /// True once this node has told a peer its preference at this height.
+    /// From then on only polls may move the preference: replacing it by a
+    /// better-ranked proposal after voting for it would let a peer count
+    /// this node's vote for a block it then abandons without any poll
+    /// evidence — the devnet caught exactly that splitting finality (one
+    /// node finalized the block three others had voted for and dropped).
+    revealed: bool,
     candidates: HashMap<BlockId, Candidate>,
     /// Blocks found invalid at this height (never preferred, never pulled
     /// again).
@@ -296,6 +306,7 @@ impl Engine {
             height: chain.height() + 1,
             height_started_ms: now_ms,
             snowball: Snowball::new(params),
+            revealed: false,
             candidates: HashMap::new(),
             rejected: HashMap::new(),
             pulls: HashMap::new(),
@@ -418,7 +429,9 @@ impl Engine {
         match msg {
             Message::Query { poll_id, height } => {
                 let block = if height == self.height {
-                    self.snowball.preference()
+                    let preference = self.snowball.preference();
+                    self.revealed |= preference.is_some();
+                    preference
                 } else if height >= 1 && height <= chain.height() {
                     chain.finalized(height).map(|(b, _)| *b.id())
                 } else {
@@ -555,7 +568,7 @@ impl Engine {
             self.snowball.offer(id);
             return;
         };
-        if current == id || !self.snowball.is_fresh() {
+        if current == id || !self.snowball.is_fresh() || self.revealed {
             return;
         }
         let parent = chain.last_block_id();
@@ -681,8 +694,13 @@ impl Engine {
                     // A long run of failed polls: honest nodes may be split
                     // on strengthened preferences. Make the choice fresh
                     // again and fall back to the proposer-rank tie-break,
-                    // which every node applies the same way.
+                    // which every node applies the same way. This is the
+                    // one place a revealed preference may move without a
+                    // successful poll: only after a long run of failed
+                    // polls, never in the first polls of a height (where a
+                    // switch split finality on a devnet).
                     self.snowball.forget_strength();
+                    self.revealed = false;
                     let ids: Vec<BlockId> = self.candidates.keys().copied().collect();
                     for id in ids {
                         self.consider(id, chain);
@@ -810,9 +828,159 @@ impl Engine {
         self.height = chain.height() + 1;
         self.height_started_ms = now_ms;
         self.snowball = Snowball::new(self.params);
+        self.revealed = false;
         self.candidates.clear();
         self.rejected.clear();
         self.pulls.clear();
         self.polls.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::{devnet_account_key, Genesis};
+    use crate::mem_chain::MemChain;
+    use crate::sampler::Uniform;
+    use crate::tx::{TxBody, TxKind};
+
+    struct Net {
+        genesis: Genesis,
+        validators: Vec<Validator>,
+        /// Validator indices sorted by proposer rank at height 1.
+        by_rank: Vec<usize>,
+    }
+
+    fn net() -> Net {
+        let genesis = Genesis::devnet(4);
+        let validators = genesis.validator_set().unwrap();
+        let parent = MemChain::new(&genesis).last_block_id();
+        let score = |key: &PublicKey| {
+            let mut h = blake3::Hasher::new();
+            h.update(&1u64.to_le_bytes());
+            h.update(&parent);
+            h.update(key);
+            *h.finalize().as_bytes()
+        };
+        let mut by_rank: Vec<usize> = (0..validators.len()).collect();
+        by_rank.sort_by_key(|i| score(&validators[*i].public_key));
+        Net {
+            genesis,
+            validators,
+            by_rank,
+        }
+    }
+
+    fn engine(n: &Net, index: usize, chain: &MemChain) -> Engine {
+        let me = n.validators[index].public_key;
+        Engine::new(
+            me,
+            &n.validators,
+            &Uniform,
+            EngineConfig::default(),
+            chain,
+            7,
+            0,
+        )
+    }
+
+    /// A proposer's block at height 1 (from one shared transaction).
+    fn proposal(n: &Net, index: usize, chain: &mut MemChain) -> (Engine, BlockId) {
+        let mut e = engine(n, index, chain);
+        let key = devnet_account_key(0);
+        let tx = TxBody {
+            chain_id: n.genesis.chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Delete { key: b"k".to_vec() },
+        }
+        .sign(&key)
+        .unwrap();
+        assert_eq!(e.submit(vec![tx], chain, 0), 1);
+        e.on_tick(chain, 10_000);
+        let id = e.preference().expect("proposed");
+        (e, id)
+    }
+
+    /// Makes `me` learn `block` from `proposer` through a vote in one of its
+    /// open polls, a pull and the block data.
+    fn learn(
+        me: &mut Engine,
+        proposer: &mut Engine,
+        block: BlockId,
+        chain: &mut MemChain,
+        polls: &[Output],
+    ) {
+        let from = proposer.me;
+        let poll_id = polls
+            .iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: Message::Query { poll_id, .. },
+                } if *to == from => Some(*poll_id),
+                _ => None,
+            })
+            .expect("a query to the proposer");
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(block),
+        };
+        let out = me.on_message(from, vote, chain, 10_001);
+        let get = out
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { msg, .. } if matches!(msg, Message::GetBlock { .. }) => Some(msg),
+                _ => None,
+            })
+            .expect("a pull of the unknown block");
+        let data = proposer.on_message(me.me, get, chain, 10_001);
+        let Some(Output::Send { msg, .. }) = data.into_iter().next() else {
+            panic!("the proposer serves its block");
+        };
+        me.on_message(from, msg, chain, 10_002);
+    }
+
+    fn run(reveal: bool) -> (Option<BlockId>, BlockId, BlockId) {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
+        let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
+        let mut me = engine(&n, n.by_rank[3], &chain);
+        let polls = me.on_tick(&mut chain, 10_000);
+        learn(&mut me, &mut second, second_id, &mut chain, &polls);
+        assert_eq!(me.preference(), Some(second_id));
+        if reveal {
+            let asker = n.validators[n.by_rank[2]].public_key;
+            let q = Message::Query {
+                poll_id: 99,
+                height: 1,
+            };
+            let out = me.on_message(asker, q, &mut chain, 10_003);
+            assert!(matches!(
+                &out[..],
+                [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id
+            ));
+        }
+        learn(&mut me, &mut best, best_id, &mut chain, &polls);
+        (me.preference(), best_id, second_id)
+    }
+
+    #[test]
+    fn a_better_ranked_proposal_replaces_an_unrevealed_preference() {
+        let (pref, best, _) = run(false);
+        assert_eq!(pref, Some(best));
+    }
+
+    #[test]
+    fn a_revealed_preference_moves_only_through_polls() {
+        let (pref, _, second) = run(true);
+        assert_eq!(
+            pref,
+            Some(second),
+            "switched after voting: finality can split"
+        );
     }
 }
