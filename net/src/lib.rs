@@ -30,9 +30,10 @@
 //!   socket address.
 //!
 //! # Limits
-//! Every bound is in [`limits`] or [`Config`]. Not built: a provided-buffer
-//! receive ring; per-request timeouts on [`Handle::request`] (a response may
-//! never come; the caller times out).
+//! Every bound is in [`limits`] or [`Config`]. Requests made with
+//! [`Handle::request`] end in a response or in [`Event::RequestFailed`]
+//! (timeout after [`Config::request_timeout_ms`], disconnect, no connection,
+//! too many pending). Not built: a provided-buffer receive ring.
 //!
 //! # Fuzzing
 //! `net/fuzz` is a cargo-fuzz crate outside the workspace with targets
@@ -81,4 +82,4 @@ pub mod rng;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
-pub use node::{Event, Handle, Node, PeerSummary, Stats};
+pub use node::{Event, Handle, Node, PeerSummary, RequestFailure, Stats};

@@ -8,12 +8,6 @@ fn loopback_bench_vs_tokio() {
 }
 
 #[test]
-#[ignore = "missing: per-request timeouts for Handle::request (a response that never comes is not reported)"]
-fn request_timeout_is_reported() {
-    unimplemented!("request ids are tracked per peer, without a deadline");
-}
-
-#[test]
 #[ignore = "missing: receive through a provided-buffer ring (recv uses one 64 KiB buffer per connection)"]
 fn provided_buffer_ring_receive() {
     unimplemented!("see net/src/ring.rs docs");
