@@ -425,6 +425,7 @@ impl EventLoop {
             unsafe { libc::close(fd) };
             return;
         }
+        set_nodelay(fd);
         let slot = self.new_conn(fd, remote, false, PeerState::Handshaking);
         self.start_handshake(slot);
     }
@@ -444,6 +445,7 @@ impl EventLoop {
         if fd < 0 {
             return;
         }
+        set_nodelay(fd);
         self.addr_book.attempted(&addr, now);
         let slot = self.new_conn(fd, addr, true, PeerState::Connecting);
         let conn = self.conns[slot].as_mut().expect("just created");
@@ -1327,6 +1329,26 @@ fn fail_pending(shared: &Shared, conn: &mut Conn, reason: RequestFailure) {
 fn push_event(shared: &Shared, ev: Event) {
     if shared.events.push(ev).is_err() {
         shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Turns Nagle's algorithm off. The loop already coalesces every frame
+/// queued for a peer into one send, so Nagle adds nothing but delay: with
+/// it on, a small request or response behind an unacknowledged one waits
+/// for the peer's delayed ACK (up to 40 ms on Linux). Best effort: a socket
+/// without it still works, only slower, so a failure is not an error.
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is a TCP socket this loop owns; the option value is a
+    // valid c_int whose size is passed along.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
