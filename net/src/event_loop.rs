@@ -1253,6 +1253,9 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) {
+        // Cleared before popping: a command pushed after this swap either
+        // is popped below or finds the flag clear and writes the eventfd.
+        self.shared.wake_pending.swap(false, Ordering::AcqRel);
         // Bounded per wake-up so the loop keeps serving sockets.
         for _ in 0..crate::node::COMMANDS_MAX {
             let Some(cmd) = self.shared.commands.pop() else {

@@ -171,6 +171,11 @@ pub(crate) struct Shared {
     pub(crate) commands: ArrayQueue<Command>,
     pub(crate) events: ArrayQueue<Event>,
     pub(crate) eventfd: RawFd,
+    /// Set by the first command pushed since the loop last drained the
+    /// queue; later commands see it set and skip the eventfd write, because
+    /// the loop clears it just before draining and so will see them. This
+    /// keeps a burst of commands to one syscall instead of one each.
+    pub(crate) wake_pending: AtomicBool,
     pub(crate) stop: AtomicBool,
     pub(crate) stats: Stats,
     pub(crate) peers: Mutex<Vec<PeerSummary>>,
@@ -219,6 +224,7 @@ impl Node {
             commands: ArrayQueue::new(COMMANDS_MAX),
             events: ArrayQueue::new(config.events_max),
             eventfd: efd,
+            wake_pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
             peers: Mutex::new(Vec::new()),
@@ -273,7 +279,11 @@ impl Handle {
             queue: "command",
             capacity: COMMANDS_MAX,
         })?;
-        self.shared.wake();
+        // AcqRel: if the flag was already set, the loop's clearing swap comes
+        // later and synchronises with this one, so its drain sees the push.
+        if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
+            self.shared.wake();
+        }
         Ok(())
     }
 
