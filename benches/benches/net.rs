@@ -13,17 +13,29 @@
 //!   `crossbeam` (crossbeam-queue ArrayQueue), `mutex_vecdeque` (Mutex +
 //!   VecDeque with a length cap) and `std_mpsc` (std sync_channel). Full and
 //!   empty queues yield the thread (this machine has 2 cores).
+//! - `net/loopback/{strata,tokio}/{128B,64KiB}`: a client sends requests of
+//!   the given payload to a server on 127.0.0.1, which answers each with an
+//!   8-byte ack; 64 requests are kept in flight. `strata`: two strata-net
+//!   nodes (an io_uring thread each), the client polling
+//!   `Handle::try_next_event` on the bench thread and a responder thread
+//!   answering on the server (both sleep 50 µs when the event queue is
+//!   empty: the API has no blocking wait, and yield-spinning pollers starve
+//!   the I/O threads on 2 cores). `tokio`: the same frame layout (header, crc32
+//!   checked on receipt, length limit before allocation) written for the
+//!   bench with a 2-worker tokio runtime, buffered reads and writes, and
+//!   flushes when no more input is buffered. Both connections are set up
+//!   once, outside the measurement; throughput is in messages.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
-use strata_net::frame::FrameDecoder;
+use strata_net::frame::{FrameDecoder, HEADER_BYTES, MAGIC};
 use strata_net::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use strata_net::message::{write_item, Items, Message};
 
@@ -278,5 +290,276 @@ fn queues(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, recv_path, queues);
+/// Requests kept in flight by both `net/loopback` clients.
+const LOOPBACK_WINDOW: u64 = 64;
+/// The response payload of both `net/loopback` servers: an 8-byte ack.
+const LOOPBACK_ACK: [u8; 8] = [0xAC; 8];
+/// Payload limit the tokio server enforces, as the strata default does.
+const LOOPBACK_PAYLOAD_BYTES_MAX: u32 = 4 << 20;
+/// How long the strata pollers sleep on an empty event queue. The API has
+/// no blocking wait; spinning with `yield_now` instead was measured slower
+/// on this 2-core machine, as the spinners take the cores from the two
+/// io_uring threads.
+const LOOPBACK_IDLE: Duration = Duration::from_micros(50);
+const MSG_REQUEST: u8 = 0x20;
+const MSG_RESPONSE: u8 = 0x21;
+
+/// Two strata-net nodes on 127.0.0.1: `client` and a server whose events are
+/// answered by a responder thread.
+struct StrataPair {
+    client: strata_net::Handle,
+    server_key: [u8; 32],
+    stop: Arc<AtomicBool>,
+    responder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StrataPair {
+    fn start() -> StrataPair {
+        let identity = || strata_net::handshake::Identity::generate().expect("key");
+        let server = strata_net::Node::start(strata_net::Config::default(), identity())
+            .expect("server starts");
+        let client_cfg = strata_net::Config {
+            seeds: vec![server.local_addr()],
+            ..strata_net::Config::default()
+        };
+        let client = strata_net::Node::start(client_cfg, identity()).expect("client starts");
+        let t = Instant::now();
+        while client.peers().len() != 1 || server.peers().len() != 1 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nodes did not connect"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let server_key = server.node_key();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let responder = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match server.try_next_event() {
+                    Some(strata_net::Event::Request {
+                        from, request_id, ..
+                    }) => {
+                        // Retry while the command queue is full (backpressure).
+                        while server
+                            .respond(from, request_id, LOOPBACK_ACK.to_vec())
+                            .is_err()
+                        {
+                            std::thread::yield_now();
+                        }
+                    }
+                    Some(_) => {}
+                    // The API has no blocking wait; see `LOOPBACK_IDLE`.
+                    None => std::thread::sleep(LOOPBACK_IDLE),
+                }
+            }
+            server.shutdown().expect("server stops");
+        });
+        StrataPair {
+            client,
+            server_key,
+            stop,
+            responder: Some(responder),
+        }
+    }
+
+    /// `n` requests of `payload`, at most `LOOPBACK_WINDOW` in flight.
+    fn exchange(&self, n: u64, payload: &[u8]) -> Duration {
+        let start = Instant::now();
+        let (mut sent, mut done) = (0u64, 0u64);
+        while done < n {
+            while sent < n && sent - done < LOOPBACK_WINDOW {
+                if self
+                    .client
+                    .request(self.server_key, payload.to_vec())
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            match self.client.try_next_event() {
+                Some(strata_net::Event::Response { payload, .. }) => {
+                    assert_eq!(payload, LOOPBACK_ACK);
+                    done += 1;
+                }
+                Some(e @ strata_net::Event::RequestFailed { .. }) => panic!("{e:?}"),
+                Some(_) => {}
+                None => std::thread::sleep(LOOPBACK_IDLE),
+            }
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for StrataPair {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.responder.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The strata frame layout (docs/protocol.md), written again for the tokio
+/// rival so it shares no code with strata-net: magic, type, request id,
+/// payload length, crc32 of the payload.
+fn tokio_frame_header(msg_type: u8, request_id: u64, payload: &[u8]) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    h[4] = msg_type;
+    h[5..13].copy_from_slice(&request_id.to_le_bytes());
+    h[13..17].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[17..21].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h
+}
+
+/// Reads one frame into `payload` (reused), checking magic, length limit
+/// (before resizing) and crc32; returns (type, request id).
+async fn tokio_read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    payload: &mut Vec<u8>,
+) -> std::io::Result<(u8, u64)> {
+    use std::io::{Error, ErrorKind};
+    use tokio::io::AsyncReadExt;
+    let mut h = [0u8; HEADER_BYTES];
+    r.read_exact(&mut h).await?;
+    let field = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().expect("4 bytes"));
+    if field(0) != MAGIC {
+        return Err(Error::new(ErrorKind::InvalidData, "bad magic"));
+    }
+    let len = field(13);
+    if len > LOOPBACK_PAYLOAD_BYTES_MAX {
+        return Err(Error::new(ErrorKind::InvalidData, "frame too large"));
+    }
+    payload.resize(len as usize, 0);
+    r.read_exact(payload).await?;
+    if crc32fast::hash(payload) != field(17) {
+        return Err(Error::new(ErrorKind::InvalidData, "bad checksum"));
+    }
+    let rid = u64::from_le_bytes(h[5..13].try_into().expect("8 bytes"));
+    Ok((h[4], rid))
+}
+
+/// Answers every request frame on `stream` with an ack, flushing whenever
+/// no further request is already buffered (so pipelined requests share
+/// writes, as strata's send queue does).
+async fn tokio_serve(stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let mut r = tokio::io::BufReader::with_capacity(64 << 10, r);
+    let mut w = tokio::io::BufWriter::with_capacity(64 << 10, w);
+    let mut payload = Vec::new();
+    loop {
+        let (msg_type, rid) = match tokio_read_frame(&mut r, &mut payload).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if msg_type == MSG_REQUEST {
+            w.write_all(&tokio_frame_header(MSG_RESPONSE, rid, &LOOPBACK_ACK))
+                .await?;
+            w.write_all(&LOOPBACK_ACK).await?;
+        }
+        if r.buffer().is_empty() {
+            w.flush().await?;
+        }
+    }
+}
+
+/// A plain tokio client and server (2 worker threads) speaking the same
+/// framing over one TcpStream on 127.0.0.1.
+struct TokioPair {
+    rt: tokio::runtime::Runtime,
+    r: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::io::BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    next_rid: u64,
+}
+
+impl TokioPair {
+    fn start() -> TokioPair {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let stream = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let (s, _) = listener.accept().await.expect("accept");
+                tokio_serve(s).await.expect("server");
+            });
+            let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            s
+        });
+        let (r, w) = stream.into_split();
+        TokioPair {
+            rt,
+            r: tokio::io::BufReader::with_capacity(64 << 10, r),
+            w: tokio::io::BufWriter::with_capacity(64 << 10, w),
+            next_rid: 1,
+        }
+    }
+
+    /// `n` requests of `payload`, at most `LOOPBACK_WINDOW` in flight.
+    fn exchange(&mut self, n: u64, payload: &[u8]) -> Duration {
+        use tokio::io::AsyncWriteExt;
+        let TokioPair { rt, r, w, next_rid } = self;
+        let start = Instant::now();
+        rt.block_on(async {
+            let (mut sent, mut done) = (0u64, 0u64);
+            let mut got = Vec::new();
+            while done < n {
+                while sent < n && sent - done < LOOPBACK_WINDOW {
+                    w.write_all(&tokio_frame_header(MSG_REQUEST, *next_rid, payload))
+                        .await
+                        .expect("write");
+                    w.write_all(payload).await.expect("write");
+                    *next_rid += 1;
+                    sent += 1;
+                }
+                w.flush().await.expect("flush");
+                // One response, then every one already buffered.
+                loop {
+                    let (t, _) = tokio_read_frame(r, &mut got).await.expect("response");
+                    assert!(t == MSG_RESPONSE && got == LOOPBACK_ACK);
+                    done += 1;
+                    if done == n || r.buffer().len() < HEADER_BYTES + LOOPBACK_ACK.len() {
+                        break;
+                    }
+                }
+            }
+        });
+        start.elapsed()
+    }
+}
+
+/// Message sizes of `net/loopback`, with the messages per iteration (so an
+/// iteration of either size takes roughly as long).
+const LOOPBACK_SIZES: [(&str, usize, u64); 2] = [("128B", 128, 20_000), ("64KiB", 64 << 10, 1_000)];
+
+fn loopback(c: &mut Criterion) {
+    let strata = StrataPair::start();
+    let mut tokio = TokioPair::start();
+    let mut g = c.benchmark_group("net/loopback");
+    g.sample_size(10);
+    for (name, bytes, n) in LOOPBACK_SIZES {
+        let payload = vec![0x5Au8; bytes];
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::new("strata", name), &payload, |b, p| {
+            b.iter_custom(|iters| (0..iters).map(|_| strata.exchange(n, p)).sum())
+        });
+        g.bench_with_input(BenchmarkId::new("tokio", name), &payload, |b, p| {
+            b.iter_custom(|iters| (0..iters).map(|_| tokio.exchange(n, p)).sum())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, recv_path, queues, loopback);
 criterion_main!(benches);

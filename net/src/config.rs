@@ -56,6 +56,12 @@ pub struct Config {
     pub partial_frame_timeout_ms: u64,
     /// Peer exchange interval (ask a random peer for addresses). Default 1 s.
     pub addr_exchange_interval_ms: u64,
+    /// How long a request made with [`crate::Handle::request`] waits for its
+    /// response before [`crate::Event::RequestFailed`] reports it timed out.
+    /// Checked on the timer tick, so the report comes between this and this
+    /// plus `tick_ms` late. Default 10 s; at least `tick_ms`, at most 10 min
+    /// ([`REQUEST_TIMEOUT_MS_MAX`]).
+    pub request_timeout_ms: u64,
     /// Test knob: make io_uring setup fail as on a kernel without it, to
     /// exercise the start-up error path. Default false.
     pub io_uring_force_unavailable: bool,
@@ -87,6 +93,7 @@ impl Default for Config {
             tick_ms: 10,
             partial_frame_timeout_ms: 10_000,
             addr_exchange_interval_ms: 1_000,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             io_uring_force_unavailable: false,
         }
     }
@@ -122,6 +129,16 @@ impl Config {
                 "events_max, tick_ms and gossip_fanout must be positive".into(),
             ));
         }
+        // Deadlines are checked on the tick, so a timeout shorter than one
+        // tick could not be honoured.
+        if self.request_timeout_ms < self.tick_ms
+            || self.request_timeout_ms > REQUEST_TIMEOUT_MS_MAX
+        {
+            return Err(Error::Config(format!(
+                "request_timeout_ms {} must be between tick_ms ({}) and {}",
+                self.request_timeout_ms, self.tick_ms, REQUEST_TIMEOUT_MS_MAX
+            )));
+        }
         Ok(())
     }
 }
@@ -138,5 +155,12 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(c.validate(), Err(Error::Config(_))));
+        for request_timeout_ms in [0, REQUEST_TIMEOUT_MS_MAX + 1] {
+            let c = Config {
+                request_timeout_ms,
+                ..Config::default()
+            };
+            assert!(matches!(c.validate(), Err(Error::Config(_))));
+        }
     }
 }

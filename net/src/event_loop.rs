@@ -7,8 +7,15 @@
 //! `send_queue_bytes_max`; a peer whose queue would overflow is not reading
 //! and is dropped. Commands from other threads arrive through a bounded
 //! queue and an eventfd.
+//!
+//! Request deadlines: every request sent with a request id gets an entry in
+//! one FIFO deadline queue. The timeout is the same for every request and
+//! time only moves forward, so the queue is sorted by deadline and the tick
+//! only looks at its front. Answered requests are not searched for in the
+//! queue (that would be O(n)); their entries are skipped when they expire,
+//! and the queue is compacted when it has grown to twice its live size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -24,8 +31,9 @@ use crate::error::{Error, HandshakeRefusal, Result};
 use crate::frame::{FrameDecoder, Header};
 use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
+use crate::limits::PENDING_REQUESTS_PER_PEER_MAX;
 use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message};
-use crate::node::{Command, Event, PeerSummary, Shared};
+use crate::node::{Command, Event, PeerSummary, RequestFailure, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
 use crate::ring::{timespec_ms, Completion, Ring};
 use crate::rng::Rng;
@@ -37,10 +45,12 @@ const ITEM_STORE_MAX: usize = 16_384;
 const PENDING_PUSH_MAX: usize = 65_536;
 const REQUESTED_IDS_MAX: usize = 65_536;
 const PULL_RETRY_MS: u64 = 2_000;
-const PENDING_REQUESTS_PER_PEER_MAX: usize = 1024;
 const BANS_MAX: usize = 4096;
 const DIAL_RETRY_MS: u64 = 500;
 const ADDRS_ANSWER_MAX: usize = 64;
+/// Smallest length at which the deadline queue is compacted, so small
+/// queues are not rescanned on every few requests.
+const DEADLINES_COMPACT_MIN: usize = 1024;
 
 const K_ACCEPT: u64 = 1;
 const K_EVENTFD: u64 = 2;
@@ -55,6 +65,17 @@ fn ud(kind: u64, slot: usize, gen: u32) -> u64 {
 }
 fn ud_parts(u: u64) -> (u64, usize, u32) {
     (u >> 56, ((u >> 32) & 0xFF_FFFF) as usize, u as u32)
+}
+
+/// When a pending request times out. `slot` and `gen` name the connection
+/// it went out on; the entry is stale once that connection is gone or the
+/// id is no longer in its `pending_requests`.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at_ms: u64,
+    slot: usize,
+    gen: u32,
+    request_id: u64,
 }
 
 struct Conn {
@@ -104,6 +125,9 @@ pub(crate) struct EventLoop {
     store: LruCache<ItemId, Vec<u8>, IdentityState>,
     requested: LruCache<ItemId, u64, IdentityState>,
     pending_push: Vec<ItemId>,
+    deadlines: VecDeque<Deadline>,
+    /// Length at which `deadlines` is next compacted.
+    deadlines_compact_at: usize,
     addr_book: AddrBook,
     bans: BanList,
     rng: Rng,
@@ -140,6 +164,8 @@ impl EventLoop {
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
             requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
             pending_push: Vec::new(),
+            deadlines: VecDeque::new(),
+            deadlines_compact_at: DEADLINES_COMPACT_MIN,
             addr_book,
             bans: BanList::new(BANS_MAX),
             rng: Rng::from_seed(seed),
@@ -399,6 +425,7 @@ impl EventLoop {
             unsafe { libc::close(fd) };
             return;
         }
+        set_nodelay(fd);
         let slot = self.new_conn(fd, remote, false, PeerState::Handshaking);
         self.start_handshake(slot);
     }
@@ -418,6 +445,7 @@ impl EventLoop {
         if fd < 0 {
             return;
         }
+        set_nodelay(fd);
         self.addr_book.attempted(&addr, now);
         let slot = self.new_conn(fd, addr, true, PeerState::Connecting);
         let conn = self.conns[slot].as_mut().expect("just created");
@@ -558,6 +586,7 @@ impl EventLoop {
         }
         conn.closing = true;
         conn.state = PeerState::Closing;
+        fail_pending(&self.shared, conn, RequestFailure::PeerGone);
         if let Some(info) = conn.peer {
             if self.by_key.get(&info.node_key) == Some(&slot) {
                 self.by_key.remove(&info.node_key);
@@ -594,6 +623,8 @@ impl EventLoop {
             return;
         };
         let ban = conn.score.penalize(m);
+        // Keep the score in `Handle::peers` current.
+        self.peers_dirty |= conn.state == PeerState::Ready;
         let key = match conn.peer.or_else(|| {
             conn.hs.as_ref().and_then(|h| {
                 h.peer_hello().map(|h| PeerInfo {
@@ -911,6 +942,10 @@ impl EventLoop {
                 self.by_key.remove(&info.node_key);
                 // Silent swap: the peer stays up, so no PeerDown.
                 let old = self.conns[other].as_mut().expect("live");
+                // Requests that went out on the old connection cannot be
+                // answered on the new one; report them before the old
+                // connection forgets whose they were.
+                fail_pending(&self.shared, old, RequestFailure::PeerGone);
                 old.peer = None;
                 self.close(other);
             } else {
@@ -1016,8 +1051,9 @@ impl EventLoop {
                     c.awaiting_pong = true;
                     pings.push((slot, c.ping_nonce));
                 }
-                if now >= self.last_recover_ms + 1000 {
+                if now >= self.last_recover_ms + 1000 && c.score.0 < 0 {
                     c.score.recover();
+                    self.peers_dirty = true;
                 }
             }
         }
@@ -1030,6 +1066,7 @@ impl EventLoop {
         for (slot, n) in pings {
             self.send_msg(slot, &Message::Ping(n), 0);
         }
+        self.expire_requests(now);
         if now >= self.last_flush_ms + self.cfg.gossip_flush_interval_ms {
             self.last_flush_ms = now;
             self.flush_gossip();
@@ -1141,6 +1178,74 @@ impl EventLoop {
         }
     }
 
+    /// Sends a request and arms its deadline, or reports at once why it
+    /// cannot be sent.
+    fn request(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) {
+        let Some(&slot) = self.by_key.get(&to) else {
+            push_request_failed(&self.shared, to, request_id, RequestFailure::NotConnected);
+            return;
+        };
+        let at_ms = self.now_ms() + self.cfg.request_timeout_ms;
+        let conn = self.conns[slot].as_mut().expect("ready peers are live");
+        if conn.pending_requests.len() >= PENDING_REQUESTS_PER_PEER_MAX {
+            push_request_failed(&self.shared, to, request_id, RequestFailure::TooManyPending);
+            return;
+        }
+        conn.pending_requests.insert(request_id);
+        let gen = conn.gen;
+        if self.deadlines.len() >= self.deadlines_compact_at {
+            self.compact_deadlines();
+        }
+        self.deadlines.push_back(Deadline {
+            at_ms,
+            slot,
+            gen,
+            request_id,
+        });
+        // If the send overflows the peer's queue, the connection is closed
+        // and `close` reports this request as `PeerGone`, so no event is
+        // pushed here.
+        self.send_msg(slot, &Message::Request(payload), request_id);
+    }
+
+    /// Reports the requests whose deadline has passed and that are still
+    /// pending; a response arriving later is unsolicited.
+    fn expire_requests(&mut self, now: u64) {
+        while let Some(&d) = self.deadlines.front() {
+            if d.at_ms > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let Some(conn) = self.conn_mut(d.slot, d.gen) else {
+                continue;
+            };
+            if !conn.pending_requests.remove(&d.request_id) {
+                continue;
+            }
+            if let Some(info) = conn.peer {
+                push_request_failed(
+                    &self.shared,
+                    info.node_key,
+                    d.request_id,
+                    RequestFailure::TimedOut,
+                );
+            }
+        }
+    }
+
+    /// Drops the entries of answered or failed requests. Run when the queue
+    /// has doubled since the last compaction, so its cost is amortised over
+    /// at least as many requests as it scans, and the queue stays within
+    /// twice the pending requests (or `DEADLINES_COMPACT_MIN`).
+    fn compact_deadlines(&mut self) {
+        let conns = &self.conns;
+        self.deadlines.retain(|d| match conns.get(d.slot) {
+            Some(Some(c)) if c.gen == d.gen => c.pending_requests.contains(&d.request_id),
+            _ => false,
+        });
+        self.deadlines_compact_at = (2 * self.deadlines.len()).max(DEADLINES_COMPACT_MIN);
+    }
+
     /// Bytes queued or in flight to a live connection.
     fn queued_bytes(&self, slot: usize) -> Option<usize> {
         let c = self.conns[slot].as_ref()?;
@@ -1148,6 +1253,9 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) {
+        // Cleared before popping: a command pushed after this swap either
+        // is popped below or finds the flag clear and writes the eventfd.
+        self.shared.wake_pending.swap(false, Ordering::AcqRel);
         // Bounded per wake-up so the loop keeps serving sockets.
         for _ in 0..crate::node::COMMANDS_MAX {
             let Some(cmd) = self.shared.commands.pop() else {
@@ -1173,13 +1281,7 @@ impl EventLoop {
                     request_id,
                     payload,
                 } => {
-                    if let Some(&s) = self.by_key.get(&to) {
-                        let conn = self.conns[s].as_mut().expect("ready peers are live");
-                        if conn.pending_requests.len() < PENDING_REQUESTS_PER_PEER_MAX {
-                            conn.pending_requests.insert(request_id);
-                            self.send_msg(s, &Message::Request(&payload), request_id);
-                        }
-                    }
+                    self.request(to, request_id, &payload);
                 }
                 Command::Respond {
                     to,
@@ -1204,9 +1306,52 @@ impl EventLoop {
     }
 }
 
+fn push_request_failed(shared: &Shared, to: [u8; 32], request_id: u64, reason: RequestFailure) {
+    push_event(
+        shared,
+        Event::RequestFailed {
+            to,
+            request_id,
+            reason,
+        },
+    );
+}
+
+/// Reports every request pending on `conn` as failed and forgets them.
+fn fail_pending(shared: &Shared, conn: &mut Conn, reason: RequestFailure) {
+    let Some(info) = conn.peer else {
+        // Only ready connections (which have a peer) send requests.
+        debug_assert!(conn.pending_requests.is_empty());
+        return;
+    };
+    for request_id in conn.pending_requests.drain() {
+        push_request_failed(shared, info.node_key, request_id, reason);
+    }
+}
+
 fn push_event(shared: &Shared, ev: Event) {
     if shared.events.push(ev).is_err() {
         shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Turns Nagle's algorithm off. The loop already coalesces every frame
+/// queued for a peer into one send, so Nagle adds nothing but delay: with
+/// it on, a small request or response behind an unacknowledged one waits
+/// for the peer's delayed ACK (up to 40 ms on Linux). Best effort: a socket
+/// without it still works, only slower, so a failure is not an error.
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is a TCP socket this loop owns; the option value is a
+    // valid c_int whose size is passed along.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

@@ -1,8 +1,9 @@
 //! Push/pull gossip of opaque items with 32-byte ids, sans-IO.
 //!
-//! - A node-wide [`SeenCache`] (LRU of ids) drops duplicates before anything
-//!   else is done with them: most pushed items are duplicates, so the
-//!   duplicate path is the hot one and it touches one LRU slot.
+//! - A node-wide [`SeenCache`] (a set-associative table of ids, see
+//!   [`crate::seen`]) drops duplicates before anything else is done with
+//!   them: most pushed items are duplicates, so the duplicate path is the
+//!   hot one and it touches one bucket.
 //! - Each peer has a [`PeerGossip`]: an LRU of ids already sent to or
 //!   received from it (so an id never crosses a link twice while remembered)
 //!   and two [`TokenBucket`]s limiting pushed items and bytes from it.
@@ -12,6 +13,7 @@
 use strata_storage::lru::{IdentityState, LruCache};
 
 use crate::message::{ItemId, Items};
+pub use crate::seen::SeenCache;
 
 /// A token bucket: `capacity` tokens, refilled at `refill_per_s`.
 #[derive(Debug, Clone, Copy)]
@@ -51,40 +53,6 @@ impl TokenBucket {
     /// Tokens available now (without refilling).
     pub fn tokens(&self) -> u64 {
         self.tokens
-    }
-}
-
-/// Node-wide cache of ids already seen.
-pub struct SeenCache {
-    lru: LruCache<ItemId, (), IdentityState>,
-}
-
-impl std::fmt::Debug for SeenCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SeenCache({} ids)", self.lru.len())
-    }
-}
-
-impl SeenCache {
-    /// A cache of at most `ids_max` ids.
-    pub fn new(ids_max: usize) -> Self {
-        SeenCache {
-            lru: LruCache::with_hasher(ids_max, IdentityState),
-        }
-    }
-    /// True when `id` is new (and remembers it).
-    #[inline]
-    pub fn insert(&mut self, id: &ItemId) -> bool {
-        if self.lru.contains(id) {
-            return false;
-        }
-        self.lru.put(*id, ());
-        true
-    }
-    /// True when `id` was seen.
-    #[inline]
-    pub fn contains(&self, id: &ItemId) -> bool {
-        self.lru.contains(id)
     }
 }
 
@@ -165,6 +133,9 @@ pub fn on_items(
             out.rate_limited += 1;
             continue;
         }
+        // Start the (likely cold) seen-cache load now so that it overlaps
+        // with the per-peer LRU update instead of following it.
+        seen.prefetch(id);
         peer.mark_known(id);
         if seen.insert(id) {
             out.new += 1;

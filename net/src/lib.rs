@@ -8,7 +8,8 @@
 //! Sans-IO and unit-tested: [`frame`] (incremental decoder, limits enforced
 //! before allocation), [`message`] (zero-copy typed messages), [`handshake`]
 //! (ed25519 mutual proof), [`peer`] (score, bans, backoff), [`addr_book`],
-//! [`gossip`] (seen cache, per-peer known-id LRUs, token buckets).
+//! [`gossip`] (per-peer known-id LRUs, token buckets), [`seen`] (the
+//! node-wide seen cache).
 //!
 //! Driven over sockets by one io_uring ring on one thread ([`ring`], the
 //! private `event_loop`): multishot accept, one receive buffer per
@@ -30,9 +31,10 @@
 //!   socket address.
 //!
 //! # Limits
-//! Every bound is in [`limits`] or [`Config`]. Not built: a provided-buffer
-//! receive ring; per-request timeouts on [`Handle::request`] (a response may
-//! never come; the caller times out).
+//! Every bound is in [`limits`] or [`Config`]. Requests made with
+//! [`Handle::request`] end in a response or in [`Event::RequestFailed`]
+//! (timeout after [`Config::request_timeout_ms`], disconnect, no connection,
+//! too many pending). Not built: a provided-buffer receive ring.
 //!
 //! # Fuzzing
 //! `net/fuzz` is a cargo-fuzz crate outside the workspace with targets
@@ -44,7 +46,7 @@
 //! # Dependencies
 //! Depends on `strata-storage` only for its fixed-capacity
 //! [`strata_storage::lru::LruCache`] (with `IdentityState`, no rehash of
-//! 32-byte ids), used for the seen cache and per-peer sent sets.
+//! 32-byte ids), used for the per-peer sent sets and the item store.
 //!
 //! # Example
 //! ```
@@ -78,7 +80,8 @@ pub mod node;
 pub mod peer;
 pub mod ring;
 pub mod rng;
+pub mod seen;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
-pub use node::{Event, Handle, Node, PeerSummary, Stats};
+pub use node::{Event, Handle, Node, PeerSummary, RequestFailure, Stats};

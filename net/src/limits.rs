@@ -29,9 +29,20 @@ pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const SCORE_BAN_THRESHOLD: i32 = -100;
 /// Default ban duration.
 pub const BAN_DURATION_MS_DEFAULT: u64 = 10 * 60 * 1000;
+/// Default time a request made with `Handle::request` waits for its
+/// response before the caller is told it timed out (10 s).
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Longest configurable request timeout (10 min). Every pending request
+/// holds a deadline entry until it expires, so an unbounded timeout would let
+/// answered-but-not-yet-expired entries pile up for that long.
+pub const REQUEST_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+/// Requests awaiting a response per peer; one more is refused with
+/// `RequestFailure::TooManyPending`.
+pub const PENDING_REQUESTS_PER_PEER_MAX: usize = 1024;
 
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX_DEFAULT <= FRAME_PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 // An announce of the most ids fits in a default frame.
 const _: () = assert!(2 + IDS_PER_MESSAGE_MAX * 32 <= FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
+const _: () = assert!(REQUEST_TIMEOUT_MS_DEFAULT <= REQUEST_TIMEOUT_MS_MAX);
 const _: () = assert!(SEND_QUEUE_BYTES_MAX_DEFAULT >= FRAME_PAYLOAD_BYTES_MAX_DEFAULT as usize);

@@ -68,6 +68,40 @@ pub enum Event {
         /// Opaque payload.
         payload: Vec<u8>,
     },
+    /// One of our requests will get no [`Event::Response`]: each request id
+    /// returned by [`Handle::request`] ends in exactly one `Response` or one
+    /// `RequestFailed` (unless the event queue overflowed, which
+    /// [`Stats::events_dropped`] counts).
+    RequestFailed {
+        /// The peer the request was for.
+        to: [u8; 32],
+        /// Our request id.
+        request_id: u64,
+        /// Why.
+        reason: RequestFailure,
+    },
+}
+
+/// Why a request got no response, in [`Event::RequestFailed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// No response within [`Config::request_timeout_ms`]. A response that
+    /// arrives later is treated as unsolicited.
+    #[error("no response within the request timeout")]
+    TimedOut,
+    /// The connection the request went out on closed before the response
+    /// came (the peer disconnected, was dropped, or the node shut down).
+    #[error("the connection closed before the response came")]
+    PeerGone,
+    /// No ready connection to that node key when the request was made; the
+    /// request was not sent.
+    #[error("not connected to that peer")]
+    NotConnected,
+    /// The peer already had [`crate::limits::PENDING_REQUESTS_PER_PEER_MAX`]
+    /// requests awaiting a response; the request was not sent.
+    #[error("too many requests pending to that peer")]
+    TooManyPending,
 }
 
 pub(crate) enum Command {
@@ -137,6 +171,11 @@ pub(crate) struct Shared {
     pub(crate) commands: ArrayQueue<Command>,
     pub(crate) events: ArrayQueue<Event>,
     pub(crate) eventfd: RawFd,
+    /// Set by the first command pushed since the loop last drained the
+    /// queue; later commands see it set and skip the eventfd write, because
+    /// the loop clears it just before draining and so will see them. This
+    /// keeps a burst of commands to one syscall instead of one each.
+    pub(crate) wake_pending: AtomicBool,
     pub(crate) stop: AtomicBool,
     pub(crate) stats: Stats,
     pub(crate) peers: Mutex<Vec<PeerSummary>>,
@@ -185,6 +224,7 @@ impl Node {
             commands: ArrayQueue::new(COMMANDS_MAX),
             events: ArrayQueue::new(config.events_max),
             eventfd: efd,
+            wake_pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
             peers: Mutex::new(Vec::new()),
@@ -239,7 +279,11 @@ impl Handle {
             queue: "command",
             capacity: COMMANDS_MAX,
         })?;
-        self.shared.wake();
+        // AcqRel: if the flag was already set, the loop's clearing swap comes
+        // later and synchronises with this one, so its drain sees the push.
+        if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
+            self.shared.wake();
+        }
         Ok(())
     }
 
@@ -254,7 +298,9 @@ impl Handle {
         self.command(Command::Send { to, payload })
     }
     /// Sends a request; the answer arrives as [`Event::Response`] with the
-    /// returned request id.
+    /// returned request id, or, when there will be none (no connection,
+    /// too many pending, timeout, disconnect), as [`Event::RequestFailed`]
+    /// with that id. An error here means the command was not queued at all.
     pub fn request(&self, to: [u8; 32], payload: Vec<u8>) -> Result<u64> {
         let request_id = self.shared.next_request_id.fetch_add(1, Ordering::Relaxed);
         self.command(Command::Request {
