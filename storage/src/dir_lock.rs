@@ -41,6 +41,26 @@ impl DirLock {
     }
 }
 
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Unlock explicitly before the descriptor closes: a child forked
+        // by another thread of this process (between its fork and exec)
+        // shares the open file description, and closing our descriptor
+        // alone would leave the lock held until that child execs — a
+        // reopen right after close then failed with `Locked` now and
+        // then. `LOCK_UN` releases the description's lock at once.
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: `flock` only reads its two integer arguments; the
+            // descriptor stays open until `_file` drops after this.
+            unsafe {
+                libc::flock(self._file.as_raw_fd(), libc::LOCK_UN);
+            }
+        }
+    }
+}
+
 #[cfg(unix)]
 fn try_lock_exclusive(file: &File, path: PathBuf) -> Result<()> {
     use std::os::unix::io::AsRawFd;
