@@ -399,6 +399,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
             e.invalid_blocks as f64,
         );
         metric(
+            "txs_shed_total",
+            "counter",
+            "Gossiped transactions dropped: verification queue full.",
+            m.txs_shed.load(Ordering::Relaxed) as f64,
+        );
+        metric(
             "payloads_undecodable_total",
             "counter",
             "Peer payloads that did not decode.",

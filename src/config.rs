@@ -91,6 +91,8 @@ pub struct ConsensusConfig {
     pub poll_timeout_ms: u64,
     /// How often the engine's timers run. Default 2 ms.
     pub tick_ms: u64,
+    /// Threads verifying signatures of incoming transactions. Default 2.
+    pub verify_threads: usize,
     /// Sampling weight. Default uniform.
     pub sampling: Sampling,
     /// Nonces tried per key for `sampling = "proof_of_work"`. Default 65536.
@@ -105,6 +107,7 @@ impl Default for ConsensusConfig {
             polls_in_flight: 4,
             poll_timeout_ms: 400,
             tick_ms: 2,
+            verify_threads: 2,
             sampling: Sampling::Uniform,
             pow_tries: 1 << 16,
         }

@@ -14,8 +14,12 @@
 //! - The driver polls the event queue and sleeps 1 ms when it is empty:
 //!   `strata-net` offers no blocking wait yet, and 1 ms is well under the
 //!   engine's timers.
-//! - Signature checks and block execution run inline on the driver (see
-//!   the engine's module docs); commit is one synced write batch.
+//! - Signatures of gossiped and client transactions are checked on
+//!   `verify_threads` worker threads (`strata-verify-*`) fed through a
+//!   bounded queue; the driver admits what they return. API submissions
+//!   are verified on the API's blocking workers. Block validation
+//!   (signatures of pulled transactions not already in the mempool) and
+//!   execution still run on the driver; commit is one synced write batch.
 //! - Transactions from clients and the bench are verified, admitted and
 //!   then gossiped (push to `gossip_fanout` peers, ids to the rest);
 //!   gossip forwards items before this node validates them, and invalid
@@ -28,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::db_chain::DbChain;
 use strata_consensus::engine::{Engine, EngineConfig, Output, SubmitError};
 use strata_consensus::genesis::{devnet_validator_key, Genesis};
@@ -35,6 +40,7 @@ use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
 use strata_consensus::snowball::Params;
 use strata_consensus::tx::{Transaction, TxId};
+use strata_consensus::verify::{verify_transactions, Verdict, Verifier};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
 use strata_net::{Event, Handle};
@@ -45,6 +51,8 @@ use crate::config::{NodeConfig, Sampling};
 
 /// Network events handled per lock of the core, so API requests get a turn.
 const EVENTS_PER_TURN_MAX: usize = 1024;
+/// Batches waiting for the verification workers.
+const VERIFY_JOBS_MAX: usize = 256;
 
 /// Wall-clock milliseconds (block timestamps and mempool TTLs use it).
 pub fn now_ms() -> u64 {
@@ -84,6 +92,9 @@ pub struct Metrics {
     pub payloads_undecodable: AtomicU64,
     /// Peers penalised by the engine.
     pub peers_penalized: AtomicU64,
+    /// Gossiped transactions dropped because the verification queue was
+    /// full (overload shedding).
+    pub txs_shed: AtomicU64,
     /// Wall-clock ms of the last commit.
     pub last_commit_ms: AtomicU64,
 }
@@ -115,29 +126,100 @@ impl Shared {
     }
 
     /// Verifies and admits `txs` from a client; admitted ones are gossiped.
+    /// Signatures are checked on the calling thread (an API worker), so the
+    /// core is locked only for the mempool insertions.
     pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
         let n = txs.len() as u64;
-        let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
-        let verdicts = {
+        let verdicts = verify_transactions(&txs, self.genesis.chain_id);
+        let mut results: Vec<Option<Result<TxId, SubmitError>>> = Vec::with_capacity(txs.len());
+        let mut valid = Vec::with_capacity(txs.len());
+        for (tx, v) in txs.into_iter().zip(verdicts) {
+            if v == Verdict::Valid {
+                results.push(None);
+                valid.push(tx);
+            } else {
+                results.push(Some(Err(SubmitError::Invalid(v))));
+            }
+        }
+        let encoded: Vec<Vec<u8>> = valid.iter().map(|t| t.encoded().to_vec()).collect();
+        let admitted_results = {
             let mut core = self.core();
             let Core { engine, chain } = &mut *core;
-            engine.submit_each(txs, chain, now_ms())
+            engine.submit_verified(valid, chain, now_ms())
         };
         let mut admitted = 0;
-        for (bytes, v) in encoded.into_iter().zip(&verdicts) {
-            if v.is_ok() {
+        for (bytes, r) in encoded.into_iter().zip(&admitted_results) {
+            if r.is_ok() {
                 admitted += 1;
                 if let Err(e) = self.net.broadcast(bytes) {
                     debug!("gossip of a transaction failed: {e}");
                 }
             }
         }
+        let mut admitted_results = admitted_results.into_iter();
+        let verdicts = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| admitted_results.next().expect("one per valid tx")))
+            .collect();
         self.metrics.txs_received.fetch_add(n, Ordering::Relaxed);
         self.metrics
             .txs_admitted
             .fetch_add(admitted, Ordering::Relaxed);
         verdicts
     }
+}
+
+/// Where a batch of transactions came from.
+enum Origin {
+    /// Gossip items from peers (the net layer forwards them itself).
+    Gossip,
+    /// A client request (the bench): answer with the count admitted and
+    /// gossip what was admitted.
+    Request { from: [u8; 32], request_id: u64 },
+}
+
+/// A batch for the verification workers, and what they hand back.
+struct Batch {
+    txs: Vec<Transaction>,
+    origin: Origin,
+    /// Transactions in the batch before verification.
+    received: usize,
+}
+
+/// Signature checks for gossiped and client transactions, off the driver
+/// thread: `threads` workers share a bounded job queue and return only
+/// the valid transactions.
+fn start_verifiers(
+    threads: usize,
+    chain_id: u64,
+) -> (Sender<Batch>, Receiver<Batch>, Vec<JoinHandle<()>>) {
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Batch>(VERIFY_JOBS_MAX);
+    // Unbounded on purpose: the driver may block sending a job while the
+    // job queue is full, so the workers must never block handing results
+    // back (that would deadlock). What sits here is bounded by the jobs
+    // the driver let in, and it drains it every turn.
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Batch>();
+    let workers = (0..threads.max(1))
+        .map(|i| {
+            let (jobs, done) = (job_rx.clone(), done_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("strata-verify-{i}"))
+                .spawn(move || {
+                    let mut verifier = Verifier::new();
+                    // Ends when the driver drops the job sender.
+                    for mut batch in jobs.iter() {
+                        let verdicts = verifier.verify(&batch.txs, chain_id);
+                        let mut v = verdicts.iter();
+                        batch.txs.retain(|_| v.next() == Some(&Verdict::Valid));
+                        if done.send(batch).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a verification thread")
+        })
+        .collect();
+    (job_tx, done_rx, workers)
 }
 
 /// A started node.
@@ -309,10 +391,11 @@ impl Node {
             started: Instant::now(),
         });
         let tick = Duration::from_millis(c.tick_ms.max(1));
+        let verify_threads = c.verify_threads;
         let s = Arc::clone(&shared);
         let driver = std::thread::Builder::new()
             .name("strata-driver".into())
-            .spawn(move || drive(&s, tick))
+            .spawn(move || drive(&s, tick, verify_threads))
             .map_err(|e| e.to_string())?;
         Ok(Node {
             shared,
@@ -339,7 +422,8 @@ fn chain_height(chain: &DbChain) -> u64 {
 }
 
 /// The driver loop (see the module docs).
-fn drive(shared: &Shared, tick: Duration) {
+fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
+    let (jobs, verified, workers) = start_verifiers(verify_threads, shared.genesis.chain_id);
     let mut next_tick = Instant::now();
     let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
     while !shared.stop.load(Ordering::Acquire) {
@@ -349,10 +433,16 @@ fn drive(shared: &Shared, tick: Duration) {
                 None => break,
             }
         }
+        let mut ready: Vec<Batch> = verified.try_iter().collect();
         let due = Instant::now() >= next_tick;
-        if events.is_empty() && !due {
-            std::thread::sleep(Duration::from_millis(1).min(next_tick - Instant::now()));
-            continue;
+        if events.is_empty() && ready.is_empty() && !due {
+            // Wake for whichever comes first: verified work or the tick.
+            let wait = Duration::from_millis(1).min(next_tick - Instant::now());
+            if let Ok(b) = verified.recv_timeout(wait) {
+                ready.push(b);
+            } else {
+                continue;
+            }
         }
         let mut outputs = Vec::new();
         let mut gossip_txs = Vec::new();
@@ -360,25 +450,72 @@ fn drive(shared: &Shared, tick: Duration) {
             let mut core = shared.core();
             let Core { engine, chain } = &mut *core;
             for event in events.drain(..) {
-                handle_event(shared, engine, chain, event, &mut outputs, &mut gossip_txs);
+                handle_event(
+                    shared,
+                    engine,
+                    chain,
+                    event,
+                    &jobs,
+                    &mut outputs,
+                    &mut gossip_txs,
+                );
             }
-            if !gossip_txs.is_empty() {
-                let n = gossip_txs.len() as u64;
-                let admitted = engine.submit(std::mem::take(&mut gossip_txs), chain, now_ms());
-                let m = &shared.metrics;
-                m.txs_received.fetch_add(n, Ordering::Relaxed);
-                m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+            for batch in ready {
+                admit(shared, engine, chain, batch);
             }
             if due {
                 outputs.extend(engine.on_tick(chain, now_ms()));
                 next_tick = Instant::now() + tick;
             }
         }
+        if !gossip_txs.is_empty() {
+            let batch = Batch {
+                received: gossip_txs.len(),
+                txs: gossip_txs,
+                origin: Origin::Gossip,
+            };
+            // Gossip under overload is shed, not queued without bound;
+            // the count is in /metrics.
+            if let Err(e) = jobs.try_send(batch) {
+                shared
+                    .metrics
+                    .txs_shed
+                    .fetch_add(e.into_inner().received as u64, Ordering::Relaxed);
+            }
+        }
         for out in outputs {
             perform(shared, out);
         }
     }
+    drop(jobs);
+    for w in workers {
+        let _ = w.join();
+    }
     info!("driver stopped");
+}
+
+/// Admits a verified batch and, for a client request, answers and gossips.
+fn admit(shared: &Shared, engine: &mut Engine, chain: &mut DbChain, batch: Batch) {
+    let m = &shared.metrics;
+    let encoded: Vec<Vec<u8>> = match batch.origin {
+        Origin::Request { .. } => batch.txs.iter().map(|t| t.encoded().to_vec()).collect(),
+        Origin::Gossip => Vec::new(),
+    };
+    let results = engine.submit_verified(batch.txs, chain, now_ms());
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    m.txs_received
+        .fetch_add(batch.received as u64, Ordering::Relaxed);
+    m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+    if let Origin::Request { from, request_id } = batch.origin {
+        for (bytes, r) in encoded.into_iter().zip(&results) {
+            if r.is_ok() {
+                let _ = shared.net.broadcast(bytes);
+            }
+        }
+        let _ = shared
+            .net
+            .respond(from, request_id, (admitted as u32).to_le_bytes().to_vec());
+    }
 }
 
 fn handle_event(
@@ -386,6 +523,7 @@ fn handle_event(
     engine: &mut Engine,
     chain: &mut DbChain,
     event: Event,
+    jobs: &Sender<Batch>,
     outputs: &mut Vec<Output>,
     gossip_txs: &mut Vec<Transaction>,
 ) {
@@ -420,33 +558,22 @@ fn handle_event(
             request_id,
             payload,
         } => match Payload::decode(&payload) {
-            // A client batch (the bench): admit, gossip, answer with the
-            // number admitted.
+            // A client batch (the bench): verified by the workers, then
+            // admitted, gossiped and answered in `admit`. A full queue
+            // makes the driver wait: the client's backpressure.
             Ok(Payload::Txs(txs)) => {
-                let n = txs.len() as u64;
-                let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
-                let verdicts = engine.submit_each(txs, chain, now_ms());
-                let mut admitted = 0u32;
-                for (bytes, v) in encoded.into_iter().zip(&verdicts) {
-                    if v.is_ok() {
-                        admitted += 1;
-                        let _ = shared.net.broadcast(bytes);
-                    }
-                }
-                let m = &shared.metrics;
-                m.txs_received.fetch_add(n, Ordering::Relaxed);
-                m.txs_admitted
-                    .fetch_add(u64::from(admitted), Ordering::Relaxed);
-                let _ = shared
-                    .net
-                    .respond(from, request_id, admitted.to_le_bytes().to_vec());
+                let batch = Batch {
+                    received: txs.len(),
+                    txs,
+                    origin: Origin::Request { from, request_id },
+                };
+                let _ = jobs.send(batch);
             }
             Ok(Payload::Engine(msg)) => {
                 outputs.extend(engine.on_message(from, msg, chain, now_ms()));
             }
             Err(e) => undecodable(from, "request", &e),
         },
-        Event::Response { .. } => {}
         _ => {}
     }
 }

@@ -352,6 +352,28 @@ impl Engine {
             .count()
     }
 
+    /// Admits transactions whose signatures and chain id the caller has
+    /// already checked with a [`Verifier`] (the node verifies on worker
+    /// threads, off the thread that drives the engine). Mempool rules
+    /// (nonces, fees, limits) still apply; verdicts in input order.
+    pub fn submit_verified(
+        &mut self,
+        txs: Vec<Transaction>,
+        chain: &impl Chain,
+        now_ms: u64,
+    ) -> Vec<Result<TxId, SubmitError>> {
+        txs.into_iter()
+            .map(|tx| {
+                let id = *tx.id();
+                let nonce = chain.account(tx.sender()).nonce;
+                self.mempool
+                    .insert(tx, nonce, now_ms)
+                    .map(|_| id)
+                    .map_err(SubmitError::Rejected)
+            })
+            .collect()
+    }
+
     /// [`Engine::submit`] with a verdict per transaction, in input order:
     /// its id when admitted, else why not (for the node's API and bench).
     pub fn submit_each(
@@ -367,14 +389,7 @@ impl Engine {
                 out.push(Err(SubmitError::Invalid(verdict)));
                 continue;
             }
-            let id = *tx.id();
-            let nonce = chain.account(tx.sender()).nonce;
-            out.push(
-                self.mempool
-                    .insert(tx, nonce, now_ms)
-                    .map(|_| id)
-                    .map_err(SubmitError::Rejected),
-            );
+            out.extend(self.submit_verified(vec![tx], chain, now_ms));
         }
         out
     }
