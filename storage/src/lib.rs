@@ -117,6 +117,7 @@ pub mod wal;
 #[cfg(target_os = "linux")]
 mod wal_uring;
 
+mod compaction;
 mod db;
 mod dir_lock;
 mod flush;
@@ -125,11 +126,12 @@ mod manifest;
 mod memtable;
 mod open;
 mod options;
+mod stats;
 mod table;
 mod version;
 
 pub use db::{
-    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalBackend, WalRecovery,
-    WriteBatch, WriteOptions,
+    Db, FileKind, FileWrapper, LevelStats, LogFileWrapper, Options, Scan, Snapshot, Stats,
+    WalBackend, WalRecovery, WriteBatch, WriteOptions,
 };
 pub use error::Error;

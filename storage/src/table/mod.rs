@@ -32,7 +32,7 @@ mod tests {
             }
             let info = b.finish().unwrap();
             assert_eq!(info.entries, 5500);
-            let t = Arc::new(Table::open(&path, 1).unwrap());
+            let t = Arc::new(Table::open(&path, 1, None).unwrap());
             assert_eq!(
                 t.get(b"k000003", u64::MAX).unwrap(),
                 Some(Some(vec![7; 100]))

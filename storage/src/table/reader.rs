@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -16,6 +17,7 @@ use crate::batch::Reader;
 use crate::error::{Error, Result};
 use crate::iter::Entry;
 use crate::limits::KEY_BYTES_MAX;
+use crate::version::TableMeta;
 
 #[derive(Debug)]
 struct IndexEntry {
@@ -25,20 +27,36 @@ struct IndexEntry {
 }
 
 /// An open, immutable table.
+///
+/// Shared as `Arc<Table>` by the live levels, scans and compactions. Once
+/// a compaction has replaced it in the manifest it is marked obsolete,
+/// and the file is deleted when the last `Arc` goes (in `Drop`): never
+/// while a reader can still reach it.
 #[derive(Debug)]
 pub(crate) struct Table {
     path: PathBuf,
-    #[allow(dead_code)] // Shown by `Debug`.
     number: u64,
     map: Mmap,
     index: Vec<IndexEntry>,
     bloom: Bloom,
     footer: Footer,
+    /// The first and last user keys held (a table is never empty).
+    smallest: Vec<u8>,
+    largest: Vec<u8>,
+    size_bytes: u64,
+    obsolete: AtomicBool,
 }
 
 impl Table {
     /// Opens and validates the footer, index and bloom filter of a table.
-    pub(crate) fn open(path: &Path, number: u64) -> Result<Table> {
+    /// `keys` is its key range as the manifest records it; without one
+    /// (a table recorded before ranges were, or just written) the range is
+    /// read from the first data block.
+    pub(crate) fn open(
+        path: &Path,
+        number: u64,
+        keys: Option<&(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Table> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len < FOOTER_BYTES as u64 {
@@ -58,12 +76,84 @@ impl Table {
             index: Vec::new(),
             bloom: Bloom::decode(path, 0, &[1, 0])?,
             footer,
+            smallest: Vec::new(),
+            largest: Vec::new(),
+            size_bytes: len,
+            obsolete: AtomicBool::new(false),
         };
         let index_raw = t.raw_block(footer.index_offset, footer.index_len, footer_at)?;
         t.index = t.decode_index(footer.index_offset, &index_raw, footer.index_offset)?;
         let bloom_raw = t.raw_block(footer.bloom_offset, footer.bloom_len, footer_at)?;
         t.bloom = Bloom::decode(path, footer.bloom_offset, &bloom_raw)?;
+        // The key range places the table in its level; an empty table is
+        // never written, so one on disk is damage.
+        let Some(last) = t.index.last() else {
+            return Err(Error::corruption(path, 0, "table has no data blocks"));
+        };
+        t.largest = last.last_key.clone();
+        if let Some((lo, hi)) = keys {
+            // A cheap cross-check of the manifest against the table; the
+            // smallest key is checked when its block is read.
+            if *hi != t.largest {
+                return Err(Error::corruption(
+                    path,
+                    footer.index_offset,
+                    "largest key differs from the manifest's",
+                ));
+            }
+            t.smallest = lo.clone();
+            return Ok(t);
+        }
+        let first = t.block(0)?;
+        let Some(first) = first.first() else {
+            return Err(Error::corruption(path, 0, "first data block is empty"));
+        };
+        if first.key > t.largest {
+            return Err(Error::corruption(path, 0, "first key after last key"));
+        }
+        t.smallest = first.key.clone();
         Ok(t)
+    }
+
+    /// The manifest's record of this table.
+    pub(crate) fn meta(&self) -> TableMeta {
+        TableMeta {
+            number: self.number,
+            size_bytes: self.size_bytes,
+            max_seq: self.footer.max_seq,
+            keys: Some((self.smallest.clone(), self.largest.clone())),
+        }
+    }
+
+    /// The file number.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The smallest user key in the table.
+    pub(crate) fn smallest(&self) -> &[u8] {
+        &self.smallest
+    }
+
+    /// The largest user key in the table.
+    pub(crate) fn largest(&self) -> &[u8] {
+        &self.largest
+    }
+
+    /// The file's length.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Whether the user-key range `[lo, hi]` intersects the table's.
+    pub(crate) fn overlaps(&self, lo: &[u8], hi: &[u8]) -> bool {
+        self.smallest.as_slice() <= hi && lo <= self.largest.as_slice()
+    }
+
+    /// Marks the file for deletion once the last reference is dropped.
+    /// Called only after a durable manifest edit stopped naming it.
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
     }
 
     fn raw_block(&self, offset: u64, len: u32, limit: u64) -> Result<Vec<u8>> {
@@ -164,6 +254,16 @@ impl Table {
             entries: Vec::new().into_iter(),
             skip_to,
             failed: false,
+        }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // A failed delete only leaves a file the next open deletes
+            // (the manifest no longer names it).
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
