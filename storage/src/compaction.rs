@@ -360,6 +360,23 @@ impl Inner {
     ) -> Result<()> {
         let out_level = job.output_level as u8;
         let mut vs = self.versions.lock().expect(LOCK);
+        // Checked before the edit reaches the manifest, so a bug here can
+        // never be made durable. Only this worker changes levels >= 1, so
+        // the output level read now is the one the swap below changes.
+        {
+            let current = self.levels();
+            let mut ranges: Vec<(&[u8], &[u8])> = current[job.output_level]
+                .iter()
+                .filter(|t| !job.inputs.iter().any(|(_, i)| Arc::ptr_eq(i, t)))
+                .chain(outputs.iter())
+                .map(|t| (t.smallest(), t.largest()))
+                .collect();
+            ranges.sort();
+            assert!(
+                ranges.windows(2).all(|w| w[0].1 < w[1].0),
+                "a compaction output overlaps its level"
+            );
+        }
         let mut ops: Vec<EditOp> = job
             .inputs
             .iter()
@@ -385,10 +402,6 @@ impl Inner {
             let target = &mut levels[job.output_level];
             target.extend(outputs);
             target.sort_by(|a, b| a.smallest().cmp(b.smallest()));
-            assert!(
-                target.windows(2).all(|w| w[0].largest() < w[1].smallest()),
-                "a compaction output overlaps its level"
-            );
             st.tables = Arc::new(levels);
         }
         drop(vs);

@@ -168,6 +168,17 @@ impl Db {
 /// (reads rely on it), else [`Error::Corruption`] of the manifest.
 fn open_levels(dir: &Path, version: &Version) -> Result<Levels> {
     let mut levels: Levels = Vec::with_capacity(version.levels.len());
+    // One file in two levels would be deleted by a compaction of one
+    // while the other still names it.
+    let mut numbers: Vec<u64> = version.levels.iter().flatten().map(|m| m.number).collect();
+    numbers.sort_unstable();
+    if let Some(w) = numbers.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::corruption(
+            dir.join(crate::manifest::CURRENT),
+            0,
+            format!("table {} is live in two levels", w[0]),
+        ));
+    }
     for (level, metas) in version.levels.iter().enumerate() {
         let mut tables = Vec::with_capacity(metas.len());
         for meta in metas {
