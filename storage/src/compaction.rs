@@ -201,7 +201,7 @@ impl Outputs {
         let path = b.path().to_path_buf();
         let r = b.finish().and_then(|info| {
             manifest::sync_dir(&inner.dir)?;
-            let table = Table::open(&path, number, None)?;
+            let table = Table::open(&path, number, None, inner.block_cache.clone())?;
             let meta = table.meta();
             assert_eq!(
                 meta.size_bytes, info.size_bytes,
@@ -255,7 +255,7 @@ impl Inner {
         let sources: Vec<Source> = job
             .inputs
             .iter()
-            .map(|(_, t)| Box::new(t.iter_from(Bound::Unbounded)) as Source)
+            .map(|(_, t)| Box::new(t.iter_uncached(Bound::Unbounded)) as Source)
             .collect();
         let mut merge = Merge::new(sources);
         let mut out = Outputs {

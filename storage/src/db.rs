@@ -31,6 +31,7 @@ use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalBackend, WalRecovery};
 pub use crate::stats::{LevelStats, Stats};
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::Version;
 use crate::wal::{LogFile, Wal};
@@ -130,6 +131,8 @@ pub(crate) struct Inner {
     /// Live snapshots: sequence number → count. Compaction keeps every
     /// version a snapshot at or above the smallest of them can read.
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
+    /// Shared by every table; `None` if `block_cache_bytes` is 0.
+    pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
 
 /// An open database. `Send + Sync`: share it behind an `Arc`.
@@ -424,6 +427,7 @@ impl Db {
                 .collect(),
             c,
             inner.stalls.load(Ordering::Relaxed),
+            inner.block_cache.as_deref(),
         )
     }
 

@@ -25,6 +25,7 @@ use crate::manifest;
 use crate::memtable::Memtable;
 use crate::options::{FileKind, Options};
 use crate::table::builder::TableBuilder;
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
 use crate::wal::Wal;
@@ -66,6 +67,7 @@ pub(crate) fn write_table(
     number: u64,
     mem: &Memtable,
     options: &Options,
+    cache: Option<Arc<BlockCache>>,
 ) -> Result<(Arc<Table>, TableMeta)> {
     let path = dir.join(table_name(number));
     let wrap = |f| options.wrap_file(FileKind::Table, f);
@@ -75,7 +77,7 @@ pub(crate) fn write_table(
     }
     let info = b.finish()?;
     manifest::sync_dir(dir)?;
-    let table = Table::open(&path, number, None)?;
+    let table = Table::open(&path, number, None, cache)?;
     let meta = table.meta();
     assert_eq!(
         meta.size_bytes, info.size_bytes,
@@ -176,7 +178,13 @@ impl Inner {
     /// lock while writing the table, so reads and writes continue.
     fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
         let number = self.versions.lock().expect(LOCK).new_file_number();
-        let (table, meta) = write_table(&self.dir, number, &imm.mem, &self.options)?;
+        let (table, meta) = write_table(
+            &self.dir,
+            number,
+            &imm.mem,
+            &self.options,
+            self.block_cache.clone(),
+        )?;
         self.counters
             .flush_bytes
             .fetch_add(meta.size_bytes, Ordering::Relaxed);

@@ -62,7 +62,12 @@
 //!   tables, manifests and `CURRENT` (renames, directory fsyncs and reads
 //!   are not wrapped).
 //! - Scans copy the memtable range they cover; tables are read one
-//!   decoded block at a time. There is no block cache yet.
+//!   decoded block at a time. Data blocks are read through a block
+//!   cache ([`Options::block_cache_bytes`], default 8 MiB, decompressed and
+//!   checksum-verified blocks shared by all tables, LRU per shard; hits
+//!   and misses in [`Db::stats`]); flushes and compactions bypass it.
+//!   Index and bloom blocks stay decoded in memory for every open table
+//!   (not counted in the cache budget).
 //! - The directory is locked (`flock` on its `LOCK` file) while a `Db` is
 //!   open: a second open, in this process or another, is
 //!   [`Error::Locked`]. The lock is advisory: it does not stop other

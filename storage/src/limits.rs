@@ -31,6 +31,17 @@ pub const L0_STOP_WRITES_DEFAULT: usize = 12;
 pub const LEVEL1_BYTES_DEFAULT: u64 = 64 << 20;
 /// Default size ratio between adjacent levels.
 pub const LEVEL_SIZE_RATIO_DEFAULT: u64 = 10;
+/// Default block cache size, in bytes (8 MiB).
+pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 8 << 20;
+/// Most shards of the block cache, each with its own lock.
+pub const BLOCK_CACHE_SHARDS_MAX: usize = 16;
+/// Smallest block cache shard, in bytes: eight target-size blocks (a
+/// smaller cache gets fewer shards, down to one), so no shard is too
+/// small to hold a block.
+pub const BLOCK_CACHE_SHARD_BYTES_MIN: usize = 8 * BLOCK_BYTES_TARGET;
+/// Block size assumed when sizing a cache shard's hash table (its entry
+/// count); smaller blocks only mean the count, not the bytes, binds.
+pub const BLOCK_CACHE_ENTRY_BYTES_MIN: usize = 1 << 10;
 /// Default size at which a compaction cuts an output table, in bytes
 /// (32 MiB; a table can be larger by one key's versions).
 pub const TABLE_BYTES_DEFAULT: u64 = 32 << 20;

@@ -17,6 +17,7 @@ use crate::flush::{self, FlushState};
 use crate::manifest::{self, Manifest};
 use crate::memtable::Memtable;
 use crate::options::{Options, WalRecovery};
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, Version, VersionEdit};
 use crate::wal::{self, Wal};
@@ -42,7 +43,8 @@ impl Db {
             Some((v, n)) => (v, Some(n)),
             None => (Version::default(), None),
         };
-        let mut tables = open_levels(&dir, &version)?;
+        let block_cache = BlockCache::new(options.block_cache_bytes);
+        let mut tables = open_levels(&dir, &version, &block_cache)?;
         let mut wals: Vec<u64> = Vec::new();
         let mut ssts: Vec<u64> = Vec::new();
         let mut manifests: Vec<u64> = Vec::new();
@@ -83,7 +85,7 @@ impl Db {
         if !mem.is_empty() {
             let number = version.next_file_number;
             version.next_file_number += 1;
-            let (t, meta) = flush::write_table(&dir, number, &mem, &options)?;
+            let (t, meta) = flush::write_table(&dir, number, &mem, &options, block_cache.clone())?;
             let op = EditOp::AddTable {
                 level: 0,
                 table: meta,
@@ -144,6 +146,7 @@ impl Db {
             compact_work: Condvar::new(),
             compact_done: Condvar::new(),
             snapshots: Mutex::new(BTreeMap::new()),
+            block_cache,
         });
         let worker = flush::spawn(Arc::clone(&inner))?;
         let compactor = match compaction::spawn(Arc::clone(&inner)) {
@@ -166,7 +169,7 @@ impl Db {
 /// Opens every table of `version`, per level: L0 as listed (newest
 /// first), deeper levels sorted by smallest key and checked to be disjoint
 /// (reads rely on it), else [`Error::Corruption`] of the manifest.
-fn open_levels(dir: &Path, version: &Version) -> Result<Levels> {
+fn open_levels(dir: &Path, version: &Version, cache: &Option<Arc<BlockCache>>) -> Result<Levels> {
     let mut levels: Levels = Vec::with_capacity(version.levels.len());
     // One file in two levels would be deleted by a compaction of one
     // while the other still names it.
@@ -186,6 +189,7 @@ fn open_levels(dir: &Path, version: &Version) -> Result<Levels> {
                 &dir.join(table_name(meta.number)),
                 meta.number,
                 meta.keys.as_ref(),
+                cache.clone(),
             )?));
         }
         if level > 0 {

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::limits::{
-    IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT, L0_STOP_WRITES_DEFAULT,
-    LEVEL1_BYTES_DEFAULT, LEVEL_SIZE_RATIO_DEFAULT, MEMTABLE_BYTES_DEFAULT, TABLE_BYTES_DEFAULT,
+    BLOCK_CACHE_BYTES_DEFAULT, IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT,
+    L0_STOP_WRITES_DEFAULT, LEVEL1_BYTES_DEFAULT, LEVEL_SIZE_RATIO_DEFAULT, MEMTABLE_BYTES_DEFAULT,
+    TABLE_BYTES_DEFAULT,
 };
 use crate::wal::LogFile;
 
@@ -72,6 +73,7 @@ pub struct Options {
     pub(crate) level1_bytes: u64,
     pub(crate) level_size_ratio: u64,
     pub(crate) table_bytes: u64,
+    pub(crate) block_cache_bytes: usize,
     pub(crate) wal_recovery: WalRecovery,
     pub(crate) zstd_level: Option<i32>,
     pub(crate) create_if_missing: bool,
@@ -92,6 +94,7 @@ impl fmt::Debug for Options {
             .field("level1_bytes", &self.level1_bytes)
             .field("level_size_ratio", &self.level_size_ratio)
             .field("table_bytes", &self.table_bytes)
+            .field("block_cache_bytes", &self.block_cache_bytes)
             .field("wal_recovery", &self.wal_recovery)
             .field("zstd_level", &self.zstd_level)
             .field("create_if_missing", &self.create_if_missing)
@@ -116,6 +119,7 @@ impl Default for Options {
             level1_bytes: LEVEL1_BYTES_DEFAULT,
             level_size_ratio: LEVEL_SIZE_RATIO_DEFAULT,
             table_bytes: TABLE_BYTES_DEFAULT,
+            block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             wal_recovery: WalRecovery::Strict,
             zstd_level: None,
             create_if_missing: true,
@@ -188,6 +192,14 @@ impl Options {
     /// can exceed it by the versions of one key.
     pub fn table_bytes(mut self, bytes: u64) -> Self {
         self.table_bytes = bytes.max(1);
+        self
+    }
+
+    /// Bytes of decompressed data blocks kept in memory, shared by all
+    /// tables (default 8 MiB; 0 turns the cache off). Hits and misses are
+    /// in [`crate::Db::stats`].
+    pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.block_cache_bytes = bytes;
         self
     }
 

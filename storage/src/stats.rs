@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::db::Counters;
+use crate::table::cache::BlockCache;
 
 /// Files and bytes of one level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,10 +40,21 @@ pub struct Stats {
     /// Writes that waited for a background worker (see
     /// [`crate::Db::write_stalls`]).
     pub write_stalls: u64,
+    /// Data block lookups the block cache answered (0 without a cache).
+    pub block_cache_hits: u64,
+    /// Data block lookups it did not (the block was read from the file).
+    pub block_cache_misses: u64,
+    /// Bytes of blocks the cache holds now.
+    pub block_cache_bytes: u64,
 }
 
 impl Stats {
-    pub(crate) fn new(levels: Vec<LevelStats>, c: &Counters, write_stalls: u64) -> Stats {
+    pub(crate) fn new(
+        levels: Vec<LevelStats>,
+        c: &Counters,
+        write_stalls: u64,
+        cache: Option<&BlockCache>,
+    ) -> Stats {
         let user = c.user_bytes.load(Ordering::Relaxed);
         let flush = c.flush_bytes.load(Ordering::Relaxed);
         let compaction = c.compaction_bytes.load(Ordering::Relaxed);
@@ -60,6 +72,19 @@ impl Stats {
             compactions: c.compactions.load(Ordering::Relaxed),
             trivial_moves: c.trivial_moves.load(Ordering::Relaxed),
             write_stalls,
+            block_cache_hits: cache.map_or(0, BlockCache::hits),
+            block_cache_misses: cache.map_or(0, BlockCache::misses),
+            block_cache_bytes: cache.map_or(0, BlockCache::bytes),
+        }
+    }
+
+    /// `hits / (hits + misses)` of the block cache; 0 before any lookup.
+    pub fn block_cache_hit_rate(&self) -> f64 {
+        let lookups = self.block_cache_hits + self.block_cache_misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.block_cache_hits as f64 / lookups as f64
         }
     }
 

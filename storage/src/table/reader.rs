@@ -12,6 +12,7 @@ use memmap2::Mmap;
 
 use super::block;
 use super::bloom::Bloom;
+use super::cache::{BlockCache, CachedBlock};
 use super::footer::{Footer, FOOTER_BYTES};
 use crate::batch::Reader;
 use crate::error::{Error, Result};
@@ -45,17 +46,37 @@ pub(crate) struct Table {
     largest: Vec<u8>,
     size_bytes: u64,
     obsolete: AtomicBool,
+    cache: Option<Arc<BlockCache>>,
+}
+
+/// The raw bytes of a data block: borrowed from the map (uncompressed,
+/// no cache), decompressed for this read, or shared with the cache.
+enum Raw<'a> {
+    Read(std::borrow::Cow<'a, [u8]>),
+    Cached(CachedBlock),
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Read(c) => c,
+            Raw::Cached(a) => a,
+        }
+    }
 }
 
 impl Table {
     /// Opens and validates the footer, index and bloom filter of a table.
     /// `keys` is its key range as the manifest records it; without one
     /// (a table recorded before ranges were, or just written) the range is
-    /// read from the first data block.
+    /// read from the first data block. Data blocks are read through
+    /// `cache` if there is one.
     pub(crate) fn open(
         path: &Path,
         number: u64,
         keys: Option<&(Vec<u8>, Vec<u8>)>,
+        cache: Option<Arc<BlockCache>>,
     ) -> Result<Table> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -80,6 +101,7 @@ impl Table {
             largest: Vec::new(),
             size_bytes: len,
             obsolete: AtomicBool::new(false),
+            cache,
         };
         let index_raw = t.raw_block(footer.index_offset, footer.index_len, footer_at)?;
         t.index = t.decode_index(footer.index_offset, &index_raw, footer.index_offset)?;
@@ -104,7 +126,7 @@ impl Table {
             t.smallest = lo.clone();
             return Ok(t);
         }
-        let first = t.block(0)?;
+        let first = t.block(0, false)?;
         let Some(first) = first.first() else {
             return Err(Error::corruption(path, 0, "first data block is empty"));
         };
@@ -202,11 +224,38 @@ impl Table {
         Ok(out)
     }
 
-    /// Decoded entries of data block `i`.
-    fn block(&self, i: usize) -> Result<Vec<Entry>> {
+    /// The checked, decompressed bytes of data block `i`: through the
+    /// cache for a user read (`use_cache`), else straight from the file.
+    fn data_block(&self, i: usize, use_cache: bool) -> Result<Raw<'_>> {
         let e = &self.index[i];
-        let raw = self.raw_block(e.offset, e.len, self.footer.index_offset)?;
-        block::decode(&self.path, e.offset, &raw)
+        let cache = self.cache.as_ref().filter(|_| use_cache);
+        if let Some(hit) = cache.and_then(|c| c.get(self.number, e.offset)) {
+            return Ok(Raw::Cached(hit));
+        }
+        let end = e.offset + u64::from(e.len);
+        if end > self.footer.index_offset {
+            return Err(Error::corruption(
+                &self.path,
+                e.offset,
+                "block past the data region",
+            ));
+        }
+        let framed = &self.map[e.offset as usize..end as usize];
+        let raw = block::unframe(&self.path, e.offset, framed)?;
+        match cache {
+            Some(cache) => {
+                let shared: CachedBlock = Arc::from(&*raw);
+                cache.insert(self.number, e.offset, Arc::clone(&shared));
+                Ok(Raw::Cached(shared))
+            }
+            _ => Ok(Raw::Read(raw)),
+        }
+    }
+
+    /// Decoded entries of data block `i`.
+    fn block(&self, i: usize, use_cache: bool) -> Result<Vec<Entry>> {
+        let raw = self.data_block(i, use_cache)?;
+        block::decode(&self.path, self.index[i].offset, &raw)
     }
 
     /// First block whose last key is >= `key`.
@@ -221,18 +270,8 @@ impl Table {
             return Ok(None);
         }
         for i in self.first_block_for(key)..self.index.len() {
-            let e = &self.index[i];
-            let end = e.offset + u64::from(e.len);
-            if end > self.footer.index_offset {
-                return Err(Error::corruption(
-                    &self.path,
-                    e.offset,
-                    "block past the data region",
-                ));
-            }
-            let framed = &self.map[e.offset as usize..end as usize];
-            let raw = block::unframe(&self.path, e.offset, framed)?;
-            match block::get(&self.path, e.offset, &raw, key, seq)? {
+            let raw = self.data_block(i, true)?;
+            match block::get(&self.path, self.index[i].offset, &raw, key, seq)? {
                 block::Lookup::Found(v) => return Ok(Some(v)),
                 block::Lookup::Absent => return Ok(None),
                 block::Lookup::Next => {}
@@ -241,8 +280,17 @@ impl Table {
         Ok(None)
     }
 
-    /// Entries from the first key within `start`, in internal-key order.
+    /// Entries from the first key within `start`, in internal-key order,
+    /// reading data blocks through the block cache.
     pub(crate) fn iter_from(self: &Arc<Self>, start: Bound<&[u8]>) -> TableIter {
+        let mut it = self.iter_uncached(start);
+        it.use_cache = true;
+        it
+    }
+
+    /// As [`Table::iter_from`], but bypassing the block cache (a
+    /// compaction's one pass over cold data would evict the hot set).
+    pub(crate) fn iter_uncached(self: &Arc<Self>, start: Bound<&[u8]>) -> TableIter {
         let (block, skip_to): (usize, Option<(Vec<u8>, bool)>) = match start {
             Bound::Unbounded => (0, None),
             Bound::Included(k) => (self.first_block_for(k), Some((k.to_vec(), true))),
@@ -254,6 +302,7 @@ impl Table {
             entries: Vec::new().into_iter(),
             skip_to,
             failed: false,
+            use_cache: false,
         }
     }
 }
@@ -275,6 +324,7 @@ pub(crate) struct TableIter {
     entries: std::vec::IntoIter<Entry>,
     skip_to: Option<(Vec<u8>, bool)>,
     failed: bool,
+    use_cache: bool,
 }
 
 impl Iterator for TableIter {
@@ -298,7 +348,7 @@ impl Iterator for TableIter {
             if self.next_block >= self.table.index.len() {
                 return None;
             }
-            match self.table.block(self.next_block) {
+            match self.table.block(self.next_block, self.use_cache) {
                 Ok(entries) => self.entries = entries.into_iter(),
                 Err(e) => {
                     self.failed = true;
