@@ -498,7 +498,12 @@ impl Clone for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        let mut snaps = self.inner.snapshots.lock().expect(LOCK);
+        // Never panics: a drop during unwinding would abort the process.
+        let mut snaps = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = snaps.get_mut(&self.seq) {
             *n -= 1;
             if *n == 0 {
