@@ -1,23 +1,27 @@
-//! The database: WAL + memtable + immutable memtables + L0 tables.
+//! The database: WAL + memtable + immutable memtables + leveled tables.
 //!
 //! Writes take one mutex (sequence numbers, WAL append, memtable insert,
 //! publication of the visible sequence number), then synced writers leave
 //! it and share fsyncs (group commit, see [`crate::wal`]). A write that
-//! finds the memtable full first freezes it for the background worker
-//! ([`crate::flush`]). Reads take a read lock only to look at the
-//! memtables and clone the table list.
+//! finds the memtable full first freezes it for the background flush
+//! worker ([`crate::flush`]); the compaction worker
+//! ([`crate::compaction`]) merges tables down the levels. Reads take a
+//! read lock only to look at the memtables and clone the level list.
 //!
-//! Lock order: `writer` → `versions`; `writer` → `bg` → `state`. The
-//! worker takes `versions` alone and `bg` → `state`, never `writer`, so a
-//! writer waiting for room (holding `writer`) cannot block it.
+//! Lock order: `writer` → `versions` → `state`; `writer` → `bg` → `state`;
+//! `compact` → `state`; `snapshots` alone. The workers take neither
+//! `writer` nor hold `bg` while taking `versions`, so a writer waiting for
+//! room (holding `writer`) cannot block them.
 
-use std::ops::RangeBounds;
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 pub use crate::batch::WriteBatch;
+use crate::compaction::{self, CompactState, KeyRange};
 use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushState, Immutable};
@@ -26,6 +30,8 @@ use crate::iter::Source;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalBackend, WalRecovery};
+pub use crate::stats::{LevelStats, Stats};
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::Version;
 use crate::wal::{LogFile, Wal};
@@ -70,13 +76,29 @@ impl VersionSet {
     }
 }
 
+/// The open tables per level: L0 newest first (overlapping), each deeper
+/// level sorted by smallest key with disjoint key ranges. Mirrors the
+/// version's table lists.
+pub(crate) type Levels = Vec<Vec<Arc<Table>>>;
+
 /// What readers see: every place a write can be, newest first.
 pub(crate) struct State {
     pub(crate) mem: Memtable,
     /// Frozen memtables waiting for the flush worker, newest first.
     pub(crate) imm: Vec<Arc<Immutable>>,
-    /// Newest first.
-    pub(crate) tables: Arc<Vec<Arc<Table>>>,
+    /// Replaced whole (never mutated) so a reader's clone stays a
+    /// consistent view while flushes and compactions install tables.
+    pub(crate) tables: Arc<Levels>,
+}
+
+/// Counters behind [`Db::stats`], since open.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) user_bytes: AtomicU64,
+    pub(crate) flush_bytes: AtomicU64,
+    pub(crate) compaction_bytes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) trivial_moves: AtomicU64,
 }
 
 /// The engine, shared by the `Db` handle and the flush worker.
@@ -97,14 +119,29 @@ pub(crate) struct Inner {
     pub(crate) visible_seq: AtomicU64,
     pub(crate) poisoned: AtomicBool,
     pub(crate) closed: AtomicBool,
-    /// Writes that waited for the flush worker (backpressure).
+    /// Writes that waited for the flush or compaction worker
+    /// (backpressure).
     pub(crate) stalls: AtomicU64,
+    pub(crate) counters: Counters,
+    /// Coordination with the compaction worker; `compact_work` wakes it,
+    /// `compact_done` wakes `compact_range` callers.
+    pub(crate) compact: Mutex<CompactState>,
+    pub(crate) compact_work: Condvar,
+    pub(crate) compact_done: Condvar,
+    /// Live snapshots: sequence number → count. Compaction keeps every
+    /// version a snapshot at or above the smallest of them can read.
+    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
+    /// Shared by every table; `None` if `block_cache_bytes` is 0.
+    pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
 
 /// An open database. `Send + Sync`: share it behind an `Arc`.
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
     pub(crate) worker: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) compactor: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes `compact_range` callers (one manual request at a time).
+    pub(crate) manual: Mutex<()>,
     /// Held until `close` (or drop) has stopped the worker and synced the
     /// WALs; only then may another `Db` open the directory.
     pub(crate) dir_lock: Mutex<Option<DirLock>>,
@@ -146,12 +183,37 @@ impl Inner {
         Ok(w)
     }
 
-    fn get_at(&self, key: &[u8], seq: u64) -> Result<Option<Vec<u8>>> {
+    /// The smallest sequence number a reader may still read at: the
+    /// oldest live snapshot, else the visible sequence number. Taken under
+    /// the snapshot lock, so a snapshot registered after it reads at or
+    /// above it.
+    pub(crate) fn oldest_read_seq(&self) -> u64 {
+        let snaps = self.snapshots.lock().expect(LOCK);
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        snaps.keys().next().map_or(visible, |&s| s.min(visible))
+    }
+
+    fn register_snapshot(self: &Arc<Self>, seq: Option<u64>) -> Snapshot {
+        let mut snaps = self.snapshots.lock().expect(LOCK);
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        let seq = seq.map_or(visible, |s| s.min(visible));
+        *snaps.entry(seq).or_insert(0) += 1;
+        Snapshot {
+            inner: Arc::clone(self),
+            seq,
+        }
+    }
+
+    /// Reads at `seq`, or (`None`) at the visible sequence number loaded
+    /// under the state lock: a compaction installed before that load chose
+    /// what to drop knowing a reader could read at it.
+    fn get_at(&self, key: &[u8], seq: Option<u64>) -> Result<Option<Vec<u8>>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let tables = {
+        let (tables, seq) = {
             let st = self.state.read().expect(LOCK);
+            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
             if let Some(v) = st.mem.get(key, seq) {
                 return Ok(v);
             }
@@ -160,32 +222,58 @@ impl Inner {
                     return Ok(v);
                 }
             }
-            Arc::clone(&st.tables)
+            (Arc::clone(&st.tables), seq)
         };
-        for t in tables.iter() {
+        for t in &tables[0] {
             if let Some(v) = t.get(key, seq)? {
                 return Ok(v);
+            }
+        }
+        // Deeper levels are disjoint runs: at most one table per level
+        // can hold the key, and shallower levels hold newer versions.
+        for level in &tables[1..] {
+            let i = level.partition_point(|t| t.largest() < key);
+            if let Some(t) = level.get(i).filter(|t| t.smallest() <= key) {
+                if let Some(v) = t.get(key, seq)? {
+                    return Ok(v);
+                }
             }
         }
         Ok(None)
     }
 
-    fn scan_at(&self, range: impl RangeBounds<Vec<u8>>, seq: u64) -> Result<Scan> {
+    fn scan_at(&self, range: impl RangeBounds<Vec<u8>>, seq: Option<u64>) -> Result<Scan> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let start = range.start_bound().map(|k| k.as_slice());
         let end = range.end_bound().map(|k| k.as_slice());
         let mut sources: Vec<Source> = Vec::new();
-        let tables = {
+        let (tables, seq) = {
             let st = self.state.read().expect(LOCK);
+            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
             for mem in std::iter::once(&st.mem).chain(st.imm.iter().map(|imm| &imm.mem)) {
                 sources.push(Box::new(mem.entries_from(start, end).into_iter().map(Ok)));
             }
-            Arc::clone(&st.tables)
+            (Arc::clone(&st.tables), seq)
         };
-        for t in tables.iter() {
+        for t in &tables[0] {
             sources.push(Box::new(t.iter_from(start)));
+        }
+        // One source per deeper level: its tables in key order, each
+        // opened only when the scan reaches it.
+        for level in tables.iter().skip(1).filter(|l| !l.is_empty()) {
+            let from = match start {
+                Bound::Included(k) | Bound::Excluded(k) => {
+                    level.partition_point(|t| t.largest() < k)
+                }
+                Bound::Unbounded => 0,
+            };
+            let run: Vec<Arc<Table>> = level[from..].to_vec();
+            let start_owned = start.map(<[u8]>::to_vec);
+            sources.push(Box::new(run.into_iter().flat_map(move |t| {
+                t.iter_from(start_owned.as_ref().map(Vec::as_slice))
+            })));
         }
         Ok(Scan::new(sources, seq, end.map(<[u8]>::to_vec)))
     }
@@ -219,6 +307,11 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
+        let user_bytes: usize = batch
+            .ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
         let mut w = inner.lock_writer()?;
         let mem_bytes = inner.state.read().expect(LOCK).mem.bytes();
         if mem_bytes >= inner.options.memtable_bytes {
@@ -234,6 +327,10 @@ impl Db {
             }
         }
         w.next_seq += count;
+        inner
+            .counters
+            .user_bytes
+            .fetch_add(user_bytes as u64, Ordering::Relaxed);
         inner
             .visible_seq
             .store(first_seq + count - 1, Ordering::Release);
@@ -263,8 +360,9 @@ impl Db {
         inner.wait_flushed(id)
     }
 
-    /// Writes that had to wait for the background flush since open
-    /// (backpressure: `immutables_max` frozen memtables were pending).
+    /// Writes that had to wait for the background workers since open
+    /// (backpressure: `immutables_max` frozen memtables were pending, or
+    /// L0 had `l0_stop_writes` tables).
     pub fn write_stalls(&self) -> u64 {
         self.inner.stalls.load(Ordering::Relaxed)
     }
@@ -278,31 +376,59 @@ impl Db {
     /// The value of `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let inner = &*self.inner;
-        inner.get_at(key, inner.visible_seq.load(Ordering::Acquire))
+        inner.get_at(key, None)
     }
 
     /// Key/value pairs with keys in `range`, ascending.
     pub fn scan(&self, range: impl RangeBounds<Vec<u8>>) -> Result<Scan> {
         let inner = &*self.inner;
-        inner.scan_at(range, inner.visible_seq.load(Ordering::Acquire))
+        inner.scan_at(range, None)
     }
 
-    /// A consistent read view at the current sequence number.
-    pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot {
-            db: self,
-            seq: self.inner.visible_seq.load(Ordering::Acquire),
-        }
+    /// A consistent read view at the current sequence number. While it
+    /// lives, compaction keeps every version it can read.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.register_snapshot(None)
     }
 
-    /// A read view at an earlier `seq` of this open `Db` (for tests that
-    /// cannot hold a borrowing [`Snapshot`] across a reassignment).
-    #[doc(hidden)]
-    pub fn snapshot_at_for_tests(&self, seq: u64) -> Snapshot<'_> {
-        Snapshot {
-            db: self,
-            seq: seq.min(self.inner.visible_seq.load(Ordering::Acquire)),
-        }
+    /// Merges every table overlapping `range` down to the deepest level
+    /// that holds data (at least L1), then rewrites that level's tables in
+    /// the range, dropping versions no live snapshot can read and
+    /// tombstones with nothing beneath them. Flushes the memtable first;
+    /// returns when done. Runs on the compaction worker, between its own
+    /// compactions.
+    pub fn compact_range(&self, range: impl RangeBounds<Vec<u8>>) -> Result<()> {
+        let range = KeyRange {
+            start: range.start_bound().cloned(),
+            end: range.end_bound().cloned(),
+        };
+        self.flush()?;
+        let _one = self.manual.lock().expect(LOCK);
+        compaction::request_manual(&self.inner, range)
+    }
+
+    /// [`Db::compact_range`] over all keys.
+    pub fn compact_all(&self) -> Result<()> {
+        self.compact_range(..)
+    }
+
+    /// Level shapes and write counters since open.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        let tables = Arc::clone(&inner.state.read().expect(LOCK).tables);
+        let c = &inner.counters;
+        Stats::new(
+            tables
+                .iter()
+                .map(|l| LevelStats {
+                    files: l.len(),
+                    bytes: l.iter().map(|t| t.size_bytes()).sum(),
+                })
+                .collect(),
+            c,
+            inner.stalls.load(Ordering::Relaxed),
+            inner.block_cache.as_deref(),
+        )
     }
 
     /// Lets the flush worker write the frozen memtables, stops it, syncs
@@ -316,6 +442,7 @@ impl Db {
             return Ok(());
         }
         flush::stop(inner, self.worker.lock().expect(LOCK).take());
+        compaction::stop(inner, self.compactor.lock().expect(LOCK).take());
         let mut synced = w.wal.sync_all();
         // Frozen memtables left by a failed worker live only in their WALs.
         for imm in &inner.state.read().expect(LOCK).imm {
@@ -348,14 +475,45 @@ pub(crate) fn wrapper(options: &Options) -> impl Fn(Box<dyn LogFile>) -> Box<dyn
 }
 
 /// A read view of a [`Db`] at one sequence number: later writes are
-/// invisible to it. Cheap; holds no files open beyond the `Db`'s.
-#[derive(Debug, Clone, Copy)]
-pub struct Snapshot<'a> {
-    db: &'a Db,
+/// invisible to it. Registered with the engine while it lives, so
+/// compaction keeps the versions it reads: a long-lived snapshot holds
+/// back space reclamation. Reads after the `Db` is closed return
+/// [`Error::Closed`].
+pub struct Snapshot {
+    inner: Arc<Inner>,
     seq: u64,
 }
 
-impl Snapshot<'_> {
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seq", &self.seq).finish()
+    }
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Self {
+        self.inner.register_snapshot(Some(self.seq))
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // Never panics: a drop during unwinding would abort the process.
+        let mut snaps = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = snaps.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                snaps.remove(&self.seq);
+            }
+        }
+    }
+}
+
+impl Snapshot {
     /// The sequence number this view reads at.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -363,12 +521,12 @@ impl Snapshot<'_> {
 
     /// The value of `key` as of the snapshot.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.inner.get_at(key, self.seq)
+        self.inner.get_at(key, Some(self.seq))
     }
 
     /// Pairs with keys in `range` as of the snapshot, ascending.
     pub fn scan(&self, range: impl RangeBounds<Vec<u8>>) -> Result<Scan> {
-        self.db.inner.scan_at(range, self.seq)
+        self.inner.scan_at(range, Some(self.seq))
     }
 }
 

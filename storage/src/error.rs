@@ -58,13 +58,14 @@ pub enum Error {
     /// it is reopened, because it can no longer tell what reached the disk.
     #[error("database is poisoned by an earlier failed write; reopen it")]
     Poisoned,
-    /// The background flush failed (the inner error says where); the
-    /// database refuses writes and flushes until it is reopened. Every
-    /// acknowledged write is still in the WAL and is recovered at reopen.
-    #[error("background flush failed, reopen the database: {0}")]
+    /// A background flush or compaction failed (the inner error says
+    /// where); the database refuses writes and flushes until it is
+    /// reopened. Every acknowledged write is still in a WAL or a table the
+    /// manifest names, and is there at reopen.
+    #[error("background flush or compaction failed, reopen the database: {0}")]
     Background(#[source] Arc<Error>),
-    /// The background flush worker panicked.
-    #[error("the background flush worker panicked")]
+    /// A background worker (flush or compaction) panicked.
+    #[error("a background worker (flush or compaction) panicked")]
     WorkerPanicked,
 }
 

@@ -25,6 +25,7 @@ use crate::manifest;
 use crate::memtable::Memtable;
 use crate::options::{FileKind, Options};
 use crate::table::builder::TableBuilder;
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
 use crate::wal::Wal;
@@ -66,6 +67,7 @@ pub(crate) fn write_table(
     number: u64,
     mem: &Memtable,
     options: &Options,
+    cache: Option<Arc<BlockCache>>,
 ) -> Result<(Arc<Table>, TableMeta)> {
     let path = dir.join(table_name(number));
     let wrap = |f| options.wrap_file(FileKind::Table, f);
@@ -75,12 +77,17 @@ pub(crate) fn write_table(
     }
     let info = b.finish()?;
     manifest::sync_dir(dir)?;
-    let meta = TableMeta {
-        number,
-        size_bytes: info.size_bytes,
-        max_seq: info.max_seq,
-    };
-    Ok((Arc::new(Table::open(&path, number)?), meta))
+    let table = Table::open(&path, number, None, cache)?;
+    let meta = table.meta();
+    assert_eq!(
+        meta.size_bytes, info.size_bytes,
+        "the table read back is the one written"
+    );
+    assert_eq!(
+        meta.max_seq, info.max_seq,
+        "the table read back is the one written"
+    );
+    Ok((Arc::new(table), meta))
 }
 
 impl Inner {
@@ -93,14 +100,23 @@ impl Inner {
         self.lock_bg().error.clone().map(Error::Background)
     }
 
+    /// Tables in L0 now.
+    fn l0_files(&self) -> usize {
+        self.state.read().expect(LOCK).tables[0].len()
+    }
+
     /// Freezes the memtable (which must not be empty) and starts a new WAL,
-    /// first waiting while `immutables_max` are pending. Returns the frozen
-    /// memtable's id. Called with the writer lock held, so no other write
-    /// can slip in between the wait and the freeze.
+    /// first waiting while `immutables_max` are pending or L0 has
+    /// `l0_stop_writes` tables (compaction debt stays bounded). Returns the
+    /// frozen memtable's id. Called with the writer lock held, so no other
+    /// write can slip in between the wait and the freeze. Both workers
+    /// notify `done` under `bg` after installing, so no wakeup is missed.
     pub(crate) fn freeze(&self, w: &mut Writer) -> Result<u64> {
         let mut bg = self.lock_bg();
         let mut stalled = false;
-        while bg.pending >= self.options.immutables_max {
+        while bg.pending >= self.options.immutables_max
+            || self.l0_files() >= self.options.l0_stop_writes
+        {
             if let Some(e) = &bg.error {
                 return Err(Error::Background(Arc::clone(e)));
             }
@@ -162,7 +178,16 @@ impl Inner {
     /// lock while writing the table, so reads and writes continue.
     fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
         let number = self.versions.lock().expect(LOCK).new_file_number();
-        let (table, meta) = write_table(&self.dir, number, &imm.mem, &self.options)?;
+        let (table, meta) = write_table(
+            &self.dir,
+            number,
+            &imm.mem,
+            &self.options,
+            self.block_cache.clone(),
+        )?;
+        self.counters
+            .flush_bytes
+            .fetch_add(meta.size_bytes, Ordering::Relaxed);
         let mut vs = self.versions.lock().expect(LOCK);
         let edit = VersionEdit {
             ops: vec![
@@ -221,14 +246,15 @@ impl Inner {
                             oldest.is_some_and(|o| Arc::ptr_eq(&o, &imm)),
                             "only the worker removes immutables, oldest first"
                         );
-                        let mut tables = Vec::with_capacity(st.tables.len() + 1);
-                        tables.push(table);
-                        tables.extend(st.tables.iter().cloned());
-                        st.tables = Arc::new(tables);
+                        let mut levels = (*st.tables).clone();
+                        levels[0].insert(0, table);
+                        st.tables = Arc::new(levels);
                     }
                     bg.pending -= 1;
                     bg.flushed += 1;
                     self.done.notify_all();
+                    drop(bg);
+                    self.notify_compaction();
                 }
                 Err(e) => {
                     bg.error = Some(Arc::new(e));

@@ -1,4 +1,5 @@
-//! Versioned entries and the merging iterator behind scans.
+//! Versioned entries and the merging iterator behind scans and
+//! compactions.
 //!
 //! Every source (memtable, tables) yields entries ordered by user key
 //! ascending, then sequence number descending. The merge takes the
@@ -57,35 +58,20 @@ impl Ord for Head {
     }
 }
 
-/// Ascending key/value pairs visible at one sequence number, from a
-/// [`crate::Db::scan`] or [`crate::Snapshot::scan`]. Stops after the first
-/// error.
-pub struct Scan {
+/// Merges sources into one stream of every entry (all versions), in
+/// internal-key order. Scans filter it by sequence number; compactions
+/// write what survives of it to new tables.
+pub(crate) struct Merge {
     sources: Vec<Source>,
     heap: BinaryHeap<Reverse<Head>>,
-    read_seq: u64,
-    end: Bound<Vec<u8>>,
-    failed: bool,
     started: bool,
 }
 
-impl std::fmt::Debug for Scan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scan")
-            .field("sources", &self.sources.len())
-            .field("read_seq", &self.read_seq)
-            .finish()
-    }
-}
-
-impl Scan {
-    pub(crate) fn new(sources: Vec<Source>, read_seq: u64, end: Bound<Vec<u8>>) -> Scan {
-        Scan {
+impl Merge {
+    pub(crate) fn new(sources: Vec<Source>) -> Merge {
+        Merge {
+            heap: BinaryHeap::with_capacity(sources.len()),
             sources,
-            heap: BinaryHeap::new(),
-            read_seq,
-            end,
-            failed: false,
             started: false,
         }
     }
@@ -100,6 +86,62 @@ impl Scan {
         Ok(())
     }
 
+    /// The next entry of all sources, or `None` when all are exhausted.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if !self.started {
+            self.started = true;
+            for s in 0..self.sources.len() {
+                self.pull(s)?;
+            }
+        }
+        let Some(Reverse(head)) = self.heap.pop() else {
+            return Ok(None);
+        };
+        self.pull(head.source)?;
+        Ok(Some(head.entry))
+    }
+
+    /// The key of the next entry, without consuming it.
+    fn peek_key(&self) -> Option<&[u8]> {
+        self.heap.peek().map(|Reverse(h)| h.entry.key.as_slice())
+    }
+
+    fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Ascending key/value pairs visible at one sequence number, from a
+/// [`crate::Db::scan`] or [`crate::Snapshot::scan`]. Stops after the first
+/// error.
+pub struct Scan {
+    merge: Merge,
+    read_seq: u64,
+    end: Bound<Vec<u8>>,
+    failed: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Scan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scan")
+            .field("sources", &self.merge.source_count())
+            .field("read_seq", &self.read_seq)
+            .finish()
+    }
+}
+
+impl Scan {
+    pub(crate) fn new(sources: Vec<Source>, read_seq: u64, end: Bound<Vec<u8>>) -> Scan {
+        Scan {
+            merge: Merge::new(sources),
+            read_seq,
+            end,
+            failed: false,
+            done: false,
+        }
+    }
+
     fn past_end(&self, key: &[u8]) -> bool {
         match &self.end {
             Bound::Included(e) => key > e.as_slice(),
@@ -109,18 +151,10 @@ impl Scan {
     }
 
     fn advance(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        if !self.started {
-            self.started = true;
-            for s in 0..self.sources.len() {
-                self.pull(s)?;
-            }
-        }
         let mut skip_key: Option<Vec<u8>> = None;
-        while let Some(Reverse(head)) = self.heap.pop() {
-            self.pull(head.source)?;
-            let e = head.entry;
+        while let Some(e) = self.merge.next_entry()? {
             if self.past_end(&e.key) {
-                self.heap.clear();
+                self.done = true;
                 return Ok(None);
             }
             if e.seq > self.read_seq || skip_key.as_deref() == Some(e.key.as_slice()) {
@@ -128,25 +162,20 @@ impl Scan {
             }
             match e.value {
                 Some(v) => {
-                    // Older versions of this key are skipped by the next call.
+                    // Older versions of this key are not returned.
                     self.skip_older(&e.key)?;
                     return Ok(Some((e.key, v)));
                 }
                 None => skip_key = Some(e.key),
             }
         }
+        self.done = true;
         Ok(None)
     }
 
     fn skip_older(&mut self, key: &[u8]) -> Result<()> {
-        while let Some(Reverse(head)) = self.heap.peek() {
-            if head.entry.key != key {
-                break;
-            }
-            let Some(Reverse(head)) = self.heap.pop() else {
-                break;
-            };
-            self.pull(head.source)?;
+        while self.merge.peek_key() == Some(key) {
+            self.merge.next_entry()?;
         }
         Ok(())
     }
@@ -156,7 +185,7 @@ impl Iterator for Scan {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
+        if self.failed || self.done {
             return None;
         }
         match self.advance() {

@@ -14,9 +14,19 @@
 //! a footer with magic number and version), recorded in a checksummed
 //! manifest. At most [`Options::immutables_max`] frozen memtables wait for
 //! the worker; past that, writes wait (backpressure, counted by
-//! [`Db::write_stalls`]). Reads look in the memtable, the frozen memtables
-//! and the tables, newest first; [`Db::snapshot`] reads at a fixed
-//! sequence number. Byte layouts: `docs/storage-format.md`, "LSM files".
+//! [`Db::write_stalls`]). A second worker runs leveled compaction
+//! (`compaction` module docs): L0 into L1 at
+//! [`Options::l0_compaction_trigger`] tables, each deeper level into the
+//! next once over its target size (ratio [`Options::level_size_ratio`]),
+//! dropping versions no live snapshot can read and tombstones with nothing
+//! beneath them; writes also wait while L0 has
+//! [`Options::l0_stop_writes`] tables. Reads look in the memtable, the
+//! frozen memtables, L0 newest first, then at most one table per deeper
+//! level; [`Db::snapshot`] reads at a fixed sequence number and holds back
+//! the versions it reads until dropped. [`Db::compact_range`] compacts on
+//! demand; [`Db::stats`] reports level shapes and write amplification.
+//! Byte layouts and compaction rules: `docs/storage-format.md`, "LSM
+//! files".
 //!
 //! Recovery: a torn final WAL record is truncated away; any other bad byte
 //! in the WAL, a table or the manifest is [`Error::Corruption`] naming the
@@ -28,14 +38,17 @@
 //! acknowledged write is still in a WAL and is recovered at reopen.
 //!
 //! What it is not (yet), and the limits that follow:
-//! - No compaction: every flush adds an L0 table, and reads check each
-//!   one (bloom filters skip most). Levels exist in the version for the
-//!   compaction issue.
+//! - One compaction at a time, on one worker thread; a large compaction
+//!   (or [`Db::compact_range`]) delays the next one, and writers stall at
+//!   `l0_stop_writes` until L0 is compacted. There is no gradual
+//!   slowdown before the stop. Compaction I/O is not rate-limited.
 //! - One flush worker thread, flushing the oldest frozen memtable first;
 //!   the write that finds the memtable full freezes it (creating and
 //!   fsyncing a new WAL and its directory entry on the writer's path).
-//! - The memtable keeps every version of a key (snapshots are not
-//!   registered, so none can be dropped). While all its keys are 32 bytes
+//! - The manifest is rewritten only at open; it grows by one record per
+//!   flush and compaction until then.
+//! - The memtable keeps every version of a key (compaction drops them
+//!   once they reach tables). While all its keys are 32 bytes
 //!   it is an [`ordered_table::OrderedTable`] (robin-hood, key-ordered: no
 //!   sort at flush or scan); any other key length switches it to a
 //!   SwissTable plus a sorted key view built once per flush or scan and
@@ -49,7 +62,12 @@
 //!   tables, manifests and `CURRENT` (renames, directory fsyncs and reads
 //!   are not wrapped).
 //! - Scans copy the memtable range they cover; tables are read one
-//!   decoded block at a time. There is no block cache yet.
+//!   decoded block at a time. Data blocks are read through a block
+//!   cache ([`Options::block_cache_bytes`], default 8 MiB, decompressed and
+//!   checksum-verified blocks shared by all tables, LRU per shard; hits
+//!   and misses in [`Db::stats`]); flushes and compactions bypass it.
+//!   Index and bloom blocks stay decoded in memory for every open table
+//!   (not counted in the cache budget).
 //! - The directory is locked (`flock` on its `LOCK` file) while a `Db` is
 //!   open: a second open, in this process or another, is
 //!   [`Error::Locked`]. The lock is advisory: it does not stop other
@@ -117,6 +135,7 @@ pub mod wal;
 #[cfg(target_os = "linux")]
 mod wal_uring;
 
+mod compaction;
 mod db;
 mod dir_lock;
 mod flush;
@@ -125,11 +144,12 @@ mod manifest;
 mod memtable;
 mod open;
 mod options;
+mod stats;
 mod table;
 mod version;
 
 pub use db::{
-    Db, FileKind, FileWrapper, LogFileWrapper, Options, Scan, Snapshot, WalBackend, WalRecovery,
-    WriteBatch, WriteOptions,
+    Db, FileKind, FileWrapper, LevelStats, LogFileWrapper, Options, Scan, Snapshot, Stats,
+    WalBackend, WalRecovery, WriteBatch, WriteOptions,
 };
 pub use error::Error;

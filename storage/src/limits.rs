@@ -19,8 +19,32 @@ pub const BLOCK_RESTART_INTERVAL: usize = 16;
 pub const BLOOM_BITS_PER_KEY: usize = 10;
 /// Largest record of the manifest log, in bytes.
 pub const MANIFEST_RECORD_BYTES_MAX: usize = 64 << 20;
-/// Number of levels kept in a version (only L0 is filled until compaction).
+/// Number of levels kept in a version: L0 (overlapping tables, newest
+/// first) and L1..L6 (each a sorted run of disjoint tables).
 pub const LEVELS: usize = 7;
+/// Default L0 file count at which L0 is compacted into L1.
+pub const L0_COMPACTION_TRIGGER_DEFAULT: usize = 4;
+/// Default L0 file count at which writes wait for compaction.
+pub const L0_STOP_WRITES_DEFAULT: usize = 12;
+/// Default target size of L1, in bytes (64 MiB); level N+1 targets
+/// `level_size_ratio` times level N.
+pub const LEVEL1_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default size ratio between adjacent levels.
+pub const LEVEL_SIZE_RATIO_DEFAULT: u64 = 10;
+/// Default block cache size, in bytes (8 MiB).
+pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 8 << 20;
+/// Most shards of the block cache, each with its own lock.
+pub const BLOCK_CACHE_SHARDS_MAX: usize = 16;
+/// Smallest block cache shard, in bytes: eight target-size blocks (a
+/// smaller cache gets fewer shards, down to one), so no shard is too
+/// small to hold a block.
+pub const BLOCK_CACHE_SHARD_BYTES_MIN: usize = 8 * BLOCK_BYTES_TARGET;
+/// Block size assumed when sizing a cache shard's hash table (its entry
+/// count); smaller blocks only mean the count, not the bytes, binds.
+pub const BLOCK_CACHE_ENTRY_BYTES_MIN: usize = 1 << 10;
+/// Default size at which a compaction cuts an output table, in bytes
+/// (32 MiB; a table can be larger by one key's versions).
+pub const TABLE_BYTES_DEFAULT: u64 = 32 << 20;
 /// Default memtable size that triggers a flush, in bytes (64 MiB).
 pub const MEMTABLE_BYTES_DEFAULT: usize = 64 << 20;
 /// Default number of full memtables that may wait for the background
@@ -46,3 +70,9 @@ const _: () = assert!(BATCH_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(BLOCK_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(WAL_WRITE_BYTES_MAX <= 0x7fff_f000);
 const _: () = assert!(WAL_RING_ENTRIES.is_power_of_two());
+// Writes stop only above the trigger, so compaction always has work that
+// brings L0 back under the stop (otherwise stalled writers would wait
+// forever).
+const _: () = assert!(L0_COMPACTION_TRIGGER_DEFAULT < L0_STOP_WRITES_DEFAULT);
+const _: () = assert!(LEVEL_SIZE_RATIO_DEFAULT >= 2);
+const _: () = assert!(LEVELS >= 2 && LEVELS <= u8::MAX as usize);

@@ -70,6 +70,9 @@ pub(crate) struct Manifest {
     path: PathBuf,
     /// Wrapped by `Options::file_wrapper` (the fault seam).
     file: Box<dyn LogFile>,
+    /// An append or fsync failed: the file's tail is unknown, so no edit
+    /// may follow it (until a reopen writes a new manifest).
+    failed: bool,
 }
 
 /// Creates (truncating) `path` for writing, wrapped as a file of `kind`.
@@ -108,17 +111,32 @@ impl Manifest {
         let current = dir.join(CURRENT);
         std::fs::rename(&tmp, &current).map_err(|e| Error::io(&current, e))?;
         sync_dir(dir)?;
-        Ok(Manifest { path, file })
+        Ok(Manifest {
+            path,
+            file,
+            failed: false,
+        })
     }
 
-    /// Appends `edit` durably.
+    /// Appends `edit` durably. After a failure every later call fails:
+    /// both background workers append, and the second must not write
+    /// after a record whose fate is unknown.
     pub(crate) fn append(&mut self, edit: &VersionEdit) -> Result<()> {
+        if self.failed {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other("an earlier manifest append or fsync failed; reopen"),
+            ));
+        }
         let mut buf = Vec::new();
         record::encode(&edit.encode(), &mut buf);
-        self.file
+        let r = self
+            .file
             .append(&buf)
             .and_then(|()| self.file.sync())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e));
+        self.failed = r.is_err();
+        r
     }
 }
 

@@ -1,18 +1,23 @@
 //! Opening a database: load the manifest, replay the WALs it does not
 //! cover into an L0 table, start a fresh WAL and manifest, delete files no
-//! longer referenced, start the flush worker.
+//! longer referenced, start the flush and compaction workers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use crate::db::{table_name, wal_name, wrapper, Db, Inner, State, VersionSet, Writer};
+use crate::compaction::{self, CompactState};
+use crate::db::{
+    table_name, wal_name, wrapper, Counters, Db, Inner, Levels, State, VersionSet, Writer,
+};
 use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushState};
 use crate::manifest::{self, Manifest};
 use crate::memtable::Memtable;
 use crate::options::{Options, WalRecovery};
+use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, Version, VersionEdit};
 use crate::wal::{self, Wal};
@@ -24,6 +29,7 @@ impl Db {
     /// [`Error::Locked`] while another `Db` has the directory open.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = path.as_ref().to_path_buf();
+        options.validate()?;
         if options.create_if_missing {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
@@ -37,13 +43,8 @@ impl Db {
             Some((v, n)) => (v, Some(n)),
             None => (Version::default(), None),
         };
-        let mut tables = Vec::new();
-        for meta in version.levels.iter().flatten() {
-            tables.push(Arc::new(Table::open(
-                &dir.join(table_name(meta.number)),
-                meta.number,
-            )?));
-        }
+        let block_cache = BlockCache::new(options.block_cache_bytes);
+        let mut tables = open_levels(&dir, &version, &block_cache)?;
         let mut wals: Vec<u64> = Vec::new();
         let mut ssts: Vec<u64> = Vec::new();
         let mut manifests: Vec<u64> = Vec::new();
@@ -84,13 +85,13 @@ impl Db {
         if !mem.is_empty() {
             let number = version.next_file_number;
             version.next_file_number += 1;
-            let (t, meta) = flush::write_table(&dir, number, &mem, &options)?;
+            let (t, meta) = flush::write_table(&dir, number, &mem, &options, block_cache.clone())?;
             let op = EditOp::AddTable {
                 level: 0,
                 table: meta,
             };
             version.apply(&dir, 0, &VersionEdit { ops: vec![op] })?;
-            tables.insert(0, t);
+            tables[0].insert(0, t);
         }
         version.last_seq = last_seq;
         let wal_number = version.next_file_number;
@@ -140,12 +141,75 @@ impl Db {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stalls: AtomicU64::new(0),
+            counters: Counters::default(),
+            compact: Mutex::new(CompactState::default()),
+            compact_work: Condvar::new(),
+            compact_done: Condvar::new(),
+            snapshots: Mutex::new(BTreeMap::new()),
+            block_cache,
         });
         let worker = flush::spawn(Arc::clone(&inner))?;
+        let compactor = match compaction::spawn(Arc::clone(&inner)) {
+            Ok(c) => c,
+            Err(e) => {
+                flush::stop(&inner, Some(worker));
+                return Err(e);
+            }
+        };
         Ok(Db {
             inner,
             worker: Mutex::new(Some(worker)),
+            compactor: Mutex::new(Some(compactor)),
+            manual: Mutex::new(()),
             dir_lock: Mutex::new(Some(dir_lock)),
         })
     }
+}
+
+/// Opens every table of `version`, per level: L0 as listed (newest
+/// first), deeper levels sorted by smallest key and checked to be disjoint
+/// (reads rely on it), else [`Error::Corruption`] of the manifest.
+fn open_levels(dir: &Path, version: &Version, cache: &Option<Arc<BlockCache>>) -> Result<Levels> {
+    let mut levels: Levels = Vec::with_capacity(version.levels.len());
+    // One file in two levels would be deleted by a compaction of one
+    // while the other still names it.
+    let mut numbers: Vec<u64> = version.levels.iter().flatten().map(|m| m.number).collect();
+    numbers.sort_unstable();
+    if let Some(w) = numbers.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::corruption(
+            dir.join(crate::manifest::CURRENT),
+            0,
+            format!("table {} is live in two levels", w[0]),
+        ));
+    }
+    for (level, metas) in version.levels.iter().enumerate() {
+        let mut tables = Vec::with_capacity(metas.len());
+        for meta in metas {
+            tables.push(Arc::new(Table::open(
+                &dir.join(table_name(meta.number)),
+                meta.number,
+                meta.keys.as_ref(),
+                cache.clone(),
+            )?));
+        }
+        if level > 0 {
+            tables.sort_by(|a: &Arc<Table>, b| a.smallest().cmp(b.smallest()));
+            if let Some(w) = tables
+                .windows(2)
+                .find(|w| w[0].largest() >= w[1].smallest())
+            {
+                return Err(Error::corruption(
+                    dir.join(crate::manifest::CURRENT),
+                    0,
+                    format!(
+                        "level {level}: tables {} and {} overlap",
+                        w[0].number(),
+                        w[1].number()
+                    ),
+                ));
+            }
+        }
+        levels.push(tables);
+    }
+    Ok(levels)
 }

@@ -4,7 +4,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::limits::{IMMUTABLES_MAX_DEFAULT, MEMTABLE_BYTES_DEFAULT};
+use crate::limits::{
+    BLOCK_CACHE_BYTES_DEFAULT, IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT,
+    L0_STOP_WRITES_DEFAULT, LEVEL1_BYTES_DEFAULT, LEVEL_SIZE_RATIO_DEFAULT, MEMTABLE_BYTES_DEFAULT,
+    TABLE_BYTES_DEFAULT,
+};
 use crate::wal::LogFile;
 
 /// What to do when the WAL has a bad record before its tail.
@@ -64,6 +68,12 @@ pub type FileWrapper = Arc<dyn Fn(FileKind, Box<dyn LogFile>) -> Box<dyn LogFile
 pub struct Options {
     pub(crate) memtable_bytes: usize,
     pub(crate) immutables_max: usize,
+    pub(crate) l0_compaction_trigger: usize,
+    pub(crate) l0_stop_writes: usize,
+    pub(crate) level1_bytes: u64,
+    pub(crate) level_size_ratio: u64,
+    pub(crate) table_bytes: u64,
+    pub(crate) block_cache_bytes: usize,
     pub(crate) wal_recovery: WalRecovery,
     pub(crate) zstd_level: Option<i32>,
     pub(crate) create_if_missing: bool,
@@ -79,6 +89,12 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("memtable_bytes", &self.memtable_bytes)
             .field("immutables_max", &self.immutables_max)
+            .field("l0_compaction_trigger", &self.l0_compaction_trigger)
+            .field("l0_stop_writes", &self.l0_stop_writes)
+            .field("level1_bytes", &self.level1_bytes)
+            .field("level_size_ratio", &self.level_size_ratio)
+            .field("table_bytes", &self.table_bytes)
+            .field("block_cache_bytes", &self.block_cache_bytes)
             .field("wal_recovery", &self.wal_recovery)
             .field("zstd_level", &self.zstd_level)
             .field("create_if_missing", &self.create_if_missing)
@@ -98,6 +114,12 @@ impl Default for Options {
         Options {
             memtable_bytes: MEMTABLE_BYTES_DEFAULT,
             immutables_max: IMMUTABLES_MAX_DEFAULT,
+            l0_compaction_trigger: L0_COMPACTION_TRIGGER_DEFAULT,
+            l0_stop_writes: L0_STOP_WRITES_DEFAULT,
+            level1_bytes: LEVEL1_BYTES_DEFAULT,
+            level_size_ratio: LEVEL_SIZE_RATIO_DEFAULT,
+            table_bytes: TABLE_BYTES_DEFAULT,
+            block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             wal_recovery: WalRecovery::Strict,
             zstd_level: None,
             create_if_missing: true,
@@ -132,6 +154,73 @@ impl Options {
     pub fn immutables_max(mut self, count: usize) -> Self {
         self.immutables_max = count.max(1);
         self
+    }
+
+    /// L0 file count at which the background compaction merges all of L0
+    /// into L1 (default 4, at least 1).
+    pub fn l0_compaction_trigger(mut self, files: usize) -> Self {
+        self.l0_compaction_trigger = files.max(1);
+        self
+    }
+
+    /// L0 file count at which a write that freezes a memtable waits for
+    /// compaction (default 12; counted by [`crate::Db::write_stalls`]).
+    /// Must exceed `l0_compaction_trigger`, else [`crate::Db::open`] fails
+    /// with [`crate::Error::InvalidArgument`]: writers would wait for a
+    /// compaction that never starts.
+    pub fn l0_stop_writes(mut self, files: usize) -> Self {
+        self.l0_stop_writes = files;
+        self
+    }
+
+    /// Target size of L1 (default 64 MiB, at least 1 byte). A level over
+    /// its target is compacted into the next one.
+    pub fn level1_bytes(mut self, bytes: u64) -> Self {
+        self.level1_bytes = bytes.max(1);
+        self
+    }
+
+    /// Size ratio between adjacent levels: level N+1 targets `ratio` times
+    /// level N (default 10, at least 2).
+    pub fn level_size_ratio(mut self, ratio: u64) -> Self {
+        self.level_size_ratio = ratio.max(2);
+        self
+    }
+
+    /// Size at which a compaction starts a new output table (default
+    /// 32 MiB, at least 1 byte). Tables are cut only between keys, so one
+    /// can exceed it by the versions of one key.
+    pub fn table_bytes(mut self, bytes: u64) -> Self {
+        self.table_bytes = bytes.max(1);
+        self
+    }
+
+    /// Bytes of decompressed data blocks kept in memory, shared by all
+    /// tables (default 8 MiB; 0 turns the cache off). Hits and misses are
+    /// in [`crate::Db::stats`].
+    pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// Target size of level `level` (1 or deeper), in bytes.
+    pub(crate) fn level_target_bytes(&self, level: usize) -> u64 {
+        let mut target = self.level1_bytes;
+        for _ in 1..level {
+            target = target.saturating_mul(self.level_size_ratio);
+        }
+        target
+    }
+
+    /// Checks relations between options that setters cannot check alone.
+    pub(crate) fn validate(&self) -> crate::error::Result<()> {
+        if self.l0_stop_writes <= self.l0_compaction_trigger {
+            return Err(crate::Error::InvalidArgument(format!(
+                "l0_stop_writes ({}) must exceed l0_compaction_trigger ({})",
+                self.l0_stop_writes, self.l0_compaction_trigger
+            )));
+        }
+        Ok(())
     }
 
     /// WAL recovery mode (default [`WalRecovery::Strict`]).

@@ -3,28 +3,35 @@
 //! which the manifest logs.
 //!
 //! Edit encoding (little-endian): `count: u32`, then `count` operations,
-//! each a tag byte and its fields: 1 = add table (`level: u8`,
-//! `number: u64`, `size_bytes: u64`, `max_seq: u64`), 2 = remove table
-//! (`level: u8`, `number: u64`), 3 = last sequence (`u64`), 4 = log number
-//! (`u64`: WALs numbered below it are already in tables), 5 = next file
-//! number (`u64`).
+//! each a tag byte and its fields: 1 = add table without key range
+//! (`level: u8`, `number: u64`, `size_bytes: u64`, `max_seq: u64`; written
+//! before compaction existed, still read), 2 = remove table (`level: u8`,
+//! `number: u64`), 3 = last sequence (`u64`), 4 = log number (`u64`: WALs
+//! numbered below it are already in tables), 5 = next file number
+//! (`u64`), 6 = add table with key range (the fields of 1, then
+//! `smallest_len: u16`, smallest key, `largest_len: u16`, largest key).
+//! New edits always use 6: open places tables in their levels from the
+//! manifest without reading a data block.
 
 use std::path::Path;
 
 use crate::batch::Reader;
 use crate::error::{Error, Result};
-use crate::limits::LEVELS;
+use crate::limits::{KEY_BYTES_MAX, LEVELS};
 
 /// One table of a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TableMeta {
     pub(crate) number: u64,
     pub(crate) size_bytes: u64,
     pub(crate) max_seq: u64,
+    /// Smallest and largest user key; `None` only for tables recorded by
+    /// a tag-1 edit (the reader then takes them from the table).
+    pub(crate) keys: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One change to a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EditOp {
     AddTable { level: u8, table: TableMeta },
     RemoveTable { level: u8, number: u64 },
@@ -45,12 +52,19 @@ impl VersionEdit {
         out.extend_from_slice(&(self.ops.len() as u32).to_le_bytes());
         for op in &self.ops {
             match *op {
-                EditOp::AddTable { level, table } => {
-                    out.push(1);
+                EditOp::AddTable { level, ref table } => {
+                    out.push(if table.keys.is_some() { 6 } else { 1 });
                     out.push(level);
                     out.extend_from_slice(&table.number.to_le_bytes());
                     out.extend_from_slice(&table.size_bytes.to_le_bytes());
                     out.extend_from_slice(&table.max_seq.to_le_bytes());
+                    if let Some((lo, hi)) = &table.keys {
+                        for k in [lo, hi] {
+                            assert!(k.len() <= KEY_BYTES_MAX, "keys are validated on write");
+                            out.extend_from_slice(&(k.len() as u16).to_le_bytes());
+                            out.extend_from_slice(k);
+                        }
+                    }
                 }
                 EditOp::RemoveTable { level, number } => {
                     out.push(2);
@@ -86,17 +100,35 @@ impl VersionEdit {
         for _ in 0..count {
             let short = || bad("short operation");
             let op = match r.u8().ok_or_else(short)? {
-                1 => {
+                tag @ (1 | 6) => {
                     let level = r.u8().ok_or_else(short)?;
                     let number = r.u64().ok_or_else(short)?;
                     let size_bytes = r.u64().ok_or_else(short)?;
                     let max_seq = r.u64().ok_or_else(short)?;
+                    let keys = if tag == 6 {
+                        let mut key = || -> Result<Vec<u8>> {
+                            let len = r.u16().ok_or_else(short)? as usize;
+                            if len > KEY_BYTES_MAX {
+                                return Err(bad("key longer than the key limit"));
+                            }
+                            Ok(r.bytes(len).ok_or_else(short)?.to_vec())
+                        };
+                        let lo = key()?;
+                        let hi = key()?;
+                        if lo > hi {
+                            return Err(bad("smallest key after largest key"));
+                        }
+                        Some((lo, hi))
+                    } else {
+                        None
+                    };
                     EditOp::AddTable {
                         level,
                         table: TableMeta {
                             number,
                             size_bytes,
                             max_seq,
+                            keys,
                         },
                     }
                 }
@@ -146,7 +178,7 @@ impl Version {
         let bad = |reason: String| Error::corruption(file, offset, reason);
         for op in &edit.ops {
             match *op {
-                EditOp::AddTable { level, table } => {
+                EditOp::AddTable { level, ref table } => {
                     let l = self
                         .levels
                         .get_mut(level as usize)
@@ -154,7 +186,7 @@ impl Version {
                     if l.iter().any(|t| t.number == table.number) {
                         return Err(bad(format!("table {} added twice", table.number)));
                     }
-                    l.push(table);
+                    l.push(table.clone());
                     l.sort_by_key(|t| std::cmp::Reverse(t.number));
                 }
                 EditOp::RemoveTable { level, number } => {
@@ -180,10 +212,10 @@ impl Version {
     pub(crate) fn snapshot_edit(&self) -> VersionEdit {
         let mut ops = Vec::new();
         for (level, tables) in self.levels.iter().enumerate() {
-            for &table in tables.iter().rev() {
+            for table in tables.iter().rev() {
                 ops.push(EditOp::AddTable {
                     level: level as u8,
-                    table,
+                    table: table.clone(),
                 });
             }
         }
@@ -201,10 +233,12 @@ mod tests {
     #[test]
     fn snapshot_edit_round_trips() {
         let mut v = Version::default();
-        let t = |number| TableMeta {
+        let t = |number: u64| TableMeta {
             number,
             size_bytes: 10,
             max_seq: number,
+            // Both encodings: with and without a key range.
+            keys: (number % 2 == 0).then(|| (b"a".to_vec(), format!("z{number}").into_bytes())),
         };
         let edit = VersionEdit {
             ops: vec![

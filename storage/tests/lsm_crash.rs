@@ -4,7 +4,10 @@
 //! reopens the database and checks that every acknowledged batch is there
 //! whole and that no batch is partial. Cycles alternate the WAL backend
 //! (even: `std::fs`, odd: io_uring), so each backend is killed mid-write
-//! and each replays WALs the other wrote.
+//! and each replays WALs the other wrote. A variant runs with tiny
+//! tables and levels, so kills also land mid-compaction (outputs written
+//! but not installed, manifest edits in flight, obsolete tables not yet
+//! deleted).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -14,14 +17,26 @@ use strata_storage::{Db, Options, WalBackend, WriteBatch, WriteOptions};
 
 const CHILD_DIR_ENV: &str = "STRATA_LSM_CRASH_DIR";
 const CHILD_CYCLE_ENV: &str = "STRATA_LSM_CRASH_CYCLE";
+const CHILD_TINY_ENV: &str = "STRATA_LSM_CRASH_TINY";
 const KEYS_PER_BATCH: u64 = 4;
 
-fn options(cycle: u64) -> Options {
+fn options(cycle: u64, tiny_levels: bool) -> Options {
     // Forced, not `Auto`: without io_uring the odd cycles fail instead of
     // silently testing `std::fs` twice.
     let backend = options_backend(cycle);
     // Small memtable: kills also land during flushes and WAL rotations.
-    Options::new().memtable_bytes(4 << 10).wal_backend(backend)
+    let opts = Options::new().memtable_bytes(4 << 10).wal_backend(backend);
+    if tiny_levels {
+        // Every second flush starts an L0 compaction; deeper levels fill
+        // within a few cycles, so compactions run whenever the kill lands.
+        opts.l0_compaction_trigger(2)
+            .l0_stop_writes(6)
+            .table_bytes(4 << 10)
+            .level1_bytes(16 << 10)
+            .level_size_ratio(4)
+    } else {
+        opts
+    }
 }
 
 fn options_backend(cycle: u64) -> WalBackend {
@@ -36,8 +51,8 @@ fn key(cycle: u64, batch: u64, i: u64) -> Vec<u8> {
     format!("c{cycle:04}-b{batch:08}-{i}").into_bytes()
 }
 
-fn child(dir: &str, cycle: u64) {
-    let db = Db::open(dir, options(cycle)).unwrap();
+fn child(dir: &str, cycle: u64, tiny_levels: bool) {
+    let db = Db::open(dir, options(cycle, tiny_levels)).unwrap();
     assert_eq!(db.wal_backend(), options_backend(cycle));
     let mut out = std::io::stdout().lock();
     for n in 0..1_000_000u64 {
@@ -72,7 +87,7 @@ fn present_batches(db: &Db, cycle: u64) -> u64 {
     count / KEYS_PER_BATCH
 }
 
-fn run_cycles(test_name: &str, cycles: u64, budget: Duration) {
+fn run_cycles(test_name: &str, cycles: u64, budget: Duration, tiny_levels: bool) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
@@ -86,6 +101,7 @@ fn run_cycles(test_name: &str, cycles: u64, budget: Duration) {
             .args([test_name, "--exact", "--include-ignored", "--nocapture"])
             .env(CHILD_DIR_ENV, dir.path())
             .env(CHILD_CYCLE_ENV, cycle.to_string())
+            .env(CHILD_TINY_ENV, if tiny_levels { "1" } else { "0" })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -106,7 +122,7 @@ fn run_cycles(test_name: &str, cycles: u64, budget: Duration) {
         proc.wait().unwrap();
         let acked = reader.join().unwrap().map_or(0, |n| n + 1);
         // The parent reopens with the other backend than the child used.
-        let db = Db::open(dir.path(), options(cycle + 1)).unwrap();
+        let db = Db::open(dir.path(), options(cycle + 1, tiny_levels)).unwrap();
         let present = present_batches(&db, cycle);
         assert!(
             present >= acked,
@@ -133,27 +149,73 @@ fn run_cycles(test_name: &str, cycles: u64, budget: Duration) {
     eprintln!("acknowledged batches: std::fs {std_acked}, io_uring {uring_acked}");
     assert!(std_acked > 0, "no batch was acknowledged on std::fs");
     assert!(uring_acked > 0, "no batch was acknowledged on io_uring");
+    if tiny_levels {
+        let db = Db::open(dir.path(), options(0, true)).unwrap();
+        let stats = db.stats();
+        eprintln!("levels after the cycles: {:?}", stats.levels);
+        assert!(
+            stats.levels[1..].iter().any(|l| l.files > 0),
+            "no compaction ever installed: {stats:?}"
+        );
+    }
+}
+
+/// Runs the child side if this process is a child; returns whether it was.
+fn run_child() -> bool {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return false;
+    };
+    let cycle = std::env::var(CHILD_CYCLE_ENV).unwrap().parse().unwrap();
+    let tiny = std::env::var(CHILD_TINY_ENV).is_ok_and(|v| v == "1");
+    child(&dir, cycle, tiny);
+    true
 }
 
 #[test]
 fn kill9_keeps_every_acknowledged_batch() {
-    if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
-        let cycle = std::env::var(CHILD_CYCLE_ENV).unwrap().parse().unwrap();
-        return child(&dir, cycle);
+    if run_child() {
+        return;
     }
     run_cycles(
         "kill9_keeps_every_acknowledged_batch",
         30,
         Duration::from_secs(60),
+        false,
+    );
+}
+
+#[test]
+fn kill9_during_compactions_keeps_every_acknowledged_batch() {
+    if run_child() {
+        return;
+    }
+    run_cycles(
+        "kill9_during_compactions_keeps_every_acknowledged_batch",
+        24,
+        Duration::from_secs(60),
+        true,
     );
 }
 
 #[test]
 #[ignore = "long: 300 kill -9 cycles"]
 fn kill9_many_cycles() {
-    if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
-        let cycle = std::env::var(CHILD_CYCLE_ENV).unwrap().parse().unwrap();
-        return child(&dir, cycle);
+    if run_child() {
+        return;
     }
-    run_cycles("kill9_many_cycles", 300, Duration::from_secs(600));
+    run_cycles("kill9_many_cycles", 300, Duration::from_secs(600), false);
+}
+
+#[test]
+#[ignore = "long: 300 kill -9 cycles with compactions"]
+fn kill9_many_cycles_during_compactions() {
+    if run_child() {
+        return;
+    }
+    run_cycles(
+        "kill9_many_cycles_during_compactions",
+        300,
+        Duration::from_secs(600),
+        true,
+    );
 }

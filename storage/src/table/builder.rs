@@ -105,6 +105,16 @@ impl TableBuilder {
         Ok(())
     }
 
+    /// Bytes written so far plus the open block: where to cut outputs.
+    pub(crate) fn estimated_bytes(&self) -> u64 {
+        self.offset + self.block.size_bytes() as u64
+    }
+
+    /// The file being written (to delete it if the table is abandoned).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn write(&mut self, raw: &[u8]) -> Result<(u64, u32)> {
         self.framed.clear();
         block::frame(raw, self.zstd_level, &mut self.framed);

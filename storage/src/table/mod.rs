@@ -5,6 +5,7 @@
 pub(crate) mod block;
 pub(crate) mod bloom;
 pub(crate) mod builder;
+pub(crate) mod cache;
 pub(crate) mod footer;
 pub(crate) mod reader;
 
@@ -32,7 +33,7 @@ mod tests {
             }
             let info = b.finish().unwrap();
             assert_eq!(info.entries, 5500);
-            let t = Arc::new(Table::open(&path, 1).unwrap());
+            let t = Arc::new(Table::open(&path, 1, None, None).unwrap());
             assert_eq!(
                 t.get(b"k000003", u64::MAX).unwrap(),
                 Some(Some(vec![7; 100]))

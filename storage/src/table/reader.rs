@@ -5,17 +5,20 @@
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
 
 use super::block;
 use super::bloom::Bloom;
+use super::cache::{BlockCache, CachedBlock};
 use super::footer::{Footer, FOOTER_BYTES};
 use crate::batch::Reader;
 use crate::error::{Error, Result};
 use crate::iter::Entry;
 use crate::limits::KEY_BYTES_MAX;
+use crate::version::TableMeta;
 
 #[derive(Debug)]
 struct IndexEntry {
@@ -25,20 +28,56 @@ struct IndexEntry {
 }
 
 /// An open, immutable table.
+///
+/// Shared as `Arc<Table>` by the live levels, scans and compactions. Once
+/// a compaction has replaced it in the manifest it is marked obsolete,
+/// and the file is deleted when the last `Arc` goes (in `Drop`): never
+/// while a reader can still reach it.
 #[derive(Debug)]
 pub(crate) struct Table {
     path: PathBuf,
-    #[allow(dead_code)] // Shown by `Debug`.
     number: u64,
     map: Mmap,
     index: Vec<IndexEntry>,
     bloom: Bloom,
     footer: Footer,
+    /// The first and last user keys held (a table is never empty).
+    smallest: Vec<u8>,
+    largest: Vec<u8>,
+    size_bytes: u64,
+    obsolete: AtomicBool,
+    cache: Option<Arc<BlockCache>>,
+}
+
+/// The raw bytes of a data block: borrowed from the map (uncompressed,
+/// no cache), decompressed for this read, or shared with the cache.
+enum Raw<'a> {
+    Read(std::borrow::Cow<'a, [u8]>),
+    Cached(CachedBlock),
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Read(c) => c,
+            Raw::Cached(a) => a,
+        }
+    }
 }
 
 impl Table {
     /// Opens and validates the footer, index and bloom filter of a table.
-    pub(crate) fn open(path: &Path, number: u64) -> Result<Table> {
+    /// `keys` is its key range as the manifest records it; without one
+    /// (a table recorded before ranges were, or just written) the range is
+    /// read from the first data block. Data blocks are read through
+    /// `cache` if there is one.
+    pub(crate) fn open(
+        path: &Path,
+        number: u64,
+        keys: Option<&(Vec<u8>, Vec<u8>)>,
+        cache: Option<Arc<BlockCache>>,
+    ) -> Result<Table> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len < FOOTER_BYTES as u64 {
@@ -58,12 +97,85 @@ impl Table {
             index: Vec::new(),
             bloom: Bloom::decode(path, 0, &[1, 0])?,
             footer,
+            smallest: Vec::new(),
+            largest: Vec::new(),
+            size_bytes: len,
+            obsolete: AtomicBool::new(false),
+            cache,
         };
         let index_raw = t.raw_block(footer.index_offset, footer.index_len, footer_at)?;
         t.index = t.decode_index(footer.index_offset, &index_raw, footer.index_offset)?;
         let bloom_raw = t.raw_block(footer.bloom_offset, footer.bloom_len, footer_at)?;
         t.bloom = Bloom::decode(path, footer.bloom_offset, &bloom_raw)?;
+        // The key range places the table in its level; an empty table is
+        // never written, so one on disk is damage.
+        let Some(last) = t.index.last() else {
+            return Err(Error::corruption(path, 0, "table has no data blocks"));
+        };
+        t.largest = last.last_key.clone();
+        if let Some((lo, hi)) = keys {
+            // A cheap cross-check of the manifest against the table; the
+            // smallest key is checked when its block is read.
+            if *hi != t.largest {
+                return Err(Error::corruption(
+                    path,
+                    footer.index_offset,
+                    "largest key differs from the manifest's",
+                ));
+            }
+            t.smallest = lo.clone();
+            return Ok(t);
+        }
+        let first = t.block(0, false)?;
+        let Some(first) = first.first() else {
+            return Err(Error::corruption(path, 0, "first data block is empty"));
+        };
+        if first.key > t.largest {
+            return Err(Error::corruption(path, 0, "first key after last key"));
+        }
+        t.smallest = first.key.clone();
         Ok(t)
+    }
+
+    /// The manifest's record of this table.
+    pub(crate) fn meta(&self) -> TableMeta {
+        TableMeta {
+            number: self.number,
+            size_bytes: self.size_bytes,
+            max_seq: self.footer.max_seq,
+            keys: Some((self.smallest.clone(), self.largest.clone())),
+        }
+    }
+
+    /// The file number.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The smallest user key in the table.
+    pub(crate) fn smallest(&self) -> &[u8] {
+        &self.smallest
+    }
+
+    /// The largest user key in the table.
+    pub(crate) fn largest(&self) -> &[u8] {
+        &self.largest
+    }
+
+    /// The file's length.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Whether the user-key range `[lo, hi]` intersects the table's.
+    pub(crate) fn overlaps(&self, lo: &[u8], hi: &[u8]) -> bool {
+        self.smallest.as_slice() <= hi && lo <= self.largest.as_slice()
+    }
+
+    /// Marks the file for deletion once the last reference is dropped.
+    /// Called only after a durable manifest edit stopped naming it.
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
     }
 
     fn raw_block(&self, offset: u64, len: u32, limit: u64) -> Result<Vec<u8>> {
@@ -112,11 +224,38 @@ impl Table {
         Ok(out)
     }
 
-    /// Decoded entries of data block `i`.
-    fn block(&self, i: usize) -> Result<Vec<Entry>> {
+    /// The checked, decompressed bytes of data block `i`: through the
+    /// cache for a user read (`use_cache`), else straight from the file.
+    fn data_block(&self, i: usize, use_cache: bool) -> Result<Raw<'_>> {
         let e = &self.index[i];
-        let raw = self.raw_block(e.offset, e.len, self.footer.index_offset)?;
-        block::decode(&self.path, e.offset, &raw)
+        let cache = self.cache.as_ref().filter(|_| use_cache);
+        if let Some(hit) = cache.and_then(|c| c.get(self.number, e.offset)) {
+            return Ok(Raw::Cached(hit));
+        }
+        let end = e.offset + u64::from(e.len);
+        if end > self.footer.index_offset {
+            return Err(Error::corruption(
+                &self.path,
+                e.offset,
+                "block past the data region",
+            ));
+        }
+        let framed = &self.map[e.offset as usize..end as usize];
+        let raw = block::unframe(&self.path, e.offset, framed)?;
+        match cache {
+            Some(cache) => {
+                let shared: CachedBlock = Arc::from(&*raw);
+                cache.insert(self.number, e.offset, Arc::clone(&shared));
+                Ok(Raw::Cached(shared))
+            }
+            _ => Ok(Raw::Read(raw)),
+        }
+    }
+
+    /// Decoded entries of data block `i`.
+    fn block(&self, i: usize, use_cache: bool) -> Result<Vec<Entry>> {
+        let raw = self.data_block(i, use_cache)?;
+        block::decode(&self.path, self.index[i].offset, &raw)
     }
 
     /// First block whose last key is >= `key`.
@@ -131,18 +270,8 @@ impl Table {
             return Ok(None);
         }
         for i in self.first_block_for(key)..self.index.len() {
-            let e = &self.index[i];
-            let end = e.offset + u64::from(e.len);
-            if end > self.footer.index_offset {
-                return Err(Error::corruption(
-                    &self.path,
-                    e.offset,
-                    "block past the data region",
-                ));
-            }
-            let framed = &self.map[e.offset as usize..end as usize];
-            let raw = block::unframe(&self.path, e.offset, framed)?;
-            match block::get(&self.path, e.offset, &raw, key, seq)? {
+            let raw = self.data_block(i, true)?;
+            match block::get(&self.path, self.index[i].offset, &raw, key, seq)? {
                 block::Lookup::Found(v) => return Ok(Some(v)),
                 block::Lookup::Absent => return Ok(None),
                 block::Lookup::Next => {}
@@ -151,8 +280,17 @@ impl Table {
         Ok(None)
     }
 
-    /// Entries from the first key within `start`, in internal-key order.
+    /// Entries from the first key within `start`, in internal-key order,
+    /// reading data blocks through the block cache.
     pub(crate) fn iter_from(self: &Arc<Self>, start: Bound<&[u8]>) -> TableIter {
+        let mut it = self.iter_uncached(start);
+        it.use_cache = true;
+        it
+    }
+
+    /// As [`Table::iter_from`], but bypassing the block cache (a
+    /// compaction's one pass over cold data would evict the hot set).
+    pub(crate) fn iter_uncached(self: &Arc<Self>, start: Bound<&[u8]>) -> TableIter {
         let (block, skip_to): (usize, Option<(Vec<u8>, bool)>) = match start {
             Bound::Unbounded => (0, None),
             Bound::Included(k) => (self.first_block_for(k), Some((k.to_vec(), true))),
@@ -164,6 +302,17 @@ impl Table {
             entries: Vec::new().into_iter(),
             skip_to,
             failed: false,
+            use_cache: false,
+        }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // A failed delete only leaves a file the next open deletes
+            // (the manifest no longer names it).
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -175,6 +324,7 @@ pub(crate) struct TableIter {
     entries: std::vec::IntoIter<Entry>,
     skip_to: Option<(Vec<u8>, bool)>,
     failed: bool,
+    use_cache: bool,
 }
 
 impl Iterator for TableIter {
@@ -198,7 +348,7 @@ impl Iterator for TableIter {
             if self.next_block >= self.table.index.len() {
                 return None;
             }
-            match self.table.block(self.next_block) {
+            match self.table.block(self.next_block, self.use_cache) {
                 Ok(entries) => self.entries = entries.into_iter(),
                 Err(e) => {
                     self.failed = true;

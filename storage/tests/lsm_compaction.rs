@@ -1,0 +1,394 @@
+//! Leveled compaction: dead versions and tombstones are reclaimed, while
+//! held snapshots keep reading what they saw; tables move down the
+//! levels (by rewrite or trivial move); obsolete files go only once no
+//! reader holds them; L0 stays bounded by the write stall.
+
+use std::path::Path;
+
+use strata_storage::{Db, Options, Stats};
+
+fn key(n: u64) -> Vec<u8> {
+    format!("key-{n:06}").into_bytes()
+}
+
+fn value(n: u64, round: u64) -> Vec<u8> {
+    let mut v = format!("v{round}-{n}-").into_bytes();
+    v.resize(64, b'.');
+    v
+}
+
+/// Tiny memtable, tables and levels: every few hundred writes flush, and
+/// flushes trigger compactions across several levels.
+fn tiny() -> Options {
+    Options::new()
+        .memtable_bytes(4 << 10)
+        .l0_compaction_trigger(2)
+        .l0_stop_writes(4)
+        .table_bytes(4 << 10)
+        .level1_bytes(16 << 10)
+        .level_size_ratio(4)
+}
+
+fn sst_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("sst".as_ref()))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn sst_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("sst".as_ref()))
+        .count()
+}
+
+fn deeper_than_l0(stats: &Stats) -> usize {
+    stats.levels[1..].iter().map(|l| l.files).sum()
+}
+
+const KEYS: u64 = 600;
+
+#[test]
+fn snapshot_survives_compaction_and_release_reclaims_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    for n in 0..KEYS {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    let snap = db.snapshot();
+    // Five overwrites of every key, then every third key deleted: most
+    // versions are dead for the latest view but round 0 is the snapshot's.
+    for round in 1..=5 {
+        for n in 0..KEYS {
+            db.put(&key(n), &value(n, round)).unwrap();
+        }
+    }
+    for n in (0..KEYS).step_by(3) {
+        db.delete(&key(n)).unwrap();
+    }
+    db.compact_all().unwrap();
+    let stats = db.stats();
+    eprintln!("{stats:#?}");
+    assert!(stats.compactions > 0, "{stats:?}");
+    assert_eq!(stats.levels[0].files, 0, "compact_all empties L0");
+    assert!(deeper_than_l0(&stats) > 0);
+    assert!(stats.compaction_bytes_written > 0);
+    assert!(stats.write_amplification > 1.0, "{stats:?}");
+    for n in 0..KEYS {
+        assert_eq!(
+            snap.get(&key(n)).unwrap(),
+            Some(value(n, 0)),
+            "snapshot, key {n}"
+        );
+        let want = (n % 3 != 0).then(|| value(n, 5));
+        assert_eq!(db.get(&key(n)).unwrap(), want, "latest, key {n}");
+    }
+    assert_eq!(snap.scan(..).unwrap().count() as u64, KEYS);
+    let live = db.scan(..).unwrap().count() as u64;
+    assert_eq!(live, KEYS - KEYS.div_ceil(3));
+    let held = sst_bytes(dir.path());
+    drop(snap);
+    db.compact_all().unwrap();
+    let reclaimed = sst_bytes(dir.path());
+    // Only the latest version of live keys remains: the snapshot's round 0
+    // and every tombstone are gone.
+    assert!(
+        reclaimed * 3 < held * 2,
+        "{held} bytes with the snapshot, {reclaimed} after release"
+    );
+    assert_eq!(reclaimed, db.stats().table_bytes(), "no obsolete file left");
+    drop(db);
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    for n in 0..KEYS {
+        let want = (n % 3 != 0).then(|| value(n, 5));
+        assert_eq!(db.get(&key(n)).unwrap(), want, "after reopen, key {n}");
+    }
+    assert_eq!(db.scan(..).unwrap().count() as u64, live);
+}
+
+#[test]
+fn background_compaction_keeps_l0_bounded_and_moves_sequential_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tiny();
+    let db = Db::open(dir.path(), opts).unwrap();
+    // Sequential keys: each new table is past every older one, so tables
+    // leave L1 by trivial moves.
+    for n in 0..8000u64 {
+        db.put(&key(n), &value(n, 0)).unwrap();
+        if n % 500 == 0 {
+            // At most `l0_stop_writes` tables, plus the flushes the
+            // immutables allowed to wait (default 2) may add.
+            let l0 = db.stats().levels[0].files;
+            assert!(l0 <= 4 + 2, "L0 has {l0} tables");
+        }
+    }
+    db.flush().unwrap();
+    let stats = db.stats();
+    eprintln!("{stats:#?}");
+    assert!(stats.trivial_moves > 0, "{stats:?}");
+    assert!(stats.compactions > 0, "{stats:?}");
+    assert!(stats.levels[2..].iter().any(|l| l.files > 0), "{stats:?}");
+    for n in (0..8000).step_by(37) {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, 0)));
+    }
+    assert_eq!(db.scan(..).unwrap().count(), 8000);
+}
+
+#[test]
+fn obsolete_tables_stay_on_disk_while_a_scan_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // No background compaction before the manual one: L0 keeps every table.
+    let opts = Options::new()
+        .memtable_bytes(4 << 10)
+        .l0_compaction_trigger(100)
+        .l0_stop_writes(101)
+        .table_bytes(4 << 10);
+    let db = Db::open(dir.path(), opts).unwrap();
+    for round in 0..3 {
+        for n in 0..200 {
+            db.put(&key(n), &value(n, round)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let before = sst_files(dir.path());
+    assert_eq!(db.stats().levels[0].files, before);
+    let mut scan = db.scan(..).unwrap();
+    let first = scan.next().unwrap().unwrap();
+    assert_eq!(first, (key(0), value(0, 2)));
+    db.compact_all().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.levels[0].files, 0);
+    // The scan still holds every input table: none is deleted yet.
+    assert_eq!(sst_files(dir.path()), before + stats.files());
+    let rest: Vec<_> = scan.map(|r| r.unwrap()).collect();
+    assert_eq!(rest.len(), 199);
+    assert!(rest.iter().all(|(k, v)| {
+        let n: u64 = std::str::from_utf8(&k[4..]).unwrap().parse().unwrap();
+        *v == value(n, 2)
+    }));
+    // Dropping the scan dropped the last references.
+    assert_eq!(sst_files(dir.path()), stats.files());
+}
+
+#[test]
+fn compact_range_only_rewrites_the_range_and_validates_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = Options::new().l0_compaction_trigger(4).l0_stop_writes(4);
+    assert!(matches!(
+        Db::open(dir.path(), bad),
+        Err(strata_storage::Error::InvalidArgument(_))
+    ));
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    for n in 0..KEYS {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    for n in 0..KEYS / 2 {
+        db.delete(&key(n)).unwrap();
+    }
+    db.compact_range(key(0)..key(KEYS / 2)).unwrap();
+    assert_eq!(db.stats().levels[0].files, 0);
+    for n in 0..KEYS {
+        let want = (n >= KEYS / 2).then(|| value(n, 0));
+        assert_eq!(db.get(&key(n)).unwrap(), want);
+    }
+    assert_eq!(db.scan(..).unwrap().count() as u64, KEYS / 2);
+    db.close().unwrap();
+    assert!(matches!(
+        db.compact_all(),
+        Err(strata_storage::Error::Closed)
+    ));
+}
+
+mod faults {
+    //! A compaction whose table write or manifest edit fails: the error is
+    //! sticky (writes refused until reopen), and reopening finds every
+    //! acknowledged write, whichever side of the edit the manifest holds.
+
+    use std::io;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    use strata_storage::wal::LogFile;
+    use strata_storage::{Db, Error, FileKind};
+
+    use super::{key, tiny, value};
+
+    const OK: u8 = 0;
+    const FAIL_APPEND: u8 = 1;
+    const FAIL_SYNC: u8 = 2;
+
+    #[derive(Debug)]
+    struct Faulty {
+        inner: Box<dyn LogFile>,
+        mode: Arc<AtomicU8>,
+    }
+
+    impl LogFile for Faulty {
+        fn append(&self, buf: &[u8]) -> io::Result<()> {
+            if self.mode.load(Ordering::SeqCst) == FAIL_APPEND {
+                // Half written, then no space: a torn tail.
+                self.inner.append(&buf[..buf.len() / 2])?;
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            self.inner.append(buf)
+        }
+        fn sync(&self) -> io::Result<()> {
+            if self.mode.load(Ordering::SeqCst) == FAIL_SYNC {
+                // The bytes are written (and would be read back), but
+                // the disk reported failure: the edit's fate is unknown.
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+            self.inner.sync()
+        }
+    }
+
+    fn check(kind: FileKind, fail: u8) {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = Arc::new(AtomicU8::new(OK));
+        let m = Arc::clone(&mode);
+        // No background compaction: the manual one is the one that fails.
+        let opts = tiny()
+            .l0_compaction_trigger(1000)
+            .l0_stop_writes(1001)
+            .file_wrapper(Arc::new(move |k, f| {
+                if k == kind {
+                    Box::new(Faulty {
+                        inner: f,
+                        mode: Arc::clone(&m),
+                    }) as Box<dyn LogFile>
+                } else {
+                    f
+                }
+            }));
+        let db = Db::open(dir.path(), opts).unwrap();
+        for round in 0..3 {
+            for n in 0..300 {
+                db.put(&key(n), &value(n, round)).unwrap();
+            }
+        }
+        for n in (0..300).step_by(2) {
+            db.delete(&key(n)).unwrap();
+        }
+        db.flush().unwrap();
+        mode.store(fail, Ordering::SeqCst);
+        let err = db.compact_all().unwrap_err();
+        assert!(matches!(err, Error::Background(_)), "{err}");
+        mode.store(OK, Ordering::SeqCst);
+        // Sticky until reopen, even with the disk healthy again.
+        assert!(matches!(db.put(b"after", b"x"), Err(Error::Background(_))));
+        assert!(matches!(db.compact_all(), Err(Error::Background(_))));
+        let want = |n: u64| (n % 2 == 1).then(|| value(n, 2));
+        for n in 0..300 {
+            assert_eq!(db.get(&key(n)).unwrap(), want(n), "before reopen, key {n}");
+        }
+        drop(db);
+        let db = Db::open(dir.path(), tiny()).unwrap();
+        for n in 0..300 {
+            assert_eq!(db.get(&key(n)).unwrap(), want(n), "after reopen, key {n}");
+        }
+        assert_eq!(db.scan(..).unwrap().count(), 150);
+        // The reopened engine compacts normally, and leaves no stray file.
+        db.compact_all().unwrap();
+        assert_eq!(super::sst_files(dir.path()), db.stats().files());
+        assert_eq!(db.scan(..).unwrap().count(), 150);
+    }
+
+    #[test]
+    fn enospc_on_compaction_output_is_sticky_and_loses_nothing() {
+        check(FileKind::Table, FAIL_APPEND);
+    }
+
+    #[test]
+    fn eio_on_compaction_output_fsync_is_sticky_and_loses_nothing() {
+        check(FileKind::Table, FAIL_SYNC);
+    }
+
+    #[test]
+    fn enospc_on_compaction_manifest_edit_is_sticky_and_loses_nothing() {
+        check(FileKind::Manifest, FAIL_APPEND);
+    }
+
+    #[test]
+    fn eio_on_compaction_manifest_fsync_is_sticky_and_loses_nothing() {
+        check(FileKind::Manifest, FAIL_SYNC);
+    }
+}
+
+/// Reads racing background compactions: every batch rewrites all keys
+/// with one round number, so any consistent view (a scan, a snapshot)
+/// sees a single round, and rounds seen by one reader never go back.
+/// Catches a compaction dropping a version a reader that started
+/// before its install still needs.
+#[test]
+fn reads_stay_consistent_while_compactions_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const KEYS_PER_BATCH: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), tiny()).unwrap());
+    let round_of = |v: &[u8]| -> u64 {
+        let s = std::str::from_utf8(v).unwrap();
+        s[1..s.find('-').unwrap()].parse().unwrap()
+    };
+    let write_round = |db: &Db, round: u64| {
+        let mut b = strata_storage::WriteBatch::new();
+        for n in 0..KEYS_PER_BATCH {
+            b.put(key(n), value(n, round));
+        }
+        db.write(b, strata_storage::WriteOptions::default())
+            .unwrap();
+    };
+    write_round(&db, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut last = 0u64;
+                let mut checks = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let snap = db.snapshot();
+                    let view: Vec<_> = if r == 0 {
+                        db.scan(..).unwrap().map(|kv| kv.unwrap()).collect()
+                    } else {
+                        snap.scan(..).unwrap().map(|kv| kv.unwrap()).collect()
+                    };
+                    assert_eq!(view.len() as u64, KEYS_PER_BATCH);
+                    let round = round_of(&view[0].1);
+                    assert!(view.iter().all(|(_, v)| round_of(v) == round), "torn view");
+                    assert!(round >= last, "went back from round {last} to {round}");
+                    last = round;
+                    // The snapshot still reads its round after more
+                    // compactions may have run.
+                    let again = round_of(&snap.get(&key(KEYS_PER_BATCH - 1)).unwrap().unwrap());
+                    if r == 0 {
+                        // Taken before the scan: never newer than it.
+                        assert!(again <= round, "snapshot {again} newer than scan {round}");
+                    } else {
+                        assert_eq!(again, round, "snapshot changed under compaction");
+                    }
+                    let latest = db.get(&key(0)).unwrap().unwrap();
+                    assert!(round_of(&latest) >= last);
+                    checks += 1;
+                }
+                checks
+            })
+        })
+        .collect();
+    for round in 1..400 {
+        write_round(&db, round);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    let stats = db.stats();
+    assert!(stats.compactions > 10, "{stats:?}");
+    for n in 0..KEYS_PER_BATCH {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, 399)));
+    }
+}
