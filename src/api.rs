@@ -434,6 +434,58 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
             "Bans issued.",
             n.bans.load(Ordering::Relaxed) as f64,
         );
+        let st = s.db.stats();
+        let files: usize = st.levels.iter().map(|l| l.files).sum();
+        let bytes: u64 = st.levels.iter().map(|l| l.bytes).sum();
+        let l0 = st.levels.first().map_or(0, |l| l.files);
+        metric(
+            "storage_tables",
+            "gauge",
+            "Sorted tables on disk.",
+            files as f64,
+        );
+        metric(
+            "storage_l0_tables",
+            "gauge",
+            "Tables in level 0.",
+            l0 as f64,
+        );
+        metric(
+            "storage_table_bytes",
+            "gauge",
+            "Bytes of sorted tables.",
+            bytes as f64,
+        );
+        metric(
+            "storage_write_amplification",
+            "gauge",
+            "(flush + compaction bytes) / user bytes since open.",
+            st.write_amplification,
+        );
+        metric(
+            "storage_compactions_total",
+            "counter",
+            "Compactions since open.",
+            st.compactions as f64,
+        );
+        metric(
+            "storage_write_stalls_total",
+            "counter",
+            "Writes that waited for a background worker.",
+            st.write_stalls as f64,
+        );
+        metric(
+            "storage_block_cache_hits_total",
+            "counter",
+            "Block cache hits.",
+            st.block_cache_hits as f64,
+        );
+        metric(
+            "storage_block_cache_misses_total",
+            "counter",
+            "Block cache misses.",
+            st.block_cache_misses as f64,
+        );
         Ok(out)
     })
     .await?;
