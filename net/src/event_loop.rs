@@ -203,6 +203,9 @@ impl EventLoop {
             if self.peers_dirty {
                 self.publish_peers();
             }
+            // One wake-up per iteration for everything pushed above, and
+            // none when nobody waits.
+            self.shared.event_wait.signal();
         }
         self.shutdown_all();
         Ok(())
@@ -1329,9 +1332,12 @@ fn fail_pending(shared: &Shared, conn: &mut Conn, reason: RequestFailure) {
     }
 }
 
+/// Queues an event; waiters are woken once per loop iteration, in `run`.
 fn push_event(shared: &Shared, ev: Event) {
     if shared.events.push(ev).is_err() {
         shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        shared.event_wait.pushed();
     }
 }
 
