@@ -204,8 +204,13 @@ impl EventLoop {
                 self.publish_peers();
             }
             // One wake-up per iteration for everything pushed above, and
-            // none when nobody waits.
-            self.shared.event_wait.signal();
+            // none when nobody waits; the sends queued above go to the
+            // kernel before a woken consumer can take this core. A failed
+            // submit is reported by `submit_and_wait` at the loop's top.
+            let ring = &mut self.ring;
+            self.shared.event_wait.signal(|| {
+                let _ = ring.submit();
+            });
         }
         self.shutdown_all();
         Ok(())

@@ -67,9 +67,12 @@ impl EventWait {
     }
 
     /// I/O thread, once per loop iteration: wakes the waiters if events were
-    /// pushed since the last call and anyone waits.
+    /// pushed since the last call and anyone waits, calling `before_wake`
+    /// first (and only then). The loop submits its queued sends there: a
+    /// woken consumer may take the I/O thread's core at once (2-core hosts),
+    /// and should not hold up the sends already decided.
     #[inline]
-    pub(crate) fn signal(&self) {
+    pub(crate) fn signal(&self, before_wake: impl FnOnce()) {
         if !self.pushed.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -77,6 +80,7 @@ impl EventWait {
         // load of `waiters` (see the module docs).
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) > 0 {
+            before_wake();
             self.wake_all();
         }
     }
@@ -171,7 +175,7 @@ mod tests {
                 }
                 q2.push(i).unwrap();
                 w2.pushed();
-                w2.signal();
+                w2.signal(|| {});
             }
         });
         let t = Instant::now();
@@ -220,9 +224,9 @@ mod tests {
     #[test]
     fn signal_without_a_push_or_a_waiter_is_free_of_effects() {
         let w = EventWait::default();
-        w.signal();
+        w.signal(|| panic!("no push"));
         w.pushed();
-        w.signal();
+        w.signal(|| panic!("no waiter"));
         assert!(!w.pushed.load(Ordering::Relaxed));
     }
 }
