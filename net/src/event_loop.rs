@@ -1221,7 +1221,12 @@ impl EventLoop {
             push_request_failed(&self.shared, to, request_id, RequestFailure::NotConnected);
             return;
         };
-        let at_ms = self.now_ms() + self.cfg.request_timeout_ms;
+        // `now_ms` truncates to whole milliseconds, so without the extra
+        // millisecond a request could be reported timed out up to 1 ms
+        // before `request_timeout_ms` had passed (the likely cause of one
+        // failure of the `waited >= timeout` check in
+        // `unanswered_request_times_out_and_a_late_response_is_unsolicited`).
+        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 1;
         let conn = self.conns[slot].as_mut().expect("ready peers are live");
         if conn.pending_requests.len() >= PENDING_REQUESTS_PER_PEER_MAX {
             push_request_failed(&self.shared, to, request_id, RequestFailure::TooManyPending);
