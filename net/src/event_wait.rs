@@ -14,9 +14,10 @@
 //! - The **I/O thread** notes that it pushed an event ([`EventWait::pushed`],
 //!   a store to a flag only it touches) and, once per loop iteration
 //!   ([`EventWait::signal`]), if it pushed anything: a `SeqCst` fence, then a
-//!   load of `waiters`. Only when that is non-zero does it take and release
-//!   `lock` and call [`Condvar::notify_all`] — one futex wake per batch of
-//!   events, and nothing but a fence and a load when nobody waits.
+//!   load of `waiters`. Only when that is non-zero does it submit its
+//!   queued sends, take and release `lock` and call
+//!   [`Condvar::notify_all`] — one futex wake per batch of events, and
+//!   nothing but a fence and a load when nobody waits.
 //!
 //! # Why no wake-up is lost
 //! The two fences order "waiter increments `waiters`, then pops" against
