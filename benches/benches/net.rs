@@ -16,11 +16,12 @@
 //! - `net/loopback/{strata,tokio}/{128B,64KiB}`: a client sends requests of
 //!   the given payload to a server on 127.0.0.1, which answers each with an
 //!   8-byte ack; 64 requests are kept in flight. `strata`: two strata-net
-//!   nodes (an io_uring thread each), the client polling
-//!   `Handle::try_next_event` on the bench thread and a responder thread
-//!   answering on the server (both sleep 50 µs when the event queue is
-//!   empty: the API has no blocking wait, and yield-spinning pollers starve
-//!   the I/O threads on 2 cores). `tokio`: the same frame layout (header, crc32
+//!   nodes (an io_uring thread each), the client on the bench thread and a
+//!   responder thread on the server, both waiting for events with
+//!   `Handle::next_event_timeout` (which sleeps until the I/O thread pushes
+//!   one; polling was measured slower on 2 cores, whether yield-spinning,
+//!   which starves the I/O threads, or sleeping 50 µs per empty poll).
+//!   `tokio`: the same frame layout (header, crc32
 //!   checked on receipt, length limit before allocation) written for the
 //!   bench with a 2-worker tokio runtime, buffered reads and writes, and
 //!   flushes when no more input is buffered. Both connections are set up
@@ -296,11 +297,11 @@ const LOOPBACK_WINDOW: u64 = 64;
 const LOOPBACK_ACK: [u8; 8] = [0xAC; 8];
 /// Payload limit the tokio server enforces, as the strata default does.
 const LOOPBACK_PAYLOAD_BYTES_MAX: u32 = 4 << 20;
-/// How long the strata pollers sleep on an empty event queue. The API has
-/// no blocking wait; spinning with `yield_now` instead was measured slower
-/// on this 2-core machine, as the spinners take the cores from the two
-/// io_uring threads.
-const LOOPBACK_IDLE: Duration = Duration::from_micros(50);
+/// How long the strata client waits for a response before the bench fails.
+const LOOPBACK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the strata responder sleeps at most before checking its stop
+/// flag.
+const LOOPBACK_RESPONDER_WAIT: Duration = Duration::from_millis(20);
 const MSG_REQUEST: u8 = 0x20;
 const MSG_RESPONSE: u8 = 0x21;
 
@@ -336,21 +337,17 @@ impl StrataPair {
         let stop2 = stop.clone();
         let responder = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                match server.try_next_event() {
-                    Some(strata_net::Event::Request {
-                        from, request_id, ..
-                    }) => {
-                        // Retry while the command queue is full (backpressure).
-                        while server
-                            .respond(from, request_id, LOOPBACK_ACK.to_vec())
-                            .is_err()
-                        {
-                            std::thread::yield_now();
-                        }
+                if let Some(strata_net::Event::Request {
+                    from, request_id, ..
+                }) = server.next_event_timeout(LOOPBACK_RESPONDER_WAIT)
+                {
+                    // Retry while the command queue is full (backpressure).
+                    while server
+                        .respond(from, request_id, LOOPBACK_ACK.to_vec())
+                        .is_err()
+                    {
+                        std::thread::yield_now();
                     }
-                    Some(_) => {}
-                    // The API has no blocking wait; see `LOOPBACK_IDLE`.
-                    None => std::thread::sleep(LOOPBACK_IDLE),
                 }
             }
             server.shutdown().expect("server stops");
@@ -378,14 +375,25 @@ impl StrataPair {
                 }
                 sent += 1;
             }
-            match self.client.try_next_event() {
-                Some(strata_net::Event::Response { payload, .. }) => {
-                    assert_eq!(payload, LOOPBACK_ACK);
-                    done += 1;
+            // One event, then every one already queued, before the window
+            // is refilled (as the tokio client reads what is buffered), so
+            // requests go to the I/O thread in bursts.
+            let Some(mut event) = self.client.next_event_timeout(LOOPBACK_RESPONSE_TIMEOUT) else {
+                panic!("no response within {LOOPBACK_RESPONSE_TIMEOUT:?}");
+            };
+            loop {
+                match event {
+                    strata_net::Event::Response { payload, .. } => {
+                        assert_eq!(payload, LOOPBACK_ACK);
+                        done += 1;
+                    }
+                    e @ strata_net::Event::RequestFailed { .. } => panic!("{e:?}"),
+                    _ => {}
                 }
-                Some(e @ strata_net::Event::RequestFailed { .. }) => panic!("{e:?}"),
-                Some(_) => {}
-                None => std::thread::sleep(LOOPBACK_IDLE),
+                match self.client.try_next_event() {
+                    Some(e) => event = e,
+                    None => break,
+                }
             }
         }
         start.elapsed()

@@ -32,7 +32,7 @@ use crate::frame::{FrameDecoder, Header};
 use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::PENDING_REQUESTS_PER_PEER_MAX;
-use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message};
+use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message, MsgType};
 use crate::node::{Command, Event, PeerSummary, RequestFailure, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
 use crate::ring::{timespec_ms, Completion, Ring};
@@ -203,6 +203,14 @@ impl EventLoop {
             if self.peers_dirty {
                 self.publish_peers();
             }
+            // One wake-up per iteration for everything pushed above, and
+            // none when nobody waits; the sends queued above go to the
+            // kernel before a woken consumer can take this core. A failed
+            // submit is reported by `submit_and_wait` at the loop's top.
+            let ring = &mut self.ring;
+            self.shared.event_wait.signal(|| {
+                let _ = ring.submit();
+            });
         }
         self.shutdown_all();
         Ok(())
@@ -667,7 +675,19 @@ impl EventLoop {
             match dec.next(&mut input) {
                 Ok(Some(f)) => {
                     self.shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                    if !self.on_frame(slot, f.header, f.payload) {
+                    let header = f.header;
+                    // A payload that does not point into the receive buffer
+                    // was reassembled by the decoder (a frame split across
+                    // receives, as every 64 KiB one is). An opaque payload
+                    // is then moved into its event instead of copied.
+                    let reassembled =
+                        !f.payload.is_empty() && !buf.as_ptr_range().contains(&f.payload.as_ptr());
+                    let open = if reassembled && is_opaque(header.msg_type) {
+                        self.on_reassembled_opaque(slot, header, dec.take_payload())
+                    } else {
+                        self.on_frame(slot, header, f.payload)
+                    };
+                    if !open {
                         break;
                     }
                 }
@@ -832,39 +852,55 @@ impl EventLoop {
                     );
                 }
             }
-            Message::Request(p) => {
-                let from = conn.peer.expect("ready").node_key;
-                let ev = if h.request_id == 0 {
-                    Event::Message {
-                        from,
-                        payload: p.to_vec(),
-                    }
-                } else {
-                    Event::Request {
-                        from,
-                        request_id: h.request_id,
-                        payload: p.to_vec(),
-                    }
-                };
-                push_event(&self.shared, ev);
-            }
-            Message::Response(p) => {
-                if conn.pending_requests.remove(&h.request_id) {
-                    let from = conn.peer.expect("ready").node_key;
-                    push_event(
-                        &self.shared,
-                        Event::Response {
-                            from,
-                            request_id: h.request_id,
-                            payload: p.to_vec(),
-                        },
-                    );
-                } else {
-                    self.misbehave(slot, Misbehaviour::UnsolicitedResponse);
-                }
-            }
+            Message::Request(p) => self.on_opaque(slot, h, false, Opaque::Borrowed(p)),
+            Message::Response(p) => self.on_opaque(slot, h, true, Opaque::Borrowed(p)),
         }
         !self.conns[slot].as_ref().is_none_or(|c| c.closing)
+    }
+
+    /// Handles a request or response frame whose payload the decoder
+    /// reassembled and handed over; returns false when the connection is
+    /// closing. Anything but a ready connection takes the general path.
+    fn on_reassembled_opaque(&mut self, slot: usize, h: Header, payload: Vec<u8>) -> bool {
+        let ready = self.conns[slot]
+            .as_ref()
+            .is_some_and(|c| !c.closing && c.state == PeerState::Ready);
+        if !ready {
+            return self.on_frame(slot, h, &payload);
+        }
+        let response = h.msg_type == MsgType::Response as u8;
+        self.on_opaque(slot, h, response, Opaque::Owned(payload));
+        !self.conns[slot].as_ref().is_none_or(|c| c.closing)
+    }
+
+    /// A request (or one-way message, request id 0) or a response from a
+    /// ready peer, turned into its event.
+    fn on_opaque(&mut self, slot: usize, h: Header, response: bool, payload: Opaque<'_>) {
+        let conn = self.conns[slot].as_mut().expect("live slot");
+        let from = conn.peer.expect("ready").node_key;
+        let ev = if response {
+            if !conn.pending_requests.remove(&h.request_id) {
+                self.misbehave(slot, Misbehaviour::UnsolicitedResponse);
+                return;
+            }
+            Event::Response {
+                from,
+                request_id: h.request_id,
+                payload: payload.into_vec(),
+            }
+        } else if h.request_id == 0 {
+            Event::Message {
+                from,
+                payload: payload.into_vec(),
+            }
+        } else {
+            Event::Request {
+                from,
+                request_id: h.request_id,
+                payload: payload.into_vec(),
+            }
+        };
+        push_event(&self.shared, ev);
     }
 
     fn refuse(&mut self, slot: usize, r: HandshakeRefusal) {
@@ -1185,7 +1221,12 @@ impl EventLoop {
             push_request_failed(&self.shared, to, request_id, RequestFailure::NotConnected);
             return;
         };
-        let at_ms = self.now_ms() + self.cfg.request_timeout_ms;
+        // `now_ms` truncates to whole milliseconds, so without the extra
+        // millisecond a request could be reported timed out up to 1 ms
+        // before `request_timeout_ms` had passed (the likely cause of one
+        // failure of the `waited >= timeout` check in
+        // `unanswered_request_times_out_and_a_late_response_is_unsolicited`).
+        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 1;
         let conn = self.conns[slot].as_mut().expect("ready peers are live");
         if conn.pending_requests.len() >= PENDING_REQUESTS_PER_PEER_MAX {
             push_request_failed(&self.shared, to, request_id, RequestFailure::TooManyPending);
@@ -1306,6 +1347,29 @@ impl EventLoop {
     }
 }
 
+/// The payload of a request or response on its way into an event: owned
+/// when the decoder handed over its reassembly buffer (moved, not copied),
+/// else borrowed from the receive buffer (copied once).
+enum Opaque<'b> {
+    Borrowed(&'b [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Opaque<'_> {
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Opaque::Borrowed(p) => p.to_vec(),
+            Opaque::Owned(v) => v,
+        }
+    }
+}
+
+/// True for the message types whose payload is opaque to this crate and
+/// goes into an event whole: requests (and one-way messages) and responses.
+fn is_opaque(msg_type: u8) -> bool {
+    msg_type == MsgType::Request as u8 || msg_type == MsgType::Response as u8
+}
+
 fn push_request_failed(shared: &Shared, to: [u8; 32], request_id: u64, reason: RequestFailure) {
     push_event(
         shared,
@@ -1329,9 +1393,12 @@ fn fail_pending(shared: &Shared, conn: &mut Conn, reason: RequestFailure) {
     }
 }
 
+/// Queues an event; waiters are woken once per loop iteration, in `run`.
 fn push_event(shared: &Shared, ev: Event) {
     if shared.events.push(ev).is_err() {
         shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        shared.event_wait.pushed();
     }
 }
 

@@ -206,6 +206,16 @@ impl FrameDecoder {
         self.payload_buf.capacity()
     }
 
+    /// Takes the reassembly buffer. Right after [`FrameDecoder::next`]
+    /// returned a frame whose payload it reassembled from several inputs
+    /// (the payload does not point into the input), this is that payload,
+    /// handed over without a copy; the decoder allocates a new buffer for
+    /// the next frame that needs one. Taking it at any other time returns
+    /// stale or empty bytes but does not disturb decoding.
+    pub fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload_buf)
+    }
+
     /// Decodes the next frame from `input`, advancing `input` past the bytes
     /// used. Returns `Ok(None)` when `input` is exhausted without completing a
     /// frame (the partial frame is kept). After an error the decoder is
@@ -340,6 +350,32 @@ mod tests {
         let got = decode_all(&mut dec, &chunks).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1.len(), 1000);
+    }
+
+    #[test]
+    fn a_taken_reassembly_buffer_holds_the_payload_and_decoding_goes_on() {
+        let a: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let mut wire = frame(0x20, 1, &a);
+        wire.extend_from_slice(&frame(0x21, 2, b"small"));
+        wire.extend_from_slice(&frame(0x20, 3, &a[..2000]));
+        let mut dec = FrameDecoder::new(4096);
+        let mut taken = Vec::new();
+        let mut borrowed = Vec::new();
+        for chunk in wire.chunks(1024) {
+            let mut input = chunk;
+            while let Some(f) = dec.next(&mut input).unwrap() {
+                let in_input = chunk.as_ptr_range().contains(&f.payload.as_ptr());
+                let rid = f.header.request_id;
+                if in_input {
+                    borrowed.push((rid, f.payload.to_vec()));
+                } else {
+                    taken.push((rid, dec.take_payload()));
+                }
+            }
+        }
+        assert_eq!(taken, vec![(1, a.clone()), (3, a[..2000].to_vec())]);
+        assert_eq!(borrowed, vec![(2, b"small".to_vec())]);
+        assert!(dec.is_idle());
     }
 
     #[test]

@@ -17,8 +17,15 @@
 //! queues capped in bytes, connect linked to a timeout, a tick timer, and an
 //! eventfd through which [`Handle`] methods wake the loop after pushing to a
 //! bounded `crossbeam-queue` command queue. Events come back through a
-//! bounded queue ([`Handle::try_next_event`]); when it is full, events are
-//! dropped and counted in [`Stats::events_dropped`].
+//! bounded queue, polled with [`Handle::try_next_event`] or waited on with
+//! [`Handle::next_event_timeout`]; when it is full, events are dropped and
+//! counted in [`Stats::events_dropped`].
+//!
+//! The blocking wait is a condvar that the I/O thread signals at most once
+//! per loop iteration, and only when it pushed events and a consumer is
+//! registered as waiting (an atomic counter it reads after a fence): a
+//! node whose consumer polls pays no syscall for it, and a waiting
+//! consumer costs one futex wake per batch, not per event.
 //!
 //! # Decisions
 //! - **No fallback backend**: if the kernel refuses io_uring, [`Node::start`]
@@ -71,6 +78,7 @@ pub mod addr_book;
 pub mod config;
 pub mod error;
 mod event_loop;
+mod event_wait;
 pub mod frame;
 pub mod gossip;
 pub mod handshake;

@@ -6,12 +6,14 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::event_wait::EventWait;
 use crate::handshake::Identity;
 use crate::message::ItemId;
 
@@ -170,6 +172,9 @@ pub struct Stats {
 pub(crate) struct Shared {
     pub(crate) commands: ArrayQueue<Command>,
     pub(crate) events: ArrayQueue<Event>,
+    /// Lets [`Handle::next_event_timeout`] sleep until the loop pushes to
+    /// `events`; see [`crate::event_wait`].
+    pub(crate) event_wait: EventWait,
     pub(crate) eventfd: RawFd,
     /// Set by the first command pushed since the loop last drained the
     /// queue; later commands see it set and skip the eventfd write, because
@@ -223,6 +228,7 @@ impl Node {
         let shared = Arc::new(Shared {
             commands: ArrayQueue::new(COMMANDS_MAX),
             events: ArrayQueue::new(config.events_max),
+            event_wait: EventWait::default(),
             eventfd: efd,
             wake_pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -233,9 +239,14 @@ impl Node {
         let node_key = identity.public();
         let mut lp = EventLoop::new(config, identity, shared.clone())?;
         let local_addr = lp.local_addr();
+        let closer = CloseEventsOnDrop(shared.clone());
         let thread = std::thread::Builder::new()
             .name("strata-net-io".into())
-            .spawn(move || lp.run())
+            .spawn(move || {
+                // Dropped when the thread ends, by return, error or panic.
+                let _closer = closer;
+                lp.run()
+            })
             .map_err(Error::Io)?;
         Ok(Handle {
             shared,
@@ -243,6 +254,17 @@ impl Node {
             local_addr,
             node_key,
         })
+    }
+}
+
+/// Wakes every [`Handle::next_event_timeout`] caller when the I/O thread
+/// ends, however it ends, so none sleeps out its timeout waiting for events
+/// that can no longer come.
+struct CloseEventsOnDrop(Arc<Shared>);
+
+impl Drop for CloseEventsOnDrop {
+    fn drop(&mut self) {
+        self.0.event_wait.close();
     }
 }
 
@@ -331,6 +353,21 @@ impl Handle {
     /// Next event, if any (the stream is a bounded queue).
     pub fn try_next_event(&self) -> Option<Event> {
         self.shared.events.pop()
+    }
+    /// Next event, waiting up to `timeout` for one: returns at once when an
+    /// event is queued, else sleeps until the I/O thread pushes one (or the
+    /// timeout passes, or the I/O thread has ended: then `None`).
+    ///
+    /// Sleeping costs the I/O thread nothing while nobody waits; with a
+    /// waiter it costs one futex wake per loop iteration that pushed events,
+    /// not one per event. Several threads may wait at once; each event goes
+    /// to one of them. A `timeout` too large to represent as a deadline
+    /// waits without one. The protocol and why it loses no wake-up are in
+    /// the private `event_wait` module.
+    pub fn next_event_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.shared
+            .event_wait
+            .wait(timeout, || self.shared.events.pop())
     }
     /// Ready peers.
     pub fn peers(&self) -> Vec<PeerSummary> {

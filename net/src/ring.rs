@@ -79,6 +79,15 @@ impl Ring {
         }
     }
 
+    /// Hands queued submissions to the kernel without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Submits and waits for at least one completion, then drains up to
     /// `out.capacity()` completions into `out`.
     pub fn submit_and_wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
