@@ -11,9 +11,9 @@
 //! - the API's tokio runtime (two worker threads).
 //!
 //! Decisions and known limits (named, not hidden):
-//! - The driver polls the event queue and sleeps 1 ms when it is empty:
-//!   `strata-net` offers no blocking wait yet, and 1 ms is well under the
-//!   engine's timers.
+//! - When idle the driver blocks in `Handle::next_event_timeout` until a
+//!   network event or its next tick; batches back from the verification
+//!   workers wait for the next turn (at most `tick_ms`).
 //! - Signatures of gossiped and client transactions are checked on
 //!   `verify_threads` worker threads (`strata-verify-*`) fed through a
 //!   bounded queue; the driver admits what they return. API submissions
@@ -433,15 +433,16 @@ fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
                 None => break,
             }
         }
-        let mut ready: Vec<Batch> = verified.try_iter().collect();
+        let ready: Vec<Batch> = verified.try_iter().collect();
         let due = Instant::now() >= next_tick;
         if events.is_empty() && ready.is_empty() && !due {
-            // Wake for whichever comes first: verified work or the tick.
-            let wait = Duration::from_millis(1).min(next_tick - Instant::now());
-            if let Ok(b) = verified.recv_timeout(wait) {
-                ready.push(b);
-            } else {
-                continue;
+            // Sleep until a network event or the next tick. Verified
+            // batches are picked up at the latest on the tick (`tick_ms`,
+            // 2 ms by default): one wait cannot watch both queues.
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match shared.net.next_event_timeout(wait) {
+                Some(e) => events.push(e),
+                None => continue,
             }
         }
         let mut outputs = Vec::new();

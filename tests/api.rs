@@ -204,7 +204,10 @@ fn every_endpoint_with_good_and_bad_input() {
         .unwrap();
     assert!(text.contains("# TYPE strata_height gauge"), "{text}");
     assert!(text.contains("strata_txs_finalized_total 4"), "{text}");
-    assert!(text.contains("# TYPE strata_storage_write_amplification gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE strata_storage_write_amplification gauge"),
+        "{text}"
+    );
 
     // Still serving after all the garbage.
     assert_eq!(net.get(0, "/v1/status").0, 200);
