@@ -57,6 +57,13 @@ pub struct SimConfig {
     pub target_height: u64,
     /// One-way latency range, in ms.
     pub latency_ms: (u64, u64),
+    /// Time range, in ms, a node is busy after receiving a pulled block
+    /// (checking signatures and executing, as a real node's driver does
+    /// inline): messages to it wait until it is done, while polls between
+    /// idle nodes stay fast. (0, 0) = never busy.
+    pub block_delay_ms: (u64, u64),
+    /// Poll timeout; `None` = three times the largest latency.
+    pub poll_timeout_ms: Option<u64>,
     /// Drop probability, per mille.
     pub drop_per_mille: u64,
     /// Duplication probability, per mille.
@@ -86,6 +93,8 @@ impl Default for SimConfig {
             byzantine_kind: Byzantine::RandomVoter,
             target_height: 5,
             latency_ms: (5, 60),
+            block_delay_ms: (0, 0),
+            poll_timeout_ms: None,
             drop_per_mille: 20,
             duplicate_per_mille: 20,
             faults: true,
@@ -163,7 +172,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     let supply = genesis.total_supply().expect("devnet supply fits");
     let engine_config = EngineConfig {
         params: config.params,
-        poll_timeout_ms: config.latency_ms.1 * 3,
+        poll_timeout_ms: config.poll_timeout_ms.unwrap_or(config.latency_ms.1 * 3),
         propose_delay_ms: 20,
         block_txs_max: 64,
         // Simulated nodes see a few hundred transactions: small tables keep
@@ -204,6 +213,8 @@ pub fn run(config: &SimConfig) -> SimReport {
 
     let mut queue: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
     let mut events: HashMap<usize, Event> = HashMap::new();
+    // Per node: until when it is busy validating a pulled block.
+    let mut busy_until = vec![0u64; config.nodes];
     let mut seq = 0u64;
     let mut push = |queue: &mut BinaryHeap<Reverse<(u64, u64, usize)>>,
                     events: &mut HashMap<usize, Event>,
@@ -312,6 +323,20 @@ pub fn run(config: &SimConfig) -> SimReport {
                 }
                 if nodes[to].down_until_ms.is_some() {
                     continue;
+                }
+                if busy_until[to] > now {
+                    let at = busy_until[to];
+                    push(
+                        &mut queue,
+                        &mut events,
+                        at,
+                        Event::Deliver { to, from, msg },
+                    );
+                    continue;
+                }
+                if matches!(msg, Message::BlockData { .. }) && config.block_delay_ms.1 > 0 {
+                    let (lo, hi) = config.block_delay_ms;
+                    busy_until[to] = now + lo + rng.below(hi.saturating_sub(lo) + 1);
                 }
                 if nodes[to].byzantine {
                     if let Some(reply) =
