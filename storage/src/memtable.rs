@@ -110,6 +110,12 @@ enum Index {
     General(General),
 }
 
+/// Spilled keys below which the ordered table is kept whatever the share.
+const SKEW_SPILLED_MIN: usize = 1024;
+/// The ordered table is dropped once more than 1/`SKEW_SPILLED_SHARE` of
+/// its keys have spilled.
+const SKEW_SPILLED_SHARE: usize = 16;
+
 /// An in-memory map of key versions; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Memtable {
@@ -197,6 +203,17 @@ impl Memtable {
 
     /// Records version `seq` of `key`: a value, or a tombstone (`None`).
     pub(crate) fn insert(&mut self, key: Vec<u8>, seq: u64, value: Option<Vec<u8>>) {
+        // The ordered table assumes keys spread over the whole key space
+        // (hashes). Keys written in ascending order, or all under one
+        // prefix, pile into one part of it and overflow into its spill
+        // B-tree; once a sixteenth of the keys have spilled, the general
+        // index (hash table + sorted view) serves this memtable instead.
+        if let Index::Hashed(table) = &self.index {
+            let spilled = table.spilled_len();
+            if spilled >= SKEW_SPILLED_MIN && spilled * SKEW_SPILLED_SHARE > table.len() {
+                Self::general(&mut self.index);
+            }
+        }
         let key_bytes = key.len();
         let key32 = ordered_table::Key::try_from(key.as_slice()).ok();
         let (versions, new_key) = match (&mut self.index, key32) {
@@ -295,6 +312,34 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn ascending_keys_leave_the_ordered_table_and_read_back() {
+        let mut m = Memtable::new();
+        let n = 200_000u32;
+        for i in 0..n {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            m.insert(k.to_vec(), u64::from(i) + 1, Some(vec![1]));
+        }
+        assert!(
+            !m.is_hashed(),
+            "ascending keys must switch to the general index"
+        );
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&(n / 2).to_be_bytes());
+        assert_eq!(m.get(&k, u64::MAX), Some(Some(vec![1])));
+        assert_eq!(m.iter().count(), n as usize);
+        assert!(m.iter().zip(m.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+
+        // Hashed keys (the node's state keys) keep the ordered table.
+        let mut m = Memtable::new();
+        for i in 0..n {
+            let k = blake3::hash(&i.to_le_bytes());
+            m.insert(k.as_bytes().to_vec(), u64::from(i) + 1, Some(vec![1]));
+        }
+        assert!(m.is_hashed(), "uniform keys must stay in the ordered table");
+    }
 
     #[test]
     fn versions_and_snapshots() {
