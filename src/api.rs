@@ -61,10 +61,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn hex32(what: &str, text: &str) -> Result<[u8; 32], ApiError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out)
-        .map_err(|_| ApiError::bad(format!("{what}: expected 64 hex characters")))?;
-    Ok(out)
+    crate::client::hex32(what, text).map_err(ApiError::bad)
 }
 
 /// The router.

@@ -68,17 +68,30 @@ impl Client {
     }
 }
 
-fn hex32(what: &str, text: &str) -> Result<[u8; 32], String> {
+/// Parses 64 hex characters (surrounding whitespace ignored).
+///
+/// # Errors
+/// A message naming `what`.
+pub fn hex32(what: &str, text: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut out)
         .map_err(|_| format!("{what}: expected 64 hex characters"))?;
     Ok(out)
 }
 
-fn read_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+/// Reads a key file: the 32-byte secret seed in hex, as `strata keygen`
+/// writes it.
+///
+/// # Errors
+/// Unreadable file or bad hex, naming the file.
+pub fn read_seed(path: &std::path::Path) -> Result<[u8; 32], String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(signing_key_from_seed(&hex32("key file", &text)?))
+    hex32(&path.display().to_string(), &text)
+}
+
+fn read_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+    Ok(signing_key_from_seed(&read_seed(path)?))
 }
 
 /// `strata tx`: signs one transaction with the key in `key_file`, using the

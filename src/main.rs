@@ -281,10 +281,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(a) => {
-            let genesis = match node::load_genesis(&config::NodeConfig {
-                genesis: a.genesis,
-                ..config::NodeConfig::default()
-            }) {
+            let genesis = match node::load_genesis(a.genesis.as_deref()) {
                 Ok(g) => g,
                 Err(e) => return fail(e),
             };

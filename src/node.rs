@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::db_chain::DbChain;
-use strata_consensus::engine::{Engine, EngineConfig, Output, SubmitError};
+use strata_consensus::engine::{Chain, Engine, EngineConfig, Output, SubmitError};
 use strata_consensus::genesis::{devnet_validator_key, Genesis};
 use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
@@ -129,44 +129,59 @@ impl Shared {
     /// Signatures are checked on the calling thread (an API worker), so the
     /// core is locked only for the mempool insertions.
     pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
-        let n = txs.len() as u64;
+        let received = txs.len();
         let verdicts = verify_transactions(&txs, self.genesis.chain_id);
-        let mut results: Vec<Option<Result<TxId, SubmitError>>> = Vec::with_capacity(txs.len());
-        let mut valid = Vec::with_capacity(txs.len());
-        for (tx, v) in txs.into_iter().zip(verdicts) {
-            if v == Verdict::Valid {
-                results.push(None);
-                valid.push(tx);
-            } else {
-                results.push(Some(Err(SubmitError::Invalid(v))));
-            }
-        }
-        let encoded: Vec<Vec<u8>> = valid.iter().map(|t| t.encoded().to_vec()).collect();
-        let admitted_results = {
+        let valid: Vec<Transaction> = txs
+            .into_iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| **v == Verdict::Valid)
+            .map(|(t, _)| t)
+            .collect();
+        let mut admitted = {
             let mut core = self.core();
             let Core { engine, chain } = &mut *core;
-            engine.submit_verified(valid, chain, now_ms())
+            admit_verified(self, engine, chain, valid, received, true).into_iter()
         };
-        let mut admitted = 0;
-        for (bytes, r) in encoded.into_iter().zip(&admitted_results) {
-            if r.is_ok() {
-                admitted += 1;
-                if let Err(e) = self.net.broadcast(bytes) {
-                    debug!("gossip of a transaction failed: {e}");
-                }
+        verdicts
+            .into_iter()
+            .map(|v| match v {
+                Verdict::Valid => admitted.next().expect("one result per valid tx"),
+                v => Err(SubmitError::Invalid(v)),
+            })
+            .collect()
+    }
+}
+
+/// Admits verified transactions to the mempool, gossips the admitted ones
+/// when `gossip` (client submissions; items from peers are forwarded by
+/// the net layer itself) and counts them. `received` is the count before
+/// verification, for the metrics.
+fn admit_verified(
+    shared: &Shared,
+    engine: &mut Engine,
+    chain: &mut DbChain,
+    txs: Vec<Transaction>,
+    received: usize,
+    gossip: bool,
+) -> Vec<Result<TxId, SubmitError>> {
+    let encoded: Vec<Vec<u8>> = if gossip {
+        txs.iter().map(|t| t.encoded().to_vec()).collect()
+    } else {
+        Vec::new()
+    };
+    let results = engine.submit_verified(txs, chain, now_ms());
+    for (bytes, r) in encoded.into_iter().zip(&results) {
+        if r.is_ok() {
+            if let Err(e) = shared.net.broadcast(bytes) {
+                debug!("gossip of a transaction failed: {e}");
             }
         }
-        let mut admitted_results = admitted_results.into_iter();
-        let verdicts = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| admitted_results.next().expect("one per valid tx")))
-            .collect();
-        self.metrics.txs_received.fetch_add(n, Ordering::Relaxed);
-        self.metrics
-            .txs_admitted
-            .fetch_add(admitted, Ordering::Relaxed);
-        verdicts
     }
+    let m = &shared.metrics;
+    m.txs_received.fetch_add(received as u64, Ordering::Relaxed);
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+    results
 }
 
 /// Where a batch of transactions came from.
@@ -229,18 +244,12 @@ pub struct Node {
     driver: Option<JoinHandle<()>>,
 }
 
-fn read_key(path: &Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed)
-        .map_err(|_| format!("{}: expected 64 hex characters", path.display()))?;
-    Ok(seed)
-}
-
-/// Loads the genesis named by the config, or the built-in devnet.
-pub fn load_genesis(config: &NodeConfig) -> Result<Genesis, String> {
-    match &config.genesis {
+/// Loads the genesis TOML at `path`, or the built-in devnet when `None`.
+///
+/// # Errors
+/// Unreadable or invalid file, naming it.
+pub fn load_genesis(path: Option<&Path>) -> Result<Genesis, String> {
+    match path {
         None => Ok(Genesis::devnet(
             strata_consensus::genesis::DEVNET_VALIDATORS,
         )),
@@ -258,9 +267,9 @@ impl Node {
     /// # Errors
     /// Any start-up failure, as a message for the operator.
     pub fn start(config: &NodeConfig) -> Result<Node, String> {
-        let genesis = load_genesis(config)?;
+        let genesis = load_genesis(config.genesis.as_deref())?;
         let seed = match &config.key {
-            Some(path) => read_key(path)?,
+            Some(path) => crate::client::read_seed(path)?,
             None => devnet_validator_key(config.devnet_index).to_bytes(),
         };
         let me = ed25519_dalek::SigningKey::from_bytes(&seed)
@@ -285,7 +294,7 @@ impl Node {
         );
         let chain = DbChain::open(Arc::clone(&db), &genesis)
             .map_err(|e| format!("cannot open the chain: {e}"))?;
-        info!(height = chain_height(&chain), "chain opened");
+        info!(height = chain.height(), "chain opened");
 
         let c = &config.consensus;
         let engine_config = EngineConfig {
@@ -416,11 +425,6 @@ impl Node {
     }
 }
 
-fn chain_height(chain: &DbChain) -> u64 {
-    use strata_consensus::engine::Chain;
-    chain.height()
-}
-
 /// The driver loop (see the module docs).
 fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
     let (jobs, verified, workers) = start_verifiers(verify_threads, shared.genesis.chain_id);
@@ -497,25 +501,13 @@ fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
 
 /// Admits a verified batch and, for a client request, answers and gossips.
 fn admit(shared: &Shared, engine: &mut Engine, chain: &mut DbChain, batch: Batch) {
-    let m = &shared.metrics;
-    let encoded: Vec<Vec<u8>> = match batch.origin {
-        Origin::Request { .. } => batch.txs.iter().map(|t| t.encoded().to_vec()).collect(),
-        Origin::Gossip => Vec::new(),
-    };
-    let results = engine.submit_verified(batch.txs, chain, now_ms());
-    let admitted = results.iter().filter(|r| r.is_ok()).count();
-    m.txs_received
-        .fetch_add(batch.received as u64, Ordering::Relaxed);
-    m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+    let request = matches!(batch.origin, Origin::Request { .. });
+    let results = admit_verified(shared, engine, chain, batch.txs, batch.received, request);
     if let Origin::Request { from, request_id } = batch.origin {
-        for (bytes, r) in encoded.into_iter().zip(&results) {
-            if r.is_ok() {
-                let _ = shared.net.broadcast(bytes);
-            }
-        }
+        let admitted = results.iter().filter(|r| r.is_ok()).count() as u32;
         let _ = shared
             .net
-            .respond(from, request_id, (admitted as u32).to_le_bytes().to_vec());
+            .respond(from, request_id, admitted.to_le_bytes().to_vec());
     }
 }
 

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{submit, transfer, Devnet};
@@ -30,16 +29,6 @@ fn wait_finalized(net: &Devnet, id: &str) -> u64 {
 fn assert_bad(code: u16, v: &serde_json::Value, status: u16) {
     assert_eq!(code, status, "{v}");
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
-}
-
-fn strata(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 #[test]
@@ -137,7 +126,7 @@ fn every_endpoint_with_good_and_bad_input() {
     let key_file = net.path().join("user.key");
     std::fs::write(&key_file, hex::encode(devnet_account_key(7).to_bytes())).unwrap();
     let api = format!("127.0.0.1:{}", net.api[0]);
-    let (ok, out) = strata(&[
+    let (ok, out) = common::strata(&[
         "tx",
         "--api",
         &api,
@@ -189,11 +178,11 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_bad(c, &v, 400);
     let (c, v) = net.get(0, "/v1/state/xyz");
     assert_bad(c, &v, 400);
-    let (ok, out) = strata(&["query", "--api", &api, "key", &hex::encode(owner), "color"]);
+    let (ok, out) = common::strata(&["query", "--api", &api, "key", &hex::encode(owner), "color"]);
     assert!(ok && out.contains("proof verified locally"), "{out}");
-    let (ok, out) = strata(&["query", "--api", &api, "key", &hex::encode(owner)]);
+    let (ok, out) = common::strata(&["query", "--api", &api, "key", &hex::encode(owner)]);
     assert!(ok && out.contains("proof verified locally"), "{out}");
-    let (ok, out) = strata(&["query", "--api", &api, "tx", &id]);
+    let (ok, out) = common::strata(&["query", "--api", &api, "tx", &id]);
     assert!(ok && out.contains("finalized"), "{out}");
 
     // Metrics.

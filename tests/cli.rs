@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::process::Command;
-
-fn strata(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 #[test]
 fn devnet_runs_load_and_reports_equal_roots() {
     let ports = common::free_ports(6);
     // Ports must be consecutive from each base: find two runs of three.
     let base = ports.iter().copied().min().unwrap();
     let (p2p, api) = (base.to_string(), (base + 3).to_string());
-    let (ok, out) = strata(&[
+    let (ok, out) = common::strata(&[
         "devnet",
         "--nodes",
         "3",
@@ -45,24 +33,25 @@ fn devnet_runs_load_and_reports_equal_roots() {
 
 #[test]
 fn print_config_round_trips_and_bad_config_fails_clearly() {
-    let (ok, text) = strata(&["node", "--print-config", "--listen", "127.0.0.1:9100"]);
+    let (ok, text) = common::strata(&["node", "--print-config", "--listen", "127.0.0.1:9100"]);
     assert!(ok, "{text}");
     assert!(text.contains("listen = \"127.0.0.1:9100\""), "{text}");
     assert!(text.contains("block_txs_max"), "{text}");
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &text).unwrap();
-    let (ok, again) = strata(&["node", "--print-config", "--config", good.to_str().unwrap()]);
+    let (ok, again) =
+        common::strata(&["node", "--print-config", "--config", good.to_str().unwrap()]);
     assert!(ok && again == text, "{again}");
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listn = 3\n").unwrap();
-    let (ok, err) = strata(&["node", "--config", bad.to_str().unwrap()]);
+    let (ok, err) = common::strata(&["node", "--config", bad.to_str().unwrap()]);
     assert!(
         !ok && err.contains("bad.toml") && err.contains("listn"),
         "{err}"
     );
-    let (ok, err) = strata(&[
+    let (ok, err) = common::strata(&[
         "node",
         "--data-dir",
         dir.path().join("d").to_str().unwrap(),
@@ -70,7 +59,7 @@ fn print_config_round_trips_and_bad_config_fails_clearly() {
         "nonsense",
     ]);
     assert!(!ok && err.contains("--listen nonsense"), "{err}");
-    let (ok, err) = strata(&["node", "--genesis", "/nonexistent/genesis.toml"]);
+    let (ok, err) = common::strata(&["node", "--genesis", "/nonexistent/genesis.toml"]);
     assert!(
         !ok && err.contains("cannot read /nonexistent/genesis.toml"),
         "{err}"

@@ -137,3 +137,16 @@ impl RawPeer {
         }
     }
 }
+
+/// Two connected nodes with their `PeerUp` events consumed.
+pub fn connected_pair() -> (Handle, Handle) {
+    let a = start(config());
+    let mut c = config();
+    c.seeds = vec![a.local_addr()];
+    let b = start(c);
+    for h in [&a, &b] {
+        let up = h.next_event_timeout(Duration::from_secs(10));
+        assert!(matches!(up, Some(Event::PeerUp { .. })), "{up:?}");
+    }
+    (a, b)
+}

@@ -8,19 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use strata_net::{Event, Handle};
-
-fn pair() -> (Handle, Handle) {
-    let a = start(config());
-    let mut c = config();
-    c.seeds = vec![a.local_addr()];
-    let b = start(c);
-    for h in [&a, &b] {
-        let up = h.next_event_timeout(Duration::from_secs(10));
-        assert!(matches!(up, Some(Event::PeerUp { .. })), "{up:?}");
-    }
-    (a, b)
-}
+use strata_net::Event;
 
 /// Distinct bytes per message, so a mixed-up or stale buffer shows.
 fn payload(i: usize, len: usize) -> Vec<u8> {
@@ -30,7 +18,7 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 #[test]
 fn large_messages_requests_and_responses_arrive_intact() {
     const TIMEOUT: Duration = Duration::from_secs(30);
-    let (a, b) = pair();
+    let (a, b) = connected_pair();
     let (a_key, b_key) = (a.node_key(), b.node_key());
     let sizes = [65_536, 65_537, 200_000, 100, 300_000, 1, 70_000];
     for (i, &len) in sizes.iter().enumerate() {

@@ -8,20 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use strata_net::{Error, Event, Handle};
-
-/// Two connected nodes with their `PeerUp` events consumed.
-fn pair() -> (Handle, Handle) {
-    let a = start(config());
-    let mut c = config();
-    c.seeds = vec![a.local_addr()];
-    let b = start(c);
-    for h in [&a, &b] {
-        let up = h.next_event_timeout(Duration::from_secs(10));
-        assert!(matches!(up, Some(Event::PeerUp { .. })), "{up:?}");
-    }
-    (a, b)
-}
+use strata_net::{Error, Event};
 
 /// Generous against a loaded 2-core CI machine, and still far below the
 /// waits' timeouts, so a waiter that slept out its timeout fails the test.
@@ -30,7 +17,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_waiter_wakes_promptly_when_a_message_arrives() {
-    let (a, b) = pair();
+    let (a, b) = connected_pair();
     let b_key = b.node_key();
     std::thread::scope(|s| {
         let sender = s.spawn(|| {
@@ -62,7 +49,7 @@ fn a_waiter_wakes_promptly_when_a_message_arrives() {
 
 #[test]
 fn a_waiter_returns_none_after_the_timeout() {
-    let (a, b) = pair();
+    let (a, b) = connected_pair();
     for timeout in [
         Duration::ZERO,
         Duration::from_millis(100),
@@ -83,7 +70,7 @@ fn a_waiter_returns_none_after_the_timeout() {
 #[test]
 fn a_burst_of_messages_is_received_in_full_and_in_order() {
     const MESSAGES: u32 = 20_000;
-    let (a, b) = pair();
+    let (a, b) = connected_pair();
     let b_key = b.node_key();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -119,7 +106,7 @@ fn a_burst_of_messages_is_received_in_full_and_in_order() {
 #[test]
 fn several_threads_waiting_on_one_handle_share_the_events() {
     const MESSAGES: u32 = 2_000;
-    let (a, b) = pair();
+    let (a, b) = connected_pair();
     let b_key = b.node_key();
     let received = std::sync::atomic::AtomicU32::new(0);
     std::thread::scope(|s| {

@@ -288,3 +288,14 @@ pub fn submit(net: &Devnet, node: usize, txs: &[Transaction]) -> Vec<String> {
         .filter_map(|r| r["id"].as_str().map(String::from))
         .collect()
 }
+
+/// Runs the `strata` binary: (exit success, stdout + stderr).
+pub fn strata(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
