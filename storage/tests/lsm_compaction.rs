@@ -202,48 +202,21 @@ fn compact_range_only_rewrites_the_range_and_validates_options() {
     ));
 }
 
+mod fault_common;
+
 mod faults {
     //! A compaction whose table write or manifest edit fails: the error is
     //! sticky (writes refused until reopen), and reopening finds every
     //! acknowledged write, whichever side of the edit the manifest holds.
 
-    use std::io;
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Arc;
 
     use strata_storage::wal::LogFile;
     use strata_storage::{Db, Error, FileKind};
 
+    use super::fault_common::{Faulty, FAIL_APPEND, FAIL_SYNC, OK};
     use super::{key, tiny, value};
-
-    const OK: u8 = 0;
-    const FAIL_APPEND: u8 = 1;
-    const FAIL_SYNC: u8 = 2;
-
-    #[derive(Debug)]
-    struct Faulty {
-        inner: Box<dyn LogFile>,
-        mode: Arc<AtomicU8>,
-    }
-
-    impl LogFile for Faulty {
-        fn append(&self, buf: &[u8]) -> io::Result<()> {
-            if self.mode.load(Ordering::SeqCst) == FAIL_APPEND {
-                // Half written, then no space: a torn tail.
-                self.inner.append(&buf[..buf.len() / 2])?;
-                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-            }
-            self.inner.append(buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            if self.mode.load(Ordering::SeqCst) == FAIL_SYNC {
-                // The bytes are written (and would be read back), but
-                // the disk reported failure: the edit's fate is unknown.
-                return Err(io::Error::from_raw_os_error(5)); // EIO
-            }
-            self.inner.sync()
-        }
-    }
 
     fn check(kind: FileKind, fail: u8) {
         let dir = tempfile::tempdir().unwrap();

@@ -6,10 +6,13 @@
 //! backends (`WalBackend::Std` and `WalBackend::IoUring`): the injected
 //! faults wrap the backend's file, so both report them the same way.
 
+mod fault_common;
+
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fault_common::{Faulty, FAIL_APPEND, FAIL_SYNC, OK};
 use strata_storage::wal::LogFile;
 use strata_storage::{Db, Error, FileKind, Options, WalBackend, WriteBatch, WriteOptions};
 
@@ -17,34 +20,6 @@ use strata_storage::{Db, Error, FileKind, Options, WalBackend, WriteBatch, Write
 /// so a machine without it fails the tests instead of silently testing
 /// `std::fs` twice.
 const BACKENDS: [WalBackend; 2] = [WalBackend::Std, WalBackend::IoUring];
-
-const OK: u8 = 0;
-const FAIL_APPEND: u8 = 1;
-const FAIL_SYNC: u8 = 2;
-
-#[derive(Debug)]
-struct Faulty {
-    inner: Box<dyn LogFile>,
-    mode: Arc<AtomicU8>,
-}
-
-impl LogFile for Faulty {
-    fn append(&self, buf: &[u8]) -> io::Result<()> {
-        if self.mode.load(Ordering::SeqCst) == FAIL_APPEND {
-            // A partial write, then no space: the torn record must not
-            // survive as data.
-            self.inner.append(&buf[..buf.len() / 2])?;
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-        }
-        self.inner.append(buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        if self.mode.load(Ordering::SeqCst) == FAIL_SYNC {
-            return Err(io::Error::from_raw_os_error(5)); // EIO
-        }
-        self.inner.sync()
-    }
-}
 
 fn faulty_options(mode: &Arc<AtomicU8>, backend: WalBackend) -> Options {
     let mode = Arc::clone(mode);
