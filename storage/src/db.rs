@@ -57,6 +57,9 @@ pub(crate) struct Writer {
     /// The WAL of the active memtable.
     pub(crate) wal: Arc<Wal>,
     pub(crate) next_seq: u64,
+    /// Delay owed by slowed-down writes and not yet slept, in
+    /// nanoseconds (see `Inner::slow_down`).
+    pub(crate) slowdown_debt_ns: u64,
 }
 
 /// The live manifest and the version it describes.
@@ -99,6 +102,9 @@ pub(crate) struct Counters {
     pub(crate) compaction_bytes: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) trivial_moves: AtomicU64,
+    /// Writes delayed by the L0 slowdown, and the time they slept.
+    pub(crate) slowdowns: AtomicU64,
+    pub(crate) slowdown_us: AtomicU64,
 }
 
 /// The engine, shared by the `Db` handle and the flush worker.
@@ -313,7 +319,13 @@ impl Db {
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
             .sum();
         let mut w = inner.lock_writer()?;
-        let mem_bytes = inner.state.read().expect(LOCK).mem.bytes();
+        let (mem_bytes, l0_files) = {
+            let st = inner.state.read().expect(LOCK);
+            (st.mem.bytes(), st.tables[0].len())
+        };
+        if l0_files >= inner.options.effective_l0_slowdown_writes() {
+            inner.slow_down(&mut w, user_bytes);
+        }
         if mem_bytes >= inner.options.memtable_bytes {
             inner.freeze(&mut w)?;
         }
@@ -410,6 +422,24 @@ impl Db {
     /// [`Db::compact_range`] over all keys.
     pub fn compact_all(&self) -> Result<()> {
         self.compact_range(..)
+    }
+
+    /// Flushes the memtable, then waits until background compaction has
+    /// nothing left to do (no level over its target, L0 under its
+    /// trigger). For benchmarks and tools that want a settled tree (what
+    /// RocksDB calls `WaitForCompact`); writers running meanwhile can make
+    /// it wait longer.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"k", b"v").unwrap();
+    /// db.wait_for_compaction().unwrap();
+    /// assert!(db.stats().levels[0].files <= 1);
+    /// ```
+    pub fn wait_for_compaction(&self) -> Result<()> {
+        self.flush()?;
+        compaction::wait_idle(&self.inner)
     }
 
     /// Level shapes and write counters since open.

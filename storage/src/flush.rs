@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 
 use crate::db::{table_name, wal_name, wrapper, Inner, Writer, LOCK};
 use crate::error::{Error, Result};
+use crate::limits::SLOWDOWN_SLEEP_US_MIN;
 use crate::manifest;
 use crate::memtable::Memtable;
 use crate::options::{FileKind, Options};
@@ -71,7 +72,8 @@ pub(crate) fn write_table(
 ) -> Result<(Arc<Table>, TableMeta)> {
     let path = dir.join(table_name(number));
     let wrap = |f| options.wrap_file(FileKind::Table, f);
-    let mut b = TableBuilder::create_wrapped(&path, options.zstd_level, &wrap)?;
+    let mut b =
+        TableBuilder::create_wrapped(&path, options.zstd_level, options.block_bytes, &wrap)?;
     for (key, seq, value) in mem.iter() {
         b.add(key, seq, value)?;
     }
@@ -103,6 +105,28 @@ impl Inner {
     /// Tables in L0 now.
     fn l0_files(&self) -> usize {
         self.state.read().expect(LOCK).tables[0].len()
+    }
+
+    /// Delays a write of `bytes` while L0 is at `l0_slowdown_writes`: the
+    /// write owes `bytes / slowdown_bytes_per_s` seconds, and the writer
+    /// sleeps off what is owed once it reaches `SLOWDOWN_SLEEP_US_MIN`.
+    /// Sleeping with the writer lock held is the point: every writer is
+    /// slowed, so the engine as a whole writes at about the set rate.
+    pub(crate) fn slow_down(&self, w: &mut Writer, bytes: usize) {
+        let owed_ns = (bytes as u128 * 1_000_000_000
+            / u128::from(self.options.slowdown_bytes_per_s))
+        .min(u128::from(u64::MAX)) as u64;
+        w.slowdown_debt_ns = w.slowdown_debt_ns.saturating_add(owed_ns);
+        self.counters.slowdowns.fetch_add(1, Ordering::Relaxed);
+        if w.slowdown_debt_ns >= SLOWDOWN_SLEEP_US_MIN * 1000 {
+            let start = std::time::Instant::now();
+            std::thread::sleep(std::time::Duration::from_nanos(w.slowdown_debt_ns));
+            let slept = start.elapsed();
+            w.slowdown_debt_ns = 0;
+            self.counters
+                .slowdown_us
+                .fetch_add(slept.as_micros() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Freezes the memtable (which must not be empty) and starts a new WAL,

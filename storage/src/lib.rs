@@ -40,8 +40,9 @@
 //! What it is not (yet), and the limits that follow:
 //! - One compaction at a time, on one worker thread; a large compaction
 //!   (or [`Db::compact_range`]) delays the next one, and writers stall at
-//!   `l0_stop_writes` until L0 is compacted. There is no gradual
-//!   slowdown before the stop. Compaction I/O is not rate-limited.
+//!   `l0_stop_writes` until L0 is compacted; from `l0_slowdown_writes`
+//!   on, writes are first slowed to `slowdown_bytes_per_s`. Compaction
+//!   I/O is not rate-limited.
 //! - One flush worker thread, flushing the oldest frozen memtable first;
 //!   the write that finds the memtable full freezes it (creating and
 //!   fsyncing a new WAL and its directory entry on the writer's path).

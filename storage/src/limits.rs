@@ -8,8 +8,13 @@ pub const VALUE_BYTES_MAX: usize = 16 << 20;
 pub const BATCH_OPS_MAX: usize = 1 << 20;
 /// Largest encoded write batch (one WAL record payload), in bytes (64 MiB).
 pub const BATCH_BYTES_MAX: usize = 64 << 20;
-/// Target size of a table data block before compression, in bytes.
+/// Default target size of a table data block before compression, in
+/// bytes (see [`crate::Options::block_bytes`]).
 pub const BLOCK_BYTES_TARGET: usize = 16 << 10;
+/// Smallest target data block size the options accept, in bytes.
+pub const BLOCK_BYTES_TARGET_MIN: usize = 1 << 10;
+/// Largest target data block size the options accept, in bytes.
+pub const BLOCK_BYTES_TARGET_MAX: usize = 1 << 20;
 /// Largest block (data, index or bloom) a reader accepts, in bytes. A
 /// block holds at least one entry, so it must fit the largest entry.
 pub const BLOCK_BYTES_MAX: usize = 32 << 20;
@@ -24,6 +29,15 @@ pub const MANIFEST_RECORD_BYTES_MAX: usize = 64 << 20;
 pub const LEVELS: usize = 7;
 /// Default L0 file count at which L0 is compacted into L1.
 pub const L0_COMPACTION_TRIGGER_DEFAULT: usize = 4;
+/// Default L0 file count from which writes are slowed to
+/// `slowdown_bytes_per_s` (see [`crate::Options::l0_slowdown_writes`]).
+pub const L0_SLOWDOWN_WRITES_DEFAULT: usize = 8;
+/// Default write rate while slowed down, in bytes per second (RocksDB's
+/// `delayed_write_rate` default).
+pub const SLOWDOWN_BYTES_PER_S_DEFAULT: u64 = 16 << 20;
+/// A slowed writer sleeps once it owes at least this much delay, in
+/// microseconds (shorter sleeps overshoot more than they are worth).
+pub const SLOWDOWN_SLEEP_US_MIN: u64 = 1000;
 /// Default L0 file count at which writes wait for compaction.
 pub const L0_STOP_WRITES_DEFAULT: usize = 12;
 /// Default target size of L1, in bytes (64 MiB); level N+1 targets
@@ -65,7 +79,7 @@ pub const WAL_RING_BUFFER_BYTES_KEPT: usize = 1 << 20;
 
 const _: () = assert!(KEY_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 <= BATCH_BYTES_MAX);
-const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + BLOCK_BYTES_TARGET <= BLOCK_BYTES_MAX);
+const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX + BLOCK_BYTES_TARGET_MAX <= BLOCK_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(BLOCK_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(WAL_WRITE_BYTES_MAX <= 0x7fff_f000);

@@ -125,6 +125,7 @@ impl Db {
             options,
             wal_backend,
             writer: Mutex::new(Writer {
+                slowdown_debt_ns: 0,
                 wal: Arc::new(wal),
                 next_seq: last_seq + 1,
             }),

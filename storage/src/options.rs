@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::limits::{
-    BLOCK_CACHE_BYTES_DEFAULT, IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT,
+    BLOCK_BYTES_TARGET, BLOCK_BYTES_TARGET_MAX, BLOCK_BYTES_TARGET_MIN, BLOCK_CACHE_BYTES_DEFAULT,
+    IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT, L0_SLOWDOWN_WRITES_DEFAULT,
     L0_STOP_WRITES_DEFAULT, LEVEL1_BYTES_DEFAULT, LEVEL_SIZE_RATIO_DEFAULT, MEMTABLE_BYTES_DEFAULT,
-    TABLE_BYTES_DEFAULT,
+    SLOWDOWN_BYTES_PER_S_DEFAULT, TABLE_BYTES_DEFAULT,
 };
 use crate::wal::LogFile;
 
@@ -70,9 +71,13 @@ pub struct Options {
     pub(crate) immutables_max: usize,
     pub(crate) l0_compaction_trigger: usize,
     pub(crate) l0_stop_writes: usize,
+    /// `None`: the default, fitted between trigger and stop.
+    pub(crate) l0_slowdown_writes: Option<usize>,
+    pub(crate) slowdown_bytes_per_s: u64,
     pub(crate) level1_bytes: u64,
     pub(crate) level_size_ratio: u64,
     pub(crate) table_bytes: u64,
+    pub(crate) block_bytes: usize,
     pub(crate) block_cache_bytes: usize,
     pub(crate) wal_recovery: WalRecovery,
     pub(crate) zstd_level: Option<i32>,
@@ -91,9 +96,12 @@ impl fmt::Debug for Options {
             .field("immutables_max", &self.immutables_max)
             .field("l0_compaction_trigger", &self.l0_compaction_trigger)
             .field("l0_stop_writes", &self.l0_stop_writes)
+            .field("l0_slowdown_writes", &self.l0_slowdown_writes)
+            .field("slowdown_bytes_per_s", &self.slowdown_bytes_per_s)
             .field("level1_bytes", &self.level1_bytes)
             .field("level_size_ratio", &self.level_size_ratio)
             .field("table_bytes", &self.table_bytes)
+            .field("block_bytes", &self.block_bytes)
             .field("block_cache_bytes", &self.block_cache_bytes)
             .field("wal_recovery", &self.wal_recovery)
             .field("zstd_level", &self.zstd_level)
@@ -116,9 +124,12 @@ impl Default for Options {
             immutables_max: IMMUTABLES_MAX_DEFAULT,
             l0_compaction_trigger: L0_COMPACTION_TRIGGER_DEFAULT,
             l0_stop_writes: L0_STOP_WRITES_DEFAULT,
+            l0_slowdown_writes: None,
+            slowdown_bytes_per_s: SLOWDOWN_BYTES_PER_S_DEFAULT,
             level1_bytes: LEVEL1_BYTES_DEFAULT,
             level_size_ratio: LEVEL_SIZE_RATIO_DEFAULT,
             table_bytes: TABLE_BYTES_DEFAULT,
+            block_bytes: BLOCK_BYTES_TARGET,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             wal_recovery: WalRecovery::Strict,
             zstd_level: None,
@@ -173,6 +184,26 @@ impl Options {
         self
     }
 
+    /// L0 file count from which every write is delayed so that writes
+    /// proceed at about [`Options::slowdown_bytes_per_s`] (default 8,
+    /// or the nearest count between trigger and stop if 8 is not):
+    /// compaction catches up gradually instead of writers hitting the
+    /// hard stop at `l0_stop_writes` all at once. Must lie between
+    /// `l0_compaction_trigger` and `l0_stop_writes` (inclusive), else
+    /// [`crate::Db::open`] fails with [`crate::Error::InvalidArgument`].
+    /// Delays are counted in [`crate::Stats::write_slowdowns`].
+    pub fn l0_slowdown_writes(mut self, files: usize) -> Self {
+        self.l0_slowdown_writes = Some(files);
+        self
+    }
+
+    /// Write rate while slowed down, in key + value bytes per second
+    /// (default 16 MiB/s, at least 1).
+    pub fn slowdown_bytes_per_s(mut self, rate: u64) -> Self {
+        self.slowdown_bytes_per_s = rate.max(1);
+        self
+    }
+
     /// Target size of L1 (default 64 MiB, at least 1 byte). A level over
     /// its target is compacted into the next one.
     pub fn level1_bytes(mut self, bytes: u64) -> Self {
@@ -195,12 +226,33 @@ impl Options {
         self
     }
 
+    /// Target size of a data block before compression (default 16 KiB,
+    /// clamped to 1 KiB..=1 MiB). A point read that misses the block cache
+    /// checks and copies one whole block, so smaller blocks make cold
+    /// reads cheaper; larger ones make scans and compression better and
+    /// the in-memory index smaller. Tables written with another size stay
+    /// readable (the index records each block's extent).
+    pub fn block_bytes(mut self, bytes: usize) -> Self {
+        self.block_bytes = bytes.clamp(BLOCK_BYTES_TARGET_MIN, BLOCK_BYTES_TARGET_MAX);
+        self
+    }
+
     /// Bytes of decompressed data blocks kept in memory, shared by all
     /// tables (default 8 MiB; 0 turns the cache off). Hits and misses are
     /// in [`crate::Db::stats`].
     pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
         self.block_cache_bytes = bytes;
         self
+    }
+
+    /// The L0 file count that slows writes: as set, else the default
+    /// moved into `l0_compaction_trigger..=l0_stop_writes`.
+    pub(crate) fn effective_l0_slowdown_writes(&self) -> usize {
+        self.l0_slowdown_writes.unwrap_or_else(|| {
+            L0_SLOWDOWN_WRITES_DEFAULT
+                .min(self.l0_stop_writes)
+                .max(self.l0_compaction_trigger)
+        })
     }
 
     /// Target size of level `level` (1 or deeper), in bytes.
@@ -218,6 +270,14 @@ impl Options {
             return Err(crate::Error::InvalidArgument(format!(
                 "l0_stop_writes ({}) must exceed l0_compaction_trigger ({})",
                 self.l0_stop_writes, self.l0_compaction_trigger
+            )));
+        }
+        let slowdown = self.effective_l0_slowdown_writes();
+        if !(self.l0_compaction_trigger..=self.l0_stop_writes).contains(&slowdown) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "l0_slowdown_writes ({slowdown}) must lie between l0_compaction_trigger ({}) \
+                 and l0_stop_writes ({})",
+                self.l0_compaction_trigger, self.l0_stop_writes
             )));
         }
         Ok(())

@@ -40,6 +40,11 @@ pub struct Stats {
     /// Writes that waited for a background worker (see
     /// [`crate::Db::write_stalls`]).
     pub write_stalls: u64,
+    /// Writes delayed because L0 had `l0_slowdown_writes` tables (see
+    /// [`crate::Options::l0_slowdown_writes`]).
+    pub write_slowdowns: u64,
+    /// Time slowed writes slept, in microseconds.
+    pub write_slowdown_us: u64,
     /// Data block lookups the block cache answered (0 without a cache).
     pub block_cache_hits: u64,
     /// Data block lookups it did not (the block was read from the file).
@@ -72,6 +77,8 @@ impl Stats {
             compactions: c.compactions.load(Ordering::Relaxed),
             trivial_moves: c.trivial_moves.load(Ordering::Relaxed),
             write_stalls,
+            write_slowdowns: c.slowdowns.load(Ordering::Relaxed),
+            write_slowdown_us: c.slowdown_us.load(Ordering::Relaxed),
             block_cache_hits: cache.map_or(0, BlockCache::hits),
             block_cache_misses: cache.map_or(0, BlockCache::misses),
             block_cache_bytes: cache.map_or(0, BlockCache::bytes),

@@ -365,3 +365,153 @@ fn reads_stay_consistent_while_compactions_run() {
         assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, 399)));
     }
 }
+
+/// `wait_for_compaction` returns a settled tree: the memtable flushed, L0
+/// under its trigger and every level L1+ within its target (tiny():
+/// L1 16 KiB, ratio 4), with nothing lost.
+#[test]
+fn wait_for_compaction_leaves_every_level_within_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    for round in 0..3 {
+        for n in 0..3000u64 {
+            // A spread-out order, so compactions rewrite instead of move.
+            let k = (n * 7919) % 3000;
+            db.put(&key(k), &value(k, round)).unwrap();
+        }
+    }
+    db.wait_for_compaction().unwrap();
+    let stats = db.stats();
+    assert!(stats.levels[0].files < 2, "{stats:#?}");
+    let mut target = 16u64 << 10;
+    for (level, l) in stats.levels.iter().enumerate().skip(1) {
+        // Only the deepest level has no target to keep.
+        let deepest = level + 1 == stats.levels.len();
+        assert!(
+            deepest || l.bytes <= target,
+            "L{level} over target: {stats:#?}"
+        );
+        target *= 4;
+    }
+    assert!(stats.compactions > 0, "{stats:?}");
+    for n in (0..3000).step_by(13) {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, 2)));
+    }
+    // Idle means idle: a second call has nothing to wait for.
+    let before = db.stats().compactions;
+    db.wait_for_compaction().unwrap();
+    assert_eq!(db.stats().compactions, before);
+}
+
+/// A table file whose fsync takes `SLOW_SYNC_MS` once `slow` is set: a
+/// compaction then holds L0 at its trigger for that long.
+#[derive(Debug)]
+struct SlowSync {
+    inner: Box<dyn strata_storage::wal::LogFile>,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const SLOW_SYNC_MS: u64 = 300;
+
+impl strata_storage::wal::LogFile for SlowSync {
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.append(buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        if self.slow.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(SLOW_SYNC_MS));
+        }
+        self.inner.sync()
+    }
+}
+
+/// From `l0_slowdown_writes` L0 tables on, writes are delayed (counted and
+/// slept), before the hard stop; an out-of-order setting is refused.
+#[test]
+fn writes_slow_down_before_they_stop() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = tiny().l0_slowdown_writes(5);
+    assert!(matches!(
+        Db::open(dir.path(), bad),
+        Err(strata_storage::Error::InvalidArgument(_))
+    ));
+    let slow = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&slow);
+    // Slow from 2 L0 tables (the compaction trigger) at 256 KiB/s; the
+    // stop is far away.
+    let opts = tiny()
+        .l0_compaction_trigger(2)
+        .l0_slowdown_writes(2)
+        .l0_stop_writes(1000)
+        .slowdown_bytes_per_s(256 << 10)
+        .file_wrapper(Arc::new(move |kind, f| {
+            if kind == strata_storage::FileKind::Table {
+                Box::new(SlowSync {
+                    inner: f,
+                    slow: Arc::clone(&s),
+                })
+            } else {
+                f
+            }
+        }));
+    let db = Db::open(dir.path(), opts).unwrap();
+    for n in 0..100 {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(db.stats().write_slowdowns, 0);
+    // The second table makes two: the compaction that starts now needs
+    // SLOW_SYNC_MS for its output, and writes meanwhile are slowed.
+    slow.store(true, Ordering::SeqCst);
+    for n in 100..200 {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    for n in 200..400 {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    let stats = db.stats();
+    assert!(stats.write_slowdowns > 0, "{stats:?}");
+    // Each slowed write owes ~74 bytes / 256 KiB/s ≈ 0.28 ms; sleeps
+    // start once 1 ms is owed.
+    assert!(stats.write_slowdown_us >= 1000, "{stats:?}");
+    slow.store(false, Ordering::SeqCst);
+    db.wait_for_compaction().unwrap();
+    for n in (0..400).step_by(7) {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, 0)));
+    }
+}
+
+/// The data block size is a write-time choice: tables written with 1 KiB
+/// blocks and with 64 KiB blocks are read and compacted together.
+#[test]
+fn tables_with_different_block_sizes_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path(),
+        tiny().memtable_bytes(64 << 10).block_bytes(1 << 10),
+    )
+    .unwrap();
+    for n in 0..2000 {
+        db.put(&key(n), &value(n, 0)).unwrap();
+    }
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(
+        dir.path(),
+        tiny().memtable_bytes(64 << 10).block_bytes(64 << 10),
+    )
+    .unwrap();
+    for n in (0..2000).step_by(2) {
+        db.put(&key(n), &value(n, 1)).unwrap();
+    }
+    db.compact_all().unwrap();
+    for n in 0..2000 {
+        let round = u64::from(n % 2 == 0);
+        assert_eq!(db.get(&key(n)).unwrap(), Some(value(n, round)), "key {n}");
+    }
+    assert_eq!(db.scan(..).unwrap().count(), 2000);
+}

@@ -170,7 +170,12 @@ impl Inner {
                 let number = self.versions.lock().expect(LOCK).new_file_number();
                 let path = self.dir.join(table_name(number));
                 let wrap = |f| self.options.wrap_file(FileKind::Table, f);
-                let b = TableBuilder::create_wrapped(&path, self.options.zstd_level, &wrap)?;
+                let b = TableBuilder::create_wrapped(
+                    &path,
+                    self.options.zstd_level,
+                    self.options.block_bytes,
+                    &wrap,
+                )?;
                 out.open = Some((number, b));
             }
             if let Some((_, b)) = out.open.as_mut() {

@@ -83,6 +83,8 @@ pub(crate) struct CompactState {
     /// Manual requests made and finished since open.
     pub(crate) manual_requested: u64,
     pub(crate) manual_done: u64,
+    /// The worker is running a job (taken from `manual` or `pick`).
+    pub(crate) running: bool,
     /// The worker's failure, for `compact_range` callers (the engine-wide
     /// sticky copy is in `FlushState::error`).
     pub(crate) error: Option<Arc<Error>>,
@@ -183,6 +185,7 @@ impl Inner {
                     cs = self.compact_work.wait(cs).expect(LOCK);
                 }
             };
+            self.lock_compact().running = true;
             let result = match work {
                 Work::Manual(range, id) => self.run_manual(&range).map(|completed| {
                     if completed {
@@ -193,6 +196,11 @@ impl Inner {
                 }),
                 Work::Auto(job, levels) => self.run_job(&levels, job).map(|_| ()),
             };
+            {
+                let mut cs = self.lock_compact();
+                cs.running = false;
+                self.compact_done.notify_all();
+            }
             if let Err(e) = result {
                 self.fail_compaction(Arc::new(e));
                 return;
@@ -243,6 +251,31 @@ impl Drop for PanicGuard<'_> {
         if std::thread::panicking() {
             self.0.fail_compaction(Arc::new(Error::WorkerPanicked));
         }
+    }
+}
+
+/// Waits until the worker is idle: no job running, no manual request
+/// pending and nothing [`pick`] would start. Flushes that land meanwhile
+/// can give it more work, which this waits for too.
+pub(crate) fn wait_idle(inner: &Inner) -> Result<()> {
+    let mut cs = inner.lock_compact();
+    loop {
+        if let Some(e) = &cs.error {
+            return Err(Error::Background(Arc::clone(e)));
+        }
+        if cs.stop {
+            return Err(Error::Closed);
+        }
+        if !cs.running && cs.manual.is_none() && pick(inner, &inner.levels()).is_none() {
+            return Ok(());
+        }
+        // Woken after every job; the timeout covers a flush that installed
+        // a table between our check and the wait (it wakes only the worker).
+        cs = inner
+            .compact_done
+            .wait_timeout(cs, std::time::Duration::from_millis(10))
+            .expect(LOCK)
+            .0;
     }
 }
 

@@ -13,7 +13,6 @@ use super::block::{self, BlockBuilder};
 use super::bloom::BloomBuilder;
 use super::footer::Footer;
 use crate::error::{Error, Result};
-use crate::limits::BLOCK_BYTES_TARGET;
 use crate::wal::LogFile;
 
 /// `io::Write` over a [`LogFile`], so a `BufWriter` batches the appends
@@ -55,6 +54,8 @@ pub(crate) struct TableBuilder {
     entries: u64,
     max_seq: u64,
     zstd_level: Option<i32>,
+    /// A data block is cut once it holds this many bytes.
+    block_bytes: usize,
     framed: Vec<u8>,
 }
 
@@ -62,7 +63,8 @@ impl TableBuilder {
     /// Creates the table file at `path`, written directly (tests).
     #[cfg(test)]
     pub(crate) fn create(path: &Path, zstd_level: Option<i32>) -> Result<TableBuilder> {
-        Self::create_wrapped(path, zstd_level, &|f| f)
+        let block_bytes = crate::limits::BLOCK_BYTES_TARGET;
+        Self::create_wrapped(path, zstd_level, block_bytes, &|f| f)
     }
 
     /// Creates the table file at `path` (truncating), with every write
@@ -70,6 +72,7 @@ impl TableBuilder {
     pub(crate) fn create_wrapped(
         path: &Path,
         zstd_level: Option<i32>,
+        block_bytes: usize,
         wrap: &dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile>,
     ) -> Result<TableBuilder> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
@@ -85,6 +88,7 @@ impl TableBuilder {
             entries: 0,
             max_seq: 0,
             zstd_level,
+            block_bytes,
             framed: Vec::new(),
         })
     }
@@ -99,7 +103,7 @@ impl TableBuilder {
         self.last_seq = seq;
         self.entries += 1;
         self.max_seq = self.max_seq.max(seq);
-        if self.block.size_bytes() >= BLOCK_BYTES_TARGET {
+        if self.block.size_bytes() >= self.block_bytes {
             self.flush_block()?;
         }
         Ok(())
