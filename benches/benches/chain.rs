@@ -9,15 +9,34 @@
 //! each), per iteration. The verifier's sender-key cache is warm, as it is in
 //! a node that keeps seeing the same active senders; the raw rival likewise
 //! gets its keys already decompressed.
+//!
+//! `chain/commit`: what the node does when a block is final — execute it
+//! against the finalized state, update the sparse merkle trie and write
+//! state, trie pages, block and transactions in one synced batch
+//! (`DbChain::execute` + `DbChain::commit`) — for a block of 10,000 signed
+//! transfers on a 1,000,000-account state, in transactions per second.
+//! Signing and block building happen outside the timed part
+//! (`iter_custom`); every iteration commits the next block, with every
+//! sender's nonce one higher. The rival, `strata_without_trie`, is the same
+//! execution and the same synced batch minus the trie update and its pages
+//! (state, block, transactions, indexes), on its own store holding the same
+//! 1 M accounts: the ratio is what the state commitment costs.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ed25519_dalek::{Signature, VerifyingKey};
-use strata_consensus::genesis::{devnet_account_key, DEVNET_CHAIN_ID};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use strata_benches::uniform_keys;
+use strata_consensus::block::Block;
+use strata_consensus::db_chain::DbChain;
+use strata_consensus::engine::Chain;
+use strata_consensus::genesis::{devnet_account_key, BalanceEntry, Genesis, DEVNET_CHAIN_ID};
 use strata_consensus::mempool::{Mempool, MempoolConfig};
-use strata_consensus::tx::{Transaction, TxBody, TxKind};
+use strata_consensus::state::{self, ExecError, StateKey, StateReader};
+use strata_consensus::tx::{signing_key_from_seed, PublicKey, Transaction, TxBody, TxKind};
 use strata_consensus::verify::{Verdict, Verifier};
+use strata_storage::{Db, Options, WriteBatch, WriteOptions};
 
 const SENDERS: usize = 1024;
 const NONCES: u64 = 4;
@@ -117,5 +136,299 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(chain, bench);
+/// Accounts in the state `chain/commit` commits onto.
+const COMMIT_ACCOUNTS: usize = 1_000_000;
+/// Transfers per committed block; also the number of senders (one transfer
+/// each per block, so each block advances every sender's nonce by one).
+const COMMIT_BLOCK_TXS: usize = 10_000;
+/// Initial balance of every account: enough for any number of blocks.
+const COMMIT_BALANCE: u64 = 1 << 40;
+
+/// The 1 M-account genesis, the senders' signing keys and the next nonce.
+struct Workload {
+    genesis: Genesis,
+    senders: Vec<SigningKey>,
+    accounts: Vec<PublicKey>,
+    next_nonce: u64,
+}
+
+impl Workload {
+    /// Senders are the first [`COMMIT_BLOCK_TXS`] accounts (real ed25519
+    /// keys); the others are hashed 32-byte keys, as good as any account
+    /// id for receiving transfers.
+    fn new() -> Workload {
+        let senders: Vec<SigningKey> = uniform_keys(COMMIT_BLOCK_TXS, 0xC0)
+            .iter()
+            .map(signing_key_from_seed)
+            .collect();
+        let mut accounts: Vec<PublicKey> = senders
+            .iter()
+            .map(|k| k.verifying_key().to_bytes())
+            .collect();
+        accounts.extend(uniform_keys(COMMIT_ACCOUNTS - COMMIT_BLOCK_TXS, 0xC1));
+        let mut genesis = Genesis::devnet(1);
+        genesis.balances = accounts
+            .iter()
+            .map(|pk| BalanceEntry {
+                public_key: to_hex(pk),
+                balance: COMMIT_BALANCE,
+            })
+            .collect();
+        Workload {
+            genesis,
+            senders,
+            accounts,
+            next_nonce: 0,
+        }
+    }
+
+    /// The next block's transactions: every sender's transfer at the next
+    /// nonce to a pseudo-random account, signed on all cores (untimed).
+    fn next_txs(&mut self) -> Vec<Arc<Transaction>> {
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = COMMIT_BLOCK_TXS.div_ceil(threads);
+        let accounts = &self.accounts;
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .senders
+                .chunks(per)
+                .enumerate()
+                .map(|(part, keys)| {
+                    scope.spawn(move || {
+                        keys.iter()
+                            .enumerate()
+                            .map(|(i, key)| {
+                                let n = nonce * COMMIT_BLOCK_TXS as u64 + (part * per + i) as u64;
+                                let to = accounts[(splitmix(n) % accounts.len() as u64) as usize];
+                                Arc::new(
+                                    TxBody {
+                                        chain_id: DEVNET_CHAIN_ID,
+                                        sender: key.verifying_key().to_bytes(),
+                                        nonce,
+                                        fee: 1,
+                                        kind: TxKind::Transfer { to, amount: 3 },
+                                    }
+                                    .sign(key)
+                                    .expect("the sender's own key"),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().expect("signing thread"))
+                .collect()
+        })
+    }
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The node's storage settings (`src/config.rs` defaults).
+fn node_options() -> Options {
+    Options::new().memtable_bytes(64 << 20).zstd_level(None)
+}
+
+/// Strata's chain store with the workload's genesis committed.
+struct ChainFixture {
+    chain: DbChain,
+    workload: Workload,
+    _dir: tempfile::TempDir,
+}
+
+impl ChainFixture {
+    fn new() -> ChainFixture {
+        let started = Instant::now();
+        let workload = Workload::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Arc::new(Db::open(dir.path(), node_options()).expect("open db"));
+        let chain = DbChain::open(db, &workload.genesis).expect("genesis commits");
+        eprintln!(
+            "chain/commit/strata: {COMMIT_ACCOUNTS} accounts committed as genesis in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        ChainFixture {
+            chain,
+            workload,
+            _dir: dir,
+        }
+    }
+
+    /// Commits `iters` blocks, timing only execute + commit.
+    fn commit_blocks(&mut self, iters: u64) -> Duration {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            let txs = self.workload.next_txs();
+            let block = Block::new(
+                self.chain.height() + 1,
+                self.chain.last_block_id(),
+                self.chain.state_root(),
+                [0; 32],
+                0,
+                txs.iter().map(|t| *t.id()).collect(),
+            )
+            .expect("a block of 10 k transactions");
+            let started = Instant::now();
+            let diff = self.chain.execute(&txs).expect("every transfer applies");
+            self.chain.commit(&block, &txs, diff).expect("commit");
+            timed += started.elapsed();
+        }
+        timed
+    }
+}
+
+/// Reads state entries from a plain store: the rival's executor input.
+struct PlainState<'a>(&'a Db);
+
+impl StateReader for PlainState<'_> {
+    fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+        let mut key = Vec::with_capacity(33);
+        key.push(b's');
+        key.extend_from_slice(k);
+        self.0.get(&key).map_err(|e| ExecError::Read(e.to_string()))
+    }
+}
+
+/// The rival: the same genesis state in a store without a trie, and the
+/// same records per block (keys as `DbChain` lays them out) minus trie
+/// pages.
+struct PlainFixture {
+    db: Db,
+    workload: Workload,
+    height: u64,
+    last_id: [u8; 32],
+    _dir: tempfile::TempDir,
+}
+
+impl PlainFixture {
+    fn new() -> PlainFixture {
+        let started = Instant::now();
+        let workload = Workload::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), node_options()).expect("open db");
+        let changes = workload.genesis.initial_state().expect("valid").changes;
+        let mut batch = WriteBatch::new();
+        for (k, v) in changes {
+            let mut key = vec![b's'];
+            key.extend_from_slice(&k);
+            batch.put(key, v.expect("genesis only puts"));
+            if batch.len() == 65_536 {
+                let full = std::mem::replace(&mut batch, WriteBatch::new());
+                db.write(full, WriteOptions { sync: false }).expect("write");
+            }
+        }
+        batch.put(b"m".to_vec(), 0u64.to_le_bytes().to_vec());
+        db.write(batch, WriteOptions { sync: true }).expect("write");
+        eprintln!(
+            "chain/commit/strata_without_trie: {COMMIT_ACCOUNTS} accounts written in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        PlainFixture {
+            db,
+            workload,
+            height: 0,
+            last_id: [0; 32],
+            _dir: dir,
+        }
+    }
+
+    /// Commits `iters` blocks, timing only execution and the synced write.
+    fn commit_blocks(&mut self, iters: u64) -> Duration {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            let txs = self.workload.next_txs();
+            let block = Block::new(
+                self.height + 1,
+                self.last_id,
+                [0; 32],
+                [0; 32],
+                0,
+                txs.iter().map(|t| *t.id()).collect(),
+            )
+            .expect("a block of 10 k transactions");
+            let started = Instant::now();
+            let diff = state::execute(&PlainState(&self.db), &txs).expect("every transfer applies");
+            let mut batch = WriteBatch::new();
+            for (k, v) in diff.changes {
+                let mut key = vec![b's'];
+                key.extend_from_slice(&k);
+                match v {
+                    Some(v) => batch.put(key, v),
+                    None => batch.delete(key),
+                }
+            }
+            let height = block.height();
+            let hb = height.to_be_bytes();
+            batch.put([&b"b"[..], &hb].concat(), block.encode());
+            let mut body = Vec::new();
+            body.extend_from_slice(&(txs.len() as u32).to_le_bytes());
+            for tx in &txs {
+                body.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
+                body.extend_from_slice(tx.encoded());
+                batch.put([&b"n"[..], tx.id()].concat(), height.to_le_bytes().to_vec());
+            }
+            batch.put([&b"x"[..], &hb].concat(), body);
+            batch.put(
+                [&b"i"[..], block.id()].concat(),
+                height.to_le_bytes().to_vec(),
+            );
+            let mut meta = height.to_le_bytes().to_vec();
+            meta.extend_from_slice(block.id());
+            batch.put(b"m".to_vec(), meta);
+            self.db
+                .write(batch, WriteOptions { sync: true })
+                .expect("synced write");
+            timed += started.elapsed();
+            self.height = height;
+            self.last_id = *block.id();
+        }
+        timed
+    }
+}
+
+fn commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chain/commit");
+    group
+        .throughput(Throughput::Elements(COMMIT_BLOCK_TXS as u64))
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(15));
+    {
+        // Built on first use, so a filter that skips the group skips the
+        // setup too; dropped (store and all) before the rival runs.
+        let mut fixture: Option<ChainFixture> = None;
+        group.bench_function("strata", |b| {
+            let f = fixture.get_or_insert_with(ChainFixture::new);
+            b.iter_custom(|iters| f.commit_blocks(iters));
+        });
+    }
+    {
+        let mut fixture: Option<PlainFixture> = None;
+        group.bench_function("strata_without_trie", |b| {
+            let f = fixture.get_or_insert_with(PlainFixture::new);
+            b.iter_custom(|iters| f.commit_blocks(iters));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(chain, bench, commit);
 criterion_main!(chain);

@@ -20,7 +20,13 @@
 //! the indexes and the `m` record into **one** synced write batch. After a
 //! crash the store holds either all of a block or none of it, so a reopened
 //! node is at exactly its last committed height with the matching root.
+//!
+//! The genesis state is the one exception to "one batch": a genesis with
+//! more accounts than one storage batch holds is written in chunks of
+//! [`GENESIS_CHUNK_ENTRIES`], the `m` record last, and written again from
+//! the start if a crash interrupts it (see `write_genesis`).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use strata_storage::merkle::{self, NodeStore, Trie, TrieConfig};
@@ -33,6 +39,21 @@ use crate::state::{self, Account, ExecError, StateDiff, StateKey, StateReader};
 use crate::tx::{PublicKey, Transaction, TxId};
 
 const META_KEY: &[u8] = b"m";
+
+/// Genesis state entries written per storage batch. A genesis larger than
+/// one batch allows (a million funded accounts, say) is written as several
+/// batches over contiguous ranges of hashed keys (see `write_genesis`).
+/// Hashed keys in a contiguous range share trie pages, so a chunk rewrites
+/// far fewer pages than it has entries; the assertion below allows a whole
+/// page per entry and still leaves half the batch budget for the pages on
+/// the paths above and for the state entries themselves.
+pub const GENESIS_CHUNK_ENTRIES: usize = 16_384;
+
+const _: () = assert!(
+    GENESIS_CHUNK_ENTRIES * (merkle::limits::PAGE_BYTES_MAX + 64)
+        <= strata_storage::limits::BATCH_BYTES_MAX / 2
+);
+const _: () = assert!(4 * GENESIS_CHUNK_ENTRIES <= strata_storage::limits::BATCH_OPS_MAX);
 
 fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -120,20 +141,7 @@ impl DbChain {
     /// Storage failures, corrupt records, or an invalid genesis.
     pub fn open(db: Arc<Db>, genesis: &Genesis) -> Result<DbChain, ChainError> {
         genesis.validate()?;
-        let store = Arc::new(TrieStore {
-            db: Arc::clone(&db),
-            captured: Mutex::new(None),
-        });
-        let trie = Trie::open(Arc::clone(&store), TrieConfig::default())?;
-        let mut chain = DbChain {
-            db,
-            root: trie.root(),
-            trie,
-            store,
-            chain_id: genesis.chain_id,
-            height: 0,
-            last_id: [0; 32],
-        };
+        let mut chain = DbChain::attach(db, genesis.chain_id)?;
         match chain.db.get(META_KEY)? {
             Some(meta) => {
                 let meta: &[u8; 72] = meta
@@ -153,10 +161,29 @@ impl DbChain {
             }
             None => {
                 let diff = genesis.initial_state()?;
-                chain.write_commit(None, &[], diff)?;
+                chain.write_genesis(diff, GENESIS_CHUNK_ENTRIES)?;
             }
         }
         Ok(chain)
+    }
+
+    /// The chain's handles on `db` at height 0, before the `m` record is
+    /// read or the genesis written.
+    fn attach(db: Arc<Db>, chain_id: u64) -> Result<DbChain, ChainError> {
+        let store = Arc::new(TrieStore {
+            db: Arc::clone(&db),
+            captured: Mutex::new(None),
+        });
+        let trie = Trie::open(Arc::clone(&store), TrieConfig::default())?;
+        Ok(DbChain {
+            db,
+            root: trie.root(),
+            trie,
+            store,
+            chain_id,
+            height: 0,
+            last_id: [0; 32],
+        })
     }
 
     /// The state value under `state_key` with a merkle proof against the
@@ -202,16 +229,40 @@ impl DbChain {
         }
     }
 
-    /// Writes one block (or the genesis state when `block` is `None`) in one
-    /// synced batch.
-    fn write_commit(
+    /// Writes the genesis state as height 0: contiguous key ranges of at
+    /// most `chunk_entries` entries, one batch each, the `m` record only in
+    /// the last (synced) one. A crash part-way leaves a consistent trie
+    /// holding some genesis accounts and no `m` record, so the next open
+    /// writes the genesis again from the start; re-putting an entry with
+    /// the same value leaves a sparse merkle trie's root unchanged, so the
+    /// final root is the genesis root either way.
+    fn write_genesis(&mut self, diff: StateDiff, chunk_entries: usize) -> Result<(), ChainError> {
+        assert!(chunk_entries > 0, "genesis chunks hold at least one entry");
+        let mut changes = diff.changes.into_iter().peekable();
+        loop {
+            let chunk: BTreeMap<StateKey, Option<Vec<u8>>> =
+                changes.by_ref().take(chunk_entries).collect();
+            if changes.peek().is_none() {
+                return self.write_commit(None, &[], StateDiff { changes: chunk });
+            }
+            let mut batch = WriteBatch::new();
+            self.stage_state(&mut batch, chunk)?;
+            // Not synced: the last chunk's synced write makes every earlier
+            // one durable (the WAL is ordered), and losing them to a crash
+            // only means writing the genesis again.
+            self.db.write(batch, WriteOptions { sync: false })?;
+        }
+    }
+
+    /// Applies `changes` to the trie and stages the trie pages and the state
+    /// entries in `batch`, returning the new root.
+    fn stage_state(
         &mut self,
-        block: Option<&Block>,
-        txs: &[Arc<Transaction>],
-        diff: StateDiff,
-    ) -> Result<(), ChainError> {
-        let mut updates = merkle::Batch::with_capacity(diff.changes.len());
-        for (k, v) in &diff.changes {
+        batch: &mut WriteBatch,
+        changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+    ) -> Result<[u8; 32], ChainError> {
+        let mut updates = merkle::Batch::with_capacity(changes.len());
+        for (k, v) in &changes {
             match v {
                 Some(v) => updates.put_hashed(*k, merkle::value_hash(v)),
                 None => updates.delete_hashed(*k),
@@ -224,7 +275,6 @@ impl DbChain {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let mut batch = WriteBatch::new();
         if let Some((puts, deletes)) = captured {
             for (k, v) in puts {
                 batch.put(key(b't', &k), v);
@@ -233,12 +283,25 @@ impl DbChain {
                 batch.delete(key(b't', &k));
             }
         }
-        for (k, v) in diff.changes {
+        for (k, v) in changes {
             match v {
                 Some(v) => batch.put(key(b's', &k), v),
                 None => batch.delete(key(b's', &k)),
             }
         }
+        Ok(root)
+    }
+
+    /// Writes one block (or the genesis state when `block` is `None`) in one
+    /// synced batch.
+    fn write_commit(
+        &mut self,
+        block: Option<&Block>,
+        txs: &[Arc<Transaction>],
+        diff: StateDiff,
+    ) -> Result<(), ChainError> {
+        let mut batch = WriteBatch::new();
+        let root = self.stage_state(&mut batch, diff.changes)?;
         let (height, id) = match block {
             Some(b) => (b.height(), *b.id()),
             None => (0, [0; 32]),
@@ -357,5 +420,80 @@ impl Chain for DbChain {
             return None;
         }
         self.read_block(height).ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::BalanceEntry;
+    use strata_storage::Options;
+
+    /// A genesis with `accounts` funded (arbitrary 32-byte) accounts.
+    fn big_genesis(accounts: u64) -> Genesis {
+        let mut g = Genesis::devnet(1);
+        g.balances = (0..accounts)
+            .map(|i| BalanceEntry {
+                public_key: hex::encode(blake3::hash(&i.to_le_bytes()).as_bytes()),
+                balance: 1_000 + i,
+            })
+            .collect();
+        g
+    }
+
+    // A genesis larger than one storage batch used to be refused by the
+    // batch limits; now it is chunked, and a crash part-way through must
+    // still end at the one genesis root.
+    #[test]
+    fn chunked_genesis_has_the_one_root_even_after_an_interrupted_write() {
+        let genesis = big_genesis(5_000);
+        let whole = tempfile::tempdir().unwrap();
+        let root_whole = {
+            let db = Arc::new(Db::open(whole.path(), Options::new()).unwrap());
+            let mut chain = DbChain::attach(db, genesis.chain_id).unwrap();
+            chain
+                .write_genesis(genesis.initial_state().unwrap(), usize::MAX)
+                .unwrap();
+            chain.state_root()
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The "crash": two chunks of 700 written, no `m` record.
+            let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+            let mut chain = DbChain::attach(Arc::clone(&db), genesis.chain_id).unwrap();
+            let changes = genesis.initial_state().unwrap().changes;
+            let mut it = changes.into_iter();
+            for _ in 0..2 {
+                let mut batch = WriteBatch::new();
+                chain
+                    .stage_state(&mut batch, it.by_ref().take(700).collect())
+                    .unwrap();
+                db.write(batch, WriteOptions { sync: true }).unwrap();
+            }
+            assert!(db.get(META_KEY).unwrap().is_none());
+        }
+        let chunked = tempfile::tempdir().unwrap();
+        {
+            let db = Arc::new(Db::open(chunked.path(), Options::new()).unwrap());
+            let mut chain = DbChain::attach(db, genesis.chain_id).unwrap();
+            chain
+                .write_genesis(genesis.initial_state().unwrap(), 700)
+                .unwrap();
+            assert_eq!(chain.state_root(), root_whole, "chunking changed the root");
+        }
+        let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+        let partial = DbChain::attach(Arc::clone(&db), genesis.chain_id).unwrap();
+        assert_ne!(
+            partial.state_root(),
+            root_whole,
+            "the crash left a partial trie"
+        );
+        drop(partial);
+        let reopened = DbChain::open(db, &genesis).unwrap();
+        assert_eq!(reopened.state_root(), root_whole);
+        assert_eq!(reopened.height(), 0);
+        let pk: PublicKey = *blake3::hash(&4_999u64.to_le_bytes()).as_bytes();
+        assert_eq!(reopened.account(&pk).balance, 5_999);
     }
 }

@@ -242,11 +242,11 @@ impl Mempool {
         if size > self.config.bytes_max {
             return Err(Reject::TooLarge);
         }
-        let same_nonce = self
-            .by_sender
-            .get(&sender)
-            .and_then(|m| m.get(&nonce))
-            .copied();
+        // One lookup of the sender's run serves both checks below.
+        let (same_nonce, sender_pending) = match self.by_sender.get(&sender) {
+            Some(run) => (run.get(&nonce).copied(), run.len()),
+            None => (None, 0),
+        };
         if let Some(old) = same_nonce {
             let old_fee = self.by_id.get(&old).map_or(0, |e| e.tx.fee());
             let bump = old_fee.saturating_mul(self.config.replace_fee_bump_percent) / 100;
@@ -254,8 +254,7 @@ impl Mempool {
             if fee < required {
                 return Err(Reject::ReplacementUnderpriced { fee, required });
             }
-        } else if self.by_sender.get(&sender).map_or(0, BTreeMap::len) >= self.config.per_sender_max
-        {
+        } else if sender_pending >= self.config.per_sender_max {
             return Err(Reject::SenderFull);
         }
 

@@ -109,7 +109,11 @@ pub struct TxBody {
 pub struct Transaction {
     body: TxBody,
     signature: [u8; SIGNATURE_BYTES],
-    encoded: Box<[u8]>,
+    /// [`SIGNING_DOMAIN`] ‖ the canonical encoding, in one allocation: the
+    /// encoding is its tail and the signed message its head up to the
+    /// signature, so batch verification borrows the message instead of
+    /// copying every transaction into a scratch buffer.
+    framed: Box<[u8]>,
     id: TxId,
 }
 
@@ -180,17 +184,16 @@ impl TxBody {
         if key.verifying_key().to_bytes() != self.sender {
             return Err(DecodeError::SenderMismatch);
         }
-        let mut encoded = Vec::with_capacity(TX_BYTES_MAX);
+        let mut encoded = Vec::with_capacity(SIGNING_DOMAIN.len() + TX_BYTES_MAX);
         encoded.extend_from_slice(SIGNING_DOMAIN);
         self.encode_unsigned(&mut encoded);
         let signature = key.sign(&encoded).to_bytes();
-        encoded.drain(..SIGNING_DOMAIN.len());
         encoded.extend_from_slice(&signature);
-        let id = *blake3::hash(&encoded).as_bytes();
+        let id = *blake3::hash(&encoded[SIGNING_DOMAIN.len()..]).as_bytes();
         Ok(Transaction {
             body: self,
             signature,
-            encoded: encoded.into_boxed_slice(),
+            framed: encoded.into_boxed_slice(),
             id,
         })
     }
@@ -299,6 +302,9 @@ impl Transaction {
             });
         }
         let id = *blake3::hash(bytes).as_bytes();
+        let mut framed = Vec::with_capacity(SIGNING_DOMAIN.len() + bytes.len());
+        framed.extend_from_slice(SIGNING_DOMAIN);
+        framed.extend_from_slice(bytes);
         Ok(Transaction {
             body: TxBody {
                 chain_id,
@@ -308,7 +314,7 @@ impl Transaction {
                 kind,
             },
             signature,
-            encoded: bytes.into(),
+            framed: framed.into_boxed_slice(),
             id,
         })
     }
@@ -325,7 +331,7 @@ impl Transaction {
 
     /// The canonical encoding.
     pub fn encoded(&self) -> &[u8] {
-        &self.encoded
+        &self.framed[SIGNING_DOMAIN.len()..]
     }
 
     /// The signature bytes.
@@ -349,12 +355,17 @@ impl Transaction {
     }
 
     /// The message the signature covers: the domain followed by the
-    /// encoding without its signature. Written into `out` (cleared first)
-    /// so batch verification can reuse one buffer.
+    /// encoding without its signature. Borrowed, not built: the
+    /// transaction keeps its encoding behind the domain for this.
+    pub fn signing_message(&self) -> &[u8] {
+        &self.framed[..self.framed.len() - SIGNATURE_BYTES]
+    }
+
+    /// [`Transaction::signing_message`] copied into `out` (cleared first),
+    /// for callers that need an owned message.
     pub fn signing_message_into(&self, out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(SIGNING_DOMAIN);
-        out.extend_from_slice(&self.encoded[..self.encoded.len() - SIGNATURE_BYTES]);
+        out.extend_from_slice(self.signing_message());
     }
 
     /// Checks this one signature (the slow path; prefer batches).
@@ -362,10 +373,11 @@ impl Transaction {
         let Ok(key) = VerifyingKey::from_bytes(&self.body.sender) else {
             return false;
         };
-        let mut msg = Vec::with_capacity(self.encoded.len() + SIGNING_DOMAIN.len());
-        self.signing_message_into(&mut msg);
-        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
-            .is_ok()
+        key.verify_strict(
+            self.signing_message(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .is_ok()
     }
 }
 

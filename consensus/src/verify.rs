@@ -103,10 +103,10 @@ fn sender_key(
 }
 
 /// Buffers reused across batches so the hot path does not allocate per
-/// transaction.
+/// transaction. Messages are not among them: each transaction lends its
+/// signed message ([`Transaction::signing_message`]), so nothing is copied.
 #[derive(Default)]
 struct Scratch {
-    messages: Vec<Vec<u8>>,
     signatures: Vec<Signature>,
     keys: Vec<VerifyingKey>,
     /// Indices (into the chunk) of the transactions in the batch.
@@ -125,9 +125,6 @@ impl Scratch {
         self.signatures.clear();
         self.keys.clear();
         self.members.clear();
-        if self.messages.len() < chunk.len() {
-            self.messages.resize_with(chunk.len(), Vec::new);
-        }
         for (i, tx) in chunk.iter().enumerate() {
             if tx.body().chain_id != chain_id {
                 out.push(Verdict::WrongChain);
@@ -137,7 +134,6 @@ impl Scratch {
                 out.push(Verdict::BadKey);
                 continue;
             };
-            tx.signing_message_into(&mut self.messages[self.members.len()]);
             self.signatures.push(Signature::from_bytes(tx.signature()));
             self.keys.push(key);
             self.members.push(i);
@@ -146,9 +142,10 @@ impl Scratch {
         if self.members.is_empty() {
             return;
         }
-        let messages: Vec<&[u8]> = self.messages[..self.members.len()]
+        let messages: Vec<&[u8]> = self
+            .members
             .iter()
-            .map(Vec::as_slice)
+            .map(|&i| chunk[i].signing_message())
             .collect();
         if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
             return;
