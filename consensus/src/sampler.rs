@@ -10,9 +10,9 @@
 //! least `k` have non-zero weight, and each answers with one vote. Weight
 //! decides who is asked, never how much an answer counts. (Avalanche-style
 //! slots, where a heavy validator fills several of the `k` and its answer
-//! counts once per slot, were tried in the simulator and broke agreement:
-//! a validator with 42 % of the stake that crashed and restarted without
-//! its vote then outweighed a whole poll — docs/consensus.md, "Sampling
+//! counts once per slot, were tried in the simulator and broke agreement
+//! in a 6-validator seed where a validator with 42 % of the stake crashed
+//! and restarted without memory of its vote — docs/consensus.md, "Sampling
 //! by weight".)
 
 use serde::{Deserialize, Serialize};
