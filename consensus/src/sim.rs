@@ -236,6 +236,10 @@ pub struct SimReport {
     /// succeeded since its previous one (including those of an engine
     /// lost to a crash meanwhile).
     pub finality_polls: PollCounts,
+    /// Polls of every honest engine of the run, those lost to crashes
+    /// included: `finality_polls` plus the polls spent on heights not
+    /// finalized when the run ended.
+    pub polls_all: PollCounts,
     /// Share of the sampling weight the Byzantine nodes held, per mille.
     pub byzantine_weight_per_mille: u64,
     /// The violated property, if any.
@@ -494,8 +498,11 @@ pub fn run(config: &SimConfig) -> SimReport {
                 // Memory is lost; the committed chain survives.
                 let n = &mut nodes[node];
                 n.down_until_ms = None;
-                let lost = PollCounts::of(n.engine.stats()).minus(n.polls_charged);
-                n.polls_carried = n.polls_carried.plus(lost);
+                let old = PollCounts::of(n.engine.stats());
+                if !n.byzantine {
+                    report.polls_all = report.polls_all.plus(old);
+                }
+                n.polls_carried = n.polls_carried.plus(old.minus(n.polls_charged));
                 n.polls_charged = PollCounts::default();
                 n.engine = Engine::new(
                     n.id,
@@ -704,6 +711,22 @@ pub fn run(config: &SimConfig) -> SimReport {
         .min()
         .unwrap_or(0);
     report.polls = honest.iter().map(|i| nodes[*i].engine.stats().polls).sum();
+    // Every poll of an honest engine is charged to a finalization or still
+    // pending on its node: the bookkeeping loses nothing across crashes.
+    let mut pending = PollCounts::default();
+    for &i in &honest {
+        let n = &nodes[i];
+        let now_counts = PollCounts::of(n.engine.stats());
+        report.polls_all = report.polls_all.plus(now_counts);
+        pending = pending
+            .plus(now_counts.minus(n.polls_charged))
+            .plus(n.polls_carried);
+    }
+    assert_eq!(
+        report.finality_polls.plus(pending),
+        report.polls_all,
+        "poll accounting"
+    );
     if report.violation.is_none() && report.min_height < config.target_height {
         report.violation = Some(format!(
             "liveness: honest nodes at heights {:?} after {} ms, target {}",
@@ -802,6 +825,39 @@ mod tests {
         // Every closed poll of an honest node is charged to some height
         // except those of the heights still open at the end.
         assert!(p.closed <= report.polls, "{p:?} vs {}", report.polls);
+    }
+
+    /// With crashes (an engine and its counters lost mid-height) and
+    /// catch-up, every finalization still costs its node at least beta
+    /// successful polls at that height, so the charged sums must show it.
+    #[test]
+    fn polls_per_finality_survive_crashes() {
+        for seed in 1..4 {
+            let config = SimConfig {
+                seed,
+                target_height: 3,
+                ..SimConfig::default()
+            };
+            assert!(config.faults);
+            let report = run(&config);
+            assert_eq!(report.violation, None, "seed {seed}");
+            let p = report.finality_polls;
+            let beta = config.params.beta as u64;
+            assert!(report.finalizations >= 3 * config.nodes as u64);
+            assert!(
+                p.successful >= beta * report.finalizations,
+                "seed {seed}: {p:?}"
+            );
+            assert!(p.opened >= p.closed && p.closed >= p.successful, "{p:?}");
+            assert!(p.closed <= report.polls_all.closed);
+            // Crashed engines' polls count: more than the live engines hold.
+            assert!(
+                report.polls_all.closed > report.polls,
+                "seed {seed}: {:?} vs {}",
+                report.polls_all,
+                report.polls
+            );
+        }
     }
 
     #[test]
