@@ -233,7 +233,11 @@ struct Poll {
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Polls closed.
+    /// Polls opened (queries sent to a sample). A poll still open when its
+    /// height is finalized is dropped, so `polls_opened >= polls`.
+    pub polls_opened: u64,
+    /// Polls closed (all answers in, or timed out) at the height they asked
+    /// about; these are the polls Snowball counted.
     pub polls: u64,
     /// Polls that were successful.
     pub polls_successful: u64,
@@ -601,6 +605,7 @@ impl Engine {
         let asked = self.sampler.sample(self.params.k, &mut self.rng);
         let poll_id = self.next_poll_id;
         self.next_poll_id += 1;
+        self.stats.polls_opened += 1;
         for peer in &asked {
             out.push(Output::Send {
                 to: *peer,

@@ -2,11 +2,14 @@
 //! sampling consensus, as sans-IO state machines: no sockets, threads or
 //! clocks inside — callers pass time in and run the returned work.
 //!
-//! What is here now: the transaction format ([`tx`]), batched signature
+//! What is here: the transaction format ([`tx`]), batched signature
 //! verification ([`verify`]), the mempool ([`mempool`]), blocks ([`block`]),
-//! state keys and deterministic execution ([`state`]) and the genesis
-//! ([`genesis`]). The durable commit path and Snowball arrive with the rest
-//! of issues 7 and 8.
+//! state keys and deterministic execution ([`state`]), the genesis
+//! ([`genesis`]), the durable commit path ([`db_chain`]), Snowball
+//! ([`snowball`]) with pluggable poll weights — uniform, stake, proof of
+//! work ([`sampler`]) — driven by the sans-IO [`engine`], and the
+//! deterministic simulator that runs many engines under faults, Byzantine
+//! nodes and each weight kind ([`sim`]; measurements in docs/consensus.md).
 #![deny(missing_docs)]
 
 pub mod block;

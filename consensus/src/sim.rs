@@ -9,22 +9,35 @@
 //!
 //! Everything random is drawn from one seed, so any failure replays exactly
 //! with [`run`] and the same [`SimConfig`].
+//!
+//! Polls sample validators by any of the node's weight functions
+//! ([`Sampling`]): under stake and proof-of-work sampling the simulated
+//! genesis gives skewed stakes or identities with different proven work
+//! ([`weights`]), and the Byzantine nodes hold a chosen share of the
+//! *weight*. Each run also counts the polls every honest node spent per
+//! height it finalized ([`SimReport::polls_per_finality`]).
+
+pub mod weights;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
+use thiserror::Error;
+
 use crate::block::BlockId;
-use crate::engine::{Chain, Engine, EngineConfig, Message, NodeId, Output};
+use crate::engine::{Chain, Engine, EngineConfig, EngineStats, Message, NodeId, Output};
 use crate::genesis::{
     devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, DEVNET_BALANCE,
 };
 use crate::mem_chain::MemChain;
 use crate::rng::Rng;
-use crate::sampler::Uniform;
+use crate::sampler::{ProofOfWork, Sampling, SamplingWeight, Stake, Uniform};
 use crate::snowball::Params;
 use crate::state::{burned_key, read_account};
 use crate::tx::{TxBody, TxKind};
+
+pub use weights::{Weights, WeightsError};
 
 /// How a Byzantine node behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +66,13 @@ pub struct SimConfig {
     pub byzantine: usize,
     /// Behaviour of the Byzantine nodes.
     pub byzantine_kind: Byzantine,
+    /// How polls weigh validators (and so how the simulated genesis
+    /// distributes stake or work). Default uniform.
+    pub sampling: Sampling,
+    /// Under stake or proof-of-work sampling: the share of the total weight
+    /// the Byzantine nodes hold, per mille. `None` = their share of the
+    /// count. Ignored under uniform sampling.
+    pub byzantine_weight_per_mille: Option<u64>,
     /// Heights every honest node must finalize.
     pub target_height: u64,
     /// One-way latency range, in ms.
@@ -91,6 +111,8 @@ impl Default for SimConfig {
             nodes: 7,
             byzantine: 0,
             byzantine_kind: Byzantine::RandomVoter,
+            sampling: Sampling::Uniform,
+            byzantine_weight_per_mille: None,
             target_height: 5,
             latency_ms: (5, 60),
             block_delay_ms: (0, 0),
@@ -112,6 +134,86 @@ impl Default for SimConfig {
     }
 }
 
+/// Why a [`SimConfig`] cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// No honest node would be left.
+    #[error("{byzantine} Byzantine nodes among {nodes} leave no honest node")]
+    NoHonestNode {
+        /// Nodes.
+        nodes: usize,
+        /// Byzantine nodes.
+        byzantine: usize,
+    },
+    /// The weights cannot be assigned.
+    #[error("validator weights: {0}")]
+    Weights(#[from] WeightsError),
+}
+
+impl SimConfig {
+    /// The validator weights of this run (which also checks the
+    /// configuration).
+    ///
+    /// # Errors
+    /// A [`SimError`] saying what does not fit.
+    pub fn weights(&self) -> Result<Weights, SimError> {
+        if self.byzantine >= self.nodes {
+            return Err(SimError::NoHonestNode {
+                nodes: self.nodes,
+                byzantine: self.byzantine,
+            });
+        }
+        let share = self
+            .byzantine_weight_per_mille
+            .unwrap_or((self.byzantine as u64 * weights::PER_MILLE).div_ceil(self.nodes as u64));
+        Ok(weights::assign(
+            self.sampling,
+            self.nodes,
+            self.byzantine,
+            share,
+            self.seed,
+        )?)
+    }
+}
+
+/// Poll counters of one engine, or summed over finalized heights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollCounts {
+    /// Polls opened (queries sent to a sample).
+    pub opened: u64,
+    /// Polls closed at their height (the ones Snowball counted).
+    pub closed: u64,
+    /// Closed polls that were successful.
+    pub successful: u64,
+}
+
+impl PollCounts {
+    fn of(stats: EngineStats) -> PollCounts {
+        PollCounts {
+            opened: stats.polls_opened,
+            closed: stats.polls,
+            successful: stats.polls_successful,
+        }
+    }
+
+    fn plus(self, o: PollCounts) -> PollCounts {
+        PollCounts {
+            opened: self.opened + o.opened,
+            closed: self.closed + o.closed,
+            successful: self.successful + o.successful,
+        }
+    }
+
+    fn minus(self, o: PollCounts) -> PollCounts {
+        PollCounts {
+            opened: self.opened - o.opened,
+            closed: self.closed - o.closed,
+            successful: self.successful - o.successful,
+        }
+    }
+}
+
 /// What a run found.
 #[derive(Clone, Debug, Default)]
 pub struct SimReport {
@@ -126,6 +228,20 @@ pub struct SimReport {
     /// Virtual time at which each height was first finalized by every honest
     /// node (index 0 = height 1).
     pub height_done_ms: Vec<u64>,
+    /// Heights finalized, summed over honest nodes (a node finalizing
+    /// heights 1..=4 counts 4).
+    pub finalizations: u64,
+    /// Polls honest nodes spent on the heights they finalized, summed: each
+    /// finalization is charged the polls its node opened, closed and
+    /// succeeded since its previous one (including those of an engine
+    /// lost to a crash meanwhile).
+    pub finality_polls: PollCounts,
+    /// Polls of every honest engine of the run, those lost to crashes
+    /// included: `finality_polls` plus the polls spent on heights not
+    /// finalized when the run ended.
+    pub polls_all: PollCounts,
+    /// Share of the sampling weight the Byzantine nodes held, per mille.
+    pub byzantine_weight_per_mille: u64,
     /// The violated property, if any.
     pub violation: Option<String>,
     /// The event trace, when asked for.
@@ -158,17 +274,81 @@ struct SimNode {
     down_until_ms: Option<u64>,
     /// The two blocks an equivocating proposer offers at its current height.
     equivocation: Option<(u64, [BlockId; 2])>,
+    /// The current engine's poll counters already charged to finalized
+    /// heights.
+    polls_charged: PollCounts,
+    /// Polls of engines lost to crashes since this node's last
+    /// finalization, to charge to the next one.
+    polls_carried: PollCounts,
+}
+
+impl SimReport {
+    /// Mean polls (opened, closed, successful) per height an honest node
+    /// finalized; `None` before any finalization.
+    pub fn polls_per_finality(&self) -> Option<(f64, f64, f64)> {
+        if self.finalizations == 0 {
+            return None;
+        }
+        let n = self.finalizations as f64;
+        let p = self.finality_polls;
+        Some((
+            p.opened as f64 / n,
+            p.closed as f64 / n,
+            p.successful as f64 / n,
+        ))
+    }
 }
 
 /// Tick period of every engine, ms.
 const TICK_MS: u64 = 10;
 
+/// The simulated genesis and the sampling weight function for `weights`:
+/// skewed stakes written into the genesis under stake sampling, or a nonce
+/// mined per validator key to exactly the work its weight asks under proof
+/// of work.
+fn weighted_genesis(config: &SimConfig, weights: &Weights) -> (Genesis, Box<dyn SamplingWeight>) {
+    let mut genesis = Genesis::devnet(config.nodes);
+    let weight: Box<dyn SamplingWeight> = match config.sampling {
+        Sampling::Uniform => Box::new(Uniform),
+        Sampling::Stake => {
+            for (v, w) in genesis.validators.iter_mut().zip(&weights.weights) {
+                v.stake = *w;
+            }
+            Box::new(Stake)
+        }
+        Sampling::ProofOfWork => Box::new(ProofOfWork {
+            nonces: weights
+                .weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let key = devnet_validator_key(i).verifying_key().to_bytes();
+                    let bits = w.trailing_zeros();
+                    // 2^(bits + 1) tries are expected; 2^(bits + 24) make a
+                    // miss vanishingly unlikely (and a miss is a panic naming it).
+                    let nonce = ProofOfWork::mine_exact(&key, bits, 1 << (bits + 24))
+                        .unwrap_or_else(|| {
+                            panic!("no nonce with {bits} bits of work for node {i}")
+                        });
+                    (key, nonce)
+                })
+                .collect(),
+        }),
+    };
+    (genesis, weight)
+}
+
 /// Runs one simulation.
+///
+/// # Panics
+/// When `config` does not validate ([`SimConfig::weights`] says why).
 pub fn run(config: &SimConfig) -> SimReport {
-    assert!(config.byzantine < config.nodes, "at least one honest node");
+    let weights = config
+        .weights()
+        .unwrap_or_else(|e| panic!("invalid simulation config: {e}"));
     let mut rng = Rng::new(config.seed);
-    let genesis = Genesis::devnet(config.nodes);
-    let validators = genesis.validator_set().expect("devnet genesis is valid");
+    let (genesis, weight) = weighted_genesis(config, &weights);
+    let validators = genesis.validator_set().expect("simulated genesis is valid");
     let supply = genesis.total_supply().expect("devnet supply fits");
     let engine_config = EngineConfig {
         params: config.params,
@@ -191,7 +371,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             let engine = Engine::new(
                 id,
                 &validators,
-                &Uniform,
+                weight.as_ref(),
                 engine_config.clone(),
                 &chain,
                 config.seed ^ (i as u64 + 1),
@@ -205,6 +385,8 @@ pub fn run(config: &SimConfig) -> SimReport {
                 byzantine: i >= config.nodes - config.byzantine,
                 down_until_ms: None,
                 equivocation: None,
+                polls_charged: PollCounts::default(),
+                polls_carried: PollCounts::default(),
             }
         })
         .collect();
@@ -259,12 +441,22 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
     }
 
-    let mut report = SimReport::default();
+    let mut report = SimReport {
+        byzantine_weight_per_mille: weights.byzantine_per_mille,
+        ..SimReport::default()
+    };
     let mut finalized: HashMap<u64, BlockId> = HashMap::new();
     let mut nonces = vec![0u64; 64];
     let mut submitted_for_height = 0u64;
     let deadline = config.faults_until_ms + config.liveness_bound_ms;
     let mut trace = String::new();
+    if config.trace {
+        let _ = writeln!(
+            trace,
+            "weights ({:?}): {:?}, Byzantine share {} per mille",
+            config.sampling, weights.weights, weights.byzantine_per_mille
+        );
+    }
 
     while let Some(Reverse((now, _, slot))) = queue.pop() {
         if now > deadline {
@@ -306,10 +498,16 @@ pub fn run(config: &SimConfig) -> SimReport {
                 // Memory is lost; the committed chain survives.
                 let n = &mut nodes[node];
                 n.down_until_ms = None;
+                let old = PollCounts::of(n.engine.stats());
+                if !n.byzantine {
+                    report.polls_all = report.polls_all.plus(old);
+                }
+                n.polls_carried = n.polls_carried.plus(old.minus(n.polls_charged));
+                n.polls_charged = PollCounts::default();
                 n.engine = Engine::new(
                     n.id,
                     &validators,
-                    &Uniform,
+                    weight.as_ref(),
                     engine_config.clone(),
                     &n.chain,
                     config.seed ^ now,
@@ -395,6 +593,15 @@ pub fn run(config: &SimConfig) -> SimReport {
                     }
                     Output::Committed { .. } if nodes[node].byzantine => {}
                     Output::Committed { height, id, .. } => {
+                        // Polls to finality: what this node spent since its
+                        // previous finalization.
+                        let n = &mut nodes[node];
+                        let now_counts = PollCounts::of(n.engine.stats());
+                        let spent = now_counts.minus(n.polls_charged).plus(n.polls_carried);
+                        report.finality_polls = report.finality_polls.plus(spent);
+                        report.finalizations += 1;
+                        n.polls_charged = now_counts;
+                        n.polls_carried = PollCounts::default();
                         if config.trace {
                             let _ = writeln!(
                                 trace,
@@ -504,6 +711,22 @@ pub fn run(config: &SimConfig) -> SimReport {
         .min()
         .unwrap_or(0);
     report.polls = honest.iter().map(|i| nodes[*i].engine.stats().polls).sum();
+    // Every poll of an honest engine is charged to a finalization or still
+    // pending on its node: the bookkeeping loses nothing across crashes.
+    let mut pending = PollCounts::default();
+    for &i in &honest {
+        let n = &nodes[i];
+        let now_counts = PollCounts::of(n.engine.stats());
+        report.polls_all = report.polls_all.plus(now_counts);
+        pending = pending
+            .plus(now_counts.minus(n.polls_charged))
+            .plus(n.polls_carried);
+    }
+    assert_eq!(
+        report.finality_polls.plus(pending),
+        report.polls_all,
+        "poll accounting"
+    );
     if report.violation.is_none() && report.min_height < config.target_height {
         report.violation = Some(format!(
             "liveness: honest nodes at heights {:?} after {} ms, target {}",
@@ -577,6 +800,115 @@ mod tests {
         });
         assert_eq!(report.violation, None, "{}", report.trace);
         assert!(report.min_height >= 5);
+    }
+
+    #[test]
+    fn polls_per_finality_are_counted() {
+        let config = SimConfig {
+            faults: false,
+            drop_per_mille: 0,
+            duplicate_per_mille: 0,
+            target_height: 3,
+            ..SimConfig::default()
+        };
+        let report = run(&config);
+        assert_eq!(report.violation, None, "{}", report.trace);
+        // Every honest node finalized every height (some may run ahead).
+        assert!(report.finalizations >= 3 * config.nodes as u64);
+        let p = report.finality_polls;
+        assert!(p.opened >= p.closed && p.closed >= p.successful, "{p:?}");
+        // Finality takes beta consecutive successful polls at that height.
+        let beta = config.params.beta as u64;
+        assert!(p.successful >= beta * report.finalizations, "{p:?}");
+        let (opened, closed, successful) = report.polls_per_finality().expect("finalized");
+        assert!(successful >= beta as f64 && closed >= successful && opened >= closed);
+        // Every closed poll of an honest node is charged to some height
+        // except those of the heights still open at the end.
+        assert!(p.closed <= report.polls, "{p:?} vs {}", report.polls);
+    }
+
+    /// With crashes (an engine and its counters lost mid-height) and
+    /// catch-up, every finalization still costs its node at least beta
+    /// successful polls at that height, so the charged sums must show it.
+    #[test]
+    fn polls_per_finality_survive_crashes() {
+        for seed in 1..4 {
+            let config = SimConfig {
+                seed,
+                target_height: 3,
+                ..SimConfig::default()
+            };
+            assert!(config.faults);
+            let report = run(&config);
+            assert_eq!(report.violation, None, "seed {seed}");
+            let p = report.finality_polls;
+            let beta = config.params.beta as u64;
+            assert!(report.finalizations >= 3 * config.nodes as u64);
+            assert!(
+                p.successful >= beta * report.finalizations,
+                "seed {seed}: {p:?}"
+            );
+            assert!(p.opened >= p.closed && p.closed >= p.successful, "{p:?}");
+            assert!(p.closed <= report.polls_all.closed);
+            // Crashed engines' polls count: more than the live engines hold.
+            assert!(
+                report.polls_all.closed > report.polls,
+                "seed {seed}: {:?} vs {}",
+                report.polls_all,
+                report.polls
+            );
+        }
+    }
+
+    #[test]
+    fn weighted_sampling_runs_with_byzantine_weight() {
+        for sampling in [Sampling::Stake, Sampling::ProofOfWork] {
+            let config = SimConfig {
+                seed: 9,
+                nodes: 8,
+                byzantine: 1,
+                byzantine_kind: Byzantine::Silent,
+                sampling,
+                byzantine_weight_per_mille: Some(200),
+                target_height: 3,
+                ..SimConfig::default()
+            };
+            let weights = config.weights().expect("fits");
+            assert!(weights.weights.iter().any(|w| *w != weights.weights[0]));
+            let report = run(&config);
+            assert_eq!(report.violation, None, "{sampling:?}");
+            assert_eq!(
+                report.byzantine_weight_per_mille,
+                weights.byzantine_per_mille
+            );
+            assert!(report.byzantine_weight_per_mille.abs_diff(200) <= 15);
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_typed_errors() {
+        let config = SimConfig {
+            nodes: 4,
+            byzantine: 4,
+            ..SimConfig::default()
+        };
+        assert_eq!(
+            config.weights(),
+            Err(SimError::NoHonestNode {
+                nodes: 4,
+                byzantine: 4
+            })
+        );
+        let config = SimConfig {
+            sampling: Sampling::Stake,
+            byzantine: 0,
+            byzantine_weight_per_mille: Some(100),
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            config.weights(),
+            Err(SimError::Weights(WeightsError::ShareWithoutNodes { .. }))
+        ));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The deterministic simulator over many seeds, as CI runs it: random
 //! latency, drops, duplicates, a partition, crashes with restarts, and up to
-//! 20 % Byzantine nodes of each kind. Any failing seed is printed with its
+//! 20 % Byzantine nodes (or weight) of each kind, under uniform, stake and
+//! proof-of-work sampling. Any failing seed is printed with its
 //! configuration; replay it with `strata sim --seed S ...` (or `sim::run`).
 //! More seeds: `SIM_SEEDS=5000 cargo test -p strata-consensus --release --test sim_seeds`.
 
+use strata_consensus::sampler::Sampling;
 use strata_consensus::sim::{run, Byzantine, SimConfig};
 
 fn seeds() -> u64 {
@@ -15,33 +17,77 @@ fn seeds() -> u64 {
 
 fn config_for(seed: u64) -> SimConfig {
     let nodes = 5 + (seed % 6) as usize; // 5..=10
-    let byzantine = (seed / 6 % 3) as usize * nodes / 10; // 0 %, 10 %, 20 % (rounded down)
+    let tenths = seed / 6 % 3; // 0 %, 10 %, 20 % Byzantine
     let kind = match seed % 4 {
         0 => Byzantine::Silent,
         1 => Byzantine::RandomVoter,
         2 => Byzantine::Equivocator,
         _ => Byzantine::EquivocatingProposer,
     };
+    // The three sampling weights share the seeds (a third each, in blocks
+    // of 18 that cover every size and Byzantine share) rather than tripling
+    // the run time.
+    let sampling = match seed / 18 % 3 {
+        0 => Sampling::Uniform,
+        1 => Sampling::Stake,
+        _ => Sampling::ProofOfWork,
+    };
+    let (byzantine, byzantine_weight_per_mille) = if sampling == Sampling::Uniform {
+        (tenths as usize * nodes / 10, None) // by count, rounded down
+    } else if tenths == 0 {
+        (0, None)
+    } else {
+        // By weight: at least one Byzantine node, holding exactly the share.
+        ((tenths as usize * nodes / 10).max(1), Some(tenths * 100))
+    };
     SimConfig {
         seed,
         nodes,
         byzantine,
         byzantine_kind: kind,
+        sampling,
+        byzantine_weight_per_mille,
         target_height: 4,
         ..SimConfig::default()
     }
 }
 
+/// Whether a seed must also be live within the bound. Not under weighted
+/// sampling with 20 % Byzantine weight: an honest validator holding a
+/// third of the weight that falls behind sees a 30 % Byzantine share among
+/// its peers, and its catch-up can outlast the bound (measured in
+/// docs/consensus.md). Those seeds must still keep agreement and validity,
+/// and most of them must be live.
+fn must_be_live(config: &SimConfig) -> bool {
+    config.byzantine_weight_per_mille.unwrap_or(0) < 200
+}
+
 #[test]
 fn many_seeds_keep_agreement_validity_and_liveness() {
     let mut failures = Vec::new();
+    let (mut lenient, mut stalled) = (0u64, Vec::new());
     for seed in 0..seeds() {
         let config = config_for(seed);
         let report = run(&config);
+        if !must_be_live(&config) {
+            lenient += 1;
+            if report
+                .violation
+                .as_deref()
+                .is_some_and(|v| v.starts_with("liveness"))
+            {
+                stalled.push(seed);
+                continue;
+            }
+        }
         if let Some(v) = report.violation {
             failures.push(format!(
-                "seed {seed} (nodes {}, byzantine {} {:?}): {v}",
-                config.nodes, config.byzantine, config.byzantine_kind
+                "seed {seed} (nodes {}, byzantine {} {:?}, {:?} sampling, Byzantine weight {} per mille): {v}",
+                config.nodes,
+                config.byzantine,
+                config.byzantine_kind,
+                config.sampling,
+                report.byzantine_weight_per_mille
             ));
         }
     }
@@ -50,6 +96,15 @@ fn many_seeds_keep_agreement_validity_and_liveness() {
         "{} failing seeds:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    println!(
+        "{} of {lenient} seeds with 20 % Byzantine weight missed the liveness bound: {stalled:?}",
+        stalled.len()
+    );
+    assert!(
+        stalled.len() as u64 * 4 <= lenient,
+        "{} of {lenient} seeds with 20 % Byzantine weight missed the liveness bound: {stalled:?}",
+        stalled.len()
     );
 }
 
