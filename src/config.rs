@@ -62,19 +62,10 @@ impl Default for NodeConfig {
     }
 }
 
-/// How validators are weighted when sampling a poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Every validator equally.
-    Uniform,
-    /// By genesis stake.
-    Stake,
-    /// By the proof of work behind each validator key; every node mines
-    /// each key's best nonce over `pow_tries` nonces at start, so all nodes
-    /// derive the same weights.
-    ProofOfWork,
-}
+/// How validators are weighted when sampling a poll: `uniform`, `stake`,
+/// or `proof_of_work` (every node mines each validator key's best nonce
+/// over `pow_tries` nonces at start, so all nodes derive the same weights).
+pub use strata_consensus::sampler::Sampling;
 
 /// `[consensus]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 //! crc32-framed record per [`WriteBatch`], group commit for synced writers)
 //! and a memtable. A full memtable is frozen (writers continue into a
 //! fresh memtable and WAL) and a background worker writes it to a sorted
-//! table file in level 0 (16 KiB prefix-compressed blocks with restart
+//! table file in level 0 (4 KiB prefix-compressed blocks with restart
 //! points, per-block crc32, optional zstd, an index block, a bloom filter,
 //! a footer with magic number and version), recorded in a checksummed
 //! manifest. At most [`Options::immutables_max`] frozen memtables wait for

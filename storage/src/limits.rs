@@ -9,8 +9,10 @@ pub const BATCH_OPS_MAX: usize = 1 << 20;
 /// Largest encoded write batch (one WAL record payload), in bytes (64 MiB).
 pub const BATCH_BYTES_MAX: usize = 64 << 20;
 /// Default target size of a table data block before compression, in
-/// bytes (see [`crate::Options::block_bytes`]).
-pub const BLOCK_BYTES_TARGET: usize = 16 << 10;
+/// bytes (see [`crate::Options::block_bytes`]). 4 KiB, as RocksDB: a point
+/// read that misses the block cache checks and copies one block, and with
+/// 16 KiB blocks that made random reads 1.6× slower (docs/benchmarks.md).
+pub const BLOCK_BYTES_TARGET: usize = 4 << 10;
 /// Smallest target data block size the options accept, in bytes.
 pub const BLOCK_BYTES_TARGET_MIN: usize = 1 << 10;
 /// Largest target data block size the options accept, in bytes.

@@ -226,7 +226,7 @@ impl Options {
         self
     }
 
-    /// Target size of a data block before compression (default 16 KiB,
+    /// Target size of a data block before compression (default 4 KiB,
     /// clamped to 1 KiB..=1 MiB). A point read that misses the block cache
     /// checks and copies one whole block, so smaller blocks make cold
     /// reads cheaper; larger ones make scans and compression better and
