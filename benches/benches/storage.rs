@@ -59,8 +59,6 @@ const VALUES: usize = 1024;
 const CACHE_BYTES: usize = 8 << 20;
 /// Memtable (write buffer) of every engine, in bytes.
 const MEMTABLE_BYTES: usize = 64 << 20;
-/// Bloom filter bits per key where the engine lets us choose.
-const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// zstd level in zstd runs (RocksDB's default level for zstd is 3 too).
 const ZSTD_LEVEL: i32 = 3;
 
@@ -198,6 +196,10 @@ impl Engine for Db {
 #[cfg(feature = "compare")]
 mod rival {
     use super::*;
+
+    /// Bloom filter bits per key where the engine lets us choose (strata
+    /// builds 10-bit filters; fjall's default is about the same).
+    const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
     /// RocksDB through the `rocksdb` crate: WAL on and sync off are its
     /// `WriteOptions` defaults. Reads use `get_pinned` and scans the raw

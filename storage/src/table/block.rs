@@ -12,6 +12,7 @@
 //! `raw_len: u32` followed by one zstd frame.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::path::Path;
 
 use crate::batch::Reader;
@@ -87,13 +88,51 @@ impl BlockBuilder {
     }
 }
 
+thread_local! {
+    /// One zstd context per thread, made on first use and reused for every
+    /// block: `zstd::bulk::{compress, decompress}` build a fresh context
+    /// per call, and for 4 KiB blocks building it (allocating and zeroing
+    /// its tables) cost more than the work itself: random reads of zstd
+    /// tables ran at half RocksDB's rate until contexts were reused.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// `raw` compressed at `level` with this thread's context.
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, c) = slot.as_mut().expect("set just above");
+        c.compress(raw)
+    })
+}
+
+/// `payload` decompressed into at most `raw_len` bytes with this thread's
+/// context.
+fn decompress(payload: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut()
+            .expect("set just above")
+            .decompress(payload, raw_len)
+    })
+}
+
 /// Frames `raw` for disk, compressing with zstd at `zstd_level` if given
 /// and if that makes it smaller.
 pub(crate) fn frame(raw: &[u8], zstd_level: Option<i32>, out: &mut Vec<u8>) {
     let start = out.len();
     let mut kind = COMPRESSION_NONE;
     if let Some(level) = zstd_level {
-        if let Ok(z) = zstd::bulk::compress(raw, level) {
+        if let Ok(z) = compress(raw, level) {
             if z.len() + 4 < raw.len() {
                 out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
                 out.extend_from_slice(&z);
@@ -133,8 +172,7 @@ pub(crate) fn unframe<'a>(file: &Path, offset: u64, framed: &'a [u8]) -> Result<
             if raw_len > BLOCK_BYTES_MAX {
                 return Err(bad("decompressed length too large"));
             }
-            let raw = zstd::bulk::decompress(&payload[4..], raw_len)
-                .map_err(|e| bad(&format!("zstd: {e}")))?;
+            let raw = decompress(&payload[4..], raw_len).map_err(|e| bad(&format!("zstd: {e}")))?;
             if raw.len() != raw_len {
                 return Err(bad("decompressed length mismatch"));
             }
