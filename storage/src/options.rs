@@ -204,7 +204,7 @@ impl Options {
         self
     }
 
-    /// Target size of L1 (default 64 MiB, at least 1 byte). A level over
+    /// Target size of L1 (default 256 MiB, at least 1 byte). A level over
     /// its target is compacted into the next one.
     pub fn level1_bytes(mut self, bytes: u64) -> Self {
         self.level1_bytes = bytes.max(1);
