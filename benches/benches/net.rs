@@ -302,6 +302,8 @@ const LOOPBACK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the strata responder sleeps at most before checking its stop
 /// flag.
 const LOOPBACK_RESPONDER_WAIT: Duration = Duration::from_millis(20);
+/// Most events the strata client and responder take per wait.
+const LOOPBACK_EVENTS_MAX: usize = 1024;
 const MSG_REQUEST: u8 = 0x20;
 const MSG_RESPONSE: u8 = 0x21;
 
@@ -336,19 +338,29 @@ impl StrataPair {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let responder = std::thread::spawn(move || {
+            let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
             while !stop2.load(Ordering::Relaxed) {
-                if let Some(strata_net::Event::Request {
-                    from, request_id, ..
-                }) = server.next_event_timeout(LOOPBACK_RESPONDER_WAIT)
-                {
-                    // Retry while the command queue is full (backpressure).
-                    while server
-                        .respond(from, request_id, LOOPBACK_ACK.to_vec())
-                        .is_err()
+                events.clear();
+                server.next_events(&mut events, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONDER_WAIT);
+                // Every request taken is answered in one batch: one wake of
+                // the I/O thread, which sends all the answers in one send.
+                let mut batch = server.batch();
+                for e in events.drain(..) {
+                    if let strata_net::Event::Request {
+                        from, request_id, ..
+                    } = e
                     {
-                        std::thread::yield_now();
+                        // Retry while the command queue is full
+                        // (backpressure); the batch woke the loop.
+                        while batch
+                            .respond(from, request_id, LOOPBACK_ACK.to_vec())
+                            .is_err()
+                        {
+                            std::thread::yield_now();
+                        }
                     }
                 }
+                batch.commit();
             }
             server.shutdown().expect("server stops");
         });
@@ -364,24 +376,30 @@ impl StrataPair {
     fn exchange(&self, n: u64, payload: &[u8]) -> Duration {
         let start = Instant::now();
         let (mut sent, mut done) = (0u64, 0u64);
+        let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
         while done < n {
+            // The window's requests in one batch (one wake of the I/O
+            // thread, one send), as the tokio client flushes once per
+            // refill.
+            let mut batch = self.client.batch();
             while sent < n && sent - done < LOOPBACK_WINDOW {
-                if self
-                    .client
-                    .request(self.server_key, payload.to_vec())
-                    .is_err()
-                {
+                if batch.request(self.server_key, payload.to_vec()).is_err() {
                     break;
                 }
                 sent += 1;
             }
+            batch.commit();
             // One event, then every one already queued, before the window
-            // is refilled (as the tokio client reads what is buffered), so
-            // requests go to the I/O thread in bursts.
-            let Some(mut event) = self.client.next_event_timeout(LOOPBACK_RESPONSE_TIMEOUT) else {
+            // is refilled (as the tokio client reads what is buffered).
+            events.clear();
+            if self
+                .client
+                .next_events(&mut events, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONSE_TIMEOUT)
+                == 0
+            {
                 panic!("no response within {LOOPBACK_RESPONSE_TIMEOUT:?}");
-            };
-            loop {
+            }
+            for event in events.drain(..) {
                 match event {
                     strata_net::Event::Response { payload, .. } => {
                         assert_eq!(payload, LOOPBACK_ACK);
@@ -389,10 +407,6 @@ impl StrataPair {
                     }
                     e @ strata_net::Event::RequestFailed { .. } => panic!("{e:?}"),
                     _ => {}
-                }
-                match self.client.try_next_event() {
-                    Some(e) => event = e,
-                    None => break,
                 }
             }
         }

@@ -93,6 +93,8 @@ struct Conn {
     send_inflight: Vec<u8>,
     send_off: usize,
     sending: bool,
+    /// True while the slot is in `EventLoop::to_flush`.
+    flush_queued: bool,
     hs: Option<Handshake>,
     peer: Option<PeerInfo>,
     /// Address to dial the peer back on (outbound: where we dialed).
@@ -120,6 +122,12 @@ pub(crate) struct EventLoop {
     start: Instant,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
+    /// Connections with frames queued this loop iteration, sent once at
+    /// its end so that every frame queued for a peer in one iteration goes
+    /// out in one send. Each connection appears at most once
+    /// (`flush_queued`), so it is bounded by the connections of one
+    /// iteration.
+    to_flush: Vec<usize>,
     by_key: HashMap<[u8; 32], usize>,
     seen: SeenCache,
     store: LruCache<ItemId, Vec<u8>, IdentityState>,
@@ -159,6 +167,7 @@ impl EventLoop {
             start: Instant::now(),
             conns: Vec::new(),
             free: Vec::new(),
+            to_flush: Vec::new(),
             by_key: HashMap::new(),
             seen: SeenCache::new(cfg.seen_ids_max),
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
@@ -200,6 +209,7 @@ impl EventLoop {
                 self.dispatch(c)?;
             }
             self.drain_commands();
+            self.flush_queued();
             if self.peers_dirty {
                 self.publish_peers();
             }
@@ -334,7 +344,7 @@ impl EventLoop {
                         conn.send_inflight.clear();
                         conn.send_off = 0;
                     }
-                    self.flush(slot);
+                    self.queue_flush(slot);
                 }
             }
             K_CONNECT => {
@@ -394,6 +404,7 @@ impl EventLoop {
             send_inflight: Vec::new(),
             send_off: 0,
             sending: false,
+            flush_queued: false,
             hs: None,
             peer: None,
             peer_addr: if outbound { Some(remote) } else { None },
@@ -581,8 +592,34 @@ impl EventLoop {
             return false;
         }
         self.shared.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-        self.flush(slot);
+        self.queue_flush(slot);
         true
+    }
+
+    /// Notes that `slot` has bytes to send; [`EventLoop::flush_queued`]
+    /// sends them at the end of the loop iteration, together with whatever
+    /// else is queued for the same peer by then.
+    fn queue_flush(&mut self, slot: usize) {
+        if let Some(conn) = self.conns[slot].as_mut() {
+            if !conn.flush_queued {
+                conn.flush_queued = true;
+                self.to_flush.push(slot);
+            }
+        }
+    }
+
+    /// Starts a send on every connection queued by [`EventLoop::queue_flush`]
+    /// (one send each, of all its queued frames), once per loop iteration.
+    fn flush_queued(&mut self) {
+        let mut slots = std::mem::take(&mut self.to_flush);
+        for &slot in &slots {
+            if let Some(conn) = self.conns[slot].as_mut() {
+                conn.flush_queued = false;
+            }
+            self.flush(slot);
+        }
+        slots.clear();
+        self.to_flush = slots;
     }
 
     fn close(&mut self, slot: usize) {

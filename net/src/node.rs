@@ -294,19 +294,45 @@ impl Handle {
     }
 
     fn command(&self, c: Command) -> Result<()> {
+        self.push_command(c)?;
+        self.wake_loop();
+        Ok(())
+    }
+
+    /// Pushes a command without waking the loop; [`Handle::wake_loop`]
+    /// must follow for the loop to see it promptly.
+    fn push_command(&self, c: Command) -> Result<()> {
         if self.shared.stop.load(Ordering::Acquire) {
             return Err(Error::Stopped);
         }
         self.shared.commands.push(c).map_err(|_| Error::QueueFull {
             queue: "command",
             capacity: COMMANDS_MAX,
-        })?;
+        })
+    }
+
+    /// Makes sure the loop drains the commands pushed so far: writes the
+    /// eventfd unless a wake is already pending.
+    fn wake_loop(&self) {
         // AcqRel: if the flag was already set, the loop's clearing swap comes
-        // later and synchronises with this one, so its drain sees the push.
+        // later and synchronises with this one, so its drain sees the
+        // pushes made before this call.
         if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
             self.shared.wake();
         }
-        Ok(())
+    }
+
+    /// Starts a batch of commands that wakes the I/O thread once, when the
+    /// batch is dropped (or [`CommandBatch::commit`]ted), instead of once
+    /// per burst of single commands: the loop then finds the whole batch in
+    /// one drain and sends every frame it produces for a peer in one send.
+    /// Use it to answer every request taken by [`Handle::next_events`] at
+    /// once, or to send a window of requests.
+    pub fn batch(&self) -> CommandBatch<'_> {
+        CommandBatch {
+            handle: self,
+            pushed: false,
+        }
     }
 
     /// Gossips an item; returns its id (blake3 of the bytes).
@@ -369,6 +395,30 @@ impl Handle {
             .event_wait
             .wait(timeout, || self.shared.events.pop())
     }
+    /// Waits like [`Handle::next_event_timeout`] for one event, then takes
+    /// every event already queued, up to `max` in all, appending them to
+    /// `out`; returns how many it appended (0 on timeout or once the I/O
+    /// thread has ended, or when `max` is 0). A consumer that handles
+    /// events in batches pays one wait per batch instead of one queue check
+    /// per event, and can answer them with one [`Handle::batch`].
+    pub fn next_events(&self, out: &mut Vec<Event>, max: usize, timeout: Duration) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let Some(first) = self.next_event_timeout(timeout) else {
+            return 0;
+        };
+        out.push(first);
+        let mut n = 1;
+        while n < max {
+            let Some(e) = self.shared.events.pop() else {
+                break;
+            };
+            out.push(e);
+            n += 1;
+        }
+        n
+    }
     /// Ready peers.
     pub fn peers(&self) -> Vec<PeerSummary> {
         self.shared
@@ -392,6 +442,80 @@ impl Handle {
             Some(t) => t.join().unwrap_or(Err(Error::Stopped)),
             None => Ok(()),
         }
+    }
+}
+
+/// Commands queued together with one wake of the I/O thread; made by
+/// [`Handle::batch`]. Each method queues one command and returns the same
+/// result as its [`Handle`] namesake. The wake happens when the batch is
+/// dropped or committed, and at once when a command does not fit the
+/// queue (so the loop drains it while the caller retries).
+#[derive(Debug)]
+#[must_use = "commands are seen by the I/O thread promptly only once the batch is dropped"]
+pub struct CommandBatch<'h> {
+    handle: &'h Handle,
+    /// True when a command was pushed since the last wake.
+    pushed: bool,
+}
+
+impl CommandBatch<'_> {
+    fn push(&mut self, c: Command) -> Result<()> {
+        match self.handle.push_command(c) {
+            Ok(()) => {
+                self.pushed = true;
+                Ok(())
+            }
+            Err(e) => {
+                // A full queue needs the loop to drain it; a stopped node
+                // wakes no one, but waking costs nothing then.
+                self.wake();
+                Err(e)
+            }
+        }
+    }
+
+    fn wake(&mut self) {
+        if std::mem::take(&mut self.pushed) {
+            self.handle.wake_loop();
+        }
+    }
+
+    /// As [`Handle::send`].
+    pub fn send(&mut self, to: [u8; 32], payload: Vec<u8>) -> Result<()> {
+        self.push(Command::Send { to, payload })
+    }
+    /// As [`Handle::request`].
+    pub fn request(&mut self, to: [u8; 32], payload: Vec<u8>) -> Result<u64> {
+        let request_id = self
+            .handle
+            .shared
+            .next_request_id
+            .fetch_add(1, Ordering::Relaxed);
+        self.push(Command::Request {
+            to,
+            request_id,
+            payload,
+        })?;
+        Ok(request_id)
+    }
+    /// As [`Handle::respond`].
+    pub fn respond(&mut self, to: [u8; 32], request_id: u64, payload: Vec<u8>) -> Result<()> {
+        self.push(Command::Respond {
+            to,
+            request_id,
+            payload,
+        })
+    }
+    /// Wakes the I/O thread for the commands queued so far (as dropping
+    /// the batch does).
+    pub fn commit(mut self) {
+        self.wake();
+    }
+}
+
+impl Drop for CommandBatch<'_> {
+    fn drop(&mut self) {
+        self.wake();
     }
 }
 

@@ -271,3 +271,78 @@ fn requests_beyond_the_pending_limit_fail_with_too_many_pending() {
     let failures = collect_responses(&a, PENDING_REQUESTS_PER_PEER_MAX);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// `Handle::batch` queues requests and answers with one wake of the I/O
+/// thread each; `Handle::next_events` takes what is queued in one call. Every
+/// request of a batch is answered exactly once, with its own payload echoed,
+/// and `max` bounds what one `next_events` call takes.
+#[test]
+fn batched_requests_and_responses_are_each_answered_once() {
+    const REQUESTS: usize = 200;
+    let (a, b) = pair(config());
+    let (a_key, b_key) = (a.node_key(), b.node_key());
+    let mut ids = std::collections::HashSet::new();
+    {
+        let mut batch = a.batch();
+        for i in 0..REQUESTS {
+            let rid = batch
+                .request(b_key, (i as u32).to_le_bytes().to_vec())
+                .unwrap();
+            assert!(ids.insert(rid), "request id {rid} returned twice");
+        }
+        batch.commit();
+    }
+    // b answers in batches of at most 7, echoing each payload.
+    let mut events = Vec::new();
+    let mut answered = 0;
+    let t = Instant::now();
+    while answered < REQUESTS {
+        assert!(t.elapsed() < Duration::from_secs(10), "b got {answered}");
+        events.clear();
+        let n = b.next_events(&mut events, 7, Duration::from_millis(100));
+        assert!(n <= 7 && n == events.len(), "took {n} for a max of 7");
+        let mut batch = b.batch();
+        for e in events.drain(..) {
+            if let Event::Request {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                assert_eq!(from, a_key);
+                batch.respond(from, request_id, payload).unwrap();
+                answered += 1;
+            }
+        }
+        // Dropped here: the drop wakes the loop as `commit` would.
+    }
+    let mut got = std::collections::HashMap::new();
+    let t = Instant::now();
+    while got.len() < REQUESTS {
+        assert!(t.elapsed() < Duration::from_secs(10), "a got {}", got.len());
+        events.clear();
+        a.next_events(&mut events, usize::MAX, Duration::from_millis(100));
+        for e in events.drain(..) {
+            if let Event::Response {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                assert_eq!(from, b_key);
+                assert!(ids.contains(&request_id), "unknown id {request_id}");
+                assert!(got.insert(request_id, payload).is_none(), "answered twice");
+            }
+        }
+    }
+    // Each answer carries its own request's payload: ids and payloads were
+    // assigned in the same order.
+    let mut by_id: Vec<_> = got.into_iter().collect();
+    by_id.sort();
+    for (i, (_, payload)) in by_id.iter().enumerate() {
+        assert_eq!(payload, &(i as u32).to_le_bytes().to_vec());
+    }
+    assert_eq!(a.next_events(&mut events, 0, Duration::from_secs(5)), 0);
+    assert_eq!(a.next_events(&mut events, 8, Duration::from_millis(20)), 0);
+    assert!(events.is_empty());
+}
