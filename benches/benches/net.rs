@@ -313,17 +313,32 @@ struct StrataPair {
     client: strata_net::Handle,
     server_key: [u8; 32],
     stop: Arc<AtomicBool>,
+    /// The responder thread (event path), which owns the server handle.
     responder: Option<std::thread::JoinHandle<()>>,
+    /// The server, when it answers on its I/O thread (no responder thread).
+    _inline_server: Option<strata_net::Handle>,
 }
 
 impl StrataPair {
-    fn start() -> StrataPair {
+    /// `inline`: the server answers with a `strata_net::Responder` on its
+    /// I/O thread, as the tokio server answers in its I/O task; else a
+    /// responder thread takes `Event::Request`s and answers them.
+    fn start(inline: bool) -> StrataPair {
         let identity = || strata_net::handshake::Identity::generate().expect("key");
-        let server = strata_net::Node::start(strata_net::Config::default(), identity())
-            .expect("server starts");
+        let base = strata_net::Config::default();
+        let server = if inline {
+            let ack = |_: &[u8; 32], _: &[u8], answer: &mut Vec<u8>| {
+                answer.extend_from_slice(&LOOPBACK_ACK);
+                true
+            };
+            strata_net::Node::start_with_responder(base.clone(), identity(), ack)
+        } else {
+            strata_net::Node::start(base.clone(), identity())
+        }
+        .expect("server starts");
         let client_cfg = strata_net::Config {
             seeds: vec![server.local_addr()],
-            ..strata_net::Config::default()
+            ..base
         };
         let client = strata_net::Node::start(client_cfg, identity()).expect("client starts");
         let t = Instant::now();
@@ -336,6 +351,15 @@ impl StrataPair {
         }
         let server_key = server.node_key();
         let stop = Arc::new(AtomicBool::new(false));
+        if inline {
+            return StrataPair {
+                client,
+                server_key,
+                stop,
+                responder: None,
+                _inline_server: Some(server),
+            };
+        }
         let stop2 = stop.clone();
         let responder = std::thread::spawn(move || {
             let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
@@ -369,6 +393,7 @@ impl StrataPair {
             server_key,
             stop,
             responder: Some(responder),
+            _inline_server: None,
         }
     }
 
@@ -566,7 +591,8 @@ impl TokioPair {
 const LOOPBACK_SIZES: [(&str, usize, u64); 2] = [("128B", 128, 20_000), ("64KiB", 64 << 10, 1_000)];
 
 fn loopback(c: &mut Criterion) {
-    let strata = StrataPair::start();
+    let strata = StrataPair::start(false);
+    let strata_inline = StrataPair::start(true);
     let mut tokio = TokioPair::start();
     let mut g = c.benchmark_group("net/loopback");
     g.sample_size(10);
@@ -575,6 +601,9 @@ fn loopback(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n));
         g.bench_with_input(BenchmarkId::new("strata", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| strata.exchange(n, p)).sum())
+        });
+        g.bench_with_input(BenchmarkId::new("strata_inline", name), &payload, |b, p| {
+            b.iter_custom(|iters| (0..iters).map(|_| strata_inline.exchange(n, p)).sum())
         });
         g.bench_with_input(BenchmarkId::new("tokio", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| tokio.exchange(n, p)).sum())

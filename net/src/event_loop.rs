@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::PENDING_REQUESTS_PER_PEER_MAX;
 use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message, MsgType};
-use crate::node::{Command, Event, PeerSummary, RequestFailure, Shared};
+use crate::node::{Command, Event, PeerSummary, RequestFailure, Responder, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
 use crate::ring::{timespec_ms, Completion, Ring};
 use crate::rng::Rng;
@@ -41,6 +41,8 @@ use crate::rng::Rng;
 const RECV_BUF_BYTES: usize = 64 * 1024;
 const RING_ENTRIES: u32 = 1024;
 const COMPLETIONS_PER_WAIT: usize = 512;
+/// Commands handled between two clock reads (see `EventLoop::now_ms`).
+const COMMANDS_PER_CLOCK_READ: usize = 64;
 const ITEM_STORE_MAX: usize = 16_384;
 const PENDING_PUSH_MAX: usize = 65_536;
 const REQUESTED_IDS_MAX: usize = 65_536;
@@ -104,7 +106,7 @@ struct Conn {
     ping_nonce: u64,
     ping_sent_ms: u64,
     awaiting_pong: bool,
-    pending_requests: HashSet<u64>,
+    pending_requests: HashSet<u64, RequestIdState>,
     sockaddr: libc::sockaddr_storage,
     sockaddr_len: libc::socklen_t,
     connect_ts: Timespec,
@@ -120,6 +122,8 @@ pub(crate) struct EventLoop {
     listener: TcpListener,
     local_addr: SocketAddr,
     start: Instant,
+    /// See [`EventLoop::now_ms`].
+    now_cached_ms: u64,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
     /// Connections with frames queued this loop iteration, sent once at
@@ -128,7 +132,10 @@ pub(crate) struct EventLoop {
     /// (`flush_queued`), so it is bounded by the connections of one
     /// iteration.
     to_flush: Vec<usize>,
-    by_key: HashMap<[u8; 32], usize>,
+    /// Ready peers by node key. Hashed by the key's first 8 bytes: keys
+    /// are ed25519 public keys, and the map holds at most the peer limits'
+    /// worth of entries, so even ground-out colliding keys cost little.
+    by_key: HashMap<[u8; 32], usize, IdentityState>,
     seen: SeenCache,
     store: LruCache<ItemId, Vec<u8>, IdentityState>,
     requested: LruCache<ItemId, u64, IdentityState>,
@@ -146,10 +153,19 @@ pub(crate) struct EventLoop {
     last_exchange_ms: u64,
     last_recover_ms: u64,
     peers_dirty: bool,
+    /// Answers requests in the loop, when the node was started with one.
+    responder: Option<Box<dyn Responder>>,
+    /// The responder's answer buffer, reused across requests.
+    answer: Vec<u8>,
 }
 
 impl EventLoop {
-    pub(crate) fn new(cfg: Config, identity: Identity, shared: Arc<Shared>) -> Result<EventLoop> {
+    pub(crate) fn new(
+        cfg: Config,
+        identity: Identity,
+        shared: Arc<Shared>,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<EventLoop> {
         let ring = Ring::new(RING_ENTRIES, cfg.io_uring_force_unavailable)?;
         let listener = TcpListener::bind(cfg.listen_addr)?;
         let local_addr = listener.local_addr()?;
@@ -165,10 +181,11 @@ impl EventLoop {
             listener,
             local_addr,
             start: Instant::now(),
+            now_cached_ms: 0,
             conns: Vec::new(),
             free: Vec::new(),
             to_flush: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::with_hasher(IdentityState),
             seen: SeenCache::new(cfg.seen_ids_max),
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
             requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
@@ -185,6 +202,8 @@ impl EventLoop {
             last_exchange_ms: 0,
             last_recover_ms: 0,
             peers_dirty: false,
+            responder,
+            answer: Vec::new(),
             cfg,
         })
     }
@@ -193,8 +212,19 @@ impl EventLoop {
         self.local_addr
     }
 
+    /// Milliseconds since the loop started, as of the last
+    /// [`EventLoop::refresh_now`]: the clock is read once per loop
+    /// iteration (and every `COMMANDS_PER_CLOCK_READ` commands), not once
+    /// per frame, where it was 6 % of the I/O thread's samples in the
+    /// 128-byte `net/loopback` profile. Everything timed here (ticks,
+    /// timeouts, rate limits) is in milliseconds and tolerates a reading
+    /// some microseconds old.
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.now_cached_ms
+    }
+
+    fn refresh_now(&mut self) {
+        self.now_cached_ms = self.start.elapsed().as_millis() as u64;
     }
 
     pub(crate) fn run(&mut self) -> Result<()> {
@@ -204,7 +234,8 @@ impl EventLoop {
         self.arm_tick()?;
         let mut cqes: Vec<Completion> = Vec::with_capacity(COMPLETIONS_PER_WAIT);
         while !self.shared.stop.load(Ordering::Acquire) {
-            self.ring.submit_and_wait(&mut cqes)?;
+            self.wait_completions(&mut cqes)?;
+            self.refresh_now();
             for &c in &cqes {
                 self.dispatch(c)?;
             }
@@ -223,6 +254,28 @@ impl EventLoop {
             });
         }
         self.shutdown_all();
+        Ok(())
+    }
+
+    /// Fills `cqes` with completions, blocking in the kernel for at least
+    /// one unless a command is queued. Blocking follows the protocol of
+    /// [`Shared::wake_if_asleep`]: set `loop_asleep`, fence, check the
+    /// command queue, and block only if it is empty.
+    ///
+    /// (Spinning here for up to 10–50 µs after waking an event consumer,
+    /// to take its answer without sleeping, was measured slower on the
+    /// 2-core bench host: docs/benchmarks.md, `net/loopback`.)
+    fn wait_completions(&mut self, cqes: &mut Vec<Completion>) -> Result<()> {
+        let asleep = &self.shared.loop_asleep;
+        asleep.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let want = usize::from(self.shared.commands.is_empty());
+        if want == 0 {
+            asleep.store(false, Ordering::Relaxed);
+        }
+        let r = self.ring.submit_and_wait_for(cqes, want);
+        asleep.store(false, Ordering::Relaxed);
+        r?;
         Ok(())
     }
 
@@ -413,7 +466,7 @@ impl EventLoop {
             ping_nonce: 0,
             ping_sent_ms: 0,
             awaiting_pong: false,
-            pending_requests: HashSet::new(),
+            pending_requests: HashSet::with_hasher(RequestIdState),
             // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
             sockaddr: unsafe { std::mem::zeroed() },
             sockaddr_len: 0,
@@ -931,6 +984,17 @@ impl EventLoop {
                 payload: payload.into_vec(),
             }
         } else {
+            if let Some(r) = self.responder.as_mut() {
+                self.answer.clear();
+                let answered = r.respond(&from, payload.as_slice(), &mut self.answer)
+                    && self.answer.len() <= self.cfg.frame_payload_bytes_max as usize;
+                if answered {
+                    let answer = std::mem::take(&mut self.answer);
+                    self.send_msg(slot, &Message::Response(&answer), h.request_id);
+                    self.answer = answer;
+                    return;
+                }
+            }
             Event::Request {
                 from,
                 request_id: h.request_id,
@@ -1093,6 +1157,7 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        self.refresh_now();
         let now = self.now_ms();
         let mut bad: Vec<(usize, Misbehaviour)> = Vec::new();
         let mut pings: Vec<(usize, u64)> = Vec::new();
@@ -1263,7 +1328,9 @@ impl EventLoop {
         // before `request_timeout_ms` had passed (the likely cause of one
         // failure of the `waited >= timeout` check in
         // `unanswered_request_times_out_and_a_late_response_is_unsolicited`).
-        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 1;
+        // One more covers the cached clock, which may be read up to 64
+        // commands (well under 1 ms) before this one was pushed.
+        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 2;
         let conn = self.conns[slot].as_mut().expect("ready peers are live");
         if conn.pending_requests.len() >= PENDING_REQUESTS_PER_PEER_MAX {
             push_request_failed(&self.shared, to, request_id, RequestFailure::TooManyPending);
@@ -1331,11 +1398,15 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) {
-        // Cleared before popping: a command pushed after this swap either
-        // is popped below or finds the flag clear and writes the eventfd.
-        self.shared.wake_pending.swap(false, Ordering::AcqRel);
+        // A command pushed after the pops below is found by the check in
+        // `wait_completions` before the loop blocks, or wakes it.
         // Bounded per wake-up so the loop keeps serving sockets.
-        for _ in 0..crate::node::COMMANDS_MAX {
+        for i in 0..crate::node::COMMANDS_MAX {
+            // Request deadlines are taken from the cached clock: keep it
+            // fresh to well within the 1 ms of slack `request` adds.
+            if i % COMMANDS_PER_CLOCK_READ == 0 {
+                self.refresh_now();
+            }
             let Some(cmd) = self.shared.commands.pop() else {
                 break;
             };
@@ -1384,6 +1455,39 @@ impl EventLoop {
     }
 }
 
+/// Hashes request ids (our own counter's values, so no attacker picks
+/// the keys inserted; a response's id is only looked up) with one
+/// multiplication instead of SipHash, which was 4 % of the I/O thread's
+/// samples in the 128-byte `net/loopback` profile (with the node-key map).
+/// The odd multiplier spreads sequential ids over the high bits, which the
+/// std table uses for its control bytes.
+#[derive(Clone, Copy, Default)]
+struct RequestIdState;
+
+#[derive(Default)]
+struct RequestIdHasher(u64);
+
+impl std::hash::Hasher for RequestIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::hash::BuildHasher for RequestIdState {
+    type Hasher = RequestIdHasher;
+    fn build_hasher(&self) -> RequestIdHasher {
+        RequestIdHasher(0)
+    }
+}
+
 /// The payload of a request or response on its way into an event: owned
 /// when the decoder handed over its reassembly buffer (moved, not copied),
 /// else borrowed from the receive buffer (copied once).
@@ -1393,6 +1497,13 @@ enum Opaque<'b> {
 }
 
 impl Opaque<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Opaque::Borrowed(p) => p,
+            Opaque::Owned(v) => v,
+        }
+    }
+
     fn into_vec(self) -> Vec<u8> {
         match self {
             Opaque::Borrowed(p) => p.to_vec(),

@@ -92,4 +92,4 @@ pub mod seen;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
-pub use node::{CommandBatch, Event, Handle, Node, PeerSummary, RequestFailure, Stats};
+pub use node::{CommandBatch, Event, Handle, Node, PeerSummary, RequestFailure, Responder, Stats};

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -176,11 +176,13 @@ pub(crate) struct Shared {
     /// `events`; see [`crate::event_wait`].
     pub(crate) event_wait: EventWait,
     pub(crate) eventfd: RawFd,
-    /// Set by the first command pushed since the loop last drained the
-    /// queue; later commands see it set and skip the eventfd write, because
-    /// the loop clears it just before draining and so will see them. This
-    /// keeps a burst of commands to one syscall instead of one each.
-    pub(crate) wake_pending: AtomicBool,
+    /// True while the loop is (about to be) blocked in the kernel waiting
+    /// for completions. A handle that pushed commands writes the eventfd
+    /// only when it finds this set (and clears it, so one write serves a
+    /// burst); a loop that is awake checks the command queue itself before
+    /// it blocks. Protocol in
+    /// [`Shared::wake_if_asleep`] and `EventLoop::wait_completions`.
+    pub(crate) loop_asleep: AtomicBool,
     pub(crate) stop: AtomicBool,
     pub(crate) stats: Stats,
     pub(crate) peers: Mutex<Vec<PeerSummary>>,
@@ -197,6 +199,27 @@ impl Shared {
             libc::write(self.eventfd, (&one as *const u64).cast(), 8);
         }
     }
+
+    /// Called after pushing commands: writes the eventfd if the loop is
+    /// asleep or about to block.
+    ///
+    /// Pairs with `EventLoop::wait_completions`, which sets `loop_asleep`,
+    /// issues a `SeqCst` fence and only then checks the command queue,
+    /// blocking only if it is empty. Here the push comes before the fence
+    /// and the load of `loop_asleep`. The two fences rule out both sides
+    /// missing each other (store buffering): either the loop sees the
+    /// command and does not block, or this load sees the flag and writes
+    /// the eventfd. Whoever clears the flag first (with the swap) writes;
+    /// a handle that finds it clear relies on a write already made or on
+    /// the loop's own check before its next block.
+    pub(crate) fn wake_if_asleep(&self) {
+        fence(Ordering::SeqCst);
+        if self.loop_asleep.load(Ordering::Relaxed)
+            && self.loop_asleep.swap(false, Ordering::AcqRel)
+        {
+            self.wake();
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -205,6 +228,32 @@ impl Drop for Shared {
         unsafe {
             libc::close(self.eventfd);
         }
+    }
+}
+
+/// Answers requests on the I/O thread; see [`Node::start_with_responder`].
+///
+/// It runs inside the event loop, so it must be quick and must not block:
+/// every socket of the node waits while it runs. Anything slow (a disk
+/// read, a lock another thread holds for long) belongs in a consumer of
+/// [`Event::Request`]: decline such requests by returning false.
+pub trait Responder: Send + 'static {
+    /// Called for each request from a ready peer (`from`, its node key)
+    /// with the request payload. To answer, write the answer payload into
+    /// `answer` (empty on entry, its capacity reused across calls) and
+    /// return true; it is sent as the [`Event::Response`] the requester
+    /// waits for. An answer longer than [`Config::frame_payload_bytes_max`]
+    /// is not sent: the request is then passed on as an event, as when
+    /// this returns false.
+    fn respond(&mut self, from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>) -> bool;
+}
+
+impl<F> Responder for F
+where
+    F: FnMut(&[u8; 32], &[u8], &mut Vec<u8>) -> bool + Send + 'static,
+{
+    fn respond(&mut self, from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>) -> bool {
+        self(from, request, answer)
     }
 }
 
@@ -219,6 +268,27 @@ impl Node {
     /// by decision — a node silently running on a slower path would hide a
     /// misconfigured host.
     pub fn start(config: Config, identity: Identity) -> Result<Handle> {
+        Node::start_inner(config, identity, None)
+    }
+
+    /// As [`Node::start`], with a [`Responder`] that answers requests on
+    /// the I/O thread: an answered request costs no event, no thread hop
+    /// and no allocation, and its answer goes out in the same loop
+    /// iteration as the other answers to the same receive. Requests it
+    /// declines arrive as [`Event::Request`] as usual.
+    pub fn start_with_responder(
+        config: Config,
+        identity: Identity,
+        responder: impl Responder,
+    ) -> Result<Handle> {
+        Node::start_inner(config, identity, Some(Box::new(responder)))
+    }
+
+    fn start_inner(
+        config: Config,
+        identity: Identity,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<Handle> {
         config.validate()?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -230,14 +300,14 @@ impl Node {
             events: ArrayQueue::new(config.events_max),
             event_wait: EventWait::default(),
             eventfd: efd,
-            wake_pending: AtomicBool::new(false),
+            loop_asleep: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
             peers: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
         });
         let node_key = identity.public();
-        let mut lp = EventLoop::new(config, identity, shared.clone())?;
+        let mut lp = EventLoop::new(config, identity, shared.clone(), responder)?;
         let local_addr = lp.local_addr();
         let closer = CloseEventsOnDrop(shared.clone());
         let thread = std::thread::Builder::new()
@@ -311,15 +381,9 @@ impl Handle {
         })
     }
 
-    /// Makes sure the loop drains the commands pushed so far: writes the
-    /// eventfd unless a wake is already pending.
+    /// Makes sure the loop drains the commands pushed so far.
     fn wake_loop(&self) {
-        // AcqRel: if the flag was already set, the loop's clearing swap comes
-        // later and synchronises with this one, so its drain sees the
-        // pushes made before this call.
-        if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
-            self.shared.wake();
-        }
+        self.shared.wake_if_asleep();
     }
 
     /// Starts a batch of commands that wakes the I/O thread once, when the
