@@ -772,10 +772,12 @@ impl EventLoop {
                     // is then moved into its event instead of copied.
                     let reassembled =
                         !f.payload.is_empty() && !buf.as_ptr_range().contains(&f.payload.as_ptr());
-                    let open = if reassembled && is_opaque(header.msg_type) {
+                    let open = if !is_opaque(header.msg_type) {
+                        self.on_frame(slot, header, f.payload)
+                    } else if reassembled {
                         self.on_reassembled_opaque(slot, header, dec.take_payload())
                     } else {
-                        self.on_frame(slot, header, f.payload)
+                        self.on_borrowed_opaque(slot, header, f.payload)
                     };
                     if !open {
                         break;
@@ -960,6 +962,24 @@ impl EventLoop {
         }
         let response = h.msg_type == MsgType::Response as u8;
         self.on_opaque(slot, h, response, Opaque::Owned(payload));
+        !self.conns[slot].as_ref().is_none_or(|c| c.closing)
+    }
+
+    /// Handles a request or response frame whose payload lies in the
+    /// receive buffer; returns false when the connection is closing. The
+    /// path every small request and response takes: straight to
+    /// [`EventLoop::on_opaque`] for a ready connection, skipping the
+    /// general decode and dispatch of [`EventLoop::on_frame`] (whose large
+    /// stack frame showed in the 128-byte `net/loopback` profile).
+    fn on_borrowed_opaque(&mut self, slot: usize, h: Header, payload: &[u8]) -> bool {
+        let ready = self.conns[slot]
+            .as_ref()
+            .is_some_and(|c| !c.closing && c.state == PeerState::Ready);
+        if !ready {
+            return self.on_frame(slot, h, payload);
+        }
+        let response = h.msg_type == MsgType::Response as u8;
+        self.on_opaque(slot, h, response, Opaque::Borrowed(payload));
         !self.conns[slot].as_ref().is_none_or(|c| c.closing)
     }
 
