@@ -79,8 +79,12 @@ impl Ring {
         }
     }
 
-    /// Hands queued submissions to the kernel without waiting.
+    /// Hands queued submissions to the kernel without waiting; no syscall
+    /// when none are queued.
     pub fn submit(&mut self) -> io::Result<()> {
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
         match self.ring.submit() {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
