@@ -13,19 +13,24 @@
 //!   `crossbeam` (crossbeam-queue ArrayQueue), `mutex_vecdeque` (Mutex +
 //!   VecDeque with a length cap) and `std_mpsc` (std sync_channel). Full and
 //!   empty queues yield the thread (this machine has 2 cores).
-//! - `net/loopback/{strata,tokio}/{128B,64KiB}`: a client sends requests of
-//!   the given payload to a server on 127.0.0.1, which answers each with an
-//!   8-byte ack; 64 requests are kept in flight. `strata`: two strata-net
-//!   nodes (an io_uring thread each), the client on the bench thread and a
-//!   responder thread on the server, both waiting for events with
-//!   `Handle::next_event_timeout` (which sleeps until the I/O thread pushes
-//!   one; polling was measured slower on 2 cores, whether yield-spinning,
-//!   which starves the I/O threads, or sleeping 50 µs per empty poll).
-//!   `tokio`: the same frame layout (header, crc32
-//!   checked on receipt, length limit before allocation) written for the
-//!   bench with a 2-worker tokio runtime, buffered reads and writes, and
-//!   flushes when no more input is buffered. Both connections are set up
-//!   once, outside the measurement; throughput is in messages.
+//! - `net/loopback/{strata,strata_inline,tokio}/{128B,64KiB}`: a client
+//!   sends requests of the given payload to a server on 127.0.0.1, which
+//!   answers each with an 8-byte ack; 64 requests are kept in flight. Both
+//!   strata functions run two strata-net nodes (an io_uring thread each)
+//!   with the client on the bench thread: it sends each window of requests
+//!   in one `Handle::batch` (one wake of its I/O thread) and takes
+//!   responses with `Handle::next_events`, which sleeps until the I/O
+//!   thread pushes some (polling was measured slower on 2 cores, whether
+//!   yield-spinning, which starves the I/O threads, or sleeping 50 µs per
+//!   empty poll). `strata`: the server's requests go to a responder thread
+//!   as events, answered in one batch per `next_events` call — the path the
+//!   node's own request handling takes. `strata_inline`: the server answers
+//!   on its I/O thread with a `strata_net::Responder`, as the tokio server
+//!   answers inside its I/O task. `tokio`: the same frame layout (header,
+//!   crc32 checked on receipt, length limit before allocation) written for
+//!   the bench with a 2-worker tokio runtime, buffered reads and writes,
+//!   and flushes when no more input is buffered. Both connections are set
+//!   up once, outside the measurement; throughput is in messages.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;

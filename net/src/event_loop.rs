@@ -772,9 +772,16 @@ impl EventLoop {
                     // is then moved into its event instead of copied.
                     let reassembled =
                         !f.payload.is_empty() && !buf.as_ptr_range().contains(&f.payload.as_ptr());
+                    // A request the responder will see is lent to it from
+                    // the reassembly buffer rather than moved out, so the
+                    // decoder keeps that buffer for the next large frame
+                    // (a request it declines is then copied into its event).
+                    let lent = self.responder.is_some()
+                        && header.msg_type == MsgType::Request as u8
+                        && header.request_id != 0;
                     let open = if !is_opaque(header.msg_type) {
                         self.on_frame(slot, header, f.payload)
-                    } else if reassembled {
+                    } else if reassembled && !lent {
                         self.on_reassembled_opaque(slot, header, dec.take_payload())
                     } else {
                         self.on_borrowed_opaque(slot, header, f.payload)
