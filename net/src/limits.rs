@@ -39,6 +39,7 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
 /// Requests awaiting a response per peer; one more is refused with
 /// `RequestFailure::TooManyPending`.
 pub const PENDING_REQUESTS_PER_PEER_MAX: usize = 1024;
+
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX_DEFAULT <= FRAME_PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 // An announce of the most ids fits in a default frame.
