@@ -13,19 +13,24 @@
 //!   `crossbeam` (crossbeam-queue ArrayQueue), `mutex_vecdeque` (Mutex +
 //!   VecDeque with a length cap) and `std_mpsc` (std sync_channel). Full and
 //!   empty queues yield the thread (this machine has 2 cores).
-//! - `net/loopback/{strata,tokio}/{128B,64KiB}`: a client sends requests of
-//!   the given payload to a server on 127.0.0.1, which answers each with an
-//!   8-byte ack; 64 requests are kept in flight. `strata`: two strata-net
-//!   nodes (an io_uring thread each), the client on the bench thread and a
-//!   responder thread on the server, both waiting for events with
-//!   `Handle::next_event_timeout` (which sleeps until the I/O thread pushes
-//!   one; polling was measured slower on 2 cores, whether yield-spinning,
-//!   which starves the I/O threads, or sleeping 50 µs per empty poll).
-//!   `tokio`: the same frame layout (header, crc32
-//!   checked on receipt, length limit before allocation) written for the
-//!   bench with a 2-worker tokio runtime, buffered reads and writes, and
-//!   flushes when no more input is buffered. Both connections are set up
-//!   once, outside the measurement; throughput is in messages.
+//! - `net/loopback/{strata,strata_inline,tokio}/{128B,64KiB}`: a client
+//!   sends requests of the given payload to a server on 127.0.0.1, which
+//!   answers each with an 8-byte ack; 64 requests are kept in flight. Both
+//!   strata functions run two strata-net nodes (an io_uring thread each)
+//!   with the client on the bench thread: it sends each window of requests
+//!   in one `Handle::batch` (one wake of its I/O thread) and takes
+//!   responses with `Handle::next_events`, which sleeps until the I/O
+//!   thread pushes some (polling was measured slower on 2 cores, whether
+//!   yield-spinning, which starves the I/O threads, or sleeping 50 µs per
+//!   empty poll). `strata`: the server's requests go to a responder thread
+//!   as events, answered in one batch per `next_events` call — the path the
+//!   node's own request handling takes. `strata_inline`: the server answers
+//!   on its I/O thread with a `strata_net::Responder`, as the tokio server
+//!   answers inside its I/O task. `tokio`: the same frame layout (header,
+//!   crc32 checked on receipt, length limit before allocation) written for
+//!   the bench with a 2-worker tokio runtime, buffered reads and writes,
+//!   and flushes when no more input is buffered. Both connections are set
+//!   up once, outside the measurement; throughput is in messages.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
@@ -302,6 +307,8 @@ const LOOPBACK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the strata responder sleeps at most before checking its stop
 /// flag.
 const LOOPBACK_RESPONDER_WAIT: Duration = Duration::from_millis(20);
+/// Most events the strata client and responder take per wait.
+const LOOPBACK_EVENTS_MAX: usize = 1024;
 const MSG_REQUEST: u8 = 0x20;
 const MSG_RESPONSE: u8 = 0x21;
 
@@ -311,17 +318,32 @@ struct StrataPair {
     client: strata_net::Handle,
     server_key: [u8; 32],
     stop: Arc<AtomicBool>,
+    /// The responder thread (event path), which owns the server handle.
     responder: Option<std::thread::JoinHandle<()>>,
+    /// The server, when it answers on its I/O thread (no responder thread).
+    _inline_server: Option<strata_net::Handle>,
 }
 
 impl StrataPair {
-    fn start() -> StrataPair {
+    /// `inline`: the server answers with a `strata_net::Responder` on its
+    /// I/O thread, as the tokio server answers in its I/O task; else a
+    /// responder thread takes `Event::Request`s and answers them.
+    fn start(inline: bool) -> StrataPair {
         let identity = || strata_net::handshake::Identity::generate().expect("key");
-        let server = strata_net::Node::start(strata_net::Config::default(), identity())
-            .expect("server starts");
+        let base = strata_net::Config::default();
+        let server = if inline {
+            let ack = |_: &[u8; 32], _: &[u8], answer: &mut Vec<u8>| {
+                answer.extend_from_slice(&LOOPBACK_ACK);
+                true
+            };
+            strata_net::Node::start_with_responder(base.clone(), identity(), ack)
+        } else {
+            strata_net::Node::start(base.clone(), identity())
+        }
+        .expect("server starts");
         let client_cfg = strata_net::Config {
             seeds: vec![server.local_addr()],
-            ..strata_net::Config::default()
+            ..base
         };
         let client = strata_net::Node::start(client_cfg, identity()).expect("client starts");
         let t = Instant::now();
@@ -334,21 +356,40 @@ impl StrataPair {
         }
         let server_key = server.node_key();
         let stop = Arc::new(AtomicBool::new(false));
+        if inline {
+            return StrataPair {
+                client,
+                server_key,
+                stop,
+                responder: None,
+                _inline_server: Some(server),
+            };
+        }
         let stop2 = stop.clone();
         let responder = std::thread::spawn(move || {
+            let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
             while !stop2.load(Ordering::Relaxed) {
-                if let Some(strata_net::Event::Request {
-                    from, request_id, ..
-                }) = server.next_event_timeout(LOOPBACK_RESPONDER_WAIT)
-                {
-                    // Retry while the command queue is full (backpressure).
-                    while server
-                        .respond(from, request_id, LOOPBACK_ACK.to_vec())
-                        .is_err()
+                events.clear();
+                server.next_events(&mut events, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONDER_WAIT);
+                // Every request taken is answered in one batch: one wake of
+                // the I/O thread, which sends all the answers in one send.
+                let mut batch = server.batch();
+                for e in events.drain(..) {
+                    if let strata_net::Event::Request {
+                        from, request_id, ..
+                    } = e
                     {
-                        std::thread::yield_now();
+                        // Retry while the command queue is full
+                        // (backpressure); the batch woke the loop.
+                        while batch
+                            .respond(from, request_id, LOOPBACK_ACK.to_vec())
+                            .is_err()
+                        {
+                            std::thread::yield_now();
+                        }
                     }
                 }
+                batch.commit();
             }
             server.shutdown().expect("server stops");
         });
@@ -357,6 +398,7 @@ impl StrataPair {
             server_key,
             stop,
             responder: Some(responder),
+            _inline_server: None,
         }
     }
 
@@ -364,24 +406,30 @@ impl StrataPair {
     fn exchange(&self, n: u64, payload: &[u8]) -> Duration {
         let start = Instant::now();
         let (mut sent, mut done) = (0u64, 0u64);
+        let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
         while done < n {
+            // The window's requests in one batch (one wake of the I/O
+            // thread, one send), as the tokio client flushes once per
+            // refill.
+            let mut batch = self.client.batch();
             while sent < n && sent - done < LOOPBACK_WINDOW {
-                if self
-                    .client
-                    .request(self.server_key, payload.to_vec())
-                    .is_err()
-                {
+                if batch.request(self.server_key, payload.to_vec()).is_err() {
                     break;
                 }
                 sent += 1;
             }
+            batch.commit();
             // One event, then every one already queued, before the window
-            // is refilled (as the tokio client reads what is buffered), so
-            // requests go to the I/O thread in bursts.
-            let Some(mut event) = self.client.next_event_timeout(LOOPBACK_RESPONSE_TIMEOUT) else {
+            // is refilled (as the tokio client reads what is buffered).
+            events.clear();
+            if self
+                .client
+                .next_events(&mut events, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONSE_TIMEOUT)
+                == 0
+            {
                 panic!("no response within {LOOPBACK_RESPONSE_TIMEOUT:?}");
-            };
-            loop {
+            }
+            for event in events.drain(..) {
                 match event {
                     strata_net::Event::Response { payload, .. } => {
                         assert_eq!(payload, LOOPBACK_ACK);
@@ -389,10 +437,6 @@ impl StrataPair {
                     }
                     e @ strata_net::Event::RequestFailed { .. } => panic!("{e:?}"),
                     _ => {}
-                }
-                match self.client.try_next_event() {
-                    Some(e) => event = e,
-                    None => break,
                 }
             }
         }
@@ -552,7 +596,8 @@ impl TokioPair {
 const LOOPBACK_SIZES: [(&str, usize, u64); 2] = [("128B", 128, 20_000), ("64KiB", 64 << 10, 1_000)];
 
 fn loopback(c: &mut Criterion) {
-    let strata = StrataPair::start();
+    let strata = StrataPair::start(false);
+    let strata_inline = StrataPair::start(true);
     let mut tokio = TokioPair::start();
     let mut g = c.benchmark_group("net/loopback");
     g.sample_size(10);
@@ -561,6 +606,9 @@ fn loopback(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n));
         g.bench_with_input(BenchmarkId::new("strata", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| strata.exchange(n, p)).sum())
+        });
+        g.bench_with_input(BenchmarkId::new("strata_inline", name), &payload, |b, p| {
+            b.iter_custom(|iters| (0..iters).map(|_| strata_inline.exchange(n, p)).sum())
         });
         g.bench_with_input(BenchmarkId::new("tokio", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| tokio.exchange(n, p)).sum())

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::PENDING_REQUESTS_PER_PEER_MAX;
 use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message, MsgType};
-use crate::node::{Command, Event, PeerSummary, RequestFailure, Shared};
+use crate::node::{Command, Event, PeerSummary, RequestFailure, Responder, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
 use crate::ring::{timespec_ms, Completion, Ring};
 use crate::rng::Rng;
@@ -41,6 +41,8 @@ use crate::rng::Rng;
 const RECV_BUF_BYTES: usize = 64 * 1024;
 const RING_ENTRIES: u32 = 1024;
 const COMPLETIONS_PER_WAIT: usize = 512;
+/// Commands handled between two clock reads (see `EventLoop::now_ms`).
+const COMMANDS_PER_CLOCK_READ: usize = 64;
 const ITEM_STORE_MAX: usize = 16_384;
 const PENDING_PUSH_MAX: usize = 65_536;
 const REQUESTED_IDS_MAX: usize = 65_536;
@@ -93,6 +95,8 @@ struct Conn {
     send_inflight: Vec<u8>,
     send_off: usize,
     sending: bool,
+    /// True while the slot is in `EventLoop::to_flush`.
+    flush_queued: bool,
     hs: Option<Handshake>,
     peer: Option<PeerInfo>,
     /// Address to dial the peer back on (outbound: where we dialed).
@@ -102,7 +106,7 @@ struct Conn {
     ping_nonce: u64,
     ping_sent_ms: u64,
     awaiting_pong: bool,
-    pending_requests: HashSet<u64>,
+    pending_requests: HashSet<u64, RequestIdState>,
     sockaddr: libc::sockaddr_storage,
     sockaddr_len: libc::socklen_t,
     connect_ts: Timespec,
@@ -118,9 +122,20 @@ pub(crate) struct EventLoop {
     listener: TcpListener,
     local_addr: SocketAddr,
     start: Instant,
+    /// See [`EventLoop::now_ms`].
+    now_cached_ms: u64,
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
-    by_key: HashMap<[u8; 32], usize>,
+    /// Connections with frames queued this loop iteration, sent once at
+    /// its end so that every frame queued for a peer in one iteration goes
+    /// out in one send. Each connection appears at most once
+    /// (`flush_queued`), so it is bounded by the connections of one
+    /// iteration.
+    to_flush: Vec<usize>,
+    /// Ready peers by node key. Hashed by the key's first 8 bytes: keys
+    /// are ed25519 public keys, and the map holds at most the peer limits'
+    /// worth of entries, so even ground-out colliding keys cost little.
+    by_key: HashMap<[u8; 32], usize, IdentityState>,
     seen: SeenCache,
     store: LruCache<ItemId, Vec<u8>, IdentityState>,
     requested: LruCache<ItemId, u64, IdentityState>,
@@ -138,10 +153,19 @@ pub(crate) struct EventLoop {
     last_exchange_ms: u64,
     last_recover_ms: u64,
     peers_dirty: bool,
+    /// Answers requests in the loop, when the node was started with one.
+    responder: Option<Box<dyn Responder>>,
+    /// The responder's answer buffer, reused across requests.
+    answer: Vec<u8>,
 }
 
 impl EventLoop {
-    pub(crate) fn new(cfg: Config, identity: Identity, shared: Arc<Shared>) -> Result<EventLoop> {
+    pub(crate) fn new(
+        cfg: Config,
+        identity: Identity,
+        shared: Arc<Shared>,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<EventLoop> {
         let ring = Ring::new(RING_ENTRIES, cfg.io_uring_force_unavailable)?;
         let listener = TcpListener::bind(cfg.listen_addr)?;
         let local_addr = listener.local_addr()?;
@@ -157,9 +181,11 @@ impl EventLoop {
             listener,
             local_addr,
             start: Instant::now(),
+            now_cached_ms: 0,
             conns: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
+            to_flush: Vec::new(),
+            by_key: HashMap::with_hasher(IdentityState),
             seen: SeenCache::new(cfg.seen_ids_max),
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
             requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
@@ -176,6 +202,8 @@ impl EventLoop {
             last_exchange_ms: 0,
             last_recover_ms: 0,
             peers_dirty: false,
+            responder,
+            answer: Vec::new(),
             cfg,
         })
     }
@@ -184,8 +212,19 @@ impl EventLoop {
         self.local_addr
     }
 
+    /// Milliseconds since the loop started, as of the last
+    /// [`EventLoop::refresh_now`]: the clock is read once per loop
+    /// iteration (and every `COMMANDS_PER_CLOCK_READ` commands), not once
+    /// per frame, where it was 6 % of the I/O thread's samples in the
+    /// 128-byte `net/loopback` profile. Everything timed here (ticks,
+    /// timeouts, rate limits) is in milliseconds and tolerates a reading
+    /// some microseconds old.
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.now_cached_ms
+    }
+
+    fn refresh_now(&mut self) {
+        self.now_cached_ms = self.start.elapsed().as_millis() as u64;
     }
 
     pub(crate) fn run(&mut self) -> Result<()> {
@@ -195,11 +234,13 @@ impl EventLoop {
         self.arm_tick()?;
         let mut cqes: Vec<Completion> = Vec::with_capacity(COMPLETIONS_PER_WAIT);
         while !self.shared.stop.load(Ordering::Acquire) {
-            self.ring.submit_and_wait(&mut cqes)?;
+            self.wait_completions(&mut cqes)?;
+            self.refresh_now();
             for &c in &cqes {
                 self.dispatch(c)?;
             }
             self.drain_commands();
+            self.flush_queued();
             if self.peers_dirty {
                 self.publish_peers();
             }
@@ -213,6 +254,28 @@ impl EventLoop {
             });
         }
         self.shutdown_all();
+        Ok(())
+    }
+
+    /// Fills `cqes` with completions, blocking in the kernel for at least
+    /// one unless a command is queued. Blocking follows the protocol of
+    /// [`Shared::wake_if_asleep`]: set `loop_asleep`, fence, check the
+    /// command queue, and block only if it is empty.
+    ///
+    /// (Spinning here for up to 10–50 µs after waking an event consumer,
+    /// to take its answer without sleeping, was measured slower on the
+    /// 2-core bench host: docs/benchmarks.md, `net/loopback`.)
+    fn wait_completions(&mut self, cqes: &mut Vec<Completion>) -> Result<()> {
+        let asleep = &self.shared.loop_asleep;
+        asleep.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let want = usize::from(self.shared.commands.is_empty());
+        if want == 0 {
+            asleep.store(false, Ordering::Relaxed);
+        }
+        let r = self.ring.submit_and_wait_for(cqes, want);
+        asleep.store(false, Ordering::Relaxed);
+        r?;
         Ok(())
     }
 
@@ -334,7 +397,7 @@ impl EventLoop {
                         conn.send_inflight.clear();
                         conn.send_off = 0;
                     }
-                    self.flush(slot);
+                    self.queue_flush(slot);
                 }
             }
             K_CONNECT => {
@@ -394,6 +457,7 @@ impl EventLoop {
             send_inflight: Vec::new(),
             send_off: 0,
             sending: false,
+            flush_queued: false,
             hs: None,
             peer: None,
             peer_addr: if outbound { Some(remote) } else { None },
@@ -402,7 +466,7 @@ impl EventLoop {
             ping_nonce: 0,
             ping_sent_ms: 0,
             awaiting_pong: false,
-            pending_requests: HashSet::new(),
+            pending_requests: HashSet::with_hasher(RequestIdState),
             // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
             sockaddr: unsafe { std::mem::zeroed() },
             sockaddr_len: 0,
@@ -581,8 +645,34 @@ impl EventLoop {
             return false;
         }
         self.shared.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-        self.flush(slot);
+        self.queue_flush(slot);
         true
+    }
+
+    /// Notes that `slot` has bytes to send; [`EventLoop::flush_queued`]
+    /// sends them at the end of the loop iteration, together with whatever
+    /// else is queued for the same peer by then.
+    fn queue_flush(&mut self, slot: usize) {
+        if let Some(conn) = self.conns[slot].as_mut() {
+            if !conn.flush_queued {
+                conn.flush_queued = true;
+                self.to_flush.push(slot);
+            }
+        }
+    }
+
+    /// Starts a send on every connection queued by [`EventLoop::queue_flush`]
+    /// (one send each, of all its queued frames), once per loop iteration.
+    fn flush_queued(&mut self) {
+        let mut slots = std::mem::take(&mut self.to_flush);
+        for &slot in &slots {
+            if let Some(conn) = self.conns[slot].as_mut() {
+                conn.flush_queued = false;
+            }
+            self.flush(slot);
+        }
+        slots.clear();
+        self.to_flush = slots;
     }
 
     fn close(&mut self, slot: usize) {
@@ -682,10 +772,19 @@ impl EventLoop {
                     // is then moved into its event instead of copied.
                     let reassembled =
                         !f.payload.is_empty() && !buf.as_ptr_range().contains(&f.payload.as_ptr());
-                    let open = if reassembled && is_opaque(header.msg_type) {
+                    // A request the responder will see is lent to it from
+                    // the reassembly buffer rather than moved out, so the
+                    // decoder keeps that buffer for the next large frame
+                    // (a request it declines is then copied into its event).
+                    let lent = self.responder.is_some()
+                        && header.msg_type == MsgType::Request as u8
+                        && header.request_id != 0;
+                    let open = if !is_opaque(header.msg_type) {
+                        self.on_frame(slot, header, f.payload)
+                    } else if reassembled && !lent {
                         self.on_reassembled_opaque(slot, header, dec.take_payload())
                     } else {
-                        self.on_frame(slot, header, f.payload)
+                        self.on_borrowed_opaque(slot, header, f.payload)
                     };
                     if !open {
                         break;
@@ -873,6 +972,24 @@ impl EventLoop {
         !self.conns[slot].as_ref().is_none_or(|c| c.closing)
     }
 
+    /// Handles a request or response frame whose payload lies in the
+    /// receive buffer; returns false when the connection is closing. The
+    /// path every small request and response takes: straight to
+    /// [`EventLoop::on_opaque`] for a ready connection, skipping the
+    /// general decode and dispatch of [`EventLoop::on_frame`] (whose large
+    /// stack frame showed in the 128-byte `net/loopback` profile).
+    fn on_borrowed_opaque(&mut self, slot: usize, h: Header, payload: &[u8]) -> bool {
+        let ready = self.conns[slot]
+            .as_ref()
+            .is_some_and(|c| !c.closing && c.state == PeerState::Ready);
+        if !ready {
+            return self.on_frame(slot, h, payload);
+        }
+        let response = h.msg_type == MsgType::Response as u8;
+        self.on_opaque(slot, h, response, Opaque::Borrowed(payload));
+        !self.conns[slot].as_ref().is_none_or(|c| c.closing)
+    }
+
     /// A request (or one-way message, request id 0) or a response from a
     /// ready peer, turned into its event.
     fn on_opaque(&mut self, slot: usize, h: Header, response: bool, payload: Opaque<'_>) {
@@ -894,6 +1011,17 @@ impl EventLoop {
                 payload: payload.into_vec(),
             }
         } else {
+            if let Some(r) = self.responder.as_mut() {
+                self.answer.clear();
+                let answered = r.respond(&from, payload.as_slice(), &mut self.answer)
+                    && self.answer.len() <= self.cfg.frame_payload_bytes_max as usize;
+                if answered {
+                    let answer = std::mem::take(&mut self.answer);
+                    self.send_msg(slot, &Message::Response(&answer), h.request_id);
+                    self.answer = answer;
+                    return;
+                }
+            }
             Event::Request {
                 from,
                 request_id: h.request_id,
@@ -1056,6 +1184,7 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        self.refresh_now();
         let now = self.now_ms();
         let mut bad: Vec<(usize, Misbehaviour)> = Vec::new();
         let mut pings: Vec<(usize, u64)> = Vec::new();
@@ -1226,7 +1355,9 @@ impl EventLoop {
         // before `request_timeout_ms` had passed (the likely cause of one
         // failure of the `waited >= timeout` check in
         // `unanswered_request_times_out_and_a_late_response_is_unsolicited`).
-        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 1;
+        // One more covers the cached clock, which may be read up to 64
+        // commands (well under 1 ms) before this one was pushed.
+        let at_ms = self.now_ms() + self.cfg.request_timeout_ms + 2;
         let conn = self.conns[slot].as_mut().expect("ready peers are live");
         if conn.pending_requests.len() >= PENDING_REQUESTS_PER_PEER_MAX {
             push_request_failed(&self.shared, to, request_id, RequestFailure::TooManyPending);
@@ -1294,11 +1425,15 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) {
-        // Cleared before popping: a command pushed after this swap either
-        // is popped below or finds the flag clear and writes the eventfd.
-        self.shared.wake_pending.swap(false, Ordering::AcqRel);
+        // A command pushed after the pops below is found by the check in
+        // `wait_completions` before the loop blocks, or wakes it.
         // Bounded per wake-up so the loop keeps serving sockets.
-        for _ in 0..crate::node::COMMANDS_MAX {
+        for i in 0..crate::node::COMMANDS_MAX {
+            // Request deadlines are taken from the cached clock: keep it
+            // fresh to well within the 1 ms of slack `request` adds.
+            if i % COMMANDS_PER_CLOCK_READ == 0 {
+                self.refresh_now();
+            }
             let Some(cmd) = self.shared.commands.pop() else {
                 break;
             };
@@ -1347,6 +1482,39 @@ impl EventLoop {
     }
 }
 
+/// Hashes request ids (our own counter's values, so no attacker picks
+/// the keys inserted; a response's id is only looked up) with one
+/// multiplication instead of SipHash, which was 4 % of the I/O thread's
+/// samples in the 128-byte `net/loopback` profile (with the node-key map).
+/// The odd multiplier spreads sequential ids over the high bits, which the
+/// std table uses for its control bytes.
+#[derive(Clone, Copy, Default)]
+struct RequestIdState;
+
+#[derive(Default)]
+struct RequestIdHasher(u64);
+
+impl std::hash::Hasher for RequestIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::hash::BuildHasher for RequestIdState {
+    type Hasher = RequestIdHasher;
+    fn build_hasher(&self) -> RequestIdHasher {
+        RequestIdHasher(0)
+    }
+}
+
 /// The payload of a request or response on its way into an event: owned
 /// when the decoder handed over its reassembly buffer (moved, not copied),
 /// else borrowed from the receive buffer (copied once).
@@ -1356,6 +1524,13 @@ enum Opaque<'b> {
 }
 
 impl Opaque<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Opaque::Borrowed(p) => p,
+            Opaque::Owned(v) => v,
+        }
+    }
+
     fn into_vec(self) -> Vec<u8> {
         match self {
             Opaque::Borrowed(p) => p.to_vec(),

@@ -72,10 +72,11 @@ impl EventWait {
     /// first (and only then). The loop submits its queued sends there: a
     /// woken consumer may take the I/O thread's core at once (2-core hosts),
     /// and should not hold up the sends already decided.
+    /// Returns true when it woke waiters.
     #[inline]
-    pub(crate) fn signal(&self, before_wake: impl FnOnce()) {
+    pub(crate) fn signal(&self, before_wake: impl FnOnce()) -> bool {
         if !self.pushed.swap(false, Ordering::Relaxed) {
-            return;
+            return false;
         }
         // Pairs with the fence in `wait`: orders the queue pushes before the
         // load of `waiters` (see the module docs).
@@ -83,7 +84,9 @@ impl EventWait {
         if self.waiters.load(Ordering::Relaxed) > 0 {
             before_wake();
             self.wake_all();
+            return true;
         }
+        false
     }
 
     /// The I/O thread has ended: wakes every waiter, now and later.
@@ -225,9 +228,9 @@ mod tests {
     #[test]
     fn signal_without_a_push_or_a_waiter_is_free_of_effects() {
         let w = EventWait::default();
-        w.signal(|| panic!("no push"));
+        assert!(!w.signal(|| panic!("no push")));
         w.pushed();
-        w.signal(|| panic!("no waiter"));
+        assert!(!w.signal(|| panic!("no waiter")));
         assert!(!w.pushed.load(Ordering::Relaxed));
     }
 }

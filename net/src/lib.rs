@@ -16,10 +16,23 @@
 //! connection (64 KiB; not a provided-buffer ring), per-connection send
 //! queues capped in bytes, connect linked to a timeout, a tick timer, and an
 //! eventfd through which [`Handle`] methods wake the loop after pushing to a
-//! bounded `crossbeam-queue` command queue. Events come back through a
-//! bounded queue, polled with [`Handle::try_next_event`] or waited on with
-//! [`Handle::next_event_timeout`]; when it is full, events are dropped and
-//! counted in [`Stats::events_dropped`].
+//! bounded `crossbeam-queue` command queue — only when the loop is about to
+//! block (a flag it sets before its last check of the queue), so commands
+//! sent while it is awake cost no syscall. Events come back through a
+//! bounded queue, polled with [`Handle::try_next_event`], waited on with
+//! [`Handle::next_event_timeout`] or taken in batches with
+//! [`Handle::next_events`]; when it is full, events are dropped and
+//! counted in [`Stats::events_dropped`]. Frames queued for a peer during
+//! one loop iteration go out in one send.
+//!
+//! Each hand-over between threads costs a wake-up, and on a small host a
+//! context switch: the loop is built so that a consumer pays it once per
+//! batch, not per message. [`Handle::batch`] queues many commands (say,
+//! the answers to every request [`Handle::next_events`] returned) with one
+//! wake of the loop. A [`Responder`] given to [`Node::start_with_responder`]
+//! answers requests on the I/O thread itself, with no hand-over at all;
+//! it must be quick and never block (docs/benchmarks.md, `net/loopback`,
+//! has the measurements behind these choices).
 //!
 //! The blocking wait is a condvar that the I/O thread signals at most once
 //! per loop iteration, and only when it pushed events and a consumer is
@@ -92,4 +105,4 @@ pub mod seen;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
-pub use node::{Event, Handle, Node, PeerSummary, RequestFailure, Stats};
+pub use node::{CommandBatch, Event, Handle, Node, PeerSummary, RequestFailure, Responder, Stats};

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -176,11 +176,13 @@ pub(crate) struct Shared {
     /// `events`; see [`crate::event_wait`].
     pub(crate) event_wait: EventWait,
     pub(crate) eventfd: RawFd,
-    /// Set by the first command pushed since the loop last drained the
-    /// queue; later commands see it set and skip the eventfd write, because
-    /// the loop clears it just before draining and so will see them. This
-    /// keeps a burst of commands to one syscall instead of one each.
-    pub(crate) wake_pending: AtomicBool,
+    /// True while the loop is (about to be) blocked in the kernel waiting
+    /// for completions. A handle that pushed commands writes the eventfd
+    /// only when it finds this set (and clears it, so one write serves a
+    /// burst); a loop that is awake checks the command queue itself before
+    /// it blocks. Protocol in
+    /// [`Shared::wake_if_asleep`] and `EventLoop::wait_completions`.
+    pub(crate) loop_asleep: AtomicBool,
     pub(crate) stop: AtomicBool,
     pub(crate) stats: Stats,
     pub(crate) peers: Mutex<Vec<PeerSummary>>,
@@ -197,6 +199,27 @@ impl Shared {
             libc::write(self.eventfd, (&one as *const u64).cast(), 8);
         }
     }
+
+    /// Called after pushing commands: writes the eventfd if the loop is
+    /// asleep or about to block.
+    ///
+    /// Pairs with `EventLoop::wait_completions`, which sets `loop_asleep`,
+    /// issues a `SeqCst` fence and only then checks the command queue,
+    /// blocking only if it is empty. Here the push comes before the fence
+    /// and the load of `loop_asleep`. The two fences rule out both sides
+    /// missing each other (store buffering): either the loop sees the
+    /// command and does not block, or this load sees the flag and writes
+    /// the eventfd. Whoever clears the flag first (with the swap) writes;
+    /// a handle that finds it clear relies on a write already made or on
+    /// the loop's own check before its next block.
+    pub(crate) fn wake_if_asleep(&self) {
+        fence(Ordering::SeqCst);
+        if self.loop_asleep.load(Ordering::Relaxed)
+            && self.loop_asleep.swap(false, Ordering::AcqRel)
+        {
+            self.wake();
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -205,6 +228,32 @@ impl Drop for Shared {
         unsafe {
             libc::close(self.eventfd);
         }
+    }
+}
+
+/// Answers requests on the I/O thread; see [`Node::start_with_responder`].
+///
+/// It runs inside the event loop, so it must be quick and must not block:
+/// every socket of the node waits while it runs. Anything slow (a disk
+/// read, a lock another thread holds for long) belongs in a consumer of
+/// [`Event::Request`]: decline such requests by returning false.
+pub trait Responder: Send + 'static {
+    /// Called for each request from a ready peer (`from`, its node key)
+    /// with the request payload. To answer, write the answer payload into
+    /// `answer` (empty on entry, its capacity reused across calls) and
+    /// return true; it is sent as the [`Event::Response`] the requester
+    /// waits for. An answer longer than [`Config::frame_payload_bytes_max`]
+    /// is not sent: the request is then passed on as an event, as when
+    /// this returns false.
+    fn respond(&mut self, from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>) -> bool;
+}
+
+impl<F> Responder for F
+where
+    F: FnMut(&[u8; 32], &[u8], &mut Vec<u8>) -> bool + Send + 'static,
+{
+    fn respond(&mut self, from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>) -> bool {
+        self(from, request, answer)
     }
 }
 
@@ -219,6 +268,27 @@ impl Node {
     /// by decision — a node silently running on a slower path would hide a
     /// misconfigured host.
     pub fn start(config: Config, identity: Identity) -> Result<Handle> {
+        Node::start_inner(config, identity, None)
+    }
+
+    /// As [`Node::start`], with a [`Responder`] that answers requests on
+    /// the I/O thread: an answered request costs no event, no thread hop
+    /// and no allocation, and its answer goes out in the same loop
+    /// iteration as the other answers to the same receive. Requests it
+    /// declines arrive as [`Event::Request`] as usual.
+    pub fn start_with_responder(
+        config: Config,
+        identity: Identity,
+        responder: impl Responder,
+    ) -> Result<Handle> {
+        Node::start_inner(config, identity, Some(Box::new(responder)))
+    }
+
+    fn start_inner(
+        config: Config,
+        identity: Identity,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<Handle> {
         config.validate()?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -230,14 +300,14 @@ impl Node {
             events: ArrayQueue::new(config.events_max),
             event_wait: EventWait::default(),
             eventfd: efd,
-            wake_pending: AtomicBool::new(false),
+            loop_asleep: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
             peers: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
         });
         let node_key = identity.public();
-        let mut lp = EventLoop::new(config, identity, shared.clone())?;
+        let mut lp = EventLoop::new(config, identity, shared.clone(), responder)?;
         let local_addr = lp.local_addr();
         let closer = CloseEventsOnDrop(shared.clone());
         let thread = std::thread::Builder::new()
@@ -294,19 +364,39 @@ impl Handle {
     }
 
     fn command(&self, c: Command) -> Result<()> {
+        self.push_command(c)?;
+        self.wake_loop();
+        Ok(())
+    }
+
+    /// Pushes a command without waking the loop; [`Handle::wake_loop`]
+    /// must follow for the loop to see it promptly.
+    fn push_command(&self, c: Command) -> Result<()> {
         if self.shared.stop.load(Ordering::Acquire) {
             return Err(Error::Stopped);
         }
         self.shared.commands.push(c).map_err(|_| Error::QueueFull {
             queue: "command",
             capacity: COMMANDS_MAX,
-        })?;
-        // AcqRel: if the flag was already set, the loop's clearing swap comes
-        // later and synchronises with this one, so its drain sees the push.
-        if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
-            self.shared.wake();
+        })
+    }
+
+    /// Makes sure the loop drains the commands pushed so far.
+    fn wake_loop(&self) {
+        self.shared.wake_if_asleep();
+    }
+
+    /// Starts a batch of commands that wakes the I/O thread once, when the
+    /// batch is dropped (or [`CommandBatch::commit`]ted), instead of once
+    /// per burst of single commands: the loop then finds the whole batch in
+    /// one drain and sends every frame it produces for a peer in one send.
+    /// Use it to answer every request taken by [`Handle::next_events`] at
+    /// once, or to send a window of requests.
+    pub fn batch(&self) -> CommandBatch<'_> {
+        CommandBatch {
+            handle: self,
+            pushed: false,
         }
-        Ok(())
     }
 
     /// Gossips an item; returns its id (blake3 of the bytes).
@@ -369,6 +459,30 @@ impl Handle {
             .event_wait
             .wait(timeout, || self.shared.events.pop())
     }
+    /// Waits like [`Handle::next_event_timeout`] for one event, then takes
+    /// every event already queued, up to `max` in all, appending them to
+    /// `out`; returns how many it appended (0 on timeout or once the I/O
+    /// thread has ended, or when `max` is 0). A consumer that handles
+    /// events in batches pays one wait per batch instead of one queue check
+    /// per event, and can answer them with one [`Handle::batch`].
+    pub fn next_events(&self, out: &mut Vec<Event>, max: usize, timeout: Duration) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let Some(first) = self.next_event_timeout(timeout) else {
+            return 0;
+        };
+        out.push(first);
+        let mut n = 1;
+        while n < max {
+            let Some(e) = self.shared.events.pop() else {
+                break;
+            };
+            out.push(e);
+            n += 1;
+        }
+        n
+    }
     /// Ready peers.
     pub fn peers(&self) -> Vec<PeerSummary> {
         self.shared
@@ -392,6 +506,80 @@ impl Handle {
             Some(t) => t.join().unwrap_or(Err(Error::Stopped)),
             None => Ok(()),
         }
+    }
+}
+
+/// Commands queued together with one wake of the I/O thread; made by
+/// [`Handle::batch`]. Each method queues one command and returns the same
+/// result as its [`Handle`] namesake. The wake happens when the batch is
+/// dropped or committed, and at once when a command does not fit the
+/// queue (so the loop drains it while the caller retries).
+#[derive(Debug)]
+#[must_use = "commands are seen by the I/O thread promptly only once the batch is dropped"]
+pub struct CommandBatch<'h> {
+    handle: &'h Handle,
+    /// True when a command was pushed since the last wake.
+    pushed: bool,
+}
+
+impl CommandBatch<'_> {
+    fn push(&mut self, c: Command) -> Result<()> {
+        match self.handle.push_command(c) {
+            Ok(()) => {
+                self.pushed = true;
+                Ok(())
+            }
+            Err(e) => {
+                // A full queue needs the loop to drain it; a stopped node
+                // wakes no one, but waking costs nothing then.
+                self.wake();
+                Err(e)
+            }
+        }
+    }
+
+    fn wake(&mut self) {
+        if std::mem::take(&mut self.pushed) {
+            self.handle.wake_loop();
+        }
+    }
+
+    /// As [`Handle::send`].
+    pub fn send(&mut self, to: [u8; 32], payload: Vec<u8>) -> Result<()> {
+        self.push(Command::Send { to, payload })
+    }
+    /// As [`Handle::request`].
+    pub fn request(&mut self, to: [u8; 32], payload: Vec<u8>) -> Result<u64> {
+        let request_id = self
+            .handle
+            .shared
+            .next_request_id
+            .fetch_add(1, Ordering::Relaxed);
+        self.push(Command::Request {
+            to,
+            request_id,
+            payload,
+        })?;
+        Ok(request_id)
+    }
+    /// As [`Handle::respond`].
+    pub fn respond(&mut self, to: [u8; 32], request_id: u64, payload: Vec<u8>) -> Result<()> {
+        self.push(Command::Respond {
+            to,
+            request_id,
+            payload,
+        })
+    }
+    /// Wakes the I/O thread for the commands queued so far (as dropping
+    /// the batch does).
+    pub fn commit(mut self) {
+        self.wake();
+    }
+}
+
+impl Drop for CommandBatch<'_> {
+    fn drop(&mut self) {
+        self.wake();
     }
 }
 

@@ -79,8 +79,12 @@ impl Ring {
         }
     }
 
-    /// Hands queued submissions to the kernel without waiting.
+    /// Hands queued submissions to the kernel without waiting; no syscall
+    /// when none are queued.
     pub fn submit(&mut self) -> io::Result<()> {
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
         match self.ring.submit() {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
@@ -91,8 +95,18 @@ impl Ring {
     /// Submits and waits for at least one completion, then drains up to
     /// `out.capacity()` completions into `out`.
     pub fn submit_and_wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.submit_and_wait_for(out, 1)
+    }
+
+    /// Submits and waits for at least `want` completions (0: does not
+    /// block), then drains up to `out.capacity()` completions into `out`.
+    pub fn submit_and_wait_for(
+        &mut self,
+        out: &mut Vec<Completion>,
+        want: usize,
+    ) -> io::Result<()> {
         out.clear();
-        match self.ring.submit_and_wait(1) {
+        match self.ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}

@@ -271,3 +271,177 @@ fn requests_beyond_the_pending_limit_fail_with_too_many_pending() {
     let failures = collect_responses(&a, PENDING_REQUESTS_PER_PEER_MAX);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// `Handle::batch` queues requests and answers with one wake of the I/O
+/// thread each; `Handle::next_events` takes what is queued in one call. Every
+/// request of a batch is answered exactly once, with its own payload echoed,
+/// and `max` bounds what one `next_events` call takes.
+#[test]
+fn batched_requests_and_responses_are_each_answered_once() {
+    const REQUESTS: usize = 200;
+    let (a, b) = pair(config());
+    let (a_key, b_key) = (a.node_key(), b.node_key());
+    let mut ids = std::collections::HashSet::new();
+    {
+        let mut batch = a.batch();
+        for i in 0..REQUESTS {
+            let rid = batch
+                .request(b_key, (i as u32).to_le_bytes().to_vec())
+                .unwrap();
+            assert!(ids.insert(rid), "request id {rid} returned twice");
+        }
+        batch.commit();
+    }
+    // b answers in batches of at most 7, echoing each payload.
+    let mut events = Vec::new();
+    let mut answered = 0;
+    let t = Instant::now();
+    while answered < REQUESTS {
+        assert!(t.elapsed() < Duration::from_secs(10), "b got {answered}");
+        events.clear();
+        let n = b.next_events(&mut events, 7, Duration::from_millis(100));
+        assert!(n <= 7 && n == events.len(), "took {n} for a max of 7");
+        let mut batch = b.batch();
+        for e in events.drain(..) {
+            if let Event::Request {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                assert_eq!(from, a_key);
+                batch.respond(from, request_id, payload).unwrap();
+                answered += 1;
+            }
+        }
+        // Dropped here: the drop wakes the loop as `commit` would.
+    }
+    let mut got = std::collections::HashMap::new();
+    let t = Instant::now();
+    while got.len() < REQUESTS {
+        assert!(t.elapsed() < Duration::from_secs(10), "a got {}", got.len());
+        events.clear();
+        a.next_events(&mut events, usize::MAX, Duration::from_millis(100));
+        for e in events.drain(..) {
+            if let Event::Response {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                assert_eq!(from, b_key);
+                assert!(ids.contains(&request_id), "unknown id {request_id}");
+                assert!(got.insert(request_id, payload).is_none(), "answered twice");
+            }
+        }
+    }
+    // Each answer carries its own request's payload: ids and payloads were
+    // assigned in the same order.
+    let mut by_id: Vec<_> = got.into_iter().collect();
+    by_id.sort();
+    for (i, (_, payload)) in by_id.iter().enumerate() {
+        assert_eq!(payload, &(i as u32).to_le_bytes().to_vec());
+    }
+    assert_eq!(a.next_events(&mut events, 0, Duration::from_secs(5)), 0);
+    assert_eq!(a.next_events(&mut events, 8, Duration::from_millis(20)), 0);
+    assert!(events.is_empty());
+}
+
+/// A node started with a `Responder` answers on its I/O thread the requests
+/// the responder takes (no `Event::Request` for them) and passes the others
+/// on as events, including those whose answer would exceed the frame limit;
+/// those are then answered through the handle as usual.
+#[test]
+fn responder_answers_in_the_loop_and_passes_on_what_it_declines() {
+    const REQUESTS: u32 = 100;
+    let mut b_cfg = config();
+    b_cfg.frame_payload_bytes_max = 64 << 10;
+    b_cfg.send_queue_bytes_max = 1 << 20;
+    // Even requests are answered with their payload reversed; odd ones are
+    // declined; request 2 gets an answer over the frame limit.
+    let responder = |_from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>| {
+        assert!(answer.is_empty(), "the answer buffer starts empty");
+        let n = u32::from_le_bytes(request.try_into().expect("4 bytes"));
+        if n == 2 {
+            answer.resize((64 << 10) + 1, 0);
+            return true;
+        }
+        if n % 2 == 1 {
+            return false;
+        }
+        answer.extend(request.iter().rev());
+        true
+    };
+    let b = strata_net::Node::start_with_responder(
+        b_cfg,
+        strata_net::handshake::Identity::generate().unwrap(),
+        responder,
+    )
+    .expect("b starts");
+    let mut a_cfg = config();
+    a_cfg.seeds = vec![b.local_addr()];
+    let a = start(a_cfg);
+    assert!(
+        wait_until(Duration::from_secs(10), || a.peers().len() == 1
+            && b.peers().len() == 1),
+        "the two nodes did not connect"
+    );
+    let b_key = b.node_key();
+    let mut sent = std::collections::HashMap::new();
+    {
+        let mut batch = a.batch();
+        for n in 0..REQUESTS {
+            let rid = batch.request(b_key, n.to_le_bytes().to_vec()).unwrap();
+            sent.insert(rid, n);
+        }
+    }
+    let mut declined = Vec::new();
+    let mut answers = std::collections::HashMap::new();
+    let mut events = Vec::new();
+    let t = Instant::now();
+    while answers.len() < REQUESTS as usize {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "got {}",
+            answers.len()
+        );
+        events.clear();
+        b.next_events(&mut events, usize::MAX, Duration::from_millis(5));
+        for e in events.drain(..) {
+            if let Event::Request {
+                from,
+                request_id,
+                payload,
+            } = e
+            {
+                declined.push(u32::from_le_bytes(payload[..].try_into().unwrap()));
+                b.respond(from, request_id, b"from the handle".to_vec())
+                    .unwrap();
+            }
+        }
+        a.next_events(&mut events, usize::MAX, Duration::from_millis(5));
+        for e in events.drain(..) {
+            if let Event::Response {
+                request_id,
+                payload,
+                ..
+            } = e
+            {
+                let n = sent[&request_id];
+                assert!(answers.insert(n, payload).is_none(), "{n} answered twice");
+            }
+        }
+    }
+    declined.sort();
+    let expected: Vec<u32> = (0..REQUESTS).filter(|n| n % 2 == 1 || *n == 2).collect();
+    assert_eq!(declined, expected, "requests passed on as events");
+    for (n, payload) in answers {
+        if n % 2 == 1 || n == 2 {
+            assert_eq!(payload, b"from the handle", "request {n}");
+        } else {
+            let mut want = n.to_le_bytes().to_vec();
+            want.reverse();
+            assert_eq!(payload, want, "request {n}");
+        }
+    }
+}

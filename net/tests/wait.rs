@@ -135,3 +135,94 @@ fn several_threads_waiting_on_one_handle_share_the_events() {
         );
     });
 }
+
+/// Regression guard for the command wake-up (`loop_asleep`): a handle writes
+/// the eventfd only when the loop is about to block, so a wrong order of
+/// flag, fence and queue check would leave a command unseen until the next
+/// timer tick. The tick is set to 2 s here and each request/response round
+/// trip must finish in well under that, first while two other threads push
+/// one-way messages through the same handle as fast as they can (the loop
+/// mostly awake), then alone (the loop asleep before each request).
+/// (Checked: with the eventfd write disabled it fails at round trip 0.)
+#[test]
+fn commands_wake_the_loop_without_waiting_for_a_tick() {
+    const ROUND_TRIPS: usize = 300;
+    const LATE: Duration = Duration::from_millis(1000);
+    const HAMMER_SENDS_MAX: usize = 50_000;
+    let ack = |_: &[u8; 32], _: &[u8], answer: &mut Vec<u8>| {
+        answer.push(1);
+        true
+    };
+    let b = strata_net::Node::start_with_responder(
+        config(),
+        strata_net::handshake::Identity::generate().unwrap(),
+        ack,
+    )
+    .expect("b starts");
+    let mut a_cfg = config();
+    a_cfg.seeds = vec![b.local_addr()];
+    a_cfg.tick_ms = 2_000;
+    let a = start(a_cfg);
+    assert!(
+        wait_until(Duration::from_secs(10), || a.peers().len() == 1
+            && b.peers().len() == 1),
+        "the two nodes did not connect"
+    );
+    let b_key = b.node_key();
+    let hammer = std::sync::atomic::AtomicBool::new(true);
+    let round_trip = |i: usize| {
+        let t = Instant::now();
+        // The pushers may fill the command queue for a moment.
+        let rid = loop {
+            match a.request(b_key, vec![7]) {
+                Ok(rid) => break rid,
+                Err(Error::QueueFull { .. }) => std::thread::yield_now(),
+                Err(e) => panic!("round trip {i}: {e}"),
+            }
+        };
+        loop {
+            match a.next_event_timeout(WAIT_TIMEOUT) {
+                Some(Event::Response { request_id, .. }) if request_id == rid => break,
+                Some(Event::RequestFailed { .. }) | None => panic!("round trip {i} failed"),
+                Some(_) => {}
+            }
+        }
+        let took = t.elapsed();
+        assert!(took < LATE, "round trip {i} took {took:?}: a lost wake-up");
+    };
+    /// Stops the pushers however the round trips end (a panic included),
+    /// so the scope can join them.
+    struct Stop<'f>(&'f std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                // Bounded and yielding, so the pushers keep the loop busy
+                // without outrunning b's reading (which would get b dropped
+                // as a peer that does not read).
+                for _ in 0..HAMMER_SENDS_MAX {
+                    if !hammer.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ = a.send(b_key, vec![0; 16]);
+                    std::thread::yield_now();
+                }
+            });
+        }
+        let _stop = Stop(&hammer);
+        for i in 0..ROUND_TRIPS {
+            round_trip(i);
+        }
+    });
+    for i in 0..ROUND_TRIPS {
+        // Let the loop go to sleep first, now and then.
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        round_trip(ROUND_TRIPS + i);
+    }
+}
