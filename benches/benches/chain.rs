@@ -29,7 +29,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingM
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use strata_benches::uniform_keys;
 use strata_consensus::block::Block;
-use strata_consensus::db_chain::DbChain;
+use strata_consensus::db_chain::{self, DbChain};
 use strata_consensus::engine::Chain;
 use strata_consensus::genesis::{devnet_account_key, BalanceEntry, Genesis, DEVNET_CHAIN_ID};
 use strata_consensus::mempool::{Mempool, MempoolConfig};
@@ -299,10 +299,9 @@ struct PlainState<'a>(&'a Db);
 
 impl StateReader for PlainState<'_> {
     fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
-        let mut key = Vec::with_capacity(33);
-        key.push(b's');
-        key.extend_from_slice(k);
-        self.0.get(&key).map_err(|e| ExecError::Read(e.to_string()))
+        self.0
+            .get(&db_chain::state_record_key(k))
+            .map_err(|e| ExecError::Read(e.to_string()))
     }
 }
 
@@ -367,28 +366,13 @@ impl PlainFixture {
             let diff = state::execute(&PlainState(&self.db), &txs).expect("every transfer applies");
             let mut batch = WriteBatch::new();
             for (k, v) in diff.changes {
-                let mut key = vec![b's'];
-                key.extend_from_slice(&k);
                 match v {
-                    Some(v) => batch.put(key, v),
-                    None => batch.delete(key),
+                    Some(v) => batch.put(db_chain::state_record_key(&k), v),
+                    None => batch.delete(db_chain::state_record_key(&k)),
                 }
             }
+            db_chain::stage_block(&mut batch, &block, &txs);
             let height = block.height();
-            let hb = height.to_be_bytes();
-            batch.put([&b"b"[..], &hb].concat(), block.encode());
-            let mut body = Vec::new();
-            body.extend_from_slice(&(txs.len() as u32).to_le_bytes());
-            for tx in &txs {
-                body.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
-                body.extend_from_slice(tx.encoded());
-                batch.put([&b"n"[..], tx.id()].concat(), height.to_le_bytes().to_vec());
-            }
-            batch.put([&b"x"[..], &hb].concat(), body);
-            batch.put(
-                [&b"i"[..], block.id()].concat(),
-                height.to_le_bytes().to_vec(),
-            );
             let mut meta = height.to_le_bytes().to_vec();
             meta.extend_from_slice(block.id());
             batch.put(b"m".to_vec(), meta);

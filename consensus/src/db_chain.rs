@@ -93,13 +93,39 @@ impl NodeStore for TrieStore {
     }
 }
 
+/// The store key of state entry `k` (namespace `s`).
+pub fn state_record_key(k: &StateKey) -> Vec<u8> {
+    key(b's', k)
+}
+
+/// Stages the records of finalized `block` with its transactions `txs`:
+/// the block (`b` + height), its transaction list (`x` + height), and the
+/// id → height indexes of its transactions (`n`) and of itself (`i`).
+/// State entries, trie pages and the `m` record are staged separately.
+/// Public so that benchmarks can write exactly the node's records without
+/// the trie.
+pub fn stage_block(batch: &mut WriteBatch, block: &Block, txs: &[Arc<Transaction>]) {
+    let height = block.height();
+    let hb = height.to_be_bytes();
+    batch.put(key(b'b', &hb), block.encode());
+    let mut body = Vec::new();
+    body.extend_from_slice(&(txs.len() as u32).to_le_bytes());
+    for tx in txs {
+        body.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
+        body.extend_from_slice(tx.encoded());
+        batch.put(key(b'n', tx.id()), height.to_le_bytes().to_vec());
+    }
+    batch.put(key(b'x', &hb), body);
+    batch.put(key(b'i', block.id()), height.to_le_bytes().to_vec());
+}
+
 /// Reads finalized state from the `Db`.
 struct DbState<'a>(&'a Db);
 
 impl StateReader for DbState<'_> {
     fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
         self.0
-            .get(&key(b's', k))
+            .get(&state_record_key(k))
             .map_err(|e| ExecError::Read(e.to_string()))
     }
 }
@@ -285,8 +311,8 @@ impl DbChain {
         }
         for (k, v) in changes {
             match v {
-                Some(v) => batch.put(key(b's', &k), v),
-                None => batch.delete(key(b's', &k)),
+                Some(v) => batch.put(state_record_key(&k), v),
+                None => batch.delete(state_record_key(&k)),
             }
         }
         Ok(root)
@@ -307,17 +333,7 @@ impl DbChain {
             None => (0, [0; 32]),
         };
         if let Some(b) = block {
-            let hb = height.to_be_bytes();
-            batch.put(key(b'b', &hb), b.encode());
-            let mut body = Vec::new();
-            body.extend_from_slice(&(txs.len() as u32).to_le_bytes());
-            for tx in txs {
-                body.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
-                body.extend_from_slice(tx.encoded());
-                batch.put(key(b'n', tx.id()), height.to_le_bytes().to_vec());
-            }
-            batch.put(key(b'x', &hb), body);
-            batch.put(key(b'i', &id), height.to_le_bytes().to_vec());
+            stage_block(&mut batch, b, txs);
         }
         let mut meta = Vec::with_capacity(72);
         meta.extend_from_slice(&height.to_le_bytes());
