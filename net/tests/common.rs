@@ -150,3 +150,24 @@ pub fn connected_pair() -> (Handle, Handle) {
     }
     (a, b)
 }
+
+/// Node `b` (config `b_cfg`) answering requests with `responder` on its
+/// I/O thread, and node `a` (config `a_cfg`, seeded with `b`) connected
+/// to it: `(a, b)`.
+pub fn connected_to_responder(
+    a_cfg: Config,
+    b_cfg: Config,
+    responder: impl strata_net::Responder,
+) -> (Handle, Handle) {
+    let b = Node::start_with_responder(b_cfg, Identity::generate().unwrap(), responder)
+        .expect("b starts");
+    let mut a_cfg = a_cfg;
+    a_cfg.seeds = vec![b.local_addr()];
+    let a = start(a_cfg);
+    assert!(
+        wait_until(Duration::from_secs(10), || a.peers().len() == 1
+            && b.peers().len() == 1),
+        "the two nodes did not connect"
+    );
+    (a, b)
+}

@@ -372,20 +372,7 @@ fn responder_answers_in_the_loop_and_passes_on_what_it_declines() {
         answer.extend(request.iter().rev());
         true
     };
-    let b = strata_net::Node::start_with_responder(
-        b_cfg,
-        strata_net::handshake::Identity::generate().unwrap(),
-        responder,
-    )
-    .expect("b starts");
-    let mut a_cfg = config();
-    a_cfg.seeds = vec![b.local_addr()];
-    let a = start(a_cfg);
-    assert!(
-        wait_until(Duration::from_secs(10), || a.peers().len() == 1
-            && b.peers().len() == 1),
-        "the two nodes did not connect"
-    );
+    let (a, b) = connected_to_responder(config(), b_cfg, responder);
     let b_key = b.node_key();
     let mut sent = std::collections::HashMap::new();
     {

@@ -153,21 +153,9 @@ fn commands_wake_the_loop_without_waiting_for_a_tick() {
         answer.push(1);
         true
     };
-    let b = strata_net::Node::start_with_responder(
-        config(),
-        strata_net::handshake::Identity::generate().unwrap(),
-        ack,
-    )
-    .expect("b starts");
     let mut a_cfg = config();
-    a_cfg.seeds = vec![b.local_addr()];
     a_cfg.tick_ms = 2_000;
-    let a = start(a_cfg);
-    assert!(
-        wait_until(Duration::from_secs(10), || a.peers().len() == 1
-            && b.peers().len() == 1),
-        "the two nodes did not connect"
-    );
+    let (a, b) = connected_to_responder(a_cfg, config(), ack);
     let b_key = b.node_key();
     let hammer = std::sync::atomic::AtomicBool::new(true);
     let round_trip = |i: usize| {
