@@ -402,45 +402,141 @@ impl StrataPair {
         }
     }
 
-    /// `n` requests of `payload`, at most `LOOPBACK_WINDOW` in flight.
-    fn exchange(&self, n: u64, payload: &[u8]) -> Duration {
-        let start = Instant::now();
-        let (mut sent, mut done) = (0u64, 0u64);
-        let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
-        while done < n {
-            // The window's requests in one batch (one wake of the I/O
-            // thread, one send), as the tokio client flushes once per
-            // refill.
-            let mut batch = self.client.batch();
-            while sent < n && sent - done < LOOPBACK_WINDOW {
-                if batch.request(self.server_key, payload.to_vec()).is_err() {
-                    break;
-                }
-                sent += 1;
-            }
-            batch.commit();
-            // One event, then every one already queued, before the window
-            // is refilled (as the tokio client reads what is buffered).
-            events.clear();
-            if self
-                .client
-                .next_events(&mut events, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONSE_TIMEOUT)
-                == 0
-            {
-                panic!("no response within {LOOPBACK_RESPONSE_TIMEOUT:?}");
-            }
-            for event in events.drain(..) {
-                match event {
-                    strata_net::Event::Response { payload, .. } => {
-                        assert_eq!(payload, LOOPBACK_ACK);
-                        done += 1;
-                    }
-                    e @ strata_net::Event::RequestFailed { .. } => panic!("{e:?}"),
-                    _ => {}
-                }
+    fn exchange(&mut self, n: u64, payload: &[u8]) -> Duration {
+        strata_exchange(
+            &mut StrataThreadClient(&self.client),
+            self.server_key,
+            n,
+            payload,
+        )
+    }
+}
+
+/// The client side of a strata pair: queues requests through a handle and
+/// takes events, whether its loop runs on an I/O thread or on the caller's.
+trait StrataClient {
+    /// Queues a window of requests for `server_key`, stopping early when
+    /// the command queue is full; returns how many it queued.
+    fn request_window(&mut self, server_key: [u8; 32], payload: &[u8], count: u64) -> u64;
+    /// Waits for events as `Handle::next_events` does; returns how many.
+    fn next_events(&mut self, out: &mut Vec<strata_net::Event>) -> usize;
+}
+
+/// A client node with its own I/O thread.
+struct StrataThreadClient<'h>(&'h strata_net::Handle);
+
+impl StrataClient for StrataThreadClient<'_> {
+    fn request_window(&mut self, server_key: [u8; 32], payload: &[u8], count: u64) -> u64 {
+        // One batch: one wake of the I/O thread, one send, as the tokio
+        // client flushes once per refill.
+        let mut batch = self.0.batch();
+        for queued in 0..count {
+            if batch.request(server_key, payload.to_vec()).is_err() {
+                return queued;
             }
         }
-        start.elapsed()
+        count
+    }
+    fn next_events(&mut self, out: &mut Vec<strata_net::Event>) -> usize {
+        self.0
+            .next_events(out, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONSE_TIMEOUT)
+    }
+}
+
+impl StrataClient for strata_net::DrivenNode {
+    fn request_window(&mut self, server_key: [u8; 32], payload: &[u8], count: u64) -> u64 {
+        // Framed at once from the borrowed payload; sent by the next poll.
+        for _ in 0..count {
+            self.request(server_key, payload).expect("node runs");
+        }
+        count
+    }
+    fn next_events(&mut self, out: &mut Vec<strata_net::Event>) -> usize {
+        self.poll_events(out, LOOPBACK_EVENTS_MAX, LOOPBACK_RESPONSE_TIMEOUT)
+            .expect("client loop")
+    }
+}
+
+/// `n` requests of `payload` to `server_key`, at most `LOOPBACK_WINDOW` in
+/// flight.
+fn strata_exchange(
+    client: &mut impl StrataClient,
+    server_key: [u8; 32],
+    n: u64,
+    payload: &[u8],
+) -> Duration {
+    let start = Instant::now();
+    let (mut sent, mut done) = (0u64, 0u64);
+    let mut events = Vec::with_capacity(LOOPBACK_EVENTS_MAX);
+    while done < n {
+        let room = LOOPBACK_WINDOW - (sent - done);
+        sent += client.request_window(server_key, payload, room.min(n - sent));
+        // One event, then every one already queued, before the window
+        // is refilled (as the tokio client reads what is buffered).
+        events.clear();
+        if client.next_events(&mut events) == 0 {
+            panic!("no response within {LOOPBACK_RESPONSE_TIMEOUT:?}");
+        }
+        for event in events.drain(..) {
+            match event {
+                strata_net::Event::Response { payload, .. } => {
+                    assert_eq!(payload, LOOPBACK_ACK);
+                    done += 1;
+                }
+                e @ strata_net::Event::RequestFailed { .. } => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+    }
+    start.elapsed()
+}
+
+/// A client whose event loop runs on the bench thread
+/// (`Node::start_driven`), and a server answering on its I/O thread with a
+/// responder: two threads, as the tokio pair's client (`block_on` on the
+/// bench thread) and server task.
+struct StrataDrivenPair {
+    client: strata_net::DrivenNode,
+    server_key: [u8; 32],
+    _server: strata_net::Handle,
+}
+
+impl StrataDrivenPair {
+    fn start() -> StrataDrivenPair {
+        let identity = || strata_net::handshake::Identity::generate().expect("key");
+        let base = strata_net::Config::default();
+        let ack = |_: &[u8; 32], _: &[u8], answer: &mut Vec<u8>| {
+            answer.extend_from_slice(&LOOPBACK_ACK);
+            true
+        };
+        let server = strata_net::Node::start_with_responder(base.clone(), identity(), ack)
+            .expect("server starts");
+        let client_cfg = strata_net::Config {
+            seeds: vec![server.local_addr()],
+            ..base
+        };
+        let mut client =
+            strata_net::Node::start_driven(client_cfg, identity()).expect("client starts");
+        let t = Instant::now();
+        let mut events = Vec::new();
+        while client.handle().peers().len() != 1 || server.peers().len() != 1 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nodes did not connect"
+            );
+            client
+                .poll_events(&mut events, LOOPBACK_EVENTS_MAX, Duration::from_millis(5))
+                .expect("client loop");
+        }
+        StrataDrivenPair {
+            client,
+            server_key: server.node_key(),
+            _server: server,
+        }
+    }
+
+    fn exchange(&mut self, n: u64, payload: &[u8]) -> Duration {
+        strata_exchange(&mut self.client, self.server_key, n, payload)
     }
 }
 
@@ -596,8 +692,9 @@ impl TokioPair {
 const LOOPBACK_SIZES: [(&str, usize, u64); 2] = [("128B", 128, 20_000), ("64KiB", 64 << 10, 1_000)];
 
 fn loopback(c: &mut Criterion) {
-    let strata = StrataPair::start(false);
-    let strata_inline = StrataPair::start(true);
+    let mut strata = StrataPair::start(false);
+    let mut strata_inline = StrataPair::start(true);
+
     let mut tokio = TokioPair::start();
     let mut g = c.benchmark_group("net/loopback");
     g.sample_size(10);
@@ -609,6 +706,13 @@ fn loopback(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("strata_inline", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| strata_inline.exchange(n, p)).sum())
+        });
+        g.bench_with_input(BenchmarkId::new("strata_driven", name), &payload, |b, p| {
+            // Started here, not with the others: a driven node's loop runs
+            // only while it is polled, so it cannot answer the server's
+            // pings while the other functions are measured.
+            let mut strata_driven = StrataDrivenPair::start();
+            b.iter_custom(|iters| (0..iters).map(|_| strata_driven.exchange(n, p)).sum())
         });
         g.bench_with_input(BenchmarkId::new("tokio", name), &payload, |b, p| {
             b.iter_custom(|iters| (0..iters).map(|_| tokio.exchange(n, p)).sum())

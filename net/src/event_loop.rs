@@ -227,45 +227,89 @@ impl EventLoop {
         self.now_cached_ms = self.start.elapsed().as_millis() as u64;
     }
 
-    pub(crate) fn run(&mut self) -> Result<()> {
+    /// Makes the calling thread the ring's submitter and arms the
+    /// multishot accept, the eventfd read and the tick timer: once, on the
+    /// thread that will turn the loop, before the first
+    /// [`EventLoop::turn`].
+    pub(crate) fn arm(&mut self) -> Result<()> {
+        self.ring.enable()?;
         self.ring
             .accept_multi(self.listener.as_raw_fd(), ud(K_ACCEPT, 0, 0))?;
         self.arm_eventfd()?;
-        self.arm_tick()?;
-        let mut cqes: Vec<Completion> = Vec::with_capacity(COMPLETIONS_PER_WAIT);
-        while !self.shared.stop.load(Ordering::Acquire) {
-            self.wait_completions(&mut cqes)?;
-            self.refresh_now();
-            for &c in &cqes {
-                self.dispatch(c)?;
-            }
-            self.drain_commands();
-            self.flush_queued();
-            if self.peers_dirty {
-                self.publish_peers();
-            }
-            // One wake-up per iteration for everything pushed above, and
-            // none when nobody waits; the sends queued above go to the
-            // kernel before a woken consumer can take this core. A failed
-            // submit is reported by `submit_and_wait` at the loop's top.
-            let ring = &mut self.ring;
-            self.shared.event_wait.signal(|| {
-                let _ = ring.submit();
-            });
+        self.arm_tick()
+    }
+
+    /// The I/O thread's body: turns until the node is stopped.
+    pub(crate) fn run(&mut self) -> Result<()> {
+        self.arm()?;
+        let mut cqes: Vec<Completion> = Self::completions_buffer();
+        while !self.stopped() {
+            self.turn(&mut cqes, None)?;
         }
         self.shutdown_all();
         Ok(())
     }
 
+    pub(crate) fn completions_buffer() -> Vec<Completion> {
+        Vec::with_capacity(COMPLETIONS_PER_WAIT)
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire)
+    }
+
+    /// One iteration of the loop: waits for completions (at most `wait`,
+    /// `None`: until one comes; not at all when commands are queued),
+    /// dispatches them, drains the commands, sends what they queued and
+    /// wakes event consumers.
+    pub(crate) fn turn(
+        &mut self,
+        cqes: &mut Vec<Completion>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<()> {
+        self.wait_completions(cqes, wait)?;
+        self.refresh_now();
+        for &c in cqes.iter() {
+            self.dispatch(c)?;
+        }
+        self.take_commands();
+        if self.peers_dirty {
+            self.publish_peers();
+        }
+        // One wake-up per iteration for everything pushed above, and
+        // none when nobody waits; the sends queued above go to the
+        // kernel before a woken consumer can take this core. A failed
+        // submit is reported by `submit_and_wait` at the loop's top.
+        let ring = &mut self.ring;
+        self.shared.event_wait.signal(|| {
+            let _ = ring.submit();
+        });
+        Ok(())
+    }
+
+    /// Drains the command queue and queues the sends it produced (handed
+    /// to the kernel by the next wait). A driven node calls it before it
+    /// waits, so commands its own thread queued go out in that wait's
+    /// submission.
+    pub(crate) fn take_commands(&mut self) {
+        self.drain_commands();
+        self.flush_queued();
+    }
+
     /// Fills `cqes` with completions, blocking in the kernel for at least
-    /// one unless a command is queued. Blocking follows the protocol of
+    /// one (for at most `wait`, when given) unless a command is queued.
+    /// Blocking follows the protocol of
     /// [`Shared::wake_if_asleep`]: set `loop_asleep`, fence, check the
     /// command queue, and block only if it is empty.
     ///
     /// (Spinning here for up to 10–50 µs after waking an event consumer,
     /// to take its answer without sleeping, was measured slower on the
     /// 2-core bench host: docs/benchmarks.md, `net/loopback`.)
-    fn wait_completions(&mut self, cqes: &mut Vec<Completion>) -> Result<()> {
+    fn wait_completions(
+        &mut self,
+        cqes: &mut Vec<Completion>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<()> {
         let asleep = &self.shared.loop_asleep;
         asleep.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -273,13 +317,13 @@ impl EventLoop {
         if want == 0 {
             asleep.store(false, Ordering::Relaxed);
         }
-        let r = self.ring.submit_and_wait_for(cqes, want);
+        let r = self.ring.submit_and_wait_timeout(cqes, want, wait);
         asleep.store(false, Ordering::Relaxed);
         r?;
         Ok(())
     }
 
-    fn shutdown_all(&mut self) {
+    pub(crate) fn shutdown_all(&mut self) {
         for slot in 0..self.conns.len() {
             if self.conns[slot].is_some() {
                 self.close(slot);
@@ -1424,6 +1468,38 @@ impl EventLoop {
         Some(c.send_queue.len() + (c.send_inflight.len() - c.send_off))
     }
 
+    /// Runs one command at once, on the loop's own thread (a driven node's
+    /// direct calls); its frames go out with the next flush. The clock is
+    /// read first, since the caller may have run for a while since the
+    /// loop last read it (a request's deadline is taken from it).
+    pub(crate) fn command_now(&mut self, cmd: Command) {
+        self.refresh_now();
+        self.run_command(cmd);
+    }
+
+    /// [`Command::Request`] without building the command: the payload is
+    /// borrowed and framed straight into the peer's send queue.
+    pub(crate) fn request_now(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) {
+        self.refresh_now();
+        self.request(to, request_id, payload);
+    }
+
+    /// [`Command::Respond`] with a borrowed payload; see
+    /// [`EventLoop::request_now`].
+    pub(crate) fn respond_now(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) {
+        if let Some(&s) = self.by_key.get(&to) {
+            self.send_msg(s, &Message::Response(payload), request_id);
+        }
+    }
+
+    /// [`Command::Send`] with a borrowed payload; see
+    /// [`EventLoop::request_now`].
+    pub(crate) fn send_now(&mut self, to: [u8; 32], payload: &[u8]) {
+        if let Some(&s) = self.by_key.get(&to) {
+            self.send_msg(s, &Message::Request(payload), 0);
+        }
+    }
+
     fn drain_commands(&mut self) {
         // A command pushed after the pops below is found by the check in
         // `wait_completions` before the loop blocks, or wakes it.
@@ -1437,45 +1513,41 @@ impl EventLoop {
             let Some(cmd) = self.shared.commands.pop() else {
                 break;
             };
-            match cmd {
-                Command::Broadcast(item) => {
-                    let id = *blake3::hash(&item).as_bytes();
-                    if self.seen.insert(&id) {
-                        self.store.put(id, item);
-                        if self.pending_push.len() < PENDING_PUSH_MAX {
-                            self.pending_push.push(id);
-                        }
+            self.run_command(cmd);
+        }
+    }
+
+    fn run_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Broadcast(item) => {
+                let id = *blake3::hash(&item).as_bytes();
+                if self.seen.insert(&id) {
+                    self.store.put(id, item);
+                    if self.pending_push.len() < PENDING_PUSH_MAX {
+                        self.pending_push.push(id);
                     }
                 }
-                Command::Send { to, payload } => {
-                    if let Some(&s) = self.by_key.get(&to) {
-                        self.send_msg(s, &Message::Request(&payload), 0);
-                    }
-                }
-                Command::Request {
-                    to,
-                    request_id,
-                    payload,
-                } => {
-                    self.request(to, request_id, &payload);
-                }
-                Command::Respond {
-                    to,
-                    request_id,
-                    payload,
-                } => {
-                    if let Some(&s) = self.by_key.get(&to) {
-                        self.send_msg(s, &Message::Response(&payload), request_id);
-                    }
-                }
-                Command::Dial(a) => {
-                    self.addr_book.add(a);
-                    self.dial(a);
-                }
-                Command::Penalize { peer, reason } => {
-                    if let Some(&s) = self.by_key.get(&peer) {
-                        self.misbehave(s, reason);
-                    }
+            }
+            Command::Send { to, payload } => self.send_now(to, &payload),
+            Command::Request {
+                to,
+                request_id,
+                payload,
+            } => {
+                self.request(to, request_id, &payload);
+            }
+            Command::Respond {
+                to,
+                request_id,
+                payload,
+            } => self.respond_now(to, request_id, &payload),
+            Command::Dial(a) => {
+                self.addr_book.add(a);
+                self.dial(a);
+            }
+            Command::Penalize { peer, reason } => {
+                if let Some(&s) = self.by_key.get(&peer) {
+                    self.misbehave(s, reason);
                 }
             }
         }

@@ -105,4 +105,6 @@ pub mod seen;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};
-pub use node::{CommandBatch, Event, Handle, Node, PeerSummary, RequestFailure, Responder, Stats};
+pub use node::{
+    CommandBatch, DrivenNode, Event, Handle, Node, PeerSummary, RequestFailure, Responder, Stats,
+};

@@ -284,11 +284,86 @@ impl Node {
         Node::start_inner(config, identity, Some(Box::new(responder)))
     }
 
+    /// As [`Node::start`], but with no I/O thread: the event loop runs on
+    /// the thread that calls [`DrivenNode::poll_events`], as a tokio client
+    /// runs its socket I/O inside `block_on`. Commands that thread queues
+    /// through [`DrivenNode::handle`] are sent in the same system call that
+    /// waits for the answers, and events come back without a thread
+    /// hand-over or a futex wake: for a consumer that spends its time
+    /// waiting on the network (a client, a bench, a consensus driver that
+    /// polls between network turns) this removes two context switches per
+    /// exchange. The node is then used from the thread that started it:
+    /// [`DrivenNode`] is not `Send`, and its handle is borrowed from it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata_net::{handshake::Identity, Config, Node};
+    ///
+    /// let server = Node::start(Config::default(), Identity::generate().unwrap()).unwrap();
+    /// let cfg = Config { seeds: vec![server.local_addr()], ..Config::default() };
+    /// let mut client = Node::start_driven(cfg, Identity::generate().unwrap()).unwrap();
+    /// let mut events = Vec::new();
+    /// // Turn the client's loop until the handshake with the server is done.
+    /// while client.handle().peers().is_empty() {
+    ///     client.poll_events(&mut events, 64, Duration::from_millis(10)).unwrap();
+    /// }
+    /// assert_eq!(client.handle().peers()[0].node_key, server.node_key());
+    /// ```
+    pub fn start_driven(config: Config, identity: Identity) -> Result<DrivenNode> {
+        Node::start_driven_inner(config, identity, None)
+    }
+
+    /// [`Node::start_driven`] with a [`Responder`] (see
+    /// [`Node::start_with_responder`]), called on the polling thread.
+    pub fn start_driven_with_responder(
+        config: Config,
+        identity: Identity,
+        responder: impl Responder,
+    ) -> Result<DrivenNode> {
+        Node::start_driven_inner(config, identity, Some(Box::new(responder)))
+    }
+
+    fn start_driven_inner(
+        config: Config,
+        identity: Identity,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<DrivenNode> {
+        let (mut lp, handle) = Node::prepare(config, identity, responder)?;
+        lp.arm()?;
+        Ok(DrivenNode {
+            lp,
+            cqes: EventLoop::completions_buffer(),
+            handle,
+            _one_thread: std::marker::PhantomData,
+        })
+    }
+
     fn start_inner(
         config: Config,
         identity: Identity,
         responder: Option<Box<dyn Responder>>,
     ) -> Result<Handle> {
+        let (mut lp, mut handle) = Node::prepare(config, identity, responder)?;
+        let closer = CloseEventsOnDrop(handle.shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("strata-net-io".into())
+            .spawn(move || {
+                // Dropped when the thread ends, by return, error or panic.
+                let _closer = closer;
+                lp.run()
+            })
+            .map_err(Error::Io)?;
+        handle.thread = Some(thread);
+        Ok(handle)
+    }
+
+    /// Validates `config`, sets up the eventfd, the queues, the ring and
+    /// the listener: everything but the thread that runs the loop.
+    fn prepare(
+        config: Config,
+        identity: Identity,
+        responder: Option<Box<dyn Responder>>,
+    ) -> Result<(EventLoop, Handle)> {
         config.validate()?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -307,23 +382,154 @@ impl Node {
             next_request_id: AtomicU64::new(1),
         });
         let node_key = identity.public();
-        let mut lp = EventLoop::new(config, identity, shared.clone(), responder)?;
+        let lp = EventLoop::new(config, identity, shared.clone(), responder)?;
         let local_addr = lp.local_addr();
-        let closer = CloseEventsOnDrop(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name("strata-net-io".into())
-            .spawn(move || {
-                // Dropped when the thread ends, by return, error or panic.
-                let _closer = closer;
-                lp.run()
-            })
-            .map_err(Error::Io)?;
-        Ok(Handle {
+        let handle = Handle {
             shared,
-            thread: Some(thread),
+            thread: None,
             local_addr,
             node_key,
-        })
+        };
+        Ok((lp, handle))
+    }
+}
+
+/// A node whose event loop runs on the caller's thread, inside
+/// [`DrivenNode::poll_events`]; made by [`Node::start_driven`]. Nothing
+/// happens on the network between calls (no accepts, no pings answered,
+/// no timeouts fired), so it suits a thread that polls often. Dropping it
+/// closes every connection.
+pub struct DrivenNode {
+    // Dropped first: the ring must go before the handle's shared state
+    // (which owns the eventfd the ring reads).
+    lp: EventLoop,
+    cqes: Vec<crate::ring::Completion>,
+    handle: Handle,
+    /// Not `Send`: the ring accepts submissions only from the thread that
+    /// created the node (io_uring's single-issuer mode).
+    _one_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for DrivenNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrivenNode")
+            .field("local_addr", &self.handle.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DrivenNode {
+    /// The handle through which commands are queued (sent by the next
+    /// [`DrivenNode::poll_events`]) and peers and stats are read.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Runs the event loop on this thread until at least one event is
+    /// queued or `timeout` has passed, then takes the queued events, up to
+    /// `max`, appending them to `out`; returns how many. Commands queued
+    /// before the call are sent in its first wait. A zero `timeout` runs
+    /// one turn of the loop without blocking. Errors are the loop's fatal
+    /// ones (the ring failed), or [`Error::Stopped`] once the node was
+    /// stopped.
+    pub fn poll_events(
+        &mut self,
+        out: &mut Vec<Event>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        loop {
+            if self.lp.stopped() {
+                return Err(Error::Stopped);
+            }
+            let n = self.take_events(out, max);
+            if n > 0 || max == 0 {
+                return Ok(n);
+            }
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+                None => Duration::MAX,
+            };
+            self.lp.take_commands();
+            self.lp
+                .turn(&mut self.cqes, Some(wait).filter(|w| *w != Duration::MAX))?;
+            if wait.is_zero() {
+                return Ok(self.take_events(out, max));
+            }
+        }
+    }
+
+    /// As [`Handle::request`], run at once on this thread with a borrowed
+    /// payload: framed straight into the peer's send queue (no command, no
+    /// copy), sent by the next [`DrivenNode::poll_events`].
+    pub fn request(&mut self, to: [u8; 32], payload: &[u8]) -> Result<u64> {
+        let request_id = self.next_request_id()?;
+        self.lp.request_now(to, request_id, payload);
+        Ok(request_id)
+    }
+
+    /// As [`Handle::respond`], at once, with a borrowed payload; see
+    /// [`DrivenNode::request`].
+    pub fn respond(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) -> Result<()> {
+        self.check_running()?;
+        self.lp.respond_now(to, request_id, payload);
+        Ok(())
+    }
+
+    /// As [`Handle::send`], at once, with a borrowed payload; see
+    /// [`DrivenNode::request`].
+    pub fn send(&mut self, to: [u8; 32], payload: &[u8]) -> Result<()> {
+        self.check_running()?;
+        self.lp.send_now(to, payload);
+        Ok(())
+    }
+
+    /// As [`Handle::broadcast`], at once.
+    pub fn broadcast(&mut self, item: Vec<u8>) -> Result<ItemId> {
+        self.check_running()?;
+        let id = *blake3::hash(&item).as_bytes();
+        self.lp.command_now(Command::Broadcast(item));
+        Ok(id)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.lp.stopped() {
+            return Err(Error::Stopped);
+        }
+        Ok(())
+    }
+
+    fn next_request_id(&self) -> Result<u64> {
+        self.check_running()?;
+        Ok(self
+            .handle
+            .shared
+            .next_request_id
+            .fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn take_events(&self, out: &mut Vec<Event>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(e) = self.handle.shared.events.pop() else {
+                break;
+            };
+            out.push(e);
+            n += 1;
+        }
+        n
+    }
+
+    /// Closes every connection and stops the node.
+    pub fn shutdown(self) {}
+}
+
+impl Drop for DrivenNode {
+    fn drop(&mut self) {
+        self.handle.shared.stop.store(true, Ordering::Release);
+        self.lp.shutdown_all();
+        self.handle.shared.event_wait.close();
     }
 }
 

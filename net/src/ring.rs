@@ -28,6 +28,9 @@ allow the io_uring_setup/io_uring_enter/io_uring_register syscalls in the seccom
 /// The ring.
 pub struct Ring {
     ring: IoUring,
+    /// True while the ring was created disabled and not yet
+    /// [`Ring::enable`]d.
+    disabled: bool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -54,15 +57,38 @@ impl Ring {
         let r = if force_unavailable {
             Err(io::Error::from_raw_os_error(libc::ENOSYS))
         } else {
-            IoUring::new(entries)
+            // One thread submits and reaps, so the kernel may defer the
+            // completion work to that thread's next wait instead of
+            // interrupting it (DEFER_TASKRUN, Linux 6.1+; it requires
+            // SINGLE_ISSUER). Created disabled: the issuer is the thread that
+            // calls `enable`, which may not be the one creating the ring.
+            // Kernels without these flags get a plain ring.
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled()
+                .build(entries)
+                .map(|ring| (ring, true))
+                .or_else(|_| IoUring::new(entries).map(|ring| (ring, false)))
         };
         match r {
-            Ok(ring) => Ok(Ring { ring }),
+            Ok((ring, disabled)) => Ok(Ring { ring, disabled }),
             Err(source) => Err(Error::IoUringUnavailable {
                 source,
                 hint: IO_URING_HINT,
             }),
         }
+    }
+
+    /// Makes the calling thread the only one that may submit to and wait
+    /// on the ring from now on. Call it once, on the thread that runs the
+    /// loop, before the first submission.
+    pub fn enable(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.disabled) {
+            self.ring.submitter().register_enable_rings()?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
@@ -105,11 +131,36 @@ impl Ring {
         out: &mut Vec<Completion>,
         want: usize,
     ) -> io::Result<()> {
+        self.submit_and_wait_timeout(out, want, None)
+    }
+
+    /// As [`Ring::submit_and_wait_for`], blocking for at most `timeout`
+    /// (`None`: no limit) when `want` is more than 0. The timeout goes to
+    /// the kernel with the wait itself (`IORING_ENTER_EXT_ARG`, Linux
+    /// 5.11+), so a bounded wait costs no timer submission.
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        out: &mut Vec<Completion>,
+        want: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<()> {
         out.clear();
-        match self.ring.submit_and_wait(want) {
+        let r = match timeout {
+            Some(t) if want > 0 => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            }
+            _ => self.ring.submit_and_wait(want),
+        };
+        match r {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            // ETIME: the timeout passed first; what completed is drained.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+                ) => {}
             Err(e) => return Err(e),
         }
         let cap = out.capacity().max(1);
