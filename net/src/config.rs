@@ -62,6 +62,17 @@ pub struct Config {
     /// plus `tick_ms` late. Default 10 s; at least `tick_ms`, at most 10 min
     /// ([`REQUEST_TIMEOUT_MS_MAX`]).
     pub request_timeout_ms: u64,
+    /// Receive through one provided-buffer ring shared by every connection
+    /// (multishot receives, Linux 5.19+; `recv_buffers` buffers of
+    /// [`crate::limits::RECV_BUFFER_BYTES`]). False, or a kernel that
+    /// refuses the ring: one 64 KiB buffer per connection, one receive
+    /// submitted per arrival. Default true.
+    pub recv_buffer_ring: bool,
+    /// Buffers in the receive ring: a power of two from 1 to 32 768.
+    /// Default [`crate::limits::RECV_BUFFERS_DEFAULT`] (128, 4 MiB). Fewer
+    /// than the receives completing at once only costs re-arming the
+    /// receives that found none free.
+    pub recv_buffers: u16,
     /// Test knob: make io_uring setup fail as on a kernel without it, to
     /// exercise the start-up error path. Default false.
     pub io_uring_force_unavailable: bool,
@@ -94,6 +105,8 @@ impl Default for Config {
             partial_frame_timeout_ms: 10_000,
             addr_exchange_interval_ms: 1_000,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            recv_buffer_ring: true,
+            recv_buffers: crate::limits::RECV_BUFFERS_DEFAULT,
             io_uring_force_unavailable: false,
         }
     }
@@ -128,6 +141,12 @@ impl Config {
             return Err(Error::Config(
                 "events_max, tick_ms and gossip_fanout must be positive".into(),
             ));
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32_768 {
+            return Err(Error::Config(format!(
+                "recv_buffers {} must be a power of two from 1 to 32768",
+                self.recv_buffers
+            )));
         }
         // Deadlines are checked on the tick, so a timeout shorter than one
         // tick could not be honoured.

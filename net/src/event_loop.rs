@@ -233,6 +233,13 @@ impl EventLoop {
     /// [`EventLoop::turn`].
     pub(crate) fn arm(&mut self) -> Result<()> {
         self.ring.enable()?;
+        if self.cfg.recv_buffer_ring {
+            // A kernel without provided-buffer rings gets per-connection
+            // buffers instead (see `Config::recv_buffer_ring`).
+            let _ = self
+                .ring
+                .register_recv_buffers(self.cfg.recv_buffers, crate::limits::RECV_BUFFER_BYTES);
+        }
         self.ring
             .accept_multi(self.listener.as_raw_fd(), ud(K_ACCEPT, 0, 0))?;
         self.arm_eventfd()?;
@@ -341,10 +348,15 @@ impl EventLoop {
             }
             for &c in &cqes {
                 let (kind, slot, gen) = ud_parts(c.user_data);
+                if let Some(bid) = c.buffer {
+                    self.ring.recycle_recv_buffer(bid);
+                }
                 if kind == K_TICK {
                     let _ = self.arm_tick();
                 } else if matches!(kind, K_RECV | K_SEND | K_CONNECT | K_CONNECT_TIMEOUT) {
-                    if let Some(conn) = self.conn_mut(slot, gen) {
+                    // A multishot receive stays in flight until its last
+                    // completion.
+                    if let Some(conn) = self.conn_mut(slot, gen).filter(|_| !c.more) {
                         conn.inflight -= 1;
                         self.maybe_free(slot);
                     }
@@ -355,6 +367,7 @@ impl EventLoop {
         for c in self.conns.iter_mut() {
             if let Some(conn) = c.take() {
                 if conn.inflight > 0 {
+                    self.ring.leak_recv_buffers();
                     Box::leak(conn);
                 } else {
                     // SAFETY: closing a socket this loop owns.
@@ -409,15 +422,46 @@ impl EventLoop {
             }
             K_RECV => {
                 let Some(conn) = self.conn_mut(slot, gen) else {
+                    // Cannot happen while in-flight counts hold (the slot
+                    // outlives its receives), but a buffer is never lost.
+                    if let Some(bid) = c.buffer {
+                        self.ring.recycle_recv_buffer(bid);
+                    }
                     return Ok(());
                 };
-                conn.inflight -= 1;
-                if conn.closing {
-                    self.maybe_free(slot);
-                } else if c.result <= 0 {
-                    self.close(slot);
-                } else {
-                    self.on_recv(slot, c.result as usize);
+                // A multishot receive stays armed (and in flight) while its
+                // completions say `more`.
+                if !c.more {
+                    conn.inflight -= 1;
+                }
+                match c.buffer {
+                    Some(bid) if !conn.closing && c.result > 0 => {
+                        self.on_recv(slot, c.result as usize, Some(bid), !c.more);
+                    }
+                    _ if conn.closing => {
+                        if let Some(bid) = c.buffer {
+                            self.ring.recycle_recv_buffer(bid);
+                        }
+                        self.maybe_free(slot);
+                    }
+                    // Every buffer was taken: they are back by now (each is
+                    // recycled once its completion is handled), so re-arm.
+                    None if c.result == -libc::ENOBUFS && !c.more => {
+                        self.shared
+                            .stats
+                            .recv_buffer_shortages
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.arm_recv(slot);
+                    }
+                    None if c.result > 0 => {
+                        self.on_recv(slot, c.result as usize, None, true);
+                    }
+                    _ => {
+                        if let Some(bid) = c.buffer {
+                            self.ring.recycle_recv_buffer(bid);
+                        }
+                        self.close(slot);
+                    }
                 }
             }
             K_SEND => {
@@ -494,7 +538,8 @@ impl EventLoop {
             state,
             closing: false,
             inflight: 0,
-            recv_buf: vec![0u8; RECV_BUF_BYTES].into_boxed_slice(),
+            // Allocated by `arm_recv` when there is no receive ring.
+            recv_buf: Box::default(),
             decoder: FrameDecoder::new(self.cfg.frame_payload_bytes_max),
             partial_since_ms: 0,
             send_queue: Vec::new(),
@@ -628,10 +673,20 @@ impl EventLoop {
         if conn.closing {
             return;
         }
-        let buf = conn.recv_buf.as_mut_ptr();
-        let len = conn.recv_buf.len() as u32;
         let (fd, gen) = (conn.fd, conn.gen);
         conn.inflight += 1;
+        if self.ring.has_recv_buffers() {
+            if self.ring.recv_multi(fd, ud(K_RECV, slot, gen)).is_err() {
+                conn.inflight -= 1;
+                self.close(slot);
+            }
+            return;
+        }
+        if conn.recv_buf.is_empty() {
+            conn.recv_buf = vec![0u8; RECV_BUF_BYTES].into_boxed_slice();
+        }
+        let buf = conn.recv_buf.as_mut_ptr();
+        let len = conn.recv_buf.len() as u32;
         // SAFETY: `recv_buf` is a boxed slice owned by the connection, not
         // touched until this completion is reaped, and the connection is not
         // freed while `inflight > 0`.
@@ -792,7 +847,10 @@ impl EventLoop {
         }
     }
 
-    fn on_recv(&mut self, slot: usize, n: usize) {
+    /// Handles `n` received bytes: in provided buffer `bid` (recycled
+    /// here), or else in the connection's own buffer. `rearm`: submit the
+    /// next receive (the last one ended).
+    fn on_recv(&mut self, slot: usize, n: usize, bid: Option<u16>, rearm: bool) {
         self.shared
             .stats
             .bytes_in
@@ -802,9 +860,16 @@ impl EventLoop {
         // Hold the connection while its frames are handled: a misbehaving
         // frame closes it, and it must not be freed under this function.
         conn.inflight += 1;
-        let buf = std::mem::take(&mut conn.recv_buf);
+        let own_buf = std::mem::take(&mut conn.recv_buf);
+        let buf: &[u8] = match bid {
+            // SAFETY: `bid` and `n` come from the completion being handled,
+            // and the buffer is recycled only below, after the last use of
+            // `buf`.
+            Some(bid) => unsafe { self.ring.recv_buffer(bid, n) },
+            None => &own_buf[..n],
+        };
         let mut dec = std::mem::replace(&mut conn.decoder, FrameDecoder::new(0));
-        let mut input: &[u8] = &buf[..n];
+        let mut input: &[u8] = buf;
         loop {
             match dec.next(&mut input) {
                 Ok(Some(f)) => {
@@ -855,12 +920,15 @@ impl EventLoop {
         } else if conn.partial_since_ms == 0 {
             conn.partial_since_ms = now.max(1);
         }
-        conn.recv_buf = buf;
+        conn.recv_buf = own_buf;
         conn.decoder = dec;
         conn.inflight -= 1;
+        if let Some(bid) = bid {
+            self.ring.recycle_recv_buffer(bid);
+        }
         if conn.closing {
             self.maybe_free(slot);
-        } else {
+        } else if rearm {
             self.arm_recv(slot);
         }
     }

@@ -40,6 +40,15 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
 /// `RequestFailure::TooManyPending`.
 pub const PENDING_REQUESTS_PER_PEER_MAX: usize = 1024;
 
+/// Default buffers in a node's provided-buffer receive ring
+/// (`Config::recv_buffers`): with [`RECV_BUFFER_BYTES`], 4 MiB per node
+/// whatever its number of peers. A buffer is held only while the loop
+/// handles the completion that filled it.
+pub const RECV_BUFFERS_DEFAULT: u16 = 128;
+/// Bytes of each receive buffer of the ring.
+pub const RECV_BUFFER_BYTES: u32 = 32 * 1024;
+
+const _: () = assert!(RECV_BUFFERS_DEFAULT.is_power_of_two());
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX_DEFAULT <= FRAME_PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 // An announce of the most ids fits in a default frame.

@@ -167,6 +167,10 @@ pub struct Stats {
     pub handshakes_refused: AtomicU64,
     /// Events dropped because the event queue was full.
     pub events_dropped: AtomicU64,
+    /// Multishot receives that found every ring buffer taken and were
+    /// re-armed (`Config::recv_buffers` smaller than the receives completing
+    /// at once).
+    pub recv_buffer_shortages: AtomicU64,
 }
 
 pub(crate) struct Shared {

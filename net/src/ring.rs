@@ -13,6 +13,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -27,10 +28,125 @@ allow the io_uring_setup/io_uring_enter/io_uring_register syscalls in the seccom
 
 /// The ring.
 pub struct Ring {
+    // Declared first, dropped first: the kernel is done with the receive
+    // buffers' memory before it is freed.
     ring: IoUring,
     /// True while the ring was created disabled and not yet
     /// [`Ring::enable`]d.
     disabled: bool,
+    /// The provided-buffer ring receives draw from, once registered.
+    recv_buffers: Option<RecvBuffers>,
+}
+
+/// The buffer group id of [`Ring::register_recv_buffers`] (the only one).
+const RECV_BUFFER_GROUP: u16 = 0;
+
+/// Receive buffers the kernel picks from as data arrives (a provided-buffer
+/// ring, Linux 5.19+): one pool for every connection, so memory grows with
+/// the data in flight, not with the number of peers, and a multishot
+/// receive stays armed without a new submission per receive.
+///
+/// Two allocations: the ring of `count` 16-byte entries (page-aligned, as
+/// the kernel requires) that hands buffers to the kernel, and the pool of
+/// `count` buffers of `buffer_bytes`. A buffer belongs to the kernel from
+/// the moment its entry is published until a completion names it; the loop
+/// then reads it and gives it back with [`Ring::recycle_recv_buffer`].
+struct RecvBuffers {
+    entries: std::ptr::NonNull<types::BufRingEntry>,
+    pool: std::ptr::NonNull<u8>,
+    count: u16,
+    buffer_bytes: u32,
+    /// Our copy of the ring's tail (entries published so far, wrapping).
+    tail: u16,
+    /// Set when connections were leaked with receives in flight: the
+    /// memory is then leaked too, as the kernel may still write into it.
+    leak: bool,
+}
+
+// SAFETY: the two allocations are owned by this value alone (the kernel
+// aside); the ring that owns it moves to its loop thread once, before use.
+unsafe impl Send for RecvBuffers {}
+
+impl RecvBuffers {
+    fn entries_layout(count: u16) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(
+            usize::from(count) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .expect("entries layout")
+    }
+
+    fn pool_layout(count: u16, buffer_bytes: u32) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(usize::from(count) * buffer_bytes as usize, 64)
+            .expect("pool layout")
+    }
+
+    /// Publishes buffer `bid` to the kernel (without the tail update).
+    fn stage(&mut self, bid: u16) {
+        debug_assert!(bid < self.count);
+        let mask = self.count - 1;
+        // SAFETY: `tail & mask` < `count`, inside the entries allocation;
+        // the kernel reads an entry only once the tail moves past it, which
+        // `publish` does after this write.
+        unsafe {
+            let e = &mut *self.entries.as_ptr().add(usize::from(self.tail & mask));
+            e.set_addr(self.buffer_ptr(bid) as u64);
+            e.set_len(self.buffer_bytes);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the staged entries visible to the kernel.
+    fn publish(&mut self) {
+        // SAFETY: the tail field lives in the first entry's reserved bytes,
+        // inside the allocation; the kernel only reads it. The release store
+        // orders the entry writes before it.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn buffer_ptr(&self, bid: u16) -> *mut u8 {
+        // SAFETY: `bid < count`, so the offset stays inside the pool.
+        unsafe {
+            self.pool
+                .as_ptr()
+                .add(usize::from(bid) * self.buffer_bytes as usize)
+        }
+    }
+}
+
+impl Drop for RecvBuffers {
+    fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
+        // SAFETY: allocated in `register_recv_buffers` with these layouts;
+        // the ring (and with it the kernel's use) is gone: `Ring` drops its
+        // `IoUring` first, after unregistering the group.
+        unsafe {
+            std::alloc::dealloc(
+                self.entries.as_ptr().cast(),
+                Self::entries_layout(self.count),
+            );
+            std::alloc::dealloc(
+                self.pool.as_ptr(),
+                Self::pool_layout(self.count, self.buffer_bytes),
+            );
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.recv_buffers.is_some() {
+            // No buffer is picked after this returns: receives still armed
+            // fail instead of writing into memory about to be freed.
+            let _ = self.ring.submitter().unregister_buf_ring(RECV_BUFFER_GROUP);
+        }
+    }
 }
 
 impl std::fmt::Debug for Ring {
@@ -48,6 +164,8 @@ pub struct Completion {
     pub result: i32,
     /// True when a multishot operation stays armed.
     pub more: bool,
+    /// The provided buffer the data went into ([`Ring::recv_multi`]).
+    pub buffer: Option<u16>,
 }
 
 impl Ring {
@@ -73,7 +191,11 @@ impl Ring {
                 .or_else(|_| IoUring::new(entries).map(|ring| (ring, false)))
         };
         match r {
-            Ok((ring, disabled)) => Ok(Ring { ring, disabled }),
+            Ok((ring, disabled)) => Ok(Ring {
+                ring,
+                disabled,
+                recv_buffers: None,
+            }),
             Err(source) => Err(Error::IoUringUnavailable {
                 source,
                 hint: IO_URING_HINT,
@@ -89,6 +211,91 @@ impl Ring {
             self.ring.submitter().register_enable_rings()?;
         }
         Ok(())
+    }
+
+    /// Registers `count` receive buffers of `buffer_bytes` each (`count` a
+    /// power of two, at most 32 768) for [`Ring::recv_multi`]. Fails on
+    /// kernels without provided-buffer rings (before 5.19); the caller then
+    /// receives into buffers of its own with [`Ring::recv`].
+    pub fn register_recv_buffers(&mut self, count: u16, buffer_bytes: u32) -> io::Result<()> {
+        assert!(
+            count.is_power_of_two() && count <= 32_768,
+            "{count} buffers"
+        );
+        assert!(buffer_bytes > 0 && self.recv_buffers.is_none());
+        let entries_layout = RecvBuffers::entries_layout(count);
+        let pool_layout = RecvBuffers::pool_layout(count, buffer_bytes);
+        // SAFETY: both layouts have a non-zero size; null is checked.
+        let (entries, pool) = unsafe {
+            (
+                std::alloc::alloc_zeroed(entries_layout),
+                std::alloc::alloc(pool_layout),
+            )
+        };
+        let (Some(entries), Some(pool)) = (
+            std::ptr::NonNull::new(entries.cast::<types::BufRingEntry>()),
+            std::ptr::NonNull::new(pool),
+        ) else {
+            std::alloc::handle_alloc_error(pool_layout);
+        };
+        let mut bufs = RecvBuffers {
+            entries,
+            pool,
+            count,
+            buffer_bytes,
+            tail: 0,
+            leak: false,
+        };
+        // SAFETY: `entries` is page-aligned, zeroed and holds `count`
+        // entries; it outlives the registration (`Ring::drop` unregisters
+        // before `RecvBuffers::drop` frees it).
+        unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                entries.as_ptr() as u64,
+                count,
+                RECV_BUFFER_GROUP,
+                0,
+            )?;
+        }
+        for bid in 0..count {
+            bufs.stage(bid);
+        }
+        bufs.publish();
+        self.recv_buffers = Some(bufs);
+        Ok(())
+    }
+
+    /// True when [`Ring::register_recv_buffers`] succeeded.
+    pub fn has_recv_buffers(&self) -> bool {
+        self.recv_buffers.is_some()
+    }
+
+    /// The first `len` bytes of receive buffer `bid`, as named by a
+    /// completion of [`Ring::recv_multi`].
+    ///
+    /// # Safety
+    /// `bid` must come from a completion not yet recycled, and `len` from
+    /// the same completion; the slice must not be used after
+    /// [`Ring::recycle_recv_buffer`] of `bid`.
+    pub unsafe fn recv_buffer(&self, bid: u16, len: usize) -> &'static [u8] {
+        let b = self.recv_buffers.as_ref().expect("registered");
+        assert!(bid < b.count && len <= b.buffer_bytes as usize);
+        std::slice::from_raw_parts(b.buffer_ptr(bid), len)
+    }
+
+    /// Gives receive buffer `bid` back to the kernel.
+    pub fn recycle_recv_buffer(&mut self, bid: u16) {
+        let b = self.recv_buffers.as_mut().expect("registered");
+        b.stage(bid);
+        b.publish();
+    }
+
+    /// Leaks the receive buffers' memory on drop: for when connections are
+    /// leaked with receives in flight.
+    pub fn leak_recv_buffers(&mut self) {
+        if let Some(b) = self.recv_buffers.as_mut() {
+            b.leak = true;
+        }
     }
 
     fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
@@ -169,6 +376,7 @@ impl Ring {
                 user_data: c.user_data(),
                 result: c.result(),
                 more: cqueue::more(c.flags()),
+                buffer: cqueue::buffer_select(c.flags()),
             });
         }
         Ok(())
@@ -196,6 +404,20 @@ impl Ring {
     ) -> io::Result<()> {
         self.push(
             opcode::Recv::new(types::Fd(fd), buf, len)
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Multishot receive from the registered buffers: one completion per
+    /// arrival of data, each naming its buffer
+    /// ([`Completion::buffer`]), until one comes without
+    /// [`Completion::more`] (error, end of stream, or no free buffer:
+    /// `-ENOBUFS`).
+    pub fn recv_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        debug_assert!(self.recv_buffers.is_some());
+        self.push(
+            opcode::RecvMulti::new(types::Fd(fd), RECV_BUFFER_GROUP)
                 .build()
                 .user_data(user_data),
         )

@@ -140,8 +140,13 @@ impl RawPeer {
 
 /// Two connected nodes with their `PeerUp` events consumed.
 pub fn connected_pair() -> (Handle, Handle) {
-    let a = start(config());
-    let mut c = config();
+    connected_pair_with(config())
+}
+
+/// [`connected_pair`] with both nodes on `cfg` (`b` seeded with `a`).
+pub fn connected_pair_with(cfg: Config) -> (Handle, Handle) {
+    let a = start(cfg.clone());
+    let mut c = cfg;
     c.seeds = vec![a.local_addr()];
     let b = start(c);
     for h in [&a, &b] {

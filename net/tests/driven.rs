@@ -38,14 +38,34 @@ fn driven_client_of(server_addr: std::net::SocketAddr) -> DrivenNode {
 
 #[test]
 fn driven_client_gets_every_answer_from_a_responder() {
+    driven_client_gets_every_answer(true);
+}
+
+#[test]
+fn driven_client_gets_every_answer_with_per_connection_receive_buffers() {
+    driven_client_gets_every_answer(false);
+}
+
+fn driven_client_gets_every_answer(recv_buffer_ring: bool) {
+    let cfg = strata_net::Config {
+        recv_buffer_ring,
+        ..config()
+    };
     let echo = |_: &[u8; 32], req: &[u8], answer: &mut Vec<u8>| {
         answer.extend_from_slice(req);
         answer.reverse();
         true
     };
-    let server = Node::start_with_responder(config(), Identity::generate().unwrap(), echo)
+    let server = Node::start_with_responder(cfg.clone(), Identity::generate().unwrap(), echo)
         .expect("server starts");
-    let mut client = driven_client_of(server.local_addr());
+    let mut client = Node::start_driven(
+        strata_net::Config {
+            seeds: vec![server.local_addr()],
+            ..cfg
+        },
+        Identity::generate().unwrap(),
+    )
+    .expect("driven node starts");
     let mut events = Vec::new();
     assert!(
         poll_until(&mut client, &mut events, Duration::from_secs(10), |c, _| {
