@@ -12,9 +12,11 @@
 //! node-wide seen cache).
 //!
 //! Driven over sockets by one io_uring ring on one thread ([`ring`], the
-//! private `event_loop`): multishot accept, one receive buffer per
-//! connection (64 KiB; not a provided-buffer ring), per-connection send
-//! queues capped in bytes, connect linked to a timeout, a tick timer, and an
+//! private `event_loop`): multishot accept, multishot receives into one
+//! provided-buffer ring shared by every connection (128 × 32 KiB by
+//! default; one 64 KiB buffer per connection where the kernel lacks
+//! buffer rings or [`Config::recv_buffer_ring`] is off), per-connection
+//! send queues capped in bytes, connect linked to a timeout, a tick timer, and an
 //! eventfd through which [`Handle`] methods wake the loop after pushing to a
 //! bounded `crossbeam-queue` command queue — only when the loop is about to
 //! block (a flag it sets before its last check of the queue), so commands
@@ -33,6 +35,15 @@
 //! answers requests on the I/O thread itself, with no hand-over at all;
 //! it must be quick and never block (docs/benchmarks.md, `net/loopback`,
 //! has the measurements behind these choices).
+//!
+//! [`Node::start_driven`] runs the same loop without a thread of its own:
+//! the caller turns it inside [`DrivenNode::poll_events`], and
+//! [`DrivenNode::request`] frames a borrowed payload straight into the
+//! peer's send queue. A consumer that mostly waits on the network (a
+//! client, a bench) then pays no hand-over at all, like a tokio client
+//! doing its I/O inside `block_on`. The ring is set up single-issuer with
+//! deferred task work (Linux 6.1+; a plain ring otherwise): completions are
+//! processed when the loop's thread waits, not by interrupting it.
 //!
 //! The blocking wait is a condvar that the I/O thread signals at most once
 //! per loop iteration, and only when it pushed events and a consumer is
@@ -54,7 +65,9 @@
 //! Every bound is in [`limits`] or [`Config`]. Requests made with
 //! [`Handle::request`] end in a response or in [`Event::RequestFailed`]
 //! (timeout after [`Config::request_timeout_ms`], disconnect, no connection,
-//! too many pending). Not built: a provided-buffer receive ring.
+//! too many pending). Receive memory is bounded by the buffer ring
+//! (`Config::recv_buffers` × [`limits::RECV_BUFFER_BYTES`]), whatever the
+//! number of peers.
 //!
 //! # Fuzzing
 //! `net/fuzz` is a cargo-fuzz crate outside the workspace with targets

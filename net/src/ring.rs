@@ -7,9 +7,15 @@
 //! moved or reallocated until the operation's completion has been reaped.
 //! Connections count their in-flight operations and are freed only at zero.
 //!
-//! Receive uses one fixed buffer per connection (not a provided-buffer ring):
-//! simpler to reason about, and with at most a few hundred peers the memory
-//! (64 KiB each) is bounded.
+//! Receives draw from one provided-buffer ring ([`Ring::register_recv_buffers`],
+//! owned by the ring): the kernel picks a free buffer when data arrives and
+//! names it in the completion; the loop reads it and hands it back with
+//! [`Ring::recycle_recv_buffer`] before it handles the next completion. The
+//! ring's memory is freed only after the group is unregistered (no buffer
+//! can be picked after that) and the ring is closed, and is leaked like
+//! the connections when receives were still in flight at shutdown. Where
+//! buffer rings are missing, each connection receives into its own 64 KiB
+//! buffer ([`Ring::recv`]).
 
 use std::io;
 use std::os::fd::RawFd;
