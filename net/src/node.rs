@@ -434,7 +434,7 @@ impl DrivenNode {
     /// `max`, appending them to `out`; returns how many. Commands queued
     /// before the call are sent in its first wait. A zero `timeout` runs
     /// one turn of the loop without blocking. Errors are the loop's fatal
-    /// ones (the ring failed); a node whose loop failed stays failed.
+    /// ones (a ring operation failed).
     pub fn poll_events(
         &mut self,
         out: &mut Vec<Event>,
