@@ -226,7 +226,11 @@ struct Poll {
     height: u64,
     asked: Vec<NodeId>,
     votes: Vec<Option<BlockId>>,
+    /// Peers that answered (the node's own slot is never counted here).
     answered: usize,
+    /// Where the node drew itself, if it did: that slot gets the node's
+    /// preference when the poll closes, without any message.
+    own_slot: Option<usize>,
     deadline_ms: u64,
 }
 
@@ -606,7 +610,8 @@ impl Engine {
         let poll_id = self.next_poll_id;
         self.next_poll_id += 1;
         self.stats.polls_opened += 1;
-        for peer in &asked {
+        let own_slot = asked.iter().position(|p| *p == self.me);
+        for peer in asked.iter().filter(|p| **p != self.me) {
             out.push(Output::Send {
                 to: *peer,
                 msg: Message::Query {
@@ -623,6 +628,7 @@ impl Engine {
                 asked,
                 votes: vec![None; n],
                 answered: 0,
+                own_slot,
                 deadline_ms: now_ms + self.config.poll_timeout_ms,
             },
         );
@@ -642,7 +648,12 @@ impl Engine {
         let Some(poll) = self.polls.get_mut(&poll_id) else {
             return; // late answer to a closed poll: not misbehaviour
         };
-        let Some(slot) = poll.asked.iter().position(|p| *p == from) else {
+        let Some(slot) = poll
+            .asked
+            .iter()
+            .position(|p| *p == from)
+            .filter(|slot| Some(*slot) != poll.own_slot)
+        else {
             out.push(Output::Penalize {
                 peer: from,
                 reason: Misbehaviour::UnsolicitedVote,
@@ -682,7 +693,7 @@ impl Engine {
                 }
             }
         }
-        if poll.answered == poll.asked.len() {
+        if poll.answered + usize::from(poll.own_slot.is_some()) == poll.asked.len() {
             self.close_poll(poll_id, chain, now_ms, out);
         }
     }
@@ -703,11 +714,16 @@ impl Engine {
         self.stats.polls += 1;
         // Only votes for blocks we hold (validated) can carry a quorum: a
         // node never prefers a block it could not check.
-        let votes: Vec<Option<BlockId>> = poll
+        let mut votes: Vec<Option<BlockId>> = poll
             .votes
             .iter()
             .map(|v| v.filter(|id| self.candidates.contains_key(id)))
             .collect();
+        // The node's own vote is its preference now, as a peer's answer is
+        // its preference when asked.
+        if let Some(slot) = poll.own_slot {
+            votes[slot] = self.snowball.preference();
+        }
         match self.snowball.record_poll(&votes) {
             PollOutcome::Unsuccessful => {
                 if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta {

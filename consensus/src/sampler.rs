@@ -116,59 +116,93 @@ impl SamplingWeight for ProofOfWork {
     }
 }
 
-/// The validators a node may poll, with their weights.
+/// The validators a node may poll, with their weights: its peers and,
+/// when it is a validator itself, the node.
+///
+/// The node belongs to its own sample space because a poll stands for the
+/// whole validator set by weight. Leaving it out skews every poll of a heavy
+/// validator: one holding 36 % of the weight then sees a 20 % Byzantine
+/// share as 20 / 64 = 31 % of its peers, fails most polls with `k = 5`,
+/// `alpha = 4`, falls behind, and — being in nearly every other node's
+/// sample — stalls everyone with its "no block yet" answers
+/// (docs/consensus.md, "Sampling by weight").
 #[derive(Clone, Debug)]
 pub struct Sampler {
-    peers: Vec<PublicKey>,
+    /// Validators with non-zero weight; the node's own key among them when
+    /// it is one.
+    keys: Vec<PublicKey>,
     weights: Vec<u64>,
+    /// Index of the node's own key in `keys`.
+    me: Option<usize>,
 }
 
 impl Sampler {
-    /// A sampler over `validators` other than `me`, weighted by `weight`.
+    /// A sampler over `validators` (which may include `me`), weighted by
+    /// `weight`.
     pub fn new(validators: &[Validator], me: &PublicKey, weight: &dyn SamplingWeight) -> Self {
-        let mut peers = Vec::new();
+        let mut keys = Vec::new();
         let mut weights = Vec::new();
-        for v in validators.iter().filter(|v| v.public_key != *me) {
+        let mut mine = None;
+        for v in validators {
             let w = weight.weight(v);
             if w > 0 {
-                peers.push(v.public_key);
+                if v.public_key == *me {
+                    mine = Some(keys.len());
+                }
+                keys.push(v.public_key);
                 weights.push(w);
             }
         }
-        Sampler { peers, weights }
+        Sampler {
+            keys,
+            weights,
+            me: mine,
+        }
     }
 
-    /// Peers with non-zero weight.
+    /// Peers with non-zero weight (the node itself not counted).
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.keys.len() - usize::from(self.me.is_some())
     }
 
-    /// True when there is nobody to poll.
+    /// True when there is no peer to poll.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.len() == 0
     }
 
     /// The weight of `peer` (0 if unknown).
     pub fn weight_of(&self, peer: &PublicKey) -> u64 {
-        self.peers
+        self.keys
             .iter()
             .position(|p| p == peer)
             .map_or(0, |i| self.weights[i])
     }
 
-    /// Total weight.
+    /// Total weight of the peers and the node.
     pub fn total_weight(&self) -> u64 {
         self.weights.iter().sum()
     }
 
-    /// Draws `k` distinct peers (fewer if fewer exist), each draw with
-    /// probability proportional to weight among those not yet drawn.
+    /// The validators to poll. With more than `k` peers: `k` distinct
+    /// validators, each draw with probability proportional to weight among
+    /// those not yet drawn — the node itself included, since its own
+    /// preference is one validator's vote like any other (the caller counts
+    /// it without sending a query). With `k` peers or fewer: every peer,
+    /// and not the node, so small networks keep the quorums of
+    /// `Params::capped_for` (the node's own vote would otherwise stand in
+    /// for a peer's there).
     /// Validator sets are small (hundreds), so a linear scan per draw is the
     /// simple, allocation-light choice.
     pub fn sample(&self, k: usize, rng: &mut Rng) -> Vec<PublicKey> {
-        let mut taken = vec![false; self.peers.len()];
+        if self.len() <= k {
+            return (0..self.keys.len())
+                .filter(|i| Some(*i) != self.me)
+                .map(|i| self.keys[i])
+                .collect();
+        }
+        let mut taken = vec![false; self.keys.len()];
         let mut remaining: u64 = self.total_weight();
-        let mut out = Vec::with_capacity(k.min(self.peers.len()));
+        let mut out = Vec::with_capacity(k);
         while out.len() < k && remaining > 0 {
             let mut pick = rng.below(remaining);
             for (i, w) in self.weights.iter().enumerate() {
@@ -178,7 +212,7 @@ impl Sampler {
                 if pick < *w {
                     taken[i] = true;
                     remaining -= *w;
-                    out.push(self.peers[i]);
+                    out.push(self.keys[i]);
                     break;
                 }
                 pick -= *w;
@@ -216,9 +250,42 @@ mod tests {
             got.sort();
             got.dedup();
             assert_eq!(got.len(), 5);
-            assert!(!got.contains(&vs[0].public_key), "never samples itself");
         }
+        let everyone = s.sample(9, &mut rng);
+        assert_eq!(everyone.len(), 9);
+        assert!(
+            !everyone.contains(&vs[0].public_key),
+            "a poll of every peer leaves the node out"
+        );
         assert_eq!(s.sample(50, &mut rng).len(), 9);
+    }
+
+    /// A heavy validator left out of its own sample sees the Byzantine
+    /// share of its peers, not of the set: with half the stake it would
+    /// see 20 % Byzantine stake as 40 %. Drawn from the whole set, it
+    /// finds itself in its polls as often as any peer would find it.
+    #[test]
+    fn a_heavy_validator_draws_itself_by_weight() {
+        let vs = validators(&[50, 5, 5, 5, 5, 5, 5, 10, 10]);
+        let me = vs[0].public_key;
+        let s = Sampler::new(&vs, &me, &Stake);
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.total_weight(), 100);
+        let mut rng = Rng::new(11);
+        let polls = 10_000;
+        let (mut mine, mut byzantine) = (0u32, 0u32);
+        for _ in 0..polls {
+            let got = s.sample(3, &mut rng);
+            assert_eq!(got.len(), 3);
+            mine += u32::from(got.contains(&me));
+            byzantine += got.iter().filter(|p| p[0] >= 8).count() as u32;
+        }
+        let mine = f64::from(mine) / f64::from(polls);
+        assert!(mine > 0.85, "drawn itself in {mine} of its polls");
+        // The two 10 % validators fill 27 % of the slots (a model of this
+        // draw); left out, the node would give them 36 %.
+        let byzantine = f64::from(byzantine) / f64::from(3 * polls);
+        assert!(byzantine < 0.30, "{byzantine}");
     }
 
     #[test]
