@@ -224,7 +224,11 @@ struct Candidate {
 
 struct Poll {
     height: u64,
+    /// Validators asked, distinct.
     asked: Vec<NodeId>,
+    /// How many of the poll's `k` votes each one's answer counts for (its
+    /// units of weight drawn, see `Sampler::sample`).
+    weight_votes: Vec<usize>,
     votes: Vec<Option<BlockId>>,
     /// Peers that answered (the node's own slot is never counted here).
     answered: usize,
@@ -606,7 +610,11 @@ impl Engine {
     }
 
     fn open_poll(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        let asked = self.sampler.sample(self.params.k, &mut self.rng);
+        let (asked, weight_votes): (Vec<NodeId>, Vec<usize>) = self
+            .sampler
+            .sample(self.params.k, &mut self.rng)
+            .into_iter()
+            .unzip();
         let poll_id = self.next_poll_id;
         self.next_poll_id += 1;
         self.stats.polls_opened += 1;
@@ -626,6 +634,7 @@ impl Engine {
             Poll {
                 height: self.height,
                 asked,
+                weight_votes,
                 votes: vec![None; n],
                 answered: 0,
                 own_slot,
@@ -713,17 +722,25 @@ impl Engine {
         }
         self.stats.polls += 1;
         // Only votes for blocks we hold (validated) can carry a quorum: a
-        // node never prefers a block it could not check.
-        let mut votes: Vec<Option<BlockId>> = poll
+        // node never prefers a block it could not check. The node's own
+        // vote is its preference now, as a peer's answer is its preference
+        // when asked. One entry per vote: an answer counts once per unit of
+        // weight drawn (`Sampler::sample`).
+        let own = self.snowball.preference();
+        let votes: Vec<Option<BlockId>> = poll
             .votes
             .iter()
-            .map(|v| v.filter(|id| self.candidates.contains_key(id)))
+            .zip(&poll.weight_votes)
+            .enumerate()
+            .flat_map(|(slot, (vote, n))| {
+                let vote = if Some(slot) == poll.own_slot {
+                    own
+                } else {
+                    vote.filter(|id| self.candidates.contains_key(id))
+                };
+                std::iter::repeat_n(vote, *n)
+            })
             .collect();
-        // The node's own vote is its preference now, as a peer's answer is
-        // its preference when asked.
-        if let Some(slot) = poll.own_slot {
-            votes[slot] = self.snowball.preference();
-        }
         match self.snowball.record_poll(&votes) {
             PollOutcome::Unsuccessful => {
                 if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta {
@@ -1017,6 +1034,70 @@ mod tests {
             pref,
             Some(second),
             "switched after voting: finality can split"
+        );
+    }
+
+    /// A node drawn in its own poll counts its preference as that vote,
+    /// with no query, and the poll closes once the peers drawn answered:
+    /// with k = 2 of 4 validators (so the node is in the draw) one peer's
+    /// vote for the node's block is a quorum, and beta = 1 makes it final.
+    /// Without the own vote the poll would wait for its timeout and fail.
+    #[test]
+    fn a_node_drawn_in_its_own_poll_votes_its_preference() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let config = EngineConfig {
+            params: Params {
+                k: 2,
+                alpha_preference: 2,
+                alpha_confidence: 2,
+                beta: 1,
+            },
+            ..EngineConfig::default()
+        };
+        let me = n.validators[0].public_key;
+        let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
+        let key = devnet_account_key(0);
+        let tx = TxBody {
+            chain_id: n.genesis.chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Delete { key: b"k".to_vec() },
+        }
+        .sign(&key)
+        .unwrap();
+        assert_eq!(e.submit(vec![tx], &chain, 0), 1);
+        let polls = e.on_tick(&mut chain, 10_000);
+        let id = e.preference().expect("proposed");
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in &polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                assert_ne!(*to, me, "never queries itself");
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        let (poll_id, peer) = queries
+            .iter()
+            .find_map(|(poll, to)| (to.len() == 1).then(|| (*poll, to[0])))
+            .expect("one of the polls drew the node itself");
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(id),
+        };
+        let out = e.on_message(peer, vote, &mut chain, 10_050);
+        assert!(
+            out.contains(&Output::Committed {
+                height: 1,
+                id,
+                txs: 1
+            }),
+            "{out:?}"
         );
     }
 }
