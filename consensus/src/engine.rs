@@ -19,12 +19,15 @@
 //!    Without the stagger every node would propose at once and prefer its
 //!    own block, and with votes split many ways no block could ever reach
 //!    `alpha_preference`: Snowball would never leave that state.
-//! 2. It keeps up to `polls_in_flight` polls open: each asks `k` peers,
-//!    sampled by weight, for their preferred block at the height. A peer
-//!    that already finalized the height answers with the finalized block, so
-//!    a node that fell behind catches up through the very same quorums —
-//!    it accepts a height only after `beta` consecutive polls in which
-//!    `alpha_confidence` sampled peers named the same block.
+//! 2. It keeps up to `polls_in_flight` polls open: each draws `k` votes by
+//!    weight ([`Sampler::sample`]: units of weight, the node itself
+//!    included, an answer counting once per unit drawn) and asks the peers
+//!    drawn for their preferred block at the height; the node's own vote
+//!    is its preference. A peer that already finalized the height answers
+//!    with the finalized block, so a node that fell behind catches up
+//!    through the very same quorums — it accepts a height only after `beta`
+//!    consecutive polls in which `alpha_confidence` votes named the same
+//!    block.
 //! 3. A vote for a block it does not have makes it pull the block (and its
 //!    transactions) from the voter. It votes only for blocks it has fully
 //!    validated: right height and parent, right state root, every signature
