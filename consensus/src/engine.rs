@@ -19,12 +19,15 @@
 //!    Without the stagger every node would propose at once and prefer its
 //!    own block, and with votes split many ways no block could ever reach
 //!    `alpha_preference`: Snowball would never leave that state.
-//! 2. It keeps up to `polls_in_flight` polls open: each asks `k` peers,
-//!    sampled by weight, for their preferred block at the height. A peer
-//!    that already finalized the height answers with the finalized block, so
-//!    a node that fell behind catches up through the very same quorums —
-//!    it accepts a height only after `beta` consecutive polls in which
-//!    `alpha_confidence` sampled peers named the same block.
+//! 2. It keeps up to `polls_in_flight` polls open: each draws `k` votes by
+//!    weight ([`Sampler::sample`]: units of weight, the node itself
+//!    included, an answer counting once per unit drawn) and asks the peers
+//!    drawn for their preferred block at the height; the node's own vote
+//!    is its preference. A peer that already finalized the height answers
+//!    with the finalized block, so a node that fell behind catches up
+//!    through the very same quorums — it accepts a height only after `beta`
+//!    consecutive polls in which `alpha_confidence` votes named the same
+//!    block.
 //! 3. A vote for a block it does not have makes it pull the block (and its
 //!    transactions) from the voter. It votes only for blocks it has fully
 //!    validated: right height and parent, right state root, every signature
@@ -224,9 +227,17 @@ struct Candidate {
 
 struct Poll {
     height: u64,
+    /// Validators asked, distinct.
     asked: Vec<NodeId>,
+    /// How many of the poll's `k` votes each one's answer counts for (its
+    /// units of weight drawn, see `Sampler::sample`).
+    weight_votes: Vec<usize>,
     votes: Vec<Option<BlockId>>,
+    /// Peers that answered (the node's own slot is never counted here).
     answered: usize,
+    /// Where the node drew itself, if it did: that slot gets the node's
+    /// preference when the poll closes, without any message.
+    own_slot: Option<usize>,
     deadline_ms: u64,
 }
 
@@ -602,11 +613,16 @@ impl Engine {
     }
 
     fn open_poll(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        let asked = self.sampler.sample(self.params.k, &mut self.rng);
+        let (asked, weight_votes): (Vec<NodeId>, Vec<usize>) = self
+            .sampler
+            .sample(self.params.k, &mut self.rng)
+            .into_iter()
+            .unzip();
         let poll_id = self.next_poll_id;
         self.next_poll_id += 1;
         self.stats.polls_opened += 1;
-        for peer in &asked {
+        let own_slot = asked.iter().position(|p| *p == self.me);
+        for peer in asked.iter().filter(|p| **p != self.me) {
             out.push(Output::Send {
                 to: *peer,
                 msg: Message::Query {
@@ -621,8 +637,10 @@ impl Engine {
             Poll {
                 height: self.height,
                 asked,
+                weight_votes,
                 votes: vec![None; n],
                 answered: 0,
+                own_slot,
                 deadline_ms: now_ms + self.config.poll_timeout_ms,
             },
         );
@@ -642,7 +660,12 @@ impl Engine {
         let Some(poll) = self.polls.get_mut(&poll_id) else {
             return; // late answer to a closed poll: not misbehaviour
         };
-        let Some(slot) = poll.asked.iter().position(|p| *p == from) else {
+        let Some(slot) = poll
+            .asked
+            .iter()
+            .position(|p| *p == from)
+            .filter(|slot| Some(*slot) != poll.own_slot)
+        else {
             out.push(Output::Penalize {
                 peer: from,
                 reason: Misbehaviour::UnsolicitedVote,
@@ -682,7 +705,7 @@ impl Engine {
                 }
             }
         }
-        if poll.answered == poll.asked.len() {
+        if poll.answered + usize::from(poll.own_slot.is_some()) == poll.asked.len() {
             self.close_poll(poll_id, chain, now_ms, out);
         }
     }
@@ -702,11 +725,24 @@ impl Engine {
         }
         self.stats.polls += 1;
         // Only votes for blocks we hold (validated) can carry a quorum: a
-        // node never prefers a block it could not check.
+        // node never prefers a block it could not check. The node's own
+        // vote is its preference now, as a peer's answer is its preference
+        // when asked. One entry per vote: an answer counts once per unit of
+        // weight drawn (`Sampler::sample`).
+        let own = self.snowball.preference();
         let votes: Vec<Option<BlockId>> = poll
             .votes
             .iter()
-            .map(|v| v.filter(|id| self.candidates.contains_key(id)))
+            .zip(&poll.weight_votes)
+            .enumerate()
+            .flat_map(|(slot, (vote, n))| {
+                let vote = if Some(slot) == poll.own_slot {
+                    own
+                } else {
+                    vote.filter(|id| self.candidates.contains_key(id))
+                };
+                std::iter::repeat_n(vote, *n)
+            })
             .collect();
         match self.snowball.record_poll(&votes) {
             PollOutcome::Unsuccessful => {
@@ -1001,6 +1037,70 @@ mod tests {
             pref,
             Some(second),
             "switched after voting: finality can split"
+        );
+    }
+
+    /// A node drawn in its own poll counts its preference as that vote,
+    /// with no query, and the poll closes once the peers drawn answered:
+    /// with k = 2 of 4 validators (so the node is in the draw) one peer's
+    /// vote for the node's block is a quorum, and beta = 1 makes it final.
+    /// Without the own vote the poll would wait for its timeout and fail.
+    #[test]
+    fn a_node_drawn_in_its_own_poll_votes_its_preference() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let config = EngineConfig {
+            params: Params {
+                k: 2,
+                alpha_preference: 2,
+                alpha_confidence: 2,
+                beta: 1,
+            },
+            ..EngineConfig::default()
+        };
+        let me = n.validators[0].public_key;
+        let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
+        let key = devnet_account_key(0);
+        let tx = TxBody {
+            chain_id: n.genesis.chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Delete { key: b"k".to_vec() },
+        }
+        .sign(&key)
+        .unwrap();
+        assert_eq!(e.submit(vec![tx], &chain, 0), 1);
+        let polls = e.on_tick(&mut chain, 10_000);
+        let id = e.preference().expect("proposed");
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in &polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                assert_ne!(*to, me, "never queries itself");
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        let (poll_id, peer) = queries
+            .iter()
+            .find_map(|(poll, to)| (to.len() == 1).then(|| (*poll, to[0])))
+            .expect("one of the polls drew the node itself");
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(id),
+        };
+        let out = e.on_message(peer, vote, &mut chain, 10_050);
+        assert!(
+            out.contains(&Output::Committed {
+                height: 1,
+                id,
+                txs: 1
+            }),
+            "{out:?}"
         );
     }
 }

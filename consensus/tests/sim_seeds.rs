@@ -52,34 +52,18 @@ fn config_for(seed: u64) -> SimConfig {
     }
 }
 
-/// Whether a seed must also be live within the bound. Not under weighted
-/// sampling with 20 % Byzantine weight: an honest validator holding a
-/// third of the weight that falls behind sees a 30 % Byzantine share among
-/// its peers, and its catch-up can outlast the bound (measured in
-/// docs/consensus.md). Those seeds must still keep agreement and validity,
-/// and most of them must be live.
-fn must_be_live(config: &SimConfig) -> bool {
-    config.byzantine_weight_per_mille.unwrap_or(0) < 200
-}
-
+/// Every seed must keep agreement and validity and be live within the
+/// bound — under stake and proof-of-work sampling with 20 % Byzantine
+/// weight too. Those seeds were exempt from liveness (3 of their 60 missed
+/// it) while polls drew whole validators with one vote each; see
+/// `sampled_weight_keeps_twenty_percent_byzantine_weight_live` in
+/// sim_weighted.rs.
 #[test]
 fn many_seeds_keep_agreement_validity_and_liveness() {
     let mut failures = Vec::new();
-    let (mut lenient, mut stalled) = (0u64, Vec::new());
     for seed in 0..seeds() {
         let config = config_for(seed);
         let report = run(&config);
-        if !must_be_live(&config) {
-            lenient += 1;
-            if report
-                .violation
-                .as_deref()
-                .is_some_and(|v| v.starts_with("liveness"))
-            {
-                stalled.push(seed);
-                continue;
-            }
-        }
         if let Some(v) = report.violation {
             failures.push(format!(
                 "seed {seed} (nodes {}, byzantine {} {:?}, {:?} sampling, Byzantine weight {} per mille): {v}",
@@ -96,15 +80,6 @@ fn many_seeds_keep_agreement_validity_and_liveness() {
         "{} failing seeds:\n{}",
         failures.len(),
         failures.join("\n")
-    );
-    println!(
-        "{} of {lenient} seeds with 20 % Byzantine weight missed the liveness bound: {stalled:?}",
-        stalled.len()
-    );
-    assert!(
-        stalled.len() as u64 * 4 <= lenient,
-        "{} of {lenient} seeds with 20 % Byzantine weight missed the liveness bound: {stalled:?}",
-        stalled.len()
     );
 }
 
