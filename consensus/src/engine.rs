@@ -118,6 +118,14 @@ pub trait Chain {
     ) -> Result<(), String>;
     /// A finalized block and its transactions.
     fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)>;
+    /// A finalized block without its transactions. Answering a query about
+    /// a finalized height needs only the block's id, and decoding a full
+    /// block's transactions (hashing each for its id) on the engine's
+    /// thread for that cost a lagging peer's every poll a whole block of
+    /// hashing; stores that can read the block alone override this.
+    fn finalized_block(&self, height: u64) -> Option<Block> {
+        self.finalized(height).map(|(b, _)| b)
+    }
 }
 
 /// Messages between engines.
@@ -452,7 +460,7 @@ impl Engine {
                     self.revealed |= preference.is_some();
                     preference
                 } else if height >= 1 && height <= chain.height() {
-                    chain.finalized(height).map(|(b, _)| *b.id())
+                    chain.finalized_block(height).map(|b| *b.id())
                 } else {
                     None
                 };
