@@ -135,6 +135,18 @@ pub struct StateDiff {
     pub changes: BTreeMap<StateKey, Option<Vec<u8>>>,
 }
 
+impl StateDiff {
+    /// The account record of `account` as this diff writes it; `None` when
+    /// the diff does not touch it (or deletes it, or the record does not
+    /// decode, which execution never produces).
+    pub fn account(&self, account: &PublicKey) -> Option<Account> {
+        match self.changes.get(&account_key(account)) {
+            Some(Some(bytes)) => Account::decode(bytes),
+            _ => None,
+        }
+    }
+}
+
 /// Execution over a read-only base with an overlay of pending changes.
 struct Overlay<'a, R: StateReader> {
     base: &'a R,
