@@ -344,6 +344,31 @@ mod tests {
         );
     }
 
+    // The engine now takes a committed block's senders' next nonces from
+    // its diff (not from the store) to clear the mempool: the diff must
+    // give exactly the post-block account, and nothing for an account the
+    // block does not touch.
+    #[test]
+    fn a_diff_gives_the_accounts_it_writes() {
+        let base = funded(&[(1, 100), (2, 100), (3, 100)]);
+        let diff = execute(&base, &[transfer(1, 0, 2, 5, 1), transfer(1, 1, 2, 3, 1)]).unwrap();
+        assert_eq!(
+            diff.account(&pk(1)),
+            Some(Account {
+                balance: 100 - 5 - 3 - 2,
+                nonce: 2
+            })
+        );
+        assert_eq!(
+            diff.account(&pk(2)),
+            Some(Account {
+                balance: 108,
+                nonce: 0
+            })
+        );
+        assert_eq!(diff.account(&pk(3)), None);
+    }
+
     #[test]
     fn nonce_gap_and_overdraft_invalidate_the_block() {
         let base = funded(&[(1, 10)]);
