@@ -294,9 +294,9 @@ async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiRe
                 .ok_or_else(|| ApiError::not_found("no finalized block with that id"))?,
             (None, None) => unreachable!("one of the two is set"),
         };
-        let (b, _) = core
+        let b = core
             .chain
-            .finalized(height)
+            .finalized_block(height)
             .ok_or_else(|| ApiError::not_found(format!("no finalized block at height {height}")))?;
         Ok(Json(block_json(&b)))
     })

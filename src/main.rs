@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod config;
 mod devnet;
+mod intake;
 mod node;
 mod sim_cmd;
 

@@ -12,14 +12,15 @@
 //!
 //! Decisions and known limits (named, not hidden):
 //! - When idle the driver blocks in `Handle::next_event_timeout` until a
-//!   network event or its next tick; batches back from the verification
-//!   workers wait for the next turn (at most `tick_ms`).
-//! - Signatures of gossiped and client transactions are checked on
-//!   `verify_threads` worker threads (`strata-verify-*`) fed through a
-//!   bounded queue; the driver admits what they return. API submissions
-//!   are verified on the API's blocking workers. Block validation
-//!   (signatures of pulled transactions not already in the mempool) and
-//!   execution still run on the driver; commit is one synced write batch.
+//!   network event or its next tick (at most 200 µs while verification
+//!   jobs are out, so verified batches are not left waiting a tick).
+//! - Gossiped and client transactions are decoded and their signatures
+//!   checked on `verify_threads` worker threads (`strata-verify-*`, see
+//!   `intake`) fed through a bounded queue; the driver admits what they
+//!   return. API submissions are verified on the API's blocking workers.
+//!   Block validation (signatures of pulled transactions not already in
+//!   the mempool) and execution still run on the driver; commit is one
+//!   synced write batch.
 //! - Transactions from clients and the bench are verified, admitted and
 //!   then gossiped (push to `gossip_fanout` peers, ids to the rest);
 //!   gossip forwards items before this node validates them, and invalid
@@ -32,7 +33,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::db_chain::DbChain;
 use strata_consensus::engine::{Chain, Engine, EngineConfig, Output, SubmitError};
 use strata_consensus::genesis::{devnet_validator_key, Genesis};
@@ -40,10 +40,12 @@ use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
 use strata_consensus::snowball::Params;
 use strata_consensus::tx::{Transaction, TxId};
-use strata_consensus::verify::{verify_transactions, Verdict, Verifier};
+use strata_consensus::verify::{verify_transactions, Verdict};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
 use strata_net::{Event, Handle};
+
+use crate::intake::{self, Done, Job, Origin};
 use strata_storage::{Db, Options};
 use tracing::{debug, error, info, warn};
 
@@ -53,6 +55,9 @@ use crate::config::{NodeConfig, Sampling};
 const EVENTS_PER_TURN_MAX: usize = 1024;
 /// Batches waiting for the verification workers.
 const VERIFY_JOBS_MAX: usize = 256;
+/// Longest driver sleep while verification jobs are out: how late a
+/// verified client batch may be admitted and answered.
+const VERIFIED_POLL: Duration = Duration::from_micros(200);
 
 /// Wall-clock milliseconds (block timestamps and mempool TTLs use it).
 pub fn now_ms() -> u64 {
@@ -182,59 +187,6 @@ fn admit_verified(
     let admitted = results.iter().filter(|r| r.is_ok()).count();
     m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
     results
-}
-
-/// Where a batch of transactions came from.
-enum Origin {
-    /// Gossip items from peers (the net layer forwards them itself).
-    Gossip,
-    /// A client request (the bench): answer with the count admitted and
-    /// gossip what was admitted.
-    Request { from: [u8; 32], request_id: u64 },
-}
-
-/// A batch for the verification workers, and what they hand back.
-struct Batch {
-    txs: Vec<Transaction>,
-    origin: Origin,
-    /// Transactions in the batch before verification.
-    received: usize,
-}
-
-/// Signature checks for gossiped and client transactions, off the driver
-/// thread: `threads` workers share a bounded job queue and return only
-/// the valid transactions.
-fn start_verifiers(
-    threads: usize,
-    chain_id: u64,
-) -> (Sender<Batch>, Receiver<Batch>, Vec<JoinHandle<()>>) {
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Batch>(VERIFY_JOBS_MAX);
-    // Unbounded on purpose: the driver may block sending a job while the
-    // job queue is full, so the workers must never block handing results
-    // back (that would deadlock). What sits here is bounded by the jobs
-    // the driver let in, and it drains it every turn.
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Batch>();
-    let workers = (0..threads.max(1))
-        .map(|i| {
-            let (jobs, done) = (job_rx.clone(), done_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("strata-verify-{i}"))
-                .spawn(move || {
-                    let mut verifier = Verifier::new();
-                    // Ends when the driver drops the job sender.
-                    for mut batch in jobs.iter() {
-                        let verdicts = verifier.verify(&batch.txs, chain_id);
-                        let mut v = verdicts.iter();
-                        batch.txs.retain(|_| v.next() == Some(&Verdict::Valid));
-                        if done.send(batch).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .expect("spawning a verification thread")
-        })
-        .collect();
-    (job_tx, done_rx, workers)
 }
 
 /// A started node.
@@ -426,10 +378,12 @@ impl Node {
 }
 
 /// The driver loop (see the module docs).
-fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
-    let (jobs, verified, workers) = start_verifiers(verify_threads, shared.genesis.chain_id);
+fn drive(shared: &Arc<Shared>, tick: Duration, verify_threads: usize) {
+    let (jobs, done, workers) = intake::start(shared, verify_threads, VERIFY_JOBS_MAX);
     let mut next_tick = Instant::now();
     let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
+    // Jobs handed to the workers and not yet handed back.
+    let mut jobs_out = 0usize;
     while !shared.stop.load(Ordering::Acquire) {
         while events.len() < EVENTS_PER_TURN_MAX {
             match shared.net.try_next_event() {
@@ -437,20 +391,26 @@ fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
                 None => break,
             }
         }
-        let ready: Vec<Batch> = verified.try_iter().collect();
+        let ready: Vec<Done> = done.try_iter().collect();
+        jobs_out -= ready.len();
         let due = Instant::now() >= next_tick;
         if events.is_empty() && ready.is_empty() && !due {
-            // Sleep until a network event or the next tick. Verified
-            // batches are picked up at the latest on the tick (`tick_ms`,
-            // 2 ms by default): one wait cannot watch both queues.
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Sleep until a network event or the next tick. One wait
+            // cannot watch both the network and the workers' queue, so
+            // while jobs are out the sleep is cut short: a client's batch
+            // is answered soon after it is verified, not a tick later.
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if jobs_out > 0 {
+                wait = wait.min(VERIFIED_POLL);
+            }
             match shared.net.next_event_timeout(wait) {
                 Some(e) => events.push(e),
                 None => continue,
             }
         }
         let mut outputs = Vec::new();
-        let mut gossip_txs = Vec::new();
+        let mut gossip = Gossip::default();
+        let mut requests = Vec::new();
         {
             let mut core = shared.core();
             let Core { engine, chain } = &mut *core;
@@ -460,32 +420,52 @@ fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
                     engine,
                     chain,
                     event,
-                    &jobs,
                     &mut outputs,
-                    &mut gossip_txs,
+                    &mut gossip,
+                    &mut requests,
                 );
             }
-            for batch in ready {
-                admit(shared, engine, chain, batch);
+            for d in ready {
+                match d {
+                    Done::Verified {
+                        txs,
+                        origin,
+                        received,
+                    } => admit(shared, engine, chain, txs, origin, received),
+                    Done::Engine { from, msg } => {
+                        outputs.extend(engine.on_message(from, msg, chain, now_ms()));
+                    }
+                    Done::Nothing => {}
+                }
             }
             if due {
                 outputs.extend(engine.on_tick(chain, now_ms()));
                 next_tick = Instant::now() + tick;
             }
         }
-        if !gossip_txs.is_empty() {
-            let batch = Batch {
-                received: gossip_txs.len(),
-                txs: gossip_txs,
-                origin: Origin::Gossip,
+        // Client batches wait for room in the queue (the driver blocks:
+        // the client's backpressure) ...
+        for job in requests {
+            if jobs.send(job).is_ok() {
+                jobs_out += 1;
+            }
+        }
+        // ... while gossip under overload is shed, not queued without
+        // bound; the count is in /metrics.
+        if !gossip.items.is_empty() || !gossip.txs.is_empty() {
+            let n = gossip.items.len() + gossip.txs.len();
+            let job = Job::Gossip {
+                items: gossip.items,
+                txs: gossip.txs,
             };
-            // Gossip under overload is shed, not queued without bound;
-            // the count is in /metrics.
-            if let Err(e) = jobs.try_send(batch) {
-                shared
-                    .metrics
-                    .txs_shed
-                    .fetch_add(e.into_inner().received as u64, Ordering::Relaxed);
+            match jobs.try_send(job) {
+                Ok(()) => jobs_out += 1,
+                Err(_) => {
+                    shared
+                        .metrics
+                        .txs_shed
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
             }
         }
         for out in outputs {
@@ -499,11 +479,28 @@ fn drive(shared: &Shared, tick: Duration, verify_threads: usize) {
     info!("driver stopped");
 }
 
-/// Admits a verified batch and, for a client request, answers and gossips.
-fn admit(shared: &Shared, engine: &mut Engine, chain: &mut DbChain, batch: Batch) {
-    let request = matches!(batch.origin, Origin::Request { .. });
-    let results = admit_verified(shared, engine, chain, batch.txs, batch.received, request);
-    if let Origin::Request { from, request_id } = batch.origin {
+/// Transactions from peers collected in one turn, for one verification job.
+#[derive(Default)]
+struct Gossip {
+    /// Encoded gossip items and the peer each came from.
+    items: Vec<([u8; 32], Vec<u8>)>,
+    /// Transactions that arrived decoded (in a message).
+    txs: Vec<Transaction>,
+}
+
+/// Admits verified transactions and, for a client request, answers and
+/// gossips.
+fn admit(
+    shared: &Shared,
+    engine: &mut Engine,
+    chain: &mut DbChain,
+    txs: Vec<Transaction>,
+    origin: Origin,
+    received: usize,
+) {
+    let request = matches!(origin, Origin::Request { .. });
+    let results = admit_verified(shared, engine, chain, txs, received, request);
+    if let Origin::Request { from, request_id } = origin {
         let admitted = results.iter().filter(|r| r.is_ok()).count() as u32;
         let _ = shared
             .net
@@ -516,18 +513,10 @@ fn handle_event(
     engine: &mut Engine,
     chain: &mut DbChain,
     event: Event,
-    jobs: &Sender<Batch>,
     outputs: &mut Vec<Output>,
-    gossip_txs: &mut Vec<Transaction>,
+    gossip: &mut Gossip,
+    requests: &mut Vec<Job>,
 ) {
-    let undecodable = |from: [u8; 32], what: &str, e: &dyn std::fmt::Display| {
-        shared
-            .metrics
-            .payloads_undecodable
-            .fetch_add(1, Ordering::Relaxed);
-        warn!(peer = %hex::encode(&from[..4]), "undecodable {what}: {e}");
-        let _ = shared.net.penalize(from, Misbehaviour::Undecodable);
-    };
     match event {
         Event::PeerUp { node_key, addr } => {
             info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
@@ -535,38 +524,26 @@ fn handle_event(
         Event::PeerDown { node_key } => {
             info!(peer = %hex::encode(&node_key[..4]), "peer down");
         }
-        Event::Item { item, from, .. } => match Transaction::decode(&item) {
-            Ok(tx) => gossip_txs.push(tx),
-            Err(e) => undecodable(from, "gossiped transaction", &e),
-        },
+        // Decoded (which hashes each transaction) by the workers.
+        Event::Item { item, from, .. } => gossip.items.push((from, item)),
         Event::Message { from, payload } => match Payload::decode(&payload) {
             Ok(Payload::Engine(msg)) => {
                 outputs.extend(engine.on_message(from, msg, chain, now_ms()));
             }
-            Ok(Payload::Txs(txs)) => gossip_txs.extend(txs),
-            Err(e) => undecodable(from, "message", &e),
+            Ok(Payload::Txs(txs)) => gossip.txs.extend(txs),
+            Err(e) => intake::undecodable(shared, from, "message", &e),
         },
+        // A client batch (the bench): decoded and verified by the
+        // workers, then admitted, gossiped and answered in `admit`.
         Event::Request {
             from,
             request_id,
             payload,
-        } => match Payload::decode(&payload) {
-            // A client batch (the bench): verified by the workers, then
-            // admitted, gossiped and answered in `admit`. A full queue
-            // makes the driver wait: the client's backpressure.
-            Ok(Payload::Txs(txs)) => {
-                let batch = Batch {
-                    received: txs.len(),
-                    txs,
-                    origin: Origin::Request { from, request_id },
-                };
-                let _ = jobs.send(batch);
-            }
-            Ok(Payload::Engine(msg)) => {
-                outputs.extend(engine.on_message(from, msg, chain, now_ms()));
-            }
-            Err(e) => undecodable(from, "request", &e),
-        },
+        } => requests.push(Job::Request {
+            from,
+            request_id,
+            payload,
+        }),
         _ => {}
     }
 }

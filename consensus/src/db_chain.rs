@@ -347,13 +347,21 @@ impl DbChain {
         Ok(())
     }
 
-    fn read_block(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
-        let hb = height.to_be_bytes();
-        let Some(block_bytes) = self.db.get(&key(b'b', &hb))? else {
+    /// The block record at `height` alone (no transactions).
+    fn read_header_and_ids(&self, height: u64) -> Result<Option<Block>, ChainError> {
+        let Some(block_bytes) = self.db.get(&key(b'b', &height.to_be_bytes()))? else {
             return Ok(None);
         };
-        let block = Block::decode(&block_bytes)
-            .map_err(|e| ChainError::Corrupt(format!("block {height}: {e}")))?;
+        Block::decode(&block_bytes)
+            .map(Some)
+            .map_err(|e| ChainError::Corrupt(format!("block {height}: {e}")))
+    }
+
+    fn read_block(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
+        let hb = height.to_be_bytes();
+        let Some(block) = self.read_header_and_ids(height)? else {
+            return Ok(None);
+        };
         let body = self
             .db
             .get(&key(b'x', &hb))?
@@ -436,6 +444,13 @@ impl Chain for DbChain {
             return None;
         }
         self.read_block(height).ok().flatten()
+    }
+
+    fn finalized_block(&self, height: u64) -> Option<Block> {
+        if height == 0 || height > self.height {
+            return None;
+        }
+        self.read_header_and_ids(height).ok().flatten()
     }
 }
 

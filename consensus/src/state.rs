@@ -135,6 +135,18 @@ pub struct StateDiff {
     pub changes: BTreeMap<StateKey, Option<Vec<u8>>>,
 }
 
+impl StateDiff {
+    /// The account record of `account` as this diff writes it; `None` when
+    /// the diff does not touch it (or deletes it, or the record does not
+    /// decode, which execution never produces).
+    pub fn account(&self, account: &PublicKey) -> Option<Account> {
+        match self.changes.get(&account_key(account)) {
+            Some(Some(bytes)) => Account::decode(bytes),
+            _ => None,
+        }
+    }
+}
+
 /// Execution over a read-only base with an overlay of pending changes.
 struct Overlay<'a, R: StateReader> {
     base: &'a R,
@@ -330,6 +342,31 @@ mod tests {
             execute(&base, &txs).unwrap(),
             execute(&base, &reversed).unwrap()
         );
+    }
+
+    // The engine now takes a committed block's senders' next nonces from
+    // its diff (not from the store) to clear the mempool: the diff must
+    // give exactly the post-block account, and nothing for an account the
+    // block does not touch.
+    #[test]
+    fn a_diff_gives_the_accounts_it_writes() {
+        let base = funded(&[(1, 100), (2, 100), (3, 100)]);
+        let diff = execute(&base, &[transfer(1, 0, 2, 5, 1), transfer(1, 1, 2, 3, 1)]).unwrap();
+        assert_eq!(
+            diff.account(&pk(1)),
+            Some(Account {
+                balance: 100 - 5 - 3 - 2,
+                nonce: 2
+            })
+        );
+        assert_eq!(
+            diff.account(&pk(2)),
+            Some(Account {
+                balance: 108,
+                nonce: 0
+            })
+        );
+        assert_eq!(diff.account(&pk(3)), None);
     }
 
     #[test]

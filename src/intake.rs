@@ -1,0 +1,149 @@
+//! Transaction intake off the driver thread: `strata-verify-*` workers
+//! decode client batches and gossip items and check their signatures, and
+//! hand back only the valid transactions for the driver to admit.
+//!
+//! Why decoding happens here and not on the driver: decoding a transaction
+//! hashes its whole encoding (its id), which under load is as much blake3
+//! work per transaction as the trie update of its block. The driver is the
+//! one thread that runs consensus, execution and commit, so every
+//! microsecond per transaction it sheds is throughput.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use strata_consensus::engine::Message;
+use strata_consensus::tx::Transaction;
+use strata_consensus::verify::{Verdict, Verifier};
+use strata_consensus::wire::Payload;
+use strata_net::peer::Misbehaviour;
+use tracing::warn;
+
+use crate::node::Shared;
+
+/// Work for the verification workers.
+pub(crate) enum Job {
+    /// A client request (the bench), still encoded: usually a batch of
+    /// transactions, answered with the count admitted.
+    Request {
+        from: [u8; 32],
+        request_id: u64,
+        payload: Vec<u8>,
+    },
+    /// Transactions from peers: gossip items still encoded (with the peer
+    /// each came from, to penalise it if one does not decode) and
+    /// transactions that arrived already decoded in a message.
+    Gossip {
+        items: Vec<([u8; 32], Vec<u8>)>,
+        txs: Vec<Transaction>,
+    },
+}
+
+/// Where a batch of transactions came from.
+pub(crate) enum Origin {
+    /// Gossip items from peers (the net layer forwards them itself).
+    Gossip,
+    /// A client request (the bench): answer with the count admitted and
+    /// gossip what was admitted.
+    Request { from: [u8; 32], request_id: u64 },
+}
+
+/// What the workers hand back to the driver.
+pub(crate) enum Done {
+    /// The valid transactions of a job.
+    Verified {
+        txs: Vec<Transaction>,
+        origin: Origin,
+        /// Transactions decoded from the job, before verification.
+        received: usize,
+    },
+    /// A request that carried a consensus message rather than
+    /// transactions: the engine handles it on the driver.
+    Engine { from: [u8; 32], msg: Message },
+    /// A job that left nothing to do (it did not decode; the peer was
+    /// penalised). Returned all the same so the driver's count of jobs in
+    /// flight stays exact.
+    Nothing,
+}
+
+/// Counts an undecodable payload and penalises its sender.
+pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn std::fmt::Display) {
+    shared
+        .metrics
+        .payloads_undecodable
+        .fetch_add(1, Ordering::Relaxed);
+    warn!(peer = %hex::encode(&from[..4]), "undecodable {what}: {e}");
+    let _ = shared.net.penalize(from, Misbehaviour::Undecodable);
+}
+
+/// Decodes and verifies one job.
+fn run(shared: &Shared, verifier: &mut Verifier, job: Job) -> Done {
+    let chain_id = shared.genesis.chain_id;
+    let (mut txs, origin) = match job {
+        Job::Request {
+            from,
+            request_id,
+            payload,
+        } => match Payload::decode(&payload) {
+            Ok(Payload::Txs(txs)) => (txs, Origin::Request { from, request_id }),
+            Ok(Payload::Engine(msg)) => return Done::Engine { from, msg },
+            Err(e) => {
+                undecodable(shared, from, "request", &e);
+                return Done::Nothing;
+            }
+        },
+        Job::Gossip { items, mut txs } => {
+            txs.reserve(items.len());
+            for (from, item) in items {
+                match Transaction::decode(&item) {
+                    Ok(tx) => txs.push(tx),
+                    Err(e) => undecodable(shared, from, "gossiped transaction", &e),
+                }
+            }
+            (txs, Origin::Gossip)
+        }
+    };
+    let received = txs.len();
+    let verdicts = verifier.verify(&txs, chain_id);
+    let mut v = verdicts.iter();
+    txs.retain(|_| v.next() == Some(&Verdict::Valid));
+    Done::Verified {
+        txs,
+        origin,
+        received,
+    }
+}
+
+/// Starts `threads` workers sharing a job queue of `jobs_max` entries.
+/// They stop when the returned job sender is dropped.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    threads: usize,
+    jobs_max: usize,
+) -> (Sender<Job>, Receiver<Done>, Vec<JoinHandle<()>>) {
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(jobs_max);
+    // Unbounded on purpose: the driver may block sending a job while the
+    // job queue is full, so the workers must never block handing results
+    // back (that would deadlock). What sits here is bounded by the jobs
+    // the driver let in, and it drains it every turn.
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let workers = (0..threads.max(1))
+        .map(|i| {
+            let (jobs, done) = (job_rx.clone(), done_tx.clone());
+            let shared = Arc::clone(shared);
+            std::thread::Builder::new()
+                .name(format!("strata-verify-{i}"))
+                .spawn(move || {
+                    let mut verifier = Verifier::new();
+                    for job in jobs.iter() {
+                        if done.send(run(&shared, &mut verifier, job)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a verification thread")
+        })
+        .collect();
+    (job_tx, done_rx, workers)
+}
