@@ -957,11 +957,10 @@ mod tests {
         )
     }
 
-    /// A proposer's block at height 1 (from one shared transaction).
-    fn proposal(n: &Net, index: usize, chain: &mut MemChain) -> (Engine, BlockId) {
-        let mut e = engine(n, index, chain);
+    /// The one transaction the proposals of these tests are made of.
+    fn shared_tx(n: &Net) -> Transaction {
         let key = devnet_account_key(0);
-        let tx = TxBody {
+        TxBody {
             chain_id: n.genesis.chain_id,
             sender: key.verifying_key().to_bytes(),
             nonce: 0,
@@ -969,7 +968,13 @@ mod tests {
             kind: TxKind::Delete { key: b"k".to_vec() },
         }
         .sign(&key)
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A proposer's block at height 1 (from one shared transaction).
+    fn proposal(n: &Net, index: usize, chain: &mut MemChain) -> (Engine, BlockId) {
+        let mut e = engine(n, index, chain);
+        let tx = shared_tx(n);
         assert_eq!(e.submit(vec![tx], chain, 0), 1);
         e.on_tick(chain, 10_000);
         let id = e.preference().expect("proposed");
@@ -1077,16 +1082,7 @@ mod tests {
         };
         let me = n.validators[0].public_key;
         let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
-        let key = devnet_account_key(0);
-        let tx = TxBody {
-            chain_id: n.genesis.chain_id,
-            sender: key.verifying_key().to_bytes(),
-            nonce: 0,
-            fee: 1,
-            kind: TxKind::Delete { key: b"k".to_vec() },
-        }
-        .sign(&key)
-        .unwrap();
+        let tx = shared_tx(&n);
         assert_eq!(e.submit(vec![tx], &chain, 0), 1);
         let polls = e.on_tick(&mut chain, 10_000);
         let id = e.preference().expect("proposed");

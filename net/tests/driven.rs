@@ -36,6 +36,20 @@ fn driven_client_of(server_addr: std::net::SocketAddr) -> DrivenNode {
     Node::start_driven(cfg, Identity::generate().unwrap()).expect("driven node starts")
 }
 
+/// A driven client seeded with `server`, polled until both list each
+/// other as peers.
+fn connected_driven_client_of(server: &strata_net::Handle) -> DrivenNode {
+    let mut client = driven_client_of(server.local_addr());
+    let mut events = Vec::new();
+    assert!(
+        poll_until(&mut client, &mut events, Duration::from_secs(10), |c, _| {
+            c.handle().peers().len() == 1 && server.peers().len() == 1
+        }),
+        "the driven client did not connect"
+    );
+    client
+}
+
 #[test]
 fn driven_client_gets_every_answer_from_a_responder() {
     driven_client_gets_every_answer(true);
@@ -220,15 +234,8 @@ fn a_request_queued_between_polls_goes_out_with_the_next_poll() {
         },
     )
     .unwrap();
-    let mut client = driven_client_of(server.local_addr());
+    let mut client = connected_driven_client_of(&server);
     let mut events = Vec::new();
-    assert!(poll_until(
-        &mut client,
-        &mut events,
-        Duration::from_secs(10),
-        |c, _| c.handle().peers().len() == 1
-    ));
-    events.clear();
     client.handle().request(server.node_key(), vec![7]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
@@ -245,14 +252,7 @@ fn a_request_queued_between_polls_goes_out_with_the_next_poll() {
 #[test]
 fn dropping_a_driven_node_disconnects_it() {
     let server = start(config());
-    let mut client = driven_client_of(server.local_addr());
-    let mut events = Vec::new();
-    assert!(poll_until(
-        &mut client,
-        &mut events,
-        Duration::from_secs(10),
-        |c, _| c.handle().peers().len() == 1 && server.peers().len() == 1
-    ));
+    let client = connected_driven_client_of(&server);
     drop(client);
     assert!(
         common::wait_until(Duration::from_secs(10), || server.peers().is_empty()),
