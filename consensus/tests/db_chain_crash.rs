@@ -6,8 +6,11 @@
 //! one, that the stored root is the root of the stored state (no block half
 //! applied), and that total supply is conserved.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+// The kill -9 step, shared with the storage crate's crash test.
+#[path = "../../storage/tests/support/kill.rs"]
+mod kill;
+
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,28 +131,9 @@ fn run_cycles(test_name: &str, cycles: u64, budget: Duration) {
         // The child spends its first few hundred ms deriving the devnet keys
         // and opening the store; kill somewhere in the commits after that.
         let delay_ms = 300 + rng % 500;
-        let mut proc = Command::new(std::env::current_exe().unwrap())
-            .args([test_name, "--exact", "--include-ignored", "--nocapture"])
-            .env(CHILD_DIR_ENV, &dir_str)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = proc.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut last = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ACK ") {
-                    last = Some(n.parse::<u64>().unwrap());
-                }
-            }
-            last
-        });
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        proc.kill().unwrap(); // SIGKILL
-        proc.wait().unwrap();
-        let acked = reader.join().unwrap().unwrap_or(last_height);
+        let envs = [(CHILD_DIR_ENV, dir_str.clone())];
+        let acked = kill::run_and_kill(test_name, &envs, Duration::from_millis(delay_ms))
+            .unwrap_or(last_height);
         let height = check(&dir_str, &genesis, supply);
         assert!(
             height >= acked,

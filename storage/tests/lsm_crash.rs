@@ -9,8 +9,11 @@
 //! but not installed, manifest edits in flight, obsolete tables not yet
 //! deleted).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+mod support {
+    pub mod kill;
+}
+
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use strata_storage::{Db, Options, WalBackend, WriteBatch, WriteOptions};
@@ -97,30 +100,16 @@ fn run_cycles(test_name: &str, cycles: u64, budget: Duration, tiny_levels: bool)
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let delay_ms = 10 + rng % 150;
-        let mut proc = Command::new(std::env::current_exe().unwrap())
-            .args([test_name, "--exact", "--include-ignored", "--nocapture"])
-            .env(CHILD_DIR_ENV, dir.path())
-            .env(CHILD_CYCLE_ENV, cycle.to_string())
-            .env(CHILD_TINY_ENV, if tiny_levels { "1" } else { "0" })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = proc.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut last = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ACK ") {
-                    last = Some(n.parse::<u64>().unwrap());
-                }
-            }
-            last
-        });
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        proc.kill().unwrap(); // SIGKILL
-        proc.wait().unwrap();
-        let acked = reader.join().unwrap().map_or(0, |n| n + 1);
+        let envs = [
+            (CHILD_DIR_ENV, dir.path().display().to_string()),
+            (CHILD_CYCLE_ENV, cycle.to_string()),
+            (
+                CHILD_TINY_ENV,
+                if tiny_levels { "1" } else { "0" }.to_string(),
+            ),
+        ];
+        let acked = support::kill::run_and_kill(test_name, &envs, Duration::from_millis(delay_ms))
+            .map_or(0, |n| n + 1);
         // The parent reopens with the other backend than the child used.
         let db = Db::open(dir.path(), options(cycle + 1, tiny_levels)).unwrap();
         let present = present_batches(&db, cycle);
