@@ -6,6 +6,12 @@
 //! Latency of a transaction = the moment the bench saw the block holding
 //! it (polling `/v1/status` every `POLL_MS`) minus the moment its batch was
 //! sent; the polling adds up to `POLL_MS` to each figure.
+//!
+//! The bench's own P2P node is a `strata_net::DrivenNode`: its event loop
+//! runs on the bench thread, batches are framed straight from the
+//! pre-encoded payloads (no copy per send), and waiting for answers is a
+//! wait in the kernel rather than a sleep-and-poll loop. On a machine the
+//! bench shares with the nodes it measures, its CPU is theirs to lose.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strata_consensus::genesis::{devnet_account_key, devnet_account_public_keys, Genesis};
 use strata_consensus::tx::{Transaction, TxBody, TxId, TxKind};
 use strata_consensus::wire::Payload;
-use strata_net::{Event, Handle};
+use strata_net::{DrivenNode, Event};
 
 use crate::client::Client;
 
@@ -25,6 +31,8 @@ const POLL_MS: u64 = 20;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests in flight per target before the sender waits.
 const REQUESTS_IN_FLIGHT_MAX: usize = 16;
+/// Most events taken per turn of the bench's network loop.
+const EVENTS_PER_POLL_MAX: usize = 1024;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -144,20 +152,29 @@ fn sign_all(plan: &Plan, chain_id: u64, nonces: &[u64]) -> Vec<Transaction> {
     out
 }
 
-fn wait_peers(net: &Handle, want: usize, timeout: Duration) -> Result<Vec<[u8; 32]>, String> {
+fn wait_peers(
+    net: &mut DrivenNode,
+    want: usize,
+    timeout: Duration,
+) -> Result<Vec<[u8; 32]>, String> {
     let deadline = Instant::now() + timeout;
     let mut keys = Vec::new();
+    let mut events = Vec::new();
     while keys.len() < want {
-        if Instant::now() > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(format!(
                 "connected to {} of {want} targets within {timeout:?}",
                 keys.len()
             ));
         }
-        match net.try_next_event() {
-            Some(Event::PeerUp { node_key, .. }) => keys.push(node_key),
-            Some(_) => {}
-            None => std::thread::sleep(Duration::from_millis(5)),
+        events.clear();
+        net.poll_events(&mut events, EVENTS_PER_POLL_MAX, left)
+            .map_err(|e| format!("bench network loop: {e}"))?;
+        for e in events.drain(..) {
+            if let Event::PeerUp { node_key, .. } = e {
+                keys.push(node_key);
+            }
         }
     }
     Ok(keys)
@@ -195,8 +212,8 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         ..strata_net::Config::default()
     };
     let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;
-    let net = strata_net::Node::start(config, identity).map_err(|e| e.to_string())?;
-    let peers = wait_peers(&net, plan.targets.len(), Duration::from_secs(15))?;
+    let mut net = strata_net::Node::start_driven(config, identity).map_err(|e| e.to_string())?;
+    let peers = wait_peers(&mut net, plan.targets.len(), Duration::from_secs(15))?;
 
     // Encoded before the clock starts, like the signing: the bench
     // measures the node, and encoding on the fly would take CPU from it on
@@ -236,16 +253,25 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     for (i, (chunk, payload)) in txs.chunks(batch).zip(payloads).enumerate() {
         if let Some(rate) = plan.rate {
             let due = started + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            // Wait by turning the network loop, not by sleeping: a driven
+            // node does nothing between polls, and a batch still being
+            // sent would wait with it.
+            while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                drain(&mut net, &mut in_flight, &mut report.accepted, wait)?;
             }
         }
         let stalled_at = Instant::now();
         while in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
-            drain(&net, &mut in_flight, &mut report.accepted);
+            // Window full: wait for an answer (or the next status poll).
+            drain(
+                &mut net,
+                &mut in_flight,
+                &mut report.accepted,
+                watch.until_poll(),
+            )?;
             watch.poll(&mut sent_at, &mut report)?;
-            // strata-net has no per-request timeout yet: a batch whose
-            // answer is lost (peer gone) is given up after this long.
+            // Requests that fail (peer gone, timed out) leave the window as
+            // `RequestFailed`; this bounds a window that stops moving.
             if stalled_at.elapsed() > ANSWER_TIMEOUT {
                 return Err(format!(
                     "no answer to {} batches for {ANSWER_TIMEOUT:?}: are the targets alive?",
@@ -258,24 +284,31 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             sent_at.insert(*t.id(), now);
         }
         let to = peers[i % peers.len()];
-        let id = loop {
-            match net.request(to, payload.clone()) {
-                Ok(id) => break id,
-                Err(strata_net::Error::QueueFull { .. }) => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => return Err(format!("sending a batch: {e}")),
-            }
-        };
+        // Framed from the borrowed payload; sent by the next poll. The
+        // window above bounds what is queued for a peer.
+        let id = net
+            .request(to, &payload)
+            .map_err(|e| format!("sending a batch: {e}"))?;
         in_flight.insert(id, chunk.len());
         sent += chunk.len();
         bar.set_position(sent as u64);
-        drain(&net, &mut in_flight, &mut report.accepted);
+        // One turn without waiting: sends the batch, takes answers so far.
+        drain(
+            &mut net,
+            &mut in_flight,
+            &mut report.accepted,
+            Duration::ZERO,
+        )?;
         watch.poll(&mut sent_at, &mut report)?;
     }
     let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
     while !in_flight.is_empty() && Instant::now() < answers_deadline {
-        drain(&net, &mut in_flight, &mut report.accepted);
+        drain(
+            &mut net,
+            &mut in_flight,
+            &mut report.accepted,
+            watch.until_poll(),
+        )?;
         watch.poll(&mut sent_at, &mut report)?;
     }
     report.submit_secs = started.elapsed().as_secs_f64();
@@ -287,15 +320,20 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     while report.finalized < report.accepted && Instant::now() < deadline {
         watch.poll(&mut sent_at, &mut report)?;
         bar.set_position(report.finalized as u64);
-        // Keep the event queue moving (nodes gossip transactions back).
-        while net.try_next_event().is_some() {}
-        std::thread::sleep(Duration::from_millis(POLL_MS));
+        // Keep the network loop turning until the next status poll (pings
+        // answered, what the nodes gossip back taken and dropped).
+        drain(
+            &mut net,
+            &mut in_flight,
+            &mut report.accepted,
+            watch.until_poll(),
+        )?;
     }
     bar.finish_and_clear();
     report.heights.1 = watch.seen_height;
     report.total_secs = watch.last_final.duration_since(started).as_secs_f64();
     report.latencies_ms.sort_unstable();
-    let _ = net.shutdown();
+    net.shutdown();
     Ok(report)
 }
 
@@ -310,6 +348,11 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// Time left until the next status poll is due.
+    fn until_poll(&self) -> Duration {
+        self.next_poll.saturating_duration_since(Instant::now())
+    }
+
     /// Reads new finalized blocks, at most every `POLL_MS`.
     fn poll(
         &mut self,
@@ -349,24 +392,36 @@ impl Watch<'_> {
     }
 }
 
-fn drain(net: &Handle, in_flight: &mut HashMap<u64, usize>, accepted: &mut usize) {
-    let mut any = false;
-    while let Some(e) = net.try_next_event() {
-        any = true;
-        if let Event::Response {
-            request_id,
-            payload,
-            ..
-        } = e
-        {
-            if in_flight.remove(&request_id).is_some() {
-                if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
-                    *accepted += u32::from_le_bytes(b) as usize;
+/// Turns the bench's network loop once, waiting up to `wait` for events,
+/// and counts the admitted transactions of the answers it finds.
+fn drain(
+    net: &mut DrivenNode,
+    in_flight: &mut HashMap<u64, usize>,
+    accepted: &mut usize,
+    wait: Duration,
+) -> Result<(), String> {
+    let mut events = Vec::new();
+    net.poll_events(&mut events, EVENTS_PER_POLL_MAX, wait)
+        .map_err(|e| format!("bench network loop: {e}"))?;
+    for e in events {
+        match e {
+            Event::Response {
+                request_id,
+                payload,
+                ..
+            } => {
+                if in_flight.remove(&request_id).is_some() {
+                    if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
+                        *accepted += u32::from_le_bytes(b) as usize;
+                    }
                 }
             }
+            // Its transactions were not admitted: none counted.
+            Event::RequestFailed { request_id, .. } => {
+                in_flight.remove(&request_id);
+            }
+            _ => {}
         }
     }
-    if !any {
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    Ok(())
 }
