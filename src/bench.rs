@@ -409,11 +409,9 @@ fn drain(
                 request_id,
                 payload,
                 ..
-            } => {
-                if in_flight.remove(&request_id).is_some() {
-                    if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
-                        *accepted += u32::from_le_bytes(b) as usize;
-                    }
+            } if in_flight.remove(&request_id).is_some() => {
+                if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
+                    *accepted += u32::from_le_bytes(b) as usize;
                 }
             }
             // Its transactions were not admitted: none counted.
