@@ -3,15 +3,15 @@
 //! actual length and against [`crate::limits`] before it is used.
 //!
 //! Payload layouts (all integers little-endian; see `docs/protocol.md`):
-//! - `Hello`: version u16, chain_id [32], node_key [32], challenge [32],
+//! - `Hello`: version u16, chain_id `[32]`, node_key `[32]`, challenge `[32]`,
 //!   listen_port u16 (0 = not listening) — 100 bytes.
-//! - `Auth`: signature [64].
+//! - `Auth`: signature `[64]`.
 //! - `Ping`/`Pong`: nonce u64.
 //! - `GetAddrs`: max u16.
 //! - `Addrs`: count u16, then per address: family u8 (4 or 6), ip (4 or 16
 //!   bytes), port u16.
-//! - `Announce`/`PullRequest`: count u16, then count × id [32].
-//! - `Push`/`PullResponse`: count u16, then per item: id [32], len u32, bytes.
+//! - `Announce`/`PullRequest`: count u16, then count × id `[32]`.
+//! - `Push`/`PullResponse`: count u16, then per item: id `[32]`, len u32, bytes.
 //! - `Request`/`Response`: opaque bytes; the frame's request id pairs them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
