@@ -214,6 +214,12 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;
     let mut net = strata_net::Node::start_driven(config, identity).map_err(|e| e.to_string())?;
     let peers = wait_peers(&mut net, plan.targets.len(), Duration::from_secs(15))?;
+    let mut link = Link {
+        net,
+        in_flight: HashMap::new(),
+        accepted: 0,
+        events: Vec::with_capacity(EVENTS_PER_POLL_MAX),
+    };
 
     // Encoded before the clock starts, like the signing: the bench
     // measures the node, and encoding on the fly would take CPU from it on
@@ -248,7 +254,6 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         next_poll: started,
     };
     let mut sent_at: HashMap<TxId, Instant> = HashMap::with_capacity(txs.len());
-    let mut in_flight: HashMap<u64, usize> = HashMap::new();
     let mut sent = 0usize;
     for (i, (chunk, payload)) in txs.chunks(batch).zip(payloads).enumerate() {
         if let Some(rate) = plan.rate {
@@ -257,25 +262,20 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             // node does nothing between polls, and a batch still being
             // sent would wait with it.
             while let Some(wait) = due.checked_duration_since(Instant::now()) {
-                drain(&mut net, &mut in_flight, &mut report.accepted, wait)?;
+                link.turn(wait)?;
             }
         }
         let stalled_at = Instant::now();
-        while in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
+        while link.in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
             // Window full: wait for an answer (or the next status poll).
-            drain(
-                &mut net,
-                &mut in_flight,
-                &mut report.accepted,
-                watch.until_poll(),
-            )?;
+            link.turn(watch.until_poll())?;
             watch.poll(&mut sent_at, &mut report)?;
             // Requests that fail (peer gone, timed out) leave the window as
             // `RequestFailed`; this bounds a window that stops moving.
             if stalled_at.elapsed() > ANSWER_TIMEOUT {
                 return Err(format!(
                     "no answer to {} batches for {ANSWER_TIMEOUT:?}: are the targets alive?",
-                    in_flight.len()
+                    link.in_flight.len()
                 ));
             }
         }
@@ -286,32 +286,20 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let to = peers[i % peers.len()];
         // Framed from the borrowed payload; sent by the next poll. The
         // window above bounds what is queued for a peer.
-        let id = net
-            .request(to, &payload)
-            .map_err(|e| format!("sending a batch: {e}"))?;
-        in_flight.insert(id, chunk.len());
+        link.send(to, &payload, chunk.len())?;
         sent += chunk.len();
         bar.set_position(sent as u64);
         // One turn without waiting: sends the batch, takes answers so far.
-        drain(
-            &mut net,
-            &mut in_flight,
-            &mut report.accepted,
-            Duration::ZERO,
-        )?;
+        link.turn(Duration::ZERO)?;
         watch.poll(&mut sent_at, &mut report)?;
     }
     let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
-    while !in_flight.is_empty() && Instant::now() < answers_deadline {
-        drain(
-            &mut net,
-            &mut in_flight,
-            &mut report.accepted,
-            watch.until_poll(),
-        )?;
+    while !link.in_flight.is_empty() && Instant::now() < answers_deadline {
+        link.turn(watch.until_poll())?;
         watch.poll(&mut sent_at, &mut report)?;
     }
     report.submit_secs = started.elapsed().as_secs_f64();
+    report.accepted = link.accepted;
 
     bar.set_message("finality");
     bar.set_length(report.accepted as u64);
@@ -322,18 +310,14 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         bar.set_position(report.finalized as u64);
         // Keep the network loop turning until the next status poll (pings
         // answered, what the nodes gossip back taken and dropped).
-        drain(
-            &mut net,
-            &mut in_flight,
-            &mut report.accepted,
-            watch.until_poll(),
-        )?;
+        link.turn(watch.until_poll())?;
+        report.accepted = link.accepted;
     }
     bar.finish_and_clear();
     report.heights.1 = watch.seen_height;
     report.total_secs = watch.last_final.duration_since(started).as_secs_f64();
     report.latencies_ms.sort_unstable();
-    net.shutdown();
+    link.net.shutdown();
     Ok(report)
 }
 
@@ -392,34 +376,54 @@ impl Watch<'_> {
     }
 }
 
-/// Turns the bench's network loop once, waiting up to `wait` for events,
-/// and counts the admitted transactions of the answers it finds.
-fn drain(
-    net: &mut DrivenNode,
-    in_flight: &mut HashMap<u64, usize>,
-    accepted: &mut usize,
-    wait: Duration,
-) -> Result<(), String> {
-    let mut events = Vec::new();
-    net.poll_events(&mut events, EVENTS_PER_POLL_MAX, wait)
-        .map_err(|e| format!("bench network loop: {e}"))?;
-    for e in events {
-        match e {
-            Event::Response {
-                request_id,
-                payload,
-                ..
-            } if in_flight.remove(&request_id).is_some() => {
-                if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
-                    *accepted += u32::from_le_bytes(b) as usize;
-                }
-            }
-            // Its transactions were not admitted: none counted.
-            Event::RequestFailed { request_id, .. } => {
-                in_flight.remove(&request_id);
-            }
-            _ => {}
-        }
+/// The bench's P2P node with its window of batches awaiting an answer and
+/// the count of transactions the answers admitted.
+struct Link {
+    net: DrivenNode,
+    /// Request id → transactions in that batch.
+    in_flight: HashMap<u64, usize>,
+    accepted: usize,
+    /// Reused by every turn.
+    events: Vec<Event>,
+}
+
+impl Link {
+    /// Frames `payload` (a batch of `txs` transactions) for `to`; sent by
+    /// the next turn.
+    fn send(&mut self, to: [u8; 32], payload: &[u8], txs: usize) -> Result<(), String> {
+        let id = self
+            .net
+            .request(to, payload)
+            .map_err(|e| format!("sending a batch: {e}"))?;
+        self.in_flight.insert(id, txs);
+        Ok(())
     }
-    Ok(())
+
+    /// Turns the network loop once, waiting up to `wait` for events, and
+    /// counts the admitted transactions of the answers it finds.
+    fn turn(&mut self, wait: Duration) -> Result<(), String> {
+        self.events.clear();
+        self.net
+            .poll_events(&mut self.events, EVENTS_PER_POLL_MAX, wait)
+            .map_err(|e| format!("bench network loop: {e}"))?;
+        for e in self.events.drain(..) {
+            match e {
+                Event::Response {
+                    request_id,
+                    payload,
+                    ..
+                } if self.in_flight.remove(&request_id).is_some() => {
+                    if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
+                        self.accepted += u32::from_le_bytes(b) as usize;
+                    }
+                }
+                // Its transactions were not admitted: none counted.
+                Event::RequestFailed { request_id, .. } => {
+                    self.in_flight.remove(&request_id);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
