@@ -286,7 +286,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let to = peers[i % peers.len()];
         // Framed from the borrowed payload; sent by the next poll. The
         // window above bounds what is queued for a peer.
-        link.send(to, &payload, chunk.len())?;
+        link.send(to, &payload, chunk.len());
         sent += chunk.len();
         bar.set_position(sent as u64);
         // One turn without waiting: sends the batch, takes answers so far.
@@ -390,13 +390,9 @@ struct Link {
 impl Link {
     /// Frames `payload` (a batch of `txs` transactions) for `to`; sent by
     /// the next turn.
-    fn send(&mut self, to: [u8; 32], payload: &[u8], txs: usize) -> Result<(), String> {
-        let id = self
-            .net
-            .request(to, payload)
-            .map_err(|e| format!("sending a batch: {e}"))?;
+    fn send(&mut self, to: [u8; 32], payload: &[u8], txs: usize) {
+        let id = self.net.request(to, payload);
         self.in_flight.insert(id, txs);
-        Ok(())
     }
 
     /// Turns the network loop once, waiting up to `wait` for events, and

@@ -1536,13 +1536,15 @@ impl EventLoop {
         Some(c.send_queue.len() + (c.send_inflight.len() - c.send_off))
     }
 
-    /// Runs one command at once, on the loop's own thread (a driven node's
-    /// direct calls); its frames go out with the next flush. The clock is
-    /// read first, since the caller may have run for a while since the
-    /// loop last read it (a request's deadline is taken from it).
-    pub(crate) fn command_now(&mut self, cmd: Command) {
-        self.refresh_now();
-        self.run_command(cmd);
+    /// [`Command::Broadcast`] of `item`, whose id (blake3 of it) the
+    /// caller computed.
+    pub(crate) fn broadcast_now(&mut self, id: ItemId, item: Vec<u8>) {
+        if self.seen.insert(&id) {
+            self.store.put(id, item);
+            if self.pending_push.len() < PENDING_PUSH_MAX {
+                self.pending_push.push(id);
+            }
+        }
     }
 
     /// [`Command::Request`] without building the command: the payload is
@@ -1588,13 +1590,7 @@ impl EventLoop {
     fn run_command(&mut self, cmd: Command) {
         match cmd {
             Command::Broadcast(item) => {
-                let id = *blake3::hash(&item).as_bytes();
-                if self.seen.insert(&id) {
-                    self.store.put(id, item);
-                    if self.pending_push.len() < PENDING_PUSH_MAX {
-                        self.pending_push.push(id);
-                    }
-                }
+                self.broadcast_now(*blake3::hash(&item).as_bytes(), item);
             }
             Command::Send { to, payload } => self.send_now(to, &payload),
             Command::Request {

@@ -441,23 +441,17 @@ impl DrivenNode {
         max: usize,
         timeout: Duration,
     ) -> Result<usize> {
+        // `None`: a timeout too large for a deadline waits without one.
         let deadline = std::time::Instant::now().checked_add(timeout);
         loop {
-            if self.lp.stopped() {
-                return Err(Error::Stopped);
-            }
             let n = self.take_events(out, max);
             if n > 0 || max == 0 {
                 return Ok(n);
             }
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(std::time::Instant::now()),
-                None => Duration::MAX,
-            };
+            let wait = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             self.lp.take_commands();
-            self.lp
-                .turn(&mut self.cqes, Some(wait).filter(|w| *w != Duration::MAX))?;
-            if wait.is_zero() {
+            self.lp.turn(&mut self.cqes, wait)?;
+            if wait == Some(Duration::ZERO) {
                 return Ok(self.take_events(out, max));
             }
         }
@@ -465,51 +459,36 @@ impl DrivenNode {
 
     /// As [`Handle::request`], run at once on this thread with a borrowed
     /// payload: framed straight into the peer's send queue (no command, no
-    /// copy), sent by the next [`DrivenNode::poll_events`].
-    pub fn request(&mut self, to: [u8; 32], payload: &[u8]) -> Result<u64> {
-        let request_id = self.next_request_id()?;
+    /// copy), sent by the next [`DrivenNode::poll_events`]. Infallible: the
+    /// node runs as long as this value exists; a request that cannot go
+    /// out ends in [`Event::RequestFailed`] as usual.
+    pub fn request(&mut self, to: [u8; 32], payload: &[u8]) -> u64 {
+        let request_id = self
+            .handle
+            .shared
+            .next_request_id
+            .fetch_add(1, Ordering::Relaxed);
         self.lp.request_now(to, request_id, payload);
-        Ok(request_id)
+        request_id
     }
 
     /// As [`Handle::respond`], at once, with a borrowed payload; see
     /// [`DrivenNode::request`].
-    pub fn respond(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) -> Result<()> {
-        self.check_running()?;
+    pub fn respond(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) {
         self.lp.respond_now(to, request_id, payload);
-        Ok(())
     }
 
     /// As [`Handle::send`], at once, with a borrowed payload; see
     /// [`DrivenNode::request`].
-    pub fn send(&mut self, to: [u8; 32], payload: &[u8]) -> Result<()> {
-        self.check_running()?;
+    pub fn send(&mut self, to: [u8; 32], payload: &[u8]) {
         self.lp.send_now(to, payload);
-        Ok(())
     }
 
     /// As [`Handle::broadcast`], at once.
-    pub fn broadcast(&mut self, item: Vec<u8>) -> Result<ItemId> {
-        self.check_running()?;
+    pub fn broadcast(&mut self, item: Vec<u8>) -> ItemId {
         let id = *blake3::hash(&item).as_bytes();
-        self.lp.command_now(Command::Broadcast(item));
-        Ok(id)
-    }
-
-    fn check_running(&self) -> Result<()> {
-        if self.lp.stopped() {
-            return Err(Error::Stopped);
-        }
-        Ok(())
-    }
-
-    fn next_request_id(&self) -> Result<u64> {
-        self.check_running()?;
-        Ok(self
-            .handle
-            .shared
-            .next_request_id
-            .fetch_add(1, Ordering::Relaxed))
+        self.lp.broadcast_now(id, item);
+        id
     }
 
     fn take_events(&self, out: &mut Vec<Event>, max: usize) -> usize {
