@@ -407,6 +407,24 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
             e.invalid_blocks as f64,
         );
         metric(
+            "signatures_checked_total",
+            "counter",
+            "Transaction signatures checked (gossip, clients, pulled blocks).",
+            s.verified.checked() as f64,
+        );
+        metric(
+            "signature_batches_total",
+            "counter",
+            "Batches of signatures checked (checked / batches = mean batch size).",
+            s.verified.batches() as f64,
+        );
+        metric(
+            "signatures_skipped_total",
+            "counter",
+            "Transactions not checked again: already found valid.",
+            s.verified.skipped() as f64,
+        );
+        metric(
             "txs_shed_total",
             "counter",
             "Gossiped transactions dropped: verification queue full.",

@@ -54,6 +54,33 @@ impl Client {
         Self::answer(self.agent.get(&format!("{}{path}", self.base)).call(), path)
     }
 
+    /// `GET path`, as text (the Prometheus `/metrics`).
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub fn get_text(&self, path: &str) -> Result<String, String> {
+        self.agent
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| format!("{path}: {e}"))?
+            .into_string()
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// One value of the node's `/metrics`, by name without the `strata_`
+    /// prefix.
+    ///
+    /// # Errors
+    /// As [`Client::get`], or when the metric is missing.
+    pub fn metric(&self, name: &str) -> Result<f64, String> {
+        let text = self.get_text("/metrics")?;
+        let full = format!("strata_{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&full))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("/metrics: no strata_{name}"))
+    }
+
     /// `POST path` with a JSON body.
     ///
     /// # Errors

@@ -246,6 +246,31 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
     };
     let report = bench::run(&plan, genesis)?;
     let (common, same) = compare_chains(&apis, Duration::from_secs(10))?;
+    // Work per finalized transaction on each node: a node that checks a
+    // signature twice, or rejects what it received, shows here.
+    let work: Vec<String> = apis
+        .iter()
+        .map(|a| {
+            let c = Client::new(a);
+            let per_tx = |name: &str| {
+                c.metric(name)
+                    .map(|v| format!("{:.2}", v / report.finalized.max(1) as f64))
+                    .unwrap_or_else(|_| "?".into())
+            };
+            let batch = match (
+                c.metric("signatures_checked_total"),
+                c.metric("signature_batches_total"),
+            ) {
+                (Ok(s), Ok(b)) if b > 0.0 => format!("{:.0}", s / b),
+                _ => "?".into(),
+            };
+            format!(
+                "{}/{}/{batch}",
+                per_tx("signatures_checked_total"),
+                per_tx("txs_received_total")
+            )
+        })
+        .collect();
     nodes.stop();
     println!("devnet: {} nodes, {} transactions", args.nodes, args.txs);
     println!("{}", report.summary());
@@ -253,6 +278,10 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
         "chains: {} finalized blocks on every node; block ids and state roots {}",
         common,
         if same { "EQUAL on all nodes" } else { "DIFFER" }
+    );
+    println!(
+        "per finalized tx, signatures checked/txs received/mean signature batch, by node: {}",
+        work.join(" ")
     );
     let ok = same && report.finalized == report.accepted && report.accepted > 0;
     if !ok {

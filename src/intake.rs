@@ -115,27 +115,58 @@ fn run(shared: &Shared, verifier: &mut Verifier, job: Job) -> Done {
     }
 }
 
-/// Starts `threads` workers sharing a job queue of `jobs_max` entries.
-/// They stop when the returned job sender is dropped.
+/// How many verification workers to start, at what priority, sharing a
+/// job queue of what length.
+pub(crate) struct Workers {
+    pub threads: usize,
+    /// Niceness added to the node's own (`consensus.verify_nice`).
+    pub nice: i32,
+    pub jobs_max: usize,
+}
+
+/// Lowers the calling thread's priority by `nice` (Linux priorities are
+/// per thread). A refusal is logged, not fatal: the worker still runs.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: `gettid` has no preconditions; `getpriority` and
+    // `setpriority` only read their integer arguments and touch the
+    // calling thread's scheduling attributes.
+    let refused = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + nice).clamp(-20, 19)) != 0
+    };
+    if refused {
+        warn!(
+            "cannot lower the verification threads' priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Starts the workers. They stop when the returned job sender is dropped.
 pub(crate) fn start(
     shared: &Arc<Shared>,
-    threads: usize,
-    jobs_max: usize,
+    w: Workers,
 ) -> (Sender<Job>, Receiver<Done>, Vec<JoinHandle<()>>) {
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(jobs_max);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(w.jobs_max);
     // Unbounded on purpose: the driver may block sending a job while the
     // job queue is full, so the workers must never block handing results
     // back (that would deadlock). What sits here is bounded by the jobs
     // the driver let in, and it drains it every turn.
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
-    let workers = (0..threads.max(1))
+    let workers = (0..w.threads.max(1))
         .map(|i| {
             let (jobs, done) = (job_rx.clone(), done_tx.clone());
             let shared = Arc::clone(shared);
+            let nice = w.nice;
             std::thread::Builder::new()
                 .name(format!("strata-verify-{i}"))
                 .spawn(move || {
-                    let mut verifier = Verifier::new();
+                    lower_priority(nice);
+                    let mut verifier = Verifier::new().sharing(Arc::clone(&shared.verified));
                     for job in jobs.iter() {
                         if done.send(run(&shared, &mut verifier, job)).is_err() {
                             break;

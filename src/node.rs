@@ -40,7 +40,7 @@ use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
 use strata_consensus::snowball::Params;
 use strata_consensus::tx::{Transaction, TxId};
-use strata_consensus::verify::{verify_transactions, Verdict};
+use strata_consensus::verify::{Verdict, VerifiedIds, Verifier, VERIFIED_IDS_DEFAULT};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
 use strata_net::{Event, Handle};
@@ -121,6 +121,10 @@ pub struct Shared {
     pub db: Arc<Db>,
     /// Start time.
     pub started: Instant,
+    /// Transactions found valid, shared by every verifier of this node
+    /// (workers, API, the engine's block validation), so a transaction
+    /// seen twice is checked once.
+    pub verified: Arc<VerifiedIds>,
 }
 
 impl Shared {
@@ -135,7 +139,9 @@ impl Shared {
     /// core is locked only for the mempool insertions.
     pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
         let received = txs.len();
-        let verdicts = verify_transactions(&txs, self.genesis.chain_id);
+        let verdicts = Verifier::new()
+            .sharing(Arc::clone(&self.verified))
+            .verify(&txs, self.genesis.chain_id);
         let valid: Vec<Transaction> = txs
             .into_iter()
             .zip(&verdicts)
@@ -293,7 +299,8 @@ impl Node {
                 .try_into()
                 .expect("8 bytes"),
         );
-        let engine = Engine::new(
+        let verified = Arc::new(VerifiedIds::new(VERIFIED_IDS_DEFAULT));
+        let mut engine = Engine::new(
             me,
             &validators,
             weight.as_ref(),
@@ -302,6 +309,7 @@ impl Node {
             rng_seed,
             now_ms(),
         );
+        engine.share_verified_ids(Arc::clone(&verified));
         info!(params = ?engine.params(), "consensus engine ready");
 
         let listen: SocketAddr = config
@@ -350,13 +358,18 @@ impl Node {
             genesis,
             db,
             started: Instant::now(),
+            verified,
         });
         let tick = Duration::from_millis(c.tick_ms.max(1));
-        let verify_threads = c.verify_threads;
+        let verify = intake::Workers {
+            threads: c.verify_threads,
+            nice: c.verify_nice,
+            jobs_max: VERIFY_JOBS_MAX,
+        };
         let s = Arc::clone(&shared);
         let driver = std::thread::Builder::new()
             .name("strata-driver".into())
-            .spawn(move || drive(&s, tick, verify_threads))
+            .spawn(move || drive(&s, tick, verify))
             .map_err(|e| e.to_string())?;
         Ok(Node {
             shared,
@@ -378,8 +391,8 @@ impl Node {
 }
 
 /// The driver loop (see the module docs).
-fn drive(shared: &Arc<Shared>, tick: Duration, verify_threads: usize) {
-    let (jobs, done, workers) = intake::start(shared, verify_threads, VERIFY_JOBS_MAX);
+fn drive(shared: &Arc<Shared>, tick: Duration, verify: intake::Workers) {
+    let (jobs, done, workers) = intake::start(shared, verify);
     let mut next_tick = Instant::now();
     let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
     // Jobs handed to the workers and not yet handed back.

@@ -51,7 +51,7 @@ use crate::sampler::{Sampler, SamplingWeight};
 use crate::snowball::{Params, PollOutcome, Snowball};
 use crate::state::{Account, ExecError, StateDiff};
 use crate::tx::{PublicKey, Transaction, TxId};
-use crate::verify::{Verdict, Verifier};
+use crate::verify::{Verdict, VerifiedIds, Verifier};
 
 /// A node's identity: its public key.
 pub type NodeId = PublicKey;
@@ -339,6 +339,15 @@ impl Engine {
             halted: None,
             config,
         }
+    }
+
+    /// Shares the node's memory of transactions already found valid (see
+    /// [`VerifiedIds`]) with the engine's own verifier, which checks the
+    /// signatures of pulled blocks: a transaction the node's workers
+    /// verified when it was gossiped is then not checked again, and one
+    /// checked here is not checked again when its gossip arrives late.
+    pub fn share_verified_ids(&mut self, known: Arc<VerifiedIds>) {
+        self.verifier = std::mem::take(&mut self.verifier).sharing(known);
     }
 
     /// The height being decided.

@@ -14,11 +14,20 @@
 //! beyond what the strict check itself decides.
 //!
 //! This is a pure function: the node runs it on its worker threads.
+//!
+//! A node sees most transactions more than once (from a client or gossip,
+//! and again inside a pulled block), so its verifiers can share a
+//! [`VerifiedIds`]: a transaction whose id is there was already found valid
+//! and is not checked again. The id hashes the whole encoding, signature
+//! included, so the same id means the same signed bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use strata_storage::lru::{IdentityState, LruCache};
 
-use crate::tx::{PublicKey, Transaction};
+use crate::tx::{PublicKey, Transaction, TxId};
 
 /// Largest batch handed to one `verify_batch` call.
 pub const BATCH_TXS_MAX: usize = 256;
@@ -48,11 +57,91 @@ pub fn verify_transactions(txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
     Verifier::new().verify(txs, chain_id)
 }
 
+/// Ids a node's [`VerifiedIds`] remembers by default: about two seconds of
+/// transactions at 60 k tx/s, the usual gap between a transaction's first
+/// arrival and its last (gossip, a pulled block, a late push). About 5 MiB.
+pub const VERIFIED_IDS_DEFAULT: usize = 131_072;
+
+/// Ids of transactions found valid, shared by the verifiers of one node
+/// (one chain id), oldest forgotten first.
+///
+/// ```
+/// use std::sync::Arc;
+/// use strata_consensus::verify::{Verifier, VerifiedIds};
+///
+/// let seen = Arc::new(VerifiedIds::new(1024));
+/// let mut workers = Verifier::new().sharing(Arc::clone(&seen));
+/// let mut engine = Verifier::new().sharing(seen);
+/// // A transaction `workers` found valid is not checked again by `engine`.
+/// # let _ = (&mut workers, &mut engine);
+/// ```
+pub struct VerifiedIds {
+    ids: Mutex<LruCache<TxId, (), IdentityState>>,
+    /// Signatures checked by the verifiers sharing this set.
+    checked: AtomicU64,
+    /// Transactions they did not check because their id was here.
+    skipped: AtomicU64,
+    /// Batches they checked (`checked / batches` is the mean batch size:
+    /// small batches cost up to half as much again per signature).
+    batches: AtomicU64,
+}
+
+impl VerifiedIds {
+    /// Remembers up to `entries` ids (at least 1).
+    pub fn new(entries: usize) -> Self {
+        VerifiedIds {
+            ids: Mutex::new(LruCache::with_hasher(entries.max(1), IdentityState)),
+            checked: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        }
+    }
+
+    /// Batches the verifiers sharing this set have checked.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Signatures the verifiers sharing this set have checked.
+    pub fn checked(&self) -> u64 {
+        self.checked.load(Ordering::Relaxed)
+    }
+
+    /// Transactions they took as valid without a check, already known.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// True when `id` was found valid (and not yet forgotten).
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.lock().contains(id)
+    }
+
+    /// Ids remembered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<TxId, (), IdentityState>> {
+        // The cache holds no invariant a panicking holder could break
+        // halfway (each put is one call), so a poisoned lock is usable.
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A reusable verifier: scratch buffers and a cache of decompressed sender
-/// keys, one per worker thread.
+/// keys, one per worker thread; optionally a node's shared [`VerifiedIds`].
 pub struct Verifier {
     scratch: Scratch,
     keys: LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+    known: Option<Arc<VerifiedIds>>,
+    /// Indices (into the caller's slice) still to check, reused.
+    todo: Vec<usize>,
 }
 
 impl Default for Verifier {
@@ -72,15 +161,55 @@ impl Verifier {
         Verifier {
             scratch: Scratch::default(),
             keys: LruCache::with_hasher(entries.max(1), IdentityState),
+            known: None,
+            todo: Vec::new(),
         }
+    }
+
+    /// This verifier, skipping transactions whose ids are in `known` and
+    /// adding those it finds valid. All verifiers sharing one set must
+    /// verify for the same chain id.
+    pub fn sharing(mut self, known: Arc<VerifiedIds>) -> Self {
+        self.known = Some(known);
+        self
     }
 
     /// Verifies `txs` for `chain_id`: one verdict per transaction, in order.
     pub fn verify(&mut self, txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
-        let mut verdicts = Vec::with_capacity(txs.len());
-        for chunk in txs.chunks(BATCH_TXS_MAX) {
+        let mut verdicts = vec![Verdict::Valid; txs.len()];
+        self.todo.clear();
+        match &self.known {
+            Some(known) => {
+                let ids = known.lock();
+                self.todo.extend(
+                    (0..txs.len()).filter(|&i| {
+                        txs[i].body().chain_id != chain_id || !ids.contains(txs[i].id())
+                    }),
+                );
+            }
+            None => self.todo.extend(0..txs.len()),
+        }
+        for members in self.todo.chunks(BATCH_TXS_MAX) {
             self.scratch
-                .verify_chunk(chunk, chain_id, &mut self.keys, &mut verdicts);
+                .verify_chunk(txs, members, chain_id, &mut self.keys, &mut verdicts);
+        }
+        if let Some(known) = &self.known {
+            known
+                .checked
+                .fetch_add(self.todo.len() as u64, Ordering::Relaxed);
+            known.batches.fetch_add(
+                self.todo.len().div_ceil(BATCH_TXS_MAX) as u64,
+                Ordering::Relaxed,
+            );
+            known
+                .skipped
+                .fetch_add((txs.len() - self.todo.len()) as u64, Ordering::Relaxed);
+            let mut ids = known.lock();
+            for &i in &self.todo {
+                if verdicts[i] == Verdict::Valid {
+                    ids.put(*txs[i].id(), ());
+                }
+            }
         }
         verdicts
     }
@@ -109,35 +238,39 @@ fn sender_key(
 struct Scratch {
     signatures: Vec<Signature>,
     keys: Vec<VerifyingKey>,
-    /// Indices (into the chunk) of the transactions in the batch.
+    /// Indices (into the caller's slice) of the transactions in the batch.
     members: Vec<usize>,
 }
 
 impl Scratch {
+    /// Settles `out[i]` for each `i` in `chosen` (at most
+    /// [`BATCH_TXS_MAX`] of them), checking `txs[i]` in one batch.
     fn verify_chunk(
         &mut self,
-        chunk: &[Transaction],
+        txs: &[Transaction],
+        chosen: &[usize],
         chain_id: u64,
         key_cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
-        out: &mut Vec<Verdict>,
+        out: &mut [Verdict],
     ) {
-        let base = out.len();
+        debug_assert!(chosen.len() <= BATCH_TXS_MAX);
         self.signatures.clear();
         self.keys.clear();
         self.members.clear();
-        for (i, tx) in chunk.iter().enumerate() {
+        for &i in chosen {
+            let tx = &txs[i];
             if tx.body().chain_id != chain_id {
-                out.push(Verdict::WrongChain);
+                out[i] = Verdict::WrongChain;
                 continue;
             }
             let Some(key) = sender_key(key_cache, tx.sender()) else {
-                out.push(Verdict::BadKey);
+                out[i] = Verdict::BadKey;
                 continue;
             };
             self.signatures.push(Signature::from_bytes(tx.signature()));
             self.keys.push(key);
             self.members.push(i);
-            out.push(Verdict::Valid); // provisional, settled below
+            out[i] = Verdict::Valid; // provisional, settled below
         }
         if self.members.is_empty() {
             return;
@@ -145,7 +278,7 @@ impl Scratch {
         let messages: Vec<&[u8]> = self
             .members
             .iter()
-            .map(|&i| chunk[i].signing_message())
+            .map(|&i| txs[i].signing_message())
             .collect();
         if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
             return;
@@ -155,7 +288,7 @@ impl Scratch {
                 .verify_strict(messages[slot], &self.signatures[slot])
                 .is_ok();
             if !ok {
-                out[base + i] = Verdict::BadSignature;
+                out[i] = Verdict::BadSignature;
             }
         }
     }
@@ -229,5 +362,35 @@ mod tests {
             verdicts[2],
             Verdict::BadKey | Verdict::BadSignature
         ));
+    }
+
+    #[test]
+    fn shared_ids_remember_only_valid_transactions_and_skip_them() {
+        let known = Arc::new(VerifiedIds::new(1024));
+        let mut a = Verifier::new().sharing(Arc::clone(&known));
+        let mut b = Verifier::new().sharing(Arc::clone(&known));
+        let good: Vec<_> = (0..300).map(|i| tx((i % 50) as u8, i, 7)).collect();
+        let mut batch = good.clone();
+        batch.push(forged(201));
+        batch.push(tx(9, 0, 8)); // another chain
+        let verdicts = a.verify(&batch, 7);
+        assert_eq!(verdicts[..300], [Verdict::Valid; 300]);
+        assert_eq!(verdicts[300], Verdict::BadSignature);
+        assert_eq!(verdicts[301], Verdict::WrongChain);
+        assert_eq!(known.len(), 300, "only the valid ones are remembered");
+        assert_eq!((known.checked(), known.skipped()), (302, 0));
+        assert!(good.iter().all(|t| known.contains(t.id())));
+        // A remembered id is not checked again: plant a forged
+        // transaction's id and the other verifier takes it as valid,
+        // which is why only verifiers of one node (one chain) may share.
+        let planted = forged(202);
+        known.lock().put(*planted.id(), ());
+        assert_eq!(
+            b.verify(&[planted, forged(203)], 7),
+            [Verdict::Valid, Verdict::BadSignature]
+        );
+        assert_eq!((known.checked(), known.skipped()), (303, 1));
+        // The chain id is still checked for a remembered transaction.
+        assert_eq!(b.verify(&good[..1], 8), [Verdict::WrongChain]);
     }
 }
