@@ -74,6 +74,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/state/{key}", get(state_raw))
         .route("/v1/state/{owner}/{key}", get(state_user))
         .route("/v1/blocks/{block}", get(block))
+        .route("/v1/blocks/{block}/ids", get(block_ids))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
@@ -287,14 +288,15 @@ pub fn block_json(b: &Block) -> Value {
     })
 }
 
-async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiResult {
+/// The finalized block named by `which`: a height or a block id in hex.
+async fn find_block(s: &Arc<Shared>, which: String) -> Result<Block, ApiError> {
     let by_height = which.parse::<u64>().ok();
     let by_id = if by_height.is_none() {
         Some(hex32("block (height or id)", &which)?)
     } else {
         None
     };
-    blocking(&s, move |s| {
+    blocking(s, move |s| {
         let core = s.core();
         let height = match (by_height, by_id) {
             (Some(h), _) => h,
@@ -305,13 +307,29 @@ async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiRe
                 .ok_or_else(|| ApiError::not_found("no finalized block with that id"))?,
             (None, None) => unreachable!("one of the two is set"),
         };
-        let b = core
-            .chain
+        core.chain
             .finalized_block(height)
-            .ok_or_else(|| ApiError::not_found(format!("no finalized block at height {height}")))?;
-        Ok(Json(block_json(&b)))
+            .ok_or_else(|| ApiError::not_found(format!("no finalized block at height {height}")))
     })
     .await
+}
+
+async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiResult {
+    Ok(Json(block_json(&find_block(&s, which).await?)))
+}
+
+/// The block's transaction ids as raw bytes, 32 per id in block order
+/// (`application/octet-stream`): what a client following finality at
+/// high rates reads instead of a JSON array of hex strings (the bench
+/// does; for 4,096 ids that is 128 KiB instead of 270 KiB of JSON to
+/// build and parse).
+async fn block_ids(
+    State(s): State<Arc<Shared>>,
+    Path(which): Path<String>,
+) -> Result<Response, ApiError> {
+    let b = find_block(&s, which).await?;
+    let ids: Vec<u8> = b.tx_ids().iter().flatten().copied().collect();
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], ids).into_response())
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {

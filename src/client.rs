@@ -67,6 +67,25 @@ impl Client {
             .map_err(|e| format!("{path}: {e}"))
     }
 
+    /// `GET path`, as raw bytes (`/v1/blocks/{h}/ids`).
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut self
+                .agent
+                .get(&format!("{}{path}", self.base))
+                .call()
+                .map_err(|e| format!("{path}: {e}"))?
+                .into_reader(),
+            &mut out,
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
+        Ok(out)
+    }
+
     /// One value of the node's `/metrics`, by name without the `strata_`
     /// prefix.
     ///

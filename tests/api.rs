@@ -120,6 +120,21 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_bad(c, &v, 404);
     let (c, v) = net.get(0, "/v1/blocks/-1");
     assert_bad(c, &v, 400);
+    // The same block's ids as raw bytes, 32 per id, in block order.
+    let raw = net.get_bytes(0, &format!("/v1/blocks/{h}/ids"));
+    let hexes: Vec<String> = raw.chunks(32).map(hex::encode).collect();
+    let json_ids: Vec<String> = b["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert!(!json_ids.is_empty() && raw.len() == 32 * json_ids.len());
+    assert_eq!(hexes, json_ids);
+    let (c, v) = net.get(0, "/v1/blocks/999999/ids");
+    assert_bad(c, &v, 404);
+    let (c, v) = net.get(0, "/v1/blocks/zz/ids");
+    assert_bad(c, &v, 400);
 
     // `strata tx` puts a user key; the state endpoint proves it, and
     // proves the absence of another; `strata query key` verifies locally.

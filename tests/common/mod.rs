@@ -150,6 +150,18 @@ impl Devnet {
         }
     }
 
+    /// GET a successful binary answer's body.
+    pub fn get_bytes(&self, i: usize, path: &str) -> Vec<u8> {
+        let r = self
+            .agent
+            .get(&self.url(i, path))
+            .call()
+            .expect("a 2xx answer");
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut out).expect("a readable body");
+        out
+    }
+
     /// POST a body with a content type, as (status, JSON).
     pub fn post(&self, i: usize, path: &str, ctype: &str, body: &[u8]) -> (u16, Value) {
         match self
