@@ -196,6 +196,30 @@ pub fn compare_chains(apis: &[String], settle: Duration) -> Result<(u64, bool), 
     Ok((common, same))
 }
 
+/// One node's work line of the report, from its `/metrics`.
+fn node_work(i: usize, c: &Client, finalized: usize) -> String {
+    let m = |name: &str| c.metric(name).ok();
+    let per_tx = |name: &str| {
+        m(name).map_or("?".into(), |v| {
+            format!("{:.2}", v / finalized.max(1) as f64)
+        })
+    };
+    let batch = match (m("signatures_checked_total"), m("signature_batches_total")) {
+        (Some(s), Some(b)) if b > 0.0 => format!("{:.0}", s / b),
+        _ => "?".into(),
+    };
+    let count = |name: &str| m(name).map_or("?".into(), |v| format!("{v:.0}"));
+    format!(
+        "node {i}: per finalized tx {} signatures checked, {} received; mean signature batch {batch}; \
+         blocks proposed {}, invalid {}; gossip shed {}",
+        per_tx("signatures_checked_total"),
+        per_tx("txs_received_total"),
+        count("blocks_proposed_total"),
+        count("blocks_invalid_total"),
+        count("txs_shed_total"),
+    )
+}
+
 /// Runs the devnet and prints the report. Returns whether it passed.
 ///
 /// # Errors
@@ -247,29 +271,12 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
     let report = bench::run(&plan, genesis)?;
     let (common, same) = compare_chains(&apis, Duration::from_secs(10))?;
     // Work per finalized transaction on each node: a node that checks a
-    // signature twice, or rejects what it received, shows here.
+    // signature twice, rejects what it received or validates blocks that
+    // lose shows here.
     let work: Vec<String> = apis
         .iter()
-        .map(|a| {
-            let c = Client::new(a);
-            let per_tx = |name: &str| {
-                c.metric(name)
-                    .map(|v| format!("{:.2}", v / report.finalized.max(1) as f64))
-                    .unwrap_or_else(|_| "?".into())
-            };
-            let batch = match (
-                c.metric("signatures_checked_total"),
-                c.metric("signature_batches_total"),
-            ) {
-                (Ok(s), Ok(b)) if b > 0.0 => format!("{:.0}", s / b),
-                _ => "?".into(),
-            };
-            format!(
-                "{}/{}/{batch}",
-                per_tx("signatures_checked_total"),
-                per_tx("txs_received_total")
-            )
-        })
+        .enumerate()
+        .map(|(i, a)| node_work(i, &Client::new(a), report.finalized))
         .collect();
     nodes.stop();
     println!("devnet: {} nodes, {} transactions", args.nodes, args.txs);
@@ -279,10 +286,9 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
         common,
         if same { "EQUAL on all nodes" } else { "DIFFER" }
     );
-    println!(
-        "per finalized tx, signatures checked/txs received/mean signature batch, by node: {}",
-        work.join(" ")
-    );
+    for line in work {
+        println!("{line}");
+    }
     let ok = same && report.finalized == report.accepted && report.accepted > 0;
     if !ok {
         println!("devnet: FAILED");

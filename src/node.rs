@@ -265,6 +265,7 @@ impl Node {
             polls_in_flight: c.polls_in_flight,
             poll_timeout_ms: c.poll_timeout_ms,
             propose_delay_ms: c.propose_delay_ms,
+            propose_backoff_ms: c.propose_backoff_ms,
             block_txs_max: c.block_txs_max,
             mempool: MempoolConfig {
                 txs_max: config.mempool.txs_max,

@@ -11,7 +11,7 @@
 //! 1. Proposals are leaderless but staggered: at each height every validator
 //!    has a rank (validators sorted by `blake3(height ‖ parent ‖ key)`), and
 //!    a node with pending transactions and no preference proposes after
-//!    `propose_delay_ms × (1 + rank)`. Until some block wins a poll, and
+//!    `propose_delay_ms + propose_backoff_ms × rank`. Until some block wins a poll, and
 //!    only until the node has told any peer its preference, a node prefers
 //!    the valid block with the best-ranked proposer it has seen; once it
 //!    has voted, only polls move its preference (switching after a vote
@@ -66,8 +66,16 @@ pub struct EngineConfig {
     pub polls_in_flight: usize,
     /// Time after which a poll closes with the answers it has. Default 400.
     pub poll_timeout_ms: u64,
-    /// Wait at a new height before proposing. Default 50.
+    /// Wait at a new height before the best-ranked proposer proposes.
+    /// Default 50.
     pub propose_delay_ms: u64,
+    /// Further wait per rank below the best: rank `r` proposes after
+    /// `propose_delay_ms + propose_backoff_ms × r` if it has no preference
+    /// by then. It should exceed the time a proposal takes to reach and be
+    /// validated by the others, or lower-ranked nodes propose blocks that
+    /// lose (each built, executed, pulled and validated for nothing).
+    /// Default 50 (the delay).
+    pub propose_backoff_ms: u64,
     /// Most transactions in a proposal. Default 4,096.
     pub block_txs_max: usize,
     /// Mempool limits.
@@ -83,6 +91,7 @@ impl Default for EngineConfig {
             polls_in_flight: 4,
             poll_timeout_ms: 400,
             propose_delay_ms: 50,
+            propose_backoff_ms: 50,
             block_txs_max: 4096,
             mempool: MempoolConfig::default(),
             key_cache_entries: crate::verify::KEY_CACHE_ENTRIES,
@@ -435,7 +444,10 @@ impl Engine {
         self.mempool.expire(now_ms);
         let my_rank = self.proposer_rank(&self.me, &chain.last_block_id()) as u64;
         if self.snowball.preference().is_none()
-            && now_ms >= self.height_started_ms + self.config.propose_delay_ms * (1 + my_rank)
+            && now_ms
+                >= self.height_started_ms
+                    + self.config.propose_delay_ms
+                    + self.config.propose_backoff_ms * my_rank
             && !self.mempool.is_empty()
         {
             self.propose(chain, now_ms);

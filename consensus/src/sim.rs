@@ -354,6 +354,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         params: config.params,
         poll_timeout_ms: config.poll_timeout_ms.unwrap_or(config.latency_ms.1 * 3),
         propose_delay_ms: 20,
+        propose_backoff_ms: 20,
         block_txs_max: 64,
         // Simulated nodes see a few hundred transactions: small tables keep
         // hundreds of seeds fast.
