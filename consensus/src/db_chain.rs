@@ -26,7 +26,7 @@
 //! [`GENESIS_CHUNK_ENTRIES`], the `m` record last, and written again from
 //! the start if a crash interrupts it (see `write_genesis`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use strata_storage::lru::{IdentityState, LruCache};
@@ -198,7 +198,13 @@ pub struct DbChain {
     last_id: BlockId,
     root: [u8; 32],
     cache: StateCache,
+    /// Ids of the last [`RECENT_IDS`] committed blocks, oldest first.
+    recent_ids: VecDeque<(u64, BlockId)>,
 }
+
+/// Committed block ids [`DbChain`] remembers for queries about recent
+/// heights (see [`Chain::finalized_id`]).
+const RECENT_IDS: usize = 64;
 
 impl DbChain {
     /// Opens the chain in `db`, committing `genesis`'s state as height 0 if
@@ -251,6 +257,7 @@ impl DbChain {
             height: 0,
             last_id: [0; 32],
             cache: StateCache::new(STATE_CACHE_ENTRIES),
+            recent_ids: VecDeque::with_capacity(RECENT_IDS),
         })
     }
 
@@ -496,6 +503,10 @@ impl Chain for DbChain {
         for (k, v) in changed {
             cache.put(k, v);
         }
+        if self.recent_ids.len() == RECENT_IDS {
+            self.recent_ids.pop_front();
+        }
+        self.recent_ids.push_back((block.height(), *block.id()));
         Ok(())
     }
 
@@ -511,6 +522,20 @@ impl Chain for DbChain {
             return None;
         }
         self.read_header_and_ids(height).ok().flatten()
+    }
+
+    fn finalized_id(&self, height: u64) -> Option<BlockId> {
+        // Heights are consecutive in the ring: index by offset.
+        if let Some(&(first, _)) = self.recent_ids.front() {
+            if let Some(&(h, id)) = height
+                .checked_sub(first)
+                .and_then(|i| self.recent_ids.get(i as usize))
+            {
+                debug_assert_eq!(h, height, "recent ids are consecutive");
+                return Some(id);
+            }
+        }
+        self.finalized_block(height).map(|b| *b.id())
     }
 }
 

@@ -138,6 +138,14 @@ pub trait Chain {
     fn finalized_block(&self, height: u64) -> Option<Block> {
         self.finalized(height).map(|(b, _)| b)
     }
+    /// The id of the finalized block at `height`: all a query about a
+    /// finalized height needs. Peers one height behind poll about the
+    /// block just finalized many times a second; stores that remember
+    /// recent ids override this to skip decoding the block (whose id
+    /// hashes all its transaction ids).
+    fn finalized_id(&self, height: u64) -> Option<BlockId> {
+        self.finalized_block(height).map(|b| *b.id())
+    }
 }
 
 /// Messages between engines.
@@ -171,8 +179,10 @@ pub enum Message {
     BlockData {
         /// The block (boxed: it is the one large message).
         block: Box<Block>,
-        /// Its transactions, in the block's id order.
-        txs: Vec<Transaction>,
+        /// Its transactions, in the block's id order. Shared: a node
+        /// serves its candidate's transactions without copying them, and
+        /// a validated block keeps the decoded ones.
+        txs: Vec<Arc<Transaction>>,
     },
 }
 
@@ -492,7 +502,7 @@ impl Engine {
                     self.revealed |= preference.is_some();
                     preference
                 } else if height >= 1 && height <= chain.height() {
-                    chain.finalized_block(height).map(|b| *b.id())
+                    chain.finalized_id(height)
                 } else {
                     None
                 };
@@ -512,19 +522,17 @@ impl Engine {
             } => self.on_vote(from, poll_id, height, block, chain, now_ms, &mut out),
             Message::GetBlock { id, height } => {
                 if let Some(c) = self.candidates.get(&id) {
-                    let txs = c.txs.iter().map(|t| (**t).clone()).collect();
                     out.push(Output::Send {
                         to: from,
                         msg: Message::BlockData {
                             block: Box::new(c.block.clone()),
-                            txs,
+                            txs: c.txs.clone(),
                         },
                     });
                 } else if let Some((block, txs)) = chain
                     .finalized(height)
                     .filter(|(b, _)| *b.id() == id && height <= chain.height())
                 {
-                    let txs = txs.iter().map(|t| (**t).clone()).collect();
                     out.push(Output::Send {
                         to: from,
                         msg: Message::BlockData {
@@ -804,7 +812,7 @@ impl Engine {
         &mut self,
         from: NodeId,
         block: Block,
-        txs: Vec<Transaction>,
+        txs: Vec<Arc<Transaction>>,
         chain: &impl Chain,
         out: &mut Vec<Output>,
     ) {
@@ -840,7 +848,7 @@ impl Engine {
     fn validate(
         &mut self,
         block: &Block,
-        txs: Vec<Transaction>,
+        txs: Vec<Arc<Transaction>>,
         chain: &impl Chain,
     ) -> Result<Candidate, ()> {
         let h = block.header();
@@ -859,7 +867,7 @@ impl Engine {
         // included): only the others are verified. Under load most of a
         // pulled block was gossiped here first, so this halves the
         // signature work.
-        let unseen: Vec<Transaction> = txs
+        let unseen: Vec<Arc<Transaction>> = txs
             .iter()
             .filter(|t| !self.mempool.contains(t.id()))
             .cloned()
@@ -872,7 +880,6 @@ impl Engine {
         {
             return Err(());
         }
-        let txs: Vec<Arc<Transaction>> = txs.into_iter().map(Arc::new).collect();
         let diff = chain.execute(&txs).map_err(|_| ())?;
         Ok(Candidate {
             block: block.clone(),

@@ -21,6 +21,7 @@
 //! and is not checked again. The id hashes the whole encoding, signature
 //! included, so the same id means the same signed bytes.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -175,17 +176,16 @@ impl Verifier {
     }
 
     /// Verifies `txs` for `chain_id`: one verdict per transaction, in order.
-    pub fn verify(&mut self, txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
+    pub fn verify<T: Borrow<Transaction>>(&mut self, txs: &[T], chain_id: u64) -> Vec<Verdict> {
         let mut verdicts = vec![Verdict::Valid; txs.len()];
         self.todo.clear();
         match &self.known {
             Some(known) => {
                 let ids = known.lock();
-                self.todo.extend(
-                    (0..txs.len()).filter(|&i| {
-                        txs[i].body().chain_id != chain_id || !ids.contains(txs[i].id())
-                    }),
-                );
+                self.todo.extend((0..txs.len()).filter(|&i| {
+                    let tx = txs[i].borrow();
+                    tx.body().chain_id != chain_id || !ids.contains(tx.id())
+                }));
             }
             None => self.todo.extend(0..txs.len()),
         }
@@ -207,7 +207,7 @@ impl Verifier {
             let mut ids = known.lock();
             for &i in &self.todo {
                 if verdicts[i] == Verdict::Valid {
-                    ids.put(*txs[i].id(), ());
+                    ids.put(*txs[i].borrow().id(), ());
                 }
             }
         }
@@ -245,9 +245,9 @@ struct Scratch {
 impl Scratch {
     /// Settles `out[i]` for each `i` in `chosen` (at most
     /// [`BATCH_TXS_MAX`] of them), checking `txs[i]` in one batch.
-    fn verify_chunk(
+    fn verify_chunk<T: Borrow<Transaction>>(
         &mut self,
-        txs: &[Transaction],
+        txs: &[T],
         chosen: &[usize],
         chain_id: u64,
         key_cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
@@ -258,7 +258,7 @@ impl Scratch {
         self.keys.clear();
         self.members.clear();
         for &i in chosen {
-            let tx = &txs[i];
+            let tx = txs[i].borrow();
             if tx.body().chain_id != chain_id {
                 out[i] = Verdict::WrongChain;
                 continue;
@@ -278,7 +278,7 @@ impl Scratch {
         let messages: Vec<&[u8]> = self
             .members
             .iter()
-            .map(|&i| txs[i].signing_message())
+            .map(|&i| txs[i].borrow().signing_message())
             .collect();
         if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
             return;

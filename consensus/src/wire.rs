@@ -16,6 +16,9 @@
 //! assert!(Payload::decode(&bytes[..bytes.len() - 1]).is_err());
 //! ```
 
+use std::borrow::Borrow;
+use std::sync::Arc;
+
 use crate::block::{Block, BLOCK_BYTES_MAX, BLOCK_TXS_MAX};
 use crate::engine::Message;
 use crate::error::DecodeError;
@@ -125,7 +128,7 @@ impl Payload {
                 let txs = r.txs(BLOCK_TXS_MAX)?;
                 Payload::Engine(Message::BlockData {
                     block: Box::new(block),
-                    txs,
+                    txs: txs.into_iter().map(Arc::new).collect(),
                 })
             }
             TAG_TXS => Payload::Txs(r.txs(TX_BATCH_MAX)?),
@@ -140,9 +143,10 @@ impl Payload {
     }
 }
 
-fn encode_txs(txs: &[Transaction], out: &mut Vec<u8>) {
+fn encode_txs<T: Borrow<Transaction>>(txs: &[T], out: &mut Vec<u8>) {
     out.extend_from_slice(&(txs.len() as u32).to_le_bytes());
     for tx in txs {
+        let tx = tx.borrow();
         out.extend_from_slice(&(tx.encoded().len() as u32).to_le_bytes());
         out.extend_from_slice(tx.encoded());
     }
@@ -247,7 +251,7 @@ mod tests {
             }),
             Payload::Engine(Message::BlockData {
                 block: Box::new(block),
-                txs: vec![tx(0)],
+                txs: vec![Arc::new(tx(0))],
             }),
             Payload::Txs(vec![tx(0), tx(1)]),
             Payload::Txs(vec![]),

@@ -104,3 +104,30 @@ fn durable_chain_matches_memory_and_survives_reopen() {
         &proof
     ));
 }
+
+/// Queries about finalized heights are answered from the ids of recent
+/// commits where the chain remembers them, and from the stored block
+/// otherwise: both must name the block that was committed.
+#[test]
+fn finalized_ids_match_the_committed_blocks_recent_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = Genesis::devnet(4);
+    let mut mem = MemChain::new(&genesis);
+    let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let mut chain = DbChain::open(Arc::clone(&db), &genesis).unwrap();
+    // More heights than the chain remembers ids for.
+    let heights = 80u64;
+    let blocks: Vec<_> = (1..=heights)
+        .map(|h| {
+            let txs = (0..2).map(|i| transfer(i, h - 1, i + 100, 1)).collect();
+            commit_both(&mut chain, &mut mem, h, txs)
+        })
+        .collect();
+    assert_eq!(chain.finalized_id(0), None);
+    assert_eq!(chain.finalized_id(heights + 1), None);
+    for (i, b) in blocks.iter().enumerate() {
+        let h = i as u64 + 1;
+        assert_eq!(chain.finalized_id(h), Some(*b.id()), "height {h}");
+        assert_eq!(chain.finalized_block(h).map(|b| *b.id()), Some(*b.id()));
+    }
+}
