@@ -209,6 +209,10 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         chain_id: crate::node::net_chain_id(genesis),
         push_items_per_s: u64::MAX / 2,
         push_bytes_per_s: u64::MAX / 2,
+        // The bench only submits: without this every node would push it
+        // back every transaction (its own and everyone's), costing the
+        // nodes' network loops and the bench's own CPU on the same cores.
+        gossip_quiet: true,
         ..strata_net::Config::default()
     };
     let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;

@@ -32,6 +32,13 @@ pub struct Config {
     pub gossip_fanout: usize,
     /// Push batch flush interval. Default 20 ms.
     pub gossip_flush_interval_ms: u64,
+    /// Ask every peer to send this node no gossip ([`Message::Quiet`]
+    /// after the handshake): for a client that only makes requests, such
+    /// as the bench, which would otherwise be pushed every transaction it
+    /// submitted back from every node. Default false.
+    ///
+    /// [`Message::Quiet`]: crate::message::Message::Quiet
+    pub gossip_quiet: bool,
     /// Pushed items accepted per peer per second. Default 5000.
     pub push_items_per_s: u64,
     /// Pushed bytes accepted per peer per second. Default 8 MiB.
@@ -93,6 +100,7 @@ impl Default for Config {
             pong_timeout_ms: 15_000,
             gossip_fanout: 4,
             gossip_flush_interval_ms: 20,
+            gossip_quiet: false,
             push_items_per_s: 5_000,
             push_bytes_per_s: 8 * 1024 * 1024,
             seen_ids_max: SEEN_IDS_MAX_DEFAULT,

@@ -103,6 +103,8 @@ struct Conn {
     peer_addr: Option<SocketAddr>,
     score: Score,
     gossip: Option<PeerGossip>,
+    /// The peer asked for no gossip ([`Message::Quiet`]).
+    quiet: bool,
     ping_nonce: u64,
     ping_sent_ms: u64,
     awaiting_pong: bool,
@@ -552,6 +554,7 @@ impl EventLoop {
             peer_addr: if outbound { Some(remote) } else { None },
             score: Score::default(),
             gossip: None,
+            quiet: false,
             ping_nonce: 0,
             ping_sent_ms: 0,
             awaiting_pong: false,
@@ -1063,6 +1066,7 @@ impl EventLoop {
                     );
                 }
             }
+            Message::Quiet => conn.quiet = true,
             Message::Request(p) => self.on_opaque(slot, h, false, Opaque::Borrowed(p)),
             Message::Response(p) => self.on_opaque(slot, h, true, Opaque::Borrowed(p)),
         }
@@ -1269,6 +1273,9 @@ impl EventLoop {
             );
         }
         self.send_msg(slot, &Message::GetAddrs(ADDRS_ANSWER_MAX as u16), 0);
+        if self.cfg.gossip_quiet {
+            self.send_msg(slot, &Message::Quiet, 0);
+        }
     }
 
     fn publish_peers(&mut self) {
@@ -1395,7 +1402,12 @@ impl EventLoop {
             return;
         }
         let ids = std::mem::take(&mut self.pending_push);
-        let mut order = ready.clone();
+        // Quiet peers get nothing, and take no place in the fanout.
+        let mut order: Vec<usize> = ready
+            .iter()
+            .copied()
+            .filter(|&s| self.conns[s].as_ref().is_some_and(|c| !c.quiet))
+            .collect();
         self.rng.sample_in_place(&mut order, self.cfg.gossip_fanout);
         let fanout = self.cfg.gossip_fanout.min(order.len());
         let limit = self.cfg.frame_payload_bytes_max as usize;

@@ -40,6 +40,7 @@ pub enum MsgType {
     Push = 0x11,
     PullRequest = 0x12,
     PullResponse = 0x13,
+    Quiet = 0x14,
     Request = 0x20,
     Response = 0x21,
 }
@@ -58,6 +59,7 @@ impl MsgType {
             0x11 => MsgType::Push,
             0x12 => MsgType::PullRequest,
             0x13 => MsgType::PullResponse,
+            0x14 => MsgType::Quiet,
             0x20 => MsgType::Request,
             0x21 => MsgType::Response,
             other => return Err(Error::UnknownMessageType(other)),
@@ -121,6 +123,10 @@ pub enum Message<'a> {
     PullRequest(Ids<'a>),
     /// Items answering a pull.
     PullResponse(Items<'a>),
+    /// "Send me no gossip": neither pushed items nor announcements. A
+    /// client (the bench) that only makes requests sends it once after the
+    /// handshake; the peer still answers its pulls and requests.
+    Quiet,
     /// Opaque request; answer with the same request id.
     Request(&'a [u8]),
     /// Opaque response.
@@ -201,6 +207,7 @@ impl<'a> Message<'a> {
             MsgType::Push => "push",
             MsgType::PullRequest => "pull_request",
             MsgType::PullResponse => "pull_response",
+            MsgType::Quiet => "quiet",
             MsgType::Request => "request",
             MsgType::Response => "response",
         };
@@ -265,6 +272,7 @@ impl<'a> Message<'a> {
                     Message::PullResponse(items)
                 }
             }
+            MsgType::Quiet => Message::Quiet,
             MsgType::Request => return Ok(Message::Request(payload)),
             MsgType::Response => return Ok(Message::Response(payload)),
         };
@@ -285,6 +293,7 @@ impl<'a> Message<'a> {
             Message::Push(_) => MsgType::Push,
             Message::PullRequest(_) => MsgType::PullRequest,
             Message::PullResponse(_) => MsgType::PullResponse,
+            Message::Quiet => MsgType::Quiet,
             Message::Request(_) => MsgType::Request,
             Message::Response(_) => MsgType::Response,
         }
@@ -310,6 +319,7 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&(items.count as u16).to_le_bytes());
                 out.extend_from_slice(items.bytes);
             }
+            Message::Quiet => {}
             Message::Request(p) | Message::Response(p) => out.extend_from_slice(p),
         }
         frame::finish_frame(out, start);
@@ -529,6 +539,7 @@ mod tests {
         );
         round_trip(Message::Request(b"query"), 12);
         round_trip(Message::Response(b"answer"), 12);
+        round_trip(Message::Quiet, 0);
     }
 
     #[test]

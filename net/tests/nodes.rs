@@ -172,3 +172,57 @@ fn other_chain_is_refused() {
             > 0
     );
 }
+
+/// A node started with `gossip_quiet` is sent no gossip by its peers (no
+/// push, no announcement), while it can still gossip itself and the
+/// others keep gossiping to each other.
+#[test]
+fn a_quiet_peer_is_sent_no_gossip() {
+    let hub = start(config());
+    let mut c = config();
+    c.seeds = vec![hub.local_addr()];
+    let other = start(c.clone());
+    c.gossip_quiet = true;
+    let quiet = start(c);
+    assert!(
+        wait_until(Duration::from_secs(20), || hub.peers().len() == 2
+            && other.peers().len() >= 1
+            && quiet.peers().len() >= 1),
+        "the three nodes did not connect"
+    );
+    let items = |h: &strata_net::Handle, evs: &mut Vec<Event>| {
+        drain(h, evs);
+        evs.iter()
+            .filter(|e| matches!(e, Event::Item { .. }))
+            .count()
+    };
+    let (mut at_hub, mut at_other, mut at_quiet) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..20u32 {
+        hub.broadcast(format!("hub item {k}").into_bytes()).unwrap();
+    }
+    // The quiet node's own item still reaches the others.
+    quiet.broadcast(b"from the quiet node".to_vec()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || items(&other, &mut at_other)
+            == 21
+            && items(&hub, &mut at_hub) == 1),
+        "the others did not get every item: other {}, hub {}",
+        items(&other, &mut at_other),
+        items(&hub, &mut at_hub)
+    );
+    // Gossip is flushed every 20 ms: well past that, still nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(items(&quiet, &mut at_quiet), 0, "a quiet peer got gossip");
+    assert_eq!(
+        quiet
+            .stats()
+            .items_new
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + quiet
+                .stats()
+                .items_duplicate
+                .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "items reached the quiet peer's network loop"
+    );
+}
