@@ -40,7 +40,7 @@ fn valid_payload() -> Vec<u8> {
     let block = Block::new(1, [0; 32], [1; 32], [2; 32], 3, vec![*tx.id()]).unwrap();
     Payload::Engine(Message::BlockData {
         block: Box::new(block),
-        txs: vec![tx],
+        txs: vec![std::sync::Arc::new(tx)],
     })
     .encode()
 }
