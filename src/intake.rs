@@ -227,3 +227,35 @@ pub(crate) fn start(
         .collect();
     (job_tx, done_rx, workers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::lower_priority;
+
+    fn nice_of_this_thread() -> i32 {
+        // SAFETY: as in `lower_priority`.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    /// The niceness is added to the thread's own, capped at 19, and only
+    /// the calling thread changes.
+    #[test]
+    fn lower_priority_adds_to_the_calling_threads_niceness() {
+        let before = nice_of_this_thread();
+        let (inside, capped) = std::thread::spawn(move || {
+            lower_priority(3);
+            let inside = nice_of_this_thread();
+            lower_priority(40);
+            (inside, nice_of_this_thread())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, (before + 3).min(19));
+        assert_eq!(capped, 19);
+        assert_eq!(
+            nice_of_this_thread(),
+            before,
+            "the caller's thread is unchanged"
+        );
+    }
+}
