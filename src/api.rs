@@ -443,6 +443,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
             s.verified.skipped() as f64,
         );
         metric(
+            "requests_busy_total",
+            "counter",
+            "Client batches answered busy: verification queue full.",
+            m.requests_busy.load(Ordering::Relaxed) as f64,
+        );
+        metric(
             "txs_shed_total",
             "counter",
             "Gossiped transactions dropped: verification queue full.",

@@ -24,6 +24,7 @@ use strata_consensus::wire::Payload;
 use strata_net::{DrivenNode, Event};
 
 use crate::client::Client;
+use crate::node::BUSY_ANSWER;
 
 /// Status polling interval while waiting for finality.
 const POLL_MS: u64 = 20;
@@ -206,7 +207,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
 
     let config = strata_net::Config {
         seeds: plan.targets.clone(),
-        chain_id: crate::node::net_chain_id(genesis),
+        chain_id: genesis.net_chain_id(),
         push_items_per_s: u64::MAX / 2,
         push_bytes_per_s: u64::MAX / 2,
         // The bench only submits: without this every node would push it
@@ -221,6 +222,8 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let mut link = Link {
         net,
         in_flight: HashMap::new(),
+        busy: Vec::new(),
+        retry_at: Instant::now(),
         accepted: 0,
         events: Vec::with_capacity(EVENTS_PER_POLL_MAX),
     };
@@ -259,7 +262,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     };
     let mut sent_at: HashMap<TxId, Instant> = HashMap::with_capacity(txs.len());
     let mut sent = 0usize;
-    for (i, (chunk, payload)) in txs.chunks(batch).zip(payloads).enumerate() {
+    for (i, chunk) in txs.chunks(batch).enumerate() {
         if let Some(rate) = plan.rate {
             let due = started + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
             // Wait by turning the network loop, not by sleeping: a driven
@@ -270,9 +273,10 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             }
         }
         let stalled_at = Instant::now();
-        while link.in_flight.len() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
+        while link.pending() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
             // Window full: wait for an answer (or the next status poll).
-            link.turn(watch.until_poll())?;
+            link.turn(watch.until_poll().min(BUSY_RETRY))?;
+            link.resend_busy(&payloads);
             watch.poll(&mut sent_at, &mut report)?;
             // Requests that fail (peer gone, timed out) leave the window as
             // `RequestFailed`; this bounds a window that stops moving.
@@ -290,7 +294,8 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let to = peers[i % peers.len()];
         // Framed from the borrowed payload; sent by the next poll. The
         // window above bounds what is queued for a peer.
-        link.send(to, &payload, chunk.len());
+        link.send(Sent { batch: i, to }, &payloads[i]);
+        link.resend_busy(&payloads);
         sent += chunk.len();
         bar.set_position(sent as u64);
         // One turn without waiting: sends the batch, takes answers so far.
@@ -298,8 +303,9 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         watch.poll(&mut sent_at, &mut report)?;
     }
     let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
-    while !link.in_flight.is_empty() && Instant::now() < answers_deadline {
-        link.turn(watch.until_poll())?;
+    while link.pending() > 0 && Instant::now() < answers_deadline {
+        link.turn(watch.until_poll().min(BUSY_RETRY))?;
+        link.resend_busy(&payloads);
         watch.poll(&mut sent_at, &mut report)?;
     }
     report.submit_secs = started.elapsed().as_secs_f64();
@@ -386,19 +392,48 @@ impl Watch<'_> {
 /// the count of transactions the answers admitted.
 struct Link {
     net: DrivenNode,
-    /// Request id → transactions in that batch.
-    in_flight: HashMap<u64, usize>,
+    /// Request id → the batch it carries.
+    in_flight: HashMap<u64, Sent>,
+    /// Batches a node answered busy, to send again once `retry_at` passed.
+    busy: Vec<Sent>,
+    retry_at: Instant,
     accepted: usize,
     /// Reused by every turn.
     events: Vec<Event>,
 }
 
+/// One batch on its way: its index among the payloads and the node it
+/// went to.
+#[derive(Clone, Copy)]
+struct Sent {
+    batch: usize,
+    to: [u8; 32],
+}
+
+/// Wait before sending a batch again after a busy answer.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
 impl Link {
-    /// Frames `payload` (a batch of `txs` transactions) for `to`; sent by
-    /// the next turn.
-    fn send(&mut self, to: [u8; 32], payload: &[u8], txs: usize) {
-        let id = self.net.request(to, payload);
-        self.in_flight.insert(id, txs);
+    /// Frames `payload` (batch `sent.batch`) for `sent.to`; sent by the
+    /// next turn.
+    fn send(&mut self, sent: Sent, payload: &[u8]) {
+        let id = self.net.request(sent.to, payload);
+        self.in_flight.insert(id, sent);
+    }
+
+    /// Sends again the batches answered busy, once their wait is over.
+    fn resend_busy(&mut self, payloads: &[Vec<u8>]) {
+        if self.busy.is_empty() || Instant::now() < self.retry_at {
+            return;
+        }
+        for sent in std::mem::take(&mut self.busy) {
+            self.send(sent, &payloads[sent.batch]);
+        }
+    }
+
+    /// Batches sent and not yet admitted or refused for good.
+    fn pending(&self) -> usize {
+        self.in_flight.len() + self.busy.len()
     }
 
     /// Turns the network loop once, waiting up to `wait` for events, and
@@ -414,8 +449,14 @@ impl Link {
                     request_id,
                     payload,
                     ..
-                } if self.in_flight.remove(&request_id).is_some() => {
-                    if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
+                } => {
+                    let Some(sent) = self.in_flight.remove(&request_id) else {
+                        continue;
+                    };
+                    if payload.as_slice() == BUSY_ANSWER {
+                        self.busy.push(sent);
+                        self.retry_at = Instant::now() + BUSY_RETRY;
+                    } else if let Ok(b) = <[u8; 4]>::try_from(payload.as_slice()) {
                         self.accepted += u32::from_le_bytes(b) as usize;
                     }
                 }

@@ -1,6 +1,7 @@
 //! A small blocking client of the node's HTTP API (ureq), and the `strata
 //! tx` and `strata query` commands built on it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -86,18 +87,17 @@ impl Client {
         Ok(out)
     }
 
-    /// One value of the node's `/metrics`, by name without the `strata_`
-    /// prefix.
+    /// The node's `/metrics`, by name without the `strata_` prefix.
     ///
     /// # Errors
-    /// As [`Client::get`], or when the metric is missing.
-    pub fn metric(&self, name: &str) -> Result<f64, String> {
+    /// As [`Client::get`].
+    pub fn metrics(&self) -> Result<HashMap<String, f64>, String> {
         let text = self.get_text("/metrics")?;
-        let full = format!("strata_{name} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&full))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("/metrics: no strata_{name}"))
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("strata_")?.split_once(' '))
+            .filter_map(|(name, v)| Some((name.to_string(), v.trim().parse().ok()?)))
+            .collect())
     }
 
     /// `POST path` with a JSON body.

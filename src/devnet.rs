@@ -198,7 +198,8 @@ pub fn compare_chains(apis: &[String], settle: Duration) -> Result<(u64, bool), 
 
 /// One node's work line of the report, from its `/metrics`.
 fn node_work(i: usize, c: &Client, finalized: usize) -> String {
-    let m = |name: &str| c.metric(name).ok();
+    let metrics = c.metrics().unwrap_or_default();
+    let m = |name: &str| metrics.get(name).copied();
     let per_tx = |name: &str| {
         m(name).map_or("?".into(), |v| {
             format!("{:.2}", v / finalized.max(1) as f64)
@@ -211,12 +212,13 @@ fn node_work(i: usize, c: &Client, finalized: usize) -> String {
     let count = |name: &str| m(name).map_or("?".into(), |v| format!("{v:.0}"));
     format!(
         "node {i}: per finalized tx {} signatures checked, {} received; mean signature batch {batch}; \
-         blocks proposed {}, invalid {}; gossip shed {}",
+         blocks proposed {}, invalid {}; gossip shed {}, client batches busy {}",
         per_tx("signatures_checked_total"),
         per_tx("txs_received_total"),
         count("blocks_proposed_total"),
         count("blocks_invalid_total"),
         count("txs_shed_total"),
+        count("requests_busy_total"),
     )
 }
 

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::TrySendError;
 use strata_consensus::db_chain::DbChain;
 use strata_consensus::engine::{Chain, Engine, EngineConfig, Output, SubmitError};
 use strata_consensus::genesis::{devnet_validator_key, Genesis};
@@ -51,6 +52,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{NodeConfig, Sampling};
 
+/// The answer to a client batch the node had no room to look at: zero
+/// transactions admitted, then a byte 1, "busy: send it again later" (a
+/// normal answer is the admitted count alone, 4 bytes; docs/protocol.md).
+pub const BUSY_ANSWER: [u8; 5] = [0, 0, 0, 0, 1];
+
 /// Network events handled per lock of the core, so API requests get a turn.
 const EVENTS_PER_TURN_MAX: usize = 1024;
 /// Batches waiting for the verification workers.
@@ -64,14 +70,6 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The chain id of the P2P handshake: peers on other chains are refused.
-pub fn net_chain_id(genesis: &Genesis) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"strata/net-chain\0");
-    h.update(&genesis.chain_id.to_le_bytes());
-    *h.finalize().as_bytes()
 }
 
 /// The engine and the finalized chain.
@@ -100,6 +98,9 @@ pub struct Metrics {
     /// Gossiped transactions dropped because the verification queue was
     /// full (overload shedding).
     pub txs_shed: AtomicU64,
+    /// Client batches answered [`BUSY_ANSWER`] because the verification
+    /// queue was full (overload shedding).
+    pub requests_busy: AtomicU64,
     /// Wall-clock ms of the last commit.
     pub last_commit_ms: AtomicU64,
 }
@@ -334,7 +335,7 @@ impl Node {
         let net_config = strata_net::Config {
             listen_addr: listen,
             seeds,
-            chain_id: net_chain_id(&genesis),
+            chain_id: genesis.net_chain_id(),
             frame_payload_bytes_max: n.frame_payload_bytes_max,
             inbound_peers_max: n.inbound_peers_max,
             outbound_peers_max: n.outbound_peers_max,
@@ -457,15 +458,25 @@ fn drive(shared: &Arc<Shared>, tick: Duration, verify: intake::Workers) {
                 next_tick = Instant::now() + tick;
             }
         }
-        // Client batches wait for room in the queue (the driver blocks:
-        // the client's backpressure) ...
+        // Under overload nothing waits: a client batch finding the queue
+        // full is answered busy at once (the client resends later; the
+        // bench does), and gossip is shed. Blocking here instead would
+        // stall consensus behind the verification backlog of whoever sends
+        // the most. Both counts are in /metrics.
         for job in requests {
-            if jobs.send(job).is_ok() {
-                jobs_out += 1;
+            match jobs.try_send(job) {
+                Ok(()) => jobs_out += 1,
+                Err(TrySendError::Full(Job::Request {
+                    from, request_id, ..
+                })) => {
+                    shared.metrics.requests_busy.fetch_add(1, Ordering::Relaxed);
+                    let _ = shared.net.respond(from, request_id, BUSY_ANSWER.to_vec());
+                }
+                // Only requests are here; a disconnected queue means the
+                // workers are gone (shutting down).
+                Err(_) => {}
             }
         }
-        // ... while gossip under overload is shed, not queued without
-        // bound; the count is in /metrics.
         if !gossip.items.is_empty() || !gossip.txs.is_empty() {
             let n = gossip.items.len() + gossip.txs.len();
             let job = Job::Gossip {

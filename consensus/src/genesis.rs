@@ -241,6 +241,16 @@ impl Genesis {
         Ok(())
     }
 
+    /// The chain id of the P2P handshake (`strata_net::Config::chain_id`):
+    /// peers of another chain are refused before any message. Derived from
+    /// the chain id, so every node and client of one genesis agrees.
+    pub fn net_chain_id(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata/net-chain\0");
+        h.update(&self.chain_id.to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
     /// The validators, parsed.
     ///
     /// # Errors

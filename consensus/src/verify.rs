@@ -60,7 +60,7 @@ pub fn verify_transactions(txs: &[Transaction], chain_id: u64) -> Vec<Verdict> {
 
 /// Ids a node's [`VerifiedIds`] remembers by default: about two seconds of
 /// transactions at 60 k tx/s, the usual gap between a transaction's first
-/// arrival and its last (gossip, a pulled block, a late push). About 5 MiB.
+/// arrival and its last (gossip, a pulled block, a late push). A few MiB.
 pub const VERIFIED_IDS_DEFAULT: usize = 131_072;
 
 /// Ids of transactions found valid, shared by the verifiers of one node

@@ -30,12 +30,19 @@ pub struct Devnet {
     pub p2p: Vec<u16>,
     pub api: Vec<u16>,
     pub children: Vec<Option<Child>>,
+    /// A node config file every node starts with (`--config`), if any.
+    pub config: Option<PathBuf>,
     agent: ureq::Agent,
 }
 
 impl Devnet {
     /// Writes genesis and keys for `n` validators and starts them all.
     pub fn start(n: usize) -> Devnet {
+        Self::start_with_config(n, None)
+    }
+
+    /// [`Devnet::start`] with every node on the TOML config `config`.
+    pub fn start_with_config(n: usize, config: Option<&str>) -> Devnet {
         let ports = free_ports(2 * n);
         let (p2p, api) = (ports[..n].to_vec(), ports[n..].to_vec());
         let dir = tempfile::tempdir().unwrap();
@@ -54,10 +61,16 @@ impl Devnet {
             p2p,
             api,
             children: (0..n).map(|_| None).collect(),
+            config: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
         };
+        if let Some(text) = config {
+            let path = net.dir.path().join("node.toml");
+            std::fs::write(&path, text).unwrap();
+            net.config = Some(path);
+        }
         for i in 0..n {
             net.spawn(i);
         }
@@ -76,8 +89,12 @@ impl Devnet {
             .append(true)
             .open(d.join(format!("node-{i}.log")))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("node")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("node");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(d.join(format!("node-{i}")))
             .arg("--listen")

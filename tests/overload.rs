@@ -1,0 +1,208 @@
+//! Overload, with real processes: a node pushed far past what it can
+//! finalize sheds the excess with clear answers, keeps finalizing, and its
+//! memory stays bounded.
+//!
+//! The node runs with a small mempool (3,000) and small, slow blocks (500
+//! per ~100 ms), so
+//! "far past" is cheap to reach on a CI machine: its two client paths are
+//! flooded at once —
+//! - the HTTP API with 12,000 valid transfers, as fast as it answers: the
+//!   mempool refuses what does not fit, naming why;
+//! - the framed P2P request path (the bench's) with 600 batches of 256
+//!   transactions whose signatures are bad (each costs the node a failed
+//!   batch check and 256 single ones): once its verification queue is
+//!   full the node answers "busy" at once instead of queueing or blocking
+//!   its consensus loop.
+//!
+//! Meanwhile blocks keep being finalized. The memory bound of the node's
+//! *default* limits (mempool 512 MiB) is not filled here: that would take
+//! a million signed transactions, beyond a CI test's budget.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use strata_consensus::tx::Transaction;
+use strata_consensus::wire::Payload;
+use strata_net::handshake::Identity;
+use strata_net::Event;
+
+/// The node's answer to a batch it had no room for (src/node.rs).
+const BUSY_ANSWER: [u8; 5] = [0, 0, 0, 0, 1];
+
+/// At most 500 transactions per ~100 ms: about 5,000 tx/s, an eighth of
+/// what the API flood offers.
+const CONFIG: &str = "\
+[consensus]
+block_txs_max = 500
+propose_delay_ms = 100
+
+[mempool]
+txs_max = 3000
+";
+
+/// Peak resident memory of process `pid`, in bytes (`VmHWM`).
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// A transaction whose signature is another one's: decodes, fails to
+/// verify.
+fn forged(net: &Devnet, from: usize, nonce: u64) -> Transaction {
+    let good = transfer(&net.genesis, from, from + 1, nonce);
+    let other = transfer(&net.genesis, from, from + 1, nonce + 1);
+    let mut bytes = good.encoded().to_vec();
+    let n = bytes.len();
+    bytes[n - 64..].copy_from_slice(other.signature());
+    Transaction::decode(&bytes).unwrap()
+}
+
+#[test]
+fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
+    let net = Devnet::start_with_config(1, Some(CONFIG));
+    net.wait_ready(Duration::from_secs(30));
+    let height_before = net.height(0).unwrap();
+
+    // The framed path: a client peer with 600 batches of bad signatures.
+    let forged_batch = Payload::Txs((0..256).map(|i| forged(&net, i, 0)).collect()).encode();
+    let config = strata_net::Config {
+        seeds: vec![format!("127.0.0.1:{}", net.p2p[0]).parse().unwrap()],
+        chain_id: net.genesis.net_chain_id(),
+        gossip_quiet: true,
+        // Room to queue the whole flood (600 × 38 KB) at once: the
+        // client's default would drop the node as "not reading".
+        send_queue_bytes_max: 64 << 20,
+        ..strata_net::Config::default()
+    };
+    let client = strata_net::Node::start(config, Identity::generate().unwrap()).unwrap();
+    let node_key = loop {
+        match client.next_event_timeout(Duration::from_secs(20)) {
+            Some(Event::PeerUp { node_key, .. }) => break node_key,
+            Some(_) => {}
+            None => panic!("the client never connected to the node"),
+        }
+    };
+    let flood = std::thread::spawn(move || {
+        let sent = 600;
+        for _ in 0..sent {
+            client.request(node_key, forged_batch.clone()).unwrap();
+        }
+        let (mut busy, mut looked_at, mut failed) = (0, 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while busy + looked_at + failed < sent && Instant::now() < deadline {
+            match client.next_event_timeout(Duration::from_secs(1)) {
+                Some(Event::Response { payload, .. }) if payload == BUSY_ANSWER => busy += 1,
+                Some(Event::Response { payload, .. }) => {
+                    assert_eq!(
+                        payload,
+                        0u32.to_le_bytes(),
+                        "a forged transaction was admitted"
+                    );
+                    looked_at += 1;
+                }
+                Some(Event::RequestFailed { reason, .. }) => {
+                    if failed == 0 {
+                        eprintln!("first failed request: {reason:?}");
+                    }
+                    failed += 1
+                }
+                _ => {}
+            }
+        }
+        (busy, looked_at, failed)
+    });
+
+    // The API path at the same time: 12,000 valid transfers from 400
+    // senders, nonce by nonce, in batches of 2,000.
+    let txs: Vec<Transaction> = (0..30u64)
+        .flat_map(|nonce| (0..400).map(move |s| (s, nonce)))
+        .map(|(s, nonce)| transfer(&net.genesis, s, s + 1, nonce))
+        .collect();
+    let (mut accepted, mut refusals) = (0, Vec::new());
+    for chunk in txs.chunks(2000) {
+        let body = Payload::Txs(chunk.to_vec()).encode();
+        let (code, v) = net.post(0, "/v1/txs", "application/octet-stream", &body);
+        assert_eq!(code, 200, "{v}");
+        for r in v["results"].as_array().unwrap() {
+            match r["error"].as_str() {
+                None => accepted += 1,
+                Some(e) => refusals.push(e.to_string()),
+            }
+        }
+    }
+    assert!(
+        !refusals.is_empty(),
+        "12,000 transactions into a 3,000-transaction mempool were all accepted"
+    );
+    // Every refusal names its reason: the pool is full, or (after an
+    // earlier nonce of the sender was refused) the nonce is out of reach.
+    for e in &refusals {
+        assert!(
+            e.contains("mempool full") || e.contains("nonce") || e.contains("pending"),
+            "unclear refusal: {e}"
+        );
+    }
+    assert!(
+        refusals.iter().any(|e| e.contains("mempool full")),
+        "no refusal said the mempool was full: {:?}",
+        &refusals[..refusals.len().min(5)]
+    );
+
+    let (busy, looked_at, failed) = flood.join().unwrap();
+    assert_eq!(failed, 0, "requests failed instead of being answered");
+    assert_eq!(
+        busy + looked_at,
+        600,
+        "not every flooded batch was answered"
+    );
+    assert!(
+        busy > 0,
+        "the verification queue never filled: no busy answer"
+    );
+
+    // Blocks kept coming: the admitted transactions are finalized.
+    let finalized = || {
+        let text = ureq::get(&net.url(0, "/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("strata_txs_finalized_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as usize
+    };
+    let want = 2000.min(accepted);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finalized() < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = finalized() >= want;
+    assert!(
+        ok,
+        "finalized {} of {accepted} accepted (wanted at least {want})",
+        finalized()
+    );
+    assert!(
+        net.height(0).unwrap() > height_before + 3,
+        "few blocks during the overload"
+    );
+
+    let pid = net.children[0].as_ref().unwrap().id();
+    let rss = peak_rss_bytes(pid);
+    assert!(rss < 2 << 30, "peak resident memory {rss} bytes");
+    eprintln!(
+        "overload: API accepted {accepted}, refused {}; framed batches busy {busy}, \
+         looked at {looked_at}; finalized {}; peak RSS {} MiB",
+        refusals.len(),
+        finalized(),
+        rss >> 20
+    );
+}
