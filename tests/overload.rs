@@ -206,3 +206,106 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
         rss >> 20
     );
 }
+
+/// The memory bound with the *default* limits: 1,100,000 transactions that
+/// can never execute (every sender's nonce 0 is missing) fill the default
+/// mempool (1,000,000) and the rest are refused; transactions paying more
+/// still get in and are finalized; the node's peak resident memory stays
+/// under 2 GiB. About a minute on 2 cores (signing dominates):
+/// `cargo test --release --test overload -- --ignored`.
+#[test]
+#[ignore = "soak: fills the default 1,000,000-transaction mempool (about a minute)"]
+fn default_limits_hold_a_full_mempool_under_2_gib() {
+    use strata_consensus::tx::{signing_key_from_seed, TxBody, TxKind};
+    use strata_consensus::wire::TX_BATCH_MAX;
+
+    let net = Devnet::start(1);
+    net.wait_ready(Duration::from_secs(30));
+    let (senders, per_sender) = (1_100u32, 1_000u64);
+    let chain_id = net.genesis.chain_id;
+    let stuck: Vec<Transaction> = std::thread::scope(|scope| {
+        let halves: Vec<_> = (0..2u32)
+            .map(|half| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for s in (half * senders / 2)..((half + 1) * senders / 2) {
+                        let mut seed = [0x5a; 32];
+                        seed[..4].copy_from_slice(&s.to_le_bytes());
+                        let key = signing_key_from_seed(&seed);
+                        for nonce in 1..=per_sender {
+                            let body = TxBody {
+                                chain_id,
+                                sender: key.verifying_key().to_bytes(),
+                                nonce,
+                                fee: 1,
+                                kind: TxKind::Transfer {
+                                    to: [7; 32],
+                                    amount: 1,
+                                },
+                            };
+                            out.push(body.sign(&key).unwrap());
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let (mut accepted, mut full) = (0usize, 0usize);
+    for chunk in stuck.chunks(TX_BATCH_MAX) {
+        let body = Payload::Txs(chunk.to_vec()).encode();
+        let (code, v) = net.post(0, "/v1/txs", "application/octet-stream", &body);
+        assert_eq!(code, 200, "{v}");
+        accepted += v["accepted"].as_u64().unwrap() as usize;
+        full += v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("mempool full"))
+            })
+            .count();
+    }
+    assert_eq!(accepted, 1_000_000, "the default mempool holds 1,000,000");
+    assert_eq!(full, stuck.len() - accepted, "the rest: refused, pool full");
+
+    // Paying more still gets in (evicting the cheapest) and is finalized.
+    let paying: Vec<Transaction> = (0..100)
+        .map(|from| {
+            let key = strata_consensus::genesis::devnet_account_key(from);
+            TxBody {
+                chain_id,
+                sender: key.verifying_key().to_bytes(),
+                nonce: 0,
+                fee: 2,
+                kind: TxKind::Transfer {
+                    to: [8; 32],
+                    amount: 1,
+                },
+            }
+            .sign(&key)
+            .unwrap()
+        })
+        .collect();
+    let ids = submit(&net, 0, &paying);
+    assert_eq!(ids.len(), 100, "better-paid transactions were refused");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finalized = |id: &String| {
+        let (_, v) = net.get(0, &format!("/v1/txs/{id}"));
+        v["status"] == "finalized"
+    };
+    while !ids.iter().all(finalized) {
+        assert!(
+            Instant::now() < deadline,
+            "paying transactions not finalized"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let rss = peak_rss_bytes(net.children[0].as_ref().unwrap().id());
+    eprintln!("full default mempool: peak RSS {} MiB", rss >> 20);
+    assert!(rss < 2 << 30, "peak resident memory {rss} bytes");
+}
