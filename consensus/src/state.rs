@@ -162,15 +162,20 @@ impl<R: StateReader> Overlay<'_, R> {
     }
 
     fn account(&self, pk: &PublicKey) -> Result<Account, ExecError> {
-        let key = account_key(pk);
-        match self.get(&key)? {
+        self.account_at(&account_key(pk))
+    }
+
+    /// The account stored under `key` (an [`account_key`]): execution
+    /// hashes each public key once per transaction, not once per access.
+    fn account_at(&self, key: &StateKey) -> Result<Account, ExecError> {
+        match self.get(key)? {
             None => Ok(Account::default()),
-            Some(bytes) => Account::decode(&bytes).ok_or(ExecError::CorruptState(key)),
+            Some(bytes) => Account::decode(&bytes).ok_or(ExecError::CorruptState(*key)),
         }
     }
 
-    fn set_account(&mut self, pk: &PublicKey, account: Account) {
-        self.changes.insert(account_key(pk), Some(account.encode()));
+    fn set_account_at(&mut self, key: StateKey, account: Account) {
+        self.changes.insert(key, Some(account.encode()));
     }
 
     fn burned(&self) -> Result<u64, ExecError> {
@@ -213,7 +218,8 @@ pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<Stat
     let mut burned = state.burned()?;
     for tx in order {
         let sender = *tx.sender();
-        let mut from = state.account(&sender)?;
+        let sender_key = account_key(&sender);
+        let mut from = state.account_at(&sender_key)?;
         if tx.nonce() != from.nonce {
             return Err(ExecError::BadNonce {
                 sender,
@@ -235,16 +241,17 @@ pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<Stat
                 needed,
             })?;
         from.nonce += 1;
-        state.set_account(&sender, from);
+        state.set_account_at(sender_key, from);
         burned = burned.checked_add(tx.fee()).ok_or(ExecError::Overflow)?;
         match &tx.body().kind {
             TxKind::Transfer { to, amount } => {
-                let mut dest = state.account(to)?;
+                let to_key = account_key(to);
+                let mut dest = state.account_at(&to_key)?;
                 dest.balance = dest
                     .balance
                     .checked_add(*amount)
                     .ok_or(ExecError::Overflow)?;
-                state.set_account(to, dest);
+                state.set_account_at(to_key, dest);
             }
             TxKind::Put { key, value } => {
                 state
