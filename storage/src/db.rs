@@ -99,6 +99,8 @@ pub(crate) struct State {
 pub(crate) struct Counters {
     pub(crate) user_bytes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
+    /// Versions flushes left out: shadowed, no reader could see them.
+    pub(crate) flush_versions_dropped: AtomicU64,
     pub(crate) compaction_bytes: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) trivial_moves: AtomicU64,

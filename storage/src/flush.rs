@@ -62,19 +62,46 @@ pub(crate) struct FlushState {
 
 /// Writes `mem` to table file `number` in `dir` (through the file
 /// wrapper of `options`), fsyncs it and its directory entry, and opens it
-/// for reading.
+/// for reading. Returns the table and how many versions were left out.
+///
+/// Versions no reader can see are left out, by the rule compaction uses:
+/// of a key's versions at or below `oldest_read_seq` (the oldest live
+/// snapshot, else the visible sequence number, taken before the call) only
+/// the newest is written — it may be a tombstone, which must still shadow
+/// older tables. A reader that starts later reads at or above that
+/// sequence number; one that started earlier holds the memtable itself,
+/// which keeps every version until the table is installed. A key
+/// rewritten every commit (the node's trie pages and busy accounts) is
+/// then written once per flush instead of once per commit.
 pub(crate) fn write_table(
     dir: &Path,
     number: u64,
     mem: &Memtable,
     options: &Options,
     cache: Option<Arc<BlockCache>>,
-) -> Result<(Arc<Table>, TableMeta)> {
+    oldest_read_seq: u64,
+) -> Result<(Arc<Table>, TableMeta, u64)> {
     let path = dir.join(table_name(number));
     let wrap = |f| options.wrap_file(FileKind::Table, f);
     let mut b =
         TableBuilder::create_wrapped(&path, options.zstd_level, options.block_bytes, &wrap)?;
+    let mut dropped = 0u64;
+    // The key whose versions (newest first) are being written, and
+    // whether its newest version at or below `oldest_read_seq` is out.
+    let mut current: Option<&[u8]> = None;
+    let mut visible_written = false;
     for (key, seq, value) in mem.iter() {
+        if current != Some(key) {
+            current = Some(key);
+            visible_written = false;
+        }
+        if seq <= oldest_read_seq {
+            if visible_written {
+                dropped += 1;
+                continue;
+            }
+            visible_written = true;
+        }
         b.add(key, seq, value)?;
     }
     let info = b.finish()?;
@@ -89,7 +116,7 @@ pub(crate) fn write_table(
         meta.max_seq, info.max_seq,
         "the table read back is the one written"
     );
-    Ok((Arc::new(table), meta))
+    Ok((Arc::new(table), meta, dropped))
 }
 
 impl Inner {
@@ -202,16 +229,20 @@ impl Inner {
     /// lock while writing the table, so reads and writes continue.
     fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
         let number = self.versions.lock().expect(LOCK).new_file_number();
-        let (table, meta) = write_table(
+        let (table, meta, dropped) = write_table(
             &self.dir,
             number,
             &imm.mem,
             &self.options,
             self.block_cache.clone(),
+            self.oldest_read_seq(),
         )?;
         self.counters
             .flush_bytes
             .fetch_add(meta.size_bytes, Ordering::Relaxed);
+        self.counters
+            .flush_versions_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
         let mut vs = self.versions.lock().expect(LOCK);
         let edit = VersionEdit {
             ops: vec![

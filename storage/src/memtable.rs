@@ -15,10 +15,12 @@
 //!
 //! Each key holds all its versions, `(seq, value or tombstone)`, stored
 //! oldest first so that the common append (a newer sequence number) is
-//! O(1); readers walk them newest first. Every version is kept because
-//! snapshots are not registered anywhere: any sequence number at or below
-//! the visible one may still be read. Once a memtable is full it is frozen
-//! (shared, read-only) until a background flush has written it to a table.
+//! O(1); readers walk them newest first. Every version is kept while the
+//! memtable lives (dropping one at insert would need the oldest live
+//! snapshot at every write); the flush leaves out the versions no reader
+//! can see any more (`flush::write_table`). Once a memtable is full it is
+//! frozen (shared, read-only) until a background flush has written it to
+//! a table.
 
 use std::hash::BuildHasher;
 use std::ops::Bound;

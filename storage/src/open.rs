@@ -85,7 +85,9 @@ impl Db {
         if !mem.is_empty() {
             let number = version.next_file_number;
             version.next_file_number += 1;
-            let (t, meta) = flush::write_table(&dir, number, &mem, &options, block_cache.clone())?;
+            // No reader exists yet: only each key's newest version is read.
+            let (t, meta, _dropped) =
+                flush::write_table(&dir, number, &mem, &options, block_cache.clone(), u64::MAX)?;
             let op = EditOp::AddTable {
                 level: 0,
                 table: meta,

@@ -28,6 +28,9 @@ pub struct Stats {
     /// Table bytes written by memtable flushes (not counting the table
     /// written at open from replayed WALs).
     pub flush_bytes_written: u64,
+    /// Versions memtable flushes left out because a newer version shadows
+    /// them for every possible reader (no snapshot old enough).
+    pub flush_versions_dropped: u64,
     /// Table bytes written by compactions (trivial moves write none).
     pub compaction_bytes_written: u64,
     /// `(flush + compaction bytes) / user bytes`; 0 before any write.
@@ -72,6 +75,7 @@ impl Stats {
             levels,
             user_bytes_written: user,
             flush_bytes_written: flush,
+            flush_versions_dropped: c.flush_versions_dropped.load(Ordering::Relaxed),
             compaction_bytes_written: compaction,
             write_amplification,
             compactions: c.compactions.load(Ordering::Relaxed),

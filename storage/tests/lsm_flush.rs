@@ -135,3 +135,41 @@ fn flush_of_an_empty_memtable_waits_for_nothing() {
     assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
     assert_eq!(db.write_stalls(), 0);
 }
+
+/// A flush leaves out the versions of a key that no reader can see (a
+/// newer one shadows them and no snapshot is older: the rule compaction
+/// uses), and keeps every version above a live snapshot.
+#[test]
+fn flush_drops_shadowed_versions_but_keeps_what_snapshots_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    db.put(b"k", b"v1").unwrap();
+    let snap = db.snapshot();
+    for v in 2..=50u32 {
+        db.put(b"k", format!("v{v}").as_bytes()).unwrap();
+    }
+    db.flush().unwrap();
+    // A snapshot at v1 is live: nothing above it is dropped.
+    assert_eq!(db.stats().flush_versions_dropped, 0);
+    assert_eq!(snap.get(b"k").unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(db.get(b"k").unwrap(), Some(b"v50".to_vec()));
+    drop(snap);
+    for v in 51..=60u32 {
+        db.put(b"k", format!("v{v}").as_bytes()).unwrap();
+    }
+    db.delete(b"gone").unwrap();
+    db.put(b"gone", b"back").unwrap();
+    db.delete(b"gone").unwrap();
+    db.flush().unwrap();
+    // No snapshot: of each key only the newest version is written (for
+    // "gone" a tombstone, which must still shadow older tables).
+    assert_eq!(db.stats().flush_versions_dropped, 9 + 2);
+    assert_eq!(db.get(b"k").unwrap(), Some(b"v60".to_vec()));
+    assert_eq!(db.get(b"gone").unwrap(), None);
+    // Reopened, the tables alone answer the same.
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), Options::new()).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), Some(b"v60".to_vec()));
+    assert_eq!(db.get(b"gone").unwrap(), None);
+}
