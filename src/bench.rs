@@ -219,23 +219,22 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;
     let mut net = strata_net::Node::start_driven(config, identity).map_err(|e| e.to_string())?;
     let peers = wait_peers(&mut net, plan.targets.len(), Duration::from_secs(15))?;
+    // Encoded before the clock starts, like the signing: the bench
+    // measures the node, and encoding on the fly would take CPU from it on
+    // a shared machine.
+    let batch = plan.batch.max(1);
     let mut link = Link {
         net,
+        payloads: txs
+            .chunks(batch)
+            .map(|chunk| Payload::Txs(chunk.to_vec()).encode())
+            .collect(),
         in_flight: HashMap::new(),
         busy: Vec::new(),
         retry_at: Instant::now(),
         accepted: 0,
         events: Vec::with_capacity(EVENTS_PER_POLL_MAX),
     };
-
-    // Encoded before the clock starts, like the signing: the bench
-    // measures the node, and encoding on the fly would take CPU from it on
-    // a shared machine.
-    let batch = plan.batch.max(1);
-    let payloads: Vec<Vec<u8>> = txs
-        .chunks(batch)
-        .map(|chunk| Payload::Txs(chunk.to_vec()).encode())
-        .collect();
     let start_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
     let bar = if plan.progress {
         let b = ProgressBar::new(plan.txs as u64);
@@ -276,7 +275,6 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         while link.pending() >= REQUESTS_IN_FLIGHT_MAX * peers.len() {
             // Window full: wait for an answer (or the next status poll).
             link.turn(watch.until_poll().min(BUSY_RETRY))?;
-            link.resend_busy(&payloads);
             watch.poll(&mut sent_at, &mut report)?;
             // Requests that fail (peer gone, timed out) leave the window as
             // `RequestFailed`; this bounds a window that stops moving.
@@ -294,8 +292,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let to = peers[i % peers.len()];
         // Framed from the borrowed payload; sent by the next poll. The
         // window above bounds what is queued for a peer.
-        link.send(Sent { batch: i, to }, &payloads[i]);
-        link.resend_busy(&payloads);
+        link.send(Sent { batch: i, to });
         sent += chunk.len();
         bar.set_position(sent as u64);
         // One turn without waiting: sends the batch, takes answers so far.
@@ -305,7 +302,6 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let answers_deadline = Instant::now() + ANSWER_TIMEOUT;
     while link.pending() > 0 && Instant::now() < answers_deadline {
         link.turn(watch.until_poll().min(BUSY_RETRY))?;
-        link.resend_busy(&payloads);
         watch.poll(&mut sent_at, &mut report)?;
     }
     report.submit_secs = started.elapsed().as_secs_f64();
@@ -319,7 +315,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         watch.poll(&mut sent_at, &mut report)?;
         bar.set_position(report.finalized as u64);
         // Keep the network loop turning until the next status poll (pings
-        // answered, what the nodes gossip back taken and dropped).
+        // answered).
         link.turn(watch.until_poll())?;
         report.accepted = link.accepted;
     }
@@ -388,10 +384,12 @@ impl Watch<'_> {
     }
 }
 
-/// The bench's P2P node with its window of batches awaiting an answer and
-/// the count of transactions the answers admitted.
+/// The bench's P2P node with the encoded batches, its window of batches
+/// awaiting an answer and the count of transactions the answers admitted.
 struct Link {
     net: DrivenNode,
+    /// Every batch, encoded before the clock starts.
+    payloads: Vec<Vec<u8>>,
     /// Request id → the batch it carries.
     in_flight: HashMap<u64, Sent>,
     /// Batches a node answered busy, to send again once `retry_at` passed.
@@ -402,7 +400,7 @@ struct Link {
     events: Vec<Event>,
 }
 
-/// One batch on its way: its index among the payloads and the node it
+/// One batch on its way: its index in `Link::payloads` and the node it
 /// went to.
 #[derive(Clone, Copy)]
 struct Sent {
@@ -414,21 +412,11 @@ struct Sent {
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 impl Link {
-    /// Frames `payload` (batch `sent.batch`) for `sent.to`; sent by the
-    /// next turn.
-    fn send(&mut self, sent: Sent, payload: &[u8]) {
-        let id = self.net.request(sent.to, payload);
+    /// Frames batch `sent.batch` for `sent.to` (from the borrowed
+    /// payload, no copy); sent by the next turn.
+    fn send(&mut self, sent: Sent) {
+        let id = self.net.request(sent.to, &self.payloads[sent.batch]);
         self.in_flight.insert(id, sent);
-    }
-
-    /// Sends again the batches answered busy, once their wait is over.
-    fn resend_busy(&mut self, payloads: &[Vec<u8>]) {
-        if self.busy.is_empty() || Instant::now() < self.retry_at {
-            return;
-        }
-        for sent in std::mem::take(&mut self.busy) {
-            self.send(sent, &payloads[sent.batch]);
-        }
     }
 
     /// Batches sent and not yet admitted or refused for good.
@@ -436,9 +424,15 @@ impl Link {
         self.in_flight.len() + self.busy.len()
     }
 
-    /// Turns the network loop once, waiting up to `wait` for events, and
-    /// counts the admitted transactions of the answers it finds.
+    /// Turns the network loop once, waiting up to `wait` for events,
+    /// counts the admitted transactions of the answers it finds, and sends
+    /// again the batches answered busy once their wait is over.
     fn turn(&mut self, wait: Duration) -> Result<(), String> {
+        if !self.busy.is_empty() && Instant::now() >= self.retry_at {
+            for sent in std::mem::take(&mut self.busy) {
+                self.send(sent);
+            }
+        }
         self.events.clear();
         self.net
             .poll_events(&mut self.events, EVENTS_PER_POLL_MAX, wait)

@@ -201,10 +201,10 @@ pub(crate) fn start(
     w: Workers,
 ) -> (Sender<Job>, Receiver<Done>, Vec<JoinHandle<()>>) {
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(w.jobs_max);
-    // Unbounded on purpose: the driver may block sending a job while the
-    // job queue is full, so the workers must never block handing results
-    // back (that would deadlock). What sits here is bounded by the jobs
-    // the driver let in, and it drains it every turn.
+    // Unbounded: a worker must never wait to hand a result back (it would
+    // hold a job slot meanwhile). What sits here is bounded all the same:
+    // one result per job, at most `jobs_max` jobs in the queue, and the
+    // driver drains it every turn.
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
     let workers = (0..w.threads.max(1))
         .map(|i| {

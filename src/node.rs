@@ -140,7 +140,9 @@ impl Shared {
     /// core is locked only for the mempool insertions.
     pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
         let received = txs.len();
-        let verdicts = Verifier::new()
+        // A verifier for this call alone: its key cache needs no more room
+        // than the call's senders (the default would be 16,384 slots).
+        let verdicts = Verifier::with_key_cache(txs.len())
             .sharing(Arc::clone(&self.verified))
             .verify(&txs, self.genesis.chain_id);
         let valid: Vec<Transaction> = txs

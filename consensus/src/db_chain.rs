@@ -198,8 +198,9 @@ pub struct DbChain {
     last_id: BlockId,
     root: [u8; 32],
     cache: StateCache,
-    /// Ids of the last [`RECENT_IDS`] committed blocks, oldest first.
-    recent_ids: VecDeque<(u64, BlockId)>,
+    /// Ids of the last [`RECENT_IDS`] committed blocks, oldest first (the
+    /// last one is at `height`).
+    recent_ids: VecDeque<BlockId>,
 }
 
 /// Committed block ids [`DbChain`] remembers for queries about recent
@@ -506,7 +507,7 @@ impl Chain for DbChain {
         if self.recent_ids.len() == RECENT_IDS {
             self.recent_ids.pop_front();
         }
-        self.recent_ids.push_back((block.height(), *block.id()));
+        self.recent_ids.push_back(*block.id());
         Ok(())
     }
 
@@ -525,15 +526,11 @@ impl Chain for DbChain {
     }
 
     fn finalized_id(&self, height: u64) -> Option<BlockId> {
-        // Heights are consecutive in the ring: index by offset.
-        if let Some(&(first, _)) = self.recent_ids.front() {
-            if let Some(&(h, id)) = height
-                .checked_sub(first)
-                .and_then(|i| self.recent_ids.get(i as usize))
-            {
-                debug_assert_eq!(h, height, "recent ids are consecutive");
-                return Some(id);
-            }
+        // Commits are consecutive: the ring holds heights
+        // `height - len + 1 ..= height`.
+        let first = self.height + 1 - self.recent_ids.len() as u64;
+        if (first..=self.height).contains(&height) {
+            return self.recent_ids.get((height - first) as usize).copied();
         }
         self.finalized_block(height).map(|b| *b.id())
     }

@@ -191,8 +191,8 @@ impl Verifier {
         }
         // Even chunks: 300 transactions verify as 150 + 150, not 256 + 44
         // (a small batch costs more per signature).
-        let chunks = self.todo.len().div_ceil(BATCH_TXS_MAX).max(1);
-        let per_chunk = self.todo.len().div_ceil(chunks).max(1);
+        let chunks = self.todo.len().div_ceil(BATCH_TXS_MAX);
+        let per_chunk = self.todo.len().div_ceil(chunks.max(1)).max(1);
         for members in self.todo.chunks(per_chunk) {
             self.scratch
                 .verify_chunk(txs, members, chain_id, &mut self.keys, &mut verdicts);
@@ -201,10 +201,7 @@ impl Verifier {
             known
                 .checked
                 .fetch_add(self.todo.len() as u64, Ordering::Relaxed);
-            known.batches.fetch_add(
-                self.todo.len().div_ceil(BATCH_TXS_MAX) as u64,
-                Ordering::Relaxed,
-            );
+            known.batches.fetch_add(chunks as u64, Ordering::Relaxed);
             known
                 .skipped
                 .fetch_add((txs.len() - self.todo.len()) as u64, Ordering::Relaxed);
