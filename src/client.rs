@@ -55,20 +55,7 @@ impl Client {
         Self::answer(self.agent.get(&format!("{}{path}", self.base)).call(), path)
     }
 
-    /// `GET path`, as text (the Prometheus `/metrics`).
-    ///
-    /// # Errors
-    /// As [`Client::get`].
-    pub fn get_text(&self, path: &str) -> Result<String, String> {
-        self.agent
-            .get(&format!("{}{path}", self.base))
-            .call()
-            .map_err(|e| format!("{path}: {e}"))?
-            .into_string()
-            .map_err(|e| format!("{path}: {e}"))
-    }
-
-    /// `GET path`, as raw bytes (`/v1/blocks/{h}/ids`).
+    /// `GET path`, as raw bytes (`/v1/blocks/{h}/ids`, `/metrics`).
     ///
     /// # Errors
     /// As [`Client::get`].
@@ -92,7 +79,8 @@ impl Client {
     /// # Errors
     /// As [`Client::get`].
     pub fn metrics(&self) -> Result<HashMap<String, f64>, String> {
-        let text = self.get_text("/metrics")?;
+        let bytes = self.get_bytes("/metrics")?;
+        let text = String::from_utf8_lossy(&bytes);
         Ok(text
             .lines()
             .filter_map(|l| l.strip_prefix("strata_")?.split_once(' '))
