@@ -2,8 +2,8 @@
 //! sampling consensus, as sans-IO state machines: no sockets, threads or
 //! clocks inside — callers pass time in and run the returned work.
 //!
-//! What is here: the transaction format ([`tx`]), batched signature
-//! verification ([`verify`]), the mempool ([`mempool`]), blocks ([`block`]),
+//! What is here: the transaction format ([`tx`]), the signature rule
+//! ([`signature`]), batched verification ([`verify`]), the mempool ([`mempool`]), blocks ([`block`]),
 //! state keys and deterministic execution ([`state`]), the genesis
 //! ([`genesis`]), the durable commit path ([`db_chain`]), Snowball
 //! ([`snowball`]) with pluggable poll weights — uniform, stake, proof of
@@ -21,6 +21,7 @@ pub mod mem_chain;
 pub mod mempool;
 pub mod rng;
 pub mod sampler;
+pub mod signature;
 pub mod sim;
 pub mod snowball;
 pub mod state;

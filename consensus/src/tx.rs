@@ -24,9 +24,10 @@
 //! so proposers gain nothing by stuffing blocks with their own transactions,
 //! and the supply invariant is `sum(balances) + burned == genesis supply`.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
 use crate::error::DecodeError;
+use crate::signature::SenderKey;
 
 /// Encoding version byte.
 pub const TX_VERSION: u8 = 1;
@@ -368,16 +369,12 @@ impl Transaction {
         out.extend_from_slice(self.signing_message());
     }
 
-    /// Checks this one signature (the slow path; prefer batches).
+    /// Checks this one signature under the node's rule
+    /// ([`crate::signature`]; the slow path, prefer batches).
     pub fn verify_signature(&self) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.body.sender) else {
-            return false;
-        };
-        key.verify_strict(
-            self.signing_message(),
-            &Signature::from_bytes(&self.signature),
-        )
-        .is_ok()
+        SenderKey::from_bytes(&self.body.sender).is_some_and(|key| {
+            crate::signature::verify_one(&key, self.signing_message(), &self.signature)
+        })
     }
 }
 

@@ -8,10 +8,9 @@
 //! verification per transaction of the failed batch, which is why the node
 //! keeps batches small enough ([`BATCH_TXS_MAX`]) to bound the damage.
 //!
-//! Determinism: weak (small-order) public keys are refused before batching
-//! and the one-by-one fallback uses `verify_strict`, so whether a transaction
-//! is accepted does not depend on which other transactions shared its batch
-//! beyond what the strict check itself decides.
+//! Determinism: the batch check and the one-by-one fallback check the same
+//! cofactored equation ([`crate::signature`]), so whether a transaction is
+//! accepted does not depend on which other transactions shared its batch.
 //!
 //! This is a pure function: the node runs it on its worker threads.
 //!
@@ -25,12 +24,12 @@ use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use strata_storage::lru::{IdentityState, LruCache};
 
+use crate::signature::{Batch, SenderKey};
 use crate::tx::{PublicKey, Transaction, TxId};
 
-/// Largest batch handed to one `verify_batch` call.
+/// Largest batch checked in one multi-scalar multiplication.
 pub const BATCH_TXS_MAX: usize = 256;
 
 /// The outcome for one transaction.
@@ -139,7 +138,7 @@ impl VerifiedIds {
 /// keys, one per worker thread; optionally a node's shared [`VerifiedIds`].
 pub struct Verifier {
     scratch: Scratch,
-    keys: LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+    keys: LruCache<PublicKey, Option<SenderKey>, IdentityState>,
     known: Option<Arc<VerifiedIds>>,
     /// Indices (into the caller's slice) still to check, reused.
     todo: Vec<usize>,
@@ -219,15 +218,13 @@ impl Verifier {
 /// The decompressed key of `sender`, or `None` when it is not a valid,
 /// non-weak point (cached either way).
 fn sender_key(
-    cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+    cache: &mut LruCache<PublicKey, Option<SenderKey>, IdentityState>,
     sender: &PublicKey,
-) -> Option<VerifyingKey> {
+) -> Option<SenderKey> {
     if let Some(known) = cache.get(sender) {
         return *known;
     }
-    let key = VerifyingKey::from_bytes(sender)
-        .ok()
-        .filter(|k| !k.is_weak());
+    let key = SenderKey::from_bytes(sender);
     cache.put(*sender, key);
     key
 }
@@ -237,8 +234,7 @@ fn sender_key(
 /// signed message ([`Transaction::signing_message`]), so nothing is copied.
 #[derive(Default)]
 struct Scratch {
-    signatures: Vec<Signature>,
-    keys: Vec<VerifyingKey>,
+    batch: Batch,
     /// Indices (into the caller's slice) of the transactions in the batch.
     members: Vec<usize>,
 }
@@ -251,12 +247,11 @@ impl Scratch {
         txs: &[T],
         chosen: &[usize],
         chain_id: u64,
-        key_cache: &mut LruCache<PublicKey, Option<VerifyingKey>, IdentityState>,
+        key_cache: &mut LruCache<PublicKey, Option<SenderKey>, IdentityState>,
         out: &mut [Verdict],
     ) {
         debug_assert!(chosen.len() <= BATCH_TXS_MAX);
-        self.signatures.clear();
-        self.keys.clear();
+        self.batch.clear();
         self.members.clear();
         for &i in chosen {
             let tx = txs[i].borrow();
@@ -268,26 +263,17 @@ impl Scratch {
                 out[i] = Verdict::BadKey;
                 continue;
             };
-            self.signatures.push(Signature::from_bytes(tx.signature()));
-            self.keys.push(key);
+            if !self.batch.push(&key, tx.signing_message(), tx.signature()) {
+                out[i] = Verdict::BadSignature;
+                continue;
+            }
             self.members.push(i);
             out[i] = Verdict::Valid; // provisional, settled below
         }
-        if self.members.is_empty() {
+        if self.batch.verify() {
             return;
         }
-        let messages: Vec<&[u8]> = self
-            .members
-            .iter()
-            .map(|&i| txs[i].borrow().signing_message())
-            .collect();
-        if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
-            return;
-        }
-        for (slot, &i) in self.members.iter().enumerate() {
-            let ok = self.keys[slot]
-                .verify_strict(messages[slot], &self.signatures[slot])
-                .is_ok();
+        for (&i, ok) in self.members.iter().zip(self.batch.verify_each()) {
             if !ok {
                 out[i] = Verdict::BadSignature;
             }
