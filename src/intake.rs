@@ -114,8 +114,9 @@ fn decode(shared: &Shared, job: Job) -> Decoded {
 
 /// Transactions a worker gathers from queued jobs before verifying: one
 /// signature batch. Batch verification costs about a fifth less per
-/// signature at 256 than at 64-128 (docs/benchmarks.md), and gossip jobs
-/// (one per driver turn) are often that small.
+/// signature at 256 than at 64-128 and less again at 512
+/// (docs/benchmarks.md), and gossip jobs (one per driver turn) and client
+/// batches (256 from the bench) are smaller.
 const GATHER_TXS: usize = BATCH_TXS_MAX;
 
 /// Takes `first` and, while they hold fewer than [`GATHER_TXS`]
