@@ -456,5 +456,33 @@ mod tests {
             prop_assert_eq!(batch.verify_each(), singles.clone());
             prop_assert_eq!(batch.verify(), singles.iter().all(|ok| *ok));
         }
+
+        /// The `signature_check` fuzz target in miniature: arbitrary key,
+        /// signature and message bytes never panic, and batched (beside an
+        /// honest signature) they get the answer they get alone.
+        #[test]
+        fn random_bytes_get_one_answer(
+            key_bytes in any::<[u8; 32]>(),
+            sig_head in any::<[u8; 32]>(),
+            sig_tail in any::<[u8; 32]>(),
+            message in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&sig_head);
+            sig[32..].copy_from_slice(&sig_tail);
+            let Some(k) = SenderKey::from_bytes(&key_bytes) else {
+                return Ok(());
+            };
+            let alone = verify_one(&k, &message, &sig);
+            let honest = signer(30);
+            let mut batch = Batch::new();
+            prop_assert!(batch.push(&key(&honest), b"ok", &honest.sign(b"ok").to_bytes()));
+            if batch.push(&k, &message, &sig) {
+                prop_assert_eq!(batch.verify(), alone);
+                prop_assert_eq!(batch.verify_each(), vec![true, alone]);
+            } else {
+                prop_assert!(!alone);
+            }
+        }
     }
 }
