@@ -2,7 +2,8 @@
 //!
 //! - `net/recv_path/strata`: one small push frame (one 128-byte item) from
 //!   bytes to routed item: incremental decode + crc32 check + message decode
-//!   and rate-limit check + per-peer known-id LRU + node-wide seen cache + route
+//!   and rate-limit check + per-peer known-id LRU + node-wide seen cache +
+//!   the item's id checked against its blake3 hash (new items only) + route
 //!   callback. Every item is new (65536 distinct frames cycled through a seen
 //!   cache of 32768 ids, so each lookup misses and each insert evicts), which
 //!   is the slower of the two paths; `net/recv_path_duplicate/strata` is the
@@ -75,9 +76,13 @@ const SEEN_IDS: usize = 32_768;
 fn frames() -> Vec<Vec<u8>> {
     strata_benches::uniform_keys(FRAMES, 77)
         .iter()
-        .map(|id| {
+        .map(|key| {
+            // 128 distinct bytes per item, under their blake3 id (the
+            // receiver checks it).
+            let item: Vec<u8> = key.iter().copied().cycle().take(128).collect();
+            let id = blake3::hash(&item);
             let mut items = Vec::new();
-            write_item(&mut items, id, &[0xAB; 128]);
+            write_item(&mut items, id.as_bytes(), &item);
             let mut w = Vec::new();
             Message::Push(Items::from_encoded(1, &items)).encode_frame(0, &mut w);
             w

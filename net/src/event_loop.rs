@@ -1032,6 +1032,10 @@ impl EventLoop {
                     .fetch_add(u64::from(out.duplicate), Ordering::Relaxed);
                 st.items_rate_limited
                     .fetch_add(u64::from(out.rate_limited), Ordering::Relaxed);
+                if out.mismatched > 0 {
+                    self.misbehave(slot, Misbehaviour::ItemIdMismatch);
+                    return !self.conns[slot].as_ref().is_none_or(|c| c.closing);
+                }
                 if out.rate_limited > 0 {
                     self.misbehave(slot, Misbehaviour::Flooding);
                     return !self.conns[slot].as_ref().is_none_or(|c| c.closing);

@@ -111,11 +111,21 @@ pub struct PushOutcome {
     pub duplicate: u32,
     /// Items dropped by the rate limit (the peer is scored for flooding).
     pub rate_limited: u32,
+    /// New items whose id is not the blake3 hash of their bytes: dropped
+    /// (the peer is scored for it; honest nodes never send one).
+    pub mismatched: u32,
 }
 
 /// Handles the items of a push from `peer`: rate limit, dedup against the
 /// node-wide seen cache, remember the ids as known to the sender, and route
 /// each new item. Allocates nothing.
+///
+/// An item's id is the blake3 hash of its bytes, and a new item's is
+/// checked before the seen cache records it: otherwise a peer could send
+/// junk under the id of a transaction it saw elsewhere, and every node it
+/// reached would then drop the real one as a duplicate (and relay the junk
+/// under that id). Duplicates are dropped without hashing: whatever their
+/// bytes, nothing is recorded or routed for them.
 #[inline]
 pub fn on_items(
     seen: &mut SeenCache,
@@ -134,15 +144,22 @@ pub fn on_items(
             continue;
         }
         // Start the (likely cold) seen-cache load now so that it overlaps
-        // with the per-peer LRU update instead of following it.
+        // with the hash (or the per-peer LRU update) instead of following it.
         seen.prefetch(id);
-        peer.mark_known(id);
-        if seen.insert(id) {
-            out.new += 1;
-            route(id, item);
-        } else {
+        if seen.contains(id) {
+            peer.mark_known(id);
             out.duplicate += 1;
+            continue;
         }
+        if blake3::hash(item).as_bytes() != id {
+            out.mismatched += 1;
+            continue;
+        }
+        peer.mark_known(id);
+        let fresh = seen.insert(id);
+        debug_assert!(fresh, "checked absent just above");
+        out.new += 1;
+        route(id, item);
     }
     out
 }
@@ -163,6 +180,48 @@ mod tests {
     }
 
     #[test]
+    fn an_item_under_another_items_id_is_dropped_and_does_not_poison_the_cache() {
+        let mut seen = SeenCache::new(1024);
+        let limits = PushLimits {
+            items_per_s: 100,
+            bytes_per_s: 1 << 20,
+        };
+        let mut liar = PeerGossip::new(64, limits, 0);
+        let mut honest = PeerGossip::new(64, limits, 0);
+        let real = b"the real transaction".as_slice();
+        let real_id = *blake3::hash(real).as_bytes();
+        let mut buf = Vec::new();
+        write_item(&mut buf, &real_id, b"junk under the real id");
+        let mut routed = Vec::new();
+        let o = on_items(
+            &mut seen,
+            &mut liar,
+            Items::from_encoded(1, &buf),
+            true,
+            0,
+            |id, _| routed.push(*id),
+        );
+        assert_eq!((o.new, o.mismatched, o.duplicate), (0, 1, 0));
+        assert!(routed.is_empty() && !seen.contains(&real_id));
+        // The real item still gets through afterwards.
+        let mut buf = Vec::new();
+        write_item(&mut buf, &real_id, real);
+        let o = on_items(
+            &mut seen,
+            &mut honest,
+            Items::from_encoded(1, &buf),
+            true,
+            0,
+            |id, item| {
+                assert_eq!(item, real);
+                routed.push(*id)
+            },
+        );
+        assert_eq!((o.new, o.mismatched), (1, 0));
+        assert_eq!(routed, [real_id]);
+    }
+
+    #[test]
     fn dedup_and_rate_limit() {
         let mut seen = SeenCache::new(1024);
         let limits = PushLimits {
@@ -171,8 +230,11 @@ mod tests {
         };
         let mut p = PeerGossip::new(64, limits, 0);
         let mut buf = Vec::new();
-        for i in 0..5u8 {
-            write_item(&mut buf, &[i; 32], &[i; 10]);
+        let ids: Vec<ItemId> = (0..5u8)
+            .map(|i| *blake3::hash(&[i; 10]).as_bytes())
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            write_item(&mut buf, id, &[i as u8; 10]);
         }
         let items = Items::from_encoded(5, &buf);
         let mut routed = 0;
@@ -182,7 +244,8 @@ mod tests {
             PushOutcome {
                 new: 3,
                 duplicate: 0,
-                rate_limited: 2
+                rate_limited: 2,
+                mismatched: 0,
             }
         );
         assert_eq!(routed, 3);
@@ -192,11 +255,12 @@ mod tests {
             PushOutcome {
                 new: 2,
                 duplicate: 3,
-                rate_limited: 0
+                rate_limited: 0,
+                mismatched: 0,
             }
         );
-        assert!(p.knows(&[4; 32]));
-        assert!(!p.mark_known(&[4; 32]));
+        assert!(p.knows(&ids[4]));
+        assert!(!p.mark_known(&ids[4]));
         assert!(p.mark_known(&[9; 32]));
     }
 }

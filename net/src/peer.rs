@@ -47,6 +47,8 @@ pub enum Misbehaviour {
     SlowFrame,
     /// A handshake message out of order or a second hello.
     ProtocolViolation,
+    /// A gossip item whose id is not the hash of its bytes.
+    ItemIdMismatch,
 }
 
 impl Misbehaviour {
@@ -60,6 +62,7 @@ impl Misbehaviour {
             | Misbehaviour::BadSignature
             | Misbehaviour::Oversize
             | Misbehaviour::Undecodable
+            | Misbehaviour::ItemIdMismatch
             | Misbehaviour::ProtocolViolation => 100,
             Misbehaviour::UnsolicitedResponse => 20,
             Misbehaviour::Flooding => 10,

@@ -148,6 +148,43 @@ fn flood_beyond_rate_limit_is_banned() {
 }
 
 #[test]
+fn junk_under_a_real_id_is_banned_and_the_real_item_still_arrives() {
+    let (target, honest) = pair();
+    let mut p = RawPeer::connect(target.local_addr());
+    p.handshake(false);
+    assert!(wait_until(Duration::from_secs(3), || target.peers().len() == 2));
+    let real = b"a transaction the liar saw elsewhere".to_vec();
+    let real_id = *blake3::hash(&real).as_bytes();
+    let mut buf = Vec::new();
+    write_item(&mut buf, &real_id, b"junk");
+    let mut w = Vec::new();
+    Message::Push(Items::from_encoded(1, &buf)).encode_frame(0, &mut w);
+    let _ = p.stream.write_all(&w);
+    assert!(closed_by_node(&mut p.stream, Duration::from_secs(3)));
+    assert!(target.stats().bans.load(Ordering::Relaxed) >= 1);
+    // The honest peer pushes the real item: the target takes it (its seen
+    // cache did not record the liar's id).
+    let id = honest.broadcast(real.clone()).unwrap();
+    assert_eq!(id, real_id);
+    let mut got = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            while let Some(e) = target.try_next_event() {
+                if let Event::Item { id, item, .. } = e {
+                    if id == real_id {
+                        got = Some(item);
+                    }
+                }
+            }
+            got.is_some()
+        }),
+        "the real item never arrived after the junk"
+    );
+    assert_eq!(got.unwrap(), real);
+    honest_link_works(&target, &honest, "id mismatch");
+}
+
+#[test]
 fn never_reading_peer_is_dropped() {
     let (target, honest) = pair();
     let mut p = RawPeer::connect(target.local_addr());
