@@ -461,6 +461,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
             m.payloads_undecodable.load(Ordering::Relaxed) as f64,
         );
         metric(
+            "txs_invalid_from_peers_total",
+            "counter",
+            "Transactions from peers that did not verify (each sender banned).",
+            m.txs_invalid_from_peers.load(Ordering::Relaxed) as f64,
+        );
+        metric(
             "net_bytes_in_total",
             "counter",
             "Bytes received.",

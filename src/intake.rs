@@ -31,18 +31,19 @@ pub(crate) enum Job {
         request_id: u64,
         payload: Vec<u8>,
     },
-    /// Transactions from peers: gossip items still encoded (with the peer
-    /// each came from, to penalise it if one does not decode) and
-    /// transactions that arrived already decoded in a message.
+    /// Transactions from peers: gossip items still encoded and
+    /// transactions that arrived already decoded in a message, each with
+    /// the peer it came from, to penalise if it does not decode or verify.
     Gossip {
         items: Vec<([u8; 32], Vec<u8>)>,
-        txs: Vec<Transaction>,
+        txs: Vec<([u8; 32], Transaction)>,
     },
 }
 
 /// Where a batch of transactions came from.
 pub(crate) enum Origin {
-    /// Gossip items from peers (the net layer forwards them itself).
+    /// Gossip items from peers: relayed once admitted (the net layer does
+    /// not pass them on as they arrive).
     Gossip,
     /// A client request (the bench): answer with the count admitted and
     /// gossip what was admitted.
@@ -67,6 +68,16 @@ pub(crate) enum Done {
     Nothing,
 }
 
+/// Counts an invalid transaction from a peer and penalises the peer.
+fn invalid_from_peer(shared: &Shared, from: [u8; 32], verdict: Verdict) {
+    shared
+        .metrics
+        .txs_invalid_from_peers
+        .fetch_add(1, Ordering::Relaxed);
+    warn!(peer = %hex::encode(&from[..4]), "invalid gossiped transaction: {verdict:?}");
+    let _ = shared.net.penalize(from, Misbehaviour::InvalidItem);
+}
+
 /// Counts an undecodable payload and penalises its sender.
 pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn std::fmt::Display) {
     shared
@@ -80,7 +91,8 @@ pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn s
 /// A job decoded: its transactions and where they came from, or what to
 /// hand back at once.
 enum Decoded {
-    Txs(Vec<Transaction>, Origin),
+    /// The transactions, their origin and, for gossip, each one's sender.
+    Txs(Vec<Transaction>, Origin, Vec<[u8; 32]>),
     Done(Done),
 }
 
@@ -92,22 +104,30 @@ fn decode(shared: &Shared, job: Job) -> Decoded {
             request_id,
             payload,
         } => match Payload::decode(&payload) {
-            Ok(Payload::Txs(txs)) => Decoded::Txs(txs, Origin::Request { from, request_id }),
+            Ok(Payload::Txs(txs)) => {
+                Decoded::Txs(txs, Origin::Request { from, request_id }, Vec::new())
+            }
             Ok(Payload::Engine(msg)) => Decoded::Done(Done::Engine { from, msg }),
             Err(e) => {
                 undecodable(shared, from, "request", &e);
                 Decoded::Done(Done::Nothing)
             }
         },
-        Job::Gossip { items, mut txs } => {
-            txs.reserve(items.len());
+        Job::Gossip { items, txs } => {
+            let (mut senders, mut decoded): (Vec<[u8; 32]>, Vec<Transaction>) =
+                txs.into_iter().unzip();
+            senders.reserve(items.len());
+            decoded.reserve(items.len());
             for (from, item) in items {
                 match Transaction::decode(&item) {
-                    Ok(tx) => txs.push(tx),
+                    Ok(tx) => {
+                        senders.push(from);
+                        decoded.push(tx);
+                    }
                     Err(e) => undecodable(shared, from, "gossiped transaction", &e),
                 }
             }
-            Decoded::Txs(txs, Origin::Gossip)
+            Decoded::Txs(decoded, Origin::Gossip, senders)
         }
     }
 }
@@ -129,13 +149,13 @@ fn run(
     queue: &Receiver<Job>,
     done: &Sender<Done>,
 ) -> Result<(), ()> {
-    let mut batches: Vec<(usize, Origin)> = Vec::new();
+    let mut batches: Vec<(usize, Origin, Vec<[u8; 32]>)> = Vec::new();
     let mut all: Vec<Transaction> = Vec::new();
     let mut next = Some(first);
     while let Some(job) = next.take() {
         match decode(shared, job) {
-            Decoded::Txs(txs, origin) => {
-                batches.push((txs.len(), origin));
+            Decoded::Txs(txs, origin, senders) => {
+                batches.push((txs.len(), origin, senders));
                 all.extend(txs);
             }
             Decoded::Done(d) => done.send(d).map_err(|_| ())?,
@@ -147,14 +167,27 @@ fn run(
     let verdicts = verifier.verify(&all, shared.genesis.chain_id);
     let mut txs = all.into_iter();
     let mut verdicts = verdicts.into_iter();
-    for (received, origin) in batches {
-        let valid: Vec<Transaction> = txs
+    for (received, origin, senders) in batches {
+        let mut valid = Vec::with_capacity(received);
+        let mut blamed: Vec<[u8; 32]> = Vec::new();
+        for (k, (tx, verdict)) in txs
             .by_ref()
             .take(received)
             .zip(verdicts.by_ref())
-            .filter(|(_, v)| *v == Verdict::Valid)
-            .map(|(t, _)| t)
-            .collect();
+            .enumerate()
+        {
+            if verdict == Verdict::Valid {
+                valid.push(tx);
+            } else if let Some(from) = senders.get(k) {
+                // A peer relays only what it verified (`relay_received` is
+                // off on every node): an invalid transaction from one is
+                // forged or from a broken node either way.
+                if !blamed.contains(from) {
+                    blamed.push(*from);
+                    invalid_from_peer(shared, *from, verdict);
+                }
+            }
+        }
         done.send(Done::Verified {
             txs: valid,
             origin,

@@ -93,6 +93,8 @@ pub struct Metrics {
     pub blocks_finalized: AtomicU64,
     /// Payloads from peers that did not decode.
     pub payloads_undecodable: AtomicU64,
+    /// Transactions from peers that did not verify (the peer is banned).
+    pub txs_invalid_from_peers: AtomicU64,
     /// Peers penalised by the engine.
     pub peers_penalized: AtomicU64,
     /// Gossiped transactions dropped because the verification queue was
@@ -154,7 +156,7 @@ impl Shared {
         let mut admitted = {
             let mut core = self.core();
             let Core { engine, chain } = &mut *core;
-            admit_verified(self, engine, chain, valid, received, true).into_iter()
+            admit_verified(self, engine, chain, valid, received).into_iter()
         };
         verdicts
             .into_iter()
@@ -166,27 +168,23 @@ impl Shared {
     }
 }
 
-/// Admits verified transactions to the mempool, gossips the admitted ones
-/// when `gossip` (client submissions; items from peers are forwarded by
-/// the net layer itself) and counts them. `received` is the count before
-/// verification, for the metrics.
+/// Admits verified transactions to the mempool, passes the admitted ones
+/// on to peers (whatever their origin: the net layer relays nothing by
+/// itself, `relay_received` is off) and counts them. `received` is the
+/// count before verification, for the metrics.
 fn admit_verified(
     shared: &Shared,
     engine: &mut Engine,
     chain: &mut DbChain,
     txs: Vec<Transaction>,
     received: usize,
-    gossip: bool,
 ) -> Vec<Result<TxId, SubmitError>> {
-    let encoded: Vec<Vec<u8>> = if gossip {
-        txs.iter().map(|t| t.encoded().to_vec()).collect()
-    } else {
-        Vec::new()
-    };
+    let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
     let results = engine.submit_verified(txs, chain, now_ms());
     for (bytes, r) in encoded.into_iter().zip(&results) {
-        if r.is_ok() {
-            if let Err(e) = shared.net.broadcast(bytes) {
+        if let Ok(id) = r {
+            // The id is the blake3 of the encoding: what peers check.
+            if let Err(e) = shared.net.relay(*id, bytes) {
                 debug!("gossip of a transaction failed: {e}");
             }
         }
@@ -346,6 +344,10 @@ impl Node {
             push_items_per_s: n.push_items_per_s,
             push_bytes_per_s: n.push_bytes_per_s,
             send_queue_bytes_max: (n.frame_payload_bytes_max as usize * 4).max(32 << 20),
+            // Transactions are passed on once verified and admitted
+            // (`admit_verified`), not as they arrive: a forged one stops
+            // here and its sender is banned (src/intake.rs).
+            relay_received: false,
             ..strata_net::Config::default()
         };
         let net =
@@ -511,12 +513,12 @@ fn drive(shared: &Arc<Shared>, tick: Duration, verify: intake::Workers) {
 struct Gossip {
     /// Encoded gossip items and the peer each came from.
     items: Vec<([u8; 32], Vec<u8>)>,
-    /// Transactions that arrived decoded (in a message).
-    txs: Vec<Transaction>,
+    /// Transactions that arrived decoded (in a message), with their sender.
+    txs: Vec<([u8; 32], Transaction)>,
 }
 
-/// Admits verified transactions and, for a client request, answers and
-/// gossips.
+/// Admits verified transactions (gossiping the admitted ones) and, for a
+/// client request, answers.
 fn admit(
     shared: &Shared,
     engine: &mut Engine,
@@ -525,8 +527,7 @@ fn admit(
     origin: Origin,
     received: usize,
 ) {
-    let request = matches!(origin, Origin::Request { .. });
-    let results = admit_verified(shared, engine, chain, txs, received, request);
+    let results = admit_verified(shared, engine, chain, txs, received);
     if let Origin::Request { from, request_id } = origin {
         let admitted = results.iter().filter(|r| r.is_ok()).count() as u32;
         let _ = shared
@@ -557,7 +558,7 @@ fn handle_event(
             Ok(Payload::Engine(msg)) => {
                 outputs.extend(engine.on_message(from, msg, chain, now_ms()));
             }
-            Ok(Payload::Txs(txs)) => gossip.txs.extend(txs),
+            Ok(Payload::Txs(txs)) => gossip.txs.extend(txs.into_iter().map(|tx| (from, tx))),
             Err(e) => intake::undecodable(shared, from, "message", &e),
         },
         // A client batch (the bench): decoded and verified by the

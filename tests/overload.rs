@@ -207,6 +207,76 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
     );
 }
 
+/// A metric of node `i` (0 when absent).
+fn metric(net: &Devnet, i: usize, name: &str) -> f64 {
+    let text = ureq::get(&net.url(i, "/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// A peer that gossips forged transactions is banned by the node it
+/// reached, and the forgeries go no further: nodes pass on only what they
+/// verified (`relay_received` off), so the second node never sees one.
+#[test]
+fn a_peer_gossiping_forged_transactions_is_banned_and_they_go_no_further() {
+    let net = Devnet::start(2);
+    net.wait_ready(Duration::from_secs(30));
+    let config = strata_net::Config {
+        seeds: vec![format!("127.0.0.1:{}", net.p2p[0]).parse().unwrap()],
+        chain_id: net.genesis.net_chain_id(),
+        // Node 0 only: no discovered second link to node 1.
+        outbound_peers_max: 1,
+        inbound_peers_max: 0,
+        ..strata_net::Config::default()
+    };
+    let rogue = strata_net::Node::start(config, Identity::generate().unwrap()).unwrap();
+    loop {
+        match rogue.next_event_timeout(Duration::from_secs(20)) {
+            Some(Event::PeerUp { .. }) => break,
+            Some(_) => {}
+            None => panic!("the rogue peer never connected"),
+        }
+    }
+    for i in 0..20 {
+        rogue.broadcast(forged(&net, i, 0).encoded().to_vec()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&net, 0, "strata_net_bans_total") < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        metric(&net, 0, "strata_txs_invalid_from_peers_total") >= 1.0,
+        "node 0 did not count the forgery"
+    );
+    assert!(
+        metric(&net, 0, "strata_net_bans_total") >= 1.0,
+        "node 0 did not ban the rogue peer"
+    );
+    // Well past many gossip flushes: node 1 saw nothing to check.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric(&net, 1, "strata_txs_received_total"), 0.0);
+    assert_eq!(metric(&net, 1, "strata_signatures_checked_total"), 0.0);
+    // The honest network still works: a valid transfer finalizes on both.
+    let ids = submit(&net, 0, &[transfer(&net.genesis, 3, 4, 0)]);
+    for node in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, v) = net.get(node, &format!("/v1/txs/{}", ids[0]));
+            if code == 200 && v["status"] == "finalized" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not finalized on node {node}: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// The memory bound with the *default* limits: 1,100,000 transactions that
 /// can never execute (every sender's nonce 0 is missing) fill the default
 /// mempool (1,000,000) and the rest are refused; transactions paying more

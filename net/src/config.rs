@@ -39,6 +39,15 @@ pub struct Config {
     ///
     /// [`Message::Quiet`]: crate::message::Message::Quiet
     pub gossip_quiet: bool,
+    /// Push items received from peers on to other peers as soon as they
+    /// arrive, before the application has looked at them. Default true.
+    /// A node that validates items (transactions: signatures) sets false
+    /// and passes on only those it accepted, with [`Handle::relay`]: then
+    /// a forged item stops at the first node, and the peer that sent it is
+    /// the one to blame.
+    ///
+    /// [`Handle::relay`]: crate::Handle::relay
+    pub relay_received: bool,
     /// Pushed items accepted per peer per second. Default 5000.
     pub push_items_per_s: u64,
     /// Pushed bytes accepted per peer per second. Default 8 MiB.
@@ -101,6 +110,7 @@ impl Default for Config {
             gossip_fanout: 4,
             gossip_flush_interval_ms: 20,
             gossip_quiet: false,
+            relay_received: true,
             push_items_per_s: 5_000,
             push_bytes_per_s: 8 * 1024 * 1024,
             seen_ids_max: SEEN_IDS_MAX_DEFAULT,

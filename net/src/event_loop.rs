@@ -1011,10 +1011,13 @@ impl EventLoop {
                 let store = &mut self.store;
                 let pending = &mut self.pending_push;
                 let shared = &self.shared;
+                let relay = self.cfg.relay_received;
                 let out = on_items(&mut self.seen, gossip, items, limited, now, |id, item| {
-                    store.put(*id, item.to_vec());
-                    if pending.len() < PENDING_PUSH_MAX {
-                        pending.push(*id);
+                    if relay {
+                        store.put(*id, item.to_vec());
+                        if pending.len() < PENDING_PUSH_MAX {
+                            pending.push(*id);
+                        }
                     }
                     push_event(
                         shared,
@@ -1563,6 +1566,17 @@ impl EventLoop {
         }
     }
 
+    /// [`Command::Relay`]: as [`EventLoop::broadcast_now`], but also when
+    /// the id was seen (it arrived from a peer and the application has
+    /// validated it). Peers known to have it are skipped when pushing.
+    pub(crate) fn relay_now(&mut self, id: ItemId, item: Vec<u8>) {
+        self.seen.insert(&id);
+        self.store.put(id, item);
+        if self.pending_push.len() < PENDING_PUSH_MAX {
+            self.pending_push.push(id);
+        }
+    }
+
     /// [`Command::Request`] without building the command: the payload is
     /// borrowed and framed straight into the peer's send queue.
     pub(crate) fn request_now(&mut self, to: [u8; 32], request_id: u64, payload: &[u8]) {
@@ -1605,9 +1619,8 @@ impl EventLoop {
 
     fn run_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Broadcast(item) => {
-                self.broadcast_now(*blake3::hash(&item).as_bytes(), item);
-            }
+            Command::Broadcast { id, item } => self.broadcast_now(id, item),
+            Command::Relay { id, item } => self.relay_now(id, item),
             Command::Send { to, payload } => self.send_now(to, &payload),
             Command::Request {
                 to,

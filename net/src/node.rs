@@ -107,7 +107,16 @@ pub enum RequestFailure {
 }
 
 pub(crate) enum Command {
-    Broadcast(Vec<u8>),
+    /// Gossip `item` unless its id was seen (`id` is its blake3).
+    Broadcast {
+        id: ItemId,
+        item: Vec<u8>,
+    },
+    /// Gossip `item` even if its id was seen (received and validated).
+    Relay {
+        id: ItemId,
+        item: Vec<u8>,
+    },
     Send {
         to: [u8; 32],
         payload: Vec<u8>,
@@ -590,8 +599,19 @@ impl Handle {
     /// Gossips an item; returns its id (blake3 of the bytes).
     pub fn broadcast(&self, item: Vec<u8>) -> Result<ItemId> {
         let id = *blake3::hash(&item).as_bytes();
-        self.command(Command::Broadcast(item))?;
+        self.command(Command::Broadcast { id, item })?;
         Ok(id)
+    }
+
+    /// Gossips an item that may have arrived from a peer (and so be in the
+    /// seen cache already), for nodes running with
+    /// [`Config::relay_received`] off that pass items on once validated.
+    /// `id` must be the blake3 hash of `item`, which the caller usually
+    /// has at hand (a transaction id): peers check it and ban on a
+    /// mismatch. The item is not pushed back to peers known to have it.
+    pub fn relay(&self, id: ItemId, item: Vec<u8>) -> Result<()> {
+        debug_assert_eq!(blake3::hash(&item).as_bytes(), &id, "relay id");
+        self.command(Command::Relay { id, item })
     }
     /// Sends a one-way message to a peer.
     pub fn send(&self, to: [u8; 32], payload: Vec<u8>) -> Result<()> {

@@ -49,6 +49,10 @@ pub enum Misbehaviour {
     ProtocolViolation,
     /// A gossip item whose id is not the hash of its bytes.
     ItemIdMismatch,
+    /// An item the application refused as invalid (a transaction whose
+    /// signature does not verify), reported through `Handle::penalize`:
+    /// nodes that relay only what they validated never send one.
+    InvalidItem,
 }
 
 impl Misbehaviour {
@@ -63,6 +67,7 @@ impl Misbehaviour {
             | Misbehaviour::Oversize
             | Misbehaviour::Undecodable
             | Misbehaviour::ItemIdMismatch
+            | Misbehaviour::InvalidItem
             | Misbehaviour::ProtocolViolation => 100,
             Misbehaviour::UnsolicitedResponse => 20,
             Misbehaviour::Flooding => 10,

@@ -226,3 +226,60 @@ fn a_quiet_peer_is_sent_no_gossip() {
         "items reached the quiet peer's network loop"
     );
 }
+
+/// With `relay_received` off, a node passes on only what its application
+/// relays: an item from A reaches B, and C (connected only to B) gets it
+/// once B relays it, from B.
+#[test]
+fn without_relay_received_an_item_goes_on_only_when_relayed() {
+    let mut c = config();
+    c.relay_received = false;
+    let b = start(c);
+    // A and C reach each other only through B.
+    let mut c = config();
+    c.seeds = vec![b.local_addr()];
+    c.inbound_peers_max = 0;
+    c.outbound_peers_max = 1;
+    let a = start(c.clone());
+    let cc = start(c);
+    assert!(
+        wait_until(Duration::from_secs(20), || b.peers().len() == 2
+            && a.peers().len() == 1
+            && cc.peers().len() == 1),
+        "the line A - B - C did not form"
+    );
+    let item = b"validated at B first".to_vec();
+    let id = a.broadcast(item.clone()).unwrap();
+    let mut at_b = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            while let Some(e) = b.try_next_event() {
+                if let Event::Item { id: got, item, .. } = e {
+                    if got == id {
+                        at_b = Some(item);
+                    }
+                }
+            }
+            at_b.is_some()
+        }),
+        "B never got A's item"
+    );
+    let at_c = |evs: &mut Vec<Event>| {
+        drain(&cc, evs);
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Item { id: got, from, .. } if *got == id => Some(*from),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut evs = Vec::new();
+    std::thread::sleep(Duration::from_millis(500)); // many gossip flushes
+    assert!(at_c(&mut evs).is_empty(), "B passed the item on unasked");
+    b.relay(id, at_b.unwrap()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !at_c(&mut evs).is_empty()),
+        "C never got the relayed item"
+    );
+    assert_eq!(at_c(&mut evs), [b.node_key()]);
+}
