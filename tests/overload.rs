@@ -244,7 +244,9 @@ fn a_peer_gossiping_forged_transactions_is_banned_and_they_go_no_further() {
         }
     }
     for i in 0..20 {
-        rogue.broadcast(forged(&net, i, 0).encoded().to_vec()).unwrap();
+        rogue
+            .broadcast(forged(&net, i, 0).encoded().to_vec())
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(&net, 0, "strata_net_bans_total") < 1.0 && Instant::now() < deadline {
@@ -271,7 +273,10 @@ fn a_peer_gossiping_forged_transactions_is_banned_and_they_go_no_further() {
             if code == 200 && v["status"] == "finalized" {
                 break;
             }
-            assert!(Instant::now() < deadline, "not finalized on node {node}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "not finalized on node {node}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
