@@ -8,7 +8,7 @@
 //! one thread that runs consensus, execution and commit, so every
 //! microsecond per transaction it sheds is throughput.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -70,22 +70,39 @@ pub(crate) enum Done {
 
 /// Counts an invalid transaction from a peer and penalises the peer.
 fn invalid_from_peer(shared: &Shared, from: [u8; 32], verdict: Verdict) {
-    shared
-        .metrics
-        .txs_invalid_from_peers
-        .fetch_add(1, Ordering::Relaxed);
-    warn!(peer = %hex::encode(&from[..4]), "invalid gossiped transaction: {verdict:?}");
-    let _ = shared.net.penalize(from, Misbehaviour::InvalidItem);
+    let m = &shared.metrics.txs_invalid_from_peers;
+    blame(
+        shared,
+        m,
+        from,
+        Misbehaviour::InvalidItem,
+        format_args!("invalid gossiped transaction: {verdict:?}"),
+    );
 }
 
 /// Counts an undecodable payload and penalises its sender.
 pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn std::fmt::Display) {
-    shared
-        .metrics
-        .payloads_undecodable
-        .fetch_add(1, Ordering::Relaxed);
-    warn!(peer = %hex::encode(&from[..4]), "undecodable {what}: {e}");
-    let _ = shared.net.penalize(from, Misbehaviour::Undecodable);
+    let m = &shared.metrics.payloads_undecodable;
+    blame(
+        shared,
+        m,
+        from,
+        Misbehaviour::Undecodable,
+        format_args!("undecodable {what}: {e}"),
+    );
+}
+
+/// Counts one offence in `counter`, logs it and penalises the peer.
+fn blame(
+    shared: &Shared,
+    counter: &AtomicU64,
+    from: [u8; 32],
+    reason: Misbehaviour,
+    what: std::fmt::Arguments<'_>,
+) {
+    counter.fetch_add(1, Ordering::Relaxed);
+    warn!(peer = %hex::encode(&from[..4]), "{what}");
+    let _ = shared.net.penalize(from, reason);
 }
 
 /// A job decoded: its transactions and where they came from, or what to
