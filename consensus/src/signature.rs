@@ -136,6 +136,11 @@ pub struct Batch {
     /// Per entry, the index of its sender in `keys`.
     sender_of: Vec<usize>,
     keys: Vec<EdwardsPoint>,
+    /// Sender key → index in `keys`. Keyed by the key's first 8 bytes
+    /// unhashed: keys are attacker-chosen, so colliding ones can be ground,
+    /// but a batch holds at most `verify::BATCH_TXS_MAX` of them, which
+    /// bounds the worst case to a few hundred thousand comparisons — small
+    /// beside the batch's own curve arithmetic.
     key_index: HashMap<[u8; 32], usize, IdentityState>,
     /// Multi-scalar multiplication inputs, reused.
     scalars: Vec<Scalar>,
