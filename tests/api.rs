@@ -201,11 +201,7 @@ fn every_endpoint_with_good_and_bad_input() {
     assert!(ok && out.contains("finalized"), "{out}");
 
     // Metrics.
-    let text = ureq::get(&net.url(0, "/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let text = net.metrics_text(0);
     assert!(text.contains("# TYPE strata_height gauge"), "{text}");
     assert!(text.contains("strata_txs_finalized_total 4"), "{text}");
     assert!(

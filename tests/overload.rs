@@ -168,17 +168,7 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
     );
 
     // Blocks kept coming: the admitted transactions are finalized.
-    let finalized = || {
-        let text = ureq::get(&net.url(0, "/metrics"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("strata_txs_finalized_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as usize
-    };
+    let finalized = || net.metric(0, "strata_txs_finalized_total") as usize;
     let want = 2000.min(accepted);
     let deadline = Instant::now() + Duration::from_secs(60);
     while finalized() < want && Instant::now() < deadline {
@@ -205,19 +195,6 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
         finalized(),
         rss >> 20
     );
-}
-
-/// A metric of node `i` (0 when absent).
-fn metric(net: &Devnet, i: usize, name: &str) -> f64 {
-    let text = ureq::get(&net.url(i, "/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
 }
 
 /// A peer that gossips forged transactions is banned by the node it
@@ -249,21 +226,21 @@ fn a_peer_gossiping_forged_transactions_is_banned_and_they_go_no_further() {
             .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&net, 0, "strata_net_bans_total") < 1.0 && Instant::now() < deadline {
+    while net.metric(0, "strata_net_bans_total") < 1.0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        metric(&net, 0, "strata_txs_invalid_from_peers_total") >= 1.0,
+        net.metric(0, "strata_txs_invalid_from_peers_total") >= 1.0,
         "node 0 did not count the forgery"
     );
     assert!(
-        metric(&net, 0, "strata_net_bans_total") >= 1.0,
+        net.metric(0, "strata_net_bans_total") >= 1.0,
         "node 0 did not ban the rogue peer"
     );
     // Well past many gossip flushes: node 1 saw nothing to check.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(metric(&net, 1, "strata_txs_received_total"), 0.0);
-    assert_eq!(metric(&net, 1, "strata_signatures_checked_total"), 0.0);
+    assert_eq!(net.metric(1, "strata_txs_received_total"), 0.0);
+    assert_eq!(net.metric(1, "strata_signatures_checked_total"), 0.0);
     // The honest network still works: a valid transfer finalizes on both.
     let ids = submit(&net, 0, &[transfer(&net.genesis, 3, 4, 0)]);
     for node in 0..2 {

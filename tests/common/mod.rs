@@ -179,6 +179,20 @@ impl Devnet {
         out
     }
 
+    /// Node `i`'s Prometheus text (`GET /metrics`).
+    pub fn metrics_text(&self, i: usize) -> String {
+        String::from_utf8(self.get_bytes(i, "/metrics")).expect("UTF-8 metrics")
+    }
+
+    /// One metric of node `i` (0 when absent).
+    pub fn metric(&self, i: usize, name: &str) -> f64 {
+        self.metrics_text(i)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// POST a body with a content type, as (status, JSON).
     pub fn post(&self, i: usize, path: &str, ctype: &str, body: &[u8]) -> (u16, Value) {
         match self
