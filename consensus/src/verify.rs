@@ -148,6 +148,8 @@ pub struct Verifier {
     known: Option<Arc<VerifiedIds>>,
     /// Indices (into the caller's slice) still to check, reused.
     todo: Vec<usize>,
+    /// The chunk being checked, reused.
+    chunk: Vec<usize>,
 }
 
 impl Default for Verifier {
@@ -169,6 +171,7 @@ impl Verifier {
             keys: LruCache::with_hasher(entries.max(1), IdentityState),
             known: None,
             todo: Vec::new(),
+            chunk: Vec::new(),
         }
     }
 
@@ -185,22 +188,25 @@ impl Verifier {
         let mut verdicts = vec![Verdict::Valid; txs.len()];
         self.todo.clear();
         self.todo.extend(0..txs.len());
-        self.forget_known(txs, chain_id, 0);
+        self.forget_known(txs, chain_id, txs.len());
         // Even chunks: 300 transactions verify as 150 + 150, not 256 + 44
         // (a small batch costs more per signature).
         let chunks = self.todo.len().div_ceil(BATCH_TXS_MAX);
         let per_chunk = self.todo.len().div_ceil(chunks.max(1)).max(1);
         let mut checked = 0;
         let mut batches = 0;
+        let mut members = std::mem::take(&mut self.chunk);
         while !self.todo.is_empty() {
             // Ids found valid meanwhile by another verifier sharing the set
             // (the driver checking a pulled block while a worker checks the
             // same transactions from gossip) are not checked again: the set
-            // is consulted before each chunk and fed after it, so two
-            // verifiers overlap by at most a chunk.
-            self.forget_known(txs, chain_id, per_chunk.min(self.todo.len()));
-            let take = per_chunk.min(self.todo.len());
-            let members: Vec<usize> = self.todo.drain(..take).collect();
+            // is consulted before each chunk (the first was, just above)
+            // and fed after it, so two verifiers overlap by at most a chunk.
+            if batches > 0 {
+                self.forget_known(txs, chain_id, per_chunk);
+            }
+            members.clear();
+            members.extend(self.todo.drain(..per_chunk.min(self.todo.len())));
             self.scratch
                 .verify_chunk(txs, &members, chain_id, &mut self.keys, &mut verdicts);
             checked += members.len();
@@ -221,29 +227,29 @@ impl Verifier {
                 .skipped
                 .fetch_add((txs.len() - checked) as u64, Ordering::Relaxed);
         }
+        self.chunk = members;
         verdicts
     }
 
-    /// Drops from `todo` the transactions whose ids the shared set holds
-    /// (they are valid: their verdicts stay `Valid`), looking at the first
-    /// `window` entries, or at all of them when `window` is 0.
+    /// Drops from the first `window` entries of `todo` the transactions
+    /// whose ids the shared set holds (they are valid: their verdicts stay
+    /// `Valid`).
     fn forget_known<T: Borrow<Transaction>>(&mut self, txs: &[T], chain_id: u64, window: usize) {
         let Some(known) = &self.known else {
             return;
         };
-        let window = if window == 0 { self.todo.len() } else { window };
+        let window = window.min(self.todo.len());
         let ids = known.lock();
         let mut kept = 0;
-        for at in 0..self.todo.len() {
+        for at in 0..window {
             let i = self.todo[at];
             let tx = txs[i].borrow();
-            let keep = at >= window || tx.body().chain_id != chain_id || !ids.contains(tx.id());
-            if keep {
+            if tx.body().chain_id != chain_id || !ids.contains(tx.id()) {
                 self.todo[kept] = i;
                 kept += 1;
             }
         }
-        self.todo.truncate(kept);
+        self.todo.drain(kept..window);
     }
 }
 

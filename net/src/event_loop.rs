@@ -1559,10 +1559,7 @@ impl EventLoop {
     /// caller computed.
     pub(crate) fn broadcast_now(&mut self, id: ItemId, item: Vec<u8>) {
         if self.seen.insert(&id) {
-            self.store.put(id, item);
-            if self.pending_push.len() < PENDING_PUSH_MAX {
-                self.pending_push.push(id);
-            }
+            self.queue_push(id, item);
         }
     }
 
@@ -1571,6 +1568,11 @@ impl EventLoop {
     /// validated it). Peers known to have it are skipped when pushing.
     pub(crate) fn relay_now(&mut self, id: ItemId, item: Vec<u8>) {
         self.seen.insert(&id);
+        self.queue_push(id, item);
+    }
+
+    /// Keeps `item` for pulls and queues it for the next push.
+    fn queue_push(&mut self, id: ItemId, item: Vec<u8>) {
         self.store.put(id, item);
         if self.pending_push.len() < PENDING_PUSH_MAX {
             self.pending_push.push(id);
