@@ -1,30 +1,54 @@
-//! The HTTP API (axum on tokio, JSON). Endpoints, bodies and errors are in
-//! README.md ("The API"). Every handler that reads the chain locks the
-//! node's core inside `spawn_blocking`, so a commit in progress never
-//! stalls the runtime's threads. Bad input is a 4xx with
+//! The HTTP API (axum handlers on hyper and tokio, JSON). Endpoints,
+//! bodies and errors are in README.md ("The API"). Bad input is a 4xx with
 //! `{"error": "..."}`, never a crash.
+//!
+//! What a client may cost (issue 17): the server accepts at most
+//! `http.connections_max` connections at once and `connections_per_ip_max`
+//! from one address; at the limit it stops accepting (new connections wait
+//! in the kernel's backlog, holding no descriptor of ours) rather than fail
+//! a storage file open. A connection that does not send a whole request
+//! head within `header_timeout_ms` (an idle keep-alive one included) is
+//! closed, and a request that takes longer than `request_timeout_ms` (a
+//! slow body included) is answered 408. Submissions go through the node's
+//! one bounded, niced verification queue (busy: 503 with `Retry-After`),
+//! and one address may submit at most `txs_per_s_per_ip` transactions a
+//! second (429 with `Retry-After`). Reads never touch the consensus engine:
+//! they come from the driver's published view or from the `Db` through a
+//! [`strata_consensus::db_chain::ChainReader`] (state and proofs from one
+//! snapshot), on a small blocking pool.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use strata_consensus::block::Block;
-use strata_consensus::engine::Chain;
 use strata_consensus::state::user_key;
 use strata_consensus::tx::{Transaction, USER_KEY_BYTES_MAX};
 use strata_consensus::wire::{Payload, TX_BATCH_MAX};
+use strata_net::gossip::TokenBucket;
 
-use crate::node::Shared;
+use crate::config::HttpSection;
+use crate::node::{Shared, SubmitResult};
 
 /// Largest request body, in bytes (a full batch of large transactions).
 pub const BODY_BYTES_MAX: usize = 16 << 20;
+/// Threads for the reads that touch storage (proofs, blocks, accounts):
+/// enough to overlap a few, never hundreds.
+const BLOCKING_THREADS_MAX: usize = 4;
+/// How long a busy client is told to wait, in seconds.
+const RETRY_AFTER_S: u64 = 1;
+/// Client addresses whose submission budgets are remembered at once.
+const SUBMITTERS_REMEMBERED_MAX: usize = 4096;
 
 /// An error answer.
 pub struct ApiError(StatusCode, String);
@@ -39,23 +63,44 @@ impl ApiError {
     fn internal(msg: impl std::fmt::Display) -> ApiError {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
     }
+    fn busy(msg: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, msg.into())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let retry = matches!(
+            self.0,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if retry {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        r
     }
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-/// Runs `f` on the blocking pool with the shared node state.
+/// What the handlers share: the node, and the API's own limits.
+#[derive(Clone)]
+pub struct ApiState {
+    shared: Arc<Shared>,
+    limits: HttpSection,
+    /// Transactions each client address may still submit (token buckets).
+    submitters: Arc<Mutex<strata_storage::lru::LruCache<IpAddr, TokenBucket>>>,
+}
+
+/// Runs `f` on the (small) blocking pool with the shared node state.
 async fn blocking<T: Send + 'static>(
-    shared: &Arc<Shared>,
+    s: &ApiState,
     f: impl FnOnce(&Shared) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let s = Arc::clone(shared);
-    tokio::task::spawn_blocking(move || f(&s))
+    let shared = Arc::clone(&s.shared);
+    tokio::task::spawn_blocking(move || f(&shared))
         .await
         .map_err(ApiError::internal)?
 }
@@ -65,7 +110,14 @@ fn hex32(what: &str, text: &str) -> Result<[u8; 32], ApiError> {
 }
 
 /// The router.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, limits: HttpSection) -> Router {
+    let state = ApiState {
+        shared,
+        limits,
+        submitters: Arc::new(Mutex::new(strata_storage::lru::LruCache::new(
+            SUBMITTERS_REMEMBERED_MAX,
+        ))),
+    };
     Router::new()
         .route("/v1/txs", post(post_txs))
         .route("/v1/txs/{id}", get(get_tx))
@@ -76,45 +128,157 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/blocks/{block}", get(block))
         .route("/v1/blocks/{block}/ids", get(block_ids))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(shared)
+        .with_state(state)
 }
 
-/// Serves the API on `addr` until the node's stop flag is set.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such route: {} (see README.md, \"The API\")",
+        uri.path()
+    ))
+}
+
+/// Answers 408 when a request (its body included) takes longer than
+/// `request_timeout_ms`.
+async fn request_timeout(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(s.limits.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request not done within {} ms", s.limits.request_timeout_ms),
+        )
+        .into_response(),
+    }
+}
+
+/// Connections open per client address, and the release of one.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    fn try_take(&self, ip: IpAddr, max: usize) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Serves the API on `addr` until the node's stop flag is set, within
+/// `limits` (see the module docs).
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn serve(shared: Arc<Shared>, addr: SocketAddr) -> Result<std::thread::JoinHandle<()>, String> {
+pub fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    limits: HttpSection,
+) -> Result<std::thread::JoinHandle<()>, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
         .thread_name("strata-api")
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the API runtime: {e}"))?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|e| format!("cannot bind the API on {addr}: {e}"))?;
-    tracing::info!(%addr, "API listening");
-    let app = router(Arc::clone(&shared));
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "cannot bind the API on {addr}: the address is in use \
+                 (set another with --api or `api` in the config)"
+            ),
+            _ => format!("cannot bind the API on {addr}: {e}"),
+        })?;
+    tracing::info!(%addr, connections_max = limits.connections_max, "API listening");
+    let app = router(Arc::clone(&shared), limits.clone());
     std::thread::Builder::new()
         .name("strata-api-main".into())
         .spawn(move || {
-            let stop = async move {
-                while !shared.stop.load(Ordering::Acquire) {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            };
-            let served = runtime.block_on(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-            });
-            if let Err(e) = served {
-                tracing::error!("API server: {e}");
-            }
-            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            runtime.block_on(accept_loop(shared, listener, app, limits));
+            runtime.shutdown_timeout(Duration::from_secs(2));
         })
         .map_err(|e| e.to_string())
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpSection,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    let per_ip = Arc::new(PerIp::default());
+    let stopped = || shared.stop.load(Ordering::Acquire);
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    while !stopped() {
+        // At the limit, stop accepting: connections wait in the kernel's
+        // backlog and cost this process no descriptor.
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+        };
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or the like: back off, keep serving.
+                    tracing::warn!("API accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+        };
+        let ip = peer.ip();
+        if !per_ip.try_take(ip, limits.connections_per_ip_max) {
+            drop(stream);
+            continue;
+        }
+        let per_ip = Arc::clone(&per_ip);
+        let router = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let mut router = router.clone();
+                    async move { tower::Service::call(&mut router, req).await }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "API connection: {e}");
+            }
+            per_ip.release(ip);
+            drop(permit);
+        });
+    }
 }
 
 /// Parses a `POST /v1/txs` body: JSON `{"txs": ["hex", ...]}`, binary
@@ -164,91 +328,121 @@ fn parse_txs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Transaction>, ApiEr
         .collect()
 }
 
-async fn post_txs(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+/// Takes `n` transactions from `ip`'s submission budget.
+fn charge_submitter(s: &ApiState, ip: IpAddr, n: usize) -> Result<(), ApiError> {
+    let rate = s.limits.txs_per_s_per_ip;
+    let now = s.shared.mono_ms();
+    let mut m = s.submitters.lock().unwrap_or_else(|p| p.into_inner());
+    if !m.contains(&ip) {
+        m.put(ip, TokenBucket::new(rate, rate, now));
+    }
+    let bucket = m.get_mut(&ip).expect("just inserted");
+    // A batch larger than a whole second's budget passes once the bucket
+    // is full (it could never pass otherwise).
+    if bucket.try_take((n as u64).min(rate), now) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("over {rate} transactions per second from this address; retry later"),
+        ))
+    }
+}
+
+async fn post_txs(
+    State(s): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let txs = parse_txs(&headers, &body)?;
-    let results = blocking(&s, move |s| Ok(s.submit(txs))).await?;
+    charge_submitter(&s, peer.ip(), txs.len())?;
+    let answer = s
+        .shared
+        .submit(txs)
+        .map_err(|_| ApiError::busy("busy: the node's verification queue is full; retry later"))?;
+    let results: Vec<SubmitResult> = answer
+        .await
+        .map_err(|_| ApiError::busy("the node is shutting down"))?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let results: Vec<Value> = results
         .into_iter()
         .map(|r| match r {
             Ok(id) => json!({ "id": hex::encode(id) }),
-            Err(e) => json!({ "error": e.to_string() }),
+            Err(e) => json!({ "error": e }),
         })
         .collect();
     Ok(Json(json!({ "accepted": accepted, "results": results })))
 }
 
-async fn get_tx(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = hex32("transaction id", &id)?;
-    blocking(&s, move |s| {
-        let core = s.core();
-        if let Some(h) = core.chain.tx_height(&id).map_err(ApiError::internal)? {
-            return Ok(Json(json!({ "status": "finalized", "height": h })));
-        }
-        let status = if core.engine.mempool().contains(&id) {
-            "pending"
-        } else {
-            "unknown"
-        };
-        Ok(Json(json!({ "status": status })))
+    let height = blocking(&s, move |s| {
+        s.chain.tx_height(&id).map_err(ApiError::internal)
     })
-    .await
+    .await?;
+    if let Some(h) = height {
+        return Ok(Json(json!({ "status": "finalized", "height": h })));
+    }
+    let pending = s
+        .shared
+        .ask_pending(id)
+        .map_err(|_| ApiError::busy("busy: the node has too many questions queued"))?
+        .await
+        .map_err(|_| ApiError::busy("the node is shutting down"))?;
+    let status = if pending { "pending" } else { "unknown" };
+    Ok(Json(json!({ "status": status })))
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
-    blocking(&s, |s| {
-        let core = s.core();
-        let peers = s.net.peers().len();
-        Ok(Json(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "chain_id": s.genesis.chain_id,
-            "node_key": hex::encode(s.net.node_key()),
-            "height": core.chain.height(),
-            "block_id": hex::encode(core.chain.last_block_id()),
-            "state_root": hex::encode(core.chain.state_root()),
-            "peers": peers,
-            "mempool_txs": core.engine.mempool().len(),
-            "halted": *s.halted.lock().unwrap_or_else(|p| p.into_inner()),
-            "uptime_s": s.started.elapsed().as_secs(),
-        })))
-    })
-    .await
+async fn status(State(s): State<ApiState>) -> ApiResult {
+    let shared = &s.shared;
+    let view = shared.view();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "chain_id": shared.genesis.chain_id,
+        "node_key": hex::encode(shared.net.node_key()),
+        "height": view.height,
+        "block_id": hex::encode(view.block_id),
+        "state_root": hex::encode(view.state_root),
+        "peers": shared.net.peers().len(),
+        "mempool_txs": view.mempool_txs,
+        "halted": *shared.halted.lock().unwrap_or_else(|p| p.into_inner()),
+        "uptime_s": shared.started.elapsed().as_secs(),
+    })))
 }
 
-async fn account(State(s): State<Arc<Shared>>, Path(pk): Path<String>) -> ApiResult {
+async fn account(State(s): State<ApiState>, Path(pk): Path<String>) -> ApiResult {
     let pk = hex32("public key", &pk)?;
     blocking(&s, move |s| {
-        let core = s.core();
-        let a = core.chain.account(&pk);
+        let (height, a) = s.chain.account(&pk).map_err(ApiError::internal)?;
         Ok(Json(json!({
             "public_key": hex::encode(pk),
             "balance": a.balance,
             "nonce": a.nonce,
-            "height": core.chain.height(),
+            "height": height,
         })))
     })
     .await
 }
 
 fn prove(s: &Shared, state_key: [u8; 32]) -> ApiResult {
-    let core = s.core();
-    let (value, proof) = core.chain.prove(&state_key).map_err(ApiError::internal)?;
+    let p = s.chain.prove(&state_key).map_err(ApiError::internal)?;
     Ok(Json(json!({
         "state_key": hex::encode(state_key),
-        "value": value.map(hex::encode),
-        "proof": hex::encode(proof.encode()),
-        "root": hex::encode(core.chain.state_root()),
-        "height": core.chain.height(),
+        "value": p.value.map(hex::encode),
+        "proof": hex::encode(p.proof.encode()),
+        "root": hex::encode(p.root),
+        "height": p.height,
     })))
 }
 
-async fn state_raw(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> ApiResult {
+async fn state_raw(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult {
     let key = hex32("state key", &key)?;
     blocking(&s, move |s| prove(s, key)).await
 }
 
 async fn state_user(
-    State(s): State<Arc<Shared>>,
+    State(s): State<ApiState>,
     Path((owner, key)): Path<(String, String)>,
 ) -> ApiResult {
     let owner = hex32("owner", &owner)?;
@@ -289,7 +483,7 @@ pub fn block_json(b: &Block) -> Value {
 }
 
 /// The finalized block named by `which`: a height or a block id in hex.
-async fn find_block(s: &Arc<Shared>, which: String) -> Result<Block, ApiError> {
+async fn find_block(s: &ApiState, which: String) -> Result<Block, ApiError> {
     let by_height = which.parse::<u64>().ok();
     let by_id = if by_height.is_none() {
         Some(hex32("block (height or id)", &which)?)
@@ -297,24 +491,28 @@ async fn find_block(s: &Arc<Shared>, which: String) -> Result<Block, ApiError> {
         None
     };
     blocking(s, move |s| {
-        let core = s.core();
         let height = match (by_height, by_id) {
             (Some(h), _) => h,
-            (None, Some(id)) => core
+            (None, Some(id)) => s
                 .chain
                 .block_height(&id)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| ApiError::not_found("no finalized block with that id"))?,
             (None, None) => unreachable!("one of the two is set"),
         };
-        core.chain
-            .finalized_block(height)
-            .ok_or_else(|| ApiError::not_found(format!("no finalized block at height {height}")))
+        let not_found = || ApiError::not_found(format!("no finalized block at height {height}"));
+        if height == 0 {
+            return Err(not_found());
+        }
+        s.chain
+            .read_header_and_ids(height)
+            .map_err(ApiError::internal)?
+            .ok_or_else(not_found)
     })
     .await
 }
 
-async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiResult {
+async fn block(State(s): State<ApiState>, Path(which): Path<String>) -> ApiResult {
     Ok(Json(block_json(&find_block(&s, which).await?)))
 }
 
@@ -324,7 +522,7 @@ async fn block(State(s): State<Arc<Shared>>, Path(which): Path<String>) -> ApiRe
 /// does; for 4,096 ids that is 128 KiB instead of 270 KiB of JSON to
 /// build and parse).
 async fn block_ids(
-    State(s): State<Arc<Shared>>,
+    State(s): State<ApiState>,
     Path(which): Path<String>,
 ) -> Result<Response, ApiError> {
     let b = find_block(&s, which).await?;
@@ -332,220 +530,273 @@ async fn block_ids(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], ids).into_response())
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
-    let text = blocking(&s, |s| {
-        let core = s.core();
-        let m = &s.metrics;
-        let e = core.engine.stats();
-        let n = s.net.stats();
-        let uptime = s.started.elapsed().as_secs_f64().max(1e-9);
-        let finalized = m.txs_finalized.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-            out.push_str(&format!(
-                "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}\nstrata_{name} {value}\n"
-            ));
-        };
-        metric(
-            "height",
-            "gauge",
-            "Last finalized height.",
-            core.chain.height() as f64,
-        );
-        metric(
-            "txs_finalized_total",
-            "counter",
-            "Transactions finalized since start.",
-            finalized as f64,
-        );
-        metric(
-            "txs_finalized_per_second",
-            "gauge",
-            "Finalized transactions per second since start.",
-            finalized as f64 / uptime,
-        );
-        metric(
-            "txs_received_total",
-            "counter",
-            "Transactions received from clients and gossip.",
-            m.txs_received.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "txs_admitted_total",
-            "counter",
-            "Transactions admitted to the mempool.",
-            m.txs_admitted.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "blocks_finalized_total",
-            "counter",
-            "Blocks finalized since start.",
-            m.blocks_finalized.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "mempool_txs",
-            "gauge",
-            "Transactions in the mempool.",
-            core.engine.mempool().len() as f64,
-        );
-        metric(
-            "mempool_bytes",
-            "gauge",
-            "Bytes in the mempool.",
-            core.engine.mempool().bytes() as f64,
-        );
-        metric(
-            "peers",
-            "gauge",
-            "Connected peers.",
-            s.net.peers().len() as f64,
-        );
-        metric(
-            "polls_total",
-            "counter",
-            "Snowball polls closed.",
-            e.polls as f64,
-        );
-        metric(
-            "polls_successful_total",
-            "counter",
-            "Snowball polls that reached alpha.",
-            e.polls_successful as f64,
-        );
-        metric(
-            "blocks_proposed_total",
-            "counter",
-            "Blocks this node proposed.",
-            e.proposed as f64,
-        );
-        metric(
-            "blocks_invalid_total",
-            "counter",
-            "Blocks that failed validation.",
-            e.invalid_blocks as f64,
-        );
-        metric(
-            "signatures_checked_total",
-            "counter",
-            "Transaction signatures checked (gossip, clients, pulled blocks).",
-            s.verified.checked() as f64,
-        );
-        metric(
-            "signature_batches_total",
-            "counter",
-            "Batches of signatures checked (checked / batches = mean batch size).",
-            s.verified.batches() as f64,
-        );
-        metric(
-            "signatures_skipped_total",
-            "counter",
-            "Transactions not checked again: already found valid.",
-            s.verified.skipped() as f64,
-        );
-        metric(
-            "requests_busy_total",
-            "counter",
-            "Client batches answered busy: verification queue full.",
-            m.requests_busy.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "txs_shed_total",
-            "counter",
-            "Gossiped transactions dropped: verification queue full.",
-            m.txs_shed.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "payloads_undecodable_total",
-            "counter",
-            "Peer payloads that did not decode.",
-            m.payloads_undecodable.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "txs_invalid_from_peers_total",
-            "counter",
-            "Transactions from peers that did not verify (each sender banned).",
-            m.txs_invalid_from_peers.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "net_bytes_in_total",
-            "counter",
-            "Bytes received.",
-            n.bytes_in.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "net_bytes_out_total",
-            "counter",
-            "Bytes sent.",
-            n.bytes_out.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "net_peers_dropped_total",
-            "counter",
-            "Peers dropped for misbehaviour.",
-            n.peers_dropped.load(Ordering::Relaxed) as f64,
-        );
-        metric(
-            "net_bans_total",
-            "counter",
-            "Bans issued.",
-            n.bans.load(Ordering::Relaxed) as f64,
-        );
-        let st = s.db.stats();
-        let files: usize = st.levels.iter().map(|l| l.files).sum();
-        let bytes: u64 = st.levels.iter().map(|l| l.bytes).sum();
-        let l0 = st.levels.first().map_or(0, |l| l.files);
-        metric(
-            "storage_tables",
-            "gauge",
-            "Sorted tables on disk.",
-            files as f64,
-        );
-        metric(
-            "storage_l0_tables",
-            "gauge",
-            "Tables in level 0.",
-            l0 as f64,
-        );
-        metric(
-            "storage_table_bytes",
-            "gauge",
-            "Bytes of sorted tables.",
-            bytes as f64,
-        );
-        metric(
-            "storage_write_amplification",
-            "gauge",
-            "(flush + compaction bytes) / user bytes since open.",
-            st.write_amplification,
-        );
-        metric(
-            "storage_compactions_total",
-            "counter",
-            "Compactions since open.",
-            st.compactions as f64,
-        );
-        metric(
-            "storage_write_stalls_total",
-            "counter",
-            "Writes that waited for a background worker.",
-            st.write_stalls as f64,
-        );
-        metric(
-            "storage_block_cache_hits_total",
-            "counter",
-            "Block cache hits.",
-            st.block_cache_hits as f64,
-        );
-        metric(
-            "storage_block_cache_misses_total",
-            "counter",
-            "Block cache misses.",
-            st.block_cache_misses as f64,
-        );
-        Ok(out)
-    })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let shared = &s.shared;
+    let view = shared.view();
+    let m = &shared.metrics;
+    let e = view.engine;
+    let n = shared.net.stats();
+    let uptime = shared.started.elapsed().as_secs_f64().max(1e-9);
+    let finalized = m.txs_finalized.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}\nstrata_{name} {value}\n"
+        ));
+    };
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    metric(
+        "height",
+        "gauge",
+        "Last finalized height.",
+        view.height as f64,
+    );
+    metric(
+        "txs_finalized_total",
+        "counter",
+        "Transactions finalized since start.",
+        finalized as f64,
+    );
+    metric(
+        "txs_finalized_per_second",
+        "gauge",
+        "Finalized transactions per second since start.",
+        finalized as f64 / uptime,
+    );
+    metric(
+        "txs_received_total",
+        "counter",
+        "Transactions received from clients and gossip.",
+        count(&m.txs_received),
+    );
+    metric(
+        "txs_admitted_total",
+        "counter",
+        "Transactions admitted to the mempool.",
+        count(&m.txs_admitted),
+    );
+    metric(
+        "blocks_finalized_total",
+        "counter",
+        "Blocks finalized since start.",
+        count(&m.blocks_finalized),
+    );
+    metric(
+        "mempool_txs",
+        "gauge",
+        "Transactions in the mempool.",
+        view.mempool_txs as f64,
+    );
+    metric(
+        "mempool_bytes",
+        "gauge",
+        "Bytes in the mempool.",
+        view.mempool_bytes as f64,
+    );
+    metric(
+        "peers",
+        "gauge",
+        "Connected peers.",
+        shared.net.peers().len() as f64,
+    );
+    metric(
+        "polls_total",
+        "counter",
+        "Snowball polls closed.",
+        e.polls as f64,
+    );
+    metric(
+        "polls_successful_total",
+        "counter",
+        "Snowball polls that reached alpha.",
+        e.polls_successful as f64,
+    );
+    metric(
+        "blocks_proposed_total",
+        "counter",
+        "Blocks this node proposed.",
+        e.proposed as f64,
+    );
+    metric(
+        "blocks_invalid_total",
+        "counter",
+        "Blocks that failed validation.",
+        e.invalid_blocks as f64,
+    );
+    metric(
+        "signatures_checked_total",
+        "counter",
+        "Transaction signatures checked (gossip, clients, pulled blocks).",
+        shared.verified.checked() as f64,
+    );
+    metric(
+        "signature_batches_total",
+        "counter",
+        "Batches of signatures checked (checked / batches = mean batch size).",
+        shared.verified.batches() as f64,
+    );
+    metric(
+        "signatures_skipped_total",
+        "counter",
+        "Transactions not checked again: already found valid.",
+        shared.verified.skipped() as f64,
+    );
+    metric(
+        "requests_busy_total",
+        "counter",
+        "Client batches answered busy: verification queue full.",
+        count(&m.requests_busy),
+    );
+    metric(
+        "api_busy_total",
+        "counter",
+        "API submissions answered 503: verification queue full.",
+        count(&m.api_busy),
+    );
+    metric(
+        "txs_shed_total",
+        "counter",
+        "Gossiped transactions dropped: verification queue full.",
+        count(&m.txs_shed),
+    );
+    metric(
+        "payloads_undecodable_total",
+        "counter",
+        "Peer payloads that did not decode.",
+        count(&m.payloads_undecodable),
+    );
+    metric(
+        "txs_invalid_from_peers_total",
+        "counter",
+        "Transactions from peers and framed clients that did not verify (each sender banned).",
+        count(&m.txs_invalid_from_peers),
+    );
+    metric(
+        "peers_penalized_total",
+        "counter",
+        "Penalties the consensus engine gave peers.",
+        count(&m.peers_penalized),
+    );
+    metric(
+        "messages_over_budget_total",
+        "counter",
+        "Peer messages dropped: the peer's message budget was spent.",
+        count(&m.messages_over_budget),
+    );
+    metric(
+        "requests_over_budget_total",
+        "counter",
+        "Block pulls and old-height queries dropped: the peer's request budget was spent.",
+        count(&m.requests_over_budget),
+    );
+    metric(
+        "blocks_not_served_total",
+        "counter",
+        "Blocks asked for and not served: a byte budget was spent or the queue was full.",
+        count(&m.blocks_not_served),
+    );
+    metric(
+        "blocks_unsolicited_total",
+        "counter",
+        "Block data from peers it was not pulled from.",
+        count(&m.blocks_unsolicited),
+    );
+    metric(
+        "local_faults_total",
+        "counter",
+        "Failures of this node's own store while serving peers (never blamed on them).",
+        count(&m.local_faults),
+    );
+    metric(
+        "net_bytes_in_total",
+        "counter",
+        "Bytes received.",
+        count(&n.bytes_in),
+    );
+    metric(
+        "net_bytes_out_total",
+        "counter",
+        "Bytes sent.",
+        count(&n.bytes_out),
+    );
+    metric(
+        "net_peers_dropped_total",
+        "counter",
+        "Peers dropped for misbehaviour.",
+        count(&n.peers_dropped),
+    );
+    metric("net_bans_total", "counter", "Bans issued.", count(&n.bans));
+    metric(
+        "net_accepts_refused_total",
+        "counter",
+        "Inbound connections refused at accept (handshake limits, banned IP).",
+        count(&n.accepts_refused),
+    );
+    metric(
+        "net_peers_evicted_total",
+        "counter",
+        "Misbehaving inbound peers evicted for a newcomer.",
+        count(&n.peers_evicted),
+    );
+    metric(
+        "net_handshakes_refused_total",
+        "counter",
+        "Handshakes refused.",
+        count(&n.handshakes_refused),
+    );
+    let st = shared.db.stats();
+    let files: usize = st.levels.iter().map(|l| l.files).sum();
+    let bytes: u64 = st.levels.iter().map(|l| l.bytes).sum();
+    let l0 = st.levels.first().map_or(0, |l| l.files);
+    metric(
+        "storage_tables",
+        "gauge",
+        "Sorted tables on disk.",
+        files as f64,
+    );
+    metric(
+        "storage_l0_tables",
+        "gauge",
+        "Tables in level 0.",
+        l0 as f64,
+    );
+    metric(
+        "storage_table_bytes",
+        "gauge",
+        "Bytes of sorted tables.",
+        bytes as f64,
+    );
+    metric(
+        "storage_write_amplification",
+        "gauge",
+        "(flush + compaction bytes) / user bytes since open.",
+        st.write_amplification,
+    );
+    metric(
+        "storage_compactions_total",
+        "counter",
+        "Compactions since open.",
+        st.compactions as f64,
+    );
+    metric(
+        "storage_write_stalls_total",
+        "counter",
+        "Writes that waited for a background worker.",
+        st.write_stalls as f64,
+    );
+    metric(
+        "storage_block_cache_hits_total",
+        "counter",
+        "Block cache hits.",
+        st.block_cache_hits as f64,
+    );
+    metric(
+        "storage_block_cache_misses_total",
+        "counter",
+        "Block cache misses.",
+        st.block_cache_misses as f64,
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub struct NodeConfig {
     pub net: NetSection,
     /// Storage knobs.
     pub storage: StorageSection,
+    /// HTTP API limits.
+    pub http: HttpSection,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +60,7 @@ impl Default for NodeConfig {
             mempool: MempoolSection::default(),
             net: NetSection::default(),
             storage: StorageSection::default(),
+            http: HttpSection::default(),
         }
     }
 }
@@ -136,6 +139,9 @@ pub struct MempoolSection {
     pub bytes_max: usize,
     /// Most transactions per sender. Default 1024.
     pub per_sender_max: usize,
+    /// How far a nonce may run past the sender's next missing one.
+    /// Default 64.
+    pub nonce_gap_max: u64,
     /// Pending transactions expire after this long. Default 600,000 ms.
     pub ttl_ms: u64,
 }
@@ -147,6 +153,7 @@ impl Default for MempoolSection {
             txs_max: d.txs_max,
             bytes_max: d.bytes_max,
             per_sender_max: d.per_sender_max,
+            nonce_gap_max: d.nonce_gap_max,
             ttl_ms: d.ttl_ms,
         }
     }
@@ -167,10 +174,14 @@ pub struct NetSection {
     pub push_bytes_per_s: u64,
     /// Largest frame payload. Default 4 MiB.
     pub frame_payload_bytes_max: u32,
-    /// Inbound connection limit. Default 32.
+    /// Inbound peers that are not validators (validators always get in).
+    /// When full, a newcomer replaces the worst-scored one if it
+    /// misbehaved, else is refused. Default 32.
     pub inbound_peers_max: usize,
     /// Outbound connection limit. Default 8.
     pub outbound_peers_max: usize,
+    /// Connections in their handshake at once. Default 128.
+    pub handshakes_max: usize,
 }
 
 impl Default for NetSection {
@@ -183,6 +194,7 @@ impl Default for NetSection {
             frame_payload_bytes_max: 4 << 20,
             inbound_peers_max: 32,
             outbound_peers_max: 8,
+            handshakes_max: strata_net::limits::HANDSHAKES_MAX_DEFAULT,
         }
     }
 }
@@ -202,6 +214,40 @@ impl Default for StorageSection {
         StorageSection {
             memtable_bytes: 64 << 20,
             zstd_level: None,
+        }
+    }
+}
+
+/// `[http]`: what API clients may cost the node (see `api.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Connections served at once; at the limit the server stops
+    /// accepting. Lowered at start if the open-file limit cannot hold it
+    /// beside the peers and the storage reserve. Default 256.
+    pub connections_max: usize,
+    /// Connections from one IP address at once. Default 64.
+    pub connections_per_ip_max: usize,
+    /// A connection that does not send a whole request head within this
+    /// (an idle keep-alive connection included) is closed. Default 5,000 ms.
+    pub header_timeout_ms: u64,
+    /// A request not answered within this (a slow body included) gets a
+    /// 408. Default 10,000 ms.
+    pub request_timeout_ms: u64,
+    /// Transactions one IP address may submit per second (429 beyond).
+    /// Default 100,000: well above one honest client's rate, far below
+    /// what the node can verify.
+    pub txs_per_s_per_ip: u64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            connections_max: 256,
+            connections_per_ip_max: 64,
+            header_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            txs_per_s_per_ip: 100_000,
         }
     }
 }

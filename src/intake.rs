@@ -1,28 +1,45 @@
-//! Transaction intake off the driver thread: `strata-verify-*` workers
-//! decode client batches and gossip items and check their signatures, and
-//! hand back only the valid transactions for the driver to admit.
+//! Work off the driver thread: `strata-verify-*` workers decode client
+//! batches, API submissions and gossip and check their signatures, check
+//! the signatures of pulled blocks, and read finalized blocks peers asked
+//! for, handing results back to the driver.
 //!
-//! Why decoding happens here and not on the driver: decoding a transaction
+//! Why this happens here and not on the driver: decoding a transaction
 //! hashes its whole encoding (its id), which under load is as much blake3
-//! work per transaction as the trie update of its block. The driver is the
-//! one thread that runs consensus, execution and commit, so every
-//! microsecond per transaction it sheds is throughput.
+//! work per transaction as the trie update of its block, and a signature
+//! check costs far more. The driver is the one thread that runs consensus,
+//! so every microsecond per transaction it sheds is throughput — and
+//! nothing a peer sends should make it wait.
+//!
+//! Three bounded queues feed the workers: pulled blocks first (consensus
+//! waits on them), then transactions (gossip, framed clients, the API),
+//! then blocks to serve to peers (their budgets were charged by the
+//! driver). The workers run at a lower priority than the driver and the
+//! network loop (`consensus.verify_nice`).
+//!
+//! Who is blamed for what: a peer whose gossiped transaction does not
+//! verify is banned (nodes relay only what they verified, so it is forged
+//! or broken); so is a framed client that sends one (a signing client never
+//! does), and the rest of that client's batch is not checked: a batch of
+//! forgeries costs the node one chunk of checks ([`BATCH_TXS_MAX`]), not
+//! one check per transaction. API clients get a verdict per transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+use strata_consensus::block::{Block, BlockId};
 use strata_consensus::engine::Message;
 use strata_consensus::tx::Transaction;
 use strata_consensus::verify::{Verdict, Verifier, BATCH_TXS_MAX};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
-use tracing::warn;
+use tracing::{error, warn};
 
-use crate::node::Shared;
+use crate::node::{Shared, SubmitResult};
 
-/// Work for the verification workers.
+/// Work for the workers.
 pub(crate) enum Job {
     /// A client request (the bench), still encoded: usually a batch of
     /// transactions, answered with the count admitted.
@@ -31,23 +48,44 @@ pub(crate) enum Job {
         request_id: u64,
         payload: Vec<u8>,
     },
-    /// Transactions from peers: gossip items still encoded and
-    /// transactions that arrived already decoded in a message, each with
-    /// the peer it came from, to penalise if it does not decode or verify.
+    /// Transactions from peers, still encoded: gossip items, and batches
+    /// sent as messages, each with the peer it came from, to blame if it
+    /// does not decode or verify.
     Gossip {
         items: Vec<([u8; 32], Vec<u8>)>,
-        txs: Vec<([u8; 32], Transaction)>,
+        batches: Vec<([u8; 32], Vec<u8>)>,
+    },
+    /// Transactions submitted through the API (decoded there), with the
+    /// channel the verdicts go back on.
+    Api {
+        txs: Vec<Transaction>,
+        reply: tokio::sync::oneshot::Sender<Vec<SubmitResult>>,
+    },
+    /// A block pulled from `from` (the driver checked it was wanted),
+    /// still encoded: decode it and check its transactions' signatures.
+    Block { from: [u8; 32], payload: Vec<u8> },
+    /// Read finalized block `id` at `height` for peer `to`.
+    Serve {
+        to: [u8; 32],
+        height: u64,
+        id: BlockId,
     },
 }
 
 /// Where a batch of transactions came from.
 pub(crate) enum Origin {
-    /// Gossip items from peers: relayed once admitted (the net layer does
-    /// not pass them on as they arrive).
+    /// Gossip from peers: relayed once admitted (the net layer does not
+    /// pass them on as they arrive).
     Gossip,
     /// A client request (the bench): answer with the count admitted and
     /// gossip what was admitted.
     Request { from: [u8; 32], request_id: u64 },
+    /// An API submission: the verdict of each transaction, in input order,
+    /// and where the merged answer goes.
+    Api {
+        verdicts: Vec<Verdict>,
+        reply: tokio::sync::oneshot::Sender<Vec<SubmitResult>>,
+    },
 }
 
 /// What the workers hand back to the driver.
@@ -62,9 +100,19 @@ pub(crate) enum Done {
     /// A request that carried a consensus message rather than
     /// transactions: the engine handles it on the driver.
     Engine { from: [u8; 32], msg: Message },
-    /// A job that left nothing to do (it did not decode; the peer was
-    /// penalised). Returned all the same so the driver's count of jobs in
-    /// flight stays exact.
+    /// A pulled block, decoded, with the verdict on its signatures.
+    Block {
+        from: [u8; 32],
+        block: Box<Block>,
+        txs: Vec<Arc<Transaction>>,
+        signatures_valid: bool,
+    },
+    /// A finalized block read for a peer, encoded: the driver charges its
+    /// byte budgets and sends it.
+    Served { to: [u8; 32], payload: Vec<u8> },
+    /// A job that left nothing to do (it did not decode, the peer was
+    /// penalised; or the block to serve was not there). Returned all the
+    /// same so the driver's count of jobs in flight stays exact.
     Nothing,
 }
 
@@ -76,7 +124,7 @@ fn invalid_from_peer(shared: &Shared, from: [u8; 32], verdict: Verdict) {
         m,
         from,
         Misbehaviour::InvalidItem,
-        format_args!("invalid gossiped transaction: {verdict:?}"),
+        format_args!("invalid transaction from a peer: {verdict:?}"),
     );
 }
 
@@ -105,36 +153,38 @@ fn blame(
     let _ = shared.net.penalize(from, reason);
 }
 
-/// A job decoded: its transactions and where they came from, or what to
-/// hand back at once.
-enum Decoded {
-    /// The transactions, their origin and, for gossip, each one's sender.
-    Txs(Vec<Transaction>, Origin, Vec<[u8; 32]>),
-    Done(Done),
+/// A job's transactions, before verification.
+struct Batch {
+    txs: Vec<Transaction>,
+    origin: Origin,
+    /// For gossip, each transaction's sender; for a framed client, its
+    /// one sender (`senders[0]`); empty for the API.
+    senders: Vec<[u8; 32]>,
 }
 
-/// Decodes one job (hashing each transaction for its id).
-fn decode(shared: &Shared, job: Job) -> Decoded {
+/// Decodes one transaction job (hashing each transaction for its id), or
+/// answers it at once.
+fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
     match job {
         Job::Request {
             from,
             request_id,
             payload,
         } => match Payload::decode(&payload) {
-            Ok(Payload::Txs(txs)) => {
-                Decoded::Txs(txs, Origin::Request { from, request_id }, Vec::new())
-            }
-            Ok(Payload::Engine(msg)) => Decoded::Done(Done::Engine { from, msg }),
+            Ok(Payload::Txs(txs)) => Ok(Batch {
+                txs,
+                origin: Origin::Request { from, request_id },
+                senders: vec![from],
+            }),
+            Ok(Payload::Engine(msg)) => Err(Done::Engine { from, msg }),
             Err(e) => {
                 undecodable(shared, from, "request", &e);
-                Decoded::Done(Done::Nothing)
+                Err(Done::Nothing)
             }
         },
-        Job::Gossip { items, txs } => {
-            let (mut senders, mut decoded): (Vec<[u8; 32]>, Vec<Transaction>) =
-                txs.into_iter().unzip();
-            senders.reserve(items.len());
-            decoded.reserve(items.len());
+        Job::Gossip { items, batches } => {
+            let mut senders = Vec::with_capacity(items.len());
+            let mut decoded = Vec::with_capacity(items.len());
             for (from, item) in items {
                 match Transaction::decode(&item) {
                     Ok(tx) => {
@@ -144,8 +194,31 @@ fn decode(shared: &Shared, job: Job) -> Decoded {
                     Err(e) => undecodable(shared, from, "gossiped transaction", &e),
                 }
             }
-            Decoded::Txs(decoded, Origin::Gossip, senders)
+            for (from, payload) in batches {
+                match Payload::decode(&payload) {
+                    Ok(Payload::Txs(txs)) => {
+                        senders.extend(std::iter::repeat_n(from, txs.len()));
+                        decoded.extend(txs);
+                    }
+                    Ok(_) => undecodable(shared, from, "transaction batch", &"not transactions"),
+                    Err(e) => undecodable(shared, from, "transaction batch", &e),
+                }
+            }
+            Ok(Batch {
+                txs: decoded,
+                origin: Origin::Gossip,
+                senders,
+            })
         }
+        Job::Api { txs, reply } => Ok(Batch {
+            txs,
+            origin: Origin::Api {
+                verdicts: Vec::new(),
+                reply,
+            },
+            senders: Vec::new(),
+        }),
+        Job::Block { .. } | Job::Serve { .. } => unreachable!("not a transaction job"),
     }
 }
 
@@ -156,72 +229,188 @@ fn decode(shared: &Shared, job: Job) -> Decoded {
 /// batches (256 from the bench) are smaller.
 const GATHER_TXS: usize = BATCH_TXS_MAX;
 
-/// Takes `first` and, while they hold fewer than [`GATHER_TXS`]
-/// transactions, the jobs already queued behind it; verifies all their
-/// transactions together and hands back one result per job, in order.
-fn run(
+/// How long a worker waits on its queues before it looks at the stop flag.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// Verifies `first` and, while they hold fewer than [`GATHER_TXS`]
+/// transactions, the transaction jobs already queued behind it, in one
+/// signature batch; hands back one result per job, in order. A framed
+/// client's batch larger than that is checked on its own, chunk by chunk,
+/// stopping at the first forgery ([`verify_client_batch`]).
+fn run_transactions(
     shared: &Shared,
     verifier: &mut Verifier,
     first: Job,
     queue: &Receiver<Job>,
     done: &Sender<Done>,
 ) -> Result<(), ()> {
-    let mut batches: Vec<(usize, Origin, Vec<[u8; 32]>)> = Vec::new();
-    let mut all: Vec<Transaction> = Vec::new();
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut gathered = 0;
     let mut next = Some(first);
     while let Some(job) = next.take() {
-        match decode(shared, job) {
-            Decoded::Txs(txs, origin, senders) => {
-                batches.push((txs.len(), origin, senders));
-                all.extend(txs);
+        if matches!(job, Job::Block { .. } | Job::Serve { .. }) {
+            run_other(shared, verifier, job, done)?;
+        } else {
+            match decode(shared, job) {
+                Ok(b) if b.txs.len() > GATHER_TXS && matches!(b.origin, Origin::Request { .. }) => {
+                    verify_client_batch(shared, verifier, b, done)?;
+                }
+                Ok(b) => {
+                    gathered += b.txs.len();
+                    batches.push(b);
+                }
+                Err(d) => done.send(d).map_err(|_| ())?,
             }
-            Decoded::Done(d) => done.send(d).map_err(|_| ())?,
         }
-        if all.len() < GATHER_TXS {
+        if gathered < GATHER_TXS {
             next = queue.try_recv().ok();
         }
     }
+    let all: Vec<&Transaction> = batches.iter().flat_map(|b| b.txs.iter()).collect();
     let verdicts = verifier.verify(&all, shared.genesis.chain_id);
-    let mut txs = all.into_iter();
+    drop(all);
     let mut verdicts = verdicts.into_iter();
-    for (received, origin, senders) in batches {
-        let mut valid = Vec::with_capacity(received);
-        let mut blamed: Vec<[u8; 32]> = Vec::new();
-        for (k, (tx, verdict)) in txs
-            .by_ref()
-            .take(received)
-            .zip(verdicts.by_ref())
-            .enumerate()
-        {
-            if verdict == Verdict::Valid {
-                valid.push(tx);
-            } else if let Some(from) = senders.get(k) {
-                // A peer relays only what it verified (`relay_received` is
-                // off on every node): an invalid transaction from one is
-                // forged or from a broken node either way.
-                if !blamed.contains(from) {
-                    blamed.push(*from);
-                    invalid_from_peer(shared, *from, verdict);
-                }
-            }
-        }
-        done.send(Done::Verified {
-            txs: valid,
-            origin,
-            received,
-        })
-        .map_err(|_| ())?;
+    for b in batches {
+        let mine: Vec<Verdict> = verdicts.by_ref().take(b.txs.len()).collect();
+        done.send(settle(shared, b, mine)).map_err(|_| ())?;
     }
     Ok(())
 }
 
-/// How many verification workers to start, at what priority, sharing a
-/// job queue of what length.
+/// The result of a verified batch: its valid transactions, after blaming
+/// every peer that sent an invalid one.
+fn settle(shared: &Shared, b: Batch, verdicts: Vec<Verdict>) -> Done {
+    let received = b.txs.len();
+    let mut blamed: Vec<[u8; 32]> = Vec::new();
+    let client = matches!(b.origin, Origin::Request { .. });
+    let mut valid = Vec::with_capacity(received);
+    for (k, (tx, verdict)) in b.txs.into_iter().zip(&verdicts).enumerate() {
+        if *verdict == Verdict::Valid {
+            valid.push(tx);
+            continue;
+        }
+        // A peer relays only what it verified (`relay_received` is off on
+        // every node) and a signing client only sends what it signed: an
+        // invalid transaction from either is forged or from a broken
+        // node either way.
+        let from = if client {
+            b.senders.first()
+        } else {
+            b.senders.get(k)
+        };
+        if let Some(from) = from {
+            if !blamed.contains(from) {
+                blamed.push(*from);
+                invalid_from_peer(shared, *from, *verdict);
+            }
+        }
+    }
+    let origin = match b.origin {
+        // A client caught forging gets nothing admitted.
+        Origin::Request { .. } if !blamed.is_empty() => {
+            valid.clear();
+            b.origin
+        }
+        Origin::Api { reply, .. } => Origin::Api { verdicts, reply },
+        o => o,
+    };
+    Done::Verified {
+        txs: valid,
+        origin,
+        received,
+    }
+}
+
+/// Verifies a framed client's large batch chunk by chunk and stops at the
+/// first chunk holding a forgery: the client is banned and nothing of its
+/// batch admitted, having cost at most one chunk of single checks.
+fn verify_client_batch(
+    shared: &Shared,
+    verifier: &mut Verifier,
+    b: Batch,
+    done: &Sender<Done>,
+) -> Result<(), ()> {
+    let mut verdicts = Vec::with_capacity(b.txs.len());
+    for chunk in b.txs.chunks(GATHER_TXS) {
+        let v = verifier.verify(chunk, shared.genesis.chain_id);
+        let forged = v.iter().any(|v| *v != Verdict::Valid);
+        verdicts.extend(v);
+        if forged {
+            // The rest is never checked: marked invalid unread.
+            verdicts.resize(b.txs.len(), Verdict::BadSignature);
+            break;
+        }
+    }
+    done.send(settle(shared, b, verdicts)).map_err(|_| ())
+}
+
+/// A pulled block's check, or a block read for a peer.
+fn run_other(
+    shared: &Shared,
+    verifier: &mut Verifier,
+    job: Job,
+    done: &Sender<Done>,
+) -> Result<(), ()> {
+    let d = match job {
+        Job::Block { from, payload } => match Payload::decode(&payload) {
+            Ok(Payload::Engine(Message::BlockData { block, txs })) => {
+                let signatures_valid = verifier
+                    .verify(&txs, shared.genesis.chain_id)
+                    .iter()
+                    .all(|v| *v == Verdict::Valid);
+                Done::Block {
+                    from,
+                    block,
+                    txs,
+                    signatures_valid,
+                }
+            }
+            Ok(_) => {
+                undecodable(shared, from, "block data", &"not block data");
+                Done::Nothing
+            }
+            Err(e) => {
+                undecodable(shared, from, "block data", &e);
+                Done::Nothing
+            }
+        },
+        Job::Serve { to, height, id } => match shared.chain.serve(height, &id) {
+            Ok(Some((block, txs))) => Done::Served {
+                to,
+                payload: Payload::Engine(Message::BlockData {
+                    block: Box::new(block),
+                    txs,
+                })
+                .encode(),
+            },
+            Ok(None) => Done::Nothing,
+            Err(e) => {
+                // This node's own store failed: never the asking peer's
+                // fault. It gets no answer and asks another node.
+                shared.metrics.local_faults.fetch_add(1, Ordering::Relaxed);
+                error!(height, "reading a finalized block for a peer failed: {e}");
+                Done::Nothing
+            }
+        },
+        // Callers hand transaction jobs to `run_transactions`.
+        _ => unreachable!("run_other takes block and serve jobs only"),
+    };
+    done.send(d).map_err(|_| ())
+}
+
+/// How many workers to start, at what priority.
 pub(crate) struct Workers {
     pub threads: usize,
     /// Niceness added to the node's own (`consensus.verify_nice`).
     pub nice: i32,
-    pub jobs_max: usize,
+}
+
+/// The queues the workers take jobs from, and where results go.
+pub(crate) struct Queues {
+    pub jobs: Receiver<Job>,
+    pub blocks: Receiver<Job>,
+    pub serve: Receiver<Job>,
+    pub done: Sender<Done>,
 }
 
 /// Lowers the calling thread's priority by `nice` (Linux priorities are
@@ -246,37 +435,63 @@ fn lower_priority(nice: i32) {
     }
 }
 
-/// Starts the workers. They stop when the returned job sender is dropped.
+/// The next job: a pulled block if one waits, else whatever comes first;
+/// `None` when the node is stopping.
+fn next_job(shared: &Shared, q: &Queues) -> Option<Job> {
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Ok(job) = q.blocks.try_recv() {
+            return Some(job);
+        }
+        let got = crossbeam_channel::select! {
+            recv(q.blocks) -> j => j,
+            recv(q.jobs) -> j => j,
+            recv(q.serve) -> j => j,
+            default(IDLE_CHECK) => Err(crossbeam_channel::RecvError),
+        };
+        if let Ok(job) = got {
+            return Some(job);
+        }
+    }
+}
+
+/// Starts the workers. They stop when the node's stop flag is set.
+///
+/// # Errors
+/// When a thread cannot be spawned.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     w: Workers,
-) -> (Sender<Job>, Receiver<Done>, Vec<JoinHandle<()>>) {
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(w.jobs_max);
-    // Unbounded: a worker must never wait to hand a result back (it would
-    // hold a job slot meanwhile). What sits here is bounded all the same:
-    // one result per job, at most `jobs_max` jobs in the queue, and the
-    // driver drains it every turn.
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
-    let workers = (0..w.threads.max(1))
+    queues: Queues,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let queues = Arc::new(queues);
+    (0..w.threads.max(1))
         .map(|i| {
-            let (jobs, done) = (job_rx.clone(), done_tx.clone());
             let shared = Arc::clone(shared);
+            let q = Arc::clone(&queues);
             let nice = w.nice;
             std::thread::Builder::new()
                 .name(format!("strata-verify-{i}"))
                 .spawn(move || {
                     lower_priority(nice);
                     let mut verifier = Verifier::new().sharing(Arc::clone(&shared.verified));
-                    for job in jobs.iter() {
-                        if run(&shared, &mut verifier, job, &jobs, &done).is_err() {
+                    while let Some(job) = next_job(&shared, &q) {
+                        let r = match job {
+                            Job::Block { .. } | Job::Serve { .. } => {
+                                run_other(&shared, &mut verifier, job, &q.done)
+                            }
+                            job => run_transactions(&shared, &mut verifier, job, &q.jobs, &q.done),
+                        };
+                        if r.is_err() {
                             break;
                         }
                     }
                 })
-                .expect("spawning a verification thread")
+                .map_err(|e| format!("cannot start a verification thread: {e}"))
         })
-        .collect();
-    (job_tx, done_rx, workers)
+        .collect()
 }
 
 #[cfg(test)]

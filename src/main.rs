@@ -3,9 +3,11 @@
 
 mod api;
 mod bench;
+mod budget;
 mod client;
 mod config;
 mod devnet;
+mod fd_limit;
 mod intake;
 mod node;
 mod sim_cmd;
@@ -400,7 +402,7 @@ fn run_node(args: NodeArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => return fail(e),
     };
-    let api = match api::serve(Arc::clone(&node.shared), api_addr) {
+    let api = match api::serve(Arc::clone(&node.shared), api_addr, node.http.clone()) {
         Ok(t) => t,
         Err(e) => {
             node.shutdown();

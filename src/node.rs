@@ -4,80 +4,102 @@
 //! Threads:
 //! - `strata-net-io`: the io_uring loop (`strata-net`), talking to the rest
 //!   through bounded queues and an eventfd;
-//! - `strata-driver`: drains network events, feeds them to the consensus
-//!   [`Engine`], runs its timers every `tick_ms`, and turns its outputs
-//!   into sends. The engine and the chain live in one mutex ([`Core`]); the
-//!   driver holds it per batch of events, the API briefly per request;
-//! - the API's tokio runtime (two worker threads).
+//! - `strata-driver`: the one owner of the consensus [`Engine`] and the
+//!   chain. It drains network events, worker results and API questions,
+//!   feeds them to the engine, runs its timers every `tick_ms` and turns its
+//!   outputs into sends. Nothing else touches the engine or the chain: the
+//!   API reads the published [`View`] and the `Db` through a
+//!   [`ChainReader`], and asks the driver (through a bounded queue, with a
+//!   reply channel) only what only the engine knows;
+//! - `strata-verify-*` workers (`intake`): decode and check signatures of
+//!   transactions from gossip, framed clients and the API, check the
+//!   signatures of pulled blocks, and read finalized blocks that peers ask
+//!   for; all through bounded queues;
+//! - the API's tokio runtime (`api`).
+//!
+//! What a peer may cost the node (issue 17; docs/protocol.md, "What a peer
+//! may cost"): every consensus message from a peer takes a token of its
+//! message budget before it is decoded; a block pull or a query about an
+//! old height also takes a request token; served blocks come out of a
+//! per-peer and a node-wide byte budget ([`crate::budget`]). Block data is
+//! taken only from a peer it was pulled from, checked by the block's id
+//! (its header's hash) before anything else is decoded, and its signatures
+//! are checked on the workers. A failure of this node's own store halts it
+//! with a message; it is never blamed on a peer.
+//!
+//! Time: every deadline runs on a monotonic clock ([`Shared::mono_ms`]);
+//! the wall clock only stamps proposed blocks and the metrics' commit time.
 //!
 //! Decisions and known limits (named, not hidden):
 //! - When idle the driver blocks in `Handle::next_event_timeout` until a
-//!   network event or its next tick (at most 200 µs while verification
-//!   jobs are out, so verified batches are not left waiting a tick).
-//! - Gossiped and client transactions are decoded and their signatures
-//!   checked on `verify_threads` worker threads (`strata-verify-*`, see
-//!   `intake`) fed through a bounded queue; the driver admits what they
-//!   return. API submissions are verified on the API's blocking workers.
-//!   Block validation (signatures of pulled transactions not already in
-//!   the mempool) and execution still run on the driver; commit is one
-//!   synced write batch.
-//! - Transactions from clients and the bench are verified, admitted and
-//!   then gossiped (push to `gossip_fanout` peers, ids to the rest);
-//!   gossip forwards items before this node validates them, and invalid
-//!   ones are then dropped by every validator's verifier.
+//!   network event or its next tick (at most 200 µs while worker jobs are
+//!   out, so verified batches are not left waiting a tick).
+//! - Block execution still runs on the driver (bounded: a block is
+//!   executed only once it was pulled from a voter and its signatures
+//!   checked); commit is one synced write batch.
+//! - Transactions from clients, the bench and peers are verified, admitted
+//!   and only then gossiped: a forged one stops at the first node, and its
+//!   sender is banned.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::TrySendError;
-use strata_consensus::db_chain::DbChain;
-use strata_consensus::engine::{Chain, Engine, EngineConfig, Output, SubmitError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use strata_consensus::block::BlockId;
+use strata_consensus::db_chain::{ChainReader, DbChain};
+use strata_consensus::engine::{
+    BlockExpectation, Chain, Engine, EngineConfig, EngineStats, Message, Output, SubmitError,
+};
 use strata_consensus::genesis::{devnet_validator_key, Genesis};
 use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
 use strata_consensus::snowball::Params;
 use strata_consensus::tx::{Transaction, TxId};
-use strata_consensus::verify::{Verdict, VerifiedIds, Verifier, VERIFIED_IDS_DEFAULT};
-use strata_consensus::wire::Payload;
+use strata_consensus::verify::{Verdict, VerifiedIds, VERIFIED_IDS_DEFAULT};
+use strata_consensus::wire::{block_data_id, payload_kind, Payload, PayloadKind};
 use strata_net::peer::Misbehaviour;
 use strata_net::{Event, Handle};
-
-use crate::intake::{self, Done, Job, Origin};
 use strata_storage::{Db, Options};
 use tracing::{debug, error, info, warn};
 
+use crate::budget::{BudgetConfig, Budgets, Refused, RECENT_HEIGHTS};
 use crate::config::{NodeConfig, Sampling};
+use crate::intake::{self, Done, Job, Origin};
 
 /// The answer to a client batch the node had no room to look at: zero
 /// transactions admitted, then a byte 1, "busy: send it again later" (a
 /// normal answer is the admitted count alone, 4 bytes; docs/protocol.md).
 pub const BUSY_ANSWER: [u8; 5] = [0, 0, 0, 0, 1];
 
-/// Network events handled per lock of the core, so API requests get a turn.
+/// Network events handled per driver turn, so worker results and timers
+/// get their turn.
 const EVENTS_PER_TURN_MAX: usize = 1024;
-/// Batches waiting for the verification workers.
+/// Batches waiting for the verification workers (gossip, framed clients,
+/// API submissions).
 const VERIFY_JOBS_MAX: usize = 256;
-/// Longest driver sleep while verification jobs are out: how late a
-/// verified client batch may be admitted and answered.
+/// Pulled blocks waiting for their signature check. The engine has at
+/// most 256 pulls in flight; a block beyond this is dropped and pulled
+/// again from another voter.
+const BLOCK_JOBS_MAX: usize = 64;
+/// Finalized blocks waiting to be read for peers; beyond, a request goes
+/// unanswered (the peer asks another node).
+const SERVE_JOBS_MAX: usize = 64;
+/// API questions waiting for the driver.
+const ASKS_MAX: usize = 1024;
+/// Longest driver sleep while worker jobs are out: how late a verified
+/// client batch may be admitted and answered.
 const VERIFIED_POLL: Duration = Duration::from_micros(200);
 
-/// Wall-clock milliseconds (block timestamps and mempool TTLs use it).
-pub fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch: block timestamps and the
+/// metrics' last commit time, never a deadline.
+pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The engine and the finalized chain.
-pub struct Core {
-    /// The consensus engine (with the mempool).
-    pub engine: Engine,
-    /// The finalized chain in storage.
-    pub chain: DbChain,
 }
 
 /// Counters for `/metrics` and `/v1/status`.
@@ -103,18 +125,71 @@ pub struct Metrics {
     /// Client batches answered [`BUSY_ANSWER`] because the verification
     /// queue was full (overload shedding).
     pub requests_busy: AtomicU64,
+    /// API submissions answered 503 because the verification queue was
+    /// full.
+    pub api_busy: AtomicU64,
+    /// Peer messages dropped: the peer's message budget was spent.
+    pub messages_over_budget: AtomicU64,
+    /// Block pulls and old-height queries dropped: the peer's request
+    /// budget was spent.
+    pub requests_over_budget: AtomicU64,
+    /// Blocks not served: a byte budget was spent (or the serving queue
+    /// was full).
+    pub blocks_not_served: AtomicU64,
+    /// Block data from peers it was not pulled from.
+    pub blocks_unsolicited: AtomicU64,
+    /// Failures of this node's own store outside consensus (serving a
+    /// block to a peer); never blamed on the peer.
+    pub local_faults: AtomicU64,
     /// Wall-clock ms of the last commit.
     pub last_commit_ms: AtomicU64,
 }
 
-/// What the driver, the API and shutdown share.
+/// What the driver publishes for the API after each turn: read with one
+/// short lock, never the engine's.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Last finalized height.
+    pub height: u64,
+    /// Its block id.
+    pub block_id: BlockId,
+    /// State root after it.
+    pub state_root: [u8; 32],
+    /// Pending transactions.
+    pub mempool_txs: usize,
+    /// Pending bytes.
+    pub mempool_bytes: usize,
+    /// Engine counters.
+    pub engine: EngineStats,
+}
+
+/// Questions the API asks the driver (what only the engine knows), each
+/// with a reply channel.
+pub enum Ask {
+    /// Is transaction `id` in the mempool?
+    Pending {
+        /// The transaction.
+        id: TxId,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+}
+
+/// The verification queue was full: try again later (HTTP 503).
+#[derive(Debug)]
+pub struct Busy;
+
+/// The result of one submitted transaction: its id when admitted, else why
+/// not.
+pub type SubmitResult = Result<TxId, String>;
+
+/// What the driver, the workers, the API and shutdown share.
 pub struct Shared {
-    core: Mutex<Core>,
     /// The P2P handle.
     pub net: Handle,
     /// Counters.
     pub metrics: Metrics,
-    /// Set on SIGINT/SIGTERM or a halt: the driver and the API stop.
+    /// Set on SIGINT/SIGTERM or a halt: the driver, workers and API stop.
     pub stop: AtomicBool,
     /// Why the engine halted, if it did.
     pub halted: Mutex<Option<String>>,
@@ -122,85 +197,82 @@ pub struct Shared {
     pub genesis: Genesis,
     /// The database (for stats).
     pub db: Arc<Db>,
-    /// Start time.
+    /// Lock-free reads of finalized blocks, indexes, state and proofs.
+    pub chain: ChainReader,
+    /// Start time: the origin of [`Shared::mono_ms`].
     pub started: Instant,
     /// Transactions found valid, shared by every verifier of this node
-    /// (workers, API, the engine's block validation), so a transaction
-    /// seen twice is checked once.
+    /// (workers and the engine's block validation), so a transaction seen
+    /// twice is checked once.
     pub verified: Arc<VerifiedIds>,
+    view: Mutex<View>,
+    /// Jobs handed to the workers (by the driver or the API) and not yet
+    /// handed back: while any are out, the driver sleeps briefly.
+    jobs_out: AtomicUsize,
+    jobs: Sender<Job>,
+    block_jobs: Sender<Job>,
+    serve_jobs: Sender<Job>,
+    asks: Sender<Ask>,
 }
 
 impl Shared {
-    /// Locks the core; a poisoned lock (a panic elsewhere) still yields it,
-    /// since every mutation of the core is a complete engine step.
-    pub fn core(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Monotonic milliseconds since the node started: the clock of every
+    /// deadline (a step of the system clock moves none of them).
+    pub fn mono_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
-    /// Verifies and admits `txs` from a client; admitted ones are gossiped.
-    /// Signatures are checked on the calling thread (an API worker), so the
-    /// core is locked only for the mempool insertions.
-    pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, SubmitError>> {
-        let received = txs.len();
-        // A verifier for this call alone: its key cache needs no more room
-        // than the call's senders (the default would be 16,384 slots).
-        let verdicts = Verifier::with_key_cache(txs.len())
-            .sharing(Arc::clone(&self.verified))
-            .verify(&txs, self.genesis.chain_id);
-        let valid: Vec<Transaction> = txs
-            .into_iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| **v == Verdict::Valid)
-            .map(|(t, _)| t)
-            .collect();
-        let mut admitted = {
-            let mut core = self.core();
-            let Core { engine, chain } = &mut *core;
-            admit_verified(self, engine, chain, valid, received).into_iter()
-        };
-        verdicts
-            .into_iter()
-            .map(|v| match v {
-                Verdict::Valid => admitted.next().expect("one result per valid tx"),
-                v => Err(SubmitError::Invalid(v)),
-            })
-            .collect()
+    /// The driver's latest published view.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
 
-/// Admits verified transactions to the mempool, passes the admitted ones
-/// on to peers (whatever their origin: the net layer relays nothing by
-/// itself, `relay_received` is off) and counts them. `received` is the
-/// count before verification, for the metrics.
-fn admit_verified(
-    shared: &Shared,
-    engine: &mut Engine,
-    chain: &mut DbChain,
-    txs: Vec<Transaction>,
-    received: usize,
-) -> Vec<Result<TxId, SubmitError>> {
-    let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
-    let results = engine.submit_verified(txs, chain, now_ms());
-    for (bytes, r) in encoded.into_iter().zip(&results) {
-        if let Ok(id) = r {
-            // The id is the blake3 of the encoding: what peers check.
-            if let Err(e) = shared.net.relay(*id, bytes) {
-                debug!("gossip of a transaction failed: {e}");
+    /// Queues API-submitted transactions for verification and admission,
+    /// through the same bounded queue and niced workers as every other
+    /// source; the results arrive on the returned channel, in input order.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full.
+    pub fn submit(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Vec<SubmitResult>>, Busy> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // Counted before it is queued: a worker may hand it back before
+        // this thread runs again.
+        self.jobs_out.fetch_add(1, Ordering::AcqRel);
+        match self.jobs.try_send(Job::Api { txs, reply }) {
+            Ok(()) => Ok(answer),
+            Err(_) => {
+                self.jobs_out.fetch_sub(1, Ordering::AcqRel);
+                self.metrics.api_busy.fetch_add(1, Ordering::Relaxed);
+                Err(Busy)
             }
         }
     }
-    let m = &shared.metrics;
-    m.txs_received.fetch_add(received as u64, Ordering::Relaxed);
-    let admitted = results.iter().filter(|r| r.is_ok()).count();
-    m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
-    results
+
+    /// Asks the driver whether transaction `id` is pending.
+    ///
+    /// # Errors
+    /// [`Busy`] when the question queue is full.
+    pub fn ask_pending(&self, id: TxId) -> Result<tokio::sync::oneshot::Receiver<bool>, Busy> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.asks
+            .try_send(Ask::Pending { id, reply })
+            .map_err(|_| Busy)?;
+        Ok(answer)
+    }
 }
 
 /// A started node.
 pub struct Node {
     /// Shared state (the API's view).
     pub shared: Arc<Shared>,
+    /// The API's limits, with the connection limit fitted to the
+    /// open-file limit (`crate::fd_limit`).
+    pub http: crate::config::HttpSection,
     driver: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 /// Loads the genesis TOML at `path`, or the built-in devnet when `None`.
@@ -221,7 +293,9 @@ pub fn load_genesis(path: Option<&Path>) -> Result<Genesis, String> {
 }
 
 impl Node {
-    /// Opens storage and the chain, starts the network and the driver.
+    /// Raises the open-file limit and fits the connection limits to it,
+    /// opens storage and the chain, starts the network, the workers and
+    /// the driver.
     ///
     /// # Errors
     /// Any start-up failure, as a message for the operator.
@@ -241,6 +315,14 @@ impl Node {
                 hex::encode(me)
             );
         }
+
+        let fds = crate::fd_limit::plan(crate::fd_limit::raise(), config, validators.len())?;
+        info!(
+            open_files_max = fds.limit,
+            http_connections_max = fds.http_connections_max,
+            handshakes_max = fds.handshakes_max,
+            "descriptor budget"
+        );
 
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
@@ -272,6 +354,7 @@ impl Node {
                 txs_max: config.mempool.txs_max,
                 bytes_max: config.mempool.bytes_max,
                 per_sender_max: config.mempool.per_sender_max,
+                nonce_gap_max: config.mempool.nonce_gap_max,
                 ttl_ms: config.mempool.ttl_ms,
                 ..MempoolConfig::default()
             },
@@ -301,6 +384,7 @@ impl Node {
                 .try_into()
                 .expect("8 bytes"),
         );
+        let started = Instant::now();
         let verified = Arc::new(VerifiedIds::new(VERIFIED_IDS_DEFAULT));
         let mut engine = Engine::new(
             me,
@@ -309,7 +393,7 @@ impl Node {
             engine_config,
             &chain,
             rng_seed,
-            now_ms(),
+            0,
         );
         engine.share_verified_ids(Arc::clone(&verified));
         info!(params = ?engine.params(), "consensus engine ready");
@@ -339,6 +423,15 @@ impl Node {
             frame_payload_bytes_max: n.frame_payload_bytes_max,
             inbound_peers_max: n.inbound_peers_max,
             outbound_peers_max: n.outbound_peers_max,
+            handshakes_max: fds.handshakes_max,
+            // Validators always get in: strangers holding every inbound
+            // slot, or sharing a validator's IP address with a banned
+            // peer, cannot cut consensus off.
+            reserved_peers: validators
+                .iter()
+                .map(|v| v.public_key)
+                .filter(|k| *k != me)
+                .collect(),
             gossip_fanout: n.gossip_fanout.max(1),
             gossip_flush_interval_ms: n.gossip_flush_interval_ms.max(1),
             push_items_per_s: n.push_items_per_s,
@@ -352,43 +445,101 @@ impl Node {
         };
         let net =
             strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
-                .map_err(|e| format!("cannot start the network: {e}"))?;
+                .map_err(|e| match e {
+                strata_net::Error::Io(io) if io.kind() == std::io::ErrorKind::AddrInUse => {
+                    format!(
+                        "cannot start the network: the P2P address {listen} is in use \
+                             (set another with --listen or `listen` in the config)"
+                    )
+                }
+                e => format!("cannot start the network: {e}"),
+            })?;
         info!(addr = %net.local_addr(), key = %hex::encode(me), "p2p listening");
 
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(VERIFY_JOBS_MAX);
+        let (block_tx, block_rx) = crossbeam_channel::bounded::<Job>(BLOCK_JOBS_MAX);
+        let (serve_tx, serve_rx) = crossbeam_channel::bounded::<Job>(SERVE_JOBS_MAX);
+        let (ask_tx, ask_rx) = crossbeam_channel::bounded::<Ask>(ASKS_MAX);
+        let view = View {
+            height: chain.height(),
+            block_id: chain.last_block_id(),
+            state_root: chain.state_root(),
+            ..View::default()
+        };
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core { engine, chain }),
             net,
             metrics: Metrics::default(),
             stop: AtomicBool::new(false),
             halted: Mutex::new(None),
             genesis,
+            chain: chain.reader(),
             db,
-            started: Instant::now(),
+            started,
             verified,
+            view: Mutex::new(view),
+            jobs_out: AtomicUsize::new(0),
+            jobs: job_tx,
+            block_jobs: block_tx,
+            serve_jobs: serve_tx,
+            asks: ask_tx,
         });
+        // Unbounded: a worker must never wait to hand a result back (it
+        // would hold a job meanwhile). What sits here is bounded all the
+        // same: one result per job, at most the queues' capacity of jobs
+        // out, and the driver drains it every turn.
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let workers = intake::start(
+            &shared,
+            intake::Workers {
+                threads: c.verify_threads,
+                nice: c.verify_nice,
+            },
+            intake::Queues {
+                jobs: job_rx,
+                blocks: block_rx,
+                serve: serve_rx,
+                done: done_tx,
+            },
+        )?;
         let tick = Duration::from_millis(c.tick_ms.max(1));
-        let verify = intake::Workers {
-            threads: c.verify_threads,
-            nice: c.verify_nice,
-            jobs_max: VERIFY_JOBS_MAX,
-        };
         let s = Arc::clone(&shared);
+        let budgets = Budgets::new(BudgetConfig::default(), 0);
         let driver = std::thread::Builder::new()
             .name("strata-driver".into())
-            .spawn(move || drive(&s, tick, verify))
+            .spawn(move || {
+                Driver {
+                    shared: s,
+                    engine,
+                    chain,
+                    budgets,
+                    outputs: Vec::new(),
+                    gossip: Gossip::default(),
+                    requests: Vec::new(),
+                }
+                .run(tick, &done_rx, &ask_rx)
+            })
             .map_err(|e| e.to_string())?;
         Ok(Node {
             shared,
+            http: crate::config::HttpSection {
+                connections_max: fds.http_connections_max,
+                ..config.http.clone()
+            },
             driver: Some(driver),
+            workers,
         })
     }
 
     /// Stops the driver (finishing the step in flight, so a commit under
-    /// way completes), the network, then closes the database.
+    /// way completes), the workers and the network, then closes the
+    /// database.
     pub fn shutdown(mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(d) = self.driver.take() {
             let _ = d.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
         }
         if let Err(e) = self.shared.db.close() {
             error!("closing the database: {e}");
@@ -396,221 +547,426 @@ impl Node {
     }
 }
 
-/// The driver loop (see the module docs).
-fn drive(shared: &Arc<Shared>, tick: Duration, verify: intake::Workers) {
-    let (jobs, done, workers) = intake::start(shared, verify);
-    let mut next_tick = Instant::now();
-    let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
-    // Jobs handed to the workers and not yet handed back.
-    let mut jobs_out = 0usize;
-    while !shared.stop.load(Ordering::Acquire) {
-        while events.len() < EVENTS_PER_TURN_MAX {
-            match shared.net.try_next_event() {
-                Some(e) => events.push(e),
-                None => break,
+/// Transactions from peers collected in one turn, for one verification job.
+#[derive(Default)]
+struct Gossip {
+    /// Encoded gossip items and the peer each came from.
+    items: Vec<([u8; 32], Vec<u8>)>,
+    /// Encoded transaction batches sent as messages, with their sender.
+    batches: Vec<([u8; 32], Vec<u8>)>,
+}
+
+/// The driver: sole owner of the engine and the chain (see the module
+/// docs).
+struct Driver {
+    shared: Arc<Shared>,
+    engine: Engine,
+    chain: DbChain,
+    budgets: Budgets,
+    outputs: Vec<Output>,
+    gossip: Gossip,
+    /// Framed client batches of this turn, for the verification queue.
+    requests: Vec<Job>,
+}
+
+impl Driver {
+    fn run(mut self, tick: Duration, done: &Receiver<Done>, asks: &Receiver<Ask>) {
+        let mut next_tick = Instant::now();
+        let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
+        while !self.shared.stop.load(Ordering::Acquire) {
+            while events.len() < EVENTS_PER_TURN_MAX {
+                match self.shared.net.try_next_event() {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
             }
-        }
-        let ready: Vec<Done> = done.try_iter().collect();
-        jobs_out -= ready.len();
-        let due = Instant::now() >= next_tick;
-        if events.is_empty() && ready.is_empty() && !due {
-            // Sleep until a network event or the next tick. One wait
-            // cannot watch both the network and the workers' queue, so
-            // while jobs are out the sleep is cut short: a client's batch
-            // is answered soon after it is verified, not a tick later.
-            let mut wait = next_tick.saturating_duration_since(Instant::now());
-            if jobs_out > 0 {
-                wait = wait.min(VERIFIED_POLL);
+            let ready: Vec<Done> = done.try_iter().collect();
+            self.shared
+                .jobs_out
+                .fetch_sub(ready.len(), Ordering::AcqRel);
+            let due = Instant::now() >= next_tick;
+            if events.is_empty() && ready.is_empty() && asks.is_empty() && !due {
+                // Sleep until a network event or the next tick. One wait
+                // cannot watch both the network and the workers' queue, so
+                // while jobs are out the sleep is cut short: a client's batch
+                // is answered soon after it is verified, not a tick later.
+                let mut wait = next_tick.saturating_duration_since(Instant::now());
+                if self.shared.jobs_out.load(Ordering::Acquire) > 0 {
+                    wait = wait.min(VERIFIED_POLL);
+                }
+                match self.shared.net.next_event_timeout(wait) {
+                    Some(e) => events.push(e),
+                    None => continue,
+                }
             }
-            match shared.net.next_event_timeout(wait) {
-                Some(e) => events.push(e),
-                None => continue,
-            }
-        }
-        let mut outputs = Vec::new();
-        let mut gossip = Gossip::default();
-        let mut requests = Vec::new();
-        {
-            let mut core = shared.core();
-            let Core { engine, chain } = &mut *core;
             for event in events.drain(..) {
-                handle_event(
-                    shared,
-                    engine,
-                    chain,
-                    event,
-                    &mut outputs,
-                    &mut gossip,
-                    &mut requests,
-                );
+                self.on_event(event);
             }
             for d in ready {
-                match d {
-                    Done::Verified {
-                        txs,
-                        origin,
-                        received,
-                    } => admit(shared, engine, chain, txs, origin, received),
-                    Done::Engine { from, msg } => {
-                        outputs.extend(engine.on_message(from, msg, chain, now_ms()));
+                self.on_done(d);
+            }
+            for ask in asks.try_iter() {
+                match ask {
+                    Ask::Pending { id, reply } => {
+                        let _ = reply.send(self.engine.mempool().contains(&id));
                     }
-                    Done::Nothing => {}
                 }
             }
             if due {
-                outputs.extend(engine.on_tick(chain, now_ms()));
+                let out = self
+                    .engine
+                    .on_tick(&mut self.chain, self.shared.mono_ms(), wall_ms());
+                self.outputs.extend(out);
                 next_tick = Instant::now() + tick;
             }
+            self.hand_out_jobs();
+            for out in std::mem::take(&mut self.outputs) {
+                self.perform(out);
+            }
+            if let Some(reason) = self.engine.halted() {
+                let reason = reason.to_string();
+                self.perform(Output::Halted { reason });
+            }
+            self.publish();
         }
-        // Under overload nothing waits: a client batch finding the queue
-        // full is answered busy at once (the client resends later; the
-        // bench does), and gossip is shed. Blocking here instead would
-        // stall consensus behind the verification backlog of whoever sends
-        // the most. Both counts are in /metrics.
-        for job in requests {
-            match jobs.try_send(job) {
-                Ok(()) => jobs_out += 1,
+        info!("driver stopped");
+    }
+
+    /// Counts a job handed to the workers.
+    fn job_out(&self) {
+        self.shared.jobs_out.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Publishes what the API reads.
+    fn publish(&self) {
+        let mempool = self.engine.mempool();
+        let view = View {
+            height: self.chain.height(),
+            block_id: self.chain.last_block_id(),
+            state_root: self.chain.state_root(),
+            mempool_txs: mempool.len(),
+            mempool_bytes: mempool.bytes(),
+            engine: self.engine.stats(),
+        };
+        *self.shared.view.lock().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    /// Scores `peer` down in the network layer (which disconnects and bans
+    /// repeat offenders).
+    fn penalize(&self, peer: [u8; 32], m: Misbehaviour) {
+        let _ = self.shared.net.penalize(peer, m);
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = self.shared.mono_ms();
+        match event {
+            Event::PeerUp { node_key, addr } => {
+                info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
+            }
+            Event::PeerDown { node_key } => {
+                self.budgets.forget(&node_key);
+                info!(peer = %hex::encode(&node_key[..4]), "peer down");
+            }
+            // Decoded (which hashes each transaction) by the workers.
+            Event::Item { item, from, .. } => self.gossip.items.push((from, item)),
+            Event::Message { from, payload } => self.on_message(from, payload, now),
+            // A client batch (the bench): decoded and verified by the
+            // workers, then admitted, gossiped and answered in `admit`.
+            Event::Request {
+                from,
+                request_id,
+                payload,
+            } => self.requests.push(Job::Request {
+                from,
+                request_id,
+                payload,
+            }),
+            _ => {}
+        }
+    }
+
+    /// One message from a peer, within its budgets: only small consensus
+    /// messages are decoded here; transactions and blocks go to the
+    /// workers.
+    fn on_message(&mut self, from: [u8; 32], payload: Vec<u8>, now: u64) {
+        let m = &self.shared.metrics;
+        if !self.budgets.message(&from, now) {
+            m.messages_over_budget.fetch_add(1, Ordering::Relaxed);
+            return self.penalize(from, Misbehaviour::Flooding);
+        }
+        match payload_kind(&payload) {
+            Some(PayloadKind::BlockData) => {
+                let Some(id) = block_data_id(&payload) else {
+                    return intake::undecodable(&self.shared, from, "block data", &"too short");
+                };
+                match self.engine.block_expectation(&from, &id) {
+                    BlockExpectation::Wanted => {
+                        match self
+                            .shared
+                            .block_jobs
+                            .try_send(Job::Block { from, payload })
+                        {
+                            Ok(()) => self.job_out(),
+                            // Pulled again from another voter when the
+                            // pull expires.
+                            Err(_) => debug!("block check queue full: pulled block dropped"),
+                        }
+                    }
+                    BlockExpectation::Late => {}
+                    BlockExpectation::Unsolicited => {
+                        m.blocks_unsolicited.fetch_add(1, Ordering::Relaxed);
+                        self.penalize(from, Misbehaviour::UnsolicitedResponse);
+                    }
+                }
+            }
+            Some(PayloadKind::Txs) => self.gossip.batches.push((from, payload)),
+            Some(_) => match Payload::decode(&payload) {
+                Ok(Payload::Engine(msg)) => {
+                    let costly = match &msg {
+                        Message::GetBlock { .. } => true,
+                        Message::Query { height, .. } => {
+                            height.saturating_add(RECENT_HEIGHTS) <= self.chain.height()
+                        }
+                        _ => false,
+                    };
+                    if costly && !self.budgets.request(&from, now) {
+                        m.requests_over_budget.fetch_add(1, Ordering::Relaxed);
+                        return self.penalize(from, Misbehaviour::Flooding);
+                    }
+                    let out = self.engine.on_message(from, msg, &mut self.chain, now);
+                    self.outputs.extend(out);
+                }
+                Ok(Payload::Txs(_)) => unreachable!("told apart by the tag"),
+                Err(e) => intake::undecodable(&self.shared, from, "message", &e),
+            },
+            None => intake::undecodable(&self.shared, from, "message", &"unknown tag"),
+        }
+    }
+
+    fn on_done(&mut self, d: Done) {
+        let now = self.shared.mono_ms();
+        match d {
+            Done::Verified {
+                txs,
+                origin,
+                received,
+            } => self.admit(txs, origin, received),
+            Done::Engine { from, msg } => {
+                let out = self.engine.on_message(from, msg, &mut self.chain, now);
+                self.outputs.extend(out);
+            }
+            Done::Block {
+                from,
+                block,
+                txs,
+                signatures_valid,
+            } => {
+                let out = self.engine.on_checked_block(
+                    from,
+                    *block,
+                    txs,
+                    signatures_valid,
+                    &mut self.chain,
+                    now,
+                );
+                self.outputs.extend(out);
+            }
+            Done::Served { to, payload } => self.serve(to, payload, now),
+            Done::Nothing => {}
+        }
+    }
+
+    /// Sends a block answer to `to` if the byte budgets allow.
+    fn serve(&mut self, to: [u8; 32], payload: Vec<u8>, now: u64) {
+        match self.budgets.serve(&to, payload.len(), now) {
+            Ok(()) => {
+                if let Err(e) = self.shared.net.send(to, payload) {
+                    debug!("send failed: {e}");
+                }
+            }
+            Err(refused) => {
+                self.shared
+                    .metrics
+                    .blocks_not_served
+                    .fetch_add(1, Ordering::Relaxed);
+                if refused == Refused::Peer {
+                    self.penalize(to, Misbehaviour::Flooding);
+                }
+            }
+        }
+    }
+
+    /// Hands this turn's client batches and gossip to the workers. Under
+    /// overload nothing waits: a client batch finding the queue full is
+    /// answered busy at once (the client resends later; the bench does),
+    /// and gossip is shed. Blocking here instead would stall consensus
+    /// behind the verification backlog of whoever sends the most. Both
+    /// counts are in /metrics.
+    fn hand_out_jobs(&mut self) {
+        for job in std::mem::take(&mut self.requests) {
+            match self.shared.jobs.try_send(job) {
+                Ok(()) => self.job_out(),
                 Err(TrySendError::Full(Job::Request {
                     from, request_id, ..
                 })) => {
-                    shared.metrics.requests_busy.fetch_add(1, Ordering::Relaxed);
-                    let _ = shared.net.respond(from, request_id, BUSY_ANSWER.to_vec());
+                    self.shared
+                        .metrics
+                        .requests_busy
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = self
+                        .shared
+                        .net
+                        .respond(from, request_id, BUSY_ANSWER.to_vec());
                 }
                 // Only requests are here; a disconnected queue means the
                 // workers are gone (shutting down).
                 Err(_) => {}
             }
         }
-        if !gossip.items.is_empty() || !gossip.txs.is_empty() {
-            let n = gossip.items.len() + gossip.txs.len();
+        let gossip = std::mem::take(&mut self.gossip);
+        if !gossip.items.is_empty() || !gossip.batches.is_empty() {
+            let n = gossip.items.len() + gossip.batches.len();
             let job = Job::Gossip {
                 items: gossip.items,
-                txs: gossip.txs,
+                batches: gossip.batches,
             };
-            match jobs.try_send(job) {
-                Ok(()) => jobs_out += 1,
+            match self.shared.jobs.try_send(job) {
+                Ok(()) => self.job_out(),
                 Err(_) => {
-                    shared
+                    self.shared
                         .metrics
                         .txs_shed
                         .fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
         }
-        for out in outputs {
-            perform(shared, out);
-        }
     }
-    drop(jobs);
-    for w in workers {
-        let _ = w.join();
-    }
-    info!("driver stopped");
-}
 
-/// Transactions from peers collected in one turn, for one verification job.
-#[derive(Default)]
-struct Gossip {
-    /// Encoded gossip items and the peer each came from.
-    items: Vec<([u8; 32], Vec<u8>)>,
-    /// Transactions that arrived decoded (in a message), with their sender.
-    txs: Vec<([u8; 32], Transaction)>,
-}
-
-/// Admits verified transactions (gossiping the admitted ones) and, for a
-/// client request, answers.
-fn admit(
-    shared: &Shared,
-    engine: &mut Engine,
-    chain: &mut DbChain,
-    txs: Vec<Transaction>,
-    origin: Origin,
-    received: usize,
-) {
-    let results = admit_verified(shared, engine, chain, txs, received);
-    if let Origin::Request { from, request_id } = origin {
-        let admitted = results.iter().filter(|r| r.is_ok()).count() as u32;
-        let _ = shared
-            .net
-            .respond(from, request_id, admitted.to_le_bytes().to_vec());
-    }
-}
-
-fn handle_event(
-    shared: &Shared,
-    engine: &mut Engine,
-    chain: &mut DbChain,
-    event: Event,
-    outputs: &mut Vec<Output>,
-    gossip: &mut Gossip,
-    requests: &mut Vec<Job>,
-) {
-    match event {
-        Event::PeerUp { node_key, addr } => {
-            info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
-        }
-        Event::PeerDown { node_key } => {
-            info!(peer = %hex::encode(&node_key[..4]), "peer down");
-        }
-        // Decoded (which hashes each transaction) by the workers.
-        Event::Item { item, from, .. } => gossip.items.push((from, item)),
-        Event::Message { from, payload } => match Payload::decode(&payload) {
-            Ok(Payload::Engine(msg)) => {
-                outputs.extend(engine.on_message(from, msg, chain, now_ms()));
-            }
-            Ok(Payload::Txs(txs)) => gossip.txs.extend(txs.into_iter().map(|tx| (from, tx))),
-            Err(e) => intake::undecodable(shared, from, "message", &e),
-        },
-        // A client batch (the bench): decoded and verified by the
-        // workers, then admitted, gossiped and answered in `admit`.
-        Event::Request {
-            from,
-            request_id,
-            payload,
-        } => requests.push(Job::Request {
-            from,
-            request_id,
-            payload,
-        }),
-        _ => {}
-    }
-}
-
-fn perform(shared: &Shared, out: Output) {
-    match out {
-        Output::Send { to, msg } => {
-            if let Err(e) = shared.net.send(to, Payload::Engine(msg).encode()) {
-                debug!("send failed: {e}");
-            }
-        }
-        Output::Penalize { peer, reason } => {
-            shared
-                .metrics
-                .peers_penalized
-                .fetch_add(1, Ordering::Relaxed);
-            warn!(peer = %hex::encode(&peer[..4]), ?reason, "peer penalised");
-            // A vote for an invalid block is proof of malice: the heaviest
-            // penalty. Unsolicited votes and blocks can be honest but late:
-            // a light one, so only repeated offenders are cut off.
-            let m = match reason {
-                strata_consensus::engine::Misbehaviour::InvalidBlock => {
-                    Misbehaviour::ProtocolViolation
+    /// Admits verified transactions to the mempool, passes the admitted ones
+    /// on to peers (whatever their origin: the net layer relays nothing by
+    /// itself, `relay_received` is off), counts them, and answers a client.
+    fn admit(&mut self, txs: Vec<Transaction>, origin: Origin, received: usize) {
+        let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encoded().to_vec()).collect();
+        let results = self
+            .engine
+            .submit_verified(txs, &self.chain, self.shared.mono_ms());
+        for (bytes, r) in encoded.into_iter().zip(&results) {
+            if let Ok(id) = r {
+                // The id is the blake3 of the encoding: what peers check.
+                if let Err(e) = self.shared.net.relay(*id, bytes) {
+                    debug!("gossip of a transaction failed: {e}");
                 }
-                _ => Misbehaviour::UnsolicitedResponse,
-            };
-            let _ = shared.net.penalize(peer, m);
+            }
         }
-        Output::Committed { height, id, txs } => {
-            let m = &shared.metrics;
-            m.txs_finalized.fetch_add(txs as u64, Ordering::Relaxed);
-            m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
-            m.last_commit_ms.store(now_ms(), Ordering::Relaxed);
-            info!(height, txs, id = %hex::encode(&id[..8]), "finalized");
+        let m = &self.shared.metrics;
+        m.txs_received.fetch_add(received as u64, Ordering::Relaxed);
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        m.txs_admitted.fetch_add(admitted as u64, Ordering::Relaxed);
+        match origin {
+            Origin::Gossip => {}
+            Origin::Request { from, request_id } => {
+                let _ = self.shared.net.respond(
+                    from,
+                    request_id,
+                    (admitted as u32).to_le_bytes().to_vec(),
+                );
+            }
+            Origin::Api { reply, verdicts } => {
+                let mut admitted = results.into_iter();
+                let answer = verdicts
+                    .into_iter()
+                    .map(|v| match v {
+                        Verdict::Valid => match admitted.next().expect("one result per valid tx") {
+                            Ok(id) => Ok(id),
+                            Err(e) => Err(submit_error_text(&e)),
+                        },
+                        v => Err(submit_error_text(&SubmitError::Invalid(v))),
+                    })
+                    .collect();
+                let _ = reply.send(answer);
+            }
         }
-        Output::Halted { reason } => {
-            error!("consensus halted: {reason}; stopping the node");
-            *shared.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-            shared.stop.store(true, Ordering::Release);
+    }
+
+    fn perform(&mut self, out: Output) {
+        let shared = &self.shared;
+        match out {
+            Output::Send { to, msg } => {
+                let block_data = matches!(msg, Message::BlockData { .. });
+                let payload = Payload::Engine(msg).encode();
+                if block_data {
+                    // A candidate block served from memory: the same byte
+                    // budgets as a finalized one read from disk.
+                    return self.serve(to, payload, shared.mono_ms());
+                }
+                if let Err(e) = shared.net.send(to, payload) {
+                    debug!("send failed: {e}");
+                }
+            }
+            Output::ServeBlock { to, height, id } => {
+                match shared.serve_jobs.try_send(Job::Serve { to, height, id }) {
+                    Ok(()) => self.job_out(),
+                    Err(_) => {
+                        shared
+                            .metrics
+                            .blocks_not_served
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Output::Penalize { peer, reason } => {
+                shared
+                    .metrics
+                    .peers_penalized
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(peer = %hex::encode(&peer[..4]), ?reason, "peer penalised");
+                self.penalize(peer, net_misbehaviour(reason));
+            }
+            Output::Committed { height, id, txs } => {
+                let m = &shared.metrics;
+                m.txs_finalized.fetch_add(txs as u64, Ordering::Relaxed);
+                m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
+                m.last_commit_ms.store(wall_ms(), Ordering::Relaxed);
+                info!(height, txs, id = %hex::encode(&id[..8]), "finalized");
+            }
+            Output::Halted { reason } => {
+                let mut halted = shared.halted.lock().unwrap_or_else(|p| p.into_inner());
+                if halted.is_none() {
+                    error!("consensus halted: {reason}; stopping the node");
+                    *halted = Some(reason);
+                }
+                shared.stop.store(true, Ordering::Release);
+            }
         }
+    }
+}
+
+/// The network layer's penalty for what the engine found. A vote for an
+/// invalid block, or a block whose transactions are not the ones its id
+/// names, is proof of malice: the heaviest penalty. Unsolicited or
+/// repeated answers can be honest but late: a light one, so only repeated
+/// offenders are cut off.
+fn net_misbehaviour(reason: strata_consensus::engine::Misbehaviour) -> Misbehaviour {
+    use strata_consensus::engine::Misbehaviour as M;
+    match reason {
+        M::InvalidBlock | M::WrongBlockData => Misbehaviour::ProtocolViolation,
+        M::UnsolicitedBlock | M::UnsolicitedVote | M::DuplicateVote => {
+            Misbehaviour::UnsolicitedResponse
+        }
+    }
+}
+
+/// The message an API client gets for a refused transaction.
+fn submit_error_text(e: &SubmitError) -> String {
+    match e {
+        SubmitError::Invalid(Verdict::BadSignature) => "invalid signature".into(),
+        SubmitError::Invalid(Verdict::WrongChain) => {
+            "invalid: the transaction names another chain id".into()
+        }
+        SubmitError::Invalid(Verdict::BadKey) => {
+            "invalid: the sender is not a valid ed25519 public key".into()
+        }
+        SubmitError::Rejected(r) => r.to_string(),
+        e => e.to_string(),
     }
 }

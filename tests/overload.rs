@@ -9,10 +9,12 @@
 //! - the HTTP API with 12,000 valid transfers, as fast as it answers: the
 //!   mempool refuses what does not fit, naming why;
 //! - the framed P2P request path (the bench's) with 600 batches of 256
-//!   transactions whose signatures are bad (each costs the node a failed
-//!   batch check and 256 single ones): once its verification queue is
-//!   full the node answers "busy" at once instead of queueing or blocking
-//!   its consensus loop.
+//!   validly signed transactions (each costs the node a batch of 256
+//!   signature checks, whatever the mempool then makes of them): once its
+//!   verification queue is full the node answers "busy" at once instead of
+//!   queueing or blocking its consensus loop. (Forged batches no longer
+//!   load it: the first one gets the client banned; see
+//!   tests/adversary.rs.)
 //!
 //! Meanwhile blocks keep being finalized. The memory bound of the node's
 //! *default* limits (mempool 512 MiB) is not filled here: that would take
@@ -70,8 +72,17 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
     net.wait_ready(Duration::from_secs(30));
     let height_before = net.height(0).unwrap();
 
-    // The framed path: a client peer with 600 batches of bad signatures.
-    let forged_batch = Payload::Txs((0..256).map(|i| forged(&net, i, 0)).collect()).encode();
+    // The framed path: a client peer with 600 batches of valid
+    // signatures (nonces 100.. of 256 senders: beyond the nonce gap the
+    // mempool holds, so none is admitted and every one is checked).
+    let batches: Vec<Vec<u8>> = (0..600u64)
+        .map(|b| {
+            let txs: Vec<Transaction> = (0..256)
+                .map(|i| transfer(&net.genesis, 1000 + i, 1, 100 + b))
+                .collect();
+            Payload::Txs(txs).encode()
+        })
+        .collect();
     let config = strata_net::Config {
         seeds: vec![format!("127.0.0.1:{}", net.p2p[0]).parse().unwrap()],
         chain_id: net.genesis.net_chain_id(),
@@ -90,9 +101,9 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
         }
     };
     let flood = std::thread::spawn(move || {
-        let sent = 600;
-        for _ in 0..sent {
-            client.request(node_key, forged_batch.clone()).unwrap();
+        let sent = batches.len();
+        for batch in batches {
+            client.request(node_key, batch).unwrap();
         }
         let (mut busy, mut looked_at, mut failed) = (0, 0, 0);
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -103,7 +114,7 @@ fn overload_is_shed_with_clear_answers_while_blocks_keep_finalizing() {
                     assert_eq!(
                         payload,
                         0u32.to_le_bytes(),
-                        "a forged transaction was admitted"
+                        "a transaction far past its sender's nonce was admitted"
                     );
                     looked_at += 1;
                 }
@@ -259,43 +270,48 @@ fn a_peer_gossiping_forged_transactions_is_banned_and_they_go_no_further() {
     }
 }
 
-/// The memory bound with the *default* limits: 1,100,000 transactions that
-/// can never execute (every sender's nonce 0 is missing) fill the default
-/// mempool (1,000,000) and the rest are refused; transactions paying more
-/// still get in and are finalized; the node's peak resident memory stays
-/// under 2 GiB. About a minute on 2 cores (signing dominates):
+/// The memory bound with the *default* limits: 1,100,000 transactions
+/// (1,100 funded senders, 1,000 nonces each, fee 1) against a node that
+/// proposes only every 20 s fill the default mempool (1,000,000) and the
+/// rest are refused as "mempool full"; transactions paying more still get
+/// in and are finalized first; the node's peak resident memory stays under
+/// 2 GiB. A few minutes on 2 cores (signing dominates):
 /// `cargo test --release --test overload -- --ignored`.
 #[test]
-#[ignore = "soak: fills the default 1,000,000-transaction mempool (about a minute)"]
+#[ignore = "soak: fills the default 1,000,000-transaction mempool (minutes)"]
 fn default_limits_hold_a_full_mempool_under_2_gib() {
-    use strata_consensus::tx::{signing_key_from_seed, TxBody, TxKind};
+    use strata_consensus::genesis::devnet_account_key;
+    use strata_consensus::tx::{TxBody, TxKind};
     use strata_consensus::wire::TX_BATCH_MAX;
 
-    let net = Devnet::start(1);
+    const SLOW_BLOCKS: &str = "[consensus]\npropose_delay_ms = 20000\nblock_txs_max = 1000\n";
+    let net = Devnet::start_with_config(1, Some(SLOW_BLOCKS));
     net.wait_ready(Duration::from_secs(30));
-    let (senders, per_sender) = (1_100u32, 1_000u64);
+    let (senders, per_sender) = (1_100usize, 1_000u64);
     let chain_id = net.genesis.chain_id;
+    let sign = |from: usize, nonce: u64, fee: u64| {
+        let key = devnet_account_key(from);
+        TxBody {
+            chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce,
+            fee,
+            kind: TxKind::Transfer {
+                to: [7; 32],
+                amount: 1,
+            },
+        }
+        .sign(&key)
+        .unwrap()
+    };
     let stuck: Vec<Transaction> = std::thread::scope(|scope| {
-        let halves: Vec<_> = (0..2u32)
+        let halves: Vec<_> = (0..2usize)
             .map(|half| {
                 scope.spawn(move || {
                     let mut out = Vec::new();
-                    for s in (half * senders / 2)..((half + 1) * senders / 2) {
-                        let mut seed = [0x5a; 32];
-                        seed[..4].copy_from_slice(&s.to_le_bytes());
-                        let key = signing_key_from_seed(&seed);
-                        for nonce in 1..=per_sender {
-                            let body = TxBody {
-                                chain_id,
-                                sender: key.verifying_key().to_bytes(),
-                                nonce,
-                                fee: 1,
-                                kind: TxKind::Transfer {
-                                    to: [7; 32],
-                                    amount: 1,
-                                },
-                            };
-                            out.push(body.sign(&key).unwrap());
+                    for nonce in 0..per_sender {
+                        for s in (half * senders / 2)..((half + 1) * senders / 2) {
+                            out.push(sign(100 + s, nonce, 1));
                         }
                     }
                     out
@@ -307,8 +323,15 @@ fn default_limits_hold_a_full_mempool_under_2_gib() {
     let (mut accepted, mut full) = (0usize, 0usize);
     for chunk in stuck.chunks(TX_BATCH_MAX) {
         let body = Payload::Txs(chunk.to_vec()).encode();
-        let (code, v) = net.post(0, "/v1/txs", "application/octet-stream", &body);
-        assert_eq!(code, 200, "{v}");
+        let v = loop {
+            let (code, v) = net.post(0, "/v1/txs", "application/octet-stream", &body);
+            if code == 429 || code == 503 {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            assert_eq!(code, 200, "{v}");
+            break v;
+        };
         accepted += v["accepted"].as_u64().unwrap() as usize;
         full += v["results"]
             .as_array()
@@ -321,30 +344,16 @@ fn default_limits_hold_a_full_mempool_under_2_gib() {
             })
             .count();
     }
-    assert_eq!(accepted, 1_000_000, "the default mempool holds 1,000,000");
-    assert_eq!(full, stuck.len() - accepted, "the rest: refused, pool full");
+    assert!(accepted >= 1_000_000, "the default mempool holds 1,000,000");
+    assert!(full > 0, "nothing was refused as \"mempool full\"");
+    assert!(net.metric(0, "strata_mempool_txs") <= 1_000_000.0);
 
-    // Paying more still gets in (evicting the cheapest) and is finalized.
-    let paying: Vec<Transaction> = (0..100)
-        .map(|from| {
-            let key = strata_consensus::genesis::devnet_account_key(from);
-            TxBody {
-                chain_id,
-                sender: key.verifying_key().to_bytes(),
-                nonce: 0,
-                fee: 2,
-                kind: TxKind::Transfer {
-                    to: [8; 32],
-                    amount: 1,
-                },
-            }
-            .sign(&key)
-            .unwrap()
-        })
-        .collect();
+    // Paying more still gets in (replacing the cheapest) and is finalized
+    // in the next block, which takes the best-paid first.
+    let paying: Vec<Transaction> = (0..100).map(|from| sign(100 + from, 0, 2)).collect();
     let ids = submit(&net, 0, &paying);
     assert_eq!(ids.len(), 100, "better-paid transactions were refused");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let finalized = |id: &String| {
         let (_, v) = net.get(0, &format!("/v1/txs/{id}"));
         v["status"] == "finalized"

@@ -49,6 +49,11 @@ use strata_storage::{Db, Options, WriteBatch, WriteOptions};
 
 const SENDERS: usize = 1024;
 const NONCES: u64 = 4;
+/// Every sender's account as the mempool sees it: able to pay for all.
+const RICH: state::Account = state::Account {
+    balance: u64::MAX,
+    nonce: 0,
+};
 
 fn workload() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -99,7 +104,7 @@ fn bench(c: &mut Criterion) {
                 let verdicts = verifier.verify(&txs, DEVNET_CHAIN_ID);
                 for (tx, verdict) in txs.into_iter().zip(verdicts) {
                     if verdict == Verdict::Valid {
-                        pool.insert(tx, 0, 0).expect("admitted");
+                        pool.insert(tx, RICH, 0).expect("admitted");
                     }
                 }
                 assert_eq!(pool.len() as u64, n);

@@ -34,7 +34,7 @@ use strata_storage::merkle::{self, NodeStore, Trie, TrieConfig};
 use strata_storage::{Db, WriteBatch, WriteOptions};
 
 use crate::block::{Block, BlockId};
-use crate::engine::Chain;
+use crate::engine::{Chain, LocalFault, StoredBlock};
 use crate::genesis::Genesis;
 use crate::state::{self, Account, ExecError, StateDiff, StateKey, StateReader};
 use crate::tx::{PublicKey, Transaction, TxId};
@@ -65,9 +65,6 @@ fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
 
 /// One captured trie write: puts and deletes.
 type TrieWrite = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
-
-/// A finalized block with its transactions.
-type StoredBlock = (Block, Vec<Arc<Transaction>>);
 
 /// The trie's view of the `Db`: reads go to the `t` namespace; the one write
 /// batch per `apply` is captured for the block's commit batch.
@@ -218,13 +215,7 @@ impl DbChain {
         let mut chain = DbChain::attach(db, genesis.chain_id)?;
         match chain.db.get(META_KEY)? {
             Some(meta) => {
-                let meta: &[u8; 72] = meta
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ChainError::Corrupt("meta record length".into()))?;
-                chain.height = u64::from_le_bytes(meta[..8].try_into().expect("8 bytes"));
-                chain.last_id.copy_from_slice(&meta[8..40]);
-                chain.root.copy_from_slice(&meta[40..72]);
+                (chain.height, chain.last_id, chain.root) = decode_meta(&meta)?;
                 if chain.root != chain.trie.root() {
                     return Err(ChainError::Corrupt(format!(
                         "state root {} in the meta record, {} in the trie",
@@ -284,12 +275,18 @@ impl DbChain {
         Ok((value, proof))
     }
 
+    /// Read access to the finalized blocks and indexes that needs no
+    /// lock on this chain (see [`ChainReader`]).
+    pub fn reader(&self) -> ChainReader {
+        ChainReader::new(Arc::clone(&self.db))
+    }
+
     /// The height at which transaction `id` was finalized, if it was.
     ///
     /// # Errors
     /// Storage failures.
     pub fn tx_height(&self, id: &TxId) -> Result<Option<u64>, ChainError> {
-        self.index(b'n', id)
+        self.reader().tx_height(id)
     }
 
     /// The height of block `id`, if finalized.
@@ -297,20 +294,7 @@ impl DbChain {
     /// # Errors
     /// Storage failures.
     pub fn block_height(&self, id: &BlockId) -> Result<Option<u64>, ChainError> {
-        self.index(b'i', id)
-    }
-
-    fn index(&self, ns: u8, id: &[u8; 32]) -> Result<Option<u64>, ChainError> {
-        match self.db.get(&key(ns, id))? {
-            None => Ok(None),
-            Some(v) => {
-                let b: [u8; 8] = v
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ChainError::Corrupt("index record length".into()))?;
-                Ok(Some(u64::from_le_bytes(b)))
-            }
-        }
+        self.reader().block_height(id)
     }
 
     /// Writes the genesis state as height 0: contiguous key ranges of at
@@ -404,9 +388,237 @@ impl DbChain {
         self.root = root;
         Ok(())
     }
+}
+
+impl Chain for DbChain {
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn height(&self) -> u64 {
+        self.height
+    }
+
+    fn last_block_id(&self) -> BlockId {
+        self.last_id
+    }
+
+    fn state_root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    fn account(&self, account: &PublicKey) -> Result<Account, LocalFault> {
+        state::read_account(&self.state(), account).map_err(|e| LocalFault(e.to_string()))
+    }
+
+    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        state::execute(&self.state(), txs)
+    }
+
+    fn commit(
+        &mut self,
+        block: &Block,
+        txs: &[Arc<Transaction>],
+        diff: StateDiff,
+    ) -> Result<(), LocalFault> {
+        if block.height() != self.height + 1 || block.header().parent != self.last_id {
+            return Err(LocalFault(format!(
+                "block at height {} does not extend height {}",
+                block.height(),
+                self.height
+            )));
+        }
+        // The cache learns the block's changes only once they are
+        // written: a failed commit (the engine then halts) leaves it
+        // holding the state that is on disk.
+        let changed: Vec<(StateKey, Option<Vec<u8>>)> =
+            diff.changes.iter().map(|(k, v)| (*k, v.clone())).collect();
+        self.write_commit(Some(block), txs, diff)
+            .map_err(|e| LocalFault(e.to_string()))?;
+        let mut cache = self.cache.lock();
+        for (k, v) in changed {
+            cache.put(k, v);
+        }
+        if self.recent_ids.len() == RECENT_IDS {
+            self.recent_ids.pop_front();
+        }
+        self.recent_ids.push_back(*block.id());
+        Ok(())
+    }
+
+    fn finalized(&self, height: u64) -> Result<Option<StoredBlock>, LocalFault> {
+        if height == 0 || height > self.height {
+            return Ok(None);
+        }
+        self.reader()
+            .read_block(height)
+            .map_err(|e| LocalFault(e.to_string()))
+    }
+
+    fn finalized_block(&self, height: u64) -> Result<Option<Block>, LocalFault> {
+        if height == 0 || height > self.height {
+            return Ok(None);
+        }
+        self.reader()
+            .read_header_and_ids(height)
+            .map_err(|e| LocalFault(e.to_string()))
+    }
+
+    fn finalized_id(&self, height: u64) -> Result<Option<BlockId>, LocalFault> {
+        // Commits are consecutive: the ring holds heights
+        // `height - len + 1 ..= height`.
+        let first = self.height + 1 - self.recent_ids.len() as u64;
+        if (first..=self.height).contains(&height) {
+            return Ok(self.recent_ids.get((height - first) as usize).copied());
+        }
+        Ok(self.finalized_block(height)?.map(|b| *b.id()))
+    }
+}
+
+/// Read access to a chain's finalized blocks, indexes and state through
+/// its `Db`, without the [`DbChain`] itself: a finalized block never
+/// changes, and a commit is one atomic batch, so another thread (the
+/// node's API, the workers serving blocks to peers) reads with no lock on
+/// the chain — state and proofs from one storage snapshot, so the height,
+/// root, value and proof it returns belong together. Cheap to clone.
+#[derive(Clone)]
+pub struct ChainReader {
+    db: Arc<Db>,
+}
+
+/// A state value with its merkle proof, as of one committed height.
+#[derive(Debug)]
+pub struct ProvenValue {
+    /// Height the state was read at.
+    pub height: u64,
+    /// State root at that height.
+    pub root: [u8; 32],
+    /// The value, if any.
+    pub value: Option<Vec<u8>>,
+    /// Inclusion (or exclusion) proof against `root`.
+    pub proof: merkle::Proof,
+}
+
+/// The trie's view of a storage snapshot: reads only.
+struct SnapshotTrieStore(strata_storage::Snapshot);
+
+impl NodeStore for SnapshotTrieStore {
+    type Error = strata_storage::Error;
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.0.get(&key(b't', k))
+    }
+
+    fn write_batch(
+        &self,
+        _puts: Vec<(Vec<u8>, Vec<u8>)>,
+        _deletes: Vec<Vec<u8>>,
+    ) -> Result<(), Self::Error> {
+        unreachable!("a snapshot trie only proves, it never applies")
+    }
+}
+
+impl ChainReader {
+    /// A reader over the chain records in `db`.
+    pub fn new(db: Arc<Db>) -> Self {
+        ChainReader { db }
+    }
+
+    /// The committed account of `pk` and the height it was read at, from
+    /// one snapshot.
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn account(&self, pk: &PublicKey) -> Result<(u64, Account), ChainError> {
+        let snap = self.db.snapshot();
+        let height = match snap.get(META_KEY)? {
+            Some(meta) => decode_meta(&meta)?.0,
+            None => 0,
+        };
+        let k = state::account_key(pk);
+        let account = match snap.get(&state_record_key(&k))? {
+            None => Account::default(),
+            Some(v) => Account::decode(&v)
+                .ok_or_else(|| ChainError::Corrupt(format!("account record {}", hex::encode(k))))?,
+        };
+        Ok((height, account))
+    }
+
+    /// The state value under `state_key` with a proof against the root of
+    /// the last committed height, all from one snapshot.
+    ///
+    /// # Errors
+    /// Storage or trie failures.
+    pub fn prove(&self, state_key: &StateKey) -> Result<ProvenValue, ChainError> {
+        let snap = self.db.snapshot();
+        let (height, _, root) = match snap.get(META_KEY)? {
+            Some(meta) => decode_meta(&meta)?,
+            None => return Err(ChainError::Corrupt("no committed height yet".into())),
+        };
+        let value = snap.get(&state_record_key(state_key))?;
+        let trie = Trie::open(SnapshotTrieStore(snap), TrieConfig::default())?;
+        if trie.root() != root {
+            return Err(ChainError::Corrupt(format!(
+                "state root {} in the meta record, {} in the trie",
+                hex::encode(root),
+                hex::encode(trie.root())
+            )));
+        }
+        let proof = trie.prove(state_key)?;
+        Ok(ProvenValue {
+            height,
+            root,
+            value,
+            proof,
+        })
+    }
+
+    /// The last committed height, block id and state root, from the `m`
+    /// record (`None` before the genesis is written).
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn head(&self) -> Result<Option<(u64, BlockId, [u8; 32])>, ChainError> {
+        let Some(meta) = self.db.get(META_KEY)? else {
+            return Ok(None);
+        };
+        decode_meta(&meta).map(Some)
+    }
+
+    /// The height at which transaction `id` was finalized, if it was.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn tx_height(&self, id: &TxId) -> Result<Option<u64>, ChainError> {
+        self.index(b'n', id)
+    }
+
+    /// The height of block `id`, if finalized.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn block_height(&self, id: &BlockId) -> Result<Option<u64>, ChainError> {
+        self.index(b'i', id)
+    }
+
+    fn index(&self, ns: u8, id: &[u8; 32]) -> Result<Option<u64>, ChainError> {
+        match self.db.get(&key(ns, id))? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("index record length".into()))?;
+                Ok(Some(u64::from_le_bytes(b)))
+            }
+        }
+    }
 
     /// The block record at `height` alone (no transactions).
-    fn read_header_and_ids(&self, height: u64) -> Result<Option<Block>, ChainError> {
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn read_header_and_ids(&self, height: u64) -> Result<Option<Block>, ChainError> {
         let Some(block_bytes) = self.db.get(&key(b'b', &height.to_be_bytes()))? else {
             return Ok(None);
         };
@@ -415,7 +627,11 @@ impl DbChain {
             .map_err(|e| ChainError::Corrupt(format!("block {height}: {e}")))
     }
 
-    fn read_block(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
+    /// The block at `height` with its transactions.
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn read_block(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
         let hb = height.to_be_bytes();
         let Some(block) = self.read_header_and_ids(height)? else {
             return Ok(None);
@@ -453,87 +669,31 @@ impl DbChain {
         }
         Ok(Some((block, txs)))
     }
+
+    /// [`crate::engine::serve_block`] over this reader: the block `id` at
+    /// `height` with its transactions, if finalized there. Compares the id
+    /// (from the block record) before reading the transactions.
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn serve(&self, height: u64, id: &BlockId) -> Result<Option<StoredBlock>, ChainError> {
+        match self.read_header_and_ids(height)? {
+            Some(b) if b.id() == id => self.read_block(height),
+            _ => Ok(None),
+        }
+    }
 }
 
-impl Chain for DbChain {
-    fn chain_id(&self) -> u64 {
-        self.chain_id
-    }
-
-    fn height(&self) -> u64 {
-        self.height
-    }
-
-    fn last_block_id(&self) -> BlockId {
-        self.last_id
-    }
-
-    fn state_root(&self) -> [u8; 32] {
-        self.root
-    }
-
-    fn account(&self, account: &PublicKey) -> Account {
-        state::read_account(&self.state(), account).unwrap_or_default()
-    }
-
-    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        state::execute(&self.state(), txs)
-    }
-
-    fn commit(
-        &mut self,
-        block: &Block,
-        txs: &[Arc<Transaction>],
-        diff: StateDiff,
-    ) -> Result<(), String> {
-        if block.height() != self.height + 1 || block.header().parent != self.last_id {
-            return Err(format!(
-                "block at height {} does not extend height {}",
-                block.height(),
-                self.height
-            ));
-        }
-        // The cache learns the block's changes only once they are
-        // written: a failed commit (the engine then halts) leaves it
-        // holding the state that is on disk.
-        let changed: Vec<(StateKey, Option<Vec<u8>>)> =
-            diff.changes.iter().map(|(k, v)| (*k, v.clone())).collect();
-        self.write_commit(Some(block), txs, diff)
-            .map_err(|e| e.to_string())?;
-        let mut cache = self.cache.lock();
-        for (k, v) in changed {
-            cache.put(k, v);
-        }
-        if self.recent_ids.len() == RECENT_IDS {
-            self.recent_ids.pop_front();
-        }
-        self.recent_ids.push_back(*block.id());
-        Ok(())
-    }
-
-    fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)> {
-        if height == 0 || height > self.height {
-            return None;
-        }
-        self.read_block(height).ok().flatten()
-    }
-
-    fn finalized_block(&self, height: u64) -> Option<Block> {
-        if height == 0 || height > self.height {
-            return None;
-        }
-        self.read_header_and_ids(height).ok().flatten()
-    }
-
-    fn finalized_id(&self, height: u64) -> Option<BlockId> {
-        // Commits are consecutive: the ring holds heights
-        // `height - len + 1 ..= height`.
-        let first = self.height + 1 - self.recent_ids.len() as u64;
-        if (first..=self.height).contains(&height) {
-            return self.recent_ids.get((height - first) as usize).copied();
-        }
-        self.finalized_block(height).map(|b| *b.id())
-    }
+fn decode_meta(meta: &[u8]) -> Result<(u64, BlockId, [u8; 32]), ChainError> {
+    let meta: &[u8; 72] = meta
+        .try_into()
+        .map_err(|_| ChainError::Corrupt("meta record length".into()))?;
+    let height = u64::from_le_bytes(meta[..8].try_into().expect("8 bytes"));
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&meta[8..40]);
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&meta[40..72]);
+    Ok((height, id, root))
 }
 
 #[cfg(test)]
@@ -607,6 +767,6 @@ mod tests {
         assert_eq!(reopened.state_root(), root_whole);
         assert_eq!(reopened.height(), 0);
         let pk: PublicKey = *blake3::hash(&4_999u64.to_le_bytes()).as_bytes();
-        assert_eq!(reopened.account(&pk).balance, 5_999);
+        assert_eq!(reopened.account(&pk).unwrap().balance, 5_999);
     }
 }

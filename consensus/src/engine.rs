@@ -3,8 +3,12 @@
 //! Inputs are messages from peers ([`Engine::on_message`]), timer ticks
 //! ([`Engine::on_tick`]) and transactions from clients or gossip
 //! ([`Engine::submit`]); each returns what to do as [`Output`]s — messages to
-//! send, peers to penalise, heights committed. Time is a `now_ms` argument;
-//! randomness comes from a seeded [`Rng`]. The same engine therefore runs in
+//! send, peers to penalise, heights committed. Time is a `now_ms` argument
+//! from a monotonic clock, used for every deadline (polls, pulls, proposal
+//! delays, mempool expiry); the wall clock is read by the caller and passed
+//! to [`Engine::on_tick`] only to stamp proposed blocks, so a step of the
+//! system clock neither stalls nor fires any timer. Randomness comes from
+//! a seeded [`Rng`]. The same engine therefore runs in
 //! the node (driven by the io_uring loop) and in the deterministic simulator.
 //!
 //! Per height:
@@ -36,11 +40,25 @@
 //! 5. When Snowball finalizes a block, the engine commits it through the
 //!    [`Chain`] and moves to the next height.
 //!
-//! Known simplifications (named, not hidden): signature checks and block
-//! execution run inline on the caller's thread rather than as worker jobs,
-//! and commit is synchronous.
+//! Adversaries (docs/consensus.md, "What a peer may cost"): an answer
+//! counts once per poll slot, whatever it says (a second answer, even "no
+//! vote", is penalised and ignored); only a validator's query reveals this
+//! node's preference; a peer that serves a block whose transactions do not
+//! match its id is blamed without the block being rejected (it may be
+//! valid: it is pulled again from another voter); a fault of the node's own
+//! store ([`LocalFault`], or an [`ExecError`] that
+//! [`ExecError::is_local_fault`]) halts the engine and is never blamed on
+//! the peer that sent the block.
+//!
+//! Known simplifications (named, not hidden): block execution runs inline
+//! on the caller's thread rather than as a worker job, and commit is
+//! synchronous. Signatures of a pulled block are checked here unless the
+//! caller checked them already ([`Engine::on_checked_block`]; the node does
+//! so on its workers), and finalized blocks are served by the caller
+//! ([`Output::ServeBlock`], [`serve_block`]) so a disk read for a peer
+//! never runs on the engine's thread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::block::{Block, BlockId};
@@ -50,7 +68,7 @@ use crate::rng::Rng;
 use crate::sampler::{Sampler, SamplingWeight};
 use crate::snowball::{Params, PollOutcome, Snowball};
 use crate::state::{Account, ExecError, StateDiff};
-use crate::tx::{PublicKey, Transaction, TxId};
+use crate::tx::{PublicKey, Transaction, TxId, TxKind};
 use crate::verify::{Verdict, VerifiedIds, Verifier};
 
 /// A node's identity: its public key.
@@ -99,6 +117,13 @@ impl Default for EngineConfig {
     }
 }
 
+/// A failure of this node's own chain store (a read or write of its disk
+/// failed, or a record is corrupt): never a peer's fault. The engine halts
+/// on one rather than blame or ban anyone.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("local chain store failure: {0}")]
+pub struct LocalFault(pub String);
+
 /// The finalized chain the engine builds on. The node implements it over
 /// `strata-storage`; the simulator over maps.
 pub trait Chain {
@@ -110,42 +135,82 @@ pub trait Chain {
     fn last_block_id(&self) -> BlockId;
     /// State root after the last finalized block.
     fn state_root(&self) -> [u8; 32];
-    /// An account in the finalized state.
-    fn account(&self, account: &PublicKey) -> Account;
+    /// An account in the finalized state (the default account when absent).
+    ///
+    /// # Errors
+    /// When the store cannot be read or the record is corrupt.
+    fn account(&self, account: &PublicKey) -> Result<Account, LocalFault>;
     /// Executes `txs` against the finalized state.
     ///
     /// # Errors
-    /// When a transaction does not apply.
+    /// When a transaction does not apply, or (an error that
+    /// [`ExecError::is_local_fault`]) the state cannot be read.
     fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError>;
     /// Durably commits `block` (which must extend the last finalized block)
     /// with its transactions and state diff.
     ///
     /// # Errors
-    /// A storage failure, as text.
+    /// A storage failure.
     fn commit(
         &mut self,
         block: &Block,
         txs: &[Arc<Transaction>],
         diff: StateDiff,
-    ) -> Result<(), String>;
-    /// A finalized block and its transactions.
-    fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)>;
+    ) -> Result<(), LocalFault>;
+    /// A finalized block and its transactions (`None` above the height).
+    ///
+    /// # Errors
+    /// When the store cannot be read or the record is corrupt.
+    fn finalized(&self, height: u64) -> Result<Option<StoredBlock>, LocalFault>;
     /// A finalized block without its transactions. Answering a query about
     /// a finalized height needs only the block's id, and decoding a full
     /// block's transactions (hashing each for its id) on the engine's
     /// thread for that cost a lagging peer's every poll a whole block of
     /// hashing; stores that can read the block alone override this.
-    fn finalized_block(&self, height: u64) -> Option<Block> {
-        self.finalized(height).map(|(b, _)| b)
+    ///
+    /// # Errors
+    /// As [`Chain::finalized`].
+    fn finalized_block(&self, height: u64) -> Result<Option<Block>, LocalFault> {
+        Ok(self.finalized(height)?.map(|(b, _)| b))
     }
     /// The id of the finalized block at `height`: all a query about a
     /// finalized height needs. Peers one height behind poll about the
     /// block just finalized many times a second; stores that remember
     /// recent ids override this to skip decoding the block (whose id
     /// hashes all its transaction ids).
-    fn finalized_id(&self, height: u64) -> Option<BlockId> {
-        self.finalized_block(height).map(|b| *b.id())
+    ///
+    /// # Errors
+    /// As [`Chain::finalized`].
+    fn finalized_id(&self, height: u64) -> Result<Option<BlockId>, LocalFault> {
+        Ok(self.finalized_block(height)?.map(|b| *b.id()))
     }
+}
+
+/// A finalized block with its transactions.
+pub type StoredBlock = (Block, Vec<Arc<Transaction>>);
+
+/// The answer to a peer's [`Message::GetBlock`] for finalized block `id`
+/// at `height`: the block with its transactions, or `None` when this chain
+/// has no such block there. What a caller runs for [`Output::ServeBlock`];
+/// the id is compared before the transactions are read.
+///
+/// # Errors
+/// A failure of the local store.
+pub fn serve_block(
+    chain: &impl Chain,
+    height: u64,
+    id: &BlockId,
+) -> Result<Option<Message>, LocalFault> {
+    if height == 0 || height > chain.height() || chain.finalized_id(height)? != Some(*id) {
+        return Ok(None);
+    }
+    Ok(chain
+        .finalized(height)?
+        .filter(|(b, _)| b.id() == id)
+        .map(|(block, txs)| Message::BlockData {
+            block: Box::new(block),
+            txs,
+        }))
 }
 
 /// Messages between engines.
@@ -195,6 +260,11 @@ pub enum Misbehaviour {
     UnsolicitedBlock,
     /// Answered a poll it was not asked, or for the wrong height.
     UnsolicitedVote,
+    /// Answered the same poll twice (honest nodes answer a query once).
+    DuplicateVote,
+    /// Served a block whose transactions are not the ones its id names.
+    /// The block itself may be valid: it is pulled again elsewhere.
+    WrongBlockData,
 }
 
 /// What the driver must do.
@@ -214,7 +284,19 @@ pub enum Output {
         /// Why.
         reason: Misbehaviour,
     },
-    /// The engine stopped (a commit failed); it ignores all input from now.
+    /// Serve peer `to` the finalized block `id` at `height` (a
+    /// [`Message::BlockData`], see [`serve_block`]), if this chain has it.
+    /// Left to the caller so that the read, which may go to disk, runs off
+    /// the engine's thread and within the caller's budget for that peer.
+    ServeBlock {
+        /// The peer that asked.
+        to: NodeId,
+        /// Height it named.
+        height: u64,
+        /// Block it asked for.
+        id: BlockId,
+    },
+    /// The engine stopped (its store failed); it ignores all input from now.
     Halted {
         /// Why.
         reason: String,
@@ -239,17 +321,59 @@ pub enum SubmitError {
     /// The mempool refused it.
     #[error("rejected by the mempool: {0}")]
     Rejected(crate::mempool::Reject),
+    /// The node could not read the sender's account: its own store failed
+    /// (the engine has halted).
+    #[error("node failure: {0}")]
+    Local(LocalFault),
 }
 
 /// Failed polls in a row, in units of `beta`, after which the engine
 /// forgets preference strength (see `Snowball::forget_strength`).
 const STALL_POLLS_PER_BETA: usize = 4;
 
+/// Block pulls in flight at once, over all voters; past it, votes for
+/// unknown blocks still count but pull nothing until pulls expire.
+const PULLS_MAX: usize = 256;
+/// Block pulls in flight to one voter.
+const PULLS_PER_PEER_MAX: usize = 4;
+/// Voters one block is asked of, at most, at one height.
+const PULL_ASKS_MAX: usize = 8;
+
 /// A candidate block at the current height.
 struct Candidate {
     block: Block,
     txs: Vec<Arc<Transaction>>,
     diff: StateDiff,
+}
+
+/// One block pulled at the current height.
+struct Pull {
+    /// Voters asked for it, the latest last (at most [`PULL_ASKS_MAX`]).
+    asked: Vec<NodeId>,
+    /// When the latest ask expires (monotonic ms).
+    deadline_ms: u64,
+    /// The block arrived (from one of `asked`); copies from the others are
+    /// late, not unsolicited.
+    received: bool,
+}
+
+impl Pull {
+    fn in_flight_to(&self, peer: &NodeId, now_ms: u64) -> bool {
+        !self.received && self.deadline_ms > now_ms && self.asked.last() == Some(peer)
+    }
+}
+
+/// What block data from a peer is to this engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockExpectation {
+    /// Pulled from that peer and not yet received: take it.
+    Wanted,
+    /// Pulled from that peer, but already received from another voter it
+    /// was pulled from: a late answer, to ignore without blame.
+    Late,
+    /// Never asked of that peer at this height (or already rejected):
+    /// unsolicited.
+    Unsolicited,
 }
 
 struct Poll {
@@ -260,8 +384,12 @@ struct Poll {
     /// units of weight drawn, see `Sampler::sample`).
     weight_votes: Vec<usize>,
     votes: Vec<Option<BlockId>>,
-    /// Peers that answered (the node's own slot is never counted here).
-    answered: usize,
+    /// Which slots have answered: each counts once, whatever it said ("no
+    /// vote" included), so a peer cannot close a poll early by answering
+    /// again.
+    answered: Vec<bool>,
+    /// Slots that answered (the node's own slot is never counted here).
+    answered_count: usize,
     /// Where the node drew itself, if it did: that slot gets the node's
     /// preference when the poll closes, without any message.
     own_slot: Option<usize>,
@@ -290,6 +418,8 @@ pub struct Engine {
     me: NodeId,
     /// Every validator, this node included (for proposer ranks).
     validator_keys: Vec<PublicKey>,
+    /// The same keys, for membership checks of queriers.
+    validator_set: HashSet<PublicKey>,
     config: EngineConfig,
     params: Params,
     sampler: Sampler,
@@ -311,10 +441,10 @@ pub struct Engine {
     /// Blocks found invalid at this height (never preferred, never pulled
     /// again).
     rejected: HashMap<BlockId, ()>,
-    /// Pulls in flight: block id → (peer asked, deadline). A pull whose
-    /// answer is lost expires and the block is pulled again from the next
-    /// voter.
-    pulls: HashMap<BlockId, (NodeId, u64)>,
+    /// Block pulls at this height: a pull whose answer is late expires and
+    /// the block is pulled again from the next voter; every voter asked
+    /// may still answer (late is not unsolicited).
+    pulls: HashMap<BlockId, Pull>,
     polls: BTreeMap<u64, Poll>,
     next_poll_id: u64,
     stats: EngineStats,
@@ -340,6 +470,7 @@ impl Engine {
         Engine {
             me,
             validator_keys: validators.iter().map(|v| v.public_key).collect(),
+            validator_set: validators.iter().map(|v| v.public_key).collect(),
             params,
             sampler,
             rng: Rng::new(seed),
@@ -394,6 +525,22 @@ impl Engine {
         self.snowball.preference()
     }
 
+    /// Why the engine halted, once it has (a failure of the local store);
+    /// it then ignores all input. The caller stops the node.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Halts on a failure of the local store: it can no longer follow the
+    /// chain safely, and no peer is to blame.
+    fn halt(&mut self, what: &str, fault: &dyn std::fmt::Display, out: &mut Vec<Output>) {
+        if self.halted.is_none() {
+            let reason = format!("{what}: {fault}");
+            self.halted = Some(reason.clone());
+            out.push(Output::Halted { reason });
+        }
+    }
+
     /// Verifies and admits client or gossiped transactions; returns how many
     /// were admitted.
     pub fn submit(&mut self, txs: Vec<Transaction>, chain: &impl Chain, now_ms: u64) -> usize {
@@ -416,9 +563,14 @@ impl Engine {
         txs.into_iter()
             .map(|tx| {
                 let id = *tx.id();
-                let nonce = chain.account(tx.sender()).nonce;
+                let account = chain.account(tx.sender()).map_err(|e| {
+                    // Reported through `halted()`: no output goes back from
+                    // here, and the caller checks after every call.
+                    self.halt("reading an account for admission", &e, &mut Vec::new());
+                    SubmitError::Local(e)
+                })?;
                 self.mempool
-                    .insert(tx, nonce, now_ms)
+                    .insert(tx, account, now_ms)
                     .map(|_| id)
                     .map_err(SubmitError::Rejected)
             })
@@ -446,7 +598,9 @@ impl Engine {
     }
 
     /// Advances timers: proposes, closes late polls, opens new ones.
-    pub fn on_tick(&mut self, chain: &mut impl Chain, now_ms: u64) -> Vec<Output> {
+    /// `now_ms` is the monotonic clock every deadline runs on; `wall_ms`
+    /// (ms since the Unix epoch) only stamps a block proposed now.
+    pub fn on_tick(&mut self, chain: &mut impl Chain, now_ms: u64, wall_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         if self.halted.is_some() {
             return out;
@@ -458,9 +612,9 @@ impl Engine {
                 >= self.height_started_ms
                     + self.config.propose_delay_ms
                     + self.config.propose_backoff_ms * my_rank
-            && !self.mempool.is_empty()
+            && self.mempool.has_ready()
         {
-            self.propose(chain, now_ms);
+            self.propose(chain, wall_ms, &mut out);
         }
         let late: Vec<u64> = self
             .polls
@@ -470,6 +624,11 @@ impl Engine {
             .collect();
         for id in late {
             self.close_poll(id, chain, now_ms, &mut out);
+        }
+        if self.pulls.len() >= PULLS_MAX / 2 {
+            // Keep received ones (late copies stay blameless) and live asks.
+            self.pulls
+                .retain(|_, p| p.received || p.deadline_ms > now_ms);
         }
         while self.polls.len() < self.config.polls_in_flight && !self.sampler.is_empty() {
             self.open_poll(now_ms, &mut out);
@@ -499,10 +658,22 @@ impl Engine {
             Message::Query { poll_id, height } => {
                 let block = if height == self.height {
                     let preference = self.snowball.preference();
-                    self.revealed |= preference.is_some();
+                    // Only a validator's query reveals the preference: a
+                    // vote counts only in a validator's poll, and letting
+                    // anyone pin this node's preference by asking would let
+                    // any peer block the best-ranked proposal.
+                    if self.validator_set.contains(&from) {
+                        self.revealed |= preference.is_some();
+                    }
                     preference
                 } else if height >= 1 && height <= chain.height() {
-                    chain.finalized_id(height)
+                    match chain.finalized_id(height) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            self.halt("reading a finalized block id", &e, &mut out);
+                            return out;
+                        }
+                    }
                 } else {
                     None
                 };
@@ -529,29 +700,75 @@ impl Engine {
                             txs: c.txs.clone(),
                         },
                     });
-                } else if let Some((block, txs)) = chain
-                    .finalized(height)
-                    .filter(|(b, _)| *b.id() == id && height <= chain.height())
-                {
-                    out.push(Output::Send {
+                } else if height >= 1 && height <= chain.height() {
+                    out.push(Output::ServeBlock {
                         to: from,
-                        msg: Message::BlockData {
-                            block: Box::new(block),
-                            txs,
-                        },
+                        height,
+                        id,
                     });
                 }
+                // Anything else is a block this node does not have (a
+                // losing candidate it never saw, or a future height):
+                // no answer, and the puller asks another voter.
             }
             Message::BlockData { block, txs } => {
-                self.on_block_data(from, *block, txs, chain, &mut out)
+                self.on_block_data(from, *block, txs, None, chain, now_ms, &mut out)
             }
         }
         out
     }
 
-    fn propose(&mut self, chain: &impl Chain, now_ms: u64) {
-        let Some(candidate) = self.build_candidate(chain, now_ms) else {
-            return;
+    /// Whether block data for `id` from `from` is wanted: only a block
+    /// pulled from that peer is taken. A caller that checks signatures
+    /// elsewhere asks this first, so an unsolicited block costs it no
+    /// decoding (see [`Engine::on_checked_block`]).
+    pub fn block_expectation(&self, from: &NodeId, id: &BlockId) -> BlockExpectation {
+        match self.pulls.get(id) {
+            Some(p) if p.asked.contains(from) => {
+                if p.received {
+                    BlockExpectation::Late
+                } else {
+                    BlockExpectation::Wanted
+                }
+            }
+            _ => BlockExpectation::Unsolicited,
+        }
+    }
+
+    /// [`Message::BlockData`] from `from` whose transactions' signatures
+    /// the caller has already checked: `signatures_valid` says whether
+    /// every one verified. The node checks them on its worker threads,
+    /// after [`Engine::expects_block`], so a peer's block costs the
+    /// engine's thread no signature work.
+    pub fn on_checked_block(
+        &mut self,
+        from: NodeId,
+        block: Block,
+        txs: Vec<Arc<Transaction>>,
+        signatures_valid: bool,
+        chain: &mut impl Chain,
+        now_ms: u64,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_none() {
+            self.on_block_data(
+                from,
+                block,
+                txs,
+                Some(signatures_valid),
+                chain,
+                now_ms,
+                &mut out,
+            );
+        }
+        out
+    }
+
+    fn propose(&mut self, chain: &impl Chain, wall_ms: u64, out: &mut Vec<Output>) {
+        let candidate = match self.build_candidate(chain, wall_ms) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => return self.halt("executing this node's own proposal", &e, out),
         };
         let id = *candidate.block.id();
         self.candidates.insert(id, candidate);
@@ -559,33 +776,50 @@ impl Engine {
         self.stats.proposed += 1;
     }
 
-    /// A proposal from the mempool at the current height, executed against
-    /// the finalized state.
-    fn build_candidate(&self, chain: &impl Chain, now_ms: u64) -> Option<Candidate> {
-        let ids = self.mempool.build_block(self.config.block_txs_max, |pk| {
-            let a = chain.account(pk);
-            (a.balance, a.nonce)
-        });
+    /// A proposal from the mempool at the current height, stamped
+    /// `wall_ms`, executed against the finalized state: `None` when
+    /// nothing can be proposed.
+    ///
+    /// # Errors
+    /// An execution error that is a local fault.
+    fn build_candidate(
+        &self,
+        chain: &impl Chain,
+        wall_ms: u64,
+    ) -> Result<Option<Candidate>, ExecError> {
+        let ids = self.mempool.build_block(self.config.block_txs_max);
         if ids.is_empty() {
-            return None;
+            return Ok(None);
         }
         let txs: Vec<Arc<Transaction>> = ids
             .iter()
             .filter_map(|id| self.mempool.get(id).cloned())
             .collect();
-        let block = Block::new(
+        let Ok(block) = Block::new(
             self.height,
             chain.last_block_id(),
             chain.state_root(),
             self.me,
-            now_ms,
+            wall_ms,
             ids,
-        )
-        .ok()?;
-        // The mempool chose only affordable, contiguous transactions, so a
-        // failure here means the chain moved under us; try again next tick.
-        let diff = chain.execute(&txs).ok()?;
-        Some(Candidate { block, txs, diff })
+        ) else {
+            return Ok(None);
+        };
+        // The mempool chose only affordable, contiguous transactions from
+        // its exact view of the finalized accounts, so an invalid
+        // transaction here is a bug, not a peer's doing; a local fault
+        // halts.
+        match chain.execute(&txs) {
+            Ok(diff) => Ok(Some(Candidate { block, txs, diff })),
+            Err(e) if e.is_local_fault() => Err(e),
+            Err(e) => {
+                debug_assert!(
+                    false,
+                    "the mempool chose a block that does not execute: {e}"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// **Simulation hook for Byzantine proposers**: builds two different
@@ -595,10 +829,10 @@ impl Engine {
     pub fn propose_twice_for_simulation(
         &mut self,
         chain: &impl Chain,
-        now_ms: u64,
+        wall_ms: u64,
     ) -> Option<[BlockId; 2]> {
-        let a = self.build_candidate(chain, now_ms)?;
-        let b = self.build_candidate(chain, now_ms + 1)?;
+        let a = self.build_candidate(chain, wall_ms).ok()??;
+        let b = self.build_candidate(chain, wall_ms + 1).ok()??;
         let ids = [*a.block.id(), *b.block.id()];
         self.candidates.insert(ids[0], a);
         self.candidates.insert(ids[1], b);
@@ -676,7 +910,8 @@ impl Engine {
                 asked,
                 weight_votes,
                 votes: vec![None; n],
-                answered: 0,
+                answered: vec![false; n],
+                answered_count: 0,
                 own_slot,
                 deadline_ms: now_ms + self.config.poll_timeout_ms,
             },
@@ -716,10 +951,19 @@ impl Engine {
             });
             return;
         }
-        if poll.votes[slot].is_some() {
-            return; // duplicate answer
+        if poll.answered[slot] {
+            // Honest nodes answer a query once. Counting a second answer
+            // (even "no vote") would let one sampled peer fill the
+            // poll's other slots and close it early: one validator
+            // answering every query three times halted finality.
+            out.push(Output::Penalize {
+                peer: from,
+                reason: Misbehaviour::DuplicateVote,
+            });
+            return;
         }
-        poll.answered += 1;
+        poll.answered[slot] = true;
+        poll.answered_count += 1;
         if let Some(id) = block {
             if self.rejected.contains_key(&id) {
                 out.push(Output::Penalize {
@@ -728,23 +972,61 @@ impl Engine {
                 });
             } else {
                 poll.votes[slot] = Some(id);
-                let pulling = self
-                    .pulls
-                    .get(&id)
-                    .is_some_and(|(_, deadline)| *deadline > now_ms);
-                if !self.candidates.contains_key(&id) && !pulling {
-                    self.pulls
-                        .insert(id, (from, now_ms + self.config.poll_timeout_ms));
-                    out.push(Output::Send {
-                        to: from,
-                        msg: Message::GetBlock { id, height },
-                    });
-                }
             }
         }
-        if poll.answered + usize::from(poll.own_slot.is_some()) == poll.asked.len() {
+        let complete =
+            poll.answered_count + usize::from(poll.own_slot.is_some()) == poll.asked.len();
+        if let Some(id) = block.filter(|id| !self.rejected.contains_key(id)) {
+            self.maybe_pull(from, id, height, now_ms, out);
+        }
+        if complete {
             self.close_poll(poll_id, chain, now_ms, out);
         }
+    }
+
+    /// Pulls block `id` from voter `from` unless it is held, being pulled
+    /// (from anyone, not yet expired), or the pull limits are reached: a
+    /// voter gets at most `PULLS_PER_PEER_MAX` pulls in flight, so one
+    /// voting for ever-new unknown ids (a random or withholding voter)
+    /// cannot grow the pull table.
+    fn maybe_pull(
+        &mut self,
+        from: NodeId,
+        id: BlockId,
+        height: u64,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.candidates.contains_key(&id) {
+            return;
+        }
+        if let Some(p) = self.pulls.get(&id) {
+            if p.received || p.deadline_ms > now_ms || p.asked.len() >= PULL_ASKS_MAX {
+                return;
+            }
+        } else if self.pulls.len() >= PULLS_MAX {
+            return;
+        }
+        let in_flight = self
+            .pulls
+            .values()
+            .filter(|p| p.in_flight_to(&from, now_ms))
+            .count();
+        if in_flight >= PULLS_PER_PEER_MAX {
+            return;
+        }
+        let deadline_ms = now_ms + self.config.poll_timeout_ms;
+        let pull = self.pulls.entry(id).or_insert_with(|| Pull {
+            asked: Vec::new(),
+            deadline_ms,
+            received: false,
+        });
+        pull.asked.push(from);
+        pull.deadline_ms = deadline_ms;
+        out.push(Output::Send {
+            to: from,
+            msg: Message::GetBlock { id, height },
+        });
     }
 
     fn close_poll(
@@ -808,32 +1090,58 @@ impl Engine {
         }
     }
 
+    /// Takes block data from `from`: only a block pulled from it. With
+    /// `signatures` the caller's verdict on the transactions' signatures;
+    /// `None`: the engine checks them itself.
+    #[allow(clippy::too_many_arguments)]
     fn on_block_data(
         &mut self,
         from: NodeId,
         block: Block,
         txs: Vec<Arc<Transaction>>,
+        signatures: Option<bool>,
         chain: &impl Chain,
+        now_ms: u64,
         out: &mut Vec<Output>,
     ) {
+        let _ = now_ms;
         let id = *block.id();
-        if self.pulls.get(&id).map(|(peer, _)| peer) != Some(&from) {
-            out.push(Output::Penalize {
-                peer: from,
-                reason: Misbehaviour::UnsolicitedBlock,
-            });
-            return;
+        match self.block_expectation(&from, &id) {
+            BlockExpectation::Wanted => {}
+            BlockExpectation::Late => return,
+            BlockExpectation::Unsolicited => {
+                out.push(Output::Penalize {
+                    peer: from,
+                    reason: Misbehaviour::UnsolicitedBlock,
+                });
+                return;
+            }
         }
-        self.pulls.remove(&id);
         if self.candidates.contains_key(&id) || block.height() != self.height {
             return; // already have it, or the height moved on meanwhile
         }
-        match self.validate(&block, txs, chain) {
+        let result = self.validate(&block, txs, signatures, chain);
+        if let Some(p) = self.pulls.get_mut(&id) {
+            match &result {
+                // The server lied about the transactions: ask the next
+                // voter at once, and take nothing more from this one.
+                Err(Refusal::WrongData) => {
+                    p.asked.retain(|peer| *peer != from);
+                    p.deadline_ms = 0;
+                }
+                _ => p.received = true,
+            }
+        }
+        match result {
             Ok(candidate) => {
                 self.candidates.insert(id, candidate);
                 self.consider(id, chain);
             }
-            Err(()) => {
+            Err(Refusal::WrongData) => out.push(Output::Penalize {
+                peer: from,
+                reason: Misbehaviour::WrongBlockData,
+            }),
+            Err(Refusal::Invalid) => {
                 self.stats.invalid_blocks += 1;
                 self.rejected.insert(id, ());
                 out.push(Output::Penalize {
@@ -841,6 +1149,7 @@ impl Engine {
                     reason: Misbehaviour::InvalidBlock,
                 });
             }
+            Err(Refusal::Local(e)) => self.halt("validating a pulled block", &e, out),
         }
     }
 
@@ -849,38 +1158,56 @@ impl Engine {
         &mut self,
         block: &Block,
         txs: Vec<Arc<Transaction>>,
+        signatures: Option<bool>,
         chain: &impl Chain,
-    ) -> Result<Candidate, ()> {
+    ) -> Result<Candidate, Refusal> {
         let h = block.header();
+        // The id commits to the header: a wrong header is the block's own
+        // fault, whoever served it.
         if h.height != self.height
             || h.parent != chain.last_block_id()
             || h.state_root != chain.state_root()
+            || block.tx_ids().is_empty()
         {
-            return Err(());
+            return Err(Refusal::Invalid);
         }
-        let ids: Vec<TxId> = txs.iter().map(|t| *t.id()).collect();
-        if ids.as_slice() != block.tx_ids() || ids.is_empty() {
-            return Err(());
-        }
-        // Transactions already in the mempool passed the same check on
-        // admission (the id hashes the whole encoding, signature
-        // included): only the others are verified. Under load most of a
-        // pulled block was gossiped here first, so this halves the
-        // signature work.
-        let unseen: Vec<Arc<Transaction>> = txs
-            .iter()
-            .filter(|t| !self.mempool.contains(t.id()))
-            .cloned()
-            .collect();
-        if self
-            .verifier
-            .verify(&unseen, chain.chain_id())
-            .iter()
-            .any(|v| *v != Verdict::Valid)
+        // The header commits to the transaction ids, and each id to its
+        // transaction's bytes: transactions that are not the ones named
+        // are the server's doing, not the block's.
+        if txs.len() != block.tx_ids().len()
+            || txs.iter().zip(block.tx_ids()).any(|(t, id)| t.id() != id)
         {
-            return Err(());
+            return Err(Refusal::WrongData);
         }
-        let diff = chain.execute(&txs).map_err(|_| ())?;
+        let signatures_valid = match signatures {
+            Some(valid) => valid,
+            None => {
+                // Transactions already in the mempool passed the same
+                // check on admission (the id hashes the whole encoding,
+                // signature included): only the others are verified.
+                // Under load most of a pulled block was gossiped here
+                // first, so this halves the signature work.
+                let unseen: Vec<Arc<Transaction>> = txs
+                    .iter()
+                    .filter(|t| !self.mempool.contains(t.id()))
+                    .cloned()
+                    .collect();
+                self.verifier
+                    .verify(&unseen, chain.chain_id())
+                    .iter()
+                    .all(|v| *v == Verdict::Valid)
+            }
+        };
+        if !signatures_valid {
+            return Err(Refusal::Invalid);
+        }
+        let diff = chain.execute(&txs).map_err(|e| {
+            if e.is_local_fault() {
+                Refusal::Local(e.to_string())
+            } else {
+                Refusal::Invalid
+            }
+        })?;
         Ok(Candidate {
             block: block.clone(),
             txs,
@@ -900,27 +1227,28 @@ impl Engine {
         };
         let height = c.block.height();
         let ntx = c.txs.len();
-        // The senders' next nonces are in the block's own diff: read there
-        // rather than from the store after the commit, one lookup per
-        // sender fewer on the engine's thread. Done before the commit
-        // consumes the diff; if the commit fails the engine halts, and
-        // the mempool no longer matters. (Every included sender's account
-        // is in the diff; the fallback to the parent state could only
-        // leave stale entries, which block building skips and TTL drops.)
-        self.mempool.remove_committed(c.block.tx_ids(), |pk| {
-            c.diff
-                .account(pk)
-                .map_or_else(|| chain.account(pk).nonce, |a| a.nonce)
-        });
+        // Every account the block changed (senders, and recipients of
+        // transfers), as the block's own diff writes it: the mempool keeps
+        // its view of pending senders' accounts exact from these, with no
+        // read of the store. Collected before the commit consumes the diff.
+        let mut touched: Vec<(PublicKey, Account)> = Vec::with_capacity(c.txs.len());
+        for tx in &c.txs {
+            let mut note = |pk: &PublicKey| {
+                if let Some(a) = c.diff.account(pk) {
+                    touched.push((*pk, a));
+                }
+            };
+            note(tx.sender());
+            if let TxKind::Transfer { to, .. } = &tx.body().kind {
+                note(to);
+            }
+        }
         if let Err(e) = chain.commit(&c.block, &c.txs, c.diff) {
             // A failed commit halts the engine: it can no longer follow the
             // chain safely. The driver must stop the node and reopen.
-            self.halted = Some(format!("commit of height {height} failed: {e}"));
-            out.push(Output::Halted {
-                reason: self.halted.clone().unwrap_or_default(),
-            });
-            return;
+            return self.halt(&format!("commit of height {height} failed"), &e, out);
         }
+        self.mempool.remove_committed(c.block.tx_ids(), touched);
         out.push(Output::Committed {
             height,
             id,
@@ -935,6 +1263,16 @@ impl Engine {
         self.pulls.clear();
         self.polls.clear();
     }
+}
+
+/// Why a pulled block was not taken.
+enum Refusal {
+    /// The block is invalid: its header, a signature or its execution.
+    Invalid,
+    /// The peer served transactions other than those the block names.
+    WrongData,
+    /// This node's own store failed.
+    Local(String),
 }
 
 #[cfg(test)]
@@ -1004,7 +1342,7 @@ mod tests {
         let mut e = engine(n, index, chain);
         let tx = shared_tx(n);
         assert_eq!(e.submit(vec![tx], chain, 0), 1);
-        e.on_tick(chain, 10_000);
+        e.on_tick(chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         (e, id)
     }
@@ -1055,7 +1393,7 @@ mod tests {
         let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
         let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
         let mut me = engine(&n, n.by_rank[3], &chain);
-        let polls = me.on_tick(&mut chain, 10_000);
+        let polls = me.on_tick(&mut chain, 10_000, 10_000);
         learn(&mut me, &mut second, second_id, &mut chain, &polls);
         assert_eq!(me.preference(), Some(second_id));
         if reveal {
@@ -1112,7 +1450,7 @@ mod tests {
         let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
         let tx = shared_tx(&n);
         assert_eq!(e.submit(vec![tx], &chain, 0), 1);
-        let polls = e.on_tick(&mut chain, 10_000);
+        let polls = e.on_tick(&mut chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for o in &polls {
@@ -1143,5 +1481,312 @@ mod tests {
             }),
             "{out:?}"
         );
+    }
+
+    /// The first open poll of `polls` (outputs of a tick) that asked at
+    /// least two peers, with those peers.
+    fn poll_with_two_peers(polls: &[Output]) -> (u64, Vec<NodeId>) {
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        queries
+            .into_iter()
+            .find(|(_, peers)| peers.len() >= 2)
+            .expect("a poll asking two peers")
+    }
+
+    /// Regression (issue 17, finding 1): a "no vote" answer never filled
+    /// its slot, so one sampled validator answering a query three times
+    /// closed the poll early as if every peer had answered; doing so to
+    /// every query halted finality, and it was never scored.
+    #[test]
+    fn a_second_answer_counts_nothing_and_is_penalised() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = engine(&n, 0, &chain);
+        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let (poll_id, peers) = poll_with_two_peers(&polls);
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: None,
+        };
+        let first = e.on_message(peers[0], vote.clone(), &mut chain, 10_001);
+        assert!(first.is_empty(), "{first:?}");
+        for _ in 0..3 {
+            let out = e.on_message(peers[0], vote.clone(), &mut chain, 10_002);
+            assert_eq!(
+                out,
+                vec![Output::Penalize {
+                    peer: peers[0],
+                    reason: Misbehaviour::DuplicateVote
+                }]
+            );
+        }
+        assert_eq!(e.stats().polls, 0, "the poll closed on repeated answers");
+    }
+
+    /// Regression (issue 17, finding 9): any peer's query marked the
+    /// preference as revealed, pinning it against a better-ranked proposal.
+    #[test]
+    fn a_query_from_a_non_validator_reveals_nothing() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
+        let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
+        let mut me = engine(&n, n.by_rank[3], &chain);
+        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        learn(&mut me, &mut second, second_id, &mut chain, &polls);
+        let stranger = crate::tx::signing_key_from_seed(&[0xee; 32])
+            .verifying_key()
+            .to_bytes();
+        let q = Message::Query {
+            poll_id: 5,
+            height: 1,
+        };
+        let out = me.on_message(stranger, q, &mut chain, 10_003);
+        assert!(matches!(
+            &out[..],
+            [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id
+        ));
+        learn(&mut me, &mut best, best_id, &mut chain, &polls);
+        assert_eq!(
+            me.preference(),
+            Some(best_id),
+            "a stranger pinned the preference"
+        );
+    }
+
+    /// A voter that serves a valid block's header with other transactions
+    /// is blamed, but the block is not rejected: the next voter's copy is
+    /// taken (a Byzantine voter could otherwise make honest nodes reject
+    /// every good block it pulled first).
+    #[test]
+    fn wrong_transactions_blame_the_server_not_the_block() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
+        let mut me = engine(&n, n.by_rank[3], &chain);
+        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        let (poll_id, peers) = poll_with_two_peers(&polls);
+        let liar = peers[0];
+        let out = me.on_message(
+            liar,
+            Message::Vote {
+                poll_id,
+                height: 1,
+                block: Some(best_id),
+            },
+            &mut chain,
+            10_001,
+        );
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Send { to, msg: Message::GetBlock { .. } } if *to == liar)
+        ));
+        let Some(Output::Send {
+            msg: Message::BlockData { block, .. },
+            ..
+        }) = best
+            .on_message(
+                me.me,
+                Message::GetBlock {
+                    id: best_id,
+                    height: 1,
+                },
+                &mut chain,
+                10_001,
+            )
+            .into_iter()
+            .next()
+        else {
+            panic!("the proposer serves its block");
+        };
+        let key = devnet_account_key(1);
+        let other = TxBody {
+            chain_id: n.genesis.chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Delete { key: b"x".to_vec() },
+        }
+        .sign(&key)
+        .unwrap();
+        let out = me.on_message(
+            liar,
+            Message::BlockData {
+                block: block.clone(),
+                txs: vec![Arc::new(other)],
+            },
+            &mut chain,
+            10_002,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Penalize {
+                peer: liar,
+                reason: Misbehaviour::WrongBlockData
+            }]
+        );
+        assert_eq!(me.stats().invalid_blocks, 0);
+        // The proposer's vote pulls it again, and it is taken.
+        learn(&mut me, &mut best, best_id, &mut chain, &polls);
+        assert_eq!(me.preference(), Some(best_id));
+    }
+
+    /// A chain whose state reads fail, as a broken disk would.
+    struct BrokenChain(MemChain);
+
+    impl Chain for BrokenChain {
+        fn chain_id(&self) -> u64 {
+            self.0.chain_id()
+        }
+        fn height(&self) -> u64 {
+            self.0.height()
+        }
+        fn last_block_id(&self) -> BlockId {
+            self.0.last_block_id()
+        }
+        fn state_root(&self) -> [u8; 32] {
+            self.0.state_root()
+        }
+        fn account(&self, _: &PublicKey) -> Result<Account, LocalFault> {
+            Err(LocalFault("EIO".into()))
+        }
+        fn execute(&self, _: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+            Err(ExecError::Read("EIO".into()))
+        }
+        fn commit(
+            &mut self,
+            block: &Block,
+            txs: &[Arc<Transaction>],
+            diff: StateDiff,
+        ) -> Result<(), LocalFault> {
+            self.0.commit(block, txs, diff)
+        }
+        fn finalized(&self, height: u64) -> Result<Option<StoredBlock>, LocalFault> {
+            self.0.finalized(height)
+        }
+    }
+
+    /// Regression (issue 17, finding 13): a failed read of the local store
+    /// while executing a pulled block made it "invalid" and banned the
+    /// honest peer that served it. Now the engine halts and blames no one.
+    #[test]
+    fn a_local_read_failure_halts_and_blames_no_one() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
+        let mut me = engine(&n, n.by_rank[3], &chain);
+        let mut broken = BrokenChain(chain.clone());
+        let polls = me.on_tick(&mut broken, 10_000, 10_000);
+        let from = best.me;
+        let poll_id = polls
+            .iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: Message::Query { poll_id, .. },
+                } if *to == from => Some(*poll_id),
+                _ => None,
+            })
+            .expect("a query to the proposer");
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(best_id),
+        };
+        let get = me
+            .on_message(from, vote, &mut broken, 10_001)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { msg, .. } if matches!(msg, Message::GetBlock { .. }) => Some(msg),
+                _ => None,
+            })
+            .expect("a pull");
+        let data = best.on_message(me.me, get, &mut chain, 10_001);
+        let Some(Output::Send { msg, .. }) = data.into_iter().next() else {
+            panic!("served");
+        };
+        let out = me.on_message(from, msg, &mut broken, 10_002);
+        assert!(
+            matches!(&out[..], [Output::Halted { reason }] if reason.contains("EIO")),
+            "{out:?}"
+        );
+        assert!(me.halted().is_some());
+        // Admission reads the account: the failure is the node's, typed.
+        assert!(matches!(
+            me.submit_verified(vec![shared_tx(&n)], &broken, 10_003)[..],
+            [Err(SubmitError::Local(_))]
+        ));
+    }
+
+    /// A finalized block is served by the caller (`Output::ServeBlock`),
+    /// never read on the engine's thread, and `serve_block` answers only
+    /// for the id finalized at that height.
+    #[test]
+    fn finalized_blocks_are_served_by_the_caller() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let config = EngineConfig {
+            params: Params {
+                k: 2,
+                alpha_preference: 2,
+                alpha_confidence: 2,
+                beta: 1,
+            },
+            ..EngineConfig::default()
+        };
+        let me = n.validators[0].public_key;
+        let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
+        assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let id = e.preference().expect("proposed");
+        let (poll_id, peer) = polls
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: Message::Query { poll_id, .. },
+                } => Some((*poll_id, *to)),
+                _ => None,
+            })
+            .find(|(p, _)| {
+                polls
+                    .iter()
+                    .filter(|o| matches!(o, Output::Send { msg: Message::Query { poll_id, .. }, .. } if poll_id == p))
+                    .count()
+                    == 1
+            })
+            .expect("a poll that drew the node itself");
+        let vote = Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(id),
+        };
+        e.on_message(peer, vote, &mut chain, 10_050);
+        assert_eq!(chain.height(), 1);
+        let get = Message::GetBlock { id, height: 1 };
+        let out = e.on_message(peer, get, &mut chain, 10_060);
+        assert_eq!(
+            out,
+            vec![Output::ServeBlock {
+                to: peer,
+                height: 1,
+                id
+            }]
+        );
+        assert!(matches!(
+            serve_block(&chain, 1, &id),
+            Ok(Some(Message::BlockData { .. }))
+        ));
+        assert_eq!(serve_block(&chain, 1, &[9; 32]), Ok(None));
+        assert_eq!(serve_block(&chain, 2, &id), Ok(None));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use strata_storage::merkle;
 
 use crate::block::{Block, BlockId};
-use crate::engine::Chain;
+use crate::engine::{Chain, LocalFault, StoredBlock};
 use crate::genesis::Genesis;
 use crate::state::{execute, read_account, Account, ExecError, StateDiff, StateKey};
 use crate::tx::{PublicKey, Transaction};
@@ -81,8 +81,8 @@ impl Chain for MemChain {
         self.root
     }
 
-    fn account(&self, account: &PublicKey) -> Account {
-        read_account(&self.state, account).unwrap_or_default()
+    fn account(&self, account: &PublicKey) -> Result<Account, LocalFault> {
+        read_account(&self.state, account).map_err(|e| LocalFault(e.to_string()))
     }
 
     fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
@@ -94,12 +94,12 @@ impl Chain for MemChain {
         block: &Block,
         txs: &[Arc<Transaction>],
         diff: StateDiff,
-    ) -> Result<(), String> {
+    ) -> Result<(), LocalFault> {
         if block.height() != self.height() + 1 || block.header().parent != self.last_block_id() {
-            return Err(format!(
+            return Err(LocalFault(format!(
                 "block at height {} does not extend the chain",
                 block.height()
-            ));
+            )));
         }
         for (k, v) in diff.changes {
             match v {
@@ -112,8 +112,10 @@ impl Chain for MemChain {
         Ok(())
     }
 
-    fn finalized(&self, height: u64) -> Option<(Block, Vec<Arc<Transaction>>)> {
-        let i = usize::try_from(height.checked_sub(1)?).ok()?;
-        self.blocks.get(i).cloned()
+    fn finalized(&self, height: u64) -> Result<Option<StoredBlock>, LocalFault> {
+        let Some(i) = height.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
+            return Ok(None);
+        };
+        Ok(self.blocks.get(i).cloned())
     }
 }

@@ -26,7 +26,9 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use crate::block::BlockId;
-use crate::engine::{Chain, Engine, EngineConfig, EngineStats, Message, NodeId, Output};
+use crate::engine::{
+    serve_block, Chain, Engine, EngineConfig, EngineStats, Message, NodeId, Output,
+};
 use crate::genesis::{
     devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, DEVNET_BALANCE,
 };
@@ -483,7 +485,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                         }
                     }
                 }
-                outputs.push((node, n.engine.on_tick(&mut n.chain, now)));
+                outputs.push((node, n.engine.on_tick(&mut n.chain, now, now)));
             }
             Event::Crash { node, until_ms } => {
                 if config.trace {
@@ -559,6 +561,17 @@ pub fn run(config: &SimConfig) -> SimReport {
 
         for (node, outs) in outputs {
             for o in outs {
+                // The node serves finalized blocks off its engine's
+                // thread; here, at once.
+                let o = match o {
+                    Output::ServeBlock { to, height, id } => {
+                        match serve_block(&nodes[node].chain, height, &id) {
+                            Ok(Some(msg)) => Output::Send { to, msg },
+                            _ => continue,
+                        }
+                    }
+                    o => o,
+                };
                 match o {
                     Output::Send { to, msg } => {
                         let Some(&dest) = index.get(&to) else {
@@ -642,7 +655,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                     Output::Halted { reason } => {
                         report.violation = Some(format!("node {node} halted: {reason}"));
                     }
-                    Output::Penalize { .. } => {}
+                    Output::Penalize { .. } | Output::ServeBlock { .. } => {}
                 }
             }
         }

@@ -112,6 +112,15 @@ pub enum ExecError {
     Read(String),
 }
 
+impl ExecError {
+    /// True when the failure is this node's own (a read of its store
+    /// failed, or a stored entry is corrupt) rather than the transactions':
+    /// such a block is not invalid, and no peer is to blame for it.
+    pub fn is_local_fault(&self) -> bool {
+        matches!(self, ExecError::Read(_) | ExecError::CorruptState(_))
+    }
+}
+
 /// Read access to a finalized state (a storage snapshot, or a map in tests).
 pub trait StateReader {
     /// The value under `key`.

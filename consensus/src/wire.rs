@@ -19,7 +19,7 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use crate::block::{Block, BLOCK_BYTES_MAX, BLOCK_TXS_MAX};
+use crate::block::{Block, BlockId, BLOCK_BYTES_MAX, BLOCK_TXS_MAX, HEADER_BYTES};
 use crate::engine::Message;
 use crate::error::DecodeError;
 use crate::tx::{Transaction, TX_BYTES_MAX, TX_BYTES_MIN};
@@ -32,6 +32,48 @@ const TAG_VOTE: u8 = 2;
 const TAG_GET_BLOCK: u8 = 3;
 const TAG_BLOCK_DATA: u8 = 4;
 const TAG_TXS: u8 = 5;
+
+/// What a payload is, from its tag alone: lets a node apply per-kind
+/// budgets before it decodes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// [`Message::Query`].
+    Query,
+    /// [`Message::Vote`].
+    Vote,
+    /// [`Message::GetBlock`].
+    GetBlock,
+    /// [`Message::BlockData`].
+    BlockData,
+    /// [`Payload::Txs`].
+    Txs,
+}
+
+/// The kind of the payload `bytes`, or `None` for an unknown tag (or no
+/// bytes).
+pub fn payload_kind(bytes: &[u8]) -> Option<PayloadKind> {
+    Some(match *bytes.first()? {
+        TAG_QUERY => PayloadKind::Query,
+        TAG_VOTE => PayloadKind::Vote,
+        TAG_GET_BLOCK => PayloadKind::GetBlock,
+        TAG_BLOCK_DATA => PayloadKind::BlockData,
+        TAG_TXS => PayloadKind::Txs,
+        _ => return None,
+    })
+}
+
+/// The id of the block in a [`Message::BlockData`] payload, hashed from
+/// its header alone (the id is the blake3 of the header): what a node
+/// checks against the blocks it pulled before it decodes the block's
+/// transactions. `None` when the payload is not block data or too short to
+/// hold a header; a full [`Payload::decode`] still checks everything.
+pub fn block_data_id(bytes: &[u8]) -> Option<BlockId> {
+    if payload_kind(bytes)? != PayloadKind::BlockData {
+        return None;
+    }
+    let header = bytes.get(1 + 4..1 + 4 + HEADER_BYTES)?;
+    Some(*blake3::hash(header).as_bytes())
+}
 
 /// One decoded payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,6 +315,25 @@ mod tests {
                 Err(DecodeError::TrailingBytes { extra: 1 })
             ));
         }
+    }
+
+    #[test]
+    fn kind_and_block_data_id_come_from_the_first_bytes() {
+        for p in samples() {
+            let bytes = p.encode();
+            let kind = payload_kind(&bytes).expect("known tag");
+            let id = block_data_id(&bytes);
+            match &p {
+                Payload::Engine(Message::BlockData { block, .. }) => {
+                    assert_eq!(kind, PayloadKind::BlockData);
+                    assert_eq!(id, Some(*block.id()));
+                }
+                _ => assert_eq!(id, None),
+            }
+        }
+        assert_eq!(payload_kind(&[]), None);
+        assert_eq!(payload_kind(&[77]), None);
+        assert_eq!(block_data_id(&[TAG_BLOCK_DATA, 0, 0]), None);
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn durable_chain_matches_memory_and_survives_reopen() {
     assert_eq!(chain.state_root(), mem.state_root());
     assert_eq!(chain.last_block_id(), *blocks[4].id());
     for (i, b) in blocks.iter().enumerate() {
-        let (got, txs) = chain.finalized(i as u64 + 1).unwrap();
+        let (got, txs) = chain.finalized(i as u64 + 1).unwrap().unwrap();
         assert_eq!(&got, b);
         assert_eq!(txs.len(), 20);
         assert_eq!(chain.block_height(b.id()).unwrap(), Some(i as u64 + 1));
@@ -94,7 +94,7 @@ fn durable_chain_matches_memory_and_survives_reopen() {
     assert_eq!(chain.tx_height(&last_tx.unwrap()).unwrap(), Some(5));
     // Balances and a proof of one account against the committed root.
     let pk = devnet_account_key(3).verifying_key().to_bytes();
-    assert_eq!(chain.account(&pk).nonce, 5);
+    assert_eq!(chain.account(&pk).unwrap().nonce, 5);
     let (value, proof) = chain.prove(&account_key(&pk)).unwrap();
     let value = value.expect("the account exists");
     assert!(merkle::verify_path(
@@ -123,11 +123,14 @@ fn finalized_ids_match_the_committed_blocks_recent_or_not() {
             commit_both(&mut chain, &mut mem, h, txs)
         })
         .collect();
-    assert_eq!(chain.finalized_id(0), None);
-    assert_eq!(chain.finalized_id(heights + 1), None);
+    assert_eq!(chain.finalized_id(0), Ok(None));
+    assert_eq!(chain.finalized_id(heights + 1), Ok(None));
     for (i, b) in blocks.iter().enumerate() {
         let h = i as u64 + 1;
-        assert_eq!(chain.finalized_id(h), Some(*b.id()), "height {h}");
-        assert_eq!(chain.finalized_block(h).map(|b| *b.id()), Some(*b.id()));
+        assert_eq!(chain.finalized_id(h), Ok(Some(*b.id())), "height {h}");
+        assert_eq!(
+            chain.finalized_block(h).unwrap().map(|b| *b.id()),
+            Some(*b.id())
+        );
     }
 }

@@ -48,7 +48,7 @@ fn child(dir: &str) {
                     TxBody {
                         chain_id: genesis.chain_id,
                         sender,
-                        nonce: chain.account(&sender).nonce,
+                        nonce: chain.account(&sender).unwrap().nonce,
                         fee: 2,
                         kind: TxKind::Transfer {
                             to: devnet_account_public_keys()[(i + 1) % SENDERS],
@@ -94,7 +94,7 @@ fn check(dir: &str, genesis: &Genesis, supply: u64) -> u64 {
     );
     let balances: u64 = devnet_account_public_keys()
         .iter()
-        .map(|pk| chain.account(pk).balance)
+        .map(|pk| chain.account(pk).unwrap().balance)
         .sum();
     let burned = db
         .get(&[b"s".as_slice(), burned_key().as_slice()].concat())
@@ -109,6 +109,7 @@ fn check(dir: &str, genesis: &Genesis, supply: u64) -> u64 {
     if chain.height() > 0 {
         let (block, txs) = chain
             .finalized(chain.height())
+            .expect("the store reads")
             .expect("the last block is stored");
         assert_eq!(*block.id(), chain.last_block_id());
         assert_eq!(txs.len(), SENDERS);

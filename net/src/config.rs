@@ -16,8 +16,23 @@ pub struct Config {
     pub chain_id: [u8; 32],
     /// Largest frame payload. Default 4 MiB, at most 64 MiB.
     pub frame_payload_bytes_max: u32,
-    /// Inbound connection limit. Default 32.
+    /// Inbound peers (authenticated, not reserved) at once. When full, a
+    /// newcomer takes the place of the worst-scored such peer if that one
+    /// misbehaved (score below 0); otherwise the newcomer is refused.
+    /// Default 32.
     pub inbound_peers_max: usize,
+    /// Node keys always admitted, inbound or outbound, beyond
+    /// `inbound_peers_max`, even from an address banned for unauthenticated
+    /// misbehaviour (their key is proven first): the validators, so that
+    /// strangers filling the inbound slots, or sharing a validator's IP
+    /// address, cannot cut it off. Default none.
+    pub reserved_peers: Vec<[u8; 32]>,
+    /// Connections in their handshake at once. Default
+    /// [`HANDSHAKES_MAX_DEFAULT`] (128).
+    pub handshakes_max: usize,
+    /// Inbound connections in their handshake from one IP address. Default
+    /// [`HANDSHAKES_PER_IP_MAX_DEFAULT`] (32).
+    pub handshakes_per_ip_max: usize,
     /// Outbound connection target and limit. Default 8.
     pub outbound_peers_max: usize,
     /// Per-connection send queue limit. Default 8 MiB.
@@ -102,6 +117,9 @@ impl Default for Config {
             chain_id: [0; 32],
             frame_payload_bytes_max: FRAME_PAYLOAD_BYTES_MAX_DEFAULT,
             inbound_peers_max: 32,
+            reserved_peers: Vec::new(),
+            handshakes_max: HANDSHAKES_MAX_DEFAULT,
+            handshakes_per_ip_max: HANDSHAKES_PER_IP_MAX_DEFAULT,
             outbound_peers_max: 8,
             send_queue_bytes_max: SEND_QUEUE_BYTES_MAX_DEFAULT,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS_DEFAULT,
@@ -153,6 +171,11 @@ impl Config {
         if self.pong_timeout_ms <= self.ping_interval_ms {
             return Err(Error::Config(
                 "pong_timeout_ms must exceed ping_interval_ms".into(),
+            ));
+        }
+        if self.handshakes_max == 0 || self.handshakes_per_ip_max == 0 {
+            return Err(Error::Config(
+                "handshakes_max and handshakes_per_ip_max must be positive".into(),
             ));
         }
         if self.events_max == 0 || self.tick_ms == 0 || self.gossip_fanout == 0 {

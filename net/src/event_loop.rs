@@ -31,7 +31,7 @@ use crate::error::{Error, HandshakeRefusal, Result};
 use crate::frame::{FrameDecoder, Header};
 use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
-use crate::limits::PENDING_REQUESTS_PER_PEER_MAX;
+use crate::limits::{HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, PENDING_REQUESTS_PER_PEER_MAX};
 use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message, MsgType};
 use crate::node::{Command, Event, PeerSummary, RequestFailure, Responder, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
@@ -65,6 +65,12 @@ const K_CONNECT_TIMEOUT: u64 = 7;
 fn ud(kind: u64, slot: usize, gen: u32) -> u64 {
     (kind << 56) | ((slot as u64 & 0xFF_FFFF) << 32) | u64::from(gen)
 }
+/// Names one connection for as long as it lives: its slot and generation
+/// (a slot reused by a later connection has another generation).
+fn conn_tag(slot: usize, gen: u32) -> u64 {
+    ((slot as u64) << 32) | u64::from(gen)
+}
+
 fn ud_parts(u: u64) -> (u64, usize, u32) {
     (u >> 56, ((u >> 32) & 0xFF_FFFF) as usize, u as u32)
 }
@@ -105,6 +111,9 @@ struct Conn {
     gossip: Option<PeerGossip>,
     /// The peer asked for no gossip ([`Message::Quiet`]).
     quiet: bool,
+    /// Accepted from an IP address banned for misbehaviour before
+    /// authentication: the connection may only become a reserved peer.
+    restricted: bool,
     ping_nonce: u64,
     ping_sent_ms: u64,
     awaiting_pong: bool,
@@ -140,7 +149,11 @@ pub(crate) struct EventLoop {
     by_key: HashMap<[u8; 32], usize, IdentityState>,
     seen: SeenCache,
     store: LruCache<ItemId, Vec<u8>, IdentityState>,
-    requested: LruCache<ItemId, u64, IdentityState>,
+    /// Ids pulled and not yet received: when, and from which connection
+    /// ([`conn_tag`]). A pull response may carry only these.
+    requested: LruCache<ItemId, (u64, u64), IdentityState>,
+    /// `Config::reserved_peers`, for lookups.
+    reserved: HashSet<[u8; 32]>,
     pending_push: Vec<ItemId>,
     deadlines: VecDeque<Deadline>,
     /// Length at which `deadlines` is next compacted.
@@ -191,6 +204,7 @@ impl EventLoop {
             seen: SeenCache::new(cfg.seen_ids_max),
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
             requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
+            reserved: cfg.reserved_peers.iter().copied().collect(),
             pending_push: Vec::new(),
             deadlines: VecDeque::new(),
             deadlines_compact_at: DEADLINES_COMPACT_MIN,
@@ -542,7 +556,10 @@ impl EventLoop {
             inflight: 0,
             // Allocated by `arm_recv` when there is no receive ring.
             recv_buf: Box::default(),
-            decoder: FrameDecoder::new(self.cfg.frame_payload_bytes_max),
+            // Raised to `frame_payload_bytes_max` once the peer is
+            // authenticated (`on_recv`): before that a connection can make
+            // this node buffer no more than a handshake message.
+            decoder: FrameDecoder::new(HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX),
             partial_since_ms: 0,
             send_queue: Vec::new(),
             send_inflight: Vec::new(),
@@ -555,6 +572,7 @@ impl EventLoop {
             score: Score::default(),
             gossip: None,
             quiet: false,
+            restricted: false,
             ping_nonce: 0,
             ping_sent_ms: 0,
             awaiting_pong: false,
@@ -582,15 +600,33 @@ impl EventLoop {
             return;
         };
         let now = self.now_ms();
-        if self.count_conns(false) >= self.cfg.inbound_peers_max
-            || self.bans.is_banned(&BanKey::Addr(remote), now)
+        // The inbound peer limit applies once a peer is authenticated (a
+        // validator must get in however many strangers hold the slots);
+        // until then the handshake limits bound what connections cost.
+        let (handshaking, same_ip) = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| !c.closing && c.state == PeerState::Handshaking)
+            .fold((0, 0), |(all, ip), c| {
+                (all + 1, ip + usize::from(c.remote.ip() == remote.ip()))
+            });
+        let ip_banned = self.bans.is_banned(&BanKey::Ip(remote.ip()), now);
+        if handshaking >= self.cfg.handshakes_max
+            || same_ip >= self.cfg.handshakes_per_ip_max
+            || (ip_banned && self.reserved.is_empty())
         {
+            self.shared
+                .stats
+                .accepts_refused
+                .fetch_add(1, Ordering::Relaxed);
             // SAFETY: as above.
             unsafe { libc::close(fd) };
             return;
         }
         set_nodelay(fd);
         let slot = self.new_conn(fd, remote, false, PeerState::Handshaking);
+        self.conns[slot].as_mut().expect("just created").restricted = ip_banned;
         self.start_handshake(slot);
     }
 
@@ -825,17 +861,11 @@ impl EventLoop {
         let ban = conn.score.penalize(m);
         // Keep the score in `Handle::peers` current.
         self.peers_dirty |= conn.state == PeerState::Ready;
-        let key = match conn.peer.or_else(|| {
-            conn.hs.as_ref().and_then(|h| {
-                h.peer_hello().map(|h| PeerInfo {
-                    node_key: h.node_key,
-                    listen_port: h.listen_port,
-                    version: h.version,
-                })
-            })
-        }) {
+        // Only a proven key is banned: the key in a peer's hello is a
+        // claim, and banning it would let anyone get any key banned.
+        let key = match conn.peer {
             Some(info) => BanKey::Node(info.node_key),
-            None => BanKey::Addr(conn.remote),
+            None => BanKey::Ip(conn.remote.ip()),
         };
         if ban {
             self.bans.ban(key, now, self.cfg.ban_duration_ms);
@@ -900,6 +930,15 @@ impl EventLoop {
                     };
                     if !open {
                         break;
+                    }
+                    // The frame may have completed the handshake: from the
+                    // next frame on, the peer may send full-size ones.
+                    if dec.payload_bytes_max() < self.cfg.frame_payload_bytes_max
+                        && self.conns[slot]
+                            .as_ref()
+                            .is_some_and(|c| c.state == PeerState::Ready)
+                    {
+                        dec.set_payload_bytes_max(self.cfg.frame_payload_bytes_max);
                     }
                 }
                 Ok(None) => break,
@@ -986,18 +1025,19 @@ impl EventLoop {
             }
             Message::Announce(ids) => {
                 let mut want = Vec::new();
+                let tag = conn_tag(slot, conn.gen);
                 let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
                 for id in ids.iter() {
                     gossip.mark_known(id);
                     if self.seen.contains(id) {
                         continue;
                     }
-                    if let Some(at) = self.requested.peek(id) {
+                    if let Some((at, _)) = self.requested.peek(id) {
                         if now < at + PULL_RETRY_MS {
                             continue;
                         }
                     }
-                    self.requested.put(*id, now);
+                    self.requested.put(*id, (now, tag));
                     want.extend_from_slice(id);
                 }
                 if !want.is_empty() {
@@ -1005,7 +1045,31 @@ impl EventLoop {
                 }
             }
             Message::Push(items) | Message::PullResponse(items) => {
-                let limited = matches!(msg, Message::Push(_));
+                if matches!(msg, Message::PullResponse(_)) {
+                    // A pull response may carry only ids pulled from this
+                    // very connection: anything else is a push that
+                    // dodges the push limits.
+                    // (An id whose request record was already pushed out
+                    // of the bounded `requested` table is let through with
+                    // the others; a response with none pulled is not.)
+                    let tag = conn_tag(slot, conn.gen);
+                    let requested = &self.requested;
+                    let solicited = items
+                        .iter()
+                        .any(|(id, _)| requested.peek(id).is_some_and(|(_, t)| *t == tag));
+                    if !solicited {
+                        self.misbehave(slot, Misbehaviour::UnsolicitedResponse);
+                        return !self.conns[slot].as_ref().is_none_or(|c| c.closing);
+                    }
+                    for (id, _) in items.iter() {
+                        self.requested.remove(id);
+                    }
+                }
+                let conn = self.conns[slot].as_mut().expect("live slot");
+                // Pull responses count against the same per-peer item and
+                // byte budgets as pushes: solicited or not, a peer cannot
+                // make this node take more than those.
+                let limited = true;
                 let from = conn.peer.expect("ready").node_key;
                 let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
                 let store = &mut self.store;
@@ -1218,6 +1282,14 @@ impl EventLoop {
     fn on_authenticated(&mut self, slot: usize, info: PeerInfo) -> bool {
         let now = self.now_ms();
         let me = self.identity.public();
+        if !self.admit(slot, &info, now) {
+            self.shared
+                .stats
+                .handshakes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(slot);
+            return false;
+        }
         if let Some(&other) = self.by_key.get(&info.node_key) {
             // Two connections to one node (both dialed at once). Both sides
             // keep the connection whose initiator has the lower key, so they
@@ -1248,6 +1320,56 @@ impl EventLoop {
         }
         self.promote(slot, info, now, true);
         true
+    }
+
+    /// Whether peer `info`, just authenticated on `slot`, may stay: not
+    /// banned (by its proven key); from a banned IP only as a reserved
+    /// peer; inbound and not reserved only within `inbound_peers_max`,
+    /// evicting the worst-scored such peer if it misbehaved.
+    fn admit(&mut self, slot: usize, info: &PeerInfo, now: u64) -> bool {
+        if self.bans.is_banned(&BanKey::Node(info.node_key), now) {
+            return false;
+        }
+        let reserved = self.reserved.contains(&info.node_key);
+        let conn = self.conns[slot].as_ref().expect("live");
+        if reserved || conn.outbound || self.by_key.contains_key(&info.node_key) {
+            // Reserved peers always; outbound ones were chosen by this
+            // node (within `outbound_peers_max`); a second connection to
+            // a known peer replaces, not adds (`on_authenticated`).
+            return reserved || !conn.restricted;
+        }
+        if conn.restricted {
+            return false;
+        }
+        let mut inbound = 0;
+        let mut worst: Option<(i32, usize)> = None;
+        for &s in self.by_key.values() {
+            let Some(c) = self.conns[s].as_ref() else {
+                continue;
+            };
+            let key = c.peer.map(|p| p.node_key);
+            if c.outbound || c.closing || key.is_some_and(|k| self.reserved.contains(&k)) {
+                continue;
+            }
+            inbound += 1;
+            if worst.is_none_or(|(score, _)| c.score.0 < score) {
+                worst = Some((c.score.0, s));
+            }
+        }
+        if inbound < self.cfg.inbound_peers_max {
+            return true;
+        }
+        match worst {
+            Some((score, victim)) if score < 0 => {
+                self.shared
+                    .stats
+                    .peers_evicted
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close(victim);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn promote(&mut self, slot: usize, info: PeerInfo, now: u64, announce: bool) {

@@ -190,6 +190,19 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the payload limit for frames whose header has not been read
+    /// yet (clamped to [`FRAME_PAYLOAD_BYTES_MAX_CEILING`]). The event loop
+    /// starts every connection at the small handshake limit and raises it
+    /// once the peer is authenticated, between two frames.
+    pub fn set_payload_bytes_max(&mut self, payload_bytes_max: u32) {
+        self.payload_bytes_max = payload_bytes_max.min(FRAME_PAYLOAD_BYTES_MAX_CEILING);
+    }
+
+    /// The current payload limit.
+    pub fn payload_bytes_max(&self) -> u32 {
+        self.payload_bytes_max
+    }
+
     /// Bytes of a partial frame currently buffered.
     pub fn buffered_bytes(&self) -> usize {
         self.header_filled + self.payload_buf.len()

@@ -50,6 +50,11 @@ impl TokenBucket {
             false
         }
     }
+    /// Returns `n` tokens taken by a [`TokenBucket::try_take`] whose work
+    /// did not happen after all (up to the capacity).
+    pub fn refund(&mut self, n: u64) {
+        self.tokens = self.tokens.saturating_add(n).min(self.capacity);
+    }
     /// Tokens available now (without refilling).
     pub fn tokens(&self) -> u64 {
         self.tokens

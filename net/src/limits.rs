@@ -23,6 +23,19 @@ pub const SENT_IDS_PER_PEER_MAX_DEFAULT: usize = 4096;
 /// Default per-connection send queue limit (8 MiB): above it, sends are
 /// refused with backpressure and a peer that stays above it is dropped.
 pub const SEND_QUEUE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+/// Largest frame payload accepted before the peer is authenticated: a
+/// hello (100 bytes) or an auth signature (64) fits with room to spare.
+/// Until the handshake is done a connection can make this node buffer no
+/// more than this, whatever `frame_payload_bytes_max` says.
+pub const HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX: u32 = 256;
+/// Default limit on connections still in their handshake (inbound and
+/// outbound together). Each costs a socket, a receive slot and at most
+/// [`HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX`] of buffer, for at most the
+/// handshake timeout.
+pub const HANDSHAKES_MAX_DEFAULT: usize = 128;
+/// Default limit on inbound connections in their handshake from one IP
+/// address, so one host cannot take every handshake slot.
+pub const HANDSHAKES_PER_IP_MAX_DEFAULT: usize = 32;
 /// Default handshake timeout.
 pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// Score at or below which a peer is disconnected and banned.
@@ -49,6 +62,9 @@ pub const RECV_BUFFERS_DEFAULT: u16 = 128;
 pub const RECV_BUFFER_BYTES: u32 = 32 * 1024;
 
 const _: () = assert!(RECV_BUFFERS_DEFAULT.is_power_of_two());
+// A hello (100 bytes) and an auth (64 bytes) fit before authentication.
+const _: () = assert!(HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX >= 100);
+const _: () = assert!(HANDSHAKES_PER_IP_MAX_DEFAULT <= HANDSHAKES_MAX_DEFAULT);
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX_DEFAULT <= FRAME_PAYLOAD_BYTES_MAX_CEILING);
 const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 // An announce of the most ids fits in a default frame.

@@ -174,6 +174,12 @@ pub struct Stats {
     pub bans: AtomicU64,
     /// Handshakes refused.
     pub handshakes_refused: AtomicU64,
+    /// Inbound connections closed at accept: too many handshakes in
+    /// progress (in all, or from that IP), or from a banned IP.
+    pub accepts_refused: AtomicU64,
+    /// Inbound peers evicted to make room for a newcomer (the worst-scored,
+    /// having misbehaved).
+    pub peers_evicted: AtomicU64,
     /// Events dropped because the event queue was full.
     pub events_dropped: AtomicU64,
     /// Multishot receives that found every ring buffer taken and were

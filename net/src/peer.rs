@@ -2,7 +2,7 @@
 //! reconnect backoff. Time is passed in (milliseconds), never read here.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::limits::SCORE_BAN_THRESHOLD;
 
@@ -104,12 +104,21 @@ impl Score {
     }
 }
 
-/// What a ban is keyed by: the proven node key when known, else the address.
+/// What a ban is keyed by.
+///
+/// A node key is banned only once proven (after the handshake): a key a
+/// peer merely *claims* in its hello may be anyone's, and banning it would
+/// let a stranger get a validator banned by sending a hello with its public
+/// key. Misbehaviour before authentication bans the remote IP address (not
+/// the port, which the peer picks anew for every connection); connections
+/// from a banned IP may still authenticate as a reserved peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BanKey {
-    /// An authenticated node key.
+    /// An authenticated (proven) node key.
     Node([u8; 32]),
-    /// A remote socket address (unauthenticated peer).
+    /// A remote IP address (misbehaviour before authentication).
+    Ip(IpAddr),
+    /// An address never to dial (our own, found by a self-connection).
     Addr(SocketAddr),
 }
 
@@ -206,7 +215,7 @@ mod tests {
     fn bans_expire_and_are_bounded() {
         let mut b = BanList::new(2);
         let k1 = BanKey::Node([1; 32]);
-        let k2 = BanKey::Addr("127.0.0.1:1".parse().unwrap());
+        let k2 = BanKey::Ip("127.0.0.1".parse().unwrap());
         let k3 = BanKey::Node([3; 32]);
         b.ban(k1, 0, 100);
         b.ban(k2, 0, 200);

@@ -2,9 +2,17 @@
 //!
 //! Writes take one mutex (sequence numbers, WAL append, memtable insert,
 //! publication of the visible sequence number), then synced writers leave
-//! it and share fsyncs (group commit, see [`crate::wal`]). A write that
-//! finds the memtable full first freezes it for the background flush
-//! worker ([`crate::flush`]); the compaction worker
+//! it and share fsyncs (group commit, see [`crate::wal`]). A write is
+//! therefore visible to readers before its fsync; [`Db::write`] says
+//! exactly when it is visible and when durable. Publishing a synced write
+//! only after its fsync would hold back every later write as well, unsynced
+//! ones included (seeing a write means seeing every write before it), so a
+//! writer could no longer read its own unsynced write at once; publishing
+//! under the writer lock keeps that simple, and one fsync still covers
+//! many synced writers.
+//!
+//! A write that finds the memtable full first freezes it for the
+//! background flush worker ([`crate::flush`]); the compaction worker
 //! ([`crate::compaction`]) merges tables down the levels. Reads take a
 //! read lock only to look at the memtables and clone the level list.
 //!
@@ -40,7 +48,8 @@ use crate::wal::{LogFile, Wal};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOptions {
     /// fsync the WAL before returning (default false: the write survives a
-    /// process crash but not a power loss).
+    /// process crash, but a power loss only once a later fsync covers it;
+    /// see [`Db::write`]).
     pub sync: bool,
 }
 
@@ -306,8 +315,50 @@ impl Db {
     /// none of it. With `options.sync`, returns only once it is durable.
     ///
     /// If the memtable is full, the write first freezes it for the
-    /// background flush, and waits while `immutables_max` frozen memtables
-    /// are already waiting (backpressure, see [`Db::write_stalls`]).
+    /// background flush (fsyncing its WAL whole and starting a new one),
+    /// and waits while `immutables_max` frozen memtables are already
+    /// waiting (backpressure, see [`Db::write_stalls`]).
+    ///
+    /// # When a write is visible, and when it is durable
+    ///
+    /// Writes are ordered by sequence number: the order in which `write`
+    /// calls take the writer lock, which is also the order of their WAL
+    /// records. Under that lock a write is appended to the WAL (handed to
+    /// the kernel), inserted in the memtable and published, in that order;
+    /// a synced write then leaves the lock and waits for its fsync.
+    /// - **Visible**: as soon as it is in the memtable and published, every
+    ///   `get`, `scan` or `snapshot` that starts afterwards, on any thread,
+    ///   sees it (and every write before it). That is before `write`
+    ///   returns and, for a synced write, *before its fsync has completed*.
+    /// - **Durable against a process crash** (kill -9, abort): once it is
+    ///   visible, since its WAL append came first.
+    /// - **Durable against a machine crash** (power loss, kernel panic):
+    ///   once an fsync covers it. A synced write (`options.sync`) returns
+    ///   `Ok` only after its own fsync. An unsynced write is covered by
+    ///   the fsync of any later synced write (an fsync covers its WAL up
+    ///   to where it started), of the next memtable switch (which fsyncs
+    ///   the old WAL whole before the new one gets a byte), of
+    ///   [`Db::flush`] or of [`Db::close`].
+    ///
+    /// So a crash can lose a write that a reader saw only if that write
+    /// was not acknowledged as synced: a reader may see a synced write
+    /// whose fsync is still running, and a power loss at that moment loses
+    /// it, but then its `write` never returned `Ok`. Every write
+    /// acknowledged as synced survives kill -9 and power loss. After any
+    /// crash, recovery holds a prefix of the write order: every write up to
+    /// some sequence number, each batch whole, and at least every write
+    /// acknowledged as synced with everything before it (with
+    /// [`WalRecovery::Strict`] and the disk assumptions of
+    /// `docs/storage-format.md`; damage beyond those is
+    /// [`Error::Corruption`], never a gap). A reader that must act only on
+    /// durable data (before telling a peer, say) should learn of it from
+    /// its writer after the synced `write` returned, or make a non-empty
+    /// synced write of its own, whose fsync covers everything visible
+    /// before it.
+    ///
+    /// If the fsync fails, `write` returns the error and the engine is
+    /// poisoned ([`Error::Poisoned`] until reopened); readers may already
+    /// have seen the write, and whether a reopen recovers it is unknown.
     pub fn write(&self, batch: WriteBatch, options: WriteOptions) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;

@@ -1,13 +1,15 @@
 //! Immutable memtables and the background flush worker.
 //!
 //! When the memtable reaches `memtable_bytes`, the next write freezes it:
-//! it moves (with the WAL file that holds its writes) to the front of the
-//! immutable list, and writers continue into a fresh memtable and a fresh
-//! WAL. One worker thread writes the oldest immutable to an L0 table,
-//! records it in the manifest (with the WAL number the next memtable writes
-//! to as the new log number), then in one step under the state lock
-//! installs the table and drops the immutable, so a reader always finds
-//! each write in exactly one place. Only then is the frozen WAL deleted.
+//! its WAL is fsynced whole (so that no later write, in the next WAL, can
+//! survive a power loss that an earlier one does not), then it moves (with
+//! that WAL file) to the front of the immutable list, and writers continue
+//! into a fresh memtable and a fresh WAL. One worker thread writes the
+//! oldest immutable to an L0 table, records it in the manifest (with the
+//! WAL number the next memtable writes to as the new log number), then in
+//! one step under the state lock installs the table and drops the
+//! immutable, so a reader always finds each write in exactly one place.
+//! Only then is the frozen WAL deleted.
 //!
 //! At most `immutables_max` memtables wait for the worker; a write that
 //! needs to freeze one more waits (backpressure, counted as a stall)
@@ -158,7 +160,8 @@ impl Inner {
 
     /// Freezes the memtable (which must not be empty) and starts a new WAL,
     /// first waiting while `immutables_max` are pending or L0 has
-    /// `l0_stop_writes` tables (compaction debt stays bounded). Returns the
+    /// `l0_stop_writes` tables (compaction debt stays bounded), then
+    /// fsyncing the old WAL whole (a failure poisons the engine). Returns the
     /// frozen memtable's id. Called with the writer lock held, so no other
     /// write can slip in between the wait and the freeze. Both workers
     /// notify `done` under `bg` after installing, so no wakeup is missed.
@@ -178,6 +181,20 @@ impl Inner {
             bg = self.done.wait(bg).expect(LOCK);
         }
         drop(bg);
+        // The old WAL is fsynced whole before the new one exists, so no
+        // byte can reach the new WAL while one of the old is not durable:
+        // otherwise a power loss could keep a later (even synced) write in
+        // the new WAL and lose an earlier one in the old, and recovery
+        // would not be a prefix of the writes. It also lets recovery treat
+        // a torn tail in any WAL but the newest as corruption. The writer
+        // lock is held, so nothing is appended meanwhile and `sync_all`
+        // covers every byte of the old WAL. A failure poisons the engine
+        // before any new WAL is created: the old WAL stays the newest.
+        self.poison(w.wal.sync_all())?;
+        assert!(
+            w.wal.is_synced_whole(),
+            "nothing is appended to a WAL while its writer holds the lock"
+        );
         let wal_number = self.versions.lock().expect(LOCK).new_file_number();
         let path = self.dir.join(wal_name(wal_number));
         let new_wal = self.poison(Wal::create(

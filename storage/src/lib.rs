@@ -28,8 +28,17 @@
 //! Byte layouts and compaction rules: `docs/storage-format.md`, "LSM
 //! files".
 //!
-//! Recovery: a torn final WAL record is truncated away; any other bad byte
-//! in the WAL, a table or the manifest is [`Error::Corruption`] naming the
+//! Visibility and durability ([`Db::write`] has the details): a write is
+//! visible to readers as soon as it is in the memtable, before its fsync;
+//! a write acknowledged as synced survives kill -9 and power loss; and
+//! after any crash, recovery holds a prefix of the write order. A crash can
+//! therefore lose a write a reader saw only if it was not acknowledged as
+//! synced.
+//!
+//! Recovery: a torn final record of the newest WAL (the one being
+//! appended to) is truncated away. Every older WAL was fsynced whole when
+//! the next one was started, so a torn tail there, like any other bad byte
+//! in a WAL, a table or the manifest, is [`Error::Corruption`] naming the
 //! file and offset (or, for the WAL, best-effort recovery if
 //! [`WalRecovery::BestEffort`] is chosen). After a failed write or fsync
 //! the `Db` is poisoned: it refuses writes ([`Error::Poisoned`]) until it
@@ -44,8 +53,9 @@
 //!   on, writes are first slowed to `slowdown_bytes_per_s`. Compaction
 //!   I/O is not rate-limited.
 //! - One flush worker thread, flushing the oldest frozen memtable first;
-//!   the write that finds the memtable full freezes it (creating and
-//!   fsyncing a new WAL and its directory entry on the writer's path).
+//!   the write that finds the memtable full freezes it (fsyncing the old
+//!   WAL, then creating and fsyncing a new WAL and its directory entry, on
+//!   the writer's path with the writer lock held).
 //! - The manifest is rewritten only at open; it grows by one record per
 //!   flush and compaction until then.
 //! - The memtable keeps every version of a key (compaction drops them

@@ -20,13 +20,16 @@ use crate::options::{Options, WalRecovery};
 use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, Version, VersionEdit};
-use crate::wal::{self, Wal};
+use crate::wal::{self, TornTail, Wal};
 
 impl Db {
     /// Opens (or creates) the database in directory `path`, replaying its
-    /// WALs: a torn final record is dropped, other damage is
-    /// [`Error::Corruption`] unless [`WalRecovery::BestEffort`]. Fails with
-    /// [`Error::Locked`] while another `Db` has the directory open.
+    /// WALs in number order: a torn final record of the newest WAL is
+    /// dropped (it was never acknowledged as synced); a torn final record
+    /// of an older WAL, and any other damage, is [`Error::Corruption`]
+    /// naming the file and offset, unless [`WalRecovery::BestEffort`].
+    /// Fails with [`Error::Locked`] while another `Db` has the directory
+    /// open.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = path.as_ref().to_path_buf();
         options.validate()?;
@@ -70,9 +73,25 @@ impl Db {
         let mut mem = Memtable::new();
         let mut last_seq = version.last_seq;
         // Several WALs when the process stopped with frozen memtables not
-        // yet flushed; they are numbered in write order.
-        for &n in wals.iter().filter(|&&n| n >= version.log_number) {
-            for (first_seq, batch) in wal::replay(&dir.join(wal_name(n)), best_effort, true)? {
+        // yet flushed; they are numbered in write order. Only the newest
+        // was being appended to: each older one was fsynced whole before
+        // the next was created (`Inner::freeze`), so a torn tail there
+        // means bytes the disk lost after an fsync, and writes after them
+        // (in newer WALs) survived. Cutting it off would make recovery
+        // silently skip writes from the middle of the history.
+        let live: Vec<u64> = wals
+            .iter()
+            .copied()
+            .filter(|&n| n >= version.log_number)
+            .collect();
+        for (i, &n) in live.iter().enumerate() {
+            let newest = i + 1 == live.len();
+            let torn = if newest || best_effort {
+                TornTail::Truncate
+            } else {
+                TornTail::Reject
+            };
+            for (first_seq, batch) in wal::replay(&dir.join(wal_name(n)), best_effort, torn)? {
                 for (i, (key, value)) in batch.ops.into_iter().enumerate() {
                     let seq = first_seq + i as u64;
                     mem.insert(key, seq, value);

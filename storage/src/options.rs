@@ -12,16 +12,25 @@ use crate::limits::{
 };
 use crate::wal::LogFile;
 
-/// What to do when the WAL has a bad record before its tail.
+/// What to do when a WAL has a bad record before its tail, or an older
+/// WAL (not the newest) has a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WalRecovery {
     /// Refuse to open with `Error::Corruption` naming the file and offset
-    /// (default). A torn final record is always dropped silently.
+    /// (default). A torn final record of the newest WAL (the write that
+    /// was in progress at the crash, never acknowledged as synced) is
+    /// always dropped silently; a torn final record of an older WAL is
+    /// corruption, because each older WAL was fsynced whole before the
+    /// next one was started. Recovery is then always a prefix of the write
+    /// order.
     #[default]
     Strict,
-    /// Keep every batch before the bad record, drop it and everything
-    /// after it, and open.
+    /// In each WAL, keep every batch before the bad record or torn tail,
+    /// drop it and everything after it in that WAL, go on with the next
+    /// WAL, and open. Writes from the middle of the history can then be
+    /// missing while later ones are present: recovery is no longer
+    /// necessarily a prefix of the write order.
     BestEffort,
 }
 

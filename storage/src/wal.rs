@@ -265,20 +265,52 @@ impl Wal {
     pub(crate) fn sync_all(&self) -> Result<()> {
         self.sync_to(self.written_bytes.load(Ordering::Acquire))
     }
+
+    /// Whether every byte appended so far is covered by a completed fsync.
+    pub(crate) fn is_synced_whole(&self) -> bool {
+        let written_bytes = self.written_bytes.load(Ordering::Acquire);
+        self.sync.lock().expect(LOCK).synced_bytes >= written_bytes
+    }
 }
+
+/// What [`replay`] does with a torn tail (an incomplete or zero-filled
+/// final record, see `record::Tail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TornTail {
+    /// Cut it off (truncate the file to its valid prefix): the tail of the
+    /// WAL that was being appended to when the process stopped, a write
+    /// that was never acknowledged as synced. Used for the newest WAL, and
+    /// for every WAL in best-effort recovery.
+    Truncate,
+    /// Report it as [`Error::Corruption`] naming the file and the offset
+    /// of the torn record: a WAL that was fsynced whole when the next one
+    /// was started (`Inner::freeze`) cannot have one.
+    Reject,
+}
+
+/// Why a torn tail in a WAL other than the newest is corruption, and what
+/// the operator can do about it.
+const TORN_OLDER_WAL: &str = "torn final record in a WAL that is not the newest: a WAL is \
+fsynced whole before the next one is started, so only the newest may be torn, and replaying \
+past lost bytes here would skip writes from the middle of the history. Open with \
+WalRecovery::BestEffort to drop the torn record and replay the newer WALs";
 
 /// Reads the WAL at `path` into its batches, in order.
 ///
-/// A torn tail is cut off (the file is truncated to its valid prefix, when
-/// `truncate`). A bad record before the tail is `Error::Corruption`, unless
-/// `best_effort`, which keeps the batches before it and drops the rest.
+/// A torn tail is handled as `torn` says. A bad record before the tail is
+/// `Error::Corruption`, unless `best_effort`, which keeps the batches
+/// before it and drops the rest (and truncates the file there with
+/// [`TornTail::Truncate`]).
 pub(crate) fn replay(
     path: &Path,
     best_effort: bool,
-    truncate: bool,
+    torn: TornTail,
 ) -> Result<Vec<(u64, WriteBatch)>> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (records, tail) = record::split(path, &data, BATCH_BYTES_MAX, best_effort)?;
+    if let (Tail::Torn(offset), TornTail::Reject) = (tail, torn) {
+        return Err(Error::corruption(path, offset, TORN_OLDER_WAL));
+    }
     let mut out = Vec::with_capacity(records.len());
     for (offset, payload) in records {
         match WriteBatch::decode(path, offset, payload) {
@@ -288,7 +320,7 @@ pub(crate) fn replay(
         }
     }
     if let Tail::Torn(valid_bytes) | Tail::Corrupt(valid_bytes) = tail {
-        if truncate {
+        if torn == TornTail::Truncate {
             let f = OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -332,14 +364,39 @@ mod tests {
         }
         wal.sync_to(end).unwrap();
         drop(wal);
-        let got = replay(&path, false, true).unwrap();
+        let got = replay(&path, false, TornTail::Truncate).unwrap();
         assert_eq!(got.len(), 5);
         assert_eq!(got[3], (30, batch(3)));
         let len = std::fs::metadata(&path).unwrap().len();
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        assert_eq!(replay(&path, false, true).unwrap().len(), 4);
+        assert_eq!(replay(&path, false, TornTail::Truncate).unwrap().len(), 4);
         assert!(std::fs::metadata(&path).unwrap().len() < len - 3);
+    }
+
+    /// A torn tail in a WAL that is not the newest is corruption at the
+    /// torn record (see `TornTail::Reject`), and the file is left as found.
+    #[test]
+    fn rejected_torn_tail_is_corruption_at_the_torn_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.wal");
+        let wal = Wal::create(&path, WalBackend::Std, &|f| f).unwrap();
+        let mut ends = Vec::new();
+        for n in 0..3 {
+            ends.push(wal.append(u64::from(n) * 10, &batch(n)).unwrap());
+        }
+        wal.sync_all().unwrap();
+        drop(wal);
+        let torn_len = ends[2] - 3;
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(torn_len).unwrap();
+        match replay(&path, false, TornTail::Reject).unwrap_err() {
+            Error::Corruption { file, offset, .. } => {
+                assert_eq!((file, offset), (path.clone(), ends[1]));
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), torn_len);
     }
 
     #[test]
@@ -371,7 +428,11 @@ mod tests {
             syncs <= 200,
             "{backend:?}: {syncs} fsyncs for 200 synced appends"
         );
-        assert_eq!(replay(wal.path(), false, false).unwrap().len(), 200);
+        // Every append completed before its fsync: the WAL is whole.
+        assert_eq!(
+            replay(wal.path(), false, TornTail::Reject).unwrap().len(),
+            200
+        );
     }
 
     #[test]

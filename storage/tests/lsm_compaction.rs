@@ -441,8 +441,14 @@ fn writes_slow_down_before_they_stop() {
     let slow = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&slow);
     // Slow from 2 L0 tables (the compaction trigger) at 256 KiB/s; the
-    // stop is far away.
+    // stop is far away. A memtable that holds a whole phase: each
+    // `flush` below makes exactly one L0 table, so L0 reaches the trigger
+    // only at the second. With 4 KiB memtables the first 100 writes
+    // switched memtables twice, and since each switch fsyncs the old WAL,
+    // two tables could land (correctly slowing writes) before the slow
+    // phase began.
     let opts = tiny()
+        .memtable_bytes(64 << 10)
         .l0_compaction_trigger(2)
         .l0_slowdown_writes(2)
         .l0_stop_writes(1000)

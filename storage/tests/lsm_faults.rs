@@ -331,3 +331,46 @@ fn a_panicking_flush_worker_with(backend: WalBackend) {
         assert_eq!(db.get(&key(n)).unwrap(), Some(b"v".to_vec()), "key {n}");
     }
 }
+
+/// Regression (security review, issue 17 item 11): the memtable switch
+/// now fsyncs the old WAL before the new one gets a byte, so that a power
+/// loss cannot keep later writes and lose earlier ones. That fsync failing
+/// must poison the engine like any other WAL fsync failure: the write that
+/// switched gets the error, later writes `Error::Poisoned`, and everything
+/// written before is recovered at reopen.
+#[test]
+fn eio_on_the_old_wal_fsync_at_a_memtable_switch_poisons() {
+    for backend in BACKENDS {
+        eio_on_the_old_wal_fsync_at_a_memtable_switch_with(backend);
+    }
+}
+
+fn eio_on_the_old_wal_fsync_at_a_memtable_switch_with(backend: WalBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    // Unsynced writes never fsync, so the first fsync is the switch's.
+    let mode = Arc::new(AtomicU8::new(FAIL_SYNC));
+    // A 4 KiB memtable fills within a few dozen of these writes.
+    let opts = faulty_options(&mode, backend).memtable_bytes(4 << 10);
+    let db = Db::open(dir.path(), opts).unwrap();
+    let mut acked = 0u32;
+    let err = loop {
+        match db.put(&key(acked), &[7u8; 100]) {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "no memtable switch fsynced the old WAL");
+    };
+    let Error::Io { path, .. } = &err else {
+        panic!("expected an I/O error, got {err}");
+    };
+    assert!(path.to_string_lossy().ends_with(".wal"), "{err}");
+    mode.store(OK, Ordering::SeqCst);
+    assert!(matches!(db.put(b"after", b"v"), Err(Error::Poisoned)));
+    assert!(matches!(db.flush(), Err(Error::Poisoned)));
+    drop(db);
+    let db = Db::open(dir.path(), Options::new().wal_backend(backend)).unwrap();
+    for n in 0..acked {
+        assert_eq!(db.get(&key(n)).unwrap(), Some(vec![7u8; 100]), "key {n}");
+    }
+    assert_eq!(db.scan(..).unwrap().count(), acked as usize);
+}

@@ -322,6 +322,10 @@ pub fn submit(net: &Devnet, node: usize, txs: &[Transaction]) -> Vec<String> {
         body.to_string().as_bytes(),
     );
     if code != 200 {
+        eprintln!(
+            "POST /v1/txs to node {node}: HTTP {code}: {v}\n{}",
+            net.logs()
+        );
         return Vec::new();
     }
     v["results"]

@@ -1,0 +1,199 @@
+//! What a peer may cost this node, enforced before the work is done.
+//!
+//! Every consensus message a peer sends takes one token of its message
+//! budget; a request that makes the node read its disk or serve a block (a
+//! `GetBlock`, a query about a height older than the last
+//! [`RECENT_HEIGHTS`]) also takes one of its request budget; the bytes of
+//! every block served come out of the peer's byte budget and the node-wide
+//! one. Each budget is a token bucket that refills continuously and holds
+//! at most one second's worth. A message beyond the message budget is
+//! dropped and the peer scored down for flooding (repeat offenders are
+//! banned by the network layer's score); a request beyond the request or
+//! byte budget is dropped unanswered (the peer asks another node, as after
+//! a lost message) and scored down the same way. The limits and the
+//! reasoning behind each default are in [`BudgetConfig`]; docs/protocol.md
+//! ("What a peer may cost") says the same for peers.
+//!
+//! The budgets are held by the node's driver thread alone: no lock.
+
+use strata_net::gossip::TokenBucket;
+use strata_storage::lru::LruCache;
+
+/// Heights below the last finalized one a query may ask about for free:
+/// the chain keeps their ids in memory (see `DbChain::finalized_id`).
+/// Older ones cost a disk read and take a request token.
+pub const RECENT_HEIGHTS: u64 = 64;
+
+/// Peers whose budgets are remembered at once. Connected peers are far
+/// fewer (the network layer's limits); a peer forgotten here starts again
+/// with full buckets, which is only generous, never unsafe, since its
+/// connection and score live in the network layer.
+pub const PEERS_REMEMBERED_MAX: usize = 4096;
+
+/// The limits. Every field documents its default and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Consensus messages per second from one peer. Default 20,000: a
+    /// validator on a 4-node loopback devnet sends another about 4,000 a
+    /// second at full speed (polls every 2 ms tick, answers to the
+    /// other's), and 8,000 with the latency settings; five times the
+    /// first leaves room for bursts.
+    pub messages_per_s: u64,
+    /// Requests per second from one peer that read the disk or serve a
+    /// block. Default 100: a node pulls a block from one voter per
+    /// height, and one catching up asks about a few heights per poll.
+    pub requests_per_s: u64,
+    /// Bytes of blocks served to one peer per second. Default 16 MiB: a
+    /// catching-up node pulls at least this from every peer it asks, ten
+    /// times what a saturated devnet's chain grows by per second.
+    pub serve_bytes_per_s: u64,
+    /// Bytes of blocks served to all peers together per second. Default
+    /// 64 MiB.
+    pub serve_bytes_per_s_total: u64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            messages_per_s: 20_000,
+            requests_per_s: 100,
+            serve_bytes_per_s: 16 << 20,
+            serve_bytes_per_s_total: 64 << 20,
+        }
+    }
+}
+
+/// One peer's buckets.
+struct PeerBudget {
+    messages: TokenBucket,
+    requests: TokenBucket,
+    bytes: TokenBucket,
+}
+
+/// Budgets of every peer, and the node-wide one.
+pub struct Budgets {
+    config: BudgetConfig,
+    peers: LruCache<[u8; 32], PeerBudget>,
+    total_bytes: TokenBucket,
+}
+
+/// Why a budget refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The peer's own budget is spent: its fault (scored down).
+    Peer,
+    /// The node-wide budget is spent: nobody's fault (not scored).
+    Node,
+}
+
+impl Budgets {
+    /// Empty budgets (every peer starts with full buckets).
+    pub fn new(config: BudgetConfig, now_ms: u64) -> Self {
+        Budgets {
+            config,
+            peers: LruCache::new(PEERS_REMEMBERED_MAX),
+            total_bytes: TokenBucket::new(
+                config.serve_bytes_per_s_total,
+                config.serve_bytes_per_s_total,
+                now_ms,
+            ),
+        }
+    }
+
+    fn peer(&mut self, peer: &[u8; 32], now_ms: u64) -> &mut PeerBudget {
+        if !self.peers.contains(peer) {
+            let c = self.config;
+            self.peers.put(
+                *peer,
+                PeerBudget {
+                    messages: TokenBucket::new(c.messages_per_s, c.messages_per_s, now_ms),
+                    requests: TokenBucket::new(c.requests_per_s, c.requests_per_s, now_ms),
+                    bytes: TokenBucket::new(c.serve_bytes_per_s, c.serve_bytes_per_s, now_ms),
+                },
+            );
+        }
+        self.peers.get_mut(peer).expect("just inserted")
+    }
+
+    /// Takes one message token from `peer`; false when it has none.
+    pub fn message(&mut self, peer: &[u8; 32], now_ms: u64) -> bool {
+        self.peer(peer, now_ms).messages.try_take(1, now_ms)
+    }
+
+    /// Takes one request token from `peer`; false when it has none.
+    pub fn request(&mut self, peer: &[u8; 32], now_ms: u64) -> bool {
+        self.peer(peer, now_ms).requests.try_take(1, now_ms)
+    }
+
+    /// Takes `bytes` from `peer`'s byte budget and the node's, or nothing.
+    ///
+    /// # Errors
+    /// Which budget could not pay.
+    pub fn serve(&mut self, peer: &[u8; 32], bytes: usize, now_ms: u64) -> Result<(), Refused> {
+        let n = bytes as u64;
+        // A block larger than a whole second's budget could never be
+        // served: let it through once the bucket is full instead.
+        let peer_n = n.min(self.config.serve_bytes_per_s);
+        if !self.peer(peer, now_ms).bytes.try_take(peer_n, now_ms) {
+            return Err(Refused::Peer);
+        }
+        if !self
+            .total_bytes
+            .try_take(n.min(self.config.serve_bytes_per_s_total), now_ms)
+        {
+            // Nothing was served: the peer keeps its share.
+            self.peer(peer, now_ms).bytes.refund(peer_n);
+            return Err(Refused::Node);
+        }
+        Ok(())
+    }
+
+    /// Forgets `peer` (it disconnected).
+    pub fn forget(&mut self, peer: &[u8; 32]) {
+        self.peers.remove(peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BudgetConfig {
+        BudgetConfig {
+            messages_per_s: 10,
+            requests_per_s: 2,
+            serve_bytes_per_s: 1_000,
+            serve_bytes_per_s_total: 1_500,
+        }
+    }
+
+    #[test]
+    fn each_peer_has_its_own_buckets_refilled_over_time() {
+        let mut b = Budgets::new(config(), 0);
+        let (p, q) = ([1; 32], [2; 32]);
+        for _ in 0..10 {
+            assert!(b.message(&p, 0));
+        }
+        assert!(!b.message(&p, 0), "burst is one second's worth");
+        assert!(b.message(&q, 0), "another peer is untouched");
+        assert!(b.message(&p, 100), "refilled: 10/s for 100 ms");
+        assert!(b.request(&p, 0) && b.request(&p, 0));
+        assert!(!b.request(&p, 0));
+        assert!(b.request(&p, 500));
+    }
+
+    #[test]
+    fn bytes_come_out_of_the_peer_and_the_node() {
+        let mut b = Budgets::new(config(), 0);
+        let (p, q) = ([1; 32], [2; 32]);
+        assert_eq!(b.serve(&p, 800, 0), Ok(()));
+        assert_eq!(b.serve(&p, 800, 0), Err(Refused::Peer));
+        assert_eq!(b.serve(&q, 800, 0), Err(Refused::Node), "node: 1,500/s");
+        // The refused attempt cost `q` nothing.
+        assert_eq!(b.serve(&q, 700, 0), Ok(()));
+        // Larger than a whole second's budget: served when the bucket is full.
+        assert_eq!(b.serve(&q, 1 << 20, 2_000), Ok(()));
+        b.forget(&p);
+        assert_eq!(b.serve(&p, 500, 2_000), Err(Refused::Node));
+    }
+}
