@@ -974,14 +974,55 @@ impl Engine {
                 poll.votes[slot] = Some(id);
             }
         }
-        let complete =
-            poll.answered_count + usize::from(poll.own_slot.is_some()) == poll.asked.len();
+        let complete = poll.answered_count + usize::from(poll.own_slot.is_some())
+            == poll.asked.len()
+            || self.decided(poll_id);
         if let Some(id) = block.filter(|id| !self.rejected.contains_key(id)) {
             self.maybe_pull(from, id, height, now_ms, out);
         }
         if complete {
             self.close_poll(poll_id, chain, now_ms, out);
         }
+    }
+
+    /// True when poll `poll_id`'s outcome can no longer change, so it may
+    /// close before every peer drawn has answered: votes for a block this
+    /// node holds already reach `alpha_confidence` (alpha is more than half
+    /// of `k`, so no other block can beat it), or no block can reach
+    /// `alpha_preference` even if every missing answer named it (votes for
+    /// blocks still being pulled counted as if they arrived). Without this
+    /// a poll that drew a silent or slow validator waited for its whole
+    /// timeout, and one such validator among four stretched finality from
+    /// milliseconds to seconds.
+    fn decided(&self, poll_id: u64) -> bool {
+        let Some(poll) = self.polls.get(&poll_id) else {
+            return false;
+        };
+        let own = self.snowball.preference();
+        // (block, weight of votes for it, held here); a poll is at most
+        // `k` slots, so a small vec.
+        let mut tally: Vec<(BlockId, usize, bool)> = Vec::with_capacity(4);
+        let mut unanswered = 0;
+        for (slot, n) in poll.weight_votes.iter().enumerate() {
+            let vote = if Some(slot) == poll.own_slot {
+                own
+            } else if poll.answered[slot] {
+                poll.votes[slot]
+            } else {
+                unanswered += n;
+                continue;
+            };
+            let Some(id) = vote else { continue };
+            match tally.iter_mut().find(|(b, _, _)| *b == id) {
+                Some((_, w, _)) => *w += n,
+                None => tally.push((id, *n, self.candidates.contains_key(&id))),
+            }
+        }
+        let success = tally
+            .iter()
+            .any(|(_, w, held)| *held && *w >= self.params.alpha_confidence);
+        let best = tally.iter().map(|(_, w, _)| *w).max().unwrap_or(0);
+        success || best + unanswered < self.params.alpha_preference
     }
 
     /// Pulls block `id` from voter `from` unless it is held, being pulled
@@ -1788,5 +1829,73 @@ mod tests {
         ));
         assert_eq!(serve_block(&chain, 1, &[9; 32]), Ok(None));
         assert_eq!(serve_block(&chain, 2, &id), Ok(None));
+    }
+
+    /// A poll whose outcome is settled closes without waiting for the
+    /// peers still silent: with k = 3, alpha = 2, two votes for the held
+    /// block decide it. Before, one silent validator among four made most
+    /// polls wait for their whole timeout (Byzantine "late" or "silent"
+    /// voters stretched finality to seconds).
+    #[test]
+    fn a_decided_poll_closes_without_waiting_for_the_silent() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = engine(&n, n.by_rank[0], &chain);
+        assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let id = e.preference().expect("proposed");
+        assert_eq!(e.params().k, 3);
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in &polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        let (poll_id, peers) = queries
+            .into_iter()
+            .find(|(_, p)| p.len() == 3)
+            .expect("a poll of three peers");
+        let before = e.stats().polls;
+        for peer in &peers[..2] {
+            let vote = Message::Vote {
+                poll_id,
+                height: 1,
+                block: Some(id),
+            };
+            e.on_message(*peer, vote, &mut chain, 10_002);
+        }
+        assert_eq!(e.stats().polls, before + 1, "the poll waited for the third");
+        assert_eq!(e.stats().polls_successful, 1);
+        // Two "no vote" answers in a new poll of three: alpha (2) is out
+        // of reach, so it closes too, unsuccessful.
+        let polls = e.on_tick(&mut chain, 10_003, 10_003);
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in &polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        let (poll_id, peers) = queries
+            .into_iter()
+            .find(|(_, p)| p.len() == 3)
+            .expect("a new poll of three peers");
+        let before = e.stats().polls;
+        for peer in &peers[..2] {
+            let vote = Message::Vote {
+                poll_id,
+                height: 1,
+                block: None,
+            };
+            e.on_message(*peer, vote, &mut chain, 10_004);
+        }
+        assert_eq!(e.stats().polls, before + 1);
     }
 }
