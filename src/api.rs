@@ -122,6 +122,7 @@ pub fn router(shared: Arc<Shared>, limits: HttpSection) -> Router {
         .route("/v1/txs", post(post_txs))
         .route("/v1/txs/{id}", get(get_tx))
         .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
         .route("/v1/accounts/{pubkey}", get(account))
         .route("/v1/state/{key}", get(state_raw))
         .route("/v1/state/{owner}/{key}", get(state_user))
@@ -409,6 +410,26 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "halted": *shared.halted.lock().unwrap_or_else(|p| p.into_inner()),
         "uptime_s": shared.started.elapsed().as_secs(),
     })))
+}
+
+/// The connected peers: node key, address, direction and score (the
+/// network layer's view, as its loop last published it).
+async fn peers(State(s): State<ApiState>) -> ApiResult {
+    let peers: Vec<Value> = s
+        .shared
+        .net
+        .peers()
+        .iter()
+        .map(|p| {
+            json!({
+                "node_key": hex::encode(p.node_key),
+                "addr": p.addr.to_string(),
+                "outbound": p.outbound,
+                "score": p.score,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "peers": peers })))
 }
 
 async fn account(State(s): State<ApiState>, Path(pk): Path<String>) -> ApiResult {

@@ -515,6 +515,8 @@ impl Node {
                     outputs: Vec::new(),
                     gossip: Gossip::default(),
                     requests: Vec::new(),
+                    connected: Default::default(),
+                    unreachable: Vec::new(),
                 }
                 .run(tick, &done_rx, &ask_rx)
             })
@@ -567,6 +569,11 @@ struct Driver {
     gossip: Gossip,
     /// Framed client batches of this turn, for the verification queue.
     requests: Vec<Job>,
+    /// Peers with a ready connection, refreshed every tick: a query to one
+    /// that is not is answered "no vote" at once (`peer_unreachable`).
+    connected: std::collections::HashSet<[u8; 32]>,
+    /// Peers found unreachable while performing outputs.
+    unreachable: Vec<[u8; 32]>,
 }
 
 impl Driver {
@@ -613,6 +620,13 @@ impl Driver {
                 }
             }
             if due {
+                self.connected = self
+                    .shared
+                    .net
+                    .peers()
+                    .into_iter()
+                    .map(|p| p.node_key)
+                    .collect();
                 let out = self
                     .engine
                     .on_tick(&mut self.chain, self.shared.mono_ms(), wall_ms());
@@ -620,8 +634,17 @@ impl Driver {
                 next_tick = Instant::now() + tick;
             }
             self.hand_out_jobs();
-            for out in std::mem::take(&mut self.outputs) {
-                self.perform(out);
+            // Performing outputs may find peers unreachable, whose polls
+            // then settle and produce outputs of their own.
+            while !self.outputs.is_empty() || !self.unreachable.is_empty() {
+                for out in std::mem::take(&mut self.outputs) {
+                    self.perform(out);
+                }
+                for peer in std::mem::take(&mut self.unreachable) {
+                    let now = self.shared.mono_ms();
+                    let out = self.engine.peer_unreachable(&peer, &mut self.chain, now);
+                    self.outputs.extend(out);
+                }
             }
             if let Some(reason) = self.engine.halted() {
                 let reason = reason.to_string();
@@ -661,10 +684,13 @@ impl Driver {
         let now = self.shared.mono_ms();
         match event {
             Event::PeerUp { node_key, addr } => {
+                self.connected.insert(node_key);
                 info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
             }
             Event::PeerDown { node_key } => {
                 self.budgets.forget(&node_key);
+                self.connected.remove(&node_key);
+                self.unreachable.push(node_key);
                 info!(peer = %hex::encode(&node_key[..4]), "peer down");
             }
             // Decoded (which hashes each transaction) by the workers.
@@ -892,6 +918,14 @@ impl Driver {
         let shared = &self.shared;
         match out {
             Output::Send { to, msg } => {
+                if matches!(msg, Message::Query { .. }) && !self.connected.contains(&to) {
+                    // No connection: it cannot answer. Counted as "no
+                    // vote" now instead of at the poll's timeout.
+                    if !self.unreachable.contains(&to) {
+                        self.unreachable.push(to);
+                    }
+                    return;
+                }
                 let block_data = matches!(msg, Message::BlockData { .. });
                 let payload = Payload::Engine(msg).encode();
                 if block_data {

@@ -718,6 +718,44 @@ impl Engine {
         out
     }
 
+    /// Peer `peer` cannot be reached (the caller has no connection to it):
+    /// its unanswered slots in every open poll count as "no vote" now,
+    /// rather than after the poll timeout, and polls whose outcome that
+    /// settles close. A crashed or unreachable validator then costs polls
+    /// nothing; one that is connected but silent still costs the timeout
+    /// of the polls it is drawn in, unless the others settle them.
+    pub fn peer_unreachable(
+        &mut self,
+        peer: &NodeId,
+        chain: &mut impl Chain,
+        now_ms: u64,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_some() {
+            return out;
+        }
+        let mut settled = Vec::new();
+        for (poll_id, poll) in self.polls.iter_mut() {
+            for slot in 0..poll.asked.len() {
+                if poll.asked[slot] == *peer && Some(slot) != poll.own_slot && !poll.answered[slot]
+                {
+                    poll.answered[slot] = true;
+                    poll.answered_count += 1;
+                    settled.push(*poll_id);
+                }
+            }
+        }
+        for poll_id in settled {
+            let complete = self.polls.get(&poll_id).is_some_and(|p| {
+                p.answered_count + usize::from(p.own_slot.is_some()) == p.asked.len()
+            });
+            if complete || self.decided(poll_id) {
+                self.close_poll(poll_id, chain, now_ms, &mut out);
+            }
+        }
+        out
+    }
+
     /// Whether block data for `id` from `from` is wanted: only a block
     /// pulled from that peer is taken. A caller that checks signatures
     /// elsewhere asks this first, so an unsolicited block costs it no

@@ -24,6 +24,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+pub mod rogue;
+
 pub struct Devnet {
     pub dir: tempfile::TempDir,
     pub genesis: Genesis,
@@ -32,7 +34,24 @@ pub struct Devnet {
     pub children: Vec<Option<Child>>,
     /// A node config file every node starts with (`--config`), if any.
     pub config: Option<PathBuf>,
+    /// Open-file limit (soft and hard) the node processes start under, if
+    /// set.
+    pub fd_limit: Option<u64>,
     agent: ureq::Agent,
+}
+
+/// How to start a [`Devnet`].
+#[derive(Default)]
+pub struct DevnetOpts<'a> {
+    /// Validators in the genesis.
+    pub validators: usize,
+    /// How many of them run as processes (the first `running`); the rest
+    /// are left to the test (a scripted Byzantine validator, say).
+    pub running: usize,
+    /// A TOML node config for every node.
+    pub config: Option<&'a str>,
+    /// An open-file limit (soft and hard) for the node processes.
+    pub fd_limit: Option<u64>,
 }
 
 impl Devnet {
@@ -43,6 +62,18 @@ impl Devnet {
 
     /// [`Devnet::start`] with every node on the TOML config `config`.
     pub fn start_with_config(n: usize, config: Option<&str>) -> Devnet {
+        Self::start_opts(DevnetOpts {
+            validators: n,
+            running: n,
+            config,
+            fd_limit: None,
+        })
+    }
+
+    /// A devnet as `opts` says.
+    pub fn start_opts(opts: DevnetOpts<'_>) -> Devnet {
+        let n = opts.validators;
+        let config = opts.config;
         let ports = free_ports(2 * n);
         let (p2p, api) = (ports[..n].to_vec(), ports[n..].to_vec());
         let dir = tempfile::tempdir().unwrap();
@@ -62,6 +93,7 @@ impl Devnet {
             api,
             children: (0..n).map(|_| None).collect(),
             config: None,
+            fd_limit: opts.fd_limit,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
@@ -71,7 +103,7 @@ impl Devnet {
             std::fs::write(&path, text).unwrap();
             net.config = Some(path);
         }
-        for i in 0..n {
+        for i in 0..opts.running {
             net.spawn(i);
         }
         net
@@ -93,6 +125,23 @@ impl Devnet {
         cmd.arg("node");
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
+        }
+        if let Some(limit) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: `setrlimit` is async-signal-safe and only reads the
+            // struct; it runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .arg("--data-dir")
@@ -236,6 +285,27 @@ impl Devnet {
 
     pub fn running(&self) -> usize {
         self.children.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Node keys (hex) node `i` has a connection with.
+    pub fn peer_keys(&self, i: usize) -> Vec<String> {
+        let (_, v) = self.get(i, "/v1/peers");
+        v["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["node_key"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// The P2P address of node `i`.
+    pub fn p2p_addr(&self, i: usize) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.p2p[i]).parse().unwrap()
+    }
+
+    /// The pid of running node `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].as_ref().expect("node running").id()
     }
 
     /// Waits until node `i` reaches `height`.
