@@ -1936,4 +1936,36 @@ mod tests {
         }
         assert_eq!(e.stats().polls, before + 1);
     }
+
+    /// Regression (issue 17, finding 14): poll and pull deadlines,
+    /// proposal delays and mempool expiry followed the wall clock, so a
+    /// step of the system clock stalled or fired every timer. Deadlines
+    /// follow `now_ms` (monotonic) now; the wall clock only stamps blocks.
+    #[test]
+    fn a_wall_clock_step_moves_no_deadline() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = engine(&n, 0, &chain);
+        assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let wall = 1_700_000_000_000;
+        let polls = e.on_tick(&mut chain, 10_000, wall);
+        assert!(polls
+            .iter()
+            .any(|o| matches!(o, Output::Send { msg: Message::Query { .. }, .. })));
+        let id = e.preference().expect("proposed");
+        assert_eq!(
+            e.candidates[&id].block.header().timestamp_ms,
+            wall,
+            "the block is stamped with the wall clock"
+        );
+        // The wall clock jumps an hour ahead, then a day back: no poll
+        // times out and the pending transaction does not expire.
+        e.on_tick(&mut chain, 10_001, wall + 3_600_000);
+        e.on_tick(&mut chain, 10_002, wall - 86_400_000);
+        assert_eq!(e.stats().polls, 0, "a wall-clock step closed polls");
+        assert_eq!(e.mempool().len(), 1);
+        // The monotonic clock passing the poll timeout does close them.
+        e.on_tick(&mut chain, 10_000 + 401, wall);
+        assert!(e.stats().polls > 0);
+    }
 }
