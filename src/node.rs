@@ -517,6 +517,7 @@ impl Node {
                     requests: Vec::new(),
                     connected: Default::default(),
                     unreachable: Vec::new(),
+                    in_check: Default::default(),
                 }
                 .run(tick, &done_rx, &ask_rx)
             })
@@ -574,6 +575,10 @@ struct Driver {
     connected: std::collections::HashSet<[u8; 32]>,
     /// Peers found unreachable while performing outputs.
     unreachable: Vec<[u8; 32]>,
+    /// Pulled blocks with a signature check out: a second copy of one is
+    /// not checked again (a voter cannot make the workers decode its
+    /// block over and over by sending it repeatedly).
+    in_check: std::collections::HashSet<BlockId>,
 }
 
 impl Driver {
@@ -787,6 +792,7 @@ impl Driver {
                 txs,
                 signatures_valid,
             } => {
+                self.in_check.remove(block.id());
                 let out = self.engine.on_checked_block(
                     from,
                     *block,
@@ -798,6 +804,11 @@ impl Driver {
                 self.outputs.extend(out);
             }
             Done::Served { to, payload } => self.serve(to, payload, now),
+            Done::BlockUnusable { payload } => {
+                if let Some(id) = block_data_id(&payload) {
+                    self.in_check.remove(&id);
+                }
+            }
             Done::Nothing => {}
         }
     }
