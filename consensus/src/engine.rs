@@ -1949,9 +1949,13 @@ mod tests {
         assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
         let wall = 1_700_000_000_000;
         let polls = e.on_tick(&mut chain, 10_000, wall);
-        assert!(polls
-            .iter()
-            .any(|o| matches!(o, Output::Send { msg: Message::Query { .. }, .. })));
+        assert!(polls.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                msg: Message::Query { .. },
+                ..
+            }
+        )));
         let id = e.preference().expect("proposed");
         assert_eq!(
             e.candidates[&id].block.header().timestamp_ms,
