@@ -15,11 +15,14 @@
 //! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
-//! applies it to the trie — whose page writes are *captured* instead of
-//! written — and puts trie pages, state changes, the block, its transactions,
-//! the indexes and the `m` record into **one** synced write batch. After a
-//! crash the store holds either all of a block or none of it, so a reopened
-//! node is at exactly its last committed height with the matching root.
+//! *stages* it on the trie ([`Trie::stage`]: the new root and the page
+//! records, nothing written, the trie unmoved), puts trie pages, state
+//! changes, the block, its transactions, the indexes and the `m` record into
+//! **one** synced write batch, and only once that write succeeded moves the
+//! trie to the new version ([`Trie::install`]). After a crash the store holds
+//! either all of a block or none of it, so a reopened node is at exactly its
+//! last committed height with the matching root; after a failed write the
+//! trie is still at the last committed root.
 //!
 //! The genesis state is the one exception to "one batch": a genesis with
 //! more accounts than one storage batch holds is written in chunks of
@@ -63,14 +66,11 @@ fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-/// One captured trie write: puts and deletes.
-type TrieWrite = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
-
-/// The trie's view of the `Db`: reads go to the `t` namespace; the one write
-/// batch per `apply` is captured for the block's commit batch.
+/// The trie's view of the `Db`: reads go to the `t` namespace. Its records
+/// are written by [`DbChain`] in each block's batch (staged, never through
+/// this store), so `write_batch` is never called.
 struct TrieStore {
     db: Arc<Db>,
-    captured: Mutex<Option<TrieWrite>>,
 }
 
 impl NodeStore for TrieStore {
@@ -82,12 +82,10 @@ impl NodeStore for TrieStore {
 
     fn write_batch(
         &self,
-        puts: Vec<(Vec<u8>, Vec<u8>)>,
-        deletes: Vec<Vec<u8>>,
+        _puts: Vec<(Vec<u8>, Vec<u8>)>,
+        _deletes: Vec<Vec<u8>>,
     ) -> Result<(), Self::Error> {
-        let mut slot = self.captured.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some((puts, deletes));
-        Ok(())
+        unreachable!("DbChain stages trie versions and writes them in its own batch")
     }
 }
 
@@ -188,8 +186,7 @@ pub enum ChainError {
 /// A finalized chain stored in a [`Db`]. See the [module docs](self).
 pub struct DbChain {
     db: Arc<Db>,
-    trie: Trie<Arc<TrieStore>>,
-    store: Arc<TrieStore>,
+    trie: Trie<TrieStore>,
     chain_id: u64,
     height: u64,
     last_id: BlockId,
@@ -235,16 +232,14 @@ impl DbChain {
     /// The chain's handles on `db` at height 0, before the `m` record is
     /// read or the genesis written.
     fn attach(db: Arc<Db>, chain_id: u64) -> Result<DbChain, ChainError> {
-        let store = Arc::new(TrieStore {
+        let store = TrieStore {
             db: Arc::clone(&db),
-            captured: Mutex::new(None),
-        });
-        let trie = Trie::open(Arc::clone(&store), TrieConfig::default())?;
+        };
+        let trie = Trie::open(store, TrieConfig::default())?;
         Ok(DbChain {
             db,
             root: trie.root(),
             trie,
-            store,
             chain_id,
             height: 0,
             last_id: [0; 32],
@@ -314,21 +309,23 @@ impl DbChain {
                 return self.write_commit(None, &[], StateDiff { changes: chunk });
             }
             let mut batch = WriteBatch::new();
-            self.stage_state(&mut batch, chunk)?;
+            let staged = self.stage_state(&mut batch, chunk)?;
             // Not synced: the last chunk's synced write makes every earlier
             // one durable (the WAL is ordered), and losing them to a crash
             // only means writing the genesis again.
             self.db.write(batch, WriteOptions { sync: false })?;
+            self.trie.install(staged)?;
         }
     }
 
-    /// Applies `changes` to the trie and stages the trie pages and the state
-    /// entries in `batch`, returning the new root.
+    /// Stages `changes` on the trie and puts the trie's records and the
+    /// state entries in `batch`; returns the staged version (its root), to
+    /// install once `batch` is written.
     fn stage_state(
         &mut self,
         batch: &mut WriteBatch,
         changes: BTreeMap<StateKey, Option<Vec<u8>>>,
-    ) -> Result<[u8; 32], ChainError> {
+    ) -> Result<merkle::Staged, ChainError> {
         let mut updates = merkle::Batch::with_capacity(changes.len());
         for (k, v) in &changes {
             match v {
@@ -336,20 +333,13 @@ impl DbChain {
                 None => updates.delete_hashed(*k),
             };
         }
-        let root = self.trie.apply(&updates.into_sorted())?;
-        let captured = self
-            .store
-            .captured
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some((puts, deletes)) = captured {
-            for (k, v) in puts {
-                batch.put(key(b't', &k), v);
-            }
-            for k in deletes {
-                batch.delete(key(b't', &k));
-            }
+        let mut staged = self.trie.stage(&updates.into_sorted())?;
+        let (puts, deletes) = staged.take_writes();
+        for (k, v) in puts {
+            batch.put(key(b't', &k), v);
+        }
+        for k in deletes {
+            batch.delete(key(b't', &k));
         }
         for (k, v) in changes {
             match v {
@@ -357,7 +347,7 @@ impl DbChain {
                 None => batch.delete(state_record_key(&k)),
             }
         }
-        Ok(root)
+        Ok(staged)
     }
 
     /// Writes one block (or the genesis state when `block` is `None`) in one
@@ -369,7 +359,8 @@ impl DbChain {
         diff: StateDiff,
     ) -> Result<(), ChainError> {
         let mut batch = WriteBatch::new();
-        let root = self.stage_state(&mut batch, diff.changes)?;
+        let staged = self.stage_state(&mut batch, diff.changes)?;
+        let root = staged.root();
         let (height, id) = match block {
             Some(b) => (b.height(), *b.id()),
             None => (0, [0; 32]),
@@ -383,6 +374,8 @@ impl DbChain {
         meta.extend_from_slice(&root);
         batch.put(META_KEY.to_vec(), meta);
         self.db.write(batch, WriteOptions { sync: true })?;
+        // Only now is the new version durable: the trie moves to it.
+        self.trie.install(staged)?;
         self.height = height;
         self.last_id = id;
         self.root = root;
@@ -739,10 +732,11 @@ mod tests {
             let mut it = changes.into_iter();
             for _ in 0..2 {
                 let mut batch = WriteBatch::new();
-                chain
+                let staged = chain
                     .stage_state(&mut batch, it.by_ref().take(700).collect())
                     .unwrap();
                 db.write(batch, WriteOptions { sync: true }).unwrap();
+                chain.trie.install(staged).unwrap();
             }
             assert!(db.get(META_KEY).unwrap().is_none());
         }
@@ -768,5 +762,76 @@ mod tests {
         assert_eq!(reopened.height(), 0);
         let pk: PublicKey = *blake3::hash(&4_999u64.to_le_bytes()).as_bytes();
         assert_eq!(reopened.account(&pk).unwrap().balance, 5_999);
+    }
+
+    /// A WAL whose appends fail once `fail` is set (ENOSPC).
+    #[derive(Debug)]
+    struct FailingWal {
+        inner: Box<dyn strata_storage::wal::LogFile>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl strata_storage::wal::LogFile for FailingWal {
+        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.inner.append(buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.inner.sync()
+        }
+    }
+
+    /// Regression (issue 18, item 3): the trie moved its root forward when
+    /// it handed its pages over, before the block's batch was written; a
+    /// failed write left the chain's trie ahead of what was on disk. Now
+    /// the trie installs a staged version only after the write succeeded.
+    #[test]
+    fn a_failed_commit_write_leaves_the_trie_at_the_committed_root() {
+        use crate::engine::Chain;
+        use crate::genesis::devnet_account_key;
+        use crate::tx::{TxBody, TxKind};
+
+        let genesis = Genesis::devnet(1);
+        let dir = tempfile::tempdir().unwrap();
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = Arc::clone(&fail);
+        let options = Options::new().wal_wrapper(Arc::new(move |inner| {
+            Box::new(FailingWal {
+                inner,
+                fail: Arc::clone(&f),
+            }) as Box<dyn strata_storage::wal::LogFile>
+        }));
+        let db = Arc::new(Db::open(dir.path(), options).unwrap());
+        let mut chain = DbChain::open(db, &genesis).unwrap();
+        let root = chain.state_root();
+        let key = devnet_account_key(0);
+        let tx = Arc::new(
+            TxBody {
+                chain_id: genesis.chain_id,
+                sender: key.verifying_key().to_bytes(),
+                nonce: 0,
+                fee: 1,
+                kind: TxKind::Transfer {
+                    to: [5; 32],
+                    amount: 7,
+                },
+            }
+            .sign(&key)
+            .unwrap(),
+        );
+        let diff = chain.execute(std::slice::from_ref(&tx)).unwrap();
+        let block = Block::new(1, chain.last_block_id(), root, [0; 32], 0, vec![*tx.id()]).unwrap();
+        fail.store(true, std::sync::atomic::Ordering::Release);
+        assert!(chain.commit(&block, &[tx], diff).is_err());
+        assert_eq!(chain.height(), 0);
+        assert_eq!(chain.state_root(), root);
+        assert_eq!(
+            chain.trie.root(),
+            root,
+            "the trie moved past what is on disk"
+        );
+        assert_eq!(chain.trie.version(), 1, "genesis is version 1");
     }
 }

@@ -50,6 +50,16 @@ pub enum Error {
     /// An invalid configuration value.
     #[error("invalid trie config: {0}")]
     Config(&'static str),
+    /// A [`super::Staged`] version was installed on a trie that is not at
+    /// the version it was staged from (another version was installed or
+    /// applied in between).
+    #[error("staged version {staged} does not follow the trie's version {current}")]
+    StaleStage {
+        /// The version the stage would install.
+        staged: u64,
+        /// The trie's version now.
+        current: u64,
+    },
 }
 
 /// An error decoding proof bytes (untrusted input).

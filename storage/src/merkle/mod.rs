@@ -62,4 +62,4 @@ pub use hash::{key_path, leaf_hash, node_hash, value_hash, Hash32, EMPTY};
 pub use proof::{verify, verify_path, Proof, Terminal};
 pub use sorted::{root_of_sorted, root_of_sorted_parallel, SortedRootBuilder};
 pub use store::{MemStore, NodeStore};
-pub use trie::{ApplyStats, Trie, TrieConfig};
+pub use trie::{ApplyStats, Puts, Staged, Trie, TrieConfig};

@@ -88,6 +88,58 @@ pub struct ApplyStats {
     pub compressions: u64,
 }
 
+/// Records to put: (store key, value) pairs.
+pub type Puts = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A trie version computed by [`Trie::stage`] and not yet installed: its
+/// root, and the records that make it durable.
+#[must_use = "a staged version changes nothing until its writes are made and it is installed"]
+pub struct Staged {
+    version: u64,
+    root: Hash32,
+    sub: Sub,
+    stats: ApplyStats,
+    puts: Puts,
+    deletes: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("version", &self.version)
+            .field("root", &hex(&self.root))
+            .field("puts", &self.puts.len())
+            .field("deletes", &self.deletes.len())
+            .finish()
+    }
+}
+
+impl Staged {
+    /// The root of the staged version.
+    pub fn root(&self) -> Hash32 {
+        self.root
+    }
+
+    /// The version it will install.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Counters of the stage.
+    pub fn stats(&self) -> ApplyStats {
+        self.stats
+    }
+
+    /// Takes the records to write (store keys of the trie's own key space):
+    /// puts, then deletes. A second call returns nothing.
+    pub fn take_writes(&mut self) -> (Puts, Vec<Vec<u8>>) {
+        (
+            std::mem::take(&mut self.puts),
+            std::mem::take(&mut self.deletes),
+        )
+    }
+}
+
 /// Writes and counters collected while applying a batch (one per thread).
 struct Ctx {
     version: u64,
@@ -257,7 +309,46 @@ impl<S: NodeStore> Trie<S> {
     /// pruning of versions leaving the retained window) goes to the store
     /// in ONE `write_batch`. If that fails the trie keeps its previous root
     /// and refuses further writes ([`Error::Poisoned`]) until reopened.
+    ///
+    /// [`Trie::stage`] and [`Trie::install`] do the same in two steps, for
+    /// a caller that writes the trie's records in a batch of its own.
     pub fn apply(&mut self, updates: &[Update]) -> Result<Hash32, Error> {
+        let mut staged = self.stage(updates)?;
+        let (puts, deletes) = staged.take_writes();
+        if let Err(e) = self.store.write_batch(puts, deletes) {
+            self.poisoned = true;
+            return Err(Error::Store(Box::new(e)));
+        }
+        self.install(staged)
+    }
+
+    /// Computes version `version() + 1` for `updates` (strictly sorted by
+    /// path) without writing anything or moving the trie: the result holds
+    /// the new root and every record to put and delete (pages, root
+    /// record, latest-version pointer, pruning of versions leaving the
+    /// retained window). The caller writes those records to the store —
+    /// typically in the same atomic batch as its own data — and then calls
+    /// [`Trie::install`]; until then the trie stays at its current version
+    /// and reads and proofs see it. A stage that is never installed (the
+    /// caller's write failed) leaves the trie as it was.
+    ///
+    /// ```
+    /// use strata_storage::merkle::{Batch, MemStore, NodeStore, Trie, TrieConfig};
+    /// let mut trie = Trie::open(MemStore::new(), TrieConfig::new()).unwrap();
+    /// let mut batch = Batch::new();
+    /// batch.put(b"alice", b"10");
+    /// let mut staged = trie.stage(&batch.into_sorted()).unwrap();
+    /// let root = staged.root();
+    /// assert_ne!(trie.root(), root, "nothing moves before install");
+    /// let (puts, deletes) = staged.take_writes();
+    /// trie.store().write_batch(puts, deletes).unwrap(); // the caller's write
+    /// assert_eq!(trie.install(staged).unwrap(), root);
+    /// assert_eq!(trie.root(), root);
+    /// ```
+    ///
+    /// # Errors
+    /// Unsorted or oversized input, store reads, or a poisoned trie.
+    pub fn stage(&self, updates: &[Update]) -> Result<Staged, Error> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -327,15 +418,37 @@ impl<S: NodeStore> Trie<S> {
             bytes_written: puts.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum(),
             compressions: ctx.compressions,
         };
-        if let Err(e) = self.store.write_batch(puts, deletes) {
-            self.poisoned = true;
-            return Err(Error::Store(Box::new(e)));
+        Ok(Staged {
+            version,
+            root,
+            sub,
+            stats,
+            puts,
+            deletes,
+        })
+    }
+
+    /// Moves the trie to the version `staged` holds, once the caller has
+    /// made its records durable (see [`Trie::stage`]); returns its root.
+    ///
+    /// # Errors
+    /// [`Error::StaleStage`] when the trie is no longer at the version the
+    /// stage was computed from; [`Error::Poisoned`] on a poisoned trie.
+    pub fn install(&mut self, staged: Staged) -> Result<Hash32, Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
         }
-        self.version = version;
-        self.root = root;
-        self.root_sub = sub;
-        self.last_stats = stats;
-        Ok(root)
+        if staged.version != self.version + 1 {
+            return Err(Error::StaleStage {
+                staged: staged.version,
+                current: self.version,
+            });
+        }
+        self.version = staged.version;
+        self.root = staged.root;
+        self.root_sub = staged.sub;
+        self.last_stats = staged.stats;
+        Ok(self.root)
     }
 
     /// The value hash stored at `path` in the latest version.
