@@ -887,13 +887,15 @@ impl Driver {
         let results = self
             .engine
             .submit_verified(txs, &self.chain, self.shared.mono_ms());
-        for (bytes, r) in encoded.into_iter().zip(&results) {
-            if let Ok(id) = r {
-                // The id is the blake3 of the encoding: what peers check.
-                if let Err(e) = self.shared.net.relay(*id, bytes) {
-                    debug!("gossip of a transaction failed: {e}");
-                }
-            }
+        // The id is the blake3 of the encoding: what peers check. One
+        // command for the whole batch.
+        let relays: Vec<([u8; 32], Vec<u8>)> = encoded
+            .into_iter()
+            .zip(&results)
+            .filter_map(|(bytes, r)| r.as_ref().ok().map(|id| (*id, bytes)))
+            .collect();
+        if let Err(e) = self.shared.net.relay_many(relays) {
+            debug!("gossip of transactions failed: {e}");
         }
         let m = &self.shared.metrics;
         m.txs_received.fetch_add(received as u64, Ordering::Relaxed);

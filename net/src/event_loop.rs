@@ -1745,6 +1745,11 @@ impl EventLoop {
         match cmd {
             Command::Broadcast { id, item } => self.broadcast_now(id, item),
             Command::Relay { id, item } => self.relay_now(id, item),
+            Command::RelayMany(items) => {
+                for (id, item) in items {
+                    self.relay_now(id, item);
+                }
+            }
             Command::Send { to, payload } => self.send_now(to, &payload),
             Command::Request {
                 to,

@@ -117,6 +117,8 @@ pub(crate) enum Command {
         id: ItemId,
         item: Vec<u8>,
     },
+    /// [`Command::Relay`] for many items, in one command.
+    RelayMany(Vec<(ItemId, Vec<u8>)>),
     Send {
         to: [u8; 32],
         payload: Vec<u8>,
@@ -618,6 +620,18 @@ impl Handle {
     pub fn relay(&self, id: ItemId, item: Vec<u8>) -> Result<()> {
         debug_assert_eq!(blake3::hash(&item).as_bytes(), &id, "relay id");
         self.command(Command::Relay { id, item })
+    }
+    /// [`Handle::relay`] for many items at once: one command and one wake
+    /// of the I/O thread for the whole batch (a node relays the
+    /// transactions of each verified batch together).
+    pub fn relay_many(&self, items: Vec<(ItemId, Vec<u8>)>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        debug_assert!(items
+            .iter()
+            .all(|(id, item)| blake3::hash(item).as_bytes() == id));
+        self.command(Command::RelayMany(items))
     }
     /// Sends a one-way message to a peer.
     pub fn send(&self, to: [u8; 32], payload: Vec<u8>) -> Result<()> {
