@@ -445,6 +445,8 @@ pub struct Engine {
     /// the block is pulled again from the next voter; every voter asked
     /// may still answer (late is not unsolicited).
     pulls: HashMap<BlockId, Pull>,
+    /// The pulls of the previous height (see [`Engine::block_expectation`]).
+    previous_pulls: HashMap<BlockId, Pull>,
     polls: BTreeMap<u64, Poll>,
     next_poll_id: u64,
     stats: EngineStats,
@@ -483,6 +485,7 @@ impl Engine {
             candidates: HashMap::new(),
             rejected: HashMap::new(),
             pulls: HashMap::new(),
+            previous_pulls: HashMap::new(),
             polls: BTreeMap::new(),
             next_poll_id: 1,
             stats: EngineStats::default(),
@@ -768,6 +771,15 @@ impl Engine {
                 } else {
                     BlockExpectation::Wanted
                 }
+            }
+            // Pulled at the previous height: the answer crossed this
+            // node's finality (honest, and common under load).
+            _ if self
+                .previous_pulls
+                .get(id)
+                .is_some_and(|p| p.asked.contains(from)) =>
+            {
+                BlockExpectation::Late
             }
             _ => BlockExpectation::Unsolicited,
         }
@@ -1339,7 +1351,9 @@ impl Engine {
         self.revealed = false;
         self.candidates.clear();
         self.rejected.clear();
-        self.pulls.clear();
+        // A pull of the height just finalized may still be answered: kept
+        // one height, so the answer is late rather than unsolicited.
+        self.previous_pulls = std::mem::take(&mut self.pulls);
         self.polls.clear();
     }
 }
@@ -1971,5 +1985,98 @@ mod tests {
         // The monotonic clock passing the poll timeout does close them.
         e.on_tick(&mut chain, 10_000 + 401, wall);
         assert!(e.stats().polls > 0);
+    }
+
+    /// A block pulled at a height the node has since finalized may still
+    /// arrive: that is late, not unsolicited (under load it happened on
+    /// every devnet run and scored honest validators down).
+    #[test]
+    fn a_block_arriving_after_its_height_was_finalized_is_not_blamed() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let config = EngineConfig {
+            params: Params {
+                k: 2,
+                alpha_preference: 2,
+                alpha_confidence: 2,
+                beta: 1,
+            },
+            ..EngineConfig::default()
+        };
+        let me = n.validators[0].public_key;
+        let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
+        assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let mine = e.preference().expect("proposed");
+        let mut by_poll: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in &polls {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                by_poll.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        // A poll of two peers: one votes for another validator's block,
+        // which this node pulls from it...
+        let (poll_a, peers_a) = by_poll
+            .iter()
+            .find(|(_, p)| p.len() == 2)
+            .map(|(id, p)| (*id, p.clone()))
+            .expect("a poll of two peers");
+        let voter = peers_a[0];
+        let vi = n
+            .validators
+            .iter()
+            .position(|v| v.public_key == voter)
+            .unwrap();
+        let mut other_chain = MemChain::new(&n.genesis);
+        let (mut other, other_id) = proposal(&n, vi, &mut other_chain);
+        let out = e.on_message(
+            voter,
+            Message::Vote {
+                poll_id: poll_a,
+                height: 1,
+                block: Some(other_id),
+            },
+            &mut chain,
+            10_001,
+        );
+        let get = out
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { msg, .. } if matches!(msg, Message::GetBlock { .. }) => Some(msg),
+                _ => None,
+            })
+            .expect("a pull");
+        // ...then the node's own block is finalized through a poll that
+        // drew the node itself...
+        let (poll_b, peer_b) = by_poll
+            .iter()
+            .find(|(_, p)| p.len() == 1)
+            .map(|(id, p)| (*id, p[0]))
+            .expect("a poll that drew the node itself");
+        e.on_message(
+            peer_b,
+            Message::Vote {
+                poll_id: poll_b,
+                height: 1,
+                block: Some(mine),
+            },
+            &mut chain,
+            10_002,
+        );
+        assert_eq!(e.height(), 2, "height 1 finalized");
+        // ...and the pulled block arrives late.
+        let Some(Output::Send { msg: data, .. }) = other
+            .on_message(me, get, &mut other_chain, 10_003)
+            .into_iter()
+            .next()
+        else {
+            panic!("served");
+        };
+        let out = e.on_message(voter, data, &mut chain, 10_004);
+        assert!(out.is_empty(), "a late block was blamed: {out:?}");
     }
 }
