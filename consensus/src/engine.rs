@@ -610,13 +610,24 @@ impl Engine {
         }
         self.mempool.expire(now_ms);
         let my_rank = self.proposer_rank(&self.me, &chain.last_block_id()) as u64;
-        if self.snowball.preference().is_none()
-            && now_ms
-                >= self.height_started_ms
-                    + self.config.propose_delay_ms
-                    + self.config.propose_backoff_ms * my_rank
-            && self.mempool.has_ready()
-        {
+        let my_turn_ms = self.height_started_ms
+            + self.config.propose_delay_ms
+            + self.config.propose_backoff_ms * my_rank;
+        // A block some voter prefers is on its way here (pulled, not yet
+        // received or still being checked): proposing now would only add
+        // a competing block, built and validated everywhere for nothing.
+        // Wait for it, but at most one more backoff, so voters naming
+        // blocks they never serve cannot stop this node from proposing.
+        let block_coming = self
+            .pulls
+            .values()
+            .any(|p| !p.received && p.deadline_ms > now_ms);
+        let turn_ms = if block_coming {
+            my_turn_ms + self.config.propose_backoff_ms
+        } else {
+            my_turn_ms
+        };
+        if self.snowball.preference().is_none() && now_ms >= turn_ms && self.mempool.has_ready() {
             self.propose(chain, wall_ms, &mut out);
         }
         let late: Vec<u64> = self
