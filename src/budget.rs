@@ -50,6 +50,15 @@ pub struct BudgetConfig {
     /// Bytes of blocks served to all peers together per second. Default
     /// 64 MiB.
     pub serve_bytes_per_s_total: u64,
+    /// Consensus messages per second from all peers that are not
+    /// validators, together. Default 40,000. Validators are a known,
+    /// bounded set, each held to `messages_per_s`; anyone else can make
+    /// new keys, and without a shared budget enough of them, each within
+    /// its own, would take the whole consensus thread. A non-validator
+    /// only follows the chain (its queries are answered; its votes count
+    /// nowhere), so when strangers together send too much, their messages
+    /// are dropped without blame (none of them need be at fault).
+    pub stranger_messages_per_s_total: u64,
 }
 
 impl Default for BudgetConfig {
@@ -59,6 +68,7 @@ impl Default for BudgetConfig {
             requests_per_s: 100,
             serve_bytes_per_s: 16 << 20,
             serve_bytes_per_s_total: 64 << 20,
+            stranger_messages_per_s_total: 40_000,
         }
     }
 }
@@ -75,6 +85,7 @@ pub struct Budgets {
     config: BudgetConfig,
     peers: LruCache<[u8; 32], PeerBudget>,
     total_bytes: TokenBucket,
+    strangers: TokenBucket,
 }
 
 /// Why a budget refused.
@@ -97,6 +108,11 @@ impl Budgets {
                 config.serve_bytes_per_s_total,
                 now_ms,
             ),
+            strangers: TokenBucket::new(
+                config.stranger_messages_per_s_total,
+                config.stranger_messages_per_s_total,
+                now_ms,
+            ),
         }
     }
 
@@ -115,9 +131,26 @@ impl Budgets {
         self.peers.get_mut(peer).expect("just inserted")
     }
 
-    /// Takes one message token from `peer`; false when it has none.
-    pub fn message(&mut self, peer: &[u8; 32], now_ms: u64) -> bool {
-        self.peer(peer, now_ms).messages.try_take(1, now_ms)
+    /// Takes one message token from `peer` and, for a peer that is not a
+    /// `validator`, one from the strangers' shared budget.
+    ///
+    /// # Errors
+    /// Which budget could not pay: the peer's own (its fault) or the
+    /// strangers' (nobody's in particular).
+    pub fn message(
+        &mut self,
+        peer: &[u8; 32],
+        validator: bool,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        if !self.peer(peer, now_ms).messages.try_take(1, now_ms) {
+            return Err(Refused::Peer);
+        }
+        if !validator && !self.strangers.try_take(1, now_ms) {
+            self.peer(peer, now_ms).messages.refund(1);
+            return Err(Refused::Node);
+        }
+        Ok(())
     }
 
     /// Takes one request token from `peer`; false when it has none.
@@ -164,6 +197,7 @@ mod tests {
             requests_per_s: 2,
             serve_bytes_per_s: 1_000,
             serve_bytes_per_s_total: 1_500,
+            stranger_messages_per_s_total: 15,
         }
     }
 
@@ -172,14 +206,44 @@ mod tests {
         let mut b = Budgets::new(config(), 0);
         let (p, q) = ([1; 32], [2; 32]);
         for _ in 0..10 {
-            assert!(b.message(&p, 0));
+            assert_eq!(b.message(&p, true, 0), Ok(()));
         }
-        assert!(!b.message(&p, 0), "burst is one second's worth");
-        assert!(b.message(&q, 0), "another peer is untouched");
-        assert!(b.message(&p, 100), "refilled: 10/s for 100 ms");
+        assert_eq!(
+            b.message(&p, true, 0),
+            Err(Refused::Peer),
+            "burst is one second's worth"
+        );
+        assert_eq!(b.message(&q, true, 0), Ok(()), "another peer is untouched");
+        assert_eq!(
+            b.message(&p, true, 100),
+            Ok(()),
+            "refilled: 10/s for 100 ms"
+        );
         assert!(b.request(&p, 0) && b.request(&p, 0));
         assert!(!b.request(&p, 0));
         assert!(b.request(&p, 500));
+    }
+
+    /// Strangers (not validators) share one budget on top of their own:
+    /// many keys each within its own budget cannot take the node.
+    #[test]
+    fn strangers_share_a_budget_validators_do_not() {
+        let mut b = Budgets::new(config(), 0);
+        let mut refused = 0;
+        for i in 0..20u8 {
+            for _ in 0..5 {
+                if b.message(&[100 + i; 32], false, 0).is_err() {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 100 - 15, "15 stranger messages a second in all");
+        // A stranger refused by the shared budget keeps its own tokens.
+        assert_eq!(b.message(&[200; 32], false, 0), Err(Refused::Node));
+        // Validators are not held to it.
+        for v in 0..5u8 {
+            assert_eq!(b.message(&[v; 32], true, 0), Ok(()));
+        }
     }
 
     #[test]

@@ -396,6 +396,15 @@ impl Node {
             0,
         );
         engine.share_verified_ids(Arc::clone(&verified));
+        // The vote this node cast before a restart, if any, is its vote
+        // again (see `Engine::resume_revealed`).
+        if let Some((height, block)) = chain
+            .revealed()
+            .map_err(|e| format!("cannot read the revealed preference: {e}"))?
+        {
+            info!(height, block = %hex::encode(&block[..8]), "resuming the preference revealed before the restart");
+            engine.resume_revealed(height, block);
+        }
         info!(params = ?engine.params(), "consensus engine ready");
 
         let listen: SocketAddr = config
@@ -504,6 +513,7 @@ impl Node {
         let tick = Duration::from_millis(c.tick_ms.max(1));
         let s = Arc::clone(&shared);
         let budgets = Budgets::new(BudgetConfig::default(), 0);
+        let validator_keys = validators.iter().map(|v| v.public_key).collect();
         let driver = std::thread::Builder::new()
             .name("strata-driver".into())
             .spawn(move || {
@@ -518,6 +528,7 @@ impl Node {
                     connected: Default::default(),
                     unreachable: Vec::new(),
                     in_check: Default::default(),
+                    validators: validator_keys,
                 }
                 .run(tick, &done_rx, &ask_rx)
             })
@@ -575,6 +586,9 @@ struct Driver {
     connected: std::collections::HashSet<[u8; 32]>,
     /// Peers found unreachable while performing outputs.
     unreachable: Vec<[u8; 32]>,
+    /// The genesis validators (their messages are not held to the
+    /// strangers' shared budget).
+    validators: std::collections::HashSet<[u8; 32]>,
     /// Pulled blocks with a signature check out: a second copy of one is
     /// not checked again (a voter cannot make the workers decode its
     /// block over and over by sending it repeatedly).
@@ -721,9 +735,18 @@ impl Driver {
     /// workers.
     fn on_message(&mut self, from: [u8; 32], payload: Vec<u8>, now: u64) {
         let m = &self.shared.metrics;
-        if !self.budgets.message(&from, now) {
-            m.messages_over_budget.fetch_add(1, Ordering::Relaxed);
-            return self.penalize(from, Misbehaviour::Flooding);
+        match self
+            .budgets
+            .message(&from, self.validators.contains(&from), now)
+        {
+            Ok(()) => {}
+            Err(refused) => {
+                m.messages_over_budget.fetch_add(1, Ordering::Relaxed);
+                if refused == Refused::Peer {
+                    self.penalize(from, Misbehaviour::Flooding);
+                }
+                return;
+            }
         }
         match payload_kind(&payload) {
             Some(PayloadKind::BlockData) => {
@@ -975,6 +998,17 @@ impl Driver {
                 m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
                 m.last_commit_ms.store(wall_ms(), Ordering::Relaxed);
                 info!(height, txs, id = %hex::encode(&id[..8]), "finalized");
+            }
+            Output::Revealed { height, block } => {
+                if let Err(e) = self.chain.record_revealed(height, &block) {
+                    // This node's own store failed: halt, as for any
+                    // local fault.
+                    self.perform(Output::Halted {
+                        reason: format!(
+                            "recording the preference revealed at height {height}: {e}"
+                        ),
+                    })
+                }
             }
             Output::Halted { reason } => {
                 let mut halted = shared.halted.lock().unwrap_or_else(|p| p.into_inner());

@@ -26,6 +26,35 @@ pub enum ByzantineArg {
     Equivocate,
     /// Proposes two valid blocks per height and votes for either at random.
     EquivocatingProposer,
+    /// Answers every query three times, mostly "no vote".
+    DuplicateAnswers,
+    /// Answers honestly, timed to land just before the poll's deadline.
+    LateAnswers,
+    /// One validator key run by two engines with their own chains.
+    Twins,
+    /// Votes its real preference but never serves a block.
+    Withholding,
+    /// Proposes two blocks and votes for whichever fewer honest nodes prefer.
+    Rebalancer,
+    /// Floods every honest node with junk votes and queries.
+    Flooder,
+}
+
+impl ByzantineArg {
+    fn kind(self) -> Byzantine {
+        match self {
+            ByzantineArg::Silent => Byzantine::Silent,
+            ByzantineArg::Random => Byzantine::RandomVoter,
+            ByzantineArg::Equivocate => Byzantine::Equivocator,
+            ByzantineArg::EquivocatingProposer => Byzantine::EquivocatingProposer,
+            ByzantineArg::DuplicateAnswers => Byzantine::DuplicateAnswers,
+            ByzantineArg::LateAnswers => Byzantine::LateAnswers,
+            ByzantineArg::Twins => Byzantine::Twins,
+            ByzantineArg::Withholding => Byzantine::Withholding,
+            ByzantineArg::Rebalancer => Byzantine::Rebalancer,
+            ByzantineArg::Flooder => Byzantine::Flooder,
+        }
+    }
 }
 
 /// Arguments of `strata sim`.
@@ -49,6 +78,11 @@ pub struct SimArgs {
     /// How Byzantine validators behave.
     #[arg(long, value_enum, default_value_t = ByzantineArg::Random)]
     byzantine_kind: ByzantineArg,
+    /// The Byzantine validators stop at this virtual time (as if crashed
+    /// for good); liveness is then required after it. Default: they act
+    /// all run long.
+    #[arg(long)]
+    byzantine_until_ms: Option<u64>,
     /// How polls weigh validators: uniform, stake (the simulated genesis
     /// gets skewed stakes) or proof_of_work (identities with different
     /// proven work).
@@ -71,7 +105,7 @@ pub struct SimArgs {
     /// Snowball beta.
     #[arg(long, default_value_t = 8)]
     beta: usize,
-    /// No partitions or crashes (drops and duplicates stay).
+    /// No partitions or crashes (random latency and drops stay).
     #[arg(long)]
     no_faults: bool,
     /// Print the event trace (with --seed).
@@ -91,17 +125,13 @@ pub fn run(args: &SimArgs) -> ExitCode {
         eprintln!("error: invalid Snowball parameters: {e}");
         return ExitCode::FAILURE;
     }
-    let kind = match args.byzantine_kind {
-        ByzantineArg::Silent => Byzantine::Silent,
-        ByzantineArg::Random => Byzantine::RandomVoter,
-        ByzantineArg::Equivocate => Byzantine::Equivocator,
-        ByzantineArg::EquivocatingProposer => Byzantine::EquivocatingProposer,
-    };
+    let kind = args.byzantine_kind.kind();
     let config_for = |seed| SimConfig {
         seed,
         nodes: args.nodes,
         byzantine: args.byzantine,
         byzantine_kind: kind,
+        byzantine_until_ms: args.byzantine_until_ms,
         sampling: args.sampling,
         byzantine_weight_per_mille: args.byzantine_weight_percent.map(|p| p.saturating_mul(10)),
         target_height: args.heights,
@@ -201,5 +231,16 @@ mod tests {
         }
         assert_eq!(parse_sampling("proof_of_work"), Ok(Sampling::ProofOfWork));
         assert!(parse_sampling("pos").is_err());
+    }
+
+    /// Every simulated adversary can be chosen from the command line, each
+    /// by its own value.
+    #[test]
+    fn every_byzantine_kind_has_a_flag_value() {
+        let chosen: Vec<Byzantine> = ByzantineArg::value_variants()
+            .iter()
+            .map(|a| a.kind())
+            .collect();
+        assert_eq!(chosen, Byzantine::ALL.to_vec());
     }
 }

@@ -13,6 +13,7 @@
 //! | `i` ‖ block id (32) | height (8, little-endian) |
 //! | `n` ‖ tx id (32) | height (8, little-endian) |
 //! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
+//! | `r` | height (8, little-endian) ‖ block id (32): the preference this node last revealed to a validator (see [`DbChain::record_revealed`]) |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
 //! *stages* it on the trie ([`Trie::stage`]: the new root and the page
@@ -43,6 +44,7 @@ use crate::state::{self, Account, ExecError, StateDiff, StateKey, StateReader};
 use crate::tx::{PublicKey, Transaction, TxId};
 
 const META_KEY: &[u8] = b"m";
+const REVEALED_KEY: &[u8] = b"r";
 
 /// Genesis state entries written per storage batch. A genesis larger than
 /// one batch allows (a million funded accounts, say) is written as several
@@ -268,6 +270,44 @@ impl DbChain {
         let value = self.db.get(&key(b's', state_key))?;
         let proof = self.trie.prove(state_key)?;
         Ok((value, proof))
+    }
+
+    /// Records that this node revealed `block` as its preference at
+    /// `height` ([`crate::engine::Output::Revealed`]), so that after a
+    /// restart it resumes that vote instead of casting a new one
+    /// ([`crate::engine::Engine::resume_revealed`]). Not synced: it
+    /// survives a process crash (kill -9), which is what restarts are;
+    /// after a power loss a node may forget its last vote, as before.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn record_revealed(&self, height: u64, block: &BlockId) -> Result<(), ChainError> {
+        let mut value = Vec::with_capacity(40);
+        value.extend_from_slice(&height.to_le_bytes());
+        value.extend_from_slice(block);
+        let mut batch = WriteBatch::new();
+        batch.put(REVEALED_KEY.to_vec(), value);
+        self.db.write(batch, WriteOptions { sync: false })?;
+        Ok(())
+    }
+
+    /// The preference last recorded by [`DbChain::record_revealed`], if
+    /// it is for the height being decided (`height() + 1`).
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn revealed(&self) -> Result<Option<(u64, BlockId)>, ChainError> {
+        let Some(v) = self.db.get(REVEALED_KEY)? else {
+            return Ok(None);
+        };
+        let v: &[u8; 40] = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| ChainError::Corrupt("revealed-preference record length".into()))?;
+        let height = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+        let mut block = [0u8; 32];
+        block.copy_from_slice(&v[8..]);
+        Ok((height == self.height + 1).then_some((height, block)))
     }
 
     /// Read access to the finalized blocks and indexes that needs no

@@ -296,6 +296,18 @@ pub enum Output {
         /// Block it asked for.
         id: BlockId,
     },
+    /// This node revealed `block` as its preference at `height` (answered
+    /// a validator's query with it) for the first time. Record it where
+    /// a restart finds it and hand it to [`Engine::resume_revealed`]: a
+    /// validator that forgets what it voted can carry others away from a
+    /// block some node already finalized on that vote. An unsynced write
+    /// is enough against a process crash.
+    Revealed {
+        /// The height.
+        height: u64,
+        /// The block revealed.
+        block: BlockId,
+    },
     /// The engine stopped (its store failed); it ignores all input from now.
     Halted {
         /// Why.
@@ -331,13 +343,24 @@ pub enum SubmitError {
 /// forgets preference strength (see `Snowball::forget_strength`).
 const STALL_POLLS_PER_BETA: usize = 4;
 
+/// Poll timeouts without a successful poll before the stall breaker may
+/// move a preference (see `close_poll`).
+const STALL_POLL_TIMEOUTS: u64 = 8;
+/// How many times longer a stall must last before the breaker may move a
+/// preference off a block that won a successful poll at this node.
+const STALL_CONFIDENT_FACTOR: u64 = 4;
+
 /// Block pulls in flight at once, over all voters; past it, votes for
 /// unknown blocks still count but pull nothing until pulls expire.
 const PULLS_MAX: usize = 256;
 /// Block pulls in flight to one voter.
 const PULLS_PER_PEER_MAX: usize = 4;
-/// Voters one block is asked of, at most, at one height.
+/// Distinct voters remembered as asked for one block (the oldest is
+/// forgotten past it).
 const PULL_ASKS_MAX: usize = 8;
+/// Poll timeouts before a voter that was asked for a block and did not
+/// deliver it is asked again.
+const PULL_REASK_TIMEOUTS: u64 = 4;
 
 /// A candidate block at the current height.
 struct Candidate {
@@ -348,8 +371,10 @@ struct Candidate {
 
 /// One block pulled at the current height.
 struct Pull {
-    /// Voters asked for it, the latest last (at most [`PULL_ASKS_MAX`]).
-    asked: Vec<NodeId>,
+    /// Distinct voters asked for it, each with when it was last asked;
+    /// the latest ask last. At most [`PULL_ASKS_MAX`]: the oldest is
+    /// forgotten first, so asks never run out for the height.
+    asked: Vec<(NodeId, u64)>,
     /// When the latest ask expires (monotonic ms).
     deadline_ms: u64,
     /// The block arrived (from one of `asked`); copies from the others are
@@ -359,7 +384,11 @@ struct Pull {
 
 impl Pull {
     fn in_flight_to(&self, peer: &NodeId, now_ms: u64) -> bool {
-        !self.received && self.deadline_ms > now_ms && self.asked.last() == Some(peer)
+        !self.received && self.deadline_ms > now_ms && self.asked.last().map(|a| &a.0) == Some(peer)
+    }
+
+    fn was_asked(&self, peer: &NodeId) -> bool {
+        self.asked.iter().any(|(p, _)| p == peer)
     }
 }
 
@@ -429,6 +458,8 @@ pub struct Engine {
     /// Height being decided (`chain.height() + 1`).
     height: u64,
     height_started_ms: u64,
+    /// When a poll last succeeded at this height (or the height started).
+    last_success_ms: u64,
     snowball: Snowball,
     /// True once this node has told a peer its preference at this height.
     /// From then on only polls may move the preference: replacing it by a
@@ -437,6 +468,11 @@ pub struct Engine {
     /// evidence — the devnet caught exactly that splitting finality (one
     /// node finalized the block three others had voted for and dropped).
     revealed: bool,
+    /// The block last reported in [`Output::Revealed`] at this height.
+    revealed_block: Option<BlockId>,
+    /// A preference revealed before a restart that is not this engine's
+    /// preference yet (see [`Engine::resume_revealed`]).
+    sticky: Option<BlockId>,
     candidates: HashMap<BlockId, Candidate>,
     /// Blocks found invalid at this height (never preferred, never pulled
     /// again).
@@ -480,8 +516,11 @@ impl Engine {
             mempool: Mempool::new(config.mempool.clone()),
             height: chain.height() + 1,
             height_started_ms: now_ms,
+            last_success_ms: now_ms,
             snowball: Snowball::new(params),
             revealed: false,
+            revealed_block: None,
+            sticky: None,
             candidates: HashMap::new(),
             rejected: HashMap::new(),
             pulls: HashMap::new(),
@@ -491,6 +530,30 @@ impl Engine {
             stats: EngineStats::default(),
             halted: None,
             config,
+        }
+    }
+
+    /// Resumes the preference this node revealed at `height` before it
+    /// restarted (what it recorded from [`Output::Revealed`]); ignored
+    /// unless `height` is the one being decided. Until that block is
+    /// validated again the node answers queries with it, proposes nothing
+    /// of its own, and when the block is back, prefers it whatever the
+    /// proposer ranks say. If no peer ever names it again (it is not
+    /// pulled back), the stall breaker lets it go. Without this, a
+    /// restarted validator voted for whatever it saw first, and with
+    /// enough weight carried the undecided away from a block a node had
+    /// finalized with its earlier vote (the simulator broke agreement
+    /// that way, with no Byzantine node).
+    pub fn resume_revealed(&mut self, height: u64, block: BlockId) {
+        if height != self.height {
+            return;
+        }
+        self.revealed = true;
+        self.revealed_block = Some(block);
+        if self.candidates.contains_key(&block) {
+            self.snowball.prefer(block);
+        } else {
+            self.sticky = Some(block);
         }
     }
 
@@ -511,6 +574,14 @@ impl Engine {
     /// The Snowball parameters in force (after capping).
     pub fn params(&self) -> Params {
         self.params
+    }
+
+    /// How long polls must keep failing before the stall breaker may move
+    /// a preference: eight poll timeouts (3.2 s at the node's default),
+    /// long enough for a crashed validator to be noticed and not decide
+    /// anything.
+    fn stall_ms(&self) -> u64 {
+        STALL_POLL_TIMEOUTS * self.config.poll_timeout_ms
     }
 
     /// Counters.
@@ -627,7 +698,11 @@ impl Engine {
         } else {
             my_turn_ms
         };
-        if self.snowball.preference().is_none() && now_ms >= turn_ms && self.mempool.has_ready() {
+        if self.snowball.preference().is_none()
+            && self.sticky.is_none()
+            && now_ms >= turn_ms
+            && self.mempool.has_ready()
+        {
             self.propose(chain, wall_ms, &mut out);
         }
         let late: Vec<u64> = self
@@ -671,13 +746,26 @@ impl Engine {
         match msg {
             Message::Query { poll_id, height } => {
                 let block = if height == self.height {
-                    let preference = self.snowball.preference();
+                    // A preference revealed before a restart is answered
+                    // until it is back (see `Engine::resume_revealed`).
+                    let preference = self.sticky.or(self.snowball.preference());
                     // Only a validator's query reveals the preference: a
                     // vote counts only in a validator's poll, and letting
                     // anyone pin this node's preference by asking would let
                     // any peer block the best-ranked proposal.
                     if self.validator_set.contains(&from) {
-                        self.revealed |= preference.is_some();
+                        if let Some(block) = preference {
+                            if self.revealed_block != Some(block) {
+                                // The node records what it revealed, so a
+                                // restart does not forget its vote.
+                                self.revealed_block = Some(block);
+                                out.push(Output::Revealed {
+                                    height: self.height,
+                                    block,
+                                });
+                            }
+                            self.revealed = true;
+                        }
                     }
                     preference
                 } else if height >= 1 && height <= chain.height() {
@@ -776,7 +864,7 @@ impl Engine {
     /// decoding (see [`Engine::on_checked_block`]).
     pub fn block_expectation(&self, from: &NodeId, id: &BlockId) -> BlockExpectation {
         match self.pulls.get(id) {
-            Some(p) if p.asked.contains(from) => {
+            Some(p) if p.was_asked(from) => {
                 if p.received {
                     BlockExpectation::Late
                 } else {
@@ -788,7 +876,7 @@ impl Engine {
             _ if self
                 .previous_pulls
                 .get(id)
-                .is_some_and(|p| p.asked.contains(from)) =>
+                .is_some_and(|p| p.was_asked(from)) =>
             {
                 BlockExpectation::Late
             }
@@ -926,6 +1014,12 @@ impl Engine {
     /// the preference; until a poll succeeds, a better-ranked proposer's
     /// block replaces it.
     fn consider(&mut self, id: BlockId, chain: &impl Chain) {
+        if self.sticky == Some(id) {
+            // The block this node voted for before a restart is back.
+            self.sticky = None;
+            self.snowball.prefer(id);
+            return;
+        }
         let Some(current) = self.snowball.preference() else {
             self.snowball.offer(id);
             return;
@@ -934,14 +1028,21 @@ impl Engine {
             return;
         }
         let parent = chain.last_block_id();
-        let rank_of = |engine: &Engine, block: &BlockId| {
-            engine.candidates.get(block).map_or(usize::MAX, |c| {
-                engine.proposer_rank(&c.block.header().proposer, &parent)
-            })
-        };
-        if rank_of(self, &id) < rank_of(self, &current) {
+        if self.order_key(&id, &parent) < self.order_key(&current, &parent) {
             self.snowball.replace_fresh_preference(id);
         }
+    }
+
+    /// The order every node applies to candidate blocks when nothing else
+    /// decides: the proposer's rank, then the block id. The id matters for
+    /// two blocks of one proposer (a double proposer, or one key run twice):
+    /// ranked by proposer alone they tie, and nodes that each kept the one
+    /// they had stayed split for good.
+    fn order_key(&self, block: &BlockId, parent: &BlockId) -> (usize, BlockId) {
+        let rank = self.candidates.get(block).map_or(usize::MAX, |c| {
+            self.proposer_rank(&c.block.header().proposer, parent)
+        });
+        (rank, *block)
     }
 
     fn open_poll(&mut self, now_ms: u64, out: &mut Vec<Output>) {
@@ -1102,8 +1203,19 @@ impl Engine {
         if self.candidates.contains_key(&id) {
             return;
         }
+        let reask_ms = PULL_REASK_TIMEOUTS * self.config.poll_timeout_ms;
         if let Some(p) = self.pulls.get(&id) {
-            if p.received || p.deadline_ms > now_ms || p.asked.len() >= PULL_ASKS_MAX {
+            if p.received || p.deadline_ms > now_ms {
+                return;
+            }
+            // A voter asked before (and that did not deliver) is asked
+            // again only after a longer wait: a voter that names a block
+            // but withholds it must not take every ask, while another
+            // voter that holds the block is waiting to be asked.
+            if p.asked
+                .iter()
+                .any(|(peer, at)| *peer == from && now_ms < at + reask_ms)
+            {
                 return;
             }
         } else if self.pulls.len() >= PULLS_MAX {
@@ -1123,7 +1235,11 @@ impl Engine {
             deadline_ms,
             received: false,
         });
-        pull.asked.push(from);
+        pull.asked.retain(|(peer, _)| *peer != from);
+        if pull.asked.len() >= PULL_ASKS_MAX {
+            pull.asked.remove(0);
+        }
+        pull.asked.push((from, now_ms));
         pull.deadline_ms = deadline_ms;
         out.push(Output::Send {
             to: from,
@@ -1167,24 +1283,52 @@ impl Engine {
             .collect();
         match self.snowball.record_poll(&votes) {
             PollOutcome::Unsuccessful => {
-                if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta {
-                    // A long run of failed polls: honest nodes may be split
-                    // on strengthened preferences. Make the choice fresh
-                    // again and fall back to the proposer-rank tie-break,
-                    // which every node applies the same way. This is the
-                    // one place a revealed preference may move without a
-                    // successful poll: only after a long run of failed
-                    // polls, never in the first polls of a height (where a
-                    // switch split finality on a devnet).
+                let own = self.snowball.preference();
+                let stalled_ms = now_ms.saturating_sub(self.last_success_ms);
+                let confident = own.is_some_and(|b| self.snowball.was_confident(&b));
+                if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta
+                    && stalled_ms >= self.stall_ms()
+                    && (!confident || stalled_ms >= STALL_CONFIDENT_FACTOR * self.stall_ms())
+                {
+                    // A long run of failed polls, for a long time: honest
+                    // nodes may be split on strengthened preferences. Make
+                    // the choice fresh again and fall back to the order
+                    // every node applies the same way (`order_key`). This
+                    // is the one place a revealed preference may move
+                    // without a successful poll, and it is fenced, because
+                    // a move here can carry nodes away from a block others
+                    // already finalized (the simulator found exactly that
+                    // when a heavy validator crashed): never in the first
+                    // polls of a height (where a switch split finality on
+                    // a devnet); only after `stall_ms` without a success,
+                    // not a count of failures alone (a crashed validator's
+                    // polls fail at once); and off a block that won a
+                    // successful poll here only after a stall several times
+                    // longer. Without that last escape, three honest groups
+                    // each confident in their own block (a rebalancer's
+                    // work) would wait forever: no block could ever reach
+                    // alpha in their polls again.
                     self.snowball.forget_strength();
                     self.revealed = false;
-                    let ids: Vec<BlockId> = self.candidates.keys().copied().collect();
+                    self.sticky = None;
+                    let parent = chain.last_block_id();
+                    let mut ids: Vec<BlockId> = self.candidates.keys().copied().collect();
+                    ids.sort_by_key(|id| self.order_key(id, &parent));
                     for id in ids {
                         self.consider(id, chain);
                     }
                 }
             }
-            PollOutcome::Successful { .. } => self.stats.polls_successful += 1,
+            PollOutcome::Successful { .. } => {
+                self.stats.polls_successful += 1;
+                self.last_success_ms = now_ms;
+                // A quorum for this node's preference: the vote resumed
+                // from before a restart (if it still differs) yields, as
+                // any preference yields to poll evidence.
+                if self.sticky.is_some() && self.sticky != self.snowball.preference() {
+                    self.sticky = None;
+                }
+            }
             PollOutcome::Final(id) => {
                 self.stats.polls_successful += 1;
                 self.finalize(id, chain, now_ms, out);
@@ -1228,7 +1372,7 @@ impl Engine {
                 // The server lied about the transactions: ask the next
                 // voter at once, and take nothing more from this one.
                 Err(Refusal::WrongData) => {
-                    p.asked.retain(|peer| *peer != from);
+                    p.asked.retain(|(peer, _)| *peer != from);
                     p.deadline_ms = 0;
                 }
                 _ => p.received = true,
@@ -1358,8 +1502,11 @@ impl Engine {
         });
         self.height = chain.height() + 1;
         self.height_started_ms = now_ms;
+        self.last_success_ms = now_ms;
         self.snowball = Snowball::new(self.params);
         self.revealed = false;
+        self.revealed_block = None;
+        self.sticky = None;
         self.candidates.clear();
         self.rejected.clear();
         // A pull of the height just finalized may still be answered: kept
@@ -1509,7 +1656,10 @@ mod tests {
             let out = me.on_message(asker, q, &mut chain, 10_003);
             assert!(matches!(
                 &out[..],
-                [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id
+                [
+                    Output::Revealed { height: 1, block: r },
+                    Output::Send { msg: Message::Vote { block: Some(b), .. }, .. },
+                ] if *b == second_id && *r == second_id
             ));
         }
         learn(&mut me, &mut best, best_id, &mut chain, &polls);
@@ -1996,6 +2146,112 @@ mod tests {
         // The monotonic clock passing the poll timeout does close them.
         e.on_tick(&mut chain, 10_000 + 401, wall);
         assert!(e.stats().polls > 0);
+    }
+
+    /// The polls of `out` (outputs of a tick), each with the peers asked.
+    fn queries_of(out: &[Output]) -> BTreeMap<u64, Vec<NodeId>> {
+        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+        for o in out {
+            if let Output::Send {
+                to,
+                msg: Message::Query { poll_id, .. },
+            } = o
+            {
+                queries.entry(*poll_id).or_default().push(*to);
+            }
+        }
+        queries
+    }
+
+    fn pulls_to(out: &[Output]) -> Vec<NodeId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: Message::GetBlock { .. },
+                } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Regression (simulator seed 1027): a voter that names a block but
+    /// never serves it was asked again every time its vote came first after
+    /// a pull expired, and eight such asks ended the pulls of that block
+    /// for the height, though other voters held it. A voter not yet asked
+    /// is asked first now, and asks never run out.
+    #[test]
+    fn a_withholding_voter_does_not_use_up_the_pulls_of_a_block() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = engine(&n, 0, &chain);
+        let unknown = [7u8; 32];
+        let first = e.on_tick(&mut chain, 10_000, 10_000);
+        let (poll, peers) = poll_with_two_peers(&first);
+        let (withholder, holder) = (peers[0], peers[1]);
+        let vote = |poll_id| Message::Vote {
+            poll_id,
+            height: 1,
+            block: Some(unknown),
+        };
+        let out = e.on_message(withholder, vote(poll), &mut chain, 10_001);
+        assert_eq!(pulls_to(&out), vec![withholder]);
+        // The pull expires unanswered; the next polls open.
+        let timeout = EngineConfig::default().poll_timeout_ms;
+        let later = 10_001 + timeout + 50;
+        let second = queries_of(&e.on_tick(&mut chain, later, later));
+        let poll_of = |peer: NodeId| {
+            second
+                .iter()
+                .find(|(_, p)| p.contains(&peer))
+                .map(|(id, _)| *id)
+                .expect("a new poll asks the peer")
+        };
+        let out = e.on_message(withholder, vote(poll_of(withholder)), &mut chain, later + 1);
+        assert!(
+            pulls_to(&out).is_empty(),
+            "the withholder was asked again at once: {out:?}"
+        );
+        let out = e.on_message(holder, vote(poll_of(holder)), &mut chain, later + 2);
+        assert_eq!(pulls_to(&out), vec![holder], "another voter is asked");
+    }
+
+    /// A validator that restarts resumes the preference it revealed before
+    /// (`Engine::resume_revealed`): it answers queries with it before it
+    /// has the block again, proposes nothing of its own meanwhile, and
+    /// when the block is back prefers it over a better-ranked proposal.
+    /// Without this a restarted validator voted for whatever it saw first,
+    /// and the simulator broke agreement that way (seed 7960).
+    #[test]
+    fn a_restarted_validator_resumes_the_vote_it_revealed() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
+        let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
+        let asker = n.validators[n.by_rank[2]].public_key;
+        let query = Message::Query {
+            poll_id: 9,
+            height: 1,
+        };
+        // Control: with the same transaction and time, the node proposes.
+        let mut control = engine(&n, n.by_rank[3], &chain);
+        assert_eq!(control.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        control.on_tick(&mut chain, 60_000, 60_000);
+        assert!(control.preference().is_some(), "the control proposes");
+
+        let mut me = engine(&n, n.by_rank[3], &chain);
+        assert_eq!(me.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        me.resume_revealed(1, second_id);
+        let out = me.on_message(asker, query.clone(), &mut chain, 9_000);
+        assert!(
+            matches!(&out[..], [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id),
+            "answers its earlier vote: {out:?}"
+        );
+        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        assert_eq!(me.preference(), None, "proposed while its vote is out");
+        learn(&mut me, &mut best, best_id, &mut chain, &polls);
+        learn(&mut me, &mut second, second_id, &mut chain, &polls);
+        assert_eq!(me.preference(), Some(second_id), "the earlier vote is back");
     }
 
     /// A block pulled at a height the node has since finalized may still

@@ -1,11 +1,21 @@
 //! A deterministic simulator: many engines, one thread, a virtual clock, a
-//! seeded network that delays, drops, duplicates and reorders messages,
-//! partitions that come and go, crashes with restarts from the committed
-//! chain, and Byzantine nodes. After every step it checks **agreement** (no
-//! two honest nodes finalize different blocks at one height) and
-//! **validity** (every committed block executes against its parent and total
-//! supply is conserved); at the end, **liveness** (after the last fault heals,
-//! every honest node reaches the target height within a bound).
+//! seeded network that delays, drops and reorders messages, partitions that
+//! come and go, crashes with restarts from the committed chain, and
+//! Byzantine nodes of every kind the literature names ([`Byzantine`]:
+//! silent, random and equivocating voters, double proposers, duplicate and
+//! late answers, twins, withholding, the rebalancing attacker, floods).
+//! After every step it checks **agreement** (no two honest nodes finalize
+//! different blocks at one height), **validity** (every committed block
+//! executes against its parent and total supply is conserved) and that **no
+//! honest node bans another**; at the end, **liveness** (after the last
+//! fault heals and the adversary stops, if it does, every honest node
+//! reaches the target height within a bound).
+//!
+//! Honest nodes do with penalties what a real node does ([`scoring`]): a
+//! score per peer, bans at -100 that cut the connection both ways for ten
+//! minutes, a message budget per peer checked before the engine sees a
+//! message, and a driver that handles one message at a time, so that
+//! duplicate answers and floods have their real consequences.
 //!
 //! Everything random is drawn from one seed, so any failure replays exactly
 //! with [`run`] and the same [`SimConfig`].
@@ -16,46 +26,29 @@
 //! ([`weights`]), and the Byzantine nodes hold a chosen share of the
 //! *weight*. Each run also counts the polls every honest node spent per
 //! height it finalized ([`SimReport::polls_per_finality`]).
+//!
+//! What it does not model: TCP's ordering within a connection (messages
+//! between two nodes may overtake each other), connection loss as a whole
+//! (a dropped message is dropped alone), gossip of transactions (every
+//! honest node gets each one directly), and the cost of sending.
 
+pub mod adversary;
+pub mod diagnosis;
+pub mod scoring;
 pub mod weights;
-
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::fmt::Write as _;
+mod world;
 
 use thiserror::Error;
 
-use crate::block::BlockId;
-use crate::engine::{
-    serve_block, Chain, Engine, EngineConfig, EngineStats, Message, NodeId, Output,
-};
-use crate::genesis::{
-    devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, DEVNET_BALANCE,
-};
-use crate::mem_chain::MemChain;
-use crate::rng::Rng;
-use crate::sampler::{ProofOfWork, Sampling, SamplingWeight, Stake, Uniform};
+use crate::engine::EngineStats;
+use crate::sampler::Sampling;
 use crate::snowball::Params;
-use crate::state::{burned_key, read_account};
-use crate::tx::{TxBody, TxKind};
 
+pub use adversary::Byzantine;
+pub use diagnosis::Stall;
+pub use scoring::{PeerLimits, Penalties};
 pub use weights::{Weights, WeightsError};
-
-/// How a Byzantine node behaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Byzantine {
-    /// Never answers.
-    Silent,
-    /// Answers every query with a random block id (possibly unknown).
-    RandomVoter,
-    /// Answers each querier with a different preference, flipping between
-    /// its own candidates and random ids.
-    Equivocator,
-    /// Runs a real engine but proposes two different valid blocks at every
-    /// height and tells each querier, at random, that it prefers one or the
-    /// other — the equivocating proposer.
-    EquivocatingProposer,
-}
+pub use world::{NS_PER_MS, TICK_MS};
 
 /// Simulation settings.
 #[derive(Clone, Debug)]
@@ -66,8 +59,19 @@ pub struct SimConfig {
     pub nodes: usize,
     /// How many of them are Byzantine, and how.
     pub byzantine: usize,
-    /// Behaviour of the Byzantine nodes.
+    /// Behaviour of the Byzantine nodes. Default [`Byzantine::RandomVoter`].
     pub byzantine_kind: Byzantine,
+    /// When the Byzantine nodes stop: from then on they send and answer
+    /// nothing, as if they had crashed for good (bans of them stand).
+    /// `None` (the default): they act for the whole run, and liveness must
+    /// hold despite them; with a time, liveness is required within
+    /// `liveness_bound_ms` after it.
+    pub byzantine_until_ms: Option<u64>,
+    /// Junk messages a [`Byzantine::Flooder`] sends each honest node per
+    /// second, in one burst per tick. Default 60,000: three times the
+    /// node's message budget, so the budget drops it and scores the
+    /// flooder down until it is banned.
+    pub flood_messages_per_s: u64,
     /// How polls weigh validators (and so how the simulated genesis
     /// distributes stake or work). Default uniform.
     pub sampling: Sampling,
@@ -75,33 +79,46 @@ pub struct SimConfig {
     /// the Byzantine nodes hold, per mille. `None` = their share of the
     /// count. Ignored under uniform sampling.
     pub byzantine_weight_per_mille: Option<u64>,
-    /// Heights every honest node must finalize.
+    /// Heights every honest node must finalize. Default 5.
     pub target_height: u64,
-    /// One-way latency range, in ms.
+    /// One-way latency range, in ms. Default 5–60.
     pub latency_ms: (u64, u64),
-    /// Time range, in ms, a node is busy after receiving a pulled block
+    /// Time range, in ms, a node's driver is busy with a pulled block
     /// (checking signatures and executing, as a real node's driver does
-    /// inline): messages to it wait until it is done, while polls between
-    /// idle nodes stay fast. (0, 0) = never busy.
+    /// inline), on top of [`PeerLimits::message_cost_ns`]: messages to it
+    /// wait until it is done, while polls between idle nodes stay fast.
+    /// Default (0, 0): never busy beyond the message cost.
     pub block_delay_ms: (u64, u64),
-    /// Poll timeout; `None` = three times the largest latency.
+    /// Poll timeout; `None` (the default) = three times the largest
+    /// latency.
     pub poll_timeout_ms: Option<u64>,
-    /// Drop probability, per mille.
+    /// Drop probability, per mille. Default 20.
     pub drop_per_mille: u64,
-    /// Duplication probability, per mille.
+    /// Probability that the network delivers a message twice, per mille.
+    /// Default 0: the node's transport is TCP, which never duplicates, and
+    /// a second answer to a poll is misbehaviour the engine penalises (so
+    /// scored copies would get honest nodes banned). A copy made here (the
+    /// later of the two arrivals) still reaches the engine, which must
+    /// shrug it off, but nothing the engine says about it — answers,
+    /// penalties — leaves the node: no honest node sent it.
     pub duplicate_per_mille: u64,
     /// Whether to schedule partitions and crashes in the first part of the
-    /// run (they all heal by `faults_until_ms`).
+    /// run (they all heal by `faults_until_ms`). Default true.
     pub faults: bool,
-    /// Time by which every fault has healed.
+    /// Time by which every fault has healed. Default 3,000.
     pub faults_until_ms: u64,
-    /// Virtual time allowed after healing for every honest node to reach the
-    /// target height (the liveness bound).
+    /// Virtual time allowed after healing (and after the adversary stops,
+    /// if it does) for every honest node to reach the target height: the
+    /// liveness bound. Default 120,000.
     pub liveness_bound_ms: u64,
     /// Snowball parameters (capped for the network size by the engine).
+    /// Default k 5, alpha 4, beta 8.
     pub params: Params,
-    /// Transactions submitted per height to random honest nodes.
+    /// Transactions submitted per height to random honest nodes. Default 8.
     pub txs_per_height: usize,
+    /// What honest nodes do with penalties and message rates (the node's
+    /// scores, bans, budget and per-message cost).
+    pub peer_limits: PeerLimits,
     /// Record an event trace (for replays).
     pub trace: bool,
 }
@@ -113,6 +130,8 @@ impl Default for SimConfig {
             nodes: 7,
             byzantine: 0,
             byzantine_kind: Byzantine::RandomVoter,
+            byzantine_until_ms: None,
+            flood_messages_per_s: 60_000,
             sampling: Sampling::Uniform,
             byzantine_weight_per_mille: None,
             target_height: 5,
@@ -120,7 +139,7 @@ impl Default for SimConfig {
             block_delay_ms: (0, 0),
             poll_timeout_ms: None,
             drop_per_mille: 20,
-            duplicate_per_mille: 20,
+            duplicate_per_mille: 0,
             faults: true,
             faults_until_ms: 3_000,
             liveness_bound_ms: 120_000,
@@ -131,6 +150,7 @@ impl Default for SimConfig {
                 beta: 8,
             },
             txs_per_height: 8,
+            peer_limits: PeerLimits::default(),
             trace: false,
         }
     }
@@ -151,6 +171,14 @@ pub enum SimError {
     /// The weights cannot be assigned.
     #[error("validator weights: {0}")]
     Weights(#[from] WeightsError),
+    /// The latency range is empty.
+    #[error("latency range {lo}..={hi} ms is empty")]
+    Latency {
+        /// Least latency.
+        lo: u64,
+        /// Largest latency.
+        hi: u64,
+    },
 }
 
 impl SimConfig {
@@ -166,6 +194,10 @@ impl SimConfig {
                 byzantine: self.byzantine,
             });
         }
+        let (lo, hi) = self.latency_ms;
+        if lo > hi {
+            return Err(SimError::Latency { lo, hi });
+        }
         let share = self
             .byzantine_weight_per_mille
             .unwrap_or((self.byzantine as u64 * weights::PER_MILLE).div_ceil(self.nodes as u64));
@@ -176,6 +208,18 @@ impl SimConfig {
             share,
             self.seed,
         )?)
+    }
+
+    /// The engines' poll timeout.
+    pub fn poll_timeout_ms(&self) -> u64 {
+        self.poll_timeout_ms.unwrap_or(self.latency_ms.1 * 3)
+    }
+
+    /// When the liveness bound starts: every fault healed and the
+    /// adversary, if it stops, stopped.
+    pub fn heal_ms(&self) -> u64 {
+        self.faults_until_ms
+            .max(self.byzantine_until_ms.unwrap_or(0))
     }
 }
 
@@ -225,7 +269,7 @@ pub struct SimReport {
     pub min_height: u64,
     /// Polls closed, over all honest nodes.
     pub polls: u64,
-    /// Messages delivered.
+    /// Messages the network delivered (flood bursts not included).
     pub delivered: u64,
     /// Virtual time at which each height was first finalized by every honest
     /// node (index 0 = height 1).
@@ -244,44 +288,27 @@ pub struct SimReport {
     pub polls_all: PollCounts,
     /// Share of the sampling weight the Byzantine nodes held, per mille.
     pub byzantine_weight_per_mille: u64,
+    /// Penalties honest nodes gave Byzantine nodes, by reason.
+    pub penalties_of_byzantine: Penalties,
+    /// Penalties honest nodes gave honest nodes, by reason (a few light
+    /// ones can be the network's doing; a ban is a violation).
+    pub penalties_of_honest: Penalties,
+    /// Bans by honest nodes, of anyone.
+    pub bans: u64,
+    /// Bans of an honest node by an honest node: always a violation.
+    pub honest_bans: u64,
+    /// Messages honest nodes dropped as over their sender's budget.
+    pub messages_over_budget: u64,
+    /// Junk messages flooders sent (whether or not they arrived).
+    pub flood_messages: u64,
+    /// Longest time a message waited in an honest node's queue, µs.
+    pub queue_wait_max_us: u64,
     /// The violated property, if any.
     pub violation: Option<String>,
+    /// What the simulator could tell of why, when liveness failed.
+    pub stall: Option<Stall>,
     /// The event trace, when asked for.
     pub trace: String,
-}
-
-enum Event {
-    Deliver {
-        to: usize,
-        from: usize,
-        msg: Message,
-    },
-    Tick {
-        node: usize,
-    },
-    Crash {
-        node: usize,
-        until_ms: u64,
-    },
-    Restart {
-        node: usize,
-    },
-}
-
-struct SimNode {
-    id: NodeId,
-    engine: Engine,
-    chain: MemChain,
-    byzantine: bool,
-    down_until_ms: Option<u64>,
-    /// The two blocks an equivocating proposer offers at its current height.
-    equivocation: Option<(u64, [BlockId; 2])>,
-    /// The current engine's poll counters already charged to finalized
-    /// heights.
-    polls_charged: PollCounts,
-    /// Polls of engines lost to crashes since this node's last
-    /// finalization, to charge to the next one.
-    polls_carried: PollCounts,
 }
 
 impl SimReport {
@@ -299,45 +326,21 @@ impl SimReport {
             p.successful as f64 / n,
         ))
     }
-}
 
-/// Tick period of every engine, ms.
-const TICK_MS: u64 = 10;
-
-/// The simulated genesis and the sampling weight function for `weights`:
-/// skewed stakes written into the genesis under stake sampling, or a nonce
-/// mined per validator key to exactly the work its weight asks under proof
-/// of work.
-fn weighted_genesis(config: &SimConfig, weights: &Weights) -> (Genesis, Box<dyn SamplingWeight>) {
-    let mut genesis = Genesis::devnet(config.nodes);
-    let weight: Box<dyn SamplingWeight> = match config.sampling {
-        Sampling::Uniform => Box::new(Uniform),
-        Sampling::Stake => {
-            for (v, w) in genesis.validators.iter_mut().zip(&weights.weights) {
-                v.stake = *w;
-            }
-            Box::new(Stake)
-        }
-        Sampling::ProofOfWork => Box::new(ProofOfWork {
-            nonces: weights
-                .weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let key = devnet_validator_key(i).verifying_key().to_bytes();
-                    let bits = w.trailing_zeros();
-                    // 2^(bits + 1) tries are expected; 2^(bits + 24) make a
-                    // miss vanishingly unlikely (and a miss is a panic naming it).
-                    let nonce = ProofOfWork::mine_exact(&key, bits, 1 << (bits + 24))
-                        .unwrap_or_else(|| {
-                            panic!("no nonce with {bits} bits of work for node {i}")
-                        });
-                    (key, nonce)
-                })
-                .collect(),
-        }),
-    };
-    (genesis, weight)
+    /// Time each height took until every honest node had finalized it,
+    /// ms: the gaps between successive [`SimReport::height_done_ms`] (the
+    /// first from the start of the run).
+    pub fn ms_per_height(&self) -> Vec<u64> {
+        let mut prev = 0;
+        self.height_done_ms
+            .iter()
+            .map(|t| {
+                let d = t - prev;
+                prev = *t;
+                d
+            })
+            .collect()
+    }
 }
 
 /// Runs one simulation.
@@ -348,456 +351,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     let weights = config
         .weights()
         .unwrap_or_else(|e| panic!("invalid simulation config: {e}"));
-    let mut rng = Rng::new(config.seed);
-    let (genesis, weight) = weighted_genesis(config, &weights);
-    let validators = genesis.validator_set().expect("simulated genesis is valid");
-    let supply = genesis.total_supply().expect("devnet supply fits");
-    let engine_config = EngineConfig {
-        params: config.params,
-        poll_timeout_ms: config.poll_timeout_ms.unwrap_or(config.latency_ms.1 * 3),
-        propose_delay_ms: 20,
-        propose_backoff_ms: 20,
-        block_txs_max: 64,
-        // Simulated nodes see a few hundred transactions: small tables keep
-        // hundreds of seeds fast.
-        mempool: crate::mempool::MempoolConfig {
-            txs_max: 4096,
-            ..Default::default()
-        },
-        key_cache_entries: 256,
-        ..EngineConfig::default()
-    };
-    let mut nodes: Vec<SimNode> = (0..config.nodes)
-        .map(|i| {
-            let id = devnet_validator_key(i).verifying_key().to_bytes();
-            let chain = MemChain::new(&genesis);
-            let engine = Engine::new(
-                id,
-                &validators,
-                weight.as_ref(),
-                engine_config.clone(),
-                &chain,
-                config.seed ^ (i as u64 + 1),
-                0,
-            );
-            // The last `byzantine` nodes are the Byzantine ones.
-            SimNode {
-                id,
-                engine,
-                chain,
-                byzantine: i >= config.nodes - config.byzantine,
-                down_until_ms: None,
-                equivocation: None,
-                polls_charged: PollCounts::default(),
-                polls_carried: PollCounts::default(),
-            }
-        })
-        .collect();
-    let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
-    let honest: Vec<usize> = (0..config.nodes).filter(|i| !nodes[*i].byzantine).collect();
-
-    let mut queue: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
-    let mut events: HashMap<usize, Event> = HashMap::new();
-    // Per node: until when it is busy validating a pulled block.
-    let mut busy_until = vec![0u64; config.nodes];
-    let mut seq = 0u64;
-    let mut push = |queue: &mut BinaryHeap<Reverse<(u64, u64, usize)>>,
-                    events: &mut HashMap<usize, Event>,
-                    at: u64,
-                    e: Event| {
-        seq += 1;
-        let slot = seq as usize;
-        events.insert(slot, e);
-        queue.push(Reverse((at, seq, slot)));
-    };
-    for i in 0..config.nodes {
-        push(
-            &mut queue,
-            &mut events,
-            rng.below(TICK_MS),
-            Event::Tick { node: i },
-        );
-    }
-
-    // Faults: a partition window and crashes of honest nodes, all healed by
-    // `faults_until_ms`.
-    let mut partition: Option<(u64, u64, Vec<bool>)> = None;
-    if config.faults {
-        let start = rng.below(config.faults_until_ms / 2);
-        let end = start + rng.below(config.faults_until_ms / 2) + 1;
-        let side: Vec<bool> = (0..config.nodes).map(|_| rng.chance(1, 2)).collect();
-        partition = Some((start, end.min(config.faults_until_ms), side));
-        for _ in 0..=(config.nodes / 4) {
-            let node = honest[rng.below(honest.len() as u64) as usize];
-            let at = rng.below(config.faults_until_ms / 2);
-            let until =
-                (at + 200 + rng.below(config.faults_until_ms / 2)).min(config.faults_until_ms);
-            push(
-                &mut queue,
-                &mut events,
-                at,
-                Event::Crash {
-                    node,
-                    until_ms: until,
-                },
-            );
-        }
-    }
-
-    let mut report = SimReport {
-        byzantine_weight_per_mille: weights.byzantine_per_mille,
-        ..SimReport::default()
-    };
-    let mut finalized: HashMap<u64, BlockId> = HashMap::new();
-    let mut nonces = vec![0u64; 64];
-    let mut submitted_for_height = 0u64;
-    let deadline = config.faults_until_ms + config.liveness_bound_ms;
-    let mut trace = String::new();
-    if config.trace {
-        let _ = writeln!(
-            trace,
-            "weights ({:?}): {:?}, Byzantine share {} per mille",
-            config.sampling, weights.weights, weights.byzantine_per_mille
-        );
-    }
-
-    while let Some(Reverse((now, _, slot))) = queue.pop() {
-        if now > deadline {
-            break;
-        }
-        report.end_ms = now;
-        let event = events.remove(&slot).expect("queued events are stored");
-        let mut outputs: Vec<(usize, Vec<Output>)> = Vec::new();
-        match event {
-            Event::Tick { node } => {
-                push(&mut queue, &mut events, now + TICK_MS, Event::Tick { node });
-                let n = &mut nodes[node];
-                let runs_engine =
-                    !n.byzantine || config.byzantine_kind == Byzantine::EquivocatingProposer;
-                if n.down_until_ms.is_some() || !runs_engine {
-                    continue;
-                }
-                if n.byzantine {
-                    let height = n.engine.height();
-                    if n.equivocation.is_none_or(|(h, _)| h != height) {
-                        if let Some(ids) = n.engine.propose_twice_for_simulation(&n.chain, now) {
-                            n.equivocation = Some((height, ids));
-                        }
-                    }
-                }
-                outputs.push((node, n.engine.on_tick(&mut n.chain, now, now)));
-            }
-            Event::Crash { node, until_ms } => {
-                if config.trace {
-                    let _ = writeln!(trace, "{now} crash {node} until {until_ms}");
-                }
-                nodes[node].down_until_ms = Some(until_ms);
-                push(&mut queue, &mut events, until_ms, Event::Restart { node });
-            }
-            Event::Restart { node } => {
-                if config.trace {
-                    let _ = writeln!(trace, "{now} restart {node}");
-                }
-                // Memory is lost; the committed chain survives.
-                let n = &mut nodes[node];
-                n.down_until_ms = None;
-                let old = PollCounts::of(n.engine.stats());
-                if !n.byzantine {
-                    report.polls_all = report.polls_all.plus(old);
-                }
-                n.polls_carried = n.polls_carried.plus(old.minus(n.polls_charged));
-                n.polls_charged = PollCounts::default();
-                n.engine = Engine::new(
-                    n.id,
-                    &validators,
-                    weight.as_ref(),
-                    engine_config.clone(),
-                    &n.chain,
-                    config.seed ^ now,
-                    now,
-                );
-            }
-            Event::Deliver { to, from, msg } => {
-                report.delivered += 1;
-                if config.trace {
-                    let _ = writeln!(trace, "{now} {from}->{to} {msg:?}");
-                }
-                if nodes[to].down_until_ms.is_some() {
-                    continue;
-                }
-                if busy_until[to] > now {
-                    let at = busy_until[to];
-                    push(
-                        &mut queue,
-                        &mut events,
-                        at,
-                        Event::Deliver { to, from, msg },
-                    );
-                    continue;
-                }
-                if matches!(msg, Message::BlockData { .. }) && config.block_delay_ms.1 > 0 {
-                    let (lo, hi) = config.block_delay_ms;
-                    busy_until[to] = now + lo + rng.below(hi.saturating_sub(lo) + 1);
-                }
-                if nodes[to].byzantine {
-                    if let Some(reply) =
-                        byzantine_reply(config.byzantine_kind, &msg, &mut rng, &nodes[to])
-                    {
-                        outputs.push((
-                            to,
-                            vec![Output::Send {
-                                to: nodes[from].id,
-                                msg: reply,
-                            }],
-                        ));
-                    }
-                    continue;
-                }
-                let from_id = nodes[from].id;
-                let n = &mut nodes[to];
-                outputs.push((to, n.engine.on_message(from_id, msg, &mut n.chain, now)));
-            }
-        }
-
-        for (node, outs) in outputs {
-            for o in outs {
-                // The node serves finalized blocks off its engine's
-                // thread; here, at once.
-                let o = match o {
-                    Output::ServeBlock { to, height, id } => {
-                        match serve_block(&nodes[node].chain, height, &id) {
-                            Ok(Some(msg)) => Output::Send { to, msg },
-                            _ => continue,
-                        }
-                    }
-                    o => o,
-                };
-                match o {
-                    Output::Send { to, msg } => {
-                        let Some(&dest) = index.get(&to) else {
-                            continue;
-                        };
-                        if let Some((start, end, side)) = &partition {
-                            if now >= *start && now < *end && side[node] != side[dest] {
-                                continue;
-                            }
-                        }
-                        if rng.chance(config.drop_per_mille, 1000) {
-                            continue;
-                        }
-                        let copies = if rng.chance(config.duplicate_per_mille, 1000) {
-                            2
-                        } else {
-                            1
-                        };
-                        for _ in 0..copies {
-                            let delay = config.latency_ms.0
-                                + rng.below(config.latency_ms.1 - config.latency_ms.0 + 1);
-                            push(
-                                &mut queue,
-                                &mut events,
-                                now + delay,
-                                Event::Deliver {
-                                    to: dest,
-                                    from: node,
-                                    msg: msg.clone(),
-                                },
-                            );
-                        }
-                    }
-                    Output::Committed { .. } if nodes[node].byzantine => {}
-                    Output::Committed { height, id, .. } => {
-                        // Polls to finality: what this node spent since its
-                        // previous finalization.
-                        let n = &mut nodes[node];
-                        let now_counts = PollCounts::of(n.engine.stats());
-                        let spent = now_counts.minus(n.polls_charged).plus(n.polls_carried);
-                        report.finality_polls = report.finality_polls.plus(spent);
-                        report.finalizations += 1;
-                        n.polls_charged = now_counts;
-                        n.polls_carried = PollCounts::default();
-                        if config.trace {
-                            let _ = writeln!(
-                                trace,
-                                "{now} node {node} finalized {height} {}",
-                                hex::encode(&id[..6])
-                            );
-                        }
-                        // Agreement.
-                        match finalized.get(&height) {
-                            Some(prev) if *prev != id => {
-                                report.violation = Some(format!(
-                                    "agreement: height {height} finalized as {} and {}",
-                                    hex::encode(prev),
-                                    hex::encode(id)
-                                ));
-                            }
-                            _ => {
-                                finalized.insert(height, id);
-                            }
-                        }
-                        // Validity: supply conserved.
-                        let chain = &nodes[node].chain;
-                        let balances: u64 = devnet_account_public_keys()
-                            .iter()
-                            .map(|key| read_account(chain.state(), key).map_or(0, |x| x.balance))
-                            .sum();
-                        let burned = chain.state().get(&burned_key()).map_or(0, |b| {
-                            u64::from_le_bytes(b.as_slice().try_into().unwrap_or([0; 8]))
-                        });
-                        if balances + burned != supply {
-                            report.violation = Some(format!(
-                                "validity: supply {} != {supply} at height {height}",
-                                balances + burned
-                            ));
-                        }
-                    }
-                    Output::Halted { reason } => {
-                        report.violation = Some(format!("node {node} halted: {reason}"));
-                    }
-                    Output::Penalize { .. } | Output::ServeBlock { .. } => {}
-                }
-            }
-        }
-        if report.violation.is_some() {
-            break;
-        }
-
-        // Feed transactions: a few per height, to random live honest nodes.
-        let min_height = honest
-            .iter()
-            .map(|i| nodes[*i].chain.height())
-            .min()
-            .unwrap_or(0);
-        while report.height_done_ms.len() < min_height as usize {
-            report.height_done_ms.push(now);
-        }
-        if min_height >= config.target_height {
-            break;
-        }
-        let top = honest
-            .iter()
-            .map(|i| nodes[*i].chain.height())
-            .max()
-            .unwrap_or(0);
-        if submitted_for_height <= top {
-            submitted_for_height = top + 1;
-            for _ in 0..config.txs_per_height {
-                let sender = rng.below(nonces.len() as u64) as usize;
-                let key = devnet_account_key(sender);
-                let tx = TxBody {
-                    chain_id: genesis.chain_id,
-                    sender: key.verifying_key().to_bytes(),
-                    nonce: nonces[sender],
-                    fee: 1 + rng.below(5),
-                    kind: TxKind::Transfer {
-                        to: devnet_account_key(rng.below(64) as usize)
-                            .verifying_key()
-                            .to_bytes(),
-                        amount: rng.below(DEVNET_BALANCE / 1_000_000),
-                    },
-                }
-                .sign(&key)
-                .expect("devnet keys sign");
-                nonces[sender] += 1;
-                // Give it to every live honest node (and to equivocating
-                // proposers, which need transactions to propose), as gossip
-                // would.
-                let receivers: Vec<usize> = (0..config.nodes)
-                    .filter(|i| {
-                        !nodes[*i].byzantine
-                            || config.byzantine_kind == Byzantine::EquivocatingProposer
-                    })
-                    .collect();
-                for &i in &receivers {
-                    let n = &mut nodes[i];
-                    if n.down_until_ms.is_none() {
-                        n.engine.submit(vec![tx.clone()], &n.chain, now);
-                    }
-                }
-            }
-        }
-    }
-
-    report.min_height = honest
-        .iter()
-        .map(|i| nodes[*i].chain.height())
-        .min()
-        .unwrap_or(0);
-    report.polls = honest.iter().map(|i| nodes[*i].engine.stats().polls).sum();
-    // Every poll of an honest engine is charged to a finalization or still
-    // pending on its node: the bookkeeping loses nothing across crashes.
-    let mut pending = PollCounts::default();
-    for &i in &honest {
-        let n = &nodes[i];
-        let now_counts = PollCounts::of(n.engine.stats());
-        report.polls_all = report.polls_all.plus(now_counts);
-        pending = pending
-            .plus(now_counts.minus(n.polls_charged))
-            .plus(n.polls_carried);
-    }
-    assert_eq!(
-        report.finality_polls.plus(pending),
-        report.polls_all,
-        "poll accounting"
-    );
-    if report.violation.is_none() && report.min_height < config.target_height {
-        report.violation = Some(format!(
-            "liveness: honest nodes at heights {:?} after {} ms, target {}",
-            honest
-                .iter()
-                .map(|i| nodes[*i].chain.height())
-                .collect::<Vec<_>>(),
-            report.end_ms,
-            config.target_height
-        ));
-    }
-    // Agreement across whole chains at the end (covers heights a node
-    // committed while restarting).
-    if report.violation.is_none() {
-        let reference = nodes[honest[0]].chain.block_ids();
-        for &i in &honest {
-            let ids = nodes[i].chain.block_ids();
-            let common = ids.len().min(reference.len());
-            if ids[..common] != reference[..common] {
-                report.violation = Some(format!(
-                    "agreement: node {i}'s chain differs from node {}'s",
-                    honest[0]
-                ));
-            }
-        }
-    }
-    report.trace = trace;
-    report
-}
-
-/// What a Byzantine node answers.
-fn byzantine_reply(kind: Byzantine, msg: &Message, rng: &mut Rng, me: &SimNode) -> Option<Message> {
-    let Message::Query { poll_id, height } = msg else {
-        return None;
-    };
-    let mut random_id = [0u8; 32];
-    random_id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-    let block = match kind {
-        Byzantine::Silent => return None,
-        Byzantine::RandomVoter => Some(random_id),
-        Byzantine::Equivocator => {
-            if rng.chance(1, 2) {
-                me.engine.preference().or(Some(random_id))
-            } else {
-                Some(random_id)
-            }
-        }
-        Byzantine::EquivocatingProposer => match me.equivocation {
-            Some((h, ids)) if h == *height => Some(ids[rng.below(2) as usize]),
-            _ => me.engine.preference(),
-        },
-    };
-    Some(Message::Vote {
-        poll_id: *poll_id,
-        height: *height,
-        block,
-    })
+    world::World::new(config, &weights).run()
 }
 
 #[cfg(test)]

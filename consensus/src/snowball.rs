@@ -155,6 +155,9 @@ pub struct Snowball {
     params: Params,
     preference: Option<BlockId>,
     strength: HashMap<BlockId, u64>,
+    /// Blocks that won a successful poll (`alpha_confidence`) here: what
+    /// [`Snowball::forget_strength`] never forgets.
+    confident: Vec<BlockId>,
     last_success: Option<BlockId>,
     run: usize,
     /// Polls in a row that did not succeed.
@@ -170,6 +173,7 @@ impl Snowball {
             params,
             preference: None,
             strength: HashMap::new(),
+            confident: Vec::new(),
             last_success: None,
             run: 0,
             failures: 0,
@@ -197,6 +201,13 @@ impl Snowball {
         self.strength.is_empty()
     }
 
+    /// Makes `block` the preference whatever the strengths: for a node
+    /// resuming the preference it revealed before a restart (its
+    /// strengths were lost with its memory).
+    pub fn prefer(&mut self, block: BlockId) {
+        self.preference = Some(block);
+    }
+
     /// Replaces the preference while [`Snowball::is_fresh`]; ignored after.
     pub fn replace_fresh_preference(&mut self, block: BlockId) {
         if self.is_fresh() {
@@ -218,6 +229,12 @@ impl Snowball {
     pub fn forget_strength(&mut self) {
         self.strength.clear();
         self.failures = 0;
+    }
+
+    /// True when `block` won at least one successful poll here (votes
+    /// for it reached `alpha_confidence`).
+    pub fn was_confident(&self, block: &BlockId) -> bool {
+        self.confident.contains(block)
     }
 
     /// The decided block, once final.
@@ -272,6 +289,9 @@ impl Snowball {
             return PollOutcome::Unsuccessful;
         }
         self.failures = 0;
+        if !self.confident.contains(&top) {
+            self.confident.push(top);
+        }
         if self.last_success == Some(top) {
             self.run += 1;
         } else {
