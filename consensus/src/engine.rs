@@ -8,8 +8,9 @@
 //! delays, mempool expiry); the wall clock is read by the caller and passed
 //! to [`Engine::on_tick`] only to stamp proposed blocks, so a step of the
 //! system clock neither stalls nor fires any timer. Randomness comes from
-//! a seeded [`Rng`]. The same engine therefore runs in
-//! the node (driven by the io_uring loop) and in the deterministic simulator.
+//! a seeded generator. The same engine therefore runs in the node (driven
+//! by its owner thread, which feeds it network events, verified
+//! transactions and ticks) and in the deterministic simulator.
 //!
 //! Per height:
 //! 1. Proposals are leaderless but staggered: at each height every validator

@@ -9,7 +9,8 @@
 //! ([`snowball`]) with pluggable poll weights — uniform, stake, proof of
 //! work ([`sampler`]) — driven by the sans-IO [`engine`], and the
 //! deterministic simulator that runs many engines under faults, Byzantine
-//! nodes and each weight kind ([`sim`]; measurements in docs/consensus.md).
+//! nodes and each weight kind (`sim`, with the in-memory chain `mem_chain`,
+//! behind the `sim` feature; measurements in docs/consensus.md).
 #![deny(missing_docs)]
 
 pub mod block;
@@ -17,11 +18,13 @@ pub mod db_chain;
 pub mod engine;
 pub mod error;
 pub mod genesis;
+#[cfg(any(test, feature = "sim"))]
 pub mod mem_chain;
 pub mod mempool;
-pub mod rng;
+mod rng;
 pub mod sampler;
 pub mod signature;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod snowball;
 pub mod state;

@@ -27,32 +27,22 @@ use strata_storage::lru::{IdentityState, LruCache};
 
 use crate::addr_book::AddrBook;
 use crate::config::Config;
+use crate::control::{Command, Event, PeerSummary, RequestFailure, Responder, Shared};
 use crate::error::{Error, HandshakeRefusal, Result};
 use crate::frame::{FrameDecoder, Header};
 use crate::gossip::{on_items, PeerGossip, PushLimits, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
-use crate::limits::{HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, PENDING_REQUESTS_PER_PEER_MAX};
+use crate::limits::{
+    ADDRS_ANSWER_MAX, BANS_MAX, COMMANDS_PER_CLOCK_READ, COMPLETIONS_PER_WAIT,
+    DEADLINES_COMPACT_MIN, DIAL_RETRY_MS, HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, ITEM_STORE_MAX,
+    PENDING_PUSH_MAX, PENDING_REQUESTS_PER_PEER_MAX, PULL_RETRY_MS, RECV_BUF_BYTES,
+    REQUESTED_IDS_MAX, RING_ENTRIES,
+};
 use crate::message::{write_addr, write_item, Addrs, Ids, ItemId, Items, Message, MsgType};
-use crate::node::{Command, Event, PeerSummary, RequestFailure, Responder, Shared};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
 use crate::ring::{timespec_ms, Completion, Ring};
 use crate::rng::Rng;
-
-const RECV_BUF_BYTES: usize = 64 * 1024;
-const RING_ENTRIES: u32 = 1024;
-const COMPLETIONS_PER_WAIT: usize = 512;
-/// Commands handled between two clock reads (see `EventLoop::now_ms`).
-const COMMANDS_PER_CLOCK_READ: usize = 64;
-const ITEM_STORE_MAX: usize = 16_384;
-const PENDING_PUSH_MAX: usize = 65_536;
-const REQUESTED_IDS_MAX: usize = 65_536;
-const PULL_RETRY_MS: u64 = 2_000;
-const BANS_MAX: usize = 4096;
-const DIAL_RETRY_MS: u64 = 500;
-const ADDRS_ANSWER_MAX: usize = 64;
-/// Smallest length at which the deadline queue is compacted, so small
-/// queues are not rescanned on every few requests.
-const DEADLINES_COMPACT_MIN: usize = 1024;
+use crate::sys;
 
 const K_ACCEPT: u64 = 1;
 const K_EVENTFD: u64 = 2;
@@ -386,8 +376,7 @@ impl EventLoop {
                     self.ring.leak_recv_buffers();
                     Box::leak(conn);
                 } else {
-                    // SAFETY: closing a socket this loop owns.
-                    unsafe { libc::close(conn.fd) };
+                    sys::close(conn.fd);
                 }
             }
         }
@@ -577,8 +566,7 @@ impl EventLoop {
             ping_sent_ms: 0,
             awaiting_pong: false,
             pending_requests: HashSet::with_hasher(RequestIdState),
-            // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
-            sockaddr: unsafe { std::mem::zeroed() },
+            sockaddr: sys::zeroed_sockaddr(),
             sockaddr_len: 0,
             connect_ts: timespec_ms(self.cfg.connect_timeout_ms),
         }));
@@ -594,9 +582,8 @@ impl EventLoop {
     }
 
     fn on_accept(&mut self, fd: RawFd) {
-        let Some(remote) = peer_name(fd) else {
-            // SAFETY: closing the fd the kernel just gave us.
-            unsafe { libc::close(fd) };
+        let Some(remote) = sys::peer_name(fd) else {
+            sys::close(fd);
             return;
         };
         let now = self.now_ms();
@@ -620,11 +607,10 @@ impl EventLoop {
                 .stats
                 .accepts_refused
                 .fetch_add(1, Ordering::Relaxed);
-            // SAFETY: as above.
-            unsafe { libc::close(fd) };
+            sys::close(fd);
             return;
         }
-        set_nodelay(fd);
+        sys::set_nodelay(fd);
         let slot = self.new_conn(fd, remote, false, PeerState::Handshaking);
         self.conns[slot].as_mut().expect("just created").restricted = ip_banned;
         self.start_handshake(slot);
@@ -635,21 +621,14 @@ impl EventLoop {
         if addr == self.local_addr || self.bans.is_banned(&BanKey::Addr(addr), now) {
             return;
         }
-        let family = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
+        let Ok(fd) = sys::tcp_socket_for(&addr) else {
             return;
-        }
-        set_nodelay(fd);
+        };
+        sys::set_nodelay(fd);
         self.addr_book.attempted(&addr, now);
         let slot = self.new_conn(fd, addr, true, PeerState::Connecting);
         let conn = self.conns[slot].as_mut().expect("just created");
-        conn.sockaddr_len = write_sockaddr(&addr, &mut conn.sockaddr);
+        conn.sockaddr_len = sys::write_sockaddr(&addr, &mut conn.sockaddr);
         let gen = conn.gen;
         let sa: *const libc::sockaddr = (&conn.sockaddr as *const libc::sockaddr_storage).cast();
         let ts: *const Timespec = &conn.connect_ts;
@@ -835,9 +814,7 @@ impl EventLoop {
                 );
             }
         }
-        // SAFETY: shutting down a socket this connection owns; in-flight
-        // receives and sends complete promptly afterwards.
-        unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+        sys::shutdown(conn.fd);
         self.maybe_free(slot);
     }
 
@@ -846,8 +823,8 @@ impl EventLoop {
             return;
         };
         if conn.closing && conn.inflight == 0 {
-            // SAFETY: no operation uses the fd or buffers any more.
-            unsafe { libc::close(conn.fd) };
+            // No operation uses the fd or buffers any more.
+            sys::close(conn.fd);
             self.conns[slot] = None;
             self.free.push(slot);
         }
@@ -1728,7 +1705,7 @@ impl EventLoop {
         // A command pushed after the pops below is found by the check in
         // `wait_completions` before the loop blocks, or wakes it.
         // Bounded per wake-up so the loop keeps serving sockets.
-        for i in 0..crate::node::COMMANDS_MAX {
+        for i in 0..crate::control::COMMANDS_MAX {
             // Request deadlines are taken from the cached clock: keep it
             // fresh to well within the 1 ms of slack `request` adds.
             if i % COMMANDS_PER_CLOCK_READ == 0 {
@@ -1868,91 +1845,5 @@ fn push_event(shared: &Shared, ev: Event) {
         shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
     } else {
         shared.event_wait.pushed();
-    }
-}
-
-/// Turns Nagle's algorithm off. The loop already coalesces every frame
-/// queued for a peer into one send, so Nagle adds nothing but delay: with
-/// it on, a small request or response behind an unacknowledged one waits
-/// for the peer's delayed ACK (up to 40 ms on Linux). Best effort: a socket
-/// without it still works, only slower, so a failure is not an error.
-fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is a TCP socket this loop owns; the option value is a
-    // valid c_int whose size is passed along.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
-fn peer_name(fd: RawFd) -> Option<SocketAddr> {
-    // SAFETY: sockaddr_storage is plain old data.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `ss` and `len` are valid for writes of the sizes given.
-    let r = unsafe {
-        libc::getpeername(
-            fd,
-            (&mut ss as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    match i32::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
-            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
-        }
-        _ => None,
     }
 }

@@ -102,6 +102,7 @@
 
 pub mod addr_book;
 pub mod config;
+mod control;
 pub mod error;
 mod event_loop;
 mod event_wait;
@@ -112,9 +113,10 @@ pub mod limits;
 pub mod message;
 pub mod node;
 pub mod peer;
-pub mod ring;
-pub mod rng;
+mod ring;
+mod rng;
 pub mod seen;
+mod sys;
 
 pub use config::Config;
 pub use error::{Error, HandshakeRefusal, Result};

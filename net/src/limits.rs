@@ -71,3 +71,32 @@ const _: () = assert!(ITEM_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 const _: () = assert!(2 + IDS_PER_MESSAGE_MAX * 32 <= FRAME_PAYLOAD_BYTES_MAX_DEFAULT);
 const _: () = assert!(REQUEST_TIMEOUT_MS_DEFAULT <= REQUEST_TIMEOUT_MS_MAX);
 const _: () = assert!(SEND_QUEUE_BYTES_MAX_DEFAULT >= FRAME_PAYLOAD_BYTES_MAX_DEFAULT as usize);
+
+/// Receive buffer per connection where provided-buffer rings are missing
+/// (64 KiB).
+pub const RECV_BUF_BYTES: usize = 64 * 1024;
+/// Submission queue entries of the event loop's io_uring.
+pub const RING_ENTRIES: u32 = 1024;
+/// Completions reaped per wait (the batch the loop handles at once).
+pub const COMPLETIONS_PER_WAIT: usize = 512;
+/// Commands handled between two clock reads.
+pub const COMMANDS_PER_CLOCK_READ: usize = 64;
+/// Gossip items kept to answer pulls (an LRU of the most recent).
+pub const ITEM_STORE_MAX: usize = 16_384;
+/// Items waiting for the next gossip flush; more are dropped.
+pub const PENDING_PUSH_MAX: usize = 65_536;
+/// Ids this node pulled and has not received yet (an LRU): a response
+/// item whose id is not among them is unsolicited.
+pub const REQUESTED_IDS_MAX: usize = 65_536;
+/// Wait before an id still not received is pulled again when another peer
+/// announces it.
+pub const PULL_RETRY_MS: u64 = 2_000;
+/// Bans remembered at once (past it, the soonest to expire is forgotten).
+pub const BANS_MAX: usize = 4096;
+/// Wait before an address that failed is dialed again.
+pub const DIAL_RETRY_MS: u64 = 500;
+/// Addresses sent in one answer to a peer's address request.
+pub const ADDRS_ANSWER_MAX: usize = 64;
+/// Smallest length at which the request deadline queue is compacted, so
+/// small queues are not rescanned on every few requests.
+pub const DEADLINES_COMPACT_MIN: usize = 1024;

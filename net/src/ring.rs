@@ -1,4 +1,6 @@
-//! The io_uring wrapper: the one place in this crate with `unsafe`.
+//! The io_uring wrapper: every submission's `unsafe` is here. (Socket
+//! setup and the eventfd make plain system calls elsewhere: the event loop
+//! and `control.rs`.)
 //!
 //! Every submission hands the kernel raw pointers (receive and send buffers,
 //! socket addresses, timespecs). The rule the event loop follows, and which

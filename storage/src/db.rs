@@ -16,33 +16,22 @@
 //! ([`crate::compaction`]) merges tables down the levels. Reads take a
 //! read lock only to look at the memtables and clone the level list.
 //!
-//! Lock order: `writer` → `versions` → `state`; `writer` → `bg` → `state`;
-//! `compact` → `state`; `snapshots` alone. The workers take neither
-//! `writer` nor hold `bg` while taking `versions`, so a writer waiting for
-//! room (holding `writer`) cannot block them.
+//! The shared state and its lock order are in [`crate::inner`].
 
-use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::ops::RangeBounds;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use crate::batch::WriteBatch;
-use crate::compaction::{self, CompactState, KeyRange};
+use crate::compaction;
 use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
-use crate::flush::{self, FlushState, Immutable};
+use crate::flush;
+use crate::inner::{Inner, KeyRange, LOCK};
 pub use crate::iter::Scan;
-use crate::iter::Source;
-use crate::manifest::Manifest;
-use crate::memtable::Memtable;
-pub use crate::options::{FileKind, FileWrapper, LogFileWrapper, Options, WalBackend, WalRecovery};
+pub use crate::options::{Options, WalBackend, WalRecovery};
 pub use crate::stats::{LevelStats, Stats};
-use crate::table::cache::BlockCache;
-use crate::table::reader::Table;
-use crate::version::Version;
-use crate::wal::{LogFile, Wal};
 
 /// Options of one write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,105 +40,6 @@ pub struct WriteOptions {
     /// process crash, but a power loss only once a later fsync covers it;
     /// see [`Db::write`]).
     pub sync: bool,
-}
-
-pub(crate) fn table_name(number: u64) -> String {
-    format!("{number:06}.sst")
-}
-
-pub(crate) fn wal_name(number: u64) -> String {
-    format!("{number:06}.wal")
-}
-
-/// What only the writer (holding `Inner::writer`) changes.
-pub(crate) struct Writer {
-    /// The WAL of the active memtable.
-    pub(crate) wal: Arc<Wal>,
-    pub(crate) next_seq: u64,
-    /// Delay owed by slowed-down writes and not yet slept, in
-    /// nanoseconds (see `Inner::slow_down`).
-    pub(crate) slowdown_debt_ns: u64,
-}
-
-/// The live manifest and the version it describes.
-pub(crate) struct VersionSet {
-    pub(crate) manifest: Manifest,
-    pub(crate) version: Version,
-}
-
-impl VersionSet {
-    /// Allocates a file number. The counter reaches the manifest with the
-    /// next edit; a file numbered past it that a crash leaves behind is
-    /// found by the next open, which numbers new files after it.
-    pub(crate) fn new_file_number(&mut self) -> u64 {
-        let n = self.version.next_file_number;
-        self.version.next_file_number += 1;
-        n
-    }
-}
-
-/// The open tables per level: L0 newest first (overlapping), each deeper
-/// level sorted by smallest key with disjoint key ranges. Mirrors the
-/// version's table lists.
-pub(crate) type Levels = Vec<Vec<Arc<Table>>>;
-
-/// What readers see: every place a write can be, newest first.
-pub(crate) struct State {
-    pub(crate) mem: Memtable,
-    /// Frozen memtables waiting for the flush worker, newest first.
-    pub(crate) imm: Vec<Arc<Immutable>>,
-    /// Replaced whole (never mutated) so a reader's clone stays a
-    /// consistent view while flushes and compactions install tables.
-    pub(crate) tables: Arc<Levels>,
-}
-
-/// Counters behind [`Db::stats`], since open.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) user_bytes: AtomicU64,
-    pub(crate) flush_bytes: AtomicU64,
-    /// Versions flushes left out: shadowed, no reader could see them.
-    pub(crate) flush_versions_dropped: AtomicU64,
-    pub(crate) compaction_bytes: AtomicU64,
-    pub(crate) compactions: AtomicU64,
-    pub(crate) trivial_moves: AtomicU64,
-    /// Writes delayed by the L0 slowdown, and the time they slept.
-    pub(crate) slowdowns: AtomicU64,
-    pub(crate) slowdown_us: AtomicU64,
-}
-
-/// The engine, shared by the `Db` handle and the flush worker.
-pub(crate) struct Inner {
-    pub(crate) dir: PathBuf,
-    pub(crate) options: Options,
-    /// The WAL backend resolved at open (never `Auto`).
-    pub(crate) wal_backend: WalBackend,
-    pub(crate) writer: Mutex<Writer>,
-    pub(crate) versions: Mutex<VersionSet>,
-    pub(crate) state: RwLock<State>,
-    pub(crate) bg: Mutex<FlushState>,
-    /// Wakes the worker: a memtable was frozen, or `close` was called.
-    pub(crate) work: Condvar,
-    /// Wakes writers waiting for room and `flush` callers: a memtable
-    /// reached a table, or the worker failed.
-    pub(crate) done: Condvar,
-    pub(crate) visible_seq: AtomicU64,
-    pub(crate) poisoned: AtomicBool,
-    pub(crate) closed: AtomicBool,
-    /// Writes that waited for the flush or compaction worker
-    /// (backpressure).
-    pub(crate) stalls: AtomicU64,
-    pub(crate) counters: Counters,
-    /// Coordination with the compaction worker; `compact_work` wakes it,
-    /// `compact_done` wakes `compact_range` callers.
-    pub(crate) compact: Mutex<CompactState>,
-    pub(crate) compact_work: Condvar,
-    pub(crate) compact_done: Condvar,
-    /// Live snapshots: sequence number → count. Compaction keeps every
-    /// version a snapshot at or above the smallest of them can read.
-    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
-    /// Shared by every table; `None` if `block_cache_bytes` is 0.
-    pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
 
 /// An open database. `Send + Sync`: share it behind an `Arc`.
@@ -167,132 +57,6 @@ pub struct Db {
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").field("dir", &self.inner.dir).finish()
-    }
-}
-
-pub(crate) const LOCK: &str = "Db locks are poisoned only by a panic while held";
-
-impl Inner {
-    fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
-        }
-        if let Some(e) = self.background_error() {
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Marks the engine poisoned if `r` is a failure of a foreground write.
-    pub(crate) fn poison<T>(&self, r: Result<T>) -> Result<T> {
-        if r.is_err() {
-            self.poisoned.store(true, Ordering::Release);
-        }
-        r
-    }
-
-    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
-        let w = self.writer.lock().expect(LOCK);
-        self.check_writable()?;
-        Ok(w)
-    }
-
-    /// The smallest sequence number a reader may still read at: the
-    /// oldest live snapshot, else the visible sequence number. Taken under
-    /// the snapshot lock, so a snapshot registered after it reads at or
-    /// above it.
-    pub(crate) fn oldest_read_seq(&self) -> u64 {
-        let snaps = self.snapshots.lock().expect(LOCK);
-        let visible = self.visible_seq.load(Ordering::Acquire);
-        snaps.keys().next().map_or(visible, |&s| s.min(visible))
-    }
-
-    fn register_snapshot(self: &Arc<Self>, seq: Option<u64>) -> Snapshot {
-        let mut snaps = self.snapshots.lock().expect(LOCK);
-        let visible = self.visible_seq.load(Ordering::Acquire);
-        let seq = seq.map_or(visible, |s| s.min(visible));
-        *snaps.entry(seq).or_insert(0) += 1;
-        Snapshot {
-            inner: Arc::clone(self),
-            seq,
-        }
-    }
-
-    /// Reads at `seq`, or (`None`) at the visible sequence number loaded
-    /// under the state lock: a compaction installed before that load chose
-    /// what to drop knowing a reader could read at it.
-    fn get_at(&self, key: &[u8], seq: Option<u64>) -> Result<Option<Vec<u8>>> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        let (tables, seq) = {
-            let st = self.state.read().expect(LOCK);
-            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
-            if let Some(v) = st.mem.get(key, seq) {
-                return Ok(v);
-            }
-            for imm in &st.imm {
-                if let Some(v) = imm.mem.get(key, seq) {
-                    return Ok(v);
-                }
-            }
-            (Arc::clone(&st.tables), seq)
-        };
-        for t in &tables[0] {
-            if let Some(v) = t.get(key, seq)? {
-                return Ok(v);
-            }
-        }
-        // Deeper levels are disjoint runs: at most one table per level
-        // can hold the key, and shallower levels hold newer versions.
-        for level in &tables[1..] {
-            let i = level.partition_point(|t| t.largest() < key);
-            if let Some(t) = level.get(i).filter(|t| t.smallest() <= key) {
-                if let Some(v) = t.get(key, seq)? {
-                    return Ok(v);
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    fn scan_at(&self, range: impl RangeBounds<Vec<u8>>, seq: Option<u64>) -> Result<Scan> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        let start = range.start_bound().map(|k| k.as_slice());
-        let end = range.end_bound().map(|k| k.as_slice());
-        let mut sources: Vec<Source> = Vec::new();
-        let (tables, seq) = {
-            let st = self.state.read().expect(LOCK);
-            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
-            for mem in std::iter::once(&st.mem).chain(st.imm.iter().map(|imm| &imm.mem)) {
-                sources.push(Box::new(mem.entries_from(start, end).into_iter().map(Ok)));
-            }
-            (Arc::clone(&st.tables), seq)
-        };
-        for t in &tables[0] {
-            sources.push(Box::new(t.iter_from(start)));
-        }
-        // One source per deeper level: its tables in key order, each
-        // opened only when the scan reaches it.
-        for level in tables.iter().skip(1).filter(|l| !l.is_empty()) {
-            let from = match start {
-                Bound::Included(k) | Bound::Excluded(k) => {
-                    level.partition_point(|t| t.largest() < k)
-                }
-                Bound::Unbounded => 0,
-            };
-            let run: Vec<Arc<Table>> = level[from..].to_vec();
-            let start_owned = start.map(<[u8]>::to_vec);
-            sources.push(Box::new(run.into_iter().flat_map(move |t| {
-                t.iter_from(start_owned.as_ref().map(Vec::as_slice))
-            })));
-        }
-        Ok(Scan::new(sources, seq, end.map(<[u8]>::to_vec)))
     }
 }
 
@@ -453,7 +217,7 @@ impl Db {
     /// A consistent read view at the current sequence number. While it
     /// lives, compaction keeps every version it can read.
     pub fn snapshot(&self) -> Snapshot {
-        self.inner.register_snapshot(None)
+        Snapshot::register(&self.inner, None)
     }
 
     /// Merges every table overlapping `range` down to the deepest level
@@ -549,14 +313,6 @@ impl Drop for Db {
     }
 }
 
-/// Applies the WAL wrapper of `options` (the fault-injection seam).
-pub(crate) fn wrapper(options: &Options) -> impl Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + '_ {
-    move |f| match &options.wal_wrapper {
-        Some(w) => w(f),
-        None => f,
-    }
-}
-
 /// A read view of a [`Db`] at one sequence number: later writes are
 /// invisible to it. Registered with the engine while it lives, so
 /// compaction keeps the versions it reads: a long-lived snapshot holds
@@ -575,7 +331,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Clone for Snapshot {
     fn clone(&self) -> Self {
-        self.inner.register_snapshot(Some(self.seq))
+        Snapshot::register(&self.inner, Some(self.seq))
     }
 }
 
@@ -597,6 +353,19 @@ impl Drop for Snapshot {
 }
 
 impl Snapshot {
+    /// Registers a snapshot at `seq` (at most the visible sequence number;
+    /// `None`: at it).
+    pub(crate) fn register(inner: &Arc<Inner>, seq: Option<u64>) -> Snapshot {
+        let mut snaps = inner.snapshots.lock().expect(LOCK);
+        let visible = inner.visible_seq.load(Ordering::Acquire);
+        let seq = seq.map_or(visible, |s| s.min(visible));
+        *snaps.entry(seq).or_insert(0) += 1;
+        Snapshot {
+            inner: Arc::clone(inner),
+            seq,
+        }
+    }
+
     /// The sequence number this view reads at.
     pub fn seq(&self) -> u64 {
         self.seq

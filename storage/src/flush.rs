@@ -18,49 +18,21 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::db::{table_name, wal_name, wrapper, Inner, Writer, LOCK};
 use crate::error::{Error, Result};
+use crate::fault::FileKind;
+use crate::inner::{table_name, wal_name, wrapper, Immutable, Inner, Writer, LOCK};
 use crate::limits::SLOWDOWN_SLEEP_US_MIN;
 use crate::manifest;
 use crate::memtable::Memtable;
-use crate::options::{FileKind, Options};
+use crate::options::Options;
 use crate::table::builder::TableBuilder;
 use crate::table::cache::BlockCache;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
 use crate::wal::Wal;
-
-/// A frozen memtable waiting for the worker.
-#[derive(Debug)]
-pub(crate) struct Immutable {
-    pub(crate) mem: Memtable,
-    /// The WAL holding exactly this memtable's writes.
-    pub(crate) wal: Arc<Wal>,
-    /// The WAL the next memtable writes to: the manifest's log number once
-    /// this memtable is in a table.
-    pub(crate) next_log_number: u64,
-    /// The highest sequence number in `mem`.
-    pub(crate) last_seq: u64,
-}
-
-/// Coordination between writers, `flush()` and the worker (under
-/// `Inner::bg`; `Inner::work` and `Inner::done` are its condvars).
-#[derive(Debug, Default)]
-pub(crate) struct FlushState {
-    /// Immutables not yet in a table (mirrors `State::imm.len()`).
-    pub(crate) pending: usize,
-    /// Memtables frozen since open; the n-th frozen has id n.
-    pub(crate) frozen: u64,
-    /// Memtables written to tables since open; they finish in id order.
-    pub(crate) flushed: u64,
-    /// Set by `close`: the worker drains the pending immutables and exits.
-    pub(crate) stop: bool,
-    /// The first background failure; sticky until reopen.
-    pub(crate) error: Option<Arc<Error>>,
-}
 
 /// Writes `mem` to table file `number` in `dir` (through the file
 /// wrapper of `options`), fsyncs it and its directory entry, and opens it
@@ -122,15 +94,6 @@ pub(crate) fn write_table(
 }
 
 impl Inner {
-    pub(crate) fn lock_bg(&self) -> MutexGuard<'_, FlushState> {
-        self.bg.lock().expect(LOCK)
-    }
-
-    /// The sticky background error, if the worker has failed.
-    pub(crate) fn background_error(&self) -> Option<Error> {
-        self.lock_bg().error.clone().map(Error::Background)
-    }
-
     /// Tables in L0 now.
     fn l0_files(&self) -> usize {
         self.state.read().expect(LOCK).tables[0].len()

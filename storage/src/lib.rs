@@ -140,6 +140,7 @@ pub mod ordered_table;
 
 pub mod batch;
 pub mod error;
+pub mod fault;
 pub mod limits;
 mod record;
 pub mod wal;
@@ -150,6 +151,7 @@ mod compaction;
 mod db;
 mod dir_lock;
 mod flush;
+mod inner;
 mod iter;
 mod manifest;
 mod memtable;
@@ -160,7 +162,7 @@ mod table;
 mod version;
 
 pub use db::{
-    Db, FileKind, FileWrapper, LevelStats, LogFileWrapper, Options, Scan, Snapshot, Stats,
-    WalBackend, WalRecovery, WriteBatch, WriteOptions,
+    Db, LevelStats, Options, Scan, Snapshot, Stats, WalBackend, WalRecovery, WriteBatch,
+    WriteOptions,
 };
 pub use error::Error;

@@ -11,8 +11,9 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fault::FileKind;
 use crate::limits::MANIFEST_RECORD_BYTES_MAX;
-use crate::options::{FileKind, Options};
+use crate::options::Options;
 use crate::record;
 use crate::version::{Version, VersionEdit};
 use crate::wal::LogFile;

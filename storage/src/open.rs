@@ -7,13 +7,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use crate::compaction::{self, CompactState};
-use crate::db::{
-    table_name, wal_name, wrapper, Counters, Db, Inner, Levels, State, VersionSet, Writer,
-};
+use crate::compaction;
+use crate::db::Db;
 use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
-use crate::flush::{self, FlushState};
+use crate::flush;
+use crate::inner::{
+    table_name, wal_name, wrapper, CompactState, Counters, FlushState, Inner, Levels, State,
+    VersionSet, Writer,
+};
 use crate::manifest::{self, Manifest};
 use crate::memtable::Memtable;
 use crate::options::{Options, WalRecovery};

@@ -2,8 +2,8 @@
 //! document the defaults.
 
 use std::fmt;
-use std::sync::Arc;
 
+use crate::fault::{FileKind, FileWrapper, LogFileWrapper};
 use crate::limits::{
     BLOCK_BYTES_TARGET, BLOCK_BYTES_TARGET_MAX, BLOCK_BYTES_TARGET_MIN, BLOCK_CACHE_BYTES_DEFAULT,
     IMMUTABLES_MAX_DEFAULT, L0_COMPACTION_TRIGGER_DEFAULT, L0_SLOWDOWN_WRITES_DEFAULT,
@@ -53,25 +53,6 @@ pub enum WalBackend {
     #[default]
     Std,
 }
-
-/// Wraps each WAL file as it is created (fault-injection seam).
-pub type LogFileWrapper = Arc<dyn Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
-
-/// Which engine file a [`FileWrapper`] is wrapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FileKind {
-    /// A sorted table (`NNNNNN.sst`), written once by a flush or at open.
-    Table,
-    /// A manifest (`MANIFEST-NNNNNN`): its snapshot record and edits.
-    Manifest,
-    /// `CURRENT.tmp`, renamed over `CURRENT` to switch manifests.
-    Current,
-}
-
-/// Wraps each table and manifest file as it is created (fault-injection
-/// seam); the WAL has [`LogFileWrapper`].
-pub type FileWrapper = Arc<dyn Fn(FileKind, Box<dyn LogFile>) -> Box<dyn LogFile> + Send + Sync>;
 
 /// Options of [`crate::Db::open`].
 #[derive(Clone)]

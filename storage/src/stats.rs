@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::db::Counters;
+use crate::inner::Counters;
 use crate::table::cache::BlockCache;
 
 /// Files and bytes of one level.

@@ -212,8 +212,9 @@ mod faults {
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Arc;
 
+    use strata_storage::fault::FileKind;
     use strata_storage::wal::LogFile;
-    use strata_storage::{Db, Error, FileKind};
+    use strata_storage::{Db, Error};
 
     use super::fault_common::{Faulty, FAIL_APPEND, FAIL_SYNC, OK};
     use super::{key, tiny, value};
@@ -454,7 +455,7 @@ fn writes_slow_down_before_they_stop() {
         .l0_stop_writes(1000)
         .slowdown_bytes_per_s(256 << 10)
         .file_wrapper(Arc::new(move |kind, f| {
-            if kind == strata_storage::FileKind::Table {
+            if kind == strata_storage::fault::FileKind::Table {
                 Box::new(SlowSync {
                     inner: f,
                     slow: Arc::clone(&s),

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fault_common::{Faulty, FAIL_APPEND, FAIL_SYNC, OK};
+use strata_storage::fault::FileKind;
 use strata_storage::wal::LogFile;
-use strata_storage::{Db, Error, FileKind, Options, WalBackend, WriteBatch, WriteOptions};
+use strata_storage::{Db, Error, Options, WalBackend, WriteBatch, WriteOptions};
 
 /// The backends every scenario runs with. io_uring is forced, not `Auto`,
 /// so a machine without it fails the tests instead of silently testing

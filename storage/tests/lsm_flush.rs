@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use strata_storage::fault::FileKind;
 use strata_storage::wal::LogFile;
-use strata_storage::{Db, FileKind, Options};
+use strata_storage::{Db, Options};
 
 /// Delays every table fsync, so the flush worker is reliably slower than
 /// the writer.

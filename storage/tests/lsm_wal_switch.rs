@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use strata_storage::wal::LogFile;
 use strata_storage::{
-    Db, Error, FileKind, Options, WalBackend, WalRecovery, WriteBatch, WriteOptions,
+    fault::FileKind, Db, Error, Options, WalBackend, WalRecovery, WriteBatch, WriteOptions,
 };
 
 /// Every scenario runs with both WAL backends (forced, so a machine

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::pick::Job;
-use crate::db::{table_name, Inner, Levels, LOCK};
 use crate::error::Result;
+use crate::fault::FileKind;
+use crate::inner::{table_name, Inner, Levels, LOCK};
 use crate::iter::{Merge, Source};
 use crate::manifest;
-use crate::options::FileKind;
 use crate::table::builder::TableBuilder;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};

@@ -39,62 +39,17 @@
 mod merge;
 mod pick;
 
-use std::ops::Bound;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 
 use self::merge::Outcome;
 use self::pick::{job_into_next, pick, Job};
-use crate::db::{Inner, Levels, LOCK};
 use crate::error::{Error, Result};
+use crate::inner::{Inner, KeyRange, Levels, LOCK};
 use crate::limits::LEVELS;
 use crate::table::reader::Table;
 
-/// A user-key range of a manual compaction.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyRange {
-    pub(crate) start: Bound<Vec<u8>>,
-    pub(crate) end: Bound<Vec<u8>>,
-}
-
-impl KeyRange {
-    fn overlaps(&self, t: &Table) -> bool {
-        let after_start = match &self.start {
-            Bound::Included(s) => t.largest() >= s.as_slice(),
-            Bound::Excluded(s) => t.largest() > s.as_slice(),
-            Bound::Unbounded => true,
-        };
-        let before_end = match &self.end {
-            Bound::Included(e) => t.smallest() <= e.as_slice(),
-            Bound::Excluded(e) => t.smallest() < e.as_slice(),
-            Bound::Unbounded => true,
-        };
-        after_start && before_end
-    }
-}
-
-/// Coordination with the compaction worker (under `Inner::compact`).
-#[derive(Debug, Default)]
-pub(crate) struct CompactState {
-    /// Set by `close`: the worker exits after its current compaction.
-    pub(crate) stop: bool,
-    /// A pending `compact_range` request.
-    pub(crate) manual: Option<KeyRange>,
-    /// Manual requests made and finished since open.
-    pub(crate) manual_requested: u64,
-    pub(crate) manual_done: u64,
-    /// The worker is running a job (taken from `manual` or `pick`).
-    pub(crate) running: bool,
-    /// The worker's failure, for `compact_range` callers (the engine-wide
-    /// sticky copy is in `FlushState::error`).
-    pub(crate) error: Option<Arc<Error>>,
-}
-
 impl Inner {
-    pub(crate) fn lock_compact(&self) -> MutexGuard<'_, CompactState> {
-        self.compact.lock().expect(LOCK)
-    }
-
     fn levels(&self) -> Arc<Levels> {
         Arc::clone(&self.state.read().expect(LOCK).tables)
     }

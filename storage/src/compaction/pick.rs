@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::db::{Inner, Levels};
+use crate::inner::{Inner, Levels};
 use crate::limits::LEVELS;
 use crate::table::reader::Table;
 

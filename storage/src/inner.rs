@@ -1,0 +1,337 @@
+//! The engine's shared state: what the `Db` handle, the flush worker and
+//! the compaction worker all reach through one `Arc<Inner>`, and the file
+//! names they share. It sits below `db`, `open`, `flush` and `compaction`,
+//! which each add their part of `impl Inner`; it imports none of them.
+//!
+//! Lock order: `writer` → `versions` → `state`; `writer` → `bg` → `state`;
+//! `compact` → `state`; `snapshots` alone. The workers take neither
+//! `writer` nor hold `bg` while taking `versions`, so a writer waiting for
+//! room (holding `writer`) cannot block them.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use crate::error::{Error, Result};
+use crate::iter::{Scan, Source};
+use crate::manifest::Manifest;
+use crate::memtable::Memtable;
+use crate::options::{Options, WalBackend};
+use crate::table::cache::BlockCache;
+use crate::table::reader::Table;
+use crate::version::Version;
+use crate::wal::{LogFile, Wal};
+
+pub(crate) fn table_name(number: u64) -> String {
+    format!("{number:06}.sst")
+}
+
+pub(crate) fn wal_name(number: u64) -> String {
+    format!("{number:06}.wal")
+}
+
+/// What only the writer (holding `Inner::writer`) changes.
+pub(crate) struct Writer {
+    /// The WAL of the active memtable.
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) next_seq: u64,
+    /// Delay owed by slowed-down writes and not yet slept, in
+    /// nanoseconds (see `Inner::slow_down`).
+    pub(crate) slowdown_debt_ns: u64,
+}
+
+/// The live manifest and the version it describes.
+pub(crate) struct VersionSet {
+    pub(crate) manifest: Manifest,
+    pub(crate) version: Version,
+}
+
+impl VersionSet {
+    /// Allocates a file number. The counter reaches the manifest with the
+    /// next edit; a file numbered past it that a crash leaves behind is
+    /// found by the next open, which numbers new files after it.
+    pub(crate) fn new_file_number(&mut self) -> u64 {
+        let n = self.version.next_file_number;
+        self.version.next_file_number += 1;
+        n
+    }
+}
+
+/// The open tables per level: L0 newest first (overlapping), each deeper
+/// level sorted by smallest key with disjoint key ranges. Mirrors the
+/// version's table lists.
+pub(crate) type Levels = Vec<Vec<Arc<Table>>>;
+
+/// What readers see: every place a write can be, newest first.
+pub(crate) struct State {
+    pub(crate) mem: Memtable,
+    /// Frozen memtables waiting for the flush worker, newest first.
+    pub(crate) imm: Vec<Arc<Immutable>>,
+    /// Replaced whole (never mutated) so a reader's clone stays a
+    /// consistent view while flushes and compactions install tables.
+    pub(crate) tables: Arc<Levels>,
+}
+
+/// Counters behind [`crate::Db::stats`], since open.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) user_bytes: AtomicU64,
+    pub(crate) flush_bytes: AtomicU64,
+    /// Versions flushes left out: shadowed, no reader could see them.
+    pub(crate) flush_versions_dropped: AtomicU64,
+    pub(crate) compaction_bytes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) trivial_moves: AtomicU64,
+    /// Writes delayed by the L0 slowdown, and the time they slept.
+    pub(crate) slowdowns: AtomicU64,
+    pub(crate) slowdown_us: AtomicU64,
+}
+
+/// The engine, shared by the `Db` handle and the flush and compaction
+/// workers.
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    /// The WAL backend resolved at open (never `Auto`).
+    pub(crate) wal_backend: WalBackend,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) versions: Mutex<VersionSet>,
+    pub(crate) state: RwLock<State>,
+    pub(crate) bg: Mutex<FlushState>,
+    /// Wakes the worker: a memtable was frozen, or `close` was called.
+    pub(crate) work: Condvar,
+    /// Wakes writers waiting for room and `flush` callers: a memtable
+    /// reached a table, or the worker failed.
+    pub(crate) done: Condvar,
+    pub(crate) visible_seq: AtomicU64,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) closed: AtomicBool,
+    /// Writes that waited for the flush or compaction worker
+    /// (backpressure).
+    pub(crate) stalls: AtomicU64,
+    pub(crate) counters: Counters,
+    /// Coordination with the compaction worker; `compact_work` wakes it,
+    /// `compact_done` wakes `compact_range` callers.
+    pub(crate) compact: Mutex<CompactState>,
+    pub(crate) compact_work: Condvar,
+    pub(crate) compact_done: Condvar,
+    /// Live snapshots: sequence number → count. Compaction keeps every
+    /// version a snapshot at or above the smallest of them can read.
+    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
+    /// Shared by every table; `None` if `block_cache_bytes` is 0.
+    pub(crate) block_cache: Option<Arc<BlockCache>>,
+}
+
+/// A frozen memtable waiting for the worker.
+#[derive(Debug)]
+pub(crate) struct Immutable {
+    pub(crate) mem: Memtable,
+    /// The WAL holding exactly this memtable's writes.
+    pub(crate) wal: Arc<Wal>,
+    /// The WAL the next memtable writes to: the manifest's log number once
+    /// this memtable is in a table.
+    pub(crate) next_log_number: u64,
+    /// The highest sequence number in `mem`.
+    pub(crate) last_seq: u64,
+}
+
+/// Coordination between writers, `flush()` and the worker (under
+/// `Inner::bg`; `Inner::work` and `Inner::done` are its condvars).
+#[derive(Debug, Default)]
+pub(crate) struct FlushState {
+    /// Immutables not yet in a table (mirrors `State::imm.len()`).
+    pub(crate) pending: usize,
+    /// Memtables frozen since open; the n-th frozen has id n.
+    pub(crate) frozen: u64,
+    /// Memtables written to tables since open; they finish in id order.
+    pub(crate) flushed: u64,
+    /// Set by `close`: the worker drains the pending immutables and exits.
+    pub(crate) stop: bool,
+    /// The first background failure; sticky until reopen.
+    pub(crate) error: Option<Arc<Error>>,
+}
+
+/// A user-key range of a manual compaction.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRange {
+    pub(crate) start: Bound<Vec<u8>>,
+    pub(crate) end: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    pub(crate) fn overlaps(&self, t: &Table) -> bool {
+        let after_start = match &self.start {
+            Bound::Included(s) => t.largest() >= s.as_slice(),
+            Bound::Excluded(s) => t.largest() > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let before_end = match &self.end {
+            Bound::Included(e) => t.smallest() <= e.as_slice(),
+            Bound::Excluded(e) => t.smallest() < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        after_start && before_end
+    }
+}
+
+/// Coordination with the compaction worker (under `Inner::compact`).
+#[derive(Debug, Default)]
+pub(crate) struct CompactState {
+    /// Set by `close`: the worker exits after its current compaction.
+    pub(crate) stop: bool,
+    /// A pending `compact_range` request.
+    pub(crate) manual: Option<KeyRange>,
+    /// Manual requests made and finished since open.
+    pub(crate) manual_requested: u64,
+    pub(crate) manual_done: u64,
+    /// The worker is running a job (taken from `manual` or `pick`).
+    pub(crate) running: bool,
+    /// The worker's failure, for `compact_range` callers (the engine-wide
+    /// sticky copy is in `FlushState::error`).
+    pub(crate) error: Option<Arc<Error>>,
+}
+
+pub(crate) const LOCK: &str = "Db locks are poisoned only by a panic while held";
+
+impl Inner {
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        if let Some(e) = self.background_error() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Marks the engine poisoned if `r` is a failure of a foreground write.
+    pub(crate) fn poison<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = self.writer.lock().expect(LOCK);
+        self.check_writable()?;
+        Ok(w)
+    }
+
+    /// The smallest sequence number a reader may still read at: the
+    /// oldest live snapshot, else the visible sequence number. Taken under
+    /// the snapshot lock, so a snapshot registered after it reads at or
+    /// above it.
+    pub(crate) fn oldest_read_seq(&self) -> u64 {
+        let snaps = self.snapshots.lock().expect(LOCK);
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        snaps.keys().next().map_or(visible, |&s| s.min(visible))
+    }
+
+    /// Reads at `seq`, or (`None`) at the visible sequence number loaded
+    /// under the state lock: a compaction installed before that load chose
+    /// what to drop knowing a reader could read at it.
+    pub(crate) fn get_at(&self, key: &[u8], seq: Option<u64>) -> Result<Option<Vec<u8>>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (tables, seq) = {
+            let st = self.state.read().expect(LOCK);
+            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
+            if let Some(v) = st.mem.get(key, seq) {
+                return Ok(v);
+            }
+            for imm in &st.imm {
+                if let Some(v) = imm.mem.get(key, seq) {
+                    return Ok(v);
+                }
+            }
+            (Arc::clone(&st.tables), seq)
+        };
+        for t in &tables[0] {
+            if let Some(v) = t.get(key, seq)? {
+                return Ok(v);
+            }
+        }
+        // Deeper levels are disjoint runs: at most one table per level
+        // can hold the key, and shallower levels hold newer versions.
+        for level in &tables[1..] {
+            let i = level.partition_point(|t| t.largest() < key);
+            if let Some(t) = level.get(i).filter(|t| t.smallest() <= key) {
+                if let Some(v) = t.get(key, seq)? {
+                    return Ok(v);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn scan_at(
+        &self,
+        range: impl RangeBounds<Vec<u8>>,
+        seq: Option<u64>,
+    ) -> Result<Scan> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let start = range.start_bound().map(|k| k.as_slice());
+        let end = range.end_bound().map(|k| k.as_slice());
+        let mut sources: Vec<Source> = Vec::new();
+        let (tables, seq) = {
+            let st = self.state.read().expect(LOCK);
+            let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
+            for mem in std::iter::once(&st.mem).chain(st.imm.iter().map(|imm| &imm.mem)) {
+                sources.push(Box::new(mem.entries_from(start, end).into_iter().map(Ok)));
+            }
+            (Arc::clone(&st.tables), seq)
+        };
+        for t in &tables[0] {
+            sources.push(Box::new(t.iter_from(start)));
+        }
+        // One source per deeper level: its tables in key order, each
+        // opened only when the scan reaches it.
+        for level in tables.iter().skip(1).filter(|l| !l.is_empty()) {
+            let from = match start {
+                Bound::Included(k) | Bound::Excluded(k) => {
+                    level.partition_point(|t| t.largest() < k)
+                }
+                Bound::Unbounded => 0,
+            };
+            let run: Vec<Arc<Table>> = level[from..].to_vec();
+            let start_owned = start.map(<[u8]>::to_vec);
+            sources.push(Box::new(run.into_iter().flat_map(move |t| {
+                t.iter_from(start_owned.as_ref().map(Vec::as_slice))
+            })));
+        }
+        Ok(Scan::new(sources, seq, end.map(<[u8]>::to_vec)))
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_bg(&self) -> MutexGuard<'_, FlushState> {
+        self.bg.lock().expect(LOCK)
+    }
+
+    /// The sticky background error, if the worker has failed.
+    pub(crate) fn background_error(&self) -> Option<Error> {
+        self.lock_bg().error.clone().map(Error::Background)
+    }
+
+    /// The compaction worker's coordination state.
+    pub(crate) fn lock_compact(&self) -> MutexGuard<'_, CompactState> {
+        self.compact.lock().expect(LOCK)
+    }
+}
+
+/// Applies the WAL wrapper of `options` (the fault-injection seam).
+pub(crate) fn wrapper(options: &Options) -> impl Fn(Box<dyn LogFile>) -> Box<dyn LogFile> + '_ {
+    move |f| match &options.wal_wrapper {
+        Some(w) => w(f),
+        None => f,
+    }
+}
