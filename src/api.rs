@@ -681,6 +681,12 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         count(&m.txs_shed),
     );
     metric(
+        "txs_unfunded_total",
+        "counter",
+        "Transactions refused before any signature check: the sender cannot pay.",
+        count(&m.txs_unfunded),
+    );
+    metric(
         "payloads_undecodable_total",
         "counter",
         "Peer payloads that did not decode.",

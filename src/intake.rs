@@ -24,6 +24,7 @@
 //! forgeries costs the node one chunk of checks ([`BATCH_TXS_MAX`]), not
 //! one check per transaction. API clients get a verdict per transaction.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,7 +33,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::block::{Block, BlockId};
 use strata_consensus::engine::Message;
-use strata_consensus::tx::Transaction;
+use strata_consensus::mempool::{spend_of, Reject};
+use strata_consensus::tx::{PublicKey, Transaction};
 use strata_consensus::verify::{Verdict, Verifier, BATCH_TXS_MAX};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
@@ -81,10 +83,12 @@ pub(crate) enum Origin {
     /// A client request (the bench): answer with the count admitted and
     /// gossip what was admitted.
     Request { from: [u8; 32], request_id: u64 },
-    /// An API submission: the verdict of each transaction, in input order,
-    /// and where the merged answer goes.
+    /// An API submission: the verdict of each transaction checked, in
+    /// input order; the transactions refused before any check (input
+    /// position and reason, ascending); and where the merged answer goes.
     Api {
         verdicts: Vec<Verdict>,
+        refused: Vec<(usize, String)>,
         reply: tokio::sync::oneshot::Sender<Vec<SubmitResult>>,
     },
 }
@@ -219,6 +223,7 @@ fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
             txs,
             origin: Origin::Api {
                 verdicts: Vec::new(),
+                refused: Vec::new(),
                 reply,
             },
             senders: Vec::new(),
@@ -256,7 +261,7 @@ fn run_transactions(
         if matches!(job, Job::Block { .. } | Job::Serve { .. }) {
             run_other(shared, verifier, job, done)?;
         } else {
-            match decode(shared, job) {
+            match decode(shared, job).map(|b| drop_unfundable(shared, b)) {
                 Ok(b) if b.txs.len() > GATHER_TXS && matches!(b.origin, Origin::Request { .. }) => {
                     verify_client_batch(shared, verifier, b, done)?;
                 }
@@ -280,6 +285,76 @@ fn run_transactions(
         done.send(settle(shared, b, mine)).map_err(|_| ())?;
     }
     Ok(())
+}
+
+/// Drops from `b`, before any signature is checked, every transaction
+/// whose sender's committed balance does not cover it alone (amount and
+/// fee): the mempool would refuse it anyway ("insufficient balance"), and
+/// a state read costs a fraction of a signature check, so a flood of
+/// transfers from empty accounts costs the node reads, not checks (in the
+/// adversary suite it queued honest submissions behind thousands of
+/// checks). Nobody is blamed: the signature was never looked at, and a
+/// peer one height behind or ahead may see another balance. API
+/// submissions get the reason per transaction. When the store cannot be
+/// read, nothing is dropped here (admission decides, as before).
+fn drop_unfundable(shared: &Shared, mut b: Batch) -> Batch {
+    let mut senders: Vec<PublicKey> = b.txs.iter().map(|tx| tx.body().sender).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let balances: HashMap<PublicKey, u64> = match shared.chain.accounts(&senders) {
+        Ok(accounts) => senders
+            .into_iter()
+            .zip(accounts)
+            .map(|(pk, a)| (pk, a.balance))
+            .collect(),
+        Err(e) => {
+            warn!("reading balances before verification: {e}");
+            return b;
+        }
+    };
+    let unfunded = |tx: &Transaction| {
+        let balance = balances.get(&tx.body().sender).copied().unwrap_or(0);
+        let needed = spend_of(tx);
+        (needed > balance).then_some((balance, needed))
+    };
+    if !b.txs.iter().any(|tx| unfunded(tx).is_some()) {
+        return b;
+    }
+    // Gossip names each transaction's sender; a framed client is one.
+    let per_tx_senders = matches!(b.origin, Origin::Gossip);
+    let mut kept = Vec::with_capacity(b.txs.len());
+    let mut kept_senders = Vec::new();
+    let mut refused = Vec::new();
+    for (i, tx) in std::mem::take(&mut b.txs).into_iter().enumerate() {
+        match unfunded(&tx) {
+            Some((balance, needed)) => refused.push((
+                i,
+                Reject::InsufficientBalance {
+                    balance,
+                    needed: u128::from(needed),
+                }
+                .to_string(),
+            )),
+            None => {
+                if per_tx_senders {
+                    kept_senders.push(b.senders[i]);
+                }
+                kept.push(tx);
+            }
+        }
+    }
+    shared
+        .metrics
+        .txs_unfunded
+        .fetch_add(refused.len() as u64, Ordering::Relaxed);
+    b.txs = kept;
+    if per_tx_senders {
+        b.senders = kept_senders;
+    }
+    if let Origin::Api { refused: r, .. } = &mut b.origin {
+        *r = refused;
+    }
+    b
 }
 
 /// The result of a verified batch: its valid transactions, after blaming
@@ -316,7 +391,11 @@ fn settle(shared: &Shared, b: Batch, verdicts: Vec<Verdict>) -> Done {
             valid.clear();
             b.origin
         }
-        Origin::Api { reply, .. } => Origin::Api { verdicts, reply },
+        Origin::Api { reply, refused, .. } => Origin::Api {
+            verdicts,
+            refused,
+            reply,
+        },
         o => o,
     };
     Done::Verified {

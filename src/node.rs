@@ -122,6 +122,9 @@ pub struct Metrics {
     /// Gossiped transactions dropped because the verification queue was
     /// full (overload shedding).
     pub txs_shed: AtomicU64,
+    /// Transactions refused before their signature was checked: the
+    /// sender's committed balance does not cover them.
+    pub txs_unfunded: AtomicU64,
     /// Client batches answered [`BUSY_ANSWER`] because the verification
     /// queue was full (overload shedding).
     pub requests_busy: AtomicU64,
@@ -933,18 +936,32 @@ impl Driver {
                     (admitted as u32).to_le_bytes().to_vec(),
                 );
             }
-            Origin::Api { reply, verdicts } => {
+            Origin::Api {
+                reply,
+                verdicts,
+                refused,
+            } => {
                 let mut admitted = results.into_iter();
-                let answer = verdicts
-                    .into_iter()
-                    .map(|v| match v {
-                        Verdict::Valid => match admitted.next().expect("one result per valid tx") {
-                            Ok(id) => Ok(id),
-                            Err(e) => Err(submit_error_text(&e)),
-                        },
-                        v => Err(submit_error_text(&SubmitError::Invalid(v))),
-                    })
-                    .collect();
+                let mut checked = verdicts.into_iter().map(|v| match v {
+                    Verdict::Valid => match admitted.next().expect("one result per valid tx") {
+                        Ok(id) => Ok(id),
+                        Err(e) => Err(submit_error_text(&e)),
+                    },
+                    v => Err(submit_error_text(&SubmitError::Invalid(v))),
+                });
+                // Merge back the transactions refused before any check,
+                // at their input positions.
+                let mut answer = Vec::with_capacity(checked.len() + refused.len());
+                for (position, reason) in refused {
+                    while answer.len() < position {
+                        match checked.next() {
+                            Some(a) => answer.push(a),
+                            None => break,
+                        }
+                    }
+                    answer.push(Err(reason));
+                }
+                answer.extend(checked);
                 let _ = reply.send(answer);
             }
         }

@@ -93,6 +93,41 @@ fn every_endpoint_with_good_and_bad_input() {
     assert!(v["results"][0]["error"].as_str().is_some(), "{v}");
     assert!(v["results"][1]["error"].as_str().is_some(), "{v}");
 
+    // Transfers from an empty account are refused for balance before any
+    // signature check (a forged one too), each at its position in a batch
+    // with a fundable one (refused later, by the mempool, as a duplicate).
+    let empty = strata_consensus::tx::signing_key_from_seed(&[0x77; 32]);
+    let unfunded = TxBody {
+        chain_id: g.chain_id,
+        sender: empty.verifying_key().to_bytes(),
+        nonce: 0,
+        fee: 1,
+        kind: TxKind::Delete { key: b"x".to_vec() },
+    }
+    .sign(&empty)
+    .unwrap();
+    let mut forged = unfunded.encoded().to_vec();
+    *forged.last_mut().unwrap() ^= 1;
+    let body = serde_json::json!({ "txs": [
+        hex::encode(unfunded.encoded()),
+        hex_body,
+        hex::encode(&forged),
+    ] });
+    let (c, v) = net.post(
+        0,
+        "/v1/txs",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!((c, v["accepted"].as_u64()), (200, Some(0)), "{v}");
+    for i in [0, 2] {
+        let e = v["results"][i]["error"].as_str().unwrap_or_default();
+        assert!(e.starts_with("insufficient balance: 0"), "{i}: {v}");
+    }
+    let e = v["results"][1]["error"].as_str().unwrap_or_default();
+    assert!(!e.is_empty() && !e.starts_with("insufficient"), "{v}");
+    assert!(net.metric(0, "strata_txs_unfunded_total") >= 2.0);
+
     // Transaction status: pending or finalized, unknown, bad id.
     let h = wait_finalized(&net, &last);
     assert!(h >= 1);

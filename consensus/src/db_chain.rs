@@ -258,6 +258,16 @@ impl DbChain {
         }
     }
 
+    /// The committed state value under `state_key` (through the cache).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn state_value(&self, state_key: &StateKey) -> Result<Option<Vec<u8>>, ChainError> {
+        self.state()
+            .read(state_key)
+            .map_err(|e| ChainError::Corrupt(e.to_string()))
+    }
+
     /// The state value under `state_key` with a merkle proof against the
     /// current root.
     ///
@@ -575,6 +585,26 @@ impl ChainReader {
                 .ok_or_else(|| ChainError::Corrupt(format!("account record {}", hex::encode(k))))?,
         };
         Ok((height, account))
+    }
+
+    /// The committed accounts of `pks`, in order, from one snapshot (the
+    /// default account where there is none).
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn accounts(&self, pks: &[PublicKey]) -> Result<Vec<Account>, ChainError> {
+        let snap = self.db.snapshot();
+        pks.iter()
+            .map(|pk| {
+                let k = state::account_key(pk);
+                match snap.get(&state_record_key(&k))? {
+                    None => Ok(Account::default()),
+                    Some(v) => Account::decode(&v).ok_or_else(|| {
+                        ChainError::Corrupt(format!("account record {}", hex::encode(k)))
+                    }),
+                }
+            })
+            .collect()
     }
 
     /// The state value under `state_key` with a proof against the root of

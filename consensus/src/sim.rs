@@ -33,12 +33,15 @@
 //! honest node gets each one directly), and the cost of sending.
 
 pub mod adversary;
+mod chain;
 pub mod diagnosis;
 pub mod scoring;
 pub mod weights;
 mod world;
 
 use thiserror::Error;
+
+pub use self::chain::ChainStore;
 
 use crate::engine::EngineStats;
 use crate::sampler::Sampling;
@@ -119,6 +122,8 @@ pub struct SimConfig {
     /// What honest nodes do with penalties and message rates (the node's
     /// scores, bans, budget and per-message cost).
     pub peer_limits: PeerLimits,
+    /// The chain store every node runs. Default: in memory.
+    pub chain: ChainStore,
     /// Record an event trace (for replays).
     pub trace: bool,
 }
@@ -151,6 +156,7 @@ impl Default for SimConfig {
             },
             txs_per_height: 8,
             peer_limits: PeerLimits::default(),
+            chain: ChainStore::Memory,
             trace: false,
         }
     }

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_consensus::sampler::Sampling;
-use strata_consensus::sim::{run, Byzantine, SimConfig};
+use strata_consensus::sim::{run, Byzantine, ChainStore, SimConfig};
 
 /// Seeds of the default run: every combination of [`config_for`] twice.
 const DEFAULT_SEEDS: u64 = 1_080;
@@ -139,6 +139,69 @@ fn ten_thousand_seeds_keep_agreement_validity_and_liveness() {
 
 /// Replays one seed with its event trace:
 /// `SIM_REPLAY=35 cargo test -p strata-consensus --test sim_seeds replay -- --nocapture`.
+/// The simulator can run the node's own chain store instead of the
+/// in-memory model: `DbChain` over a storage `Db` per node, closed at every
+/// crash and reopened at every restart, the revealed preference read back
+/// from it. Both commit the same state under the same root, so a seed must
+/// run exactly the same either way: the traces (every message, block id
+/// and finalization) are compared line by line, for seeds spread over
+/// every kind, size, share and sampling weight. `SIM_DB_SEEDS` sets how
+/// many (default 24).
+#[test]
+fn the_node_chain_store_runs_exactly_as_the_model() {
+    let count: u64 = std::env::var("SIM_DB_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    // 47 is prime to 10, 60, 180 and 540: consecutive picks change kind,
+    // size, share, weight and adversary end.
+    let picks: Vec<u64> = (0..count).map(|i| i * 47 % DEFAULT_SEEDS).collect();
+    let next = AtomicU64::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mismatches: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(&seed) = picks.get(i) else {
+                            return found;
+                        };
+                        let memory = SimConfig {
+                            trace: true,
+                            ..config_for(seed)
+                        };
+                        let db = SimConfig {
+                            chain: ChainStore::Db,
+                            ..memory.clone()
+                        };
+                        let (a, b) = (run(&memory), run(&db));
+                        assert!(a.trace.lines().count() > 100, "seed {seed}: no trace");
+                        if let Some(v) = &b.violation {
+                            found.push(format!("seed {seed} on DbChain: {v}"));
+                        } else if a.trace != b.trace {
+                            let line = a
+                                .trace
+                                .lines()
+                                .zip(b.trace.lines())
+                                .find(|(x, y)| x != y)
+                                .map(|(x, y)| format!("memory: {x}\n    db:     {y}"))
+                                .unwrap_or_else(|| "one trace is longer".into());
+                            found.push(format!("seed {seed}: traces differ\n    {line}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
 #[test]
 fn replay() {
     let Some(seed) = std::env::var("SIM_REPLAY")

@@ -15,6 +15,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
 use super::adversary::{self, Byzantine};
+use super::chain::SimChain;
 use super::diagnosis::{Evidence, Stuck};
 use super::scoring::{PeerLimits, Penalty, Scoreboard};
 use super::{PollCounts, SimConfig, SimReport, Weights};
@@ -24,10 +25,8 @@ use crate::genesis::{
     devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, Validator,
     DEVNET_BALANCE,
 };
-use crate::mem_chain::MemChain;
 use crate::rng::Rng;
 use crate::sampler::{ProofOfWork, Sampling, SamplingWeight, Stake, Uniform};
-use crate::state::{burned_key, read_account};
 use crate::tx::{TxBody, TxKind};
 
 /// Tick period of every engine, ms.
@@ -115,7 +114,7 @@ struct Slot {
     validator: usize,
     byzantine: bool,
     engine: Engine,
-    chain: MemChain,
+    chain: SimChain,
     down_until_ms: Option<u64>,
     /// Incarnation, bumped at every crash.
     epoch: u32,
@@ -245,7 +244,7 @@ impl<'a> World<'a> {
             .enumerate()
             .map(|(s, &v)| {
                 let id = devnet_validator_key(v).verifying_key().to_bytes();
-                let chain = MemChain::new(&genesis);
+                let chain = SimChain::new(config.chain, &genesis);
                 let engine = Engine::new(
                     id,
                     &validators,
@@ -533,6 +532,7 @@ impl<'a> World<'a> {
         }
         s.polls_carried = s.polls_carried.plus(old.minus(s.polls_charged));
         s.polls_charged = PollCounts::default();
+        s.chain.reopen(&self.genesis);
         s.engine = Engine::new(
             s.id,
             &self.validators,
@@ -542,8 +542,10 @@ impl<'a> World<'a> {
             self.config.seed ^ now,
             now,
         );
-        // The preference it revealed survives on disk, as on a node.
-        if let Some((height, block)) = s.revealed {
+        // The preference it revealed survives on disk, as on a node (read
+        // back from the store when the node runs one).
+        let revealed = s.chain.recorded_revealed().unwrap_or(s.revealed);
+        if let Some((height, block)) = revealed {
             s.engine.resume_revealed(height, block);
         }
         let validator = s.validator;
@@ -845,6 +847,7 @@ impl<'a> World<'a> {
                 }
                 Output::Committed { height, id, .. } => self.committed(slot, height, id),
                 Output::Revealed { height, block } => {
+                    self.slots[slot].chain.record_revealed(height, &block);
                     self.slots[slot].revealed = Some((height, block));
                 }
                 Output::Halted { reason } => {
@@ -917,11 +920,9 @@ impl<'a> World<'a> {
         let chain = &self.slots[slot].chain;
         let balances: u64 = devnet_account_public_keys()
             .iter()
-            .map(|key| read_account(chain.state(), key).map_or(0, |x| x.balance))
+            .map(|key| chain.balance(key))
             .sum();
-        let burned = chain.state().get(&burned_key()).map_or(0, |b| {
-            u64::from_le_bytes(b.as_slice().try_into().unwrap_or([0; 8]))
-        });
+        let burned = chain.burned();
         if balances + burned != self.supply {
             self.report.violation = Some(format!(
                 "validity: supply {} != {} at height {height}",
