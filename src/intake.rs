@@ -25,22 +25,45 @@
 //! one check per transaction. API clients get a verdict per transaction.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::block::{Block, BlockId};
+use strata_consensus::db_chain::ChainReader;
 use strata_consensus::engine::Message;
 use strata_consensus::mempool::{spend_of, Reject};
-use strata_consensus::tx::{PublicKey, Transaction};
-use strata_consensus::verify::{Verdict, Verifier, BATCH_TXS_MAX};
+use strata_consensus::tx::{PublicKey, Transaction, TxId};
+use strata_consensus::verify::{Verdict, VerifiedIds, Verifier, BATCH_TXS_MAX};
 use strata_consensus::wire::Payload;
 use strata_net::peer::Misbehaviour;
 use tracing::{error, warn};
 
-use crate::node::{Shared, SubmitResult};
+use crate::metrics::Metrics;
+
+/// The result of one submitted transaction: its id when admitted, else why
+/// not.
+pub type SubmitResult = Result<TxId, String>;
+
+/// What the workers need from the node, and nothing more: they read the
+/// committed chain, count, penalise peers, share the verified-id memory
+/// and watch the stop flag. (The node builds it; this module does not
+/// know the node's wider state.)
+pub(crate) struct Context {
+    /// Committed accounts for the balance pre-check; finalized blocks to
+    /// serve.
+    pub(crate) chain: ChainReader,
+    /// The chain id transactions must carry.
+    pub(crate) chain_id: u64,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Transactions found valid, shared by every verifier of the node.
+    pub(crate) verified: Arc<VerifiedIds>,
+    /// Scores a peer down (through the network handle).
+    pub(crate) penalize: Box<dyn Fn([u8; 32], Misbehaviour) + Send + Sync>,
+}
 
 /// Work for the workers.
 pub(crate) enum Job {
@@ -126,10 +149,10 @@ pub(crate) enum Done {
 }
 
 /// Counts an invalid transaction from a peer and penalises the peer.
-fn invalid_from_peer(shared: &Shared, from: [u8; 32], verdict: Verdict) {
-    let m = &shared.metrics.txs_invalid_from_peers;
+fn invalid_from_peer(cx: &Context, from: [u8; 32], verdict: Verdict) {
+    let m = &cx.metrics.txs_invalid_from_peers;
     blame(
-        shared,
+        cx,
         m,
         from,
         Misbehaviour::InvalidItem,
@@ -138,10 +161,10 @@ fn invalid_from_peer(shared: &Shared, from: [u8; 32], verdict: Verdict) {
 }
 
 /// Counts an undecodable payload and penalises its sender.
-pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn std::fmt::Display) {
-    let m = &shared.metrics.payloads_undecodable;
+pub(crate) fn undecodable(cx: &Context, from: [u8; 32], what: &str, e: &dyn std::fmt::Display) {
+    let m = &cx.metrics.payloads_undecodable;
     blame(
-        shared,
+        cx,
         m,
         from,
         Misbehaviour::Undecodable,
@@ -151,7 +174,7 @@ pub(crate) fn undecodable(shared: &Shared, from: [u8; 32], what: &str, e: &dyn s
 
 /// Counts one offence in `counter`, logs it and penalises the peer.
 fn blame(
-    shared: &Shared,
+    cx: &Context,
     counter: &AtomicU64,
     from: [u8; 32],
     reason: Misbehaviour,
@@ -159,7 +182,7 @@ fn blame(
 ) {
     counter.fetch_add(1, Ordering::Relaxed);
     warn!(peer = %hex::encode(&from[..4]), "{what}");
-    let _ = shared.net.penalize(from, reason);
+    (cx.penalize)(from, reason);
 }
 
 /// A job's transactions, before verification.
@@ -173,7 +196,7 @@ struct Batch {
 
 /// Decodes one transaction job (hashing each transaction for its id), or
 /// answers it at once.
-fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
+fn decode(cx: &Context, job: Job) -> Result<Batch, Done> {
     match job {
         Job::Request {
             from,
@@ -187,7 +210,7 @@ fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
             }),
             Ok(Payload::Engine(msg)) => Err(Done::Engine { from, msg }),
             Err(e) => {
-                undecodable(shared, from, "request", &e);
+                undecodable(cx, from, "request", &e);
                 Err(Done::Nothing)
             }
         },
@@ -200,7 +223,7 @@ fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
                         senders.push(from);
                         decoded.push(tx);
                     }
-                    Err(e) => undecodable(shared, from, "gossiped transaction", &e),
+                    Err(e) => undecodable(cx, from, "gossiped transaction", &e),
                 }
             }
             for (from, payload) in batches {
@@ -209,8 +232,8 @@ fn decode(shared: &Shared, job: Job) -> Result<Batch, Done> {
                         senders.extend(std::iter::repeat_n(from, txs.len()));
                         decoded.extend(txs);
                     }
-                    Ok(_) => undecodable(shared, from, "transaction batch", &"not transactions"),
-                    Err(e) => undecodable(shared, from, "transaction batch", &e),
+                    Ok(_) => undecodable(cx, from, "transaction batch", &"not transactions"),
+                    Err(e) => undecodable(cx, from, "transaction batch", &e),
                 }
             }
             Ok(Batch {
@@ -248,7 +271,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// client's batch larger than that is checked on its own, chunk by chunk,
 /// stopping at the first forgery ([`verify_client_batch`]).
 fn run_transactions(
-    shared: &Shared,
+    cx: &Context,
     verifier: &mut Verifier,
     first: Job,
     queue: &Receiver<Job>,
@@ -259,11 +282,11 @@ fn run_transactions(
     let mut next = Some(first);
     while let Some(job) = next.take() {
         if matches!(job, Job::Block { .. } | Job::Serve { .. }) {
-            run_other(shared, verifier, job, done)?;
+            run_other(cx, verifier, job, done)?;
         } else {
-            match decode(shared, job).map(|b| drop_unfundable(shared, b)) {
+            match decode(cx, job).map(|b| drop_unfundable(cx, b)) {
                 Ok(b) if b.txs.len() > GATHER_TXS && matches!(b.origin, Origin::Request { .. }) => {
-                    verify_client_batch(shared, verifier, b, done)?;
+                    verify_client_batch(cx, verifier, b, done)?;
                 }
                 Ok(b) => {
                     gathered += b.txs.len();
@@ -277,12 +300,12 @@ fn run_transactions(
         }
     }
     let all: Vec<&Transaction> = batches.iter().flat_map(|b| b.txs.iter()).collect();
-    let verdicts = verifier.verify(&all, shared.genesis.chain_id);
+    let verdicts = verifier.verify(&all, cx.chain_id);
     drop(all);
     let mut verdicts = verdicts.into_iter();
     for b in batches {
         let mine: Vec<Verdict> = verdicts.by_ref().take(b.txs.len()).collect();
-        done.send(settle(shared, b, mine)).map_err(|_| ())?;
+        done.send(settle(cx, b, mine)).map_err(|_| ())?;
     }
     Ok(())
 }
@@ -297,11 +320,11 @@ fn run_transactions(
 /// peer one height behind or ahead may see another balance. API
 /// submissions get the reason per transaction. When the store cannot be
 /// read, nothing is dropped here (admission decides, as before).
-fn drop_unfundable(shared: &Shared, mut b: Batch) -> Batch {
+fn drop_unfundable(cx: &Context, mut b: Batch) -> Batch {
     let mut senders: Vec<PublicKey> = b.txs.iter().map(|tx| tx.body().sender).collect();
     senders.sort_unstable();
     senders.dedup();
-    let balances: HashMap<PublicKey, u64> = match shared.chain.accounts(&senders) {
+    let balances: HashMap<PublicKey, u64> = match cx.chain.accounts(&senders) {
         Ok(accounts) => senders
             .into_iter()
             .zip(accounts)
@@ -343,8 +366,7 @@ fn drop_unfundable(shared: &Shared, mut b: Batch) -> Batch {
             }
         }
     }
-    shared
-        .metrics
+    cx.metrics
         .txs_unfunded
         .fetch_add(refused.len() as u64, Ordering::Relaxed);
     b.txs = kept;
@@ -359,7 +381,7 @@ fn drop_unfundable(shared: &Shared, mut b: Batch) -> Batch {
 
 /// The result of a verified batch: its valid transactions, after blaming
 /// every peer that sent an invalid one.
-fn settle(shared: &Shared, b: Batch, verdicts: Vec<Verdict>) -> Done {
+fn settle(cx: &Context, b: Batch, verdicts: Vec<Verdict>) -> Done {
     let received = b.txs.len();
     let mut blamed: Vec<[u8; 32]> = Vec::new();
     let client = matches!(b.origin, Origin::Request { .. });
@@ -381,7 +403,7 @@ fn settle(shared: &Shared, b: Batch, verdicts: Vec<Verdict>) -> Done {
         if let Some(from) = from {
             if !blamed.contains(from) {
                 blamed.push(*from);
-                invalid_from_peer(shared, *from, *verdict);
+                invalid_from_peer(cx, *from, *verdict);
             }
         }
     }
@@ -409,14 +431,14 @@ fn settle(shared: &Shared, b: Batch, verdicts: Vec<Verdict>) -> Done {
 /// first chunk holding a forgery: the client is banned and nothing of its
 /// batch admitted, having cost at most one chunk of single checks.
 fn verify_client_batch(
-    shared: &Shared,
+    cx: &Context,
     verifier: &mut Verifier,
     b: Batch,
     done: &Sender<Done>,
 ) -> Result<(), ()> {
     let mut verdicts = Vec::with_capacity(b.txs.len());
     for chunk in b.txs.chunks(GATHER_TXS) {
-        let v = verifier.verify(chunk, shared.genesis.chain_id);
+        let v = verifier.verify(chunk, cx.chain_id);
         let forged = v.iter().any(|v| *v != Verdict::Valid);
         verdicts.extend(v);
         if forged {
@@ -425,12 +447,12 @@ fn verify_client_batch(
             break;
         }
     }
-    done.send(settle(shared, b, verdicts)).map_err(|_| ())
+    done.send(settle(cx, b, verdicts)).map_err(|_| ())
 }
 
 /// A pulled block's check, or a block read for a peer.
 fn run_other(
-    shared: &Shared,
+    cx: &Context,
     verifier: &mut Verifier,
     job: Job,
     done: &Sender<Done>,
@@ -439,7 +461,7 @@ fn run_other(
         Job::Block { from, payload } => match Payload::decode(&payload) {
             Ok(Payload::Engine(Message::BlockData { block, txs })) => {
                 let signatures_valid = verifier
-                    .verify(&txs, shared.genesis.chain_id)
+                    .verify(&txs, cx.chain_id)
                     .iter()
                     .all(|v| *v == Verdict::Valid);
                 Done::Block {
@@ -450,15 +472,15 @@ fn run_other(
                 }
             }
             Ok(_) => {
-                undecodable(shared, from, "block data", &"not block data");
+                undecodable(cx, from, "block data", &"not block data");
                 Done::BlockUnusable { payload }
             }
             Err(e) => {
-                undecodable(shared, from, "block data", &e);
+                undecodable(cx, from, "block data", &e);
                 Done::BlockUnusable { payload }
             }
         },
-        Job::Serve { to, height, id } => match shared.chain.serve(height, &id) {
+        Job::Serve { to, height, id } => match cx.chain.serve(height, &id) {
             Ok(Some((block, txs))) => Done::Served {
                 to,
                 payload: Payload::Engine(Message::BlockData {
@@ -471,7 +493,7 @@ fn run_other(
             Err(e) => {
                 // This node's own store failed: never the asking peer's
                 // fault. It gets no answer and asks another node.
-                shared.metrics.local_faults.fetch_add(1, Ordering::Relaxed);
+                cx.metrics.local_faults.fetch_add(1, Ordering::Relaxed);
                 error!(height, "reading a finalized block for a peer failed: {e}");
                 Done::Nothing
             }
@@ -521,9 +543,9 @@ fn lower_priority(nice: i32) {
 
 /// The next job for a verification worker: transactions or a block to
 /// serve, whichever comes first; `None` when the node is stopping.
-fn next_job(shared: &Shared, q: &Queues) -> Option<Job> {
+fn next_job(cx: &Context, q: &Queues) -> Option<Job> {
     loop {
-        if shared.stop.load(Ordering::Acquire) {
+        if cx.stop.load(Ordering::Acquire) {
             return None;
         }
         let got = crossbeam_channel::select! {
@@ -550,27 +572,27 @@ fn next_job(shared: &Shared, q: &Queues) -> Option<Job> {
 /// # Errors
 /// When a thread cannot be spawned.
 pub(crate) fn start(
-    shared: &Arc<Shared>,
+    cx: &Arc<Context>,
     w: Workers,
     queues: Queues,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let queues = Arc::new(queues);
     let mut threads: Vec<JoinHandle<()>> = (0..w.threads.max(1))
         .map(|i| {
-            let shared = Arc::clone(shared);
+            let cx = Arc::clone(cx);
             let q = Arc::clone(&queues);
             let nice = w.nice;
             std::thread::Builder::new()
                 .name(format!("strata-verify-{i}"))
                 .spawn(move || {
                     lower_priority(nice);
-                    let mut verifier = Verifier::new().sharing(Arc::clone(&shared.verified));
-                    while let Some(job) = next_job(&shared, &q) {
+                    let mut verifier = Verifier::new().sharing(Arc::clone(&cx.verified));
+                    while let Some(job) = next_job(&cx, &q) {
                         let r = match job {
                             Job::Block { .. } | Job::Serve { .. } => {
-                                run_other(&shared, &mut verifier, job, &q.done)
+                                run_other(&cx, &mut verifier, job, &q.done)
                             }
-                            job => run_transactions(&shared, &mut verifier, job, &q.jobs, &q.done),
+                            job => run_transactions(&cx, &mut verifier, job, &q.jobs, &q.done),
                         };
                         if r.is_err() {
                             break;
@@ -580,16 +602,16 @@ pub(crate) fn start(
                 .map_err(|e| format!("cannot start a verification thread: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    let shared = Arc::clone(shared);
+    let cx = Arc::clone(cx);
     let q = Arc::clone(&queues);
     let blocks = std::thread::Builder::new()
         .name("strata-blocks".into())
         .spawn(move || {
-            let mut verifier = Verifier::new().sharing(Arc::clone(&shared.verified));
-            while !shared.stop.load(Ordering::Acquire) {
+            let mut verifier = Verifier::new().sharing(Arc::clone(&cx.verified));
+            while !cx.stop.load(Ordering::Acquire) {
                 match q.blocks.recv_timeout(IDLE_CHECK) {
                     Ok(job) => {
-                        if run_other(&shared, &mut verifier, job, &q.done).is_err() {
+                        if run_other(&cx, &mut verifier, job, &q.done).is_err() {
                             break;
                         }
                     }

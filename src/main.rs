@@ -9,6 +9,7 @@ mod config;
 mod devnet;
 mod fd_limit;
 mod intake;
+mod metrics;
 mod node;
 mod sim_cmd;
 

@@ -43,7 +43,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -69,6 +69,7 @@ use tracing::{debug, error, info, warn};
 use crate::budget::{BudgetConfig, Budgets, Refused, RECENT_HEIGHTS};
 use crate::config::{NodeConfig, Sampling};
 use crate::intake::{self, Done, Job, Origin};
+use crate::metrics::Metrics;
 
 /// The answer to a client batch the node had no room to look at: zero
 /// transactions admitted, then a byte 1, "busy: send it again later" (a
@@ -100,52 +101,6 @@ pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Counters for `/metrics` and `/v1/status`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Transactions in finalized blocks since start.
-    pub txs_finalized: AtomicU64,
-    /// Transactions received from clients, the bench and gossip.
-    pub txs_received: AtomicU64,
-    /// Of those, admitted to the mempool.
-    pub txs_admitted: AtomicU64,
-    /// Blocks finalized since start.
-    pub blocks_finalized: AtomicU64,
-    /// Payloads from peers that did not decode.
-    pub payloads_undecodable: AtomicU64,
-    /// Transactions from peers that did not verify (the peer is banned).
-    pub txs_invalid_from_peers: AtomicU64,
-    /// Peers penalised by the engine.
-    pub peers_penalized: AtomicU64,
-    /// Gossiped transactions dropped because the verification queue was
-    /// full (overload shedding).
-    pub txs_shed: AtomicU64,
-    /// Transactions refused before their signature was checked: the
-    /// sender's committed balance does not cover them.
-    pub txs_unfunded: AtomicU64,
-    /// Client batches answered [`BUSY_ANSWER`] because the verification
-    /// queue was full (overload shedding).
-    pub requests_busy: AtomicU64,
-    /// API submissions answered 503 because the verification queue was
-    /// full.
-    pub api_busy: AtomicU64,
-    /// Peer messages dropped: the peer's message budget was spent.
-    pub messages_over_budget: AtomicU64,
-    /// Block pulls and old-height queries dropped: the peer's request
-    /// budget was spent.
-    pub requests_over_budget: AtomicU64,
-    /// Blocks not served: a byte budget was spent (or the serving queue
-    /// was full).
-    pub blocks_not_served: AtomicU64,
-    /// Block data from peers it was not pulled from.
-    pub blocks_unsolicited: AtomicU64,
-    /// Failures of this node's own store outside consensus (serving a
-    /// block to a peer); never blamed on the peer.
-    pub local_faults: AtomicU64,
-    /// Wall-clock ms of the last commit.
-    pub last_commit_ms: AtomicU64,
 }
 
 /// What the driver publishes for the API after each turn: read with one
@@ -184,16 +139,16 @@ pub struct Busy;
 
 /// The result of one submitted transaction: its id when admitted, else why
 /// not.
-pub type SubmitResult = Result<TxId, String>;
+pub use crate::intake::SubmitResult;
 
 /// What the driver, the workers, the API and shutdown share.
 pub struct Shared {
     /// The P2P handle.
     pub net: Handle,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Set on SIGINT/SIGTERM or a halt: the driver, workers and API stop.
-    pub stop: AtomicBool,
+    pub stop: Arc<AtomicBool>,
     /// Why the engine halted, if it did.
     pub halted: Mutex<Option<String>>,
     /// The genesis.
@@ -480,8 +435,8 @@ impl Node {
         };
         let shared = Arc::new(Shared {
             net,
-            metrics: Metrics::default(),
-            stop: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::default()),
+            stop: Arc::new(AtomicBool::new(false)),
             halted: Mutex::new(None),
             genesis,
             chain: chain.reader(),
@@ -500,8 +455,19 @@ impl Node {
         // same: one result per job, at most the queues' capacity of jobs
         // out, and the driver drains it every turn.
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let net_of = Arc::clone(&shared);
+        let context = Arc::new(intake::Context {
+            chain: shared.chain.clone(),
+            chain_id: shared.genesis.chain_id,
+            metrics: Arc::clone(&shared.metrics),
+            stop: Arc::clone(&shared.stop),
+            verified: Arc::clone(&shared.verified),
+            penalize: Box::new(move |peer, reason| {
+                let _ = net_of.net.penalize(peer, reason);
+            }),
+        });
         let workers = intake::start(
-            &shared,
+            &context,
             intake::Workers {
                 threads: c.verify_threads,
                 nice: c.verify_nice,
@@ -515,6 +481,7 @@ impl Node {
         )?;
         let tick = Duration::from_millis(c.tick_ms.max(1));
         let s = Arc::clone(&shared);
+        let intake = Arc::clone(&context);
         let budgets = Budgets::new(BudgetConfig::default(), 0);
         let validator_keys = validators.iter().map(|v| v.public_key).collect();
         let driver = std::thread::Builder::new()
@@ -522,6 +489,7 @@ impl Node {
             .spawn(move || {
                 Driver {
                     shared: s,
+                    intake,
                     engine,
                     chain,
                     budgets,
@@ -577,6 +545,9 @@ struct Gossip {
 /// docs).
 struct Driver {
     shared: Arc<Shared>,
+    /// What the workers share, for blaming undecodable payloads the same
+    /// way.
+    intake: Arc<intake::Context>,
     engine: Engine,
     chain: DbChain,
     budgets: Budgets,
@@ -754,7 +725,7 @@ impl Driver {
         match payload_kind(&payload) {
             Some(PayloadKind::BlockData) => {
                 let Some(id) = block_data_id(&payload) else {
-                    return intake::undecodable(&self.shared, from, "block data", &"too short");
+                    return intake::undecodable(&self.intake, from, "block data", &"too short");
                 };
                 match self.engine.block_expectation(&from, &id) {
                     BlockExpectation::Wanted => {
@@ -794,9 +765,9 @@ impl Driver {
                     self.outputs.extend(out);
                 }
                 Ok(Payload::Txs(_)) => unreachable!("told apart by the tag"),
-                Err(e) => intake::undecodable(&self.shared, from, "message", &e),
+                Err(e) => intake::undecodable(&self.intake, from, "message", &e),
             },
-            None => intake::undecodable(&self.shared, from, "message", &"unknown tag"),
+            None => intake::undecodable(&self.intake, from, "message", &"unknown tag"),
         }
     }
 

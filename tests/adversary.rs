@@ -78,6 +78,9 @@ struct Figures {
     cpu_before_ms_per_s: u64,
     cpu_during_ms_per_s: u64,
     attacker: String,
+    /// The slowest probe during the attack: start, end (time of day),
+    /// duration, transaction.
+    slowest: Option<(String, String, Duration, String)>,
 }
 
 impl Figures {
@@ -101,15 +104,23 @@ impl Figures {
         let mut slowest = self.during.clone();
         slowest.sort_unstable_by(|a, b| b.cmp(a));
         slowest.truncate(5);
-        assert!(
-            p99 <= P99_BOUND_MS,
-            "{}: honest finality p99 {p99} ms during the attack (bound {P99_BOUND_MS} ms; \
-             baseline p99 {} ms; {} samples, slowest {slowest:?})\n{}",
-            self.name,
-            percentile_ms(&self.baseline, 99.0),
-            self.during.len(),
-            net.logs()
-        );
+        if p99 > P99_BOUND_MS {
+            let during_slowest = match &self.slowest {
+                Some((from, to, took, tx)) => format!(
+                    "slowest probe {tx}: {took:?} from {from} to {to}; the nodes' logs then:\n{}",
+                    net.logs_between(from, to)
+                ),
+                None => String::new(),
+            };
+            panic!(
+                "{}: honest finality p99 {p99} ms during the attack (bound {P99_BOUND_MS} ms; \
+                 baseline p99 {} ms; {} samples, slowest {slowest:?})\n{during_slowest}\n{}",
+                self.name,
+                percentile_ms(&self.baseline, 99.0),
+                self.during.len(),
+                net.logs()
+            );
+        }
     }
 }
 
@@ -133,7 +144,9 @@ fn measure<T: Send + 'static>(
     // Let the attack get going before measuring.
     std::thread::sleep(Duration::from_millis(500));
     let (t1, c1) = (Instant::now(), cpu_ms(pid));
+    probe.take_slowest();
     let during = probe_for(probe, net, node);
+    let slowest = probe.take_slowest();
     let cpu_during = (cpu_ms(pid) - c1) * 1000 / t1.elapsed().as_millis().max(1) as u64;
     stop.store(true, Ordering::Release);
     let out = attacker.join().expect("the attacker thread");
@@ -145,6 +158,7 @@ fn measure<T: Send + 'static>(
             cpu_before_ms_per_s: cpu_before,
             cpu_during_ms_per_s: cpu_during,
             attacker: String::new(),
+            slowest,
         },
         out,
     )

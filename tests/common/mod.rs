@@ -333,6 +333,27 @@ impl Devnet {
             .collect()
     }
 
+    /// Every node's log lines stamped between `from` and `to` (UTC time of
+    /// day, `HH:MM:SS.mmm`; see `rogue::time_of_day`), at most 80 a node.
+    pub fn logs_between(&self, from: &str, to: &str) -> String {
+        let mut out = String::new();
+        for i in 0..self.children.len() {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log")))
+                .unwrap_or_default();
+            out.push_str(&format!("--- node {i} from {from} to {to} ---\n"));
+            let within = text.lines().filter(|l| {
+                // "2026-12-06T06:30:38.567867Z  INFO ...": the time of day
+                // is bytes 11..23.
+                l.get(11..23).is_some_and(|t| t >= from && t <= to)
+            });
+            for l in within.take(80) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Tail of every node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -340,7 +361,17 @@ impl Devnet {
             let text = std::fs::read_to_string(self.dir.path().join(format!("node-{i}.log")))
                 .unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("--- node {i} ---\n"));
+            let warnings: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            out.push_str(&format!("--- node {i}: last warnings ---\n"));
+            for l in &warnings[warnings.len().saturating_sub(20)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str(&format!("--- node {i}: last lines ---\n"));
             for l in &lines[lines.len().saturating_sub(15)..] {
                 out.push_str(l);
                 out.push('\n');

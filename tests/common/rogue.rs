@@ -189,6 +189,25 @@ pub struct Probe {
     /// The next sender (a devnet account) and its nonce.
     sender: usize,
     nonce: u64,
+    /// The slowest probe since [`Probe::take_slowest`]: its start and end
+    /// as UTC time of day (`HH:MM:SS.mmm`, the form of the nodes' log
+    /// timestamps), its duration and its transaction id.
+    slowest: Option<(String, String, Duration, String)>,
+}
+
+/// `t` as UTC time of day, `HH:MM:SS.mmm`.
+pub fn time_of_day(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 impl Probe {
@@ -197,12 +216,18 @@ impl Probe {
         Probe {
             sender: first_sender,
             nonce: 0,
+            slowest: None,
         }
     }
 
     /// Submits `count` transfers to `node` one after the other and returns
     /// the time each took to be final (a transaction not final within
     /// `limit` counts as `limit`).
+    /// The slowest probe since the last call, and forgets it.
+    pub fn take_slowest(&mut self) -> Option<(String, String, Duration, String)> {
+        self.slowest.take()
+    }
+
     pub fn run(
         &mut self,
         net: &Devnet,
@@ -215,6 +240,7 @@ impl Probe {
             let tx = transfer(&net.genesis, self.sender, self.sender + 1, self.nonce);
             self.sender += 1;
             let start = Instant::now();
+            let wall = std::time::SystemTime::now();
             let ids = submit(net, node, &[tx]);
             let Some(id) = ids.first() else {
                 out.push(limit);
@@ -223,7 +249,16 @@ impl Probe {
             loop {
                 let (code, v) = net.get(node, &format!("/v1/txs/{id}"));
                 if code == 200 && v["status"] == "finalized" {
-                    out.push(start.elapsed());
+                    let took = start.elapsed();
+                    if self.slowest.as_ref().is_none_or(|s| s.2 < took) {
+                        self.slowest = Some((
+                            time_of_day(wall),
+                            time_of_day(wall + took),
+                            took,
+                            format!("{id} (height {})", v["height"]),
+                        ));
+                    }
+                    out.push(took);
                     break;
                 }
                 if start.elapsed() >= limit {
