@@ -123,15 +123,34 @@ pub fn prepare_dir(dir: &Path, nodes: usize, base_port: u16) -> Result<Genesis, 
     Ok(genesis)
 }
 
-/// Waits until every API answers and sees `nodes - 1` peers.
+/// Waits until every API answers and sees `nodes - 1` peers; a node
+/// process that exits meanwhile fails the wait at once with the end of
+/// its log (a port in use, a bad config), instead of at the timeout.
 ///
 /// # Errors
-/// On timeout, naming the node.
-pub fn wait_ready(apis: &[String], timeout: Duration) -> Result<(), String> {
+/// On timeout, naming the node, or when a node exited.
+fn wait_ready(
+    nodes: &mut Nodes,
+    dir: &Path,
+    apis: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     for (i, api) in apis.iter().enumerate() {
         let c = Client::new(api);
         loop {
+            for (j, child) in nodes.0.iter_mut().enumerate() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.join(format!("node-{j}.log")))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return Err(format!(
+                        "node {j} exited ({status}) before the devnet was ready:\n{}",
+                        tail.join("\n")
+                    ));
+                }
+            }
             if let Ok(s) = c.get("/v1/status") {
                 if s["peers"].as_u64().unwrap_or(0) + 1 >= apis.len() as u64 {
                     break;
@@ -252,7 +271,7 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
     let apis: Vec<String> = (0..args.nodes)
         .map(|i| format!("127.0.0.1:{}", usize::from(args.api_base_port) + i))
         .collect();
-    wait_ready(&apis, Duration::from_secs(60))?;
+    wait_ready(&mut nodes, dir, &apis, Duration::from_secs(60))?;
     eprintln!("all nodes connected; driving load");
     let plan = Plan {
         targets: (0..args.nodes)

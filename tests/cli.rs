@@ -5,9 +5,8 @@ mod common;
 
 #[test]
 fn devnet_runs_load_and_reports_equal_roots() {
-    let ports = common::free_ports(6);
-    // Ports must be consecutive from each base: find two runs of three.
-    let base = ports.iter().copied().min().unwrap();
+    // Ports must be consecutive from each base: one run of six.
+    let base = common::free_port_run(6);
     let (p2p, api) = (base.to_string(), (base + 3).to_string());
     let (ok, out) = common::strata(&[
         "devnet",

@@ -13,15 +13,57 @@ use serde_json::Value;
 use strata_consensus::genesis::{devnet_account_key, devnet_validator_key, Genesis};
 use strata_consensus::tx::{Transaction, TxBody, TxKind};
 
-/// Ports that were free a moment ago (bound then released).
+/// Lowest port handed to test nodes.
+const TEST_PORT_MIN: u16 = 20_000;
+
+/// Where this process looks for free ports next (a per-process start, so
+/// concurrent test processes mostly look in different places).
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The first port of the kernel's ephemeral range (32,768 by default).
+fn ephemeral_port_min() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// `n` consecutive ports that were free a moment ago (each bound, then
+/// released), returned as the first. They come from below the kernel's
+/// ephemeral range: ports the kernel hands out (binding port 0) can be
+/// taken by any process's next outgoing connection between this check and
+/// the node's bind, which failed a devnet test under load ("address in
+/// use"). Below the range only explicit binds compete.
+pub fn free_port_run(n: usize) -> u16 {
+    use std::sync::atomic::Ordering;
+    let max = ephemeral_port_min().max(TEST_PORT_MIN + 2_000);
+    let span = u32::from(max - TEST_PORT_MIN);
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(2_654_435_761) % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT_PORT.fetch_add(n as u32, Ordering::Relaxed) % span;
+        if offset as usize + n > span as usize {
+            continue;
+        }
+        let base = TEST_PORT_MIN + offset as u16;
+        let held: Vec<TcpListener> = (0..n as u16)
+            .map_while(|k| TcpListener::bind(("127.0.0.1", base + k)).ok())
+            .collect();
+        if held.len() == n {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports in {TEST_PORT_MIN}..{max}");
+}
+
+/// `n` ports that were free a moment ago (see [`free_port_run`]).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let base = free_port_run(n);
+    (base..base + n as u16).collect()
 }
 
 pub mod rogue;
