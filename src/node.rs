@@ -569,6 +569,9 @@ struct Driver {
     in_check: std::collections::HashSet<BlockId>,
 }
 
+/// A driver turn at least this long is logged (`slow driver turn`).
+const SLOW_TURN: Duration = Duration::from_millis(250);
+
 impl Driver {
     fn run(mut self, tick: Duration, done: &Receiver<Done>, asks: &Receiver<Ask>) {
         let mut next_tick = Instant::now();
@@ -599,6 +602,8 @@ impl Driver {
                     None => continue,
                 }
             }
+            let turn_started = Instant::now();
+            let (turn_events, turn_done) = (events.len(), ready.len());
             for event in events.drain(..) {
                 self.on_event(event);
             }
@@ -644,6 +649,19 @@ impl Driver {
                 self.perform(Output::Halted { reason });
             }
             self.publish();
+            let turn = turn_started.elapsed();
+            if turn >= SLOW_TURN {
+                // Everything waits for the driver: say so, with what the
+                // turn held (a durable commit waiting on a slow disk shows
+                // up here).
+                warn!(
+                    turn_ms = turn.as_millis() as u64,
+                    events = turn_events,
+                    worker_results = turn_done,
+                    height = self.chain.height(),
+                    "slow driver turn"
+                );
+            }
         }
         info!("driver stopped");
     }
