@@ -489,6 +489,7 @@ impl Node {
             .spawn(move || {
                 Driver {
                     shared: s,
+                    height_opened: (0, 0, 0),
                     intake,
                     engine,
                     chain,
@@ -545,6 +546,9 @@ struct Gossip {
 /// docs).
 struct Driver {
     shared: Arc<Shared>,
+    /// The height being decided, when it opened and when it was last
+    /// reported slow (monotonic ms).
+    height_opened: (u64, u64, u64),
     /// What the workers share, for blaming undecodable payloads the same
     /// way.
     intake: Arc<intake::Context>,
@@ -568,6 +572,10 @@ struct Driver {
     /// block over and over by sending it repeatedly).
     in_check: std::collections::HashSet<BlockId>,
 }
+
+/// A height open this long with transactions waiting is logged (`slow
+/// height`), then again every as long.
+const SLOW_HEIGHT_MS: u64 = 1_000;
 
 /// A driver turn at least this long is logged (`slow driver turn`).
 const SLOW_TURN: Duration = Duration::from_millis(250);
@@ -625,9 +633,9 @@ impl Driver {
                     .into_iter()
                     .map(|p| p.node_key)
                     .collect();
-                let out = self
-                    .engine
-                    .on_tick(&mut self.chain, self.shared.mono_ms(), wall_ms());
+                let now = self.shared.mono_ms();
+                self.report_slow_height(now);
+                let out = self.engine.on_tick(&mut self.chain, now, wall_ms());
                 self.outputs.extend(out);
                 next_tick = Instant::now() + tick;
             }
@@ -664,6 +672,41 @@ impl Driver {
             }
         }
         info!("driver stopped");
+    }
+
+    /// Logs, once a second, a height that has been open for a second or
+    /// more with transactions waiting: what the engine holds for it (an
+    /// operator's first question when finality stalls).
+    fn report_slow_height(&mut self, now_ms: u64) {
+        let height = self.engine.height();
+        if self.height_opened.0 != height {
+            self.height_opened = (height, now_ms, now_ms);
+            return;
+        }
+        let (_, opened, last_report) = self.height_opened;
+        if now_ms.saturating_sub(opened) < SLOW_HEIGHT_MS
+            || now_ms.saturating_sub(last_report) < SLOW_HEIGHT_MS
+            || self.engine.mempool().is_empty()
+        {
+            return;
+        }
+        self.height_opened.2 = now_ms;
+        let r = self.engine.height_report();
+        warn!(
+            height,
+            open_ms = now_ms - opened,
+            candidates = r.candidates,
+            preference = %r.preference.map_or("none".into(), |b| hex::encode(&b[..4])),
+            run = r.run,
+            failures = r.failures,
+            split_polls = r.split_polls,
+            polls_open = r.polls_open,
+            pulls_out = r.pulls_out,
+            sticky = r.sticky,
+            revealed = r.revealed,
+            peers = self.connected.len(),
+            "slow height"
+        );
     }
 
     /// Counts a job handed to the workers.

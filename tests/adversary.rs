@@ -9,13 +9,29 @@
 //! node's CPU time):
 //! `cargo test --release --test adversary -- --nocapture --test-threads 1`.
 //!
-//! The bound on finality during an attack: a p99 of at most
-//! [`P99_BOUND_MS`], whatever the baseline. On an idle 2-core machine a
-//! transfer is final in tens of milliseconds; the attacks these tests
-//! replay moved it to seconds (GetBlock floods: 2.5–11 s) or stopped it
-//! (duplicate "no vote" answers). A bound of a second and a half leaves
-//! room for a loaded CI machine (the suite runs beside the rest of the
-//! tests) while failing every one of those regressions.
+//! The bounds on finality during an attack, whatever the baseline: a
+//! median of at most [`P50_BOUND_MS`], and a p99 (with 20 probes, the
+//! slowest) of at most [`P99_BOUND_MS`] plus the slowest fsync of the
+//! nodes' disk meanwhile. On an idle 2-core machine a transfer is final in
+//! tens of milliseconds; the attacks these tests replay moved the median to
+//! 800 ms (unfundable transfers), every probe to seconds (GetBlock floods:
+//! 2.5–11 s, a 40 s backlog) or stopped finality (duplicate "no vote"
+//! answers), and each fails one bound or the other.
+//!
+//! Why the p99 bound is what it is: on a loaded machine three honest
+//! validators of four sometimes each propose at one height (blocks reach
+//! each other late), and with the fourth validator absent, as in several
+//! attacks here (banned, or never started), no block can win a poll: each
+//! node's polls see one vote per block and a missing one. Only the
+//! engine's stall breaker ends that, and for safety it waits eight poll
+//! timeouts without a successful poll when polls fail on missing answers
+//! (3.2 s at the node's defaults; docs/consensus.md, "Adversaries",
+//! problem 3). The bound is that wait plus the polls to finality and room
+//! for a loaded machine. A block is final only once its commit is synced,
+//! so a disk stalled by another process's writes (a parallel build stalled
+//! fsync for up to half a second here) delays finality by as much; a
+//! [`DiskProbe`] measures the disk beside each test and the bound grows by
+//! its slowest fsync.
 //!
 //! The tests take turns (one devnet at a time): they measure latency, and
 //! two devnets sharing two cores would measure each other.
@@ -27,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::rogue::{cpu_ms, percentile_ms, rss_bytes, Probe, Rogue};
+use common::rogue::{cpu_ms, percentile_ms, rss_bytes, DiskProbe, Probe, Rogue};
 use common::{transfer, Devnet, DevnetOpts};
 use strata_consensus::engine::Message as EngineMessage;
 use strata_consensus::genesis::devnet_validator_key;
@@ -37,9 +53,14 @@ use strata_net::handshake::PROTOCOL_VERSION;
 use strata_net::message::{write_item, Hello, Items, Message};
 use strata_net::Event;
 
-/// Most a p99 of honest finality may be during an attack (see the module
-/// docs for why).
-const P99_BOUND_MS: u64 = 1_500;
+/// Most a median of honest finality may be during an attack (see the
+/// module docs).
+const P50_BOUND_MS: u64 = 300;
+/// Most a p99 of honest finality may be during an attack: the stall
+/// breaker's wait when polls fail on missing answers (8 poll timeouts of
+/// 400 ms) plus 800 ms for the polls to finality on a loaded machine (see
+/// the module docs).
+const P99_BOUND_MS: u64 = 4_000;
 /// Probes per measurement, at least.
 const PROBES: usize = 20;
 /// Time a measurement lasts, at least (so the attack's cost to the node
@@ -81,13 +102,15 @@ struct Figures {
     /// The slowest probe during the attack: start, end (time of day),
     /// duration, transaction.
     slowest: Option<(String, String, Duration, String)>,
+    /// The slowest fsync of the disk the nodes write to, during the attack.
+    disk_stall: Duration,
 }
 
 impl Figures {
     fn print(&self) {
         eprintln!(
             "ADVERSARY {:<34} baseline p50/p99 {:>4}/{:>4} ms | during p50/p99 {:>4}/{:>4} ms | \
-             node 0 CPU {:>3} -> {:>3} ms/s | attacker: {}",
+             node 0 CPU {:>3} -> {:>3} ms/s | slowest fsync {} ms | attacker: {}",
             self.name,
             percentile_ms(&self.baseline, 50.0),
             percentile_ms(&self.baseline, 99.0),
@@ -95,16 +118,27 @@ impl Figures {
             percentile_ms(&self.during, 99.0),
             self.cpu_before_ms_per_s,
             self.cpu_during_ms_per_s,
+            self.disk_stall.as_millis(),
             self.attacker,
         );
     }
 
     fn assert_bounded(&self, net: &Devnet) {
         let p99 = percentile_ms(&self.during, 99.0);
+        // A block is final once its commit is synced: a disk stall delays
+        // finality by as much, attack or not (see `DiskProbe`).
+        let bound = P99_BOUND_MS + self.disk_stall.as_millis() as u64;
         let mut slowest = self.during.clone();
         slowest.sort_unstable_by(|a, b| b.cmp(a));
         slowest.truncate(5);
-        if p99 > P99_BOUND_MS {
+        let p50 = percentile_ms(&self.during, 50.0);
+        assert!(
+            p50 <= P50_BOUND_MS,
+            "{}: honest finality p50 {p50} ms during the attack (bound {P50_BOUND_MS} ms)\n{}",
+            self.name,
+            net.logs()
+        );
+        if p99 > bound {
             let during_slowest = match &self.slowest {
                 Some((from, to, took, tx)) => format!(
                     "slowest probe {tx}: {took:?} from {from} to {to}; the nodes' logs then:\n{}",
@@ -113,9 +147,11 @@ impl Figures {
                 None => String::new(),
             };
             panic!(
-                "{}: honest finality p99 {p99} ms during the attack (bound {P99_BOUND_MS} ms; \
-                 baseline p99 {} ms; {} samples, slowest {slowest:?})\n{during_slowest}\n{}",
+                "{}: honest finality p99 {p99} ms during the attack (bound {P99_BOUND_MS} ms \
+                 + the slowest fsync meanwhile, {} ms; baseline p99 {} ms; {} samples, slowest \
+                 {slowest:?})\n{during_slowest}\n{}",
                 self.name,
+                self.disk_stall.as_millis(),
                 percentile_ms(&self.baseline, 99.0),
                 self.during.len(),
                 net.logs()
@@ -145,7 +181,9 @@ fn measure<T: Send + 'static>(
     std::thread::sleep(Duration::from_millis(500));
     let (t1, c1) = (Instant::now(), cpu_ms(pid));
     probe.take_slowest();
+    let disk = DiskProbe::start(net.dir.path());
     let during = probe_for(probe, net, node);
+    let disk_stall = disk.stop();
     let slowest = probe.take_slowest();
     let cpu_during = (cpu_ms(pid) - c1) * 1000 / t1.elapsed().as_millis().max(1) as u64;
     stop.store(true, Ordering::Release);
@@ -159,6 +197,7 @@ fn measure<T: Send + 'static>(
             cpu_during_ms_per_s: cpu_during,
             attacker: String::new(),
             slowest,
+            disk_stall,
         },
         out,
     )
@@ -172,6 +211,34 @@ fn probe_for(probe: &mut Probe, net: &Devnet, node: usize) -> Vec<Duration> {
         out.extend(probe.run(net, node, 1, PROBE_LIMIT));
     }
     out
+}
+
+/// Asserts that the probes' p50 and p99 are within [`P50_BOUND_MS`] and
+/// [`P99_BOUND_MS`], printing the
+/// slowest probe's window of every node's log when it is not.
+fn assert_probes_bounded(name: &str, net: &Devnet, probe: &mut Probe, lat: &[Duration]) {
+    let p99 = percentile_ms(lat, 99.0);
+    assert!(
+        percentile_ms(lat, 50.0) <= P50_BOUND_MS,
+        "{name}: p50 {} ms > {P50_BOUND_MS} ms\n{}",
+        percentile_ms(lat, 50.0),
+        net.logs()
+    );
+    if p99 > P99_BOUND_MS {
+        let window = probe
+            .take_slowest()
+            .map(|(from, to, took, tx)| {
+                format!(
+                    "slowest probe {tx}: {took:?} from {from} to {to}:\n{}",
+                    net.logs_between(&from, &to)
+                )
+            })
+            .unwrap_or_default();
+        panic!(
+            "{name}: p99 {p99} ms > {P99_BOUND_MS} ms\n{window}\n{}",
+            net.logs()
+        );
+    }
 }
 
 /// Every running node (of the first `running`) has every other among its
@@ -519,13 +586,14 @@ fn a_spoofed_hello_cannot_get_a_validator_banned() {
     net.spawn(1);
     net.wait_ready(Duration::from_secs(30));
     assert_honest_mesh(&net, 4);
-    let lat = Probe::new(0).run(&net, 1, 5, PROBE_LIMIT);
+    let mut probe = Probe::new(0);
+    let lat = probe.run(&net, 1, 5, PROBE_LIMIT);
     eprintln!(
         "ADVERSARY spoofed hello: after 10 hellos claiming validator 1's key, validator 1 \
          restarted and reconnected to node 0; its transfers final in p50 {} ms",
         percentile_ms(&lat, 50.0)
     );
-    assert!(percentile_ms(&lat, 99.0) <= P99_BOUND_MS);
+    assert_probes_bounded("spoofed hello", &net, &mut probe, &lat);
 }
 
 /// Finding 5: 1,100 idle HTTP connections under `ulimit -n 1024` made the
@@ -645,8 +713,9 @@ fn strangers_holding_every_inbound_slot_do_not_lock_out_a_validator() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let lat = Probe::new(0).run(&net, 1, 5, PROBE_LIMIT);
-    assert!(percentile_ms(&lat, 99.0) <= P99_BOUND_MS);
+    let mut probe = Probe::new(0);
+    let lat = probe.run(&net, 1, 5, PROBE_LIMIT);
+    assert_probes_bounded("inbound slots", &net, &mut probe, &lat);
     let peers = net.get(0, "/v1/status").1["peers"].as_u64().unwrap_or(0);
     eprintln!(
         "ADVERSARY inbound slots: 40 strangers dialed node 0, it holds {peers} peers \

@@ -344,12 +344,13 @@ pub enum SubmitError {
 /// forgets preference strength (see `Snowball::forget_strength`).
 const STALL_POLLS_PER_BETA: usize = 4;
 
-/// Poll timeouts without a successful poll before the stall breaker may
-/// move a preference (see `close_poll`).
+/// Poll timeouts without a successful poll after which the stall breaker
+/// may move a preference whatever made the polls fail (see `close_poll`).
 const STALL_POLL_TIMEOUTS: u64 = 8;
-/// How many times longer a stall must last before the breaker may move a
-/// preference off a block that won a successful poll at this node.
-const STALL_CONFIDENT_FACTOR: u64 = 4;
+/// How many times as many split polls (or as long a stall) the stall
+/// breaker needs before it moves a preference off a block that won a
+/// successful poll at this node.
+const STALL_CONFIDENT_FACTOR: usize = 4;
 
 /// Block pulls in flight at once, over all voters; past it, votes for
 /// unknown blocks still count but pull nothing until pulls expire.
@@ -359,8 +360,12 @@ const PULLS_PER_PEER_MAX: usize = 4;
 /// Distinct voters remembered as asked for one block (the oldest is
 /// forgotten past it).
 const PULL_ASKS_MAX: usize = 8;
-/// Poll timeouts before a voter that was asked for a block and did not
-/// deliver it is asked again.
+/// The longest wait, in poll timeouts, before a voter that was asked for a
+/// block and did not deliver it is asked again. The wait doubles with each
+/// ask of that voter: 1, 2, then this. A slow honest server (the block's
+/// proposer, often its only holder, on a starved machine) is asked again
+/// as soon as its first ask expires; a voter that names a block but
+/// withholds it soon waits while other voters are asked first.
 const PULL_REASK_TIMEOUTS: u64 = 4;
 
 /// A candidate block at the current height.
@@ -372,10 +377,10 @@ struct Candidate {
 
 /// One block pulled at the current height.
 struct Pull {
-    /// Distinct voters asked for it, each with when it was last asked;
-    /// the latest ask last. At most [`PULL_ASKS_MAX`]: the oldest is
-    /// forgotten first, so asks never run out for the height.
-    asked: Vec<(NodeId, u64)>,
+    /// Distinct voters asked for it, each with when it was last asked and
+    /// how many times; the latest ask last. At most [`PULL_ASKS_MAX`]: the
+    /// oldest is forgotten first, so asks never run out for the height.
+    asked: Vec<(NodeId, u64, u32)>,
     /// When the latest ask expires (monotonic ms).
     deadline_ms: u64,
     /// The block arrived (from one of `asked`); copies from the others are
@@ -389,7 +394,7 @@ impl Pull {
     }
 
     fn was_asked(&self, peer: &NodeId) -> bool {
-        self.asked.iter().any(|(p, _)| p == peer)
+        self.asked.iter().any(|(p, ..)| p == peer)
     }
 }
 
@@ -426,6 +431,31 @@ struct Poll {
     deadline_ms: u64,
 }
 
+/// Where the height being decided stands ([`Engine::height_report`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeightReport {
+    /// The height being decided.
+    pub height: u64,
+    /// Valid blocks held for it.
+    pub candidates: usize,
+    /// This node's preference.
+    pub preference: Option<BlockId>,
+    /// Successful polls in a row (finality at `beta`).
+    pub run: usize,
+    /// Failed polls in a row.
+    pub failures: usize,
+    /// Failed polls that failed on disagreement since the last success.
+    pub split_polls: usize,
+    /// Polls open.
+    pub polls_open: usize,
+    /// Block pulls not answered yet.
+    pub pulls_out: usize,
+    /// A vote resumed from before a restart is still answered.
+    pub sticky: bool,
+    /// The preference was revealed to a validator.
+    pub revealed: bool,
+}
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -459,6 +489,10 @@ pub struct Engine {
     /// Height being decided (`chain.height() + 1`).
     height: u64,
     height_started_ms: u64,
+    /// Failed polls since the last successful one at this height that
+    /// failed on disagreement: even had every missing answer gone to the
+    /// leading block, it would not have reached alpha (see `close_poll`).
+    split_polls: usize,
     /// When a poll last succeeded at this height (or the height started).
     last_success_ms: u64,
     snowball: Snowball,
@@ -517,6 +551,7 @@ impl Engine {
             mempool: Mempool::new(config.mempool.clone()),
             height: chain.height() + 1,
             height_started_ms: now_ms,
+            split_polls: 0,
             last_success_ms: now_ms,
             snowball: Snowball::new(params),
             revealed: false,
@@ -577,14 +612,6 @@ impl Engine {
         self.params
     }
 
-    /// How long polls must keep failing before the stall breaker may move
-    /// a preference: eight poll timeouts (3.2 s at the node's default),
-    /// long enough for a crashed validator to be noticed and not decide
-    /// anything.
-    fn stall_ms(&self) -> u64 {
-        STALL_POLL_TIMEOUTS * self.config.poll_timeout_ms
-    }
-
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
@@ -598,6 +625,23 @@ impl Engine {
     /// Current preference at the height being decided.
     pub fn preference(&self) -> Option<BlockId> {
         self.snowball.preference()
+    }
+
+    /// Where the height being decided stands, for an operator's log when
+    /// it takes long.
+    pub fn height_report(&self) -> HeightReport {
+        HeightReport {
+            height: self.height,
+            candidates: self.candidates.len(),
+            preference: self.snowball.preference(),
+            run: self.snowball.run(),
+            failures: self.snowball.failures(),
+            split_polls: self.split_polls,
+            polls_open: self.polls.len(),
+            pulls_out: self.pulls.values().filter(|p| !p.received).count(),
+            sticky: self.sticky.is_some(),
+            revealed: self.revealed,
+        }
     }
 
     /// Why the engine halted, once it has (a failure of the local store);
@@ -1204,19 +1248,21 @@ impl Engine {
         if self.candidates.contains_key(&id) {
             return;
         }
-        let reask_ms = PULL_REASK_TIMEOUTS * self.config.poll_timeout_ms;
+        let timeout_ms = self.config.poll_timeout_ms;
         if let Some(p) = self.pulls.get(&id) {
             if p.received || p.deadline_ms > now_ms {
                 return;
             }
             // A voter asked before (and that did not deliver) is asked
-            // again only after a longer wait: a voter that names a block
-            // but withholds it must not take every ask, while another
-            // voter that holds the block is waiting to be asked.
-            if p.asked
-                .iter()
-                .any(|(peer, at)| *peer == from && now_ms < at + reask_ms)
-            {
+            // again after a wait that doubles with its asks: a voter that
+            // names a block but withholds it must not take every ask while
+            // another voter that holds the block waits to be asked, but a
+            // slow honest server is asked again at once.
+            let backing_off = p.asked.iter().any(|(peer, at, times)| {
+                let waits = (1u64 << times.saturating_sub(1).min(8)).min(PULL_REASK_TIMEOUTS);
+                *peer == from && now_ms < at + waits * timeout_ms
+            });
+            if backing_off {
                 return;
             }
         } else if self.pulls.len() >= PULLS_MAX {
@@ -1236,11 +1282,16 @@ impl Engine {
             deadline_ms,
             received: false,
         });
-        pull.asked.retain(|(peer, _)| *peer != from);
+        let times = pull
+            .asked
+            .iter()
+            .find(|(peer, ..)| *peer == from)
+            .map_or(0, |a| a.2);
+        pull.asked.retain(|(peer, ..)| *peer != from);
         if pull.asked.len() >= PULL_ASKS_MAX {
             pull.asked.remove(0);
         }
-        pull.asked.push((from, now_ms));
+        pull.asked.push((from, now_ms, times.saturating_add(1)));
         pull.deadline_ms = deadline_ms;
         out.push(Output::Send {
             to: from,
@@ -1284,31 +1335,53 @@ impl Engine {
             .collect();
         match self.snowball.record_poll(&votes) {
             PollOutcome::Unsuccessful => {
+                // Did the poll fail on disagreement? Missing answers (a
+                // crashed or unreachable validator, a timeout, a block not
+                // held yet) are not evidence of a split: had they all gone
+                // to the leading block and it still fell short of alpha,
+                // they are.
+                let missing = votes.iter().filter(|v| v.is_none()).count();
+                let mut leading = 0;
+                for v in votes.iter().flatten() {
+                    leading = leading.max(votes.iter().filter(|w| w.as_ref() == Some(v)).count());
+                }
+                if leading + missing < self.params.alpha_preference {
+                    self.split_polls += 1;
+                }
                 let own = self.snowball.preference();
-                let stalled_ms = now_ms.saturating_sub(self.last_success_ms);
                 let confident = own.is_some_and(|b| self.snowball.was_confident(&b));
+                let factor = if confident { STALL_CONFIDENT_FACTOR } else { 1 };
+                let split = self.split_polls >= STALL_POLLS_PER_BETA * self.params.beta * factor;
+                // Polls can also keep failing on missing answers for good
+                // (a validator gone for good is always drawn in a small
+                // network): then only time lets the breaker fire.
+                let stalled_ms = now_ms.saturating_sub(self.last_success_ms);
+                let stalled =
+                    stalled_ms >= STALL_POLL_TIMEOUTS * self.config.poll_timeout_ms * factor as u64;
                 if self.snowball.failures() >= STALL_POLLS_PER_BETA * self.params.beta
-                    && stalled_ms >= self.stall_ms()
-                    && (!confident || stalled_ms >= STALL_CONFIDENT_FACTOR * self.stall_ms())
+                    && (split || stalled)
                 {
-                    // A long run of failed polls, for a long time: honest
-                    // nodes may be split on strengthened preferences. Make
-                    // the choice fresh again and fall back to the order
-                    // every node applies the same way (`order_key`). This
-                    // is the one place a revealed preference may move
-                    // without a successful poll, and it is fenced, because
-                    // a move here can carry nodes away from a block others
-                    // already finalized (the simulator found exactly that
-                    // when a heavy validator crashed): never in the first
-                    // polls of a height (where a switch split finality on
-                    // a devnet); only after `stall_ms` without a success,
-                    // not a count of failures alone (a crashed validator's
-                    // polls fail at once); and off a block that won a
-                    // successful poll here only after a stall several times
-                    // longer. Without that last escape, three honest groups
-                    // each confident in their own block (a rebalancer's
-                    // work) would wait forever: no block could ever reach
-                    // alpha in their polls again.
+                    // A long run of failed polls, split ones among them:
+                    // honest nodes may be split on strengthened
+                    // preferences. Make the choice fresh again and fall
+                    // back to the order every node applies the same way
+                    // (`order_key`). This is the one place a revealed
+                    // preference may move without a successful poll, and
+                    // it is fenced, because a move here can carry nodes
+                    // away from a block others already finalized (the
+                    // simulator found exactly that when a heavy validator
+                    // crashed and every poll drawing it failed at once):
+                    // never in the first polls of a height (where a switch
+                    // split finality on a devnet); soon only after polls
+                    // that failed on disagreement, whereas polls failing on
+                    // missing answers (a crashed validator's, at once)
+                    // count only after eight poll timeouts without a
+                    // success; and off a block that won a successful poll
+                    // here only after several times as many, or as long.
+                    // Without that last escape, three honest groups each
+                    // confident in their own block (a rebalancer's work)
+                    // would wait forever.
+                    self.split_polls = 0;
                     self.snowball.forget_strength();
                     self.revealed = false;
                     self.sticky = None;
@@ -1322,6 +1395,7 @@ impl Engine {
             }
             PollOutcome::Successful { .. } => {
                 self.stats.polls_successful += 1;
+                self.split_polls = 0;
                 self.last_success_ms = now_ms;
                 // A quorum for this node's preference: the vote resumed
                 // from before a restart (if it still differs) yields, as
@@ -1373,7 +1447,7 @@ impl Engine {
                 // The server lied about the transactions: ask the next
                 // voter at once, and take nothing more from this one.
                 Err(Refusal::WrongData) => {
-                    p.asked.retain(|(peer, _)| *peer != from);
+                    p.asked.retain(|(peer, ..)| *peer != from);
                     p.deadline_ms = 0;
                 }
                 _ => p.received = true,
@@ -1503,6 +1577,7 @@ impl Engine {
         });
         self.height = chain.height() + 1;
         self.height_started_ms = now_ms;
+        self.split_polls = 0;
         self.last_success_ms = now_ms;
         self.snowball = Snowball::new(self.params);
         self.revealed = false;
@@ -2179,8 +2254,10 @@ mod tests {
     /// Regression (simulator seed 1027): a voter that names a block but
     /// never serves it was asked again every time its vote came first after
     /// a pull expired, and eight such asks ended the pulls of that block
-    /// for the height, though other voters held it. A voter not yet asked
-    /// is asked first now, and asks never run out.
+    /// for the height, though other voters held it. Now a voter's re-asks
+    /// back off (asked again at once after its first ask expires, as a slow
+    /// honest server should be; then after two poll timeouts), another
+    /// voter is asked meanwhile, and asks never run out.
     #[test]
     fn a_withholding_voter_does_not_use_up_the_pulls_of_a_block() {
         let n = net();
@@ -2197,23 +2274,40 @@ mod tests {
         };
         let out = e.on_message(withholder, vote(poll), &mut chain, 10_001);
         assert_eq!(pulls_to(&out), vec![withholder]);
-        // The pull expires unanswered; the next polls open.
         let timeout = EngineConfig::default().poll_timeout_ms;
-        let later = 10_001 + timeout + 50;
-        let second = queries_of(&e.on_tick(&mut chain, later, later));
-        let poll_of = |peer: NodeId| {
-            second
+        let poll_of = |queries: &BTreeMap<u64, Vec<NodeId>>, peer: NodeId| {
+            queries
                 .iter()
                 .find(|(_, p)| p.contains(&peer))
                 .map(|(id, _)| *id)
                 .expect("a new poll asks the peer")
         };
-        let out = e.on_message(withholder, vote(poll_of(withholder)), &mut chain, later + 1);
+        // The pull expires unanswered; the next polls open. A first ask
+        // that expired is repeated at once (a slow server).
+        let t2 = 10_001 + timeout + 50;
+        let second = queries_of(&e.on_tick(&mut chain, t2, t2));
+        let out = e.on_message(
+            withholder,
+            vote(poll_of(&second, withholder)),
+            &mut chain,
+            t2 + 1,
+        );
+        assert_eq!(pulls_to(&out), vec![withholder], "asked again at once");
+        // It expires again: now the withholder waits, the other voter is
+        // asked.
+        let t3 = t2 + 1 + timeout + 50;
+        let third = queries_of(&e.on_tick(&mut chain, t3, t3));
+        let out = e.on_message(
+            withholder,
+            vote(poll_of(&third, withholder)),
+            &mut chain,
+            t3 + 1,
+        );
         assert!(
             pulls_to(&out).is_empty(),
-            "the withholder was asked again at once: {out:?}"
+            "the withholder was asked a third time at once: {out:?}"
         );
-        let out = e.on_message(holder, vote(poll_of(holder)), &mut chain, later + 2);
+        let out = e.on_message(holder, vote(poll_of(&third, holder)), &mut chain, t3 + 2);
         assert_eq!(pulls_to(&out), vec![holder], "another voter is asked");
     }
 

@@ -255,8 +255,9 @@ fn every_kind_at_a_fifth_of_the_stake_keeps_agreement() {
 /// crashes at 411 ms; with its votes gone every poll fails, the stall
 /// breaker fires within a few polls' time and moves the others to the
 /// better-ranked block 3d39af; node 5 comes back without memory of its
-/// vote and the rest finalize 3d39af. Fixed by fencing the breaker by
-/// time (and longer off a block that won a poll) and by persisting the
+/// vote and the rest finalize 3d39af. Fixed by letting the breaker count
+/// only polls that failed on disagreement, or else wait eight poll
+/// timeouts (longer off a block that won a poll), and by persisting the
 /// revealed preference.
 #[test]
 fn a_heavy_validator_crash_does_not_split_finality() {
@@ -342,15 +343,14 @@ fn restarted_validators_keep_the_vote_they_revealed() {
     }
 }
 
-/// Open (docs/consensus.md "Adversaries", "Not fixed"): seed 10978 of the
-/// 10,000-seed run. Two rebalancers (20 %, exactly the margin of a poll
-/// with k = 5, alpha = 4) acting all run long keep the eight honest
-/// validators split between two honest blocks at height 2 for the whole
-/// run: polls succeed often enough that the stall breaker never fires,
-/// and never eight times in a row for one block. Agreement holds; this
-/// fails on liveness until the engine escapes such a split.
+/// Regression (engine, fixed; docs/consensus.md "Adversaries"): seed
+/// 10978 of the 10,000-seed run. Two rebalancers (20 %, exactly the margin
+/// of a poll with k = 5, alpha = 4) acting all run long kept the eight
+/// honest validators split between two honest blocks at height 2 for the
+/// whole run while the stall breaker waited for eight poll timeouts
+/// without a success that never came. Polls that fail on disagreement now
+/// count toward the breaker.
 #[test]
-#[ignore = "open: an omniscient rebalancer at the poll's margin holds a split (docs/consensus.md)"]
 fn a_rebalancer_at_the_margin_cannot_hold_a_split_for_good() {
     let config = SimConfig {
         seed: 10978,

@@ -309,3 +309,43 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
         * 1024
 }
+
+/// Measures the disk while a test measures finality: a thread appends 4 KiB
+/// to a file in `dir` and fsyncs it every 20 ms, keeping the slowest
+/// fsync. A node's block is final only once its commit is synced, so a
+/// disk that stalls (another process's heavy writes on a shared machine)
+/// delays finality by as much, whatever the network does; tests that bound
+/// finality add this to their bound rather than blame the node for it.
+pub struct DiskProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Duration>,
+}
+
+impl DiskProbe {
+    /// Starts probing with a file in `dir`.
+    pub fn start(dir: &std::path::Path) -> DiskProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let path = dir.join("disk-probe");
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::File::create(&path).expect("the disk probe's file");
+            let mut worst = Duration::ZERO;
+            while !s.load(std::sync::atomic::Ordering::Acquire) {
+                f.write_all(&[0u8; 4096]).expect("the disk probe writes");
+                let t = Instant::now();
+                f.sync_data().expect("the disk probe syncs");
+                worst = worst.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_file(&path);
+            worst
+        });
+        DiskProbe { stop, thread }
+    }
+
+    /// Stops probing; the slowest fsync seen.
+    pub fn stop(self) -> Duration {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.join().expect("the disk probe thread")
+    }
+}
