@@ -1230,7 +1230,12 @@ impl EventLoop {
             .expect("handshaking connections have a handshake");
         match msg {
             Message::Hello(hello) => {
-                if self.bans.is_banned(&BanKey::Node(hello.node_key), now) {
+                // From a banned IP only a reserved peer may get in (once it
+                // proves its key): any other claim is refused now, not
+                // after the handshake's timeout.
+                let restricted_stranger =
+                    conn.restricted && !self.reserved.contains(&hello.node_key);
+                if restricted_stranger || self.bans.is_banned(&BanKey::Node(hello.node_key), now) {
                     self.refuse(slot, HandshakeRefusal::Banned);
                     return false;
                 }
