@@ -410,17 +410,32 @@ impl Node {
             relay_received: false,
             ..strata_net::Config::default()
         };
-        let net =
-            strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
-                .map_err(|e| match e {
-                strata_net::Error::Io(io) if io.kind() == std::io::ErrorKind::AddrInUse => {
-                    format!(
-                        "cannot start the network: the P2P address {listen} is in use \
-                             (set another with --listen or `listen` in the config)"
-                    )
+        // A process killed a moment ago may still hold the address: the
+        // kernel closes an io_uring's sockets in the background after the
+        // process is gone. A restart retries for a little while.
+        let bind_deadline = Instant::now() + P2P_BIND_RETRY;
+        let net = loop {
+            match strata_net::Node::start(
+                net_config.clone(),
+                strata_net::handshake::Identity::from_seed(seed),
+            ) {
+                Ok(net) => break net,
+                Err(strata_net::Error::Io(io))
+                    if io.kind() == std::io::ErrorKind::AddrInUse
+                        && Instant::now() < bind_deadline =>
+                {
+                    warn!(%listen, "P2P address in use; retrying (a previous process may still be closing it)");
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                e => format!("cannot start the network: {e}"),
-            })?;
+                Err(strata_net::Error::Io(io)) if io.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(format!(
+                        "cannot start the network: the P2P address {listen} is in use \
+                         (set another with --listen or `listen` in the config)"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot start the network: {e}")),
+            }
+        };
         info!(addr = %net.local_addr(), key = %hex::encode(me), "p2p listening");
 
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(VERIFY_JOBS_MAX);
@@ -572,6 +587,9 @@ struct Driver {
     /// block over and over by sending it repeatedly).
     in_check: std::collections::HashSet<BlockId>,
 }
+
+/// How long a node retries binding its P2P address while it is in use.
+const P2P_BIND_RETRY: Duration = Duration::from_secs(3);
 
 /// A height open this long with transactions waiting is logged (`slow
 /// height`), then again every as long.
