@@ -340,7 +340,8 @@ fn drop_unfundable(cx: &Context, mut b: Batch) -> Batch {
         let needed = spend_of(tx);
         (needed > balance).then_some((balance, needed))
     };
-    if !b.txs.iter().any(|tx| unfunded(tx).is_some()) {
+    // The common case, every sender funded, keeps the batch as it is.
+    if b.txs.iter().all(|tx| unfunded(tx).is_none()) {
         return b;
     }
     // Gossip names each transaction's sender; a framed client is one.

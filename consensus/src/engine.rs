@@ -1816,17 +1816,7 @@ mod tests {
     /// The first open poll of `polls` (outputs of a tick) that asked at
     /// least two peers, with those peers.
     fn poll_with_two_peers(polls: &[Output]) -> (u64, Vec<NodeId>) {
-        let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
-        for o in polls {
-            if let Output::Send {
-                to,
-                msg: Message::Query { poll_id, .. },
-            } = o
-            {
-                queries.entry(*poll_id).or_default().push(*to);
-            }
-        }
-        queries
+        queries_of(polls)
             .into_iter()
             .find(|(_, peers)| peers.len() >= 2)
             .expect("a poll asking two peers")
