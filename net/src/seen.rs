@@ -64,12 +64,19 @@ impl SeenCache {
     /// # Panics
     /// If `ids_max` is zero (the config validation refuses it first).
     pub fn new(ids_max: usize) -> Self {
-        assert!(ids_max > 0, "a seen cache holds at least one id");
-        let buckets_len = ids_max.div_ceil(WAYS).next_power_of_two();
         // std's RandomState is seeded from the OS once per process and
         // varies per instance: enough to keep the bucket of an id unknown
         // to peers, without a fallible call here.
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+        Self::with_seed(ids_max, seed)
+    }
+
+    /// A cache of at least `ids_max` ids whose buckets are chosen by `seed`.
+    /// Tests fix the seed: which ids share a bucket, and so which are
+    /// forgotten early, then no longer changes from run to run.
+    fn with_seed(ids_max: usize, seed: u64) -> Self {
+        assert!(ids_max > 0, "a seen cache holds at least one id");
+        let buckets_len = ids_max.div_ceil(WAYS).next_power_of_two();
         SeenCache {
             buckets: vec![Bucket { ids: [EMPTY; WAYS] }; buckets_len].into_boxed_slice(),
             shift: 64 - buckets_len.trailing_zeros(),
@@ -180,9 +187,14 @@ mod tests {
         *blake3::hash(&n.to_le_bytes()).as_bytes()
     }
 
+    /// Any fixed seed: with a random one, 100 ids in 256 buckets put five
+    /// in one bucket in about 1 % of runs, and the oldest of them is
+    /// forgotten (as designed), which made this test fail at random.
+    const SEED: u64 = 0x5eed;
+
     #[test]
     fn remembers_and_reports_duplicates() {
-        let mut s = SeenCache::new(1024);
+        let mut s = SeenCache::with_seed(1024, SEED);
         assert!(s.is_empty());
         for n in 0..100 {
             assert!(!s.contains(&id(n)));
@@ -197,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_zero_id_is_an_id_not_an_empty_way() {
-        let mut s = SeenCache::new(8);
+        let mut s = SeenCache::with_seed(8, SEED);
         assert!(!s.contains(&EMPTY));
         assert!(s.insert(&EMPTY));
         assert!(s.contains(&EMPTY));
@@ -208,7 +220,7 @@ mod tests {
     #[test]
     fn one_bucket_forgets_its_oldest_id_first() {
         // Capacity WAYS: a single bucket, so eviction is exact FIFO.
-        let mut s = SeenCache::new(WAYS);
+        let mut s = SeenCache::with_seed(WAYS, SEED);
         for n in 0..WAYS as u64 {
             assert!(s.insert(&id(n)));
         }
@@ -224,7 +236,7 @@ mod tests {
     #[test]
     fn bounded_and_keeps_most_recent_ids() {
         const IDS_MAX: usize = 4096;
-        let mut s = SeenCache::new(IDS_MAX);
+        let mut s = SeenCache::with_seed(IDS_MAX, SEED);
         for n in 0..10 * IDS_MAX as u64 {
             s.insert(&id(n));
             assert!(s.len() <= s.capacity());
