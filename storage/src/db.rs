@@ -137,7 +137,7 @@ impl Db {
             .sum();
         let mut w = inner.lock_writer()?;
         let (mem_bytes, l0_files) = {
-            let st = inner.state.read().expect(LOCK);
+            let st = inner.read_state();
             (st.mem.bytes(), st.tables[0].len())
         };
         if l0_files >= inner.options.effective_l0_slowdown_writes() {
@@ -150,7 +150,7 @@ impl Db {
         let count = batch.len() as u64;
         let end = inner.poison(w.wal.append(first_seq, &batch))?;
         {
-            let mut st = inner.state.write().expect(LOCK);
+            let mut st = inner.write_state();
             for (i, (key, value)) in batch.ops.into_iter().enumerate() {
                 st.mem.insert(key, first_seq + i as u64, value);
             }
@@ -179,7 +179,7 @@ impl Db {
         let inner = &*self.inner;
         let id = {
             let mut w = inner.lock_writer()?;
-            if inner.state.read().expect(LOCK).mem.is_empty() {
+            if inner.read_state().mem.is_empty() {
                 // Nothing new: wait for what is already frozen.
                 inner.lock_bg().frozen
             } else {
@@ -262,7 +262,7 @@ impl Db {
     /// Level shapes and write counters since open.
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
-        let tables = Arc::clone(&inner.state.read().expect(LOCK).tables);
+        let tables = Arc::clone(&inner.read_state().tables);
         let c = &inner.counters;
         Stats::new(
             tables
@@ -284,7 +284,7 @@ impl Db {
     /// WAL and are recovered by the next open.
     pub fn close(&self) -> Result<()> {
         let inner = &*self.inner;
-        let w = inner.writer.lock().expect(LOCK);
+        let w = inner.lock_writer_even_closed();
         if inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -292,7 +292,7 @@ impl Db {
         compaction::stop(inner, self.compactor.lock().expect(LOCK).take());
         let mut synced = w.wal.sync_all();
         // Frozen memtables left by a failed worker live only in their WALs.
-        for imm in &inner.state.read().expect(LOCK).imm {
+        for imm in &inner.read_state().imm {
             synced = synced.and(imm.wal.sync_all());
         }
         // Nothing of this `Db` writes to the directory any more.
@@ -338,11 +338,7 @@ impl Clone for Snapshot {
 impl Drop for Snapshot {
     fn drop(&mut self) {
         // Never panics: a drop during unwinding would abort the process.
-        let mut snaps = self
-            .inner
-            .snapshots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut snaps = self.inner.lock_snapshots_after_panic();
         if let Some(n) = snaps.get_mut(&self.seq) {
             *n -= 1;
             if *n == 0 {
@@ -356,7 +352,7 @@ impl Snapshot {
     /// Registers a snapshot at `seq` (at most the visible sequence number;
     /// `None`: at it).
     pub(crate) fn register(inner: &Arc<Inner>, seq: Option<u64>) -> Snapshot {
-        let mut snaps = inner.snapshots.lock().expect(LOCK);
+        let mut snaps = inner.lock_snapshots();
         let visible = inner.visible_seq.load(Ordering::Acquire);
         let seq = seq.map_or(visible, |s| s.min(visible));
         *snaps.entry(seq).or_insert(0) += 1;

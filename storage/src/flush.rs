@@ -18,12 +18,12 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::fault::FileKind;
-use crate::inner::{table_name, wal_name, wrapper, Immutable, Inner, Writer, LOCK};
+use crate::inner::{table_name, wal_name, wrapper, Immutable, Inner, Writer};
 use crate::limits::SLOWDOWN_SLEEP_US_MIN;
 use crate::manifest;
 use crate::memtable::Memtable;
@@ -96,7 +96,7 @@ pub(crate) fn write_table(
 impl Inner {
     /// Tables in L0 now.
     fn l0_files(&self) -> usize {
-        self.state.read().expect(LOCK).tables[0].len()
+        self.read_state().tables[0].len()
     }
 
     /// Delays a write of `bytes` while L0 is at `l0_slowdown_writes`: the
@@ -141,7 +141,7 @@ impl Inner {
                 stalled = true;
                 self.stalls.fetch_add(1, Ordering::Relaxed);
             }
-            bg = self.done.wait(bg).expect(LOCK);
+            bg = bg.wait(&self.done);
         }
         drop(bg);
         // The old WAL is fsynced whole before the new one exists, so no
@@ -158,7 +158,7 @@ impl Inner {
             w.wal.is_synced_whole(),
             "nothing is appended to a WAL while its writer holds the lock"
         );
-        let wal_number = self.versions.lock().expect(LOCK).new_file_number();
+        let wal_number = self.lock_versions().new_file_number();
         let path = self.dir.join(wal_name(wal_number));
         let new_wal = self.poison(Wal::create(
             &path,
@@ -171,7 +171,7 @@ impl Inner {
         let old_wal = std::mem::replace(&mut w.wal, Arc::new(new_wal));
         let mut bg = self.lock_bg();
         {
-            let mut st = self.state.write().expect(LOCK);
+            let mut st = self.write_state();
             let mem = std::mem::take(&mut st.mem);
             assert!(!mem.is_empty(), "only a non-empty memtable is frozen");
             st.imm.insert(
@@ -201,14 +201,14 @@ impl Inner {
             if let Some(e) = &bg.error {
                 return Err(Error::Background(Arc::clone(e)));
             }
-            bg = self.done.wait(bg).expect(LOCK);
+            bg = bg.wait(&self.done);
         }
     }
 
     /// Writes `imm` to a table and records it in the manifest. Holds no
     /// lock while writing the table, so reads and writes continue.
     fn flush_one(&self, imm: &Immutable) -> Result<Arc<Table>> {
-        let number = self.versions.lock().expect(LOCK).new_file_number();
+        let number = self.lock_versions().new_file_number();
         let (table, meta, dropped) = write_table(
             &self.dir,
             number,
@@ -223,7 +223,7 @@ impl Inner {
         self.counters
             .flush_versions_dropped
             .fetch_add(dropped, Ordering::Relaxed);
-        let mut vs = self.versions.lock().expect(LOCK);
+        let mut vs = self.lock_versions();
         let edit = VersionEdit {
             ops: vec![
                 EditOp::AddTable {
@@ -256,9 +256,9 @@ impl Inner {
                     if bg.stop {
                         return;
                     }
-                    bg = self.work.wait(bg).expect(LOCK);
+                    bg = bg.wait(&self.work);
                 }
-                let st = self.state.read().expect(LOCK);
+                let st = self.read_state();
                 match st.imm.last() {
                     Some(imm) => Arc::clone(imm),
                     None => unreachable!("pending > 0 mirrors a non-empty imm list"),
@@ -275,7 +275,7 @@ impl Inner {
             match result {
                 Ok(table) => {
                     {
-                        let mut st = self.state.write().expect(LOCK);
+                        let mut st = self.write_state();
                         let oldest = st.imm.pop();
                         assert!(
                             oldest.is_some_and(|o| Arc::ptr_eq(&o, &imm)),
@@ -308,7 +308,7 @@ struct PanicGuard<'a>(&'a Inner);
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut bg = self.0.bg.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut bg = self.0.lock_bg_after_panic();
             bg.error
                 .get_or_insert_with(|| Arc::new(Error::WorkerPanicked));
             self.0.done.notify_all();

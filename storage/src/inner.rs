@@ -3,19 +3,24 @@
 //! names they share. It sits below `db`, `open`, `flush` and `compaction`,
 //! which each add their part of `impl Inner`; it imports none of them.
 //!
-//! Lock order: `writer` → `versions` → `state`; `writer` → `bg` → `state`;
-//! `compact` → `state`; `snapshots` alone. The workers take neither
-//! `writer` nor hold `bg` while taking `versions`, so a writer waiting for
-//! room (holding `writer`) cannot block them.
+//! Lock order: `writer` → `compact` → `versions` → `bg` → `state` →
+//! `snapshots` (a thread takes them only in this order; [`Rank`]). The
+//! locks are private to this module: everything else takes them through
+//! the `lock_*` / `*_state` accessors, whose guards check the order in
+//! debug builds ([`crate::lock_order`]). The workers never take `writer`,
+//! so a writer waiting for room (holding `writer`) cannot block them.
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use crate::error::{Error, Result};
 use crate::iter::{Scan, Source};
+use crate::lock_order::{Rank, RankToken, Ranked};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::{Options, WalBackend};
@@ -96,10 +101,10 @@ pub(crate) struct Inner {
     pub(crate) options: Options,
     /// The WAL backend resolved at open (never `Auto`).
     pub(crate) wal_backend: WalBackend,
-    pub(crate) writer: Mutex<Writer>,
-    pub(crate) versions: Mutex<VersionSet>,
-    pub(crate) state: RwLock<State>,
-    pub(crate) bg: Mutex<FlushState>,
+    writer: Mutex<Writer>,
+    versions: Mutex<VersionSet>,
+    state: RwLock<State>,
+    bg: Mutex<FlushState>,
     /// Wakes the worker: a memtable was frozen, or `close` was called.
     pub(crate) work: Condvar,
     /// Wakes writers waiting for room and `flush` callers: a memtable
@@ -114,12 +119,12 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Coordination with the compaction worker; `compact_work` wakes it,
     /// `compact_done` wakes `compact_range` callers.
-    pub(crate) compact: Mutex<CompactState>,
+    compact: Mutex<CompactState>,
     pub(crate) compact_work: Condvar,
     pub(crate) compact_done: Condvar,
     /// Live snapshots: sequence number → count. Compaction keeps every
     /// version a snapshot at or above the smallest of them can read.
-    pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
     /// Shared by every table; `None` if `block_cache_bytes` is 0.
     pub(crate) block_cache: Option<Arc<BlockCache>>,
 }
@@ -196,6 +201,40 @@ pub(crate) struct CompactState {
 pub(crate) const LOCK: &str = "Db locks are poisoned only by a panic while held";
 
 impl Inner {
+    /// The engine as `open` recovered it.
+    pub(crate) fn new(
+        dir: PathBuf,
+        options: Options,
+        wal_backend: WalBackend,
+        writer: Writer,
+        versions: VersionSet,
+        state: State,
+        block_cache: Option<Arc<BlockCache>>,
+    ) -> Self {
+        let visible = writer.next_seq - 1;
+        Inner {
+            dir,
+            options,
+            wal_backend,
+            writer: Mutex::new(writer),
+            versions: Mutex::new(versions),
+            state: RwLock::new(state),
+            bg: Mutex::new(FlushState::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            visible_seq: AtomicU64::new(visible),
+            poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stalls: AtomicU64::new(0),
+            counters: Counters::default(),
+            compact: Mutex::new(CompactState::default()),
+            compact_work: Condvar::new(),
+            compact_done: Condvar::new(),
+            snapshots: Mutex::new(BTreeMap::new()),
+            block_cache,
+        }
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -217,10 +256,54 @@ impl Inner {
         r
     }
 
-    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
-        let w = self.writer.lock().expect(LOCK);
+    /// The writer's lock, once the engine is still writable.
+    pub(crate) fn lock_writer(&self) -> Result<Ranked<MutexGuard<'_, Writer>>> {
+        let w = self.lock_writer_even_closed();
         self.check_writable()?;
         Ok(w)
+    }
+
+    /// The writer's lock whatever the engine's state (for `close`).
+    pub(crate) fn lock_writer_even_closed(&self) -> Ranked<MutexGuard<'_, Writer>> {
+        RankToken::check(Rank::Writer);
+        Ranked::new(self.writer.lock().expect(LOCK), Rank::Writer)
+    }
+
+    /// The manifest and current version.
+    pub(crate) fn lock_versions(&self) -> Ranked<MutexGuard<'_, VersionSet>> {
+        RankToken::check(Rank::Versions);
+        Ranked::new(self.versions.lock().expect(LOCK), Rank::Versions)
+    }
+
+    /// What readers see, shared.
+    pub(crate) fn read_state(&self) -> Ranked<RwLockReadGuard<'_, State>> {
+        RankToken::check(Rank::State);
+        Ranked::new(self.state.read().expect(LOCK), Rank::State)
+    }
+
+    /// What readers see, to change it.
+    pub(crate) fn write_state(&self) -> Ranked<RwLockWriteGuard<'_, State>> {
+        RankToken::check(Rank::State);
+        Ranked::new(self.state.write().expect(LOCK), Rank::State)
+    }
+
+    /// Live snapshots' sequence numbers.
+    pub(crate) fn lock_snapshots(&self) -> Ranked<MutexGuard<'_, BTreeMap<u64, usize>>> {
+        RankToken::check(Rank::Snapshots);
+        Ranked::new(self.snapshots.lock().expect(LOCK), Rank::Snapshots)
+    }
+
+    /// As [`Self::lock_snapshots`], also after a panic poisoned the lock
+    /// (a snapshot dropped while unwinding must not panic again).
+    pub(crate) fn lock_snapshots_after_panic(
+        &self,
+    ) -> Ranked<MutexGuard<'_, BTreeMap<u64, usize>>> {
+        RankToken::check(Rank::Snapshots);
+        let snaps = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ranked::new(snaps, Rank::Snapshots)
     }
 
     /// The smallest sequence number a reader may still read at: the
@@ -228,7 +311,7 @@ impl Inner {
     /// the snapshot lock, so a snapshot registered after it reads at or
     /// above it.
     pub(crate) fn oldest_read_seq(&self) -> u64 {
-        let snaps = self.snapshots.lock().expect(LOCK);
+        let snaps = self.lock_snapshots();
         let visible = self.visible_seq.load(Ordering::Acquire);
         snaps.keys().next().map_or(visible, |&s| s.min(visible))
     }
@@ -241,7 +324,7 @@ impl Inner {
             return Err(Error::Closed);
         }
         let (tables, seq) = {
-            let st = self.state.read().expect(LOCK);
+            let st = self.read_state();
             let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
             if let Some(v) = st.mem.get(key, seq) {
                 return Ok(v);
@@ -283,7 +366,7 @@ impl Inner {
         let end = range.end_bound().map(|k| k.as_slice());
         let mut sources: Vec<Source> = Vec::new();
         let (tables, seq) = {
-            let st = self.state.read().expect(LOCK);
+            let st = self.read_state();
             let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
             for mem in std::iter::once(&st.mem).chain(st.imm.iter().map(|imm| &imm.mem)) {
                 sources.push(Box::new(mem.entries_from(start, end).into_iter().map(Ok)));
@@ -313,8 +396,18 @@ impl Inner {
 }
 
 impl Inner {
-    pub(crate) fn lock_bg(&self) -> MutexGuard<'_, FlushState> {
-        self.bg.lock().expect(LOCK)
+    /// Coordination with the flush worker.
+    pub(crate) fn lock_bg(&self) -> Ranked<MutexGuard<'_, FlushState>> {
+        RankToken::check(Rank::Bg);
+        Ranked::new(self.bg.lock().expect(LOCK), Rank::Bg)
+    }
+
+    /// As [`Self::lock_bg`], also after a panic poisoned the lock: for
+    /// recording a worker's panic as the sticky error.
+    pub(crate) fn lock_bg_after_panic(&self) -> Ranked<MutexGuard<'_, FlushState>> {
+        RankToken::check(Rank::Bg);
+        let bg = self.bg.lock().unwrap_or_else(PoisonError::into_inner);
+        Ranked::new(bg, Rank::Bg)
     }
 
     /// The sticky background error, if the worker has failed.
@@ -323,8 +416,16 @@ impl Inner {
     }
 
     /// The compaction worker's coordination state.
-    pub(crate) fn lock_compact(&self) -> MutexGuard<'_, CompactState> {
-        self.compact.lock().expect(LOCK)
+    pub(crate) fn lock_compact(&self) -> Ranked<MutexGuard<'_, CompactState>> {
+        RankToken::check(Rank::Compact);
+        Ranked::new(self.compact.lock().expect(LOCK), Rank::Compact)
+    }
+
+    /// As [`Self::lock_compact`], also after a panic poisoned the lock.
+    pub(crate) fn lock_compact_after_panic(&self) -> Ranked<MutexGuard<'_, CompactState>> {
+        RankToken::check(Rank::Compact);
+        let cs = self.compact.lock().unwrap_or_else(PoisonError::into_inner);
+        Ranked::new(cs, Rank::Compact)
     }
 }
 

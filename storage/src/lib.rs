@@ -153,6 +153,7 @@ mod dir_lock;
 mod flush;
 mod inner;
 mod iter;
+mod lock_order;
 mod manifest;
 mod memtable;
 mod open;

@@ -2,20 +2,15 @@
 //! cover into an L0 table, start a fresh WAL and manifest, delete files no
 //! longer referenced, start the flush and compaction workers.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::compaction;
 use crate::db::Db;
 use crate::dir_lock::DirLock;
 use crate::error::{Error, Result};
 use crate::flush;
-use crate::inner::{
-    table_name, wal_name, wrapper, CompactState, Counters, FlushState, Inner, Levels, State,
-    VersionSet, Writer,
-};
+use crate::inner::{table_name, wal_name, wrapper, Inner, Levels, State, VersionSet, Writer};
 use crate::manifest::{self, Manifest};
 use crate::memtable::Memtable;
 use crate::options::{Options, WalRecovery};
@@ -143,35 +138,23 @@ impl Db {
                 let _ = std::fs::remove_file(dir.join(table_name(n)));
             }
         }
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Inner::new(
             dir,
             options,
             wal_backend,
-            writer: Mutex::new(Writer {
+            Writer {
                 slowdown_debt_ns: 0,
                 wal: Arc::new(wal),
                 next_seq: last_seq + 1,
-            }),
-            versions: Mutex::new(VersionSet { manifest, version }),
-            state: RwLock::new(State {
+            },
+            VersionSet { manifest, version },
+            State {
                 mem: Memtable::new(),
                 imm: Vec::new(),
                 tables: Arc::new(tables),
-            }),
-            bg: Mutex::new(FlushState::default()),
-            work: Condvar::new(),
-            done: Condvar::new(),
-            visible_seq: AtomicU64::new(last_seq),
-            poisoned: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            stalls: AtomicU64::new(0),
-            counters: Counters::default(),
-            compact: Mutex::new(CompactState::default()),
-            compact_work: Condvar::new(),
-            compact_done: Condvar::new(),
-            snapshots: Mutex::new(BTreeMap::new()),
+            },
             block_cache,
-        });
+        ));
         let worker = flush::spawn(Arc::clone(&inner))?;
         let compactor = match compaction::spawn(Arc::clone(&inner)) {
             Ok(c) => c,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::pick::Job;
 use crate::error::Result;
 use crate::fault::FileKind;
-use crate::inner::{table_name, Inner, Levels, LOCK};
+use crate::inner::{table_name, Inner, Levels};
 use crate::iter::{Merge, Source};
 use crate::manifest;
 use crate::table::builder::TableBuilder;
@@ -167,7 +167,7 @@ impl Inner {
                 }
             }
             if out.open.is_none() {
-                let number = self.versions.lock().expect(LOCK).new_file_number();
+                let number = self.lock_versions().new_file_number();
                 let path = self.dir.join(table_name(number));
                 let wrap = |f| self.options.wrap_file(FileKind::Table, f);
                 let b = TableBuilder::create_wrapped(
@@ -201,7 +201,7 @@ impl Inner {
         metas: &[TableMeta],
     ) -> Result<()> {
         let out_level = job.output_level as u8;
-        let mut vs = self.versions.lock().expect(LOCK);
+        let mut vs = self.lock_versions();
         // Checked before the edit reaches the manifest, so a bug here can
         // never be made durable. Only this worker changes levels >= 1, so
         // the output level read now is the one the swap below changes.
@@ -236,7 +236,7 @@ impl Inner {
         vs.manifest.append(&edit)?;
         vs.version.apply(&self.dir, 0, &edit)?;
         {
-            let mut st = self.state.write().expect(LOCK);
+            let mut st = self.write_state();
             let mut levels: Levels = (*st.tables).clone();
             for (level, t) in &job.inputs {
                 levels[*level].retain(|x| !Arc::ptr_eq(x, t));

@@ -39,19 +39,19 @@
 mod merge;
 mod pick;
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use self::merge::Outcome;
 use self::pick::{job_into_next, pick, Job};
 use crate::error::{Error, Result};
-use crate::inner::{Inner, KeyRange, Levels, LOCK};
+use crate::inner::{Inner, KeyRange, Levels};
 use crate::limits::LEVELS;
 use crate::table::reader::Table;
 
 impl Inner {
     fn levels(&self) -> Arc<Levels> {
-        Arc::clone(&self.state.read().expect(LOCK).tables)
+        Arc::clone(&self.read_state().tables)
     }
 
     /// Wakes the compaction worker (a flush installed an L0 table).
@@ -137,7 +137,7 @@ impl Inner {
                     if let Some(job) = pick(self, &levels) {
                         break Work::Auto(job, levels);
                     }
-                    cs = self.compact_work.wait(cs).expect(LOCK);
+                    cs = cs.wait(&self.compact_work);
                 }
             };
             self.lock_compact().running = true;
@@ -167,11 +167,11 @@ impl Inner {
     /// the worker.
     fn fail_compaction(&self, e: Arc<Error>) {
         {
-            let mut bg = self.bg.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut bg = self.lock_bg_after_panic();
             bg.error.get_or_insert_with(|| Arc::clone(&e));
             self.done.notify_all();
         }
-        let mut cs = self.compact.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cs = self.lock_compact_after_panic();
         cs.error.get_or_insert(e);
         self.compact_done.notify_all();
     }
@@ -194,7 +194,7 @@ pub(crate) fn request_manual(inner: &Inner, range: KeyRange) -> Result<()> {
         if cs.stop {
             return Err(Error::Closed);
         }
-        cs = inner.compact_done.wait(cs).expect(LOCK);
+        cs = cs.wait(&inner.compact_done);
     }
 }
 
@@ -226,11 +226,7 @@ pub(crate) fn wait_idle(inner: &Inner) -> Result<()> {
         }
         // Woken after every job; the timeout covers a flush that installed
         // a table between our check and the wait (it wakes only the worker).
-        cs = inner
-            .compact_done
-            .wait_timeout(cs, std::time::Duration::from_millis(10))
-            .expect(LOCK)
-            .0;
+        cs = cs.wait_timeout(&inner.compact_done, std::time::Duration::from_millis(10));
     }
 }
 
