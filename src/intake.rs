@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::block::{Block, BlockId};
-use strata_consensus::db_chain::ChainReader;
+use strata_consensus::db_chain::{ChainReader, Executor};
 use strata_consensus::engine::Message;
 use strata_consensus::mempool::{spend_of, Reject};
+use strata_consensus::state::{ExecError, StateDiff};
 use strata_consensus::tx::{PublicKey, Transaction, TxId};
 use strata_consensus::verify::{Verdict, VerifiedIds, Verifier, BATCH_TXS_MAX};
 use strata_consensus::wire::Payload;
@@ -90,6 +91,13 @@ pub(crate) enum Job {
     /// A block pulled from `from` (the driver checked it was wanted),
     /// still encoded: decode it and check its transactions' signatures.
     Block { from: [u8; 32], payload: Vec<u8> },
+    /// Execute block `id`'s transactions against the committed state
+    /// (the engine's [`strata_consensus::engine::Output::Execute`]).
+    Execute {
+        id: BlockId,
+        txs: Vec<Arc<Transaction>>,
+        executor: Executor,
+    },
     /// Read finalized block `id` at `height` for peer `to`.
     Serve {
         to: [u8; 32],
@@ -134,6 +142,11 @@ pub(crate) enum Done {
         block: Box<Block>,
         txs: Vec<Arc<Transaction>>,
         signatures_valid: bool,
+    },
+    /// The result of a [`Job::Execute`], for `Engine::on_executed`.
+    Executed {
+        id: BlockId,
+        result: Result<StateDiff, ExecError>,
     },
     /// A pulled block that did not decode (its sender was penalised): the
     /// driver stops counting it as being checked, so another voter's copy
@@ -251,7 +264,9 @@ fn decode(cx: &Context, job: Job) -> Result<Batch, Done> {
             },
             senders: Vec::new(),
         }),
-        Job::Block { .. } | Job::Serve { .. } => unreachable!("not a transaction job"),
+        Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } => {
+            unreachable!("not a transaction job")
+        }
     }
 }
 
@@ -481,6 +496,10 @@ fn run_other(
                 Done::BlockUnusable { payload }
             }
         },
+        Job::Execute { id, txs, executor } => Done::Executed {
+            id,
+            result: executor.execute(&txs),
+        },
         Job::Serve { to, height, id } => match cx.chain.serve(height, &id) {
             Ok(Some((block, txs))) => Done::Served {
                 to,
@@ -500,7 +519,7 @@ fn run_other(
             }
         },
         // Callers hand transaction jobs to `run_transactions`.
-        _ => unreachable!("run_other takes block and serve jobs only"),
+        _ => unreachable!("run_other takes block, execute and serve jobs only"),
     };
     done.send(d).map_err(|_| ())
 }
@@ -590,7 +609,7 @@ pub(crate) fn start(
                     let mut verifier = Verifier::new().sharing(Arc::clone(&cx.verified));
                     while let Some(job) = next_job(&cx, &q) {
                         let r = match job {
-                            Job::Block { .. } | Job::Serve { .. } => {
+                            Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } => {
                                 run_other(&cx, &mut verifier, job, &q.done)
                             }
                             job => run_transactions(&cx, &mut verifier, job, &q.jobs, &q.done),

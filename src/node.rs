@@ -34,9 +34,15 @@
 //! - When idle the driver blocks in `Handle::next_event_timeout` until a
 //!   network event or its next tick (at most 200 µs while worker jobs are
 //!   out, so verified batches are not left waiting a tick).
-//! - Block execution still runs on the driver (bounded: a block is
-//!   executed only once it was pulled from a voter and its signatures
-//!   checked); commit is one synced write batch.
+//! - Execution and commit are the engine's jobs ([`Output::Execute`],
+//!   [`Output::Commit`]). A block is executed on the block checker thread
+//!   (`strata-blocks`, through a [`strata_consensus::db_chain::Executor`]
+//!   sharing the chain's state cache) once it passed every cheap check,
+//!   or on the driver when that queue is full; the durable commit (one
+//!   synced write batch) runs on the driver, the chain's owner: the next
+//!   height's blocks name the root it produces, so nothing of that height
+//!   could overlap it. Pipelining execution and the trie update with the
+//!   previous block's write is the next step (docs/benchmarks.md).
 //! - Transactions from clients, the bench and peers are verified, admitted
 //!   and only then gossiped: a forged one stops at the first node, and its
 //!   sender is banned.
@@ -879,6 +885,10 @@ impl Driver {
                 );
                 self.outputs.extend(out);
             }
+            Done::Executed { id, result } => {
+                let out = self.engine.on_executed(id, result, &self.chain);
+                self.outputs.extend(out);
+            }
             Done::Served { to, payload } => self.serve(to, payload, now),
             Done::BlockUnusable { payload } => {
                 if let Some(id) = block_data_id(&payload) {
@@ -1058,6 +1068,37 @@ impl Driver {
                     .fetch_add(1, Ordering::Relaxed);
                 warn!(peer = %hex::encode(&peer[..4]), ?reason, "peer penalised");
                 self.penalize(peer, net_misbehaviour(reason));
+            }
+            Output::Execute { id, txs } => {
+                let job = Job::Execute {
+                    id,
+                    txs,
+                    executor: self.chain.executor(),
+                };
+                match shared.block_jobs.try_send(job) {
+                    Ok(()) => self.job_out(),
+                    // The block checker is behind: executed here rather
+                    // than lost (the engine does not ask twice). Bounded:
+                    // the engine executes each block of a height once.
+                    Err(e) => {
+                        let Job::Execute { id, txs, .. } = e.into_inner() else {
+                            unreachable!("the job just sent")
+                        };
+                        let result = self.chain.execute(&txs);
+                        let out = self.engine.on_executed(id, result, &self.chain);
+                        self.outputs.extend(out);
+                    }
+                }
+            }
+            Output::Commit { block, txs, diff } => {
+                // The durable commit runs here, on the chain's owner: it
+                // is one synced batch, and nothing of the next height can
+                // start before it anyway (its blocks name this root).
+                let result = self.chain.commit(&block, &txs, diff);
+                let out = self
+                    .engine
+                    .on_committed(result, &mut self.chain, shared.mono_ms());
+                self.outputs.extend(out);
             }
             Output::Committed { height, id, txs } => {
                 let m = &shared.metrics;

@@ -128,22 +128,37 @@ pub const STATE_CACHE_ENTRIES: usize = 131_072;
 /// four times per transaction. Kept exact by [`DbChain`]: every committed
 /// change updates it after its batch is written, and only committed state
 /// is read through it.
+///
+/// Readers on other threads ([`Executor`]) fill it too. A reader that
+/// missed, read the `Db`, and then found a commit had updated the cache
+/// meanwhile might hold the value from before that commit: it leaves the
+/// cache alone. Every commit bumps an epoch under the cache's lock for
+/// that check.
 struct StateCache {
+    inner: Mutex<CacheInner>,
+}
+
+struct CacheInner {
     // State keys are blake3 outputs: the identity hash spreads them.
-    entries: Mutex<LruCache<StateKey, Option<Vec<u8>>, IdentityState>>,
+    entries: LruCache<StateKey, Option<Vec<u8>>, IdentityState>,
+    /// Commits applied to the cache since open.
+    epoch: u64,
 }
 
 impl StateCache {
     fn new(entries: usize) -> Self {
         StateCache {
-            entries: Mutex::new(LruCache::with_hasher(entries.max(1), IdentityState)),
+            inner: Mutex::new(CacheInner {
+                entries: LruCache::with_hasher(entries.max(1), IdentityState),
+                epoch: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LruCache<StateKey, Option<Vec<u8>>, IdentityState>> {
+    fn lock(&self) -> MutexGuard<'_, CacheInner> {
         // Each operation is one call on the cache: a panic elsewhere
         // cannot leave it half-updated.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -155,15 +170,48 @@ struct DbState<'a> {
 
 impl StateReader for DbState<'_> {
     fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
-        if let Some(v) = self.cache.lock().get(k) {
-            return Ok(v.clone());
-        }
+        let epoch = {
+            let mut c = self.cache.lock();
+            if let Some(v) = c.entries.get(k) {
+                return Ok(v.clone());
+            }
+            c.epoch
+        };
         let v = self
             .db
             .get(&state_record_key(k))
             .map_err(|e| ExecError::Read(e.to_string()))?;
-        self.cache.lock().put(*k, v.clone());
+        let mut c = self.cache.lock();
+        if c.epoch == epoch {
+            c.entries.put(*k, v.clone());
+        }
         Ok(v)
+    }
+}
+
+/// Executes blocks against a chain's committed state from any thread
+/// (the node runs [`crate::engine::Output::Execute`] jobs on a worker),
+/// sharing the chain's state cache. Cheap to clone. An execution that
+/// overlaps a commit may read some state from before it and some from
+/// after: its result is for a height the engine has left, and the engine
+/// ignores it.
+#[derive(Clone)]
+pub struct Executor {
+    db: Arc<Db>,
+    cache: Arc<StateCache>,
+}
+
+impl Executor {
+    /// Executes `txs` against the committed state.
+    ///
+    /// # Errors
+    /// As [`state::execute`].
+    pub fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        let reader = DbState {
+            db: &self.db,
+            cache: &self.cache,
+        };
+        state::execute(&reader, txs)
     }
 }
 
@@ -193,7 +241,7 @@ pub struct DbChain {
     height: u64,
     last_id: BlockId,
     root: [u8; 32],
-    cache: StateCache,
+    cache: Arc<StateCache>,
     /// Ids of the last [`RECENT_IDS`] committed blocks, oldest first (the
     /// last one is at `height`).
     recent_ids: VecDeque<BlockId>,
@@ -245,9 +293,18 @@ impl DbChain {
             chain_id,
             height: 0,
             last_id: [0; 32],
-            cache: StateCache::new(STATE_CACHE_ENTRIES),
+            cache: Arc::new(StateCache::new(STATE_CACHE_ENTRIES)),
             recent_ids: VecDeque::with_capacity(RECENT_IDS),
         })
+    }
+
+    /// A handle that executes blocks against this chain's committed state
+    /// on another thread.
+    pub fn executor(&self) -> Executor {
+        Executor {
+            db: Arc::clone(&self.db),
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     /// Committed state, read through the cache.
@@ -479,8 +536,9 @@ impl Chain for DbChain {
         self.write_commit(Some(block), txs, diff)
             .map_err(|e| LocalFault(e.to_string()))?;
         let mut cache = self.cache.lock();
+        cache.epoch += 1;
         for (k, v) in changed {
-            cache.put(k, v);
+            cache.entries.put(k, v);
         }
         if self.recent_ids.len() == RECENT_IDS {
             self.recent_ids.pop_front();

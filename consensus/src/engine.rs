@@ -51,11 +51,20 @@
 //! [`ExecError::is_local_fault`]) halts the engine and is never blamed on
 //! the peer that sent the block.
 //!
-//! Known simplifications (named, not hidden): block execution runs inline
-//! on the caller's thread rather than as a worker job, and commit is
-//! synchronous. Signatures of a pulled block are checked here unless the
-//! caller checked them already ([`Engine::on_checked_block`]; the node does
-//! so on its workers), and finalized blocks are served by the caller
+//! Work that reads or writes the store is the caller's, as jobs: the
+//! engine asks for a block's execution ([`Output::Execute`], answered with
+//! [`Engine::on_executed`]) once the block passed every cheap check, and
+//! for the durable commit of a finalized block ([`Output::Commit`],
+//! answered with [`Engine::on_committed`]). The node runs executions on a
+//! worker thread; [`run_jobs_inline`] runs both at once on the caller's
+//! thread (the simulator, tests, tools). Between a `Commit` and its
+//! answer the engine is between heights: messages, checked blocks and
+//! unreachable peers are kept (up to [`DEFERRED_INPUTS_MAX`]) and handled
+//! in order once the commit is done, so a query for the next height is
+//! answered late rather than with "no vote"; ticks do nothing.
+//! Signatures of a pulled block are checked here unless the caller
+//! checked them already ([`Engine::on_checked_block`]; the node does so
+//! on its workers), and finalized blocks are served by the caller
 //! ([`Output::ServeBlock`], [`serve_block`]) so a disk read for a peer
 //! never runs on the engine's thread.
 
@@ -141,14 +150,16 @@ pub trait Chain {
     /// # Errors
     /// When the store cannot be read or the record is corrupt.
     fn account(&self, account: &PublicKey) -> Result<Account, LocalFault>;
-    /// Executes `txs` against the finalized state.
+    /// Executes `txs` against the finalized state (the job of an
+    /// [`Output::Execute`]; the engine never calls it).
     ///
     /// # Errors
     /// When a transaction does not apply, or (an error that
     /// [`ExecError::is_local_fault`]) the state cannot be read.
     fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError>;
     /// Durably commits `block` (which must extend the last finalized block)
-    /// with its transactions and state diff.
+    /// with its transactions and state diff (the job of an
+    /// [`Output::Commit`]; the engine never calls it).
     ///
     /// # Errors
     /// A storage failure.
@@ -314,6 +325,27 @@ pub enum Output {
         /// Why.
         reason: String,
     },
+    /// Execute `txs` (a block at the height being decided, checked in
+    /// every other way) against the finalized state, and hand the result
+    /// to [`Engine::on_executed`] with `id`. May run on another thread;
+    /// a result that comes back after the height moved on is ignored.
+    Execute {
+        /// The block.
+        id: BlockId,
+        /// Its transactions, in order.
+        txs: Vec<Arc<Transaction>>,
+    },
+    /// Durably commit finalized `block` with its transactions and state
+    /// diff ([`Chain::commit`]), then call [`Engine::on_committed`]. Until
+    /// then the engine is between heights (see the module docs).
+    Commit {
+        /// The finalized block.
+        block: Box<Block>,
+        /// Its transactions.
+        txs: Vec<Arc<Transaction>>,
+        /// What executing them changed.
+        diff: StateDiff,
+    },
     /// A block was finalized and committed.
     Committed {
         /// Height.
@@ -367,6 +399,37 @@ const PULL_ASKS_MAX: usize = 8;
 /// as soon as its first ask expires; a voter that names a block but
 /// withholds it soon waits while other voters are asked first.
 const PULL_REASK_TIMEOUTS: u64 = 4;
+
+/// Inputs kept while a commit is out, at most: past it, the newest are
+/// dropped (and counted in [`EngineStats::inputs_dropped`]). A commit takes
+/// milliseconds; the node's own queues bound what can arrive meanwhile far
+/// below this.
+pub const DEFERRED_INPUTS_MAX: usize = 65_536;
+
+/// An input that arrived while a commit was out.
+enum Deferred {
+    Message(NodeId, Message),
+    CheckedBlock(NodeId, Block, Vec<Arc<Transaction>>, bool),
+    Unreachable(NodeId),
+}
+
+/// A block whose execution job is out.
+struct Executing {
+    block: Block,
+    txs: Vec<Arc<Transaction>>,
+    /// The voter it was pulled from; `None` for this node's own proposal.
+    from: Option<NodeId>,
+}
+
+/// The finalized block whose commit job is out.
+struct Committing {
+    height: u64,
+    id: BlockId,
+    tx_ids: Vec<TxId>,
+    /// Accounts the block changed, as its diff writes them (for the
+    /// mempool, once the commit is done).
+    touched: Vec<(PublicKey, Account)>,
+}
 
 /// A candidate block at the current height.
 struct Candidate {
@@ -471,6 +534,9 @@ pub struct EngineStats {
     pub proposed: u64,
     /// Blocks that failed validation.
     pub invalid_blocks: u64,
+    /// Inputs dropped because more than [`DEFERRED_INPUTS_MAX`] arrived
+    /// while a commit was out.
+    pub inputs_dropped: u64,
 }
 
 /// One node's consensus engine. See the [module docs](self).
@@ -509,6 +575,12 @@ pub struct Engine {
     /// preference yet (see [`Engine::resume_revealed`]).
     sticky: Option<BlockId>,
     candidates: HashMap<BlockId, Candidate>,
+    /// Blocks at this height whose execution job is out.
+    executing: HashMap<BlockId, Executing>,
+    /// The finalized block whose commit job is out, if any.
+    committing: Option<Committing>,
+    /// Inputs that arrived while `committing`, oldest first.
+    deferred: std::collections::VecDeque<Deferred>,
     /// Blocks found invalid at this height (never preferred, never pulled
     /// again).
     rejected: HashMap<BlockId, ()>,
@@ -558,6 +630,9 @@ impl Engine {
             revealed_block: None,
             sticky: None,
             candidates: HashMap::new(),
+            executing: HashMap::new(),
+            committing: None,
+            deferred: std::collections::VecDeque::new(),
             rejected: HashMap::new(),
             pulls: HashMap::new(),
             previous_pulls: HashMap::new(),
@@ -721,7 +796,7 @@ impl Engine {
     /// (ms since the Unix epoch) only stamps a block proposed now.
     pub fn on_tick(&mut self, chain: &mut impl Chain, now_ms: u64, wall_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.halted.is_some() {
+        if self.halted.is_some() || self.committing.is_some() {
             return out;
         }
         self.mempool.expire(now_ms);
@@ -743,8 +818,10 @@ impl Engine {
         } else {
             my_turn_ms
         };
+        let proposing = self.executing.values().any(|e| e.from.is_none());
         if self.snowball.preference().is_none()
             && self.sticky.is_none()
+            && !proposing
             && now_ms >= turn_ms
             && self.mempool.has_ready()
         {
@@ -759,6 +836,9 @@ impl Engine {
         for id in late {
             self.close_poll(id, chain, now_ms, &mut out);
         }
+        if self.committing.is_some() {
+            return out; // a late poll finalized the height
+        }
         if self.pulls.len() >= PULLS_MAX / 2 {
             // Keep received ones (late copies stay blameless) and live asks.
             self.pulls
@@ -770,7 +850,7 @@ impl Engine {
         if self.sampler.is_empty() {
             // A single-validator chain decides alone: its own proposal is final.
             if let Some(id) = self.snowball.preference() {
-                self.finalize(id, chain, now_ms, &mut out);
+                self.finalize(id, &mut out);
             }
         }
         out
@@ -786,6 +866,10 @@ impl Engine {
     ) -> Vec<Output> {
         let mut out = Vec::new();
         if self.halted.is_some() {
+            return out;
+        }
+        if self.committing.is_some() {
+            self.defer(Deferred::Message(from, msg));
             return out;
         }
         match msg {
@@ -881,6 +965,10 @@ impl Engine {
         if self.halted.is_some() {
             return out;
         }
+        if self.committing.is_some() {
+            self.defer(Deferred::Unreachable(*peer));
+            return out;
+        }
         let mut settled = Vec::new();
         for (poll_id, poll) in self.polls.iter_mut() {
             for slot in 0..poll.asked.len() {
@@ -944,7 +1032,9 @@ impl Engine {
         now_ms: u64,
     ) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.halted.is_none() {
+        if self.halted.is_none() && self.committing.is_some() {
+            self.defer(Deferred::CheckedBlock(from, block, txs, signatures_valid));
+        } else if self.halted.is_none() {
             self.on_block_data(
                 from,
                 block,
@@ -958,21 +1048,66 @@ impl Engine {
         out
     }
 
+    /// Builds a proposal and asks for its execution: it becomes a
+    /// candidate (and this node's preference, if it has none) in
+    /// [`Engine::on_executed`].
     fn propose(&mut self, chain: &impl Chain, wall_ms: u64, out: &mut Vec<Output>) {
-        let candidate = match self.build_candidate(chain, wall_ms) {
-            Ok(Some(c)) => c,
-            Ok(None) => return,
-            Err(e) => return self.halt("executing this node's own proposal", &e, out),
+        let Some((block, txs)) = self.build_block(chain, wall_ms) else {
+            return;
         };
-        let id = *candidate.block.id();
-        self.candidates.insert(id, candidate);
-        self.consider(id, chain);
-        self.stats.proposed += 1;
+        let id = *block.id();
+        out.push(Output::Execute {
+            id,
+            txs: txs.clone(),
+        });
+        self.executing.insert(
+            id,
+            Executing {
+                block,
+                txs,
+                from: None,
+            },
+        );
+    }
+
+    /// Keeps an input that arrived while a commit is out.
+    fn defer(&mut self, input: Deferred) {
+        if self.deferred.len() >= DEFERRED_INPUTS_MAX {
+            self.stats.inputs_dropped += 1;
+        } else {
+            self.deferred.push_back(input);
+        }
     }
 
     /// A proposal from the mempool at the current height, stamped
-    /// `wall_ms`, executed against the finalized state: `None` when
-    /// nothing can be proposed.
+    /// `wall_ms`, not executed yet: `None` when nothing can be proposed.
+    fn build_block(
+        &self,
+        chain: &impl Chain,
+        wall_ms: u64,
+    ) -> Option<(Block, Vec<Arc<Transaction>>)> {
+        let ids = self.mempool.build_block(self.config.block_txs_max);
+        if ids.is_empty() {
+            return None;
+        }
+        let txs: Vec<Arc<Transaction>> = ids
+            .iter()
+            .filter_map(|id| self.mempool.get(id).cloned())
+            .collect();
+        let block = Block::new(
+            self.height,
+            chain.last_block_id(),
+            chain.state_root(),
+            self.me,
+            wall_ms,
+            ids,
+        )
+        .ok()?;
+        Some((block, txs))
+    }
+
+    /// [`Engine::build_block`], executed at once on this thread (for the
+    /// simulation hook below only).
     ///
     /// # Errors
     /// An execution error that is a local fault.
@@ -981,22 +1116,7 @@ impl Engine {
         chain: &impl Chain,
         wall_ms: u64,
     ) -> Result<Option<Candidate>, ExecError> {
-        let ids = self.mempool.build_block(self.config.block_txs_max);
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        let txs: Vec<Arc<Transaction>> = ids
-            .iter()
-            .filter_map(|id| self.mempool.get(id).cloned())
-            .collect();
-        let Ok(block) = Block::new(
-            self.height,
-            chain.last_block_id(),
-            chain.state_root(),
-            self.me,
-            wall_ms,
-            ids,
-        ) else {
+        let Some((block, txs)) = self.build_block(chain, wall_ms) else {
             return Ok(None);
         };
         // The mempool chose only affordable, contiguous transactions from
@@ -1406,7 +1526,7 @@ impl Engine {
             }
             PollOutcome::Final(id) => {
                 self.stats.polls_successful += 1;
-                self.finalize(id, chain, now_ms, out);
+                self.finalize(id, out);
             }
         }
     }
@@ -1438,10 +1558,13 @@ impl Engine {
                 return;
             }
         }
-        if self.candidates.contains_key(&id) || block.height() != self.height {
+        if self.candidates.contains_key(&id)
+            || self.executing.contains_key(&id)
+            || block.height() != self.height
+        {
             return; // already have it, or the height moved on meanwhile
         }
-        let result = self.validate(&block, txs, signatures, chain);
+        let result = self.validate(&block, &txs, signatures, chain);
         if let Some(p) = self.pulls.get_mut(&id) {
             match &result {
                 // The server lied about the transactions: ask the next
@@ -1454,9 +1577,19 @@ impl Engine {
             }
         }
         match result {
-            Ok(candidate) => {
-                self.candidates.insert(id, candidate);
-                self.consider(id, chain);
+            Ok(()) => {
+                out.push(Output::Execute {
+                    id,
+                    txs: txs.clone(),
+                });
+                self.executing.insert(
+                    id,
+                    Executing {
+                        block,
+                        txs,
+                        from: Some(from),
+                    },
+                );
             }
             Err(Refusal::WrongData) => out.push(Output::Penalize {
                 peer: from,
@@ -1470,18 +1603,18 @@ impl Engine {
                     reason: Misbehaviour::InvalidBlock,
                 });
             }
-            Err(Refusal::Local(e)) => self.halt("validating a pulled block", &e, out),
         }
     }
 
-    /// Full validation against the finalized parent state.
+    /// Every check of a pulled block but its execution: header against
+    /// the finalized parent, transactions against the ids, signatures.
     fn validate(
         &mut self,
         block: &Block,
-        txs: Vec<Arc<Transaction>>,
+        txs: &[Arc<Transaction>],
         signatures: Option<bool>,
         chain: &impl Chain,
-    ) -> Result<Candidate, Refusal> {
+    ) -> Result<(), Refusal> {
         let h = block.header();
         // The id commits to the header: a wrong header is the block's own
         // fault, whoever served it.
@@ -1522,32 +1655,134 @@ impl Engine {
         if !signatures_valid {
             return Err(Refusal::Invalid);
         }
-        let diff = chain.execute(&txs).map_err(|e| {
-            if e.is_local_fault() {
-                Refusal::Local(e.to_string())
-            } else {
-                Refusal::Invalid
-            }
-        })?;
-        Ok(Candidate {
-            block: block.clone(),
-            txs,
-            diff,
-        })
+        Ok(())
     }
 
-    fn finalize(
+    /// The result of an [`Output::Execute`] job for block `id`: a valid
+    /// block becomes a candidate (this node's own proposal, its
+    /// preference if it has none); an invalid one is rejected and the
+    /// voter it came from penalised; a failure to read the store halts.
+    /// Ignored when the height moved on since the job was asked for.
+    pub fn on_executed(
         &mut self,
         id: BlockId,
+        result: Result<StateDiff, ExecError>,
+        chain: &impl Chain,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_some() {
+            return out;
+        }
+        let Some(e) = self.executing.remove(&id) else {
+            return out;
+        };
+        match (result, e.from) {
+            (Ok(diff), from) => {
+                if from.is_none() {
+                    self.stats.proposed += 1;
+                }
+                let candidate = Candidate {
+                    block: e.block,
+                    txs: e.txs,
+                    diff,
+                };
+                self.candidates.insert(id, candidate);
+                self.consider(id, chain);
+            }
+            (Err(err), None) if err.is_local_fault() => {
+                self.halt("executing this node's own proposal", &err, &mut out)
+            }
+            (Err(err), Some(_)) if err.is_local_fault() => {
+                self.halt("validating a pulled block", &err, &mut out)
+            }
+            // The mempool chose only affordable, contiguous transactions
+            // from its exact view of the finalized accounts: an own block
+            // that does not execute is a bug, not a peer's doing.
+            (Err(err), None) => {
+                debug_assert!(
+                    false,
+                    "the mempool chose a block that does not execute: {err}"
+                );
+            }
+            (Err(_), Some(from)) => {
+                self.stats.invalid_blocks += 1;
+                self.rejected.insert(id, ());
+                out.push(Output::Penalize {
+                    peer: from,
+                    reason: Misbehaviour::InvalidBlock,
+                });
+            }
+        }
+        out
+    }
+
+    /// The result of the [`Output::Commit`] job: the next height starts
+    /// (its first polls open at once) and the inputs kept meanwhile are
+    /// handled, in order. A failed commit halts the engine: it can no
+    /// longer follow the chain safely; the caller stops the node.
+    pub fn on_committed(
+        &mut self,
+        result: Result<(), LocalFault>,
         chain: &mut impl Chain,
         now_ms: u64,
-        out: &mut Vec<Output>,
-    ) {
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted.is_some() {
+            return out;
+        }
+        let Some(c) = self.committing.take() else {
+            debug_assert!(false, "on_committed without a commit out");
+            return out;
+        };
+        if let Err(e) = result {
+            self.halt(
+                &format!("commit of height {} failed", c.height),
+                &e,
+                &mut out,
+            );
+            return out;
+        }
+        debug_assert_eq!(chain.height(), c.height, "the commit moved the chain");
+        let ntx = c.tx_ids.len();
+        self.mempool.remove_committed(&c.tx_ids, c.touched);
+        out.push(Output::Committed {
+            height: c.height,
+            id: c.id,
+            txs: ntx,
+        });
+        self.height = chain.height() + 1;
+        self.height_started_ms = now_ms;
+        self.split_polls = 0;
+        self.last_success_ms = now_ms;
+        self.revealed = false;
+        self.revealed_block = None;
+        self.sticky = None;
+        while let Some(input) = self.deferred.pop_front() {
+            out.extend(match input {
+                Deferred::Message(from, msg) => self.on_message(from, msg, chain, now_ms),
+                Deferred::CheckedBlock(from, block, txs, valid) => {
+                    self.on_checked_block(from, block, txs, valid, chain, now_ms)
+                }
+                Deferred::Unreachable(peer) => self.peer_unreachable(&peer, chain, now_ms),
+            });
+            if self.committing.is_some() || self.halted.is_some() {
+                return out; // the rest waits for that commit
+            }
+        }
+        while self.polls.len() < self.config.polls_in_flight && !self.sampler.is_empty() {
+            self.open_poll(now_ms, &mut out);
+        }
+        out
+    }
+
+    /// Block `id` is final: asks for its commit ([`Output::Commit`]) and
+    /// drops everything else of its height. The next height starts in
+    /// [`Engine::on_committed`].
+    fn finalize(&mut self, id: BlockId, out: &mut Vec<Output>) {
         let Some(c) = self.candidates.remove(&id) else {
             return;
         };
         let height = c.block.height();
-        let ntx = c.txs.len();
         // Every account the block changed (senders, and recipients of
         // transfers), as the block's own diff writes it: the mempool keeps
         // its view of pending senders' accounts exact from these, with no
@@ -1564,26 +1799,20 @@ impl Engine {
                 note(to);
             }
         }
-        if let Err(e) = chain.commit(&c.block, &c.txs, c.diff) {
-            // A failed commit halts the engine: it can no longer follow the
-            // chain safely. The driver must stop the node and reopen.
-            return self.halt(&format!("commit of height {height} failed"), &e, out);
-        }
-        self.mempool.remove_committed(c.block.tx_ids(), touched);
-        out.push(Output::Committed {
+        self.committing = Some(Committing {
             height,
             id,
-            txs: ntx,
+            tx_ids: c.block.tx_ids().to_vec(),
+            touched,
         });
-        self.height = chain.height() + 1;
-        self.height_started_ms = now_ms;
-        self.split_polls = 0;
-        self.last_success_ms = now_ms;
+        out.push(Output::Commit {
+            block: Box::new(c.block),
+            txs: c.txs,
+            diff: c.diff,
+        });
         self.snowball = Snowball::new(self.params);
-        self.revealed = false;
-        self.revealed_block = None;
-        self.sticky = None;
         self.candidates.clear();
+        self.executing.clear();
         self.rejected.clear();
         // A pull of the height just finalized may still be answered: kept
         // one height, so the answer is late rather than unsolicited.
@@ -1592,14 +1821,47 @@ impl Engine {
     }
 }
 
+/// Runs the jobs among `outputs` ([`Output::Execute`], [`Output::Commit`])
+/// at once on the caller's thread against `chain`, feeding their results
+/// back to `engine`, and returns every other output in order, a job's
+/// answer's outputs where the job was. For callers without worker threads:
+/// the simulator, tests, tools.
+pub fn run_jobs_inline(
+    engine: &mut Engine,
+    chain: &mut impl Chain,
+    outputs: Vec<Output>,
+    now_ms: u64,
+) -> Vec<Output> {
+    let mut done = Vec::with_capacity(outputs.len());
+    let mut todo: std::collections::VecDeque<Output> = outputs.into();
+    while let Some(output) = todo.pop_front() {
+        let answer = match output {
+            Output::Execute { id, txs } => {
+                let result = chain.execute(&txs);
+                engine.on_executed(id, result, chain)
+            }
+            Output::Commit { block, txs, diff } => {
+                let result = chain.commit(&block, &txs, diff);
+                engine.on_committed(result, chain, now_ms)
+            }
+            other => {
+                done.push(other);
+                continue;
+            }
+        };
+        for o in answer.into_iter().rev() {
+            todo.push_front(o);
+        }
+    }
+    done
+}
+
 /// Why a pulled block was not taken.
 enum Refusal {
     /// The block is invalid: its header, a signature or its execution.
     Invalid,
     /// The peer served transactions other than those the block names.
     WrongData,
-    /// This node's own store failed.
-    Local(String),
 }
 
 #[cfg(test)]
@@ -1609,6 +1871,35 @@ mod tests {
     use crate::mem_chain::MemChain;
     use crate::sampler::Uniform;
     use crate::tx::{TxBody, TxKind};
+
+    /// The engine's inputs with their jobs run at once ([`run_jobs_inline`]).
+    trait Inline {
+        fn tick(&mut self, chain: &mut impl Chain, now: u64, wall: u64) -> Vec<Output>;
+        fn message(
+            &mut self,
+            from: NodeId,
+            msg: Message,
+            chain: &mut impl Chain,
+            now: u64,
+        ) -> Vec<Output>;
+    }
+
+    impl Inline for Engine {
+        fn tick(&mut self, chain: &mut impl Chain, now: u64, wall: u64) -> Vec<Output> {
+            let out = self.on_tick(chain, now, wall);
+            run_jobs_inline(self, chain, out, now)
+        }
+        fn message(
+            &mut self,
+            from: NodeId,
+            msg: Message,
+            chain: &mut impl Chain,
+            now: u64,
+        ) -> Vec<Output> {
+            let out = self.on_message(from, msg, chain, now);
+            run_jobs_inline(self, chain, out, now)
+        }
+    }
 
     struct Net {
         genesis: Genesis,
@@ -1669,7 +1960,7 @@ mod tests {
         let mut e = engine(n, index, chain);
         let tx = shared_tx(n);
         assert_eq!(e.submit(vec![tx], chain, 0), 1);
-        e.on_tick(chain, 10_000, 10_000);
+        e.tick(chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         (e, id)
     }
@@ -1699,7 +1990,7 @@ mod tests {
             height: 1,
             block: Some(block),
         };
-        let out = me.on_message(from, vote, chain, 10_001);
+        let out = me.message(from, vote, chain, 10_001);
         let get = out
             .into_iter()
             .find_map(|o| match o {
@@ -1707,11 +1998,11 @@ mod tests {
                 _ => None,
             })
             .expect("a pull of the unknown block");
-        let data = proposer.on_message(me.me, get, chain, 10_001);
+        let data = proposer.message(me.me, get, chain, 10_001);
         let Some(Output::Send { msg, .. }) = data.into_iter().next() else {
             panic!("the proposer serves its block");
         };
-        me.on_message(from, msg, chain, 10_002);
+        me.message(from, msg, chain, 10_002);
     }
 
     fn run(reveal: bool) -> (Option<BlockId>, BlockId, BlockId) {
@@ -1720,7 +2011,7 @@ mod tests {
         let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
         let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
         let mut me = engine(&n, n.by_rank[3], &chain);
-        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        let polls = me.tick(&mut chain, 10_000, 10_000);
         learn(&mut me, &mut second, second_id, &mut chain, &polls);
         assert_eq!(me.preference(), Some(second_id));
         if reveal {
@@ -1729,7 +2020,7 @@ mod tests {
                 poll_id: 99,
                 height: 1,
             };
-            let out = me.on_message(asker, q, &mut chain, 10_003);
+            let out = me.message(asker, q, &mut chain, 10_003);
             assert!(matches!(
                 &out[..],
                 [
@@ -1780,7 +2071,7 @@ mod tests {
         let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
         let tx = shared_tx(&n);
         assert_eq!(e.submit(vec![tx], &chain, 0), 1);
-        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let polls = e.tick(&mut chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for o in &polls {
@@ -1802,7 +2093,7 @@ mod tests {
             height: 1,
             block: Some(id),
         };
-        let out = e.on_message(peer, vote, &mut chain, 10_050);
+        let out = e.message(peer, vote, &mut chain, 10_050);
         assert!(
             out.contains(&Output::Committed {
                 height: 1,
@@ -1831,17 +2122,17 @@ mod tests {
         let n = net();
         let mut chain = MemChain::new(&n.genesis);
         let mut e = engine(&n, 0, &chain);
-        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let polls = e.tick(&mut chain, 10_000, 10_000);
         let (poll_id, peers) = poll_with_two_peers(&polls);
         let vote = Message::Vote {
             poll_id,
             height: 1,
             block: None,
         };
-        let first = e.on_message(peers[0], vote.clone(), &mut chain, 10_001);
+        let first = e.message(peers[0], vote.clone(), &mut chain, 10_001);
         assert!(first.is_empty(), "{first:?}");
         for _ in 0..3 {
-            let out = e.on_message(peers[0], vote.clone(), &mut chain, 10_002);
+            let out = e.message(peers[0], vote.clone(), &mut chain, 10_002);
             assert_eq!(
                 out,
                 vec![Output::Penalize {
@@ -1862,7 +2153,7 @@ mod tests {
         let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
         let (mut second, second_id) = proposal(&n, n.by_rank[1], &mut chain);
         let mut me = engine(&n, n.by_rank[3], &chain);
-        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        let polls = me.tick(&mut chain, 10_000, 10_000);
         learn(&mut me, &mut second, second_id, &mut chain, &polls);
         let stranger = crate::tx::signing_key_from_seed(&[0xee; 32])
             .verifying_key()
@@ -1871,7 +2162,7 @@ mod tests {
             poll_id: 5,
             height: 1,
         };
-        let out = me.on_message(stranger, q, &mut chain, 10_003);
+        let out = me.message(stranger, q, &mut chain, 10_003);
         assert!(matches!(
             &out[..],
             [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id
@@ -1894,10 +2185,10 @@ mod tests {
         let mut chain = MemChain::new(&n.genesis);
         let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
         let mut me = engine(&n, n.by_rank[3], &chain);
-        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        let polls = me.tick(&mut chain, 10_000, 10_000);
         let (poll_id, peers) = poll_with_two_peers(&polls);
         let liar = peers[0];
-        let out = me.on_message(
+        let out = me.message(
             liar,
             Message::Vote {
                 poll_id,
@@ -1914,7 +2205,7 @@ mod tests {
             msg: Message::BlockData { block, .. },
             ..
         }) = best
-            .on_message(
+            .message(
                 me.me,
                 Message::GetBlock {
                     id: best_id,
@@ -1938,7 +2229,7 @@ mod tests {
         }
         .sign(&key)
         .unwrap();
-        let out = me.on_message(
+        let out = me.message(
             liar,
             Message::BlockData {
                 block: block.clone(),
@@ -2005,7 +2296,7 @@ mod tests {
         let (mut best, best_id) = proposal(&n, n.by_rank[0], &mut chain);
         let mut me = engine(&n, n.by_rank[3], &chain);
         let mut broken = BrokenChain(chain.clone());
-        let polls = me.on_tick(&mut broken, 10_000, 10_000);
+        let polls = me.tick(&mut broken, 10_000, 10_000);
         let from = best.me;
         let poll_id = polls
             .iter()
@@ -2023,18 +2314,18 @@ mod tests {
             block: Some(best_id),
         };
         let get = me
-            .on_message(from, vote, &mut broken, 10_001)
+            .message(from, vote, &mut broken, 10_001)
             .into_iter()
             .find_map(|o| match o {
                 Output::Send { msg, .. } if matches!(msg, Message::GetBlock { .. }) => Some(msg),
                 _ => None,
             })
             .expect("a pull");
-        let data = best.on_message(me.me, get, &mut chain, 10_001);
+        let data = best.message(me.me, get, &mut chain, 10_001);
         let Some(Output::Send { msg, .. }) = data.into_iter().next() else {
             panic!("served");
         };
-        let out = me.on_message(from, msg, &mut broken, 10_002);
+        let out = me.message(from, msg, &mut broken, 10_002);
         assert!(
             matches!(&out[..], [Output::Halted { reason }] if reason.contains("EIO")),
             "{out:?}"
@@ -2066,7 +2357,7 @@ mod tests {
         let me = n.validators[0].public_key;
         let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
         assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
-        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let polls = e.tick(&mut chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         let (poll_id, peer) = polls
             .iter()
@@ -2090,10 +2381,10 @@ mod tests {
             height: 1,
             block: Some(id),
         };
-        e.on_message(peer, vote, &mut chain, 10_050);
+        e.message(peer, vote, &mut chain, 10_050);
         assert_eq!(chain.height(), 1);
         let get = Message::GetBlock { id, height: 1 };
-        let out = e.on_message(peer, get, &mut chain, 10_060);
+        let out = e.message(peer, get, &mut chain, 10_060);
         assert_eq!(
             out,
             vec![Output::ServeBlock {
@@ -2121,7 +2412,7 @@ mod tests {
         let mut chain = MemChain::new(&n.genesis);
         let mut e = engine(&n, n.by_rank[0], &chain);
         assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
-        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let polls = e.tick(&mut chain, 10_000, 10_000);
         let id = e.preference().expect("proposed");
         assert_eq!(e.params().k, 3);
         let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
@@ -2145,13 +2436,13 @@ mod tests {
                 height: 1,
                 block: Some(id),
             };
-            e.on_message(*peer, vote, &mut chain, 10_002);
+            e.message(*peer, vote, &mut chain, 10_002);
         }
         assert_eq!(e.stats().polls, before + 1, "the poll waited for the third");
         assert_eq!(e.stats().polls_successful, 1);
         // Two "no vote" answers in a new poll of three: alpha (2) is out
         // of reach, so it closes too, unsuccessful.
-        let polls = e.on_tick(&mut chain, 10_003, 10_003);
+        let polls = e.tick(&mut chain, 10_003, 10_003);
         let mut queries: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for o in &polls {
             if let Output::Send {
@@ -2173,7 +2464,7 @@ mod tests {
                 height: 1,
                 block: None,
             };
-            e.on_message(*peer, vote, &mut chain, 10_004);
+            e.message(*peer, vote, &mut chain, 10_004);
         }
         assert_eq!(e.stats().polls, before + 1);
     }
@@ -2189,7 +2480,7 @@ mod tests {
         let mut e = engine(&n, 0, &chain);
         assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
         let wall = 1_700_000_000_000;
-        let polls = e.on_tick(&mut chain, 10_000, wall);
+        let polls = e.tick(&mut chain, 10_000, wall);
         assert!(polls.iter().any(|o| matches!(
             o,
             Output::Send {
@@ -2205,12 +2496,12 @@ mod tests {
         );
         // The wall clock jumps an hour ahead, then a day back: no poll
         // times out and the pending transaction does not expire.
-        e.on_tick(&mut chain, 10_001, wall + 3_600_000);
-        e.on_tick(&mut chain, 10_002, wall - 86_400_000);
+        e.tick(&mut chain, 10_001, wall + 3_600_000);
+        e.tick(&mut chain, 10_002, wall - 86_400_000);
         assert_eq!(e.stats().polls, 0, "a wall-clock step closed polls");
         assert_eq!(e.mempool().len(), 1);
         // The monotonic clock passing the poll timeout does close them.
-        e.on_tick(&mut chain, 10_000 + 401, wall);
+        e.tick(&mut chain, 10_000 + 401, wall);
         assert!(e.stats().polls > 0);
     }
 
@@ -2254,7 +2545,7 @@ mod tests {
         let mut chain = MemChain::new(&n.genesis);
         let mut e = engine(&n, 0, &chain);
         let unknown = [7u8; 32];
-        let first = e.on_tick(&mut chain, 10_000, 10_000);
+        let first = e.tick(&mut chain, 10_000, 10_000);
         let (poll, peers) = poll_with_two_peers(&first);
         let (withholder, holder) = (peers[0], peers[1]);
         let vote = |poll_id| Message::Vote {
@@ -2262,7 +2553,7 @@ mod tests {
             height: 1,
             block: Some(unknown),
         };
-        let out = e.on_message(withholder, vote(poll), &mut chain, 10_001);
+        let out = e.message(withholder, vote(poll), &mut chain, 10_001);
         assert_eq!(pulls_to(&out), vec![withholder]);
         let timeout = EngineConfig::default().poll_timeout_ms;
         let poll_of = |queries: &BTreeMap<u64, Vec<NodeId>>, peer: NodeId| {
@@ -2275,8 +2566,8 @@ mod tests {
         // The pull expires unanswered; the next polls open. A first ask
         // that expired is repeated at once (a slow server).
         let t2 = 10_001 + timeout + 50;
-        let second = queries_of(&e.on_tick(&mut chain, t2, t2));
-        let out = e.on_message(
+        let second = queries_of(&e.tick(&mut chain, t2, t2));
+        let out = e.message(
             withholder,
             vote(poll_of(&second, withholder)),
             &mut chain,
@@ -2286,8 +2577,8 @@ mod tests {
         // It expires again: now the withholder waits, the other voter is
         // asked.
         let t3 = t2 + 1 + timeout + 50;
-        let third = queries_of(&e.on_tick(&mut chain, t3, t3));
-        let out = e.on_message(
+        let third = queries_of(&e.tick(&mut chain, t3, t3));
+        let out = e.message(
             withholder,
             vote(poll_of(&third, withholder)),
             &mut chain,
@@ -2297,7 +2588,7 @@ mod tests {
             pulls_to(&out).is_empty(),
             "the withholder was asked a third time at once: {out:?}"
         );
-        let out = e.on_message(holder, vote(poll_of(&third, holder)), &mut chain, t3 + 2);
+        let out = e.message(holder, vote(poll_of(&third, holder)), &mut chain, t3 + 2);
         assert_eq!(pulls_to(&out), vec![holder], "another voter is asked");
     }
 
@@ -2321,18 +2612,18 @@ mod tests {
         // Control: with the same transaction and time, the node proposes.
         let mut control = engine(&n, n.by_rank[3], &chain);
         assert_eq!(control.submit(vec![shared_tx(&n)], &chain, 0), 1);
-        control.on_tick(&mut chain, 60_000, 60_000);
+        control.tick(&mut chain, 60_000, 60_000);
         assert!(control.preference().is_some(), "the control proposes");
 
         let mut me = engine(&n, n.by_rank[3], &chain);
         assert_eq!(me.submit(vec![shared_tx(&n)], &chain, 0), 1);
         me.resume_revealed(1, second_id);
-        let out = me.on_message(asker, query.clone(), &mut chain, 9_000);
+        let out = me.message(asker, query.clone(), &mut chain, 9_000);
         assert!(
             matches!(&out[..], [Output::Send { msg: Message::Vote { block: Some(b), .. }, .. }] if *b == second_id),
             "answers its earlier vote: {out:?}"
         );
-        let polls = me.on_tick(&mut chain, 10_000, 10_000);
+        let polls = me.tick(&mut chain, 10_000, 10_000);
         assert_eq!(me.preference(), None, "proposed while its vote is out");
         learn(&mut me, &mut best, best_id, &mut chain, &polls);
         learn(&mut me, &mut second, second_id, &mut chain, &polls);
@@ -2358,7 +2649,7 @@ mod tests {
         let me = n.validators[0].public_key;
         let mut e = Engine::new(me, &n.validators, &Uniform, config, &chain, 3, 0);
         assert_eq!(e.submit(vec![shared_tx(&n)], &chain, 0), 1);
-        let polls = e.on_tick(&mut chain, 10_000, 10_000);
+        let polls = e.tick(&mut chain, 10_000, 10_000);
         let mine = e.preference().expect("proposed");
         let mut by_poll: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for o in &polls {
@@ -2385,7 +2676,7 @@ mod tests {
             .unwrap();
         let mut other_chain = MemChain::new(&n.genesis);
         let (mut other, other_id) = proposal(&n, vi, &mut other_chain);
-        let out = e.on_message(
+        let out = e.message(
             voter,
             Message::Vote {
                 poll_id: poll_a,
@@ -2409,7 +2700,7 @@ mod tests {
             .find(|(_, p)| p.len() == 1)
             .map(|(id, p)| (*id, p[0]))
             .expect("a poll that drew the node itself");
-        e.on_message(
+        e.message(
             peer_b,
             Message::Vote {
                 poll_id: poll_b,
@@ -2422,13 +2713,114 @@ mod tests {
         assert_eq!(e.height(), 2, "height 1 finalized");
         // ...and the pulled block arrives late.
         let Some(Output::Send { msg: data, .. }) = other
-            .on_message(me, get, &mut other_chain, 10_003)
+            .message(me, get, &mut other_chain, 10_003)
             .into_iter()
             .next()
         else {
             panic!("served");
         };
-        let out = e.on_message(voter, data, &mut chain, 10_004);
+        let out = e.message(voter, data, &mut chain, 10_004);
         assert!(out.is_empty(), "a late block was blamed: {out:?}");
+    }
+
+    /// A one-validator engine (it decides alone) with one transaction
+    /// admitted, at its proposal time.
+    fn alone(n: &Net, chain: &MemChain) -> Engine {
+        let me = n.validators[0].public_key;
+        let mut e = Engine::new(
+            me,
+            &n.validators[..1],
+            &Uniform,
+            EngineConfig::default(),
+            chain,
+            7,
+            0,
+        );
+        assert_eq!(e.submit(vec![shared_tx(n)], chain, 0), 1);
+        e
+    }
+
+    #[test]
+    fn execution_and_commit_are_jobs_and_inputs_wait_for_the_commit() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = alone(&n, &chain);
+        // The proposal is asked to be executed; nothing is preferred yet,
+        // and no second proposal is made while the job is out.
+        let out = e.on_tick(&mut chain, 10_000, 10_000);
+        let [Output::Execute { id, txs }] = &out[..] else {
+            panic!("one execution job, got {out:?}");
+        };
+        assert_eq!(e.preference(), None);
+        assert!(e.on_tick(&mut chain, 10_001, 10_001).is_empty());
+        let out = e.on_executed(*id, chain.execute(txs), &chain);
+        assert!(out.is_empty());
+        assert_eq!(e.preference(), Some(*id));
+        // Alone, its own preference is final: the commit is asked for.
+        let out = e.on_tick(&mut chain, 10_002, 10_002);
+        let [Output::Commit { block, txs, diff }] = &out[..] else {
+            panic!("one commit job, got {out:?}");
+        };
+        assert_eq!(block.id(), id);
+        // Between heights: ticks do nothing, a query waits.
+        let asker = n.validators[1].public_key;
+        let query = Message::Query {
+            poll_id: 5,
+            height: 2,
+        };
+        assert!(e.on_tick(&mut chain, 10_003, 10_003).is_empty());
+        assert!(e.on_message(asker, query, &mut chain, 10_003).is_empty());
+        assert_eq!(e.height(), 1);
+        chain.commit(block, txs, diff.clone()).unwrap();
+        let out = e.on_committed(Ok(()), &mut chain, 10_004);
+        assert_eq!(e.height(), 2);
+        assert!(matches!(
+            out[0],
+            Output::Committed {
+                height: 1,
+                txs: 1,
+                ..
+            }
+        ));
+        assert!(
+            out.contains(&Output::Send {
+                to: asker,
+                msg: Message::Vote {
+                    poll_id: 5,
+                    height: 2,
+                    block: None
+                }
+            }),
+            "the query kept during the commit is answered after it: {out:?}"
+        );
+        assert!(
+            e.mempool().is_empty(),
+            "the committed transaction left the pool"
+        );
+    }
+
+    #[test]
+    fn a_late_execution_result_is_ignored_and_a_failed_commit_halts() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut e = alone(&n, &chain);
+        let out = e.on_tick(&mut chain, 10_000, 10_000);
+        let [Output::Execute { id, txs }] = &out[..] else {
+            panic!("one execution job, got {out:?}");
+        };
+        let (id, result) = (*id, chain.execute(txs));
+        assert!(e.on_executed(id, result.clone(), &chain).is_empty());
+        // A second answer for the same block (or one for a height left
+        // behind) changes nothing.
+        assert!(e.on_executed(id, result, &chain).is_empty());
+        assert_eq!(e.stats().proposed, 1);
+        let out = e.on_tick(&mut chain, 10_001, 10_001);
+        assert!(matches!(out[..], [Output::Commit { .. }]));
+        let out = e.on_committed(Err(LocalFault("disk full".into())), &mut chain, 10_002);
+        assert!(
+            matches!(&out[..], [Output::Halted { reason }] if reason.contains("disk full")),
+            "{out:?}"
+        );
+        assert!(e.halted().is_some());
     }
 }

@@ -20,7 +20,9 @@ use super::diagnosis::{Evidence, Stuck};
 use super::scoring::{PeerLimits, Penalty, Scoreboard};
 use super::{PollCounts, SimConfig, SimReport, Weights};
 use crate::block::BlockId;
-use crate::engine::{serve_block, Chain, Engine, EngineConfig, Message, NodeId, Output};
+use crate::engine::{
+    run_jobs_inline, serve_block, Chain, Engine, EngineConfig, Message, NodeId, Output,
+};
 use crate::genesis::{
     devnet_account_key, devnet_account_public_keys, devnet_validator_key, Genesis, Validator,
     DEVNET_BALANCE,
@@ -811,6 +813,11 @@ impl<'a> World<'a> {
     /// nor as scores.
     fn honest_outputs(&mut self, slot: usize, outs: Vec<Output>, scored: bool) {
         let now = self.now_ms();
+        // Execution and commit run at once, as jobs of this node's driver.
+        let outs = {
+            let s = &mut self.slots[slot];
+            run_jobs_inline(&mut s.engine, &mut s.chain, outs, now)
+        };
         let mut unreachable: Vec<NodeId> = Vec::new();
         for o in outs {
             if !scored
@@ -852,6 +859,9 @@ impl<'a> World<'a> {
                 }
                 Output::Halted { reason } => {
                     self.report.violation = Some(format!("node {slot} halted: {reason}"));
+                }
+                Output::Execute { .. } | Output::Commit { .. } => {
+                    unreachable!("run_jobs_inline ran every job")
                 }
             }
         }
@@ -933,6 +943,11 @@ impl<'a> World<'a> {
     }
 
     fn byzantine_outputs(&mut self, slot: usize, outs: Vec<Output>) {
+        let outs = {
+            let now = self.now_ms();
+            let s = &mut self.slots[slot];
+            run_jobs_inline(&mut s.engine, &mut s.chain, outs, now)
+        };
         for o in outs {
             match o {
                 Output::Send { to, msg } => self.send(slot, &to, msg, None),
