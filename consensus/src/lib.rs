@@ -11,6 +11,14 @@
 //! deterministic simulator that runs many engines under faults, Byzantine
 //! nodes and each weight kind (`sim`, with the in-memory chain `mem_chain`,
 //! behind the `sim` feature; measurements in docs/consensus.md).
+//!
+//! The engine's inputs are messages, ticks and completed jobs; its
+//! outputs are messages to send and jobs to run: a block's execution
+//! (`Output::Execute`, answered with `Engine::on_executed`) and a final
+//! block's durable commit (`Output::Commit`, answered with
+//! `Engine::on_committed`). The node runs them on its threads;
+//! `engine::run_jobs_inline` runs them at once on the caller's (the
+//! simulator, tests).
 #![deny(missing_docs)]
 
 pub mod block;
