@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_consensus::block::{Block, BlockId};
-use strata_consensus::db_chain::{ChainReader, Executor};
+use strata_consensus::db_chain::{ChainReader, CommittedState};
 use strata_consensus::engine::Message;
 use strata_consensus::mempool::{spend_of, Reject};
 use strata_consensus::state::{ExecError, StateDiff};
@@ -53,9 +53,11 @@ pub type SubmitResult = Result<TxId, String>;
 /// and watch the stop flag. (The node builds it; this module does not
 /// know the node's wider state.)
 pub(crate) struct Context {
-    /// Committed accounts for the balance pre-check; finalized blocks to
-    /// serve.
+    /// Finalized blocks to serve.
     pub(crate) chain: ChainReader,
+    /// Committed accounts for the balance pre-check (through the chain's
+    /// state cache), and blocks to execute.
+    pub(crate) state: CommittedState,
     /// The chain id transactions must carry.
     pub(crate) chain_id: u64,
     pub(crate) metrics: Arc<Metrics>,
@@ -96,7 +98,6 @@ pub(crate) enum Job {
     Execute {
         id: BlockId,
         txs: Vec<Arc<Transaction>>,
-        executor: Executor,
     },
     /// Read finalized block `id` at `height` for peer `to`.
     Serve {
@@ -339,7 +340,7 @@ fn drop_unfundable(cx: &Context, mut b: Batch) -> Batch {
     let mut senders: Vec<PublicKey> = b.txs.iter().map(|tx| tx.body().sender).collect();
     senders.sort_unstable();
     senders.dedup();
-    let balances: HashMap<PublicKey, u64> = match cx.chain.accounts(&senders) {
+    let balances: HashMap<PublicKey, u64> = match cx.state.accounts(&senders) {
         Ok(accounts) => senders
             .into_iter()
             .zip(accounts)
@@ -496,9 +497,9 @@ fn run_other(
                 Done::BlockUnusable { payload }
             }
         },
-        Job::Execute { id, txs, executor } => Done::Executed {
+        Job::Execute { id, txs } => Done::Executed {
             id,
-            result: executor.execute(&txs),
+            result: cx.state.execute(&txs),
         },
         Job::Serve { to, height, id } => match cx.chain.serve(height, &id) {
             Ok(Some((block, txs))) => Done::Served {

@@ -36,7 +36,7 @@
 //!   out, so verified batches are not left waiting a tick).
 //! - Execution and commit are the engine's jobs ([`Output::Execute`],
 //!   [`Output::Commit`]). A block is executed on the block checker thread
-//!   (`strata-blocks`, through a [`strata_consensus::db_chain::Executor`]
+//!   (`strata-blocks`, through a [`strata_consensus::db_chain::CommittedState`]
 //!   sharing the chain's state cache) once it passed every cheap check,
 //!   or on the driver when that queue is full; the durable commit (one
 //!   synced write batch) runs on the driver, the chain's owner: the next
@@ -479,6 +479,7 @@ impl Node {
         let net_of = Arc::clone(&shared);
         let context = Arc::new(intake::Context {
             chain: shared.chain.clone(),
+            state: chain.committed_state(),
             chain_id: shared.genesis.chain_id,
             metrics: Arc::clone(&shared.metrics),
             stop: Arc::clone(&shared.stop),
@@ -1070,11 +1071,7 @@ impl Driver {
                 self.penalize(peer, net_misbehaviour(reason));
             }
             Output::Execute { id, txs } => {
-                let job = Job::Execute {
-                    id,
-                    txs,
-                    executor: self.chain.executor(),
-                };
+                let job = Job::Execute { id, txs };
                 match shared.block_jobs.try_send(job) {
                     Ok(()) => self.job_out(),
                     // The block checker is behind: executed here rather

@@ -189,29 +189,46 @@ impl StateReader for DbState<'_> {
     }
 }
 
-/// Executes blocks against a chain's committed state from any thread
-/// (the node runs [`crate::engine::Output::Execute`] jobs on a worker),
-/// sharing the chain's state cache. Cheap to clone. An execution that
-/// overlaps a commit may read some state from before it and some from
-/// after: its result is for a height the engine has left, and the engine
-/// ignores it.
+/// A chain's committed state for other threads, through the chain's state
+/// cache: executes blocks (the node runs
+/// [`crate::engine::Output::Execute`] jobs on a worker) and reads
+/// accounts (its workers' balance pre-check). Cheap to clone. A read that
+/// overlaps a commit may see some state from before it and some from
+/// after: an execution's result is then for a height the engine has left,
+/// and the engine ignores it; a balance pre-check only decides what is
+/// worth a signature check.
 #[derive(Clone)]
-pub struct Executor {
+pub struct CommittedState {
     db: Arc<Db>,
     cache: Arc<StateCache>,
 }
 
-impl Executor {
+impl CommittedState {
+    fn reader(&self) -> DbState<'_> {
+        DbState {
+            db: &self.db,
+            cache: &self.cache,
+        }
+    }
+
     /// Executes `txs` against the committed state.
     ///
     /// # Errors
     /// As [`state::execute`].
     pub fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        let reader = DbState {
-            db: &self.db,
-            cache: &self.cache,
-        };
-        state::execute(&reader, txs)
+        state::execute(&self.reader(), txs)
+    }
+
+    /// The committed accounts of `pks`, in order (the default account
+    /// where there is none).
+    ///
+    /// # Errors
+    /// When the store cannot be read or a record is corrupt.
+    pub fn accounts(&self, pks: &[PublicKey]) -> Result<Vec<Account>, ExecError> {
+        let reader = self.reader();
+        pks.iter()
+            .map(|pk| state::read_account(&reader, pk))
+            .collect()
     }
 }
 
@@ -298,10 +315,9 @@ impl DbChain {
         })
     }
 
-    /// A handle that executes blocks against this chain's committed state
-    /// on another thread.
-    pub fn executor(&self) -> Executor {
-        Executor {
+    /// This chain's committed state, for other threads.
+    pub fn committed_state(&self) -> CommittedState {
+        CommittedState {
             db: Arc::clone(&self.db),
             cache: Arc::clone(&self.cache),
         }
@@ -643,26 +659,6 @@ impl ChainReader {
                 .ok_or_else(|| ChainError::Corrupt(format!("account record {}", hex::encode(k))))?,
         };
         Ok((height, account))
-    }
-
-    /// The committed accounts of `pks`, in order, from one snapshot (the
-    /// default account where there is none).
-    ///
-    /// # Errors
-    /// Storage failures or a corrupt record.
-    pub fn accounts(&self, pks: &[PublicKey]) -> Result<Vec<Account>, ChainError> {
-        let snap = self.db.snapshot();
-        pks.iter()
-            .map(|pk| {
-                let k = state::account_key(pk);
-                match snap.get(&state_record_key(&k))? {
-                    None => Ok(Account::default()),
-                    Some(v) => Account::decode(&v).ok_or_else(|| {
-                        ChainError::Corrupt(format!("account record {}", hex::encode(k)))
-                    }),
-                }
-            })
-            .collect()
     }
 
     /// The state value under `state_key` with a proof against the root of
