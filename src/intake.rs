@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use strata_consensus::block::{Block, BlockId};
 use strata_consensus::db_chain::{ChainReader, CommittedState};
 use strata_consensus::engine::Message;
@@ -291,13 +291,16 @@ fn run_transactions(
     verifier: &mut Verifier,
     first: Job,
     queue: &Receiver<Job>,
-    done: &Sender<Done>,
+    done: &DoneSink,
 ) -> Result<(), ()> {
     let mut batches: Vec<Batch> = Vec::new();
     let mut gathered = 0;
     let mut next = Some(first);
     while let Some(job) = next.take() {
-        if matches!(job, Job::Block { .. } | Job::Serve { .. }) {
+        if matches!(
+            job,
+            Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. }
+        ) {
             run_other(cx, verifier, job, done)?;
         } else {
             match decode(cx, job).map(|b| drop_unfundable(cx, b)) {
@@ -308,7 +311,7 @@ fn run_transactions(
                     gathered += b.txs.len();
                     batches.push(b);
                 }
-                Err(d) => done.send(d).map_err(|_| ())?,
+                Err(d) => done(d)?,
             }
         }
         if gathered < GATHER_TXS {
@@ -321,7 +324,7 @@ fn run_transactions(
     let mut verdicts = verdicts.into_iter();
     for b in batches {
         let mine: Vec<Verdict> = verdicts.by_ref().take(b.txs.len()).collect();
-        done.send(settle(cx, b, mine)).map_err(|_| ())?;
+        done(settle(cx, b, mine))?;
     }
     Ok(())
 }
@@ -451,7 +454,7 @@ fn verify_client_batch(
     cx: &Context,
     verifier: &mut Verifier,
     b: Batch,
-    done: &Sender<Done>,
+    done: &DoneSink,
 ) -> Result<(), ()> {
     let mut verdicts = Vec::with_capacity(b.txs.len());
     for chunk in b.txs.chunks(GATHER_TXS) {
@@ -464,16 +467,11 @@ fn verify_client_batch(
             break;
         }
     }
-    done.send(settle(cx, b, verdicts)).map_err(|_| ())
+    done(settle(cx, b, verdicts))
 }
 
 /// A pulled block's check, or a block read for a peer.
-fn run_other(
-    cx: &Context,
-    verifier: &mut Verifier,
-    job: Job,
-    done: &Sender<Done>,
-) -> Result<(), ()> {
+fn run_other(cx: &Context, verifier: &mut Verifier, job: Job, done: &DoneSink) -> Result<(), ()> {
     let d = match job {
         Job::Block { from, payload } => match Payload::decode(&payload) {
             Ok(Payload::Engine(Message::BlockData { block, txs })) => {
@@ -522,7 +520,7 @@ fn run_other(
         // Callers hand transaction jobs to `run_transactions`.
         _ => unreachable!("run_other takes block, execute and serve jobs only"),
     };
-    done.send(d).map_err(|_| ())
+    done(d)
 }
 
 /// How many workers to start, at what priority.
@@ -532,12 +530,18 @@ pub(crate) struct Workers {
     pub nice: i32,
 }
 
+/// Where the workers hand results back: the driver's input queue (the
+/// node wraps each [`Done`] as one of its inputs). It must never make a
+/// worker wait for long: the queue behind it has room for every job that
+/// can be out at once. An error means the driver is gone.
+pub(crate) type DoneSink = Box<dyn Fn(Done) -> Result<(), ()> + Send + Sync>;
+
 /// The queues the workers take jobs from, and where results go.
 pub(crate) struct Queues {
     pub jobs: Receiver<Job>,
     pub blocks: Receiver<Job>,
     pub serve: Receiver<Job>,
-    pub done: Sender<Done>,
+    pub done: DoneSink,
 }
 
 /// Lowers the calling thread's priority by `nice` (Linux priorities are

@@ -5,8 +5,9 @@
 //! - `strata-net-io`: the io_uring loop (`strata-net`), talking to the rest
 //!   through bounded queues and an eventfd;
 //! - `strata-driver`: the one owner of the consensus [`Engine`] and the
-//!   chain. It drains network events, worker results and API questions,
-//!   feeds them to the engine, runs its timers every `tick_ms` and turns its
+//!   chain. It drains network events (the net layer's bounded queue) and
+//!   one bounded input queue holding worker results and API questions
+//!   ([`Input`]), feeds them to the engine, runs its timers every `tick_ms` and turns its
 //!   outputs into sends. Nothing else touches the engine or the chain: the
 //!   API reads the published [`View`] and the `Db` through a
 //!   [`ChainReader`], and asks the driver (through a bounded queue, with a
@@ -139,6 +140,15 @@ pub enum Ask {
     },
 }
 
+/// What the driver is fed besides network events, through one bounded
+/// queue: worker results and API questions.
+enum Input {
+    /// A worker finished a job.
+    Done(Done),
+    /// The API asks what only the engine knows.
+    Ask(Ask),
+}
+
 /// The verification queue was full: try again later (HTTP 503).
 #[derive(Debug)]
 pub struct Busy;
@@ -176,7 +186,13 @@ pub struct Shared {
     jobs: Sender<Job>,
     block_jobs: Sender<Job>,
     serve_jobs: Sender<Job>,
-    asks: Sender<Ask>,
+    /// The driver's input queue (see [`Input`]). Its capacity holds every
+    /// job that can be out at once plus [`ASKS_MAX`] questions, so a
+    /// worker handing a result back never waits; questions are counted in
+    /// `asks_out` and refused past [`ASKS_MAX`], so they never take a
+    /// worker's room.
+    inputs: Sender<Input>,
+    asks_out: AtomicUsize,
 }
 
 impl Shared {
@@ -221,9 +237,18 @@ impl Shared {
     /// [`Busy`] when the question queue is full.
     pub fn ask_pending(&self, id: TxId) -> Result<tokio::sync::oneshot::Receiver<bool>, Busy> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.asks
-            .try_send(Ask::Pending { id, reply })
-            .map_err(|_| Busy)?;
+        if self.asks_out.fetch_add(1, Ordering::AcqRel) >= ASKS_MAX {
+            self.asks_out.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        if self
+            .inputs
+            .try_send(Input::Ask(Ask::Pending { id, reply }))
+            .is_err()
+        {
+            self.asks_out.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
         Ok(answer)
     }
 }
@@ -447,7 +472,11 @@ impl Node {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(VERIFY_JOBS_MAX);
         let (block_tx, block_rx) = crossbeam_channel::bounded::<Job>(BLOCK_JOBS_MAX);
         let (serve_tx, serve_rx) = crossbeam_channel::bounded::<Job>(SERVE_JOBS_MAX);
-        let (ask_tx, ask_rx) = crossbeam_channel::bounded::<Ask>(ASKS_MAX);
+        // Every job out at once (queued, or held by one of the verify
+        // threads or the block checker) hands back one result.
+        let jobs_out_max =
+            VERIFY_JOBS_MAX + BLOCK_JOBS_MAX + SERVE_JOBS_MAX + c.verify_threads.max(1) + 1;
+        let (input_tx, input_rx) = crossbeam_channel::bounded::<Input>(jobs_out_max + ASKS_MAX);
         let view = View {
             height: chain.height(),
             block_id: chain.last_block_id(),
@@ -469,13 +498,9 @@ impl Node {
             jobs: job_tx,
             block_jobs: block_tx,
             serve_jobs: serve_tx,
-            asks: ask_tx,
+            inputs: input_tx.clone(),
+            asks_out: AtomicUsize::new(0),
         });
-        // Unbounded: a worker must never wait to hand a result back (it
-        // would hold a job meanwhile). What sits here is bounded all the
-        // same: one result per job, at most the queues' capacity of jobs
-        // out, and the driver drains it every turn.
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let net_of = Arc::clone(&shared);
         let context = Arc::new(intake::Context {
             chain: shared.chain.clone(),
@@ -498,7 +523,7 @@ impl Node {
                 jobs: job_rx,
                 blocks: block_rx,
                 serve: serve_rx,
-                done: done_tx,
+                done: Box::new(move |d| input_tx.send(Input::Done(d)).map_err(|_| ())),
             },
         )?;
         let tick = Duration::from_millis(c.tick_ms.max(1));
@@ -524,7 +549,7 @@ impl Node {
                     in_check: Default::default(),
                     validators: validator_keys,
                 }
-                .run(tick, &done_rx, &ask_rx)
+                .run(tick, &input_rx)
             })
             .map_err(|e| e.to_string())?;
         Ok(Node {
@@ -606,7 +631,7 @@ const SLOW_HEIGHT_MS: u64 = 1_000;
 const SLOW_TURN: Duration = Duration::from_millis(250);
 
 impl Driver {
-    fn run(mut self, tick: Duration, done: &Receiver<Done>, asks: &Receiver<Ask>) {
+    fn run(mut self, tick: Duration, inputs: &Receiver<Input>) {
         let mut next_tick = Instant::now();
         let mut events = Vec::with_capacity(EVENTS_PER_TURN_MAX);
         while !self.shared.stop.load(Ordering::Acquire) {
@@ -616,12 +641,9 @@ impl Driver {
                     None => break,
                 }
             }
-            let ready: Vec<Done> = done.try_iter().collect();
-            self.shared
-                .jobs_out
-                .fetch_sub(ready.len(), Ordering::AcqRel);
+            let ready: Vec<Input> = inputs.try_iter().collect();
             let due = Instant::now() >= next_tick;
-            if events.is_empty() && ready.is_empty() && asks.is_empty() && !due {
+            if events.is_empty() && ready.is_empty() && !due {
                 // Sleep until a network event or the next tick. One wait
                 // cannot watch both the network and the workers' queue, so
                 // while jobs are out the sleep is cut short: a client's batch
@@ -640,12 +662,14 @@ impl Driver {
             for event in events.drain(..) {
                 self.on_event(event);
             }
-            for d in ready {
-                self.on_done(d);
-            }
-            for ask in asks.try_iter() {
-                match ask {
-                    Ask::Pending { id, reply } => {
+            for input in ready {
+                match input {
+                    Input::Done(d) => {
+                        self.shared.jobs_out.fetch_sub(1, Ordering::AcqRel);
+                        self.on_done(d);
+                    }
+                    Input::Ask(Ask::Pending { id, reply }) => {
+                        self.shared.asks_out.fetch_sub(1, Ordering::AcqRel);
                         let _ = reply.send(self.engine.mempool().contains(&id));
                     }
                 }
