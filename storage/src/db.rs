@@ -173,6 +173,39 @@ impl Db {
         Ok(())
     }
 
+    /// Writes `entries` — keys strictly ascending, each put once — straight
+    /// into sorted tables, with no WAL and no memtable, and installs them
+    /// in one manifest edit: a bulk load at table-writing speed. The run
+    /// gets one new sequence number (it shadows older versions of its
+    /// keys) and goes to the deepest level none of whose tables, nor any
+    /// shallower level's, overlap its key range. Durable on return. Writes
+    /// wait while it runs. Rules and reasons: the `ingest` module docs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for keys out of order, an empty or
+    /// oversized key or an oversized value (nothing is installed then);
+    /// I/O failures; [`Error::Closed`] or [`Error::Poisoned`].
+    ///
+    /// # Example
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = strata_storage::Db::open(dir.path(), strata_storage::Options::default()).unwrap();
+    /// let run = (0u32..1000).map(|i| (i.to_be_bytes(), b"v"));
+    /// let stats = db.ingest_sorted(run).unwrap();
+    /// assert_eq!(stats.entries, 1000);
+    /// assert_eq!(db.get(&7u32.to_be_bytes()).unwrap().as_deref(), Some(&b"v"[..]));
+    /// ```
+    pub fn ingest_sorted<K, V>(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<crate::IngestStats>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        self.inner.ingest_sorted(entries)
+    }
+
     /// Returns once everything written before the call is in tables: the
     /// memtable is frozen and the call waits for the background worker.
     pub fn flush(&self) -> Result<()> {

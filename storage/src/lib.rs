@@ -151,6 +151,7 @@ mod compaction;
 mod db;
 mod dir_lock;
 mod flush;
+mod ingest;
 mod inner;
 mod iter;
 mod lock_order;
@@ -167,3 +168,4 @@ pub use db::{
     WriteOptions,
 };
 pub use error::Error;
+pub use ingest::IngestStats;

@@ -281,6 +281,13 @@ impl Memtable {
         }
     }
 
+    /// Whether some key lies in the range (for bulk ingestion).
+    pub(crate) fn holds_key_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+        self.keys_from(start)
+            .next()
+            .is_some_and(|(k, _)| satisfies_end(k, end))
+    }
+
     /// Every version with key in the range, in (key asc, seq desc) order,
     /// copied out (the memtable is bounded by `memtable_bytes`).
     pub(crate) fn entries_from(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<Entry> {

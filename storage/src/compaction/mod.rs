@@ -130,17 +130,21 @@ impl Inner {
                     if cs.stop || cs.error.is_some() {
                         return;
                     }
+                    // `running` is set in the same critical section as the
+                    // pick: a bulk ingestion waits for it to clear before
+                    // it places a table, and must not slip in between.
                     if let Some(range) = cs.manual.take() {
+                        cs.running = true;
                         break Work::Manual(range, cs.manual_requested);
                     }
                     let levels = self.levels();
                     if let Some(job) = pick(self, &levels) {
+                        cs.running = true;
                         break Work::Auto(job, levels);
                     }
                     cs = cs.wait(&self.compact_work);
                 }
             };
-            self.lock_compact().running = true;
             let result = match work {
                 Work::Manual(range, id) => self.run_manual(&range).map(|completed| {
                     if completed {
