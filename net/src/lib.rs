@@ -113,6 +113,7 @@ pub mod limits;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod protocol;
 mod ring;
 mod rng;
 pub mod seen;
