@@ -31,6 +31,8 @@ mod admission;
 mod items;
 mod recv;
 mod requests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
