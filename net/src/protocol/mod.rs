@@ -49,7 +49,8 @@ use crate::gossip::{PeerGossip, SeenCache};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::{
     ADDRS_ANSWER_MAX, BANS_MAX, DEADLINES_COMPACT_MIN, DIAL_RETRY_MS,
-    HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, ITEM_STORE_MAX, REQUESTED_IDS_MAX,
+    HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, ITEM_STORE_MAX, OUTBOUND_DIAL_INTERVAL_MS,
+    REQUESTED_IDS_MAX, SCORE_RECOVERY_INTERVAL_MS,
 };
 use crate::message::{ItemId, Message};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
@@ -603,13 +604,13 @@ impl Protocol {
                     c.awaiting_pong = true;
                     pings.push((slot, c.ping_nonce));
                 }
-                if now >= self.last_recover_ms + 1000 && c.score.0 < 0 {
+                if now >= self.last_recover_ms + SCORE_RECOVERY_INTERVAL_MS && c.score.0 < 0 {
                     c.score.recover();
                     self.peers_dirty = true;
                 }
             }
         }
-        if now >= self.last_recover_ms + 1000 {
+        if now >= self.last_recover_ms + SCORE_RECOVERY_INTERVAL_MS {
             self.last_recover_ms = now;
         }
         for (slot, m) in bad {
@@ -623,7 +624,7 @@ impl Protocol {
             self.last_flush_ms = now;
             self.flush_gossip();
         }
-        if now >= self.last_dial_ms + 100 {
+        if now >= self.last_dial_ms + OUTBOUND_DIAL_INTERVAL_MS {
             self.last_dial_ms = now;
             self.maintain_outbound(now);
         }

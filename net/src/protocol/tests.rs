@@ -96,15 +96,7 @@ impl Pair {
 
     /// Carries bytes both ways until neither side has any to send.
     fn pump(&mut self) {
-        loop {
-            let to_b = self.a.output(self.ab);
-            let to_a = self.b.output(self.ba);
-            if to_b.is_empty() && to_a.is_empty() {
-                return;
-            }
-            self.b.proto.on_bytes(self.ba, &to_b, self.now);
-            self.a.proto.on_bytes(self.ab, &to_a, self.now);
-        }
+        pump(&mut self.a, &mut self.b, &[(self.ab, self.ba)], self.now);
     }
 
     fn tick(&mut self, ms: u64) {
@@ -112,6 +104,38 @@ impl Pair {
         self.a.proto.on_tick(self.now);
         self.b.proto.on_tick(self.now);
     }
+}
+
+/// Carries bytes both ways over every link (`a`'s id, `b`'s id) until no
+/// side has any to send.
+fn pump(a: &mut SimNode, b: &mut SimNode, links: &[(ConnId, ConnId)], now: u64) {
+    loop {
+        let mut moved = false;
+        for &(ab, ba) in links {
+            let to_b = a.output(ab);
+            let to_a = b.output(ba);
+            moved |= !to_b.is_empty() || !to_a.is_empty();
+            b.proto.on_bytes(ba, &to_b, now);
+            a.proto.on_bytes(ab, &to_a, now);
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// `from` dials `to`, which accepts from `from_port`: the link's ids.
+fn link(from: &mut SimNode, to: &mut SimNode, from_port: u16, now: u64) -> (ConnId, ConnId) {
+    from.proto.on_command(Command::Dial(to.addr), now);
+    let mut dials = Vec::new();
+    from.proto.take_dials(&mut dials);
+    assert_eq!(dials.len(), 1);
+    let out = dials[0].0;
+    from.proto.on_dial_started(out);
+    let remote = SocketAddr::new(from.addr.ip(), from_port);
+    let inb = to.proto.on_accepted(remote, now).expect("admitted");
+    from.proto.on_connected(out, now);
+    (out, inb)
 }
 
 fn frame(msg: &Message<'_>, request_id: u64) -> Vec<u8> {
@@ -528,4 +552,69 @@ fn slot_is_reused_only_after_release() {
     assert!(b.closes().is_empty());
     b.proto.on_bytes(third, &garbage, 1);
     assert_eq!(b.closes(), vec![third]);
+}
+
+#[test]
+fn simultaneous_dials_keep_one_connection_on_both_sides() {
+    let mut a = SimNode::new(1, Config::default());
+    let mut b = SimNode::new(2, Config::default());
+    let (ab1, ba1) = link(&mut a, &mut b, 40000, 1);
+    let (ba2, ab2) = link(&mut b, &mut a, 40001, 1);
+    pump(&mut a, &mut b, &[(ab1, ba1), (ab2, ba2)], 1);
+    // Each side closes one connection, the same one: the one whose
+    // initiator has the higher key.
+    let (a_closed, b_closed) = (a.closes(), b.closes());
+    assert_eq!(a_closed.len(), 1);
+    assert_eq!(b_closed.len(), 1);
+    let keep_first = a.key < b.key;
+    assert_eq!(a_closed[0], if keep_first { ab2 } else { ab1 });
+    assert_eq!(b_closed[0], if keep_first { ba2 } else { ba1 });
+    // The peer stays up throughout: one PeerUp, no PeerDown.
+    for (n, other) in [(&a, b.key), (&b, a.key)] {
+        let ev = n.events();
+        let ups = ev
+            .iter()
+            .filter(|e| matches!(e, Event::PeerUp { node_key, .. } if *node_key == other))
+            .count();
+        assert_eq!(ups, 1);
+        assert!(!ev.iter().any(|e| matches!(e, Event::PeerDown { .. })));
+    }
+}
+
+#[test]
+fn full_inbound_slots_evict_only_a_misbehaving_peer() {
+    let cfg = Config {
+        inbound_peers_max: 1,
+        ..Config::default()
+    };
+    let mut b = SimNode::new(2, cfg);
+    let mut a = SimNode::new(1, Config::default());
+    let (ab, ba) = link(&mut a, &mut b, 40000, 1);
+    pump(&mut a, &mut b, &[(ab, ba)], 1);
+    // A newcomer finds the one inbound slot taken by a well-behaved peer.
+    let mut c = SimNode::new(3, Config::default());
+    let (cb, bc) = link(&mut c, &mut b, 40000, 1);
+    pump(&mut c, &mut b, &[(cb, bc)], 1);
+    assert_eq!(b.closes(), vec![bc]);
+    assert_eq!(b.shared.stats.peers_evicted.load(Ordering::Relaxed), 0);
+    // Once that peer has misbehaved, the next newcomer takes its slot.
+    let item = b"never asked for".to_vec();
+    let mut buf = Vec::new();
+    write_item(&mut buf, blake3::hash(&item).as_bytes(), &item);
+    b.proto.on_bytes(
+        ba,
+        &frame(&Message::PullResponse(Items::from_encoded(1, &buf)), 0),
+        1,
+    );
+    b.events();
+    let mut d = SimNode::new(4, Config::default());
+    let (db, bd) = link(&mut d, &mut b, 40000, 1);
+    pump(&mut d, &mut b, &[(db, bd)], 1);
+    assert_eq!(b.closes(), vec![ba]);
+    assert_eq!(b.shared.stats.peers_evicted.load(Ordering::Relaxed), 1);
+    let ev = b.events();
+    assert!(ev.contains(&Event::PeerDown { node_key: a.key }));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::PeerUp { node_key, .. } if *node_key == d.key)));
 }
