@@ -419,7 +419,6 @@ impl EventLoop {
                         .fetch_add(n as u64, Ordering::Relaxed);
                     let id = ConnId { slot, gen };
                     self.proto.on_sent(id, n);
-                    self.proto.note_sendable(id);
                 }
             }
             K_CONNECT => {
@@ -434,7 +433,7 @@ impl EventLoop {
                     self.proto.on_connect_failed(id);
                     self.apply_closes();
                 } else {
-                    self.proto.on_connected(id, self.now_cached_ms);
+                    self.proto.on_connected(id, self.now_ms());
                     self.arm_recv(slot);
                     self.apply_closes();
                 }
@@ -490,6 +489,9 @@ impl EventLoop {
 
     /// Opens the connections the protocol decided to dial.
     fn apply_dials(&mut self) {
+        if !self.proto.has_dials() {
+            return;
+        }
         let mut dials = std::mem::take(&mut self.to_dial);
         self.proto.take_dials(&mut dials);
         for &(id, addr) in &dials {
@@ -734,7 +736,7 @@ impl EventLoop {
             let Some(cmd) = self.shared.commands.pop() else {
                 break;
             };
-            self.proto.on_command(cmd, self.now_cached_ms);
+            self.proto.on_command(cmd, self.now_ms());
         }
         self.apply_closes();
         self.apply_dials();

@@ -241,17 +241,12 @@ impl Protocol {
         true
     }
 
-    /// The kernel took `n` bytes of what [`Protocol::take_output`] gave.
+    /// The kernel took `n` bytes of what [`Protocol::take_output`] gave:
+    /// `id` is listed for the next [`Protocol::take_sendable`], so that
+    /// the rest, or whatever was queued meanwhile, goes next.
     pub(crate) fn on_sent(&mut self, id: ConnId, n: usize) {
         if let Some(p) = self.peer_mut(id) {
             p.out_in_flight = p.out_in_flight.saturating_sub(n);
-        }
-    }
-
-    /// Lists `id` for the next [`Protocol::take_sendable`]: a send ended
-    /// and whatever was queued meanwhile can go.
-    pub(crate) fn note_sendable(&mut self, id: ConnId) {
-        if let Some(p) = self.peer_mut(id) {
             if !p.sendable {
                 p.sendable = true;
                 self.sendable.push(id);
@@ -270,6 +265,11 @@ impl Protocol {
     /// driver shuts their sockets and then [`Protocol::release`]s them.
     pub(crate) fn take_closes(&mut self, out: &mut Vec<ConnId>) {
         std::mem::swap(&mut self.closes, out);
+    }
+
+    /// True when [`Protocol::take_dials`] has something.
+    pub(crate) fn has_dials(&self) -> bool {
+        !self.dials.is_empty()
     }
 
     /// Moves the connections to dial into `out`. For each, the driver
