@@ -2,7 +2,9 @@
 //! (announce, pull, push, flush), requests and their deadlines, scoring and
 //! bans, for every connection of a node.
 //!
-//! It never touches a socket, a ring or a clock. The driver
+//! It never touches a socket, a ring or a clock (its one request to the
+//! OS is for each handshake's random challenge, which must not come from
+//! its seeded generator). The driver
 //! (`event_loop`, over io_uring; a test, in memory) tells it what happened
 //! — a connection accepted or connected, bytes received, bytes sent, a
 //! tick, a command — with the time in milliseconds, and it answers in
