@@ -208,6 +208,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Empty queues of [`COMMANDS_MAX`] commands and `events_max` events,
+    /// waking the loop through `eventfd` (owned from now on).
+    pub(crate) fn new(events_max: usize, eventfd: RawFd) -> Shared {
+        Shared {
+            commands: ArrayQueue::new(COMMANDS_MAX),
+            events: ArrayQueue::new(events_max),
+            event_wait: EventWait::default(),
+            eventfd,
+            loop_asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+            peers: Mutex::new(Vec::new()),
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
     pub(crate) fn wake(&self) {
         sys::eventfd_signal(self.eventfd);
     }

@@ -9,10 +9,17 @@
 //! before allocation), [`message`] (zero-copy typed messages), [`handshake`]
 //! (ed25519 mutual proof), [`peer`] (score, bans, backoff), [`addr_book`],
 //! [`gossip`] (per-peer known-id LRUs, token buckets), [`seen`] (the
-//! node-wide seen cache).
+//! node-wide seen cache), and on top of them the private `protocol`: every
+//! connection's peer protocol (handshake, ping, peer exchange,
+//! announce/pull/push, request deadlines, the gossip flush, scoring and
+//! admission), which takes received bytes, connection events, ticks and
+//! commands with the time, writes frames into per-connection queues, and
+//! lists the connections to send on, close and dial. Its tests run two
+//! nodes back to back in memory.
 //!
 //! Driven over sockets by one io_uring ring on one thread ([`ring`], the
-//! private `event_loop`): multishot accept, multishot receives into one
+//! private `event_loop`, with every socket, sockaddr and eventfd system
+//! call in the private `sys`): multishot accept, multishot receives into one
 //! provided-buffer ring shared by every connection (128 × 32 KiB by
 //! default; one 64 KiB buffer per connection where the kernel lacks
 //! buffer rings or [`Config::recv_buffer_ring`] is off), per-connection
@@ -113,6 +120,7 @@ pub mod limits;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod protocol;
 mod ring;
 mod rng;
 pub mod seen;

@@ -95,6 +95,11 @@ pub const PULL_RETRY_MS: u64 = 2_000;
 pub const BANS_MAX: usize = 4096;
 /// Wait before an address that failed is dialed again.
 pub const DIAL_RETRY_MS: u64 = 500;
+/// How often the tick looks for outbound connections to open (at most 4
+/// dials each time, up to `Config::outbound_peers_max`).
+pub const OUTBOUND_DIAL_INTERVAL_MS: u64 = 100;
+/// How often a peer with a negative score gets one point back.
+pub const SCORE_RECOVERY_INTERVAL_MS: u64 = 1_000;
 /// Addresses sent in one answer to a peer's address request.
 pub const ADDRS_ANSWER_MAX: usize = 64;
 /// Smallest length at which the request deadline queue is compacted, so

@@ -2,19 +2,16 @@
 //! [`Handle`] that other threads use through bounded queues and an eventfd.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crossbeam_queue::ArrayQueue;
 
 use crate::config::Config;
 use crate::control::{Command, Shared};
 pub use crate::control::{Event, PeerSummary, RequestFailure, Responder, Stats, COMMANDS_MAX};
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
-use crate::event_wait::EventWait;
 use crate::handshake::Identity;
 use crate::message::ItemId;
 use crate::sys;
@@ -128,17 +125,7 @@ impl Node {
     ) -> Result<(EventLoop, Handle)> {
         config.validate()?;
         let efd = sys::eventfd().map_err(Error::Io)?;
-        let shared = Arc::new(Shared {
-            commands: ArrayQueue::new(COMMANDS_MAX),
-            events: ArrayQueue::new(config.events_max),
-            event_wait: EventWait::default(),
-            eventfd: efd,
-            loop_asleep: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            stats: Stats::default(),
-            peers: Mutex::new(Vec::new()),
-            next_request_id: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new(config.events_max, efd));
         let node_key = identity.public();
         let lp = EventLoop::new(config, identity, shared.clone(), responder)?;
         let local_addr = lp.local_addr();
