@@ -32,9 +32,10 @@
 //! the wall clock only stamps proposed blocks and the metrics' commit time.
 //!
 //! Decisions and known limits (named, not hidden):
-//! - When idle the driver blocks in `Handle::next_event_timeout` until a
-//!   network event or its next tick (at most 200 µs while worker jobs are
-//!   out, so verified batches are not left waiting a tick).
+//! - When idle the driver blocks in one wait, `Handle::next_event_timeout`,
+//!   until a network event, an input or its next tick: whoever pushes an
+//!   input (a worker's result, an API question) interrupts that wait
+//!   (`Handle::interrupt_wait`). It never polls.
 //! - Execution and commit are the engine's jobs ([`Output::Execute`],
 //!   [`Output::Commit`]). A block is executed on the block checker thread
 //!   (`strata-blocks`, through a [`strata_consensus::db_chain::CommittedState`]
@@ -98,9 +99,6 @@ const BLOCK_JOBS_MAX: usize = 64;
 const SERVE_JOBS_MAX: usize = 64;
 /// API questions waiting for the driver.
 const ASKS_MAX: usize = 1024;
-/// Longest driver sleep while worker jobs are out: how late a verified
-/// client batch may be admitted and answered.
-const VERIFIED_POLL: Duration = Duration::from_micros(200);
 
 /// Wall-clock milliseconds since the Unix epoch: block timestamps and the
 /// metrics' last commit time, never a deadline.
@@ -180,9 +178,6 @@ pub struct Shared {
     /// twice is checked once.
     pub verified: Arc<VerifiedIds>,
     view: Mutex<View>,
-    /// Jobs handed to the workers (by the driver or the API) and not yet
-    /// handed back: while any are out, the driver sleeps briefly.
-    jobs_out: AtomicUsize,
     jobs: Sender<Job>,
     block_jobs: Sender<Job>,
     serve_jobs: Sender<Job>,
@@ -218,13 +213,9 @@ impl Shared {
         txs: Vec<Transaction>,
     ) -> Result<tokio::sync::oneshot::Receiver<Vec<SubmitResult>>, Busy> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        // Counted before it is queued: a worker may hand it back before
-        // this thread runs again.
-        self.jobs_out.fetch_add(1, Ordering::AcqRel);
         match self.jobs.try_send(Job::Api { txs, reply }) {
             Ok(()) => Ok(answer),
             Err(_) => {
-                self.jobs_out.fetch_sub(1, Ordering::AcqRel);
                 self.metrics.api_busy.fetch_add(1, Ordering::Relaxed);
                 Err(Busy)
             }
@@ -249,6 +240,7 @@ impl Shared {
             self.asks_out.fetch_sub(1, Ordering::AcqRel);
             return Err(Busy);
         }
+        self.net.interrupt_wait();
         Ok(answer)
     }
 }
@@ -494,7 +486,6 @@ impl Node {
             started,
             verified,
             view: Mutex::new(view),
-            jobs_out: AtomicUsize::new(0),
             jobs: job_tx,
             block_jobs: block_tx,
             serve_jobs: serve_tx,
@@ -502,6 +493,7 @@ impl Node {
             asks_out: AtomicUsize::new(0),
         });
         let net_of = Arc::clone(&shared);
+        let wake = Arc::clone(&shared);
         let context = Arc::new(intake::Context {
             chain: shared.chain.clone(),
             state: chain.committed_state(),
@@ -523,7 +515,11 @@ impl Node {
                 jobs: job_rx,
                 blocks: block_rx,
                 serve: serve_rx,
-                done: Box::new(move |d| input_tx.send(Input::Done(d)).map_err(|_| ())),
+                done: Box::new(move |d| {
+                    input_tx.send(Input::Done(d)).map_err(|_| ())?;
+                    wake.net.interrupt_wait();
+                    Ok(())
+                }),
             },
         )?;
         let tick = Duration::from_millis(c.tick_ms.max(1));
@@ -644,14 +640,10 @@ impl Driver {
             let ready: Vec<Input> = inputs.try_iter().collect();
             let due = Instant::now() >= next_tick;
             if events.is_empty() && ready.is_empty() && !due {
-                // Sleep until a network event or the next tick. One wait
-                // cannot watch both the network and the workers' queue, so
-                // while jobs are out the sleep is cut short: a client's batch
-                // is answered soon after it is verified, not a tick later.
-                let mut wait = next_tick.saturating_duration_since(Instant::now());
-                if self.shared.jobs_out.load(Ordering::Acquire) > 0 {
-                    wait = wait.min(VERIFIED_POLL);
-                }
+                // Sleep until a network event, an input (whose sender
+                // interrupts this wait: `Handle::interrupt_wait`) or the
+                // next tick.
+                let wait = next_tick.saturating_duration_since(Instant::now());
                 match self.shared.net.next_event_timeout(wait) {
                     Some(e) => events.push(e),
                     None => continue,
@@ -664,10 +656,7 @@ impl Driver {
             }
             for input in ready {
                 match input {
-                    Input::Done(d) => {
-                        self.shared.jobs_out.fetch_sub(1, Ordering::AcqRel);
-                        self.on_done(d);
-                    }
+                    Input::Done(d) => self.on_done(d),
                     Input::Ask(Ask::Pending { id, reply }) => {
                         self.shared.asks_out.fetch_sub(1, Ordering::AcqRel);
                         let _ = reply.send(self.engine.mempool().contains(&id));
@@ -758,11 +747,6 @@ impl Driver {
         );
     }
 
-    /// Counts a job handed to the workers.
-    fn job_out(&self) {
-        self.shared.jobs_out.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Publishes what the API reads.
     fn publish(&self) {
         let mempool = self.engine.mempool();
@@ -844,7 +828,7 @@ impl Driver {
                             .block_jobs
                             .try_send(Job::Block { from, payload })
                         {
-                            Ok(()) => self.job_out(),
+                            Ok(()) => {}
                             // Pulled again from another voter when the
                             // pull expires.
                             Err(_) => debug!("block check queue full: pulled block dropped"),
@@ -953,7 +937,7 @@ impl Driver {
     fn hand_out_jobs(&mut self) {
         for job in std::mem::take(&mut self.requests) {
             match self.shared.jobs.try_send(job) {
-                Ok(()) => self.job_out(),
+                Ok(()) => {}
                 Err(TrySendError::Full(Job::Request {
                     from, request_id, ..
                 })) => {
@@ -979,7 +963,7 @@ impl Driver {
                 batches: gossip.batches,
             };
             match self.shared.jobs.try_send(job) {
-                Ok(()) => self.job_out(),
+                Ok(()) => {}
                 Err(_) => {
                     self.shared
                         .metrics
@@ -1077,7 +1061,7 @@ impl Driver {
             }
             Output::ServeBlock { to, height, id } => {
                 match shared.serve_jobs.try_send(Job::Serve { to, height, id }) {
-                    Ok(()) => self.job_out(),
+                    Ok(()) => {}
                     Err(_) => {
                         shared
                             .metrics
@@ -1097,7 +1081,7 @@ impl Driver {
             Output::Execute { id, txs } => {
                 let job = Job::Execute { id, txs };
                 match shared.block_jobs.try_send(job) {
-                    Ok(()) => self.job_out(),
+                    Ok(()) => {}
                     // The block checker is behind: executed here rather
                     // than lost (the engine does not ask twice). Bounded:
                     // the engine executes each block of a height once.

@@ -56,6 +56,9 @@ pub(crate) struct EventWait {
     /// [`EventWait::signal`]. Touched only by the I/O thread (hence
     /// `Relaxed`).
     pushed: AtomicBool,
+    /// Set by [`EventWait::interrupt`]: the next wait returns `None` at
+    /// once (or the current one, woken).
+    interrupted: AtomicBool,
     lock: Mutex<()>,
     cond: Condvar,
 }
@@ -89,6 +92,21 @@ impl EventWait {
         false
     }
 
+    /// Any thread: makes a consumer blocked in [`EventWait::wait`] return
+    /// `None` now, or, if none is blocked, the next wait return at once.
+    /// For a consumer that also waits for other queues: their producers
+    /// interrupt its wait here. Same protocol as [`EventWait::signal`]:
+    /// the flag is stored, then a `SeqCst` fence, then `waiters` loaded;
+    /// a waiter registers, fences, then checks the flag. Either this sees
+    /// the waiter (and wakes it), or the waiter sees the flag.
+    pub(crate) fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.wake_all();
+        }
+    }
+
     /// The I/O thread has ended: wakes every waiter, now and later.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -107,8 +125,9 @@ impl EventWait {
 
     /// Consumer: returns the first `Some` from `pop`, sleeping between
     /// attempts until the I/O thread signals, for at most `timeout` in all.
-    /// Returns `None` when `timeout` passes, or at once when the I/O thread
-    /// has ended and `pop` finds nothing. A `timeout` too large to add to
+    /// Returns `None` when `timeout` passes, when interrupted
+    /// ([`EventWait::interrupt`]), or at once when the I/O thread has
+    /// ended and `pop` finds nothing. A `timeout` too large to add to
     /// the current instant waits without a deadline.
     pub(crate) fn wait<T>(
         &self,
@@ -126,7 +145,10 @@ impl EventWait {
             // before the re-check below.
             fence(Ordering::SeqCst);
             let found = pop();
-            if found.is_some() || self.closed.load(Ordering::SeqCst) {
+            if found.is_some()
+                || self.closed.load(Ordering::SeqCst)
+                || self.interrupted.swap(false, Ordering::Relaxed)
+            {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 return found;
             }
@@ -232,5 +254,38 @@ mod tests {
         w.pushed();
         assert!(!w.signal(|| panic!("no waiter")));
         assert!(!w.pushed.load(Ordering::Relaxed));
+    }
+
+    /// An interrupt wakes a blocked consumer at once, and one that comes
+    /// while nobody waits ends the next wait at once; never lost, by the
+    /// same spin-and-race pattern as above.
+    #[test]
+    fn interrupts_are_never_lost() {
+        const ROUNDS: u64 = 5_000;
+        let w = Arc::new(EventWait::default());
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (w2, done2) = (w.clone(), done.clone());
+        let interrupter = std::thread::spawn(move || {
+            for i in 0..ROUNDS {
+                while done2.load(Ordering::SeqCst) < i {
+                    std::hint::spin_loop();
+                }
+                for _ in 0..(i * 7919) % 256 {
+                    std::hint::spin_loop();
+                }
+                w2.interrupt();
+            }
+        });
+        for i in 0..ROUNDS {
+            let before = Instant::now();
+            let got: Option<()> = w.wait(Duration::from_secs(10), || None);
+            assert_eq!(got, None);
+            assert!(
+                before.elapsed() < Duration::from_secs(2),
+                "round {i}: lost interrupt"
+            );
+            done.store(i + 1, Ordering::SeqCst);
+        }
+        interrupter.join().unwrap();
     }
 }

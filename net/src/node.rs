@@ -396,9 +396,21 @@ impl Handle {
     pub fn try_next_event(&self) -> Option<Event> {
         self.shared.events.pop()
     }
+    /// Makes a wait in [`Handle::next_event_timeout`] (this one's or
+    /// another clone's) return `None` at once, or the next such wait if
+    /// none is blocked now. For a consumer that also takes work from other
+    /// queues: their producers call this after pushing, so one blocking
+    /// wait covers every source (the node's driver waits this way for
+    /// network events and for its workers' results).
+    pub fn interrupt_wait(&self) {
+        self.shared.event_wait.interrupt();
+    }
+
     /// Next event, waiting up to `timeout` for one: returns at once when an
     /// event is queued, else sleeps until the I/O thread pushes one (or the
-    /// timeout passes, or the I/O thread has ended: then `None`).
+    /// timeout passes, the wait is interrupted
+    /// ([`Handle::interrupt_wait`]), or the I/O thread has ended: then
+    /// `None`).
     ///
     /// Sleeping costs the I/O thread nothing while nobody waits; with a
     /// waiter it costs one futex wake per loop iteration that pushed events,
