@@ -31,6 +31,7 @@
 //! the start if a crash interrupts it (see `write_genesis`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use strata_storage::lru::{IdentityState, LruCache};
@@ -129,36 +130,76 @@ pub const STATE_CACHE_ENTRIES: usize = 131_072;
 /// change updates it after its batch is written, and only committed state
 /// is read through it.
 ///
-/// Readers on other threads ([`Executor`]) fill it too. A reader that
-/// missed, read the `Db`, and then found a commit had updated the cache
-/// meanwhile might hold the value from before that commit: it leaves the
-/// cache alone. Every commit bumps an epoch under the cache's lock for
-/// that check.
+/// Readers on other threads ([`CommittedState`]: the block checker's
+/// executions, the workers' balance pre-check) fill it too, so it is
+/// split in [`STATE_CACHE_SHARDS`] LRUs by key, each behind its own lock:
+/// the driver, the block checker and the workers read it at once.
+///
+/// A reader that missed, read the `Db`, and meanwhile a commit updated
+/// the cache, may hold the value from before that commit: it leaves the
+/// cache alone. A commit bumps `epoch` after its write and before it
+/// updates any shard; a reader loads `epoch` before its `Db` read and
+/// again under the shard's lock before inserting. If the second load
+/// precedes the bump, the reader's insert precedes the commit's update of
+/// that shard (which takes the same lock after the bump) and is
+/// overwritten by it.
 struct StateCache {
-    inner: Mutex<CacheInner>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Commits applied to the cache since open.
+    epoch: AtomicU64,
 }
 
-struct CacheInner {
-    // State keys are blake3 outputs: the identity hash spreads them.
-    entries: LruCache<StateKey, Option<Vec<u8>>, IdentityState>,
-    /// Commits applied to the cache since open.
-    epoch: u64,
-}
+// State keys are blake3 outputs: the identity hash spreads them.
+type Shard = LruCache<StateKey, Option<Vec<u8>>, IdentityState>;
+
+/// Locks in the state cache (a power of two).
+const STATE_CACHE_SHARDS: usize = 16;
 
 impl StateCache {
     fn new(entries: usize) -> Self {
+        let per_shard = entries.div_ceil(STATE_CACHE_SHARDS).max(1);
         StateCache {
-            inner: Mutex::new(CacheInner {
-                entries: LruCache::with_hasher(entries.max(1), IdentityState),
-                epoch: 0,
-            }),
+            shards: (0..STATE_CACHE_SHARDS)
+                .map(|_| Mutex::new(LruCache::with_hasher(per_shard, IdentityState)))
+                .collect(),
+            epoch: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, CacheInner> {
+    /// The cached entry of `k`, or (on a miss) the epoch to hand to
+    /// [`StateCache::fill`] after reading the store.
+    fn get(&self, k: &StateKey) -> Result<Option<Vec<u8>>, u64> {
+        let mut shard = self.shard(k);
+        match shard.get(k) {
+            Some(v) => Ok(v.clone()),
+            None => Err(self.epoch.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Caches `v`, read from the store after a miss at `epoch`, unless a
+    /// commit has updated the cache since (`v` may predate it).
+    fn fill(&self, k: &StateKey, v: &Option<Vec<u8>>, epoch: u64) {
+        let mut shard = self.shard(k);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            shard.put(*k, v.clone());
+        }
+    }
+
+    /// A commit's changes, once its batch is written.
+    fn commit(&self, changed: Vec<(StateKey, Option<Vec<u8>>)>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for (k, v) in changed {
+            self.shard(&k).put(k, v);
+        }
+    }
+
+    fn shard(&self, k: &StateKey) -> MutexGuard<'_, Shard> {
+        // The last byte: the identity hash takes the first ones for the
+        // shard's own table.
+        let i = usize::from(k[31]) % STATE_CACHE_SHARDS;
         // Each operation is one call on the cache: a panic elsewhere
         // cannot leave it half-updated.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -170,21 +211,15 @@ struct DbState<'a> {
 
 impl StateReader for DbState<'_> {
     fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
-        let epoch = {
-            let mut c = self.cache.lock();
-            if let Some(v) = c.entries.get(k) {
-                return Ok(v.clone());
-            }
-            c.epoch
+        let epoch = match self.cache.get(k) {
+            Ok(hit) => return Ok(hit),
+            Err(epoch) => epoch,
         };
         let v = self
             .db
             .get(&state_record_key(k))
             .map_err(|e| ExecError::Read(e.to_string()))?;
-        let mut c = self.cache.lock();
-        if c.epoch == epoch {
-            c.entries.put(*k, v.clone());
-        }
+        self.cache.fill(k, &v, epoch);
         Ok(v)
     }
 }
@@ -551,11 +586,7 @@ impl Chain for DbChain {
             diff.changes.iter().map(|(k, v)| (*k, v.clone())).collect();
         self.write_commit(Some(block), txs, diff)
             .map_err(|e| LocalFault(e.to_string()))?;
-        let mut cache = self.cache.lock();
-        cache.epoch += 1;
-        for (k, v) in changed {
-            cache.entries.put(k, v);
-        }
+        self.cache.commit(changed);
         if self.recent_ids.len() == RECENT_IDS {
             self.recent_ids.pop_front();
         }
@@ -818,6 +849,29 @@ mod tests {
     use super::*;
     use crate::genesis::BalanceEntry;
     use strata_storage::Options;
+
+    /// The interleaving that would leave a stale entry: a reader misses,
+    /// reads the store, a commit changes the key and updates the cache,
+    /// then the reader fills. The fill must be dropped.
+    #[test]
+    fn a_fill_that_predates_a_commit_is_dropped() {
+        let cache = StateCache::new(64);
+        let k = [7u8; 32];
+        let Err(epoch) = cache.get(&k) else {
+            panic!("an empty cache misses")
+        };
+        let old = Some(b"before".to_vec());
+        cache.commit(vec![(k, Some(b"after".to_vec()))]);
+        cache.fill(&k, &old, epoch);
+        assert_eq!(cache.get(&k), Ok(Some(b"after".to_vec())));
+        // With no commit in between, the fill is kept.
+        let k2 = [8u8; 32];
+        let Err(epoch) = cache.get(&k2) else {
+            panic!("a miss")
+        };
+        cache.fill(&k2, &old, epoch);
+        assert_eq!(cache.get(&k2), Ok(old));
+    }
 
     /// A genesis with `accounts` funded (arbitrary 32-byte) accounts.
     fn big_genesis(accounts: u64) -> Genesis {

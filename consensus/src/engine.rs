@@ -1688,6 +1688,13 @@ impl Engine {
                 };
                 self.candidates.insert(id, candidate);
                 self.consider(id, chain);
+                if self.sampler.is_empty() {
+                    // A single-validator chain decides alone: its own
+                    // proposal is final as soon as it is executed.
+                    if let Some(id) = self.snowball.preference() {
+                        self.finalize(id, &mut out);
+                    }
+                }
             }
             (Err(err), None) if err.is_local_fault() => {
                 self.halt("executing this node's own proposal", &err, &mut out)
@@ -2753,11 +2760,9 @@ mod tests {
         };
         assert_eq!(e.preference(), None);
         assert!(e.on_tick(&mut chain, 10_001, 10_001).is_empty());
+        // Alone, its own proposal is final once executed: the commit is
+        // asked for at once.
         let out = e.on_executed(*id, chain.execute(txs), &chain);
-        assert!(out.is_empty());
-        assert_eq!(e.preference(), Some(*id));
-        // Alone, its own preference is final: the commit is asked for.
-        let out = e.on_tick(&mut chain, 10_002, 10_002);
         let [Output::Commit { block, txs, diff }] = &out[..] else {
             panic!("one commit job, got {out:?}");
         };
@@ -2809,13 +2814,12 @@ mod tests {
             panic!("one execution job, got {out:?}");
         };
         let (id, result) = (*id, chain.execute(txs));
-        assert!(e.on_executed(id, result.clone(), &chain).is_empty());
+        let out = e.on_executed(id, result.clone(), &chain);
+        assert!(matches!(out[..], [Output::Commit { .. }]));
         // A second answer for the same block (or one for a height left
         // behind) changes nothing.
         assert!(e.on_executed(id, result, &chain).is_empty());
         assert_eq!(e.stats().proposed, 1);
-        let out = e.on_tick(&mut chain, 10_001, 10_001);
-        assert!(matches!(out[..], [Output::Commit { .. }]));
         let out = e.on_committed(Err(LocalFault("disk full".into())), &mut chain, 10_002);
         assert!(
             matches!(&out[..], [Output::Halted { reason }] if reason.contains("disk full")),
