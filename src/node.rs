@@ -895,7 +895,7 @@ impl Driver {
                 self.outputs.extend(out);
             }
             Done::Executed { id, result } => {
-                let out = self.engine.on_executed(id, result, &self.chain);
+                let out = self.engine.on_executed(id, result, &self.chain, now);
                 self.outputs.extend(out);
             }
             Done::Served { to, payload } => self.serve(to, payload, now),
@@ -1090,7 +1090,8 @@ impl Driver {
                             unreachable!("the job just sent")
                         };
                         let result = self.chain.execute(&txs);
-                        let out = self.engine.on_executed(id, result, &self.chain);
+                        let now = shared.mono_ms();
+                        let out = self.engine.on_executed(id, result, &self.chain, now);
                         self.outputs.extend(out);
                     }
                 }

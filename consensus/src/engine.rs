@@ -425,6 +425,10 @@ struct Executing {
 struct Committing {
     height: u64,
     id: BlockId,
+    /// When the block was found final: the next height's clock (its
+    /// proposal delay) starts here, not when the commit is done, so the
+    /// commit's time counts toward the delay.
+    decided_ms: u64,
     tx_ids: Vec<TxId>,
     /// Accounts the block changed, as its diff writes them (for the
     /// mempool, once the commit is done).
@@ -850,7 +854,7 @@ impl Engine {
         if self.sampler.is_empty() {
             // A single-validator chain decides alone: its own proposal is final.
             if let Some(id) = self.snowball.preference() {
-                self.finalize(id, &mut out);
+                self.finalize(id, now_ms, &mut out);
             }
         }
         out
@@ -1526,7 +1530,7 @@ impl Engine {
             }
             PollOutcome::Final(id) => {
                 self.stats.polls_successful += 1;
-                self.finalize(id, out);
+                self.finalize(id, now_ms, out);
             }
         }
     }
@@ -1668,6 +1672,7 @@ impl Engine {
         id: BlockId,
         result: Result<StateDiff, ExecError>,
         chain: &impl Chain,
+        now_ms: u64,
     ) -> Vec<Output> {
         let mut out = Vec::new();
         if self.halted.is_some() {
@@ -1692,7 +1697,7 @@ impl Engine {
                     // A single-validator chain decides alone: its own
                     // proposal is final as soon as it is executed.
                     if let Some(id) = self.snowball.preference() {
-                        self.finalize(id, &mut out);
+                        self.finalize(id, now_ms, &mut out);
                     }
                 }
             }
@@ -1758,9 +1763,9 @@ impl Engine {
             txs: ntx,
         });
         self.height = chain.height() + 1;
-        self.height_started_ms = now_ms;
+        self.height_started_ms = c.decided_ms;
         self.split_polls = 0;
-        self.last_success_ms = now_ms;
+        self.last_success_ms = c.decided_ms;
         self.revealed = false;
         self.revealed_block = None;
         self.sticky = None;
@@ -1785,7 +1790,7 @@ impl Engine {
     /// Block `id` is final: asks for its commit ([`Output::Commit`]) and
     /// drops everything else of its height. The next height starts in
     /// [`Engine::on_committed`].
-    fn finalize(&mut self, id: BlockId, out: &mut Vec<Output>) {
+    fn finalize(&mut self, id: BlockId, now_ms: u64, out: &mut Vec<Output>) {
         let Some(c) = self.candidates.remove(&id) else {
             return;
         };
@@ -1809,6 +1814,7 @@ impl Engine {
         self.committing = Some(Committing {
             height,
             id,
+            decided_ms: now_ms,
             tx_ids: c.block.tx_ids().to_vec(),
             touched,
         });
@@ -1845,7 +1851,7 @@ pub fn run_jobs_inline(
         let answer = match output {
             Output::Execute { id, txs } => {
                 let result = chain.execute(&txs);
-                engine.on_executed(id, result, chain)
+                engine.on_executed(id, result, chain, now_ms)
             }
             Output::Commit { block, txs, diff } => {
                 let result = chain.commit(&block, &txs, diff);
@@ -2762,7 +2768,7 @@ mod tests {
         assert!(e.on_tick(&mut chain, 10_001, 10_001).is_empty());
         // Alone, its own proposal is final once executed: the commit is
         // asked for at once.
-        let out = e.on_executed(*id, chain.execute(txs), &chain);
+        let out = e.on_executed(*id, chain.execute(txs), &chain, 10_001);
         let [Output::Commit { block, txs, diff }] = &out[..] else {
             panic!("one commit job, got {out:?}");
         };
@@ -2814,11 +2820,11 @@ mod tests {
             panic!("one execution job, got {out:?}");
         };
         let (id, result) = (*id, chain.execute(txs));
-        let out = e.on_executed(id, result.clone(), &chain);
+        let out = e.on_executed(id, result.clone(), &chain, 10_001);
         assert!(matches!(out[..], [Output::Commit { .. }]));
         // A second answer for the same block (or one for a height left
         // behind) changes nothing.
-        assert!(e.on_executed(id, result, &chain).is_empty());
+        assert!(e.on_executed(id, result, &chain, 10_001).is_empty());
         assert_eq!(e.stats().proposed, 1);
         let out = e.on_committed(Err(LocalFault("disk full".into())), &mut chain, 10_002);
         assert!(
