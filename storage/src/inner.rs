@@ -198,7 +198,7 @@ pub(crate) struct CompactState {
     pub(crate) error: Option<Arc<Error>>,
 }
 
-pub(crate) const LOCK: &str = "Db locks are poisoned only by a panic while held";
+pub(crate) const LOCK: &str = crate::lock_order::POISONED;
 
 impl Inner {
     /// The engine as `open` recovered it.

@@ -1,6 +1,6 @@
 //! The engine's lock order, checked rather than only written down.
 //!
-//! Every lock of [`crate::inner::Inner`] has a [`Rank`], and a thread may
+//! Every lock of the engine's shared state (`inner::Inner`) has a [`Rank`], and a thread may
 //! take a lock only while every engine lock it holds has a smaller rank.
 //! A total order on locks taken in increasing rank rules out deadlock
 //! between the writer, readers and the two workers.
@@ -21,6 +21,9 @@ use std::time::Duration;
 
 #[cfg(debug_assertions)]
 use std::cell::Cell;
+
+/// Why taking an engine lock may fail: only a panic while it was held.
+pub(crate) const POISONED: &str = "Db locks are poisoned only by a panic while held";
 
 /// The engine's locks, in the only order a thread may take them.
 ///
@@ -159,14 +162,14 @@ impl<'a, T> Ranked<MutexGuard<'a, T>> {
     /// since the thread takes no other lock while it waits.
     pub(crate) fn wait(self, cv: &Condvar) -> Self {
         let Ranked { guard, _token } = self;
-        let guard = cv.wait(guard).expect(crate::inner::LOCK);
+        let guard = cv.wait(guard).expect(POISONED);
         Ranked { guard, _token }
     }
 
     /// As [`Self::wait`], for at most `timeout`.
     pub(crate) fn wait_timeout(self, cv: &Condvar, timeout: Duration) -> Self {
         let Ranked { guard, _token } = self;
-        let (guard, _) = cv.wait_timeout(guard, timeout).expect(crate::inner::LOCK);
+        let (guard, _) = cv.wait_timeout(guard, timeout).expect(POISONED);
         Ranked { guard, _token }
     }
 }
