@@ -12,6 +12,13 @@
 //!
 //! - `fillseq`: `STRATA_BENCH_KEYS` puts in ascending key order into a fresh engine.
 //! - `fillrandom`: `STRATA_BENCH_KEYS` puts in random order into a fresh engine.
+//! - `ingest`: the same keys, sorted, loaded into a fresh engine as one
+//!   bulk ingestion, each engine its own way: strata `Db::ingest_sorted`
+//!   (tables written directly); RocksDB an SST file written with
+//!   `SstFileWriter`, then `ingest_external_file` (what RocksDB users do
+//!   for bulk loads); fjall `Keyspace::start_ingestion`. Timed until each
+//!   call returns (strata's run is durable then; the rivals' as they
+//!   document).
 //! - `space` (printed, not a criterion group, but selected by the same
 //!   filter): one more fillrandom per engine, settled, reporting write
 //!   amplification and on-disk bytes (see [`report_space`]).
@@ -116,6 +123,10 @@ trait Engine {
     fn count_all(&self) -> usize;
     /// Flushes the memtable and waits until background compaction is idle.
     fn settle(&self);
+    /// Loads `keys` (ascending) with `data`'s values as one bulk ingestion;
+    /// `scratch` is an empty directory for files the engine's method
+    /// needs before ingesting.
+    fn ingest_sorted(&self, scratch: &Path, keys: &[[u8; 32]], data: &Data);
 }
 
 /// An engine the run can open: its criterion function name, whether it
@@ -191,6 +202,10 @@ impl Engine for Db {
     fn settle(&self) {
         self.wait_for_compaction().expect("wait for compaction");
     }
+    fn ingest_sorted(&self, _scratch: &Path, keys: &[[u8; 32]], data: &Data) {
+        let run = keys.iter().enumerate().map(|(i, k)| (k, data.value(i)));
+        Db::ingest_sorted(self, run).expect("ingest");
+    }
 }
 
 #[cfg(feature = "compare")]
@@ -204,7 +219,7 @@ mod rival {
     /// RocksDB through the `rocksdb` crate: WAL on and sync off are its
     /// `WriteOptions` defaults. Reads use `get_pinned` and scans the raw
     /// iterator (no copy per entry): what a user after speed writes.
-    struct Rocks(rocksdb::DB);
+    struct Rocks(rocksdb::DB, rocksdb::Options);
 
     pub(super) fn open_rocksdb(dir: &Path, compression: Compression) -> Box<dyn Engine> {
         let mut table = rocksdb::BlockBasedOptions::default();
@@ -222,7 +237,8 @@ mod rival {
             // (window_bits, level, strategy, max_dict_bytes): only the level matters.
             o.set_compression_options(-14, ZSTD_LEVEL, 0, 0);
         }
-        Box::new(Rocks(rocksdb::DB::open(&o, dir).expect("open rocksdb")))
+        let db = rocksdb::DB::open(&o, dir).expect("open rocksdb");
+        Box::new(Rocks(db, o))
     }
 
     impl Engine for Rocks {
@@ -248,6 +264,16 @@ mod rival {
             let mut w = rocksdb::WaitForCompactOptions::default();
             w.set_flush(true);
             self.0.wait_for_compact(&w).expect("wait for compact");
+        }
+        fn ingest_sorted(&self, scratch: &Path, keys: &[[u8; 32]], data: &Data) {
+            let path = scratch.join("run.sst");
+            let mut w = rocksdb::SstFileWriter::create(&self.1);
+            w.open(&path).expect("sst open");
+            for (i, k) in keys.iter().enumerate() {
+                w.put(k, data.value(i)).expect("sst put");
+            }
+            w.finish().expect("sst finish");
+            self.0.ingest_external_file(vec![path]).expect("ingest");
         }
     }
 
@@ -299,6 +325,13 @@ mod rival {
                 let busy = self.db.outstanding_flushes() > 0 || self.db.active_compactions() > 0;
                 idle = if busy { 0 } else { idle + 1 };
             }
+        }
+        fn ingest_sorted(&self, _scratch: &Path, keys: &[[u8; 32]], data: &Data) {
+            let mut run = self.ks.start_ingestion().expect("ingestion");
+            for (i, k) in keys.iter().enumerate() {
+                run.write(k, data.value(i)).expect("ingest write");
+            }
+            run.finish().expect("ingest finish");
         }
     }
 }
@@ -373,6 +406,41 @@ fn bench_fill(c: &mut Criterion, setup: &Setup, workload: &str, keys: &[[u8; 32]
                     let start = Instant::now();
                     let db = fill(kind, dir.path(), setup.compression, keys, data);
                     total += start.elapsed();
+                    drop(db);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `storage/ingest`: a fresh engine per sample, timed from the first
+/// entry to the ingestion's return; checked afterwards (untimed) by a scan
+/// of every key.
+fn bench_ingest(c: &mut Criterion, setup: &Setup, data: &Data) {
+    let mut g = c.benchmark_group(setup.group("ingest"));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(data.sorted.len() as u64));
+    for kind in engines(setup.compression) {
+        g.bench_function(kind.name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let scratch = tempfile::tempdir().expect("temp dir");
+                    let db = (kind.open)(dir.path(), setup.compression);
+                    let start = Instant::now();
+                    db.ingest_sorted(scratch.path(), &data.sorted, data);
+                    total += start.elapsed();
+                    assert_eq!(
+                        db.count_all(),
+                        data.sorted.len(),
+                        "{} ingested all",
+                        kind.name
+                    );
                     drop(db);
                 }
                 total
@@ -484,6 +552,7 @@ fn storage(c: &mut Criterion) {
     let data = Data::new(setup.keys);
     bench_fill(c, &setup, "fillseq", &data.sorted, &data);
     bench_fill(c, &setup, "fillrandom", &data.random, &data);
+    bench_ingest(c, &setup, &data);
     if selected(&setup.group("space")) {
         report_space(&setup, &data);
     }
