@@ -390,40 +390,26 @@ fn fill(kind: Kind, dir: &Path, c: Compression, keys: &[[u8; 32]], data: &Data) 
     db
 }
 
-fn bench_fill(c: &mut Criterion, setup: &Setup, workload: &str, keys: &[[u8; 32]], data: &Data) {
+/// A workload timed on a fresh engine per sample: `load` runs on an
+/// engine just opened in an empty directory (with a second empty
+/// directory for its scratch files), and only `load` is timed (opening an
+/// empty engine takes milliseconds, a fill seconds; an ingestion of 1 M
+/// entries a fifth of a second, where they would count); `check` then runs
+/// untimed.
+fn bench_fresh(
+    c: &mut Criterion,
+    setup: &Setup,
+    workload: &str,
+    elements: usize,
+    load: &dyn Fn(&dyn Engine, &Path),
+    check: &dyn Fn(Kind, &dyn Engine),
+) {
     let mut g = c.benchmark_group(setup.group(workload));
-    // Flat sampling: 10 fills, not 1 + 2 + … + 10 of them.
+    // Flat sampling: 10 loads, not 1 + 2 + … + 10 of them.
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(20))
-        .throughput(Throughput::Elements(keys.len() as u64));
-    for kind in engines(setup.compression) {
-        g.bench_function(kind.name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let start = Instant::now();
-                    let db = fill(kind, dir.path(), setup.compression, keys, data);
-                    total += start.elapsed();
-                    drop(db);
-                }
-                total
-            })
-        });
-    }
-    g.finish();
-}
-
-/// `storage/ingest`: a fresh engine per sample, timed from the first
-/// entry to the ingestion's return; checked afterwards (untimed) by a scan
-/// of every key.
-fn bench_ingest(c: &mut Criterion, setup: &Setup, data: &Data) {
-    let mut g = c.benchmark_group(setup.group("ingest"));
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .measurement_time(Duration::from_secs(20))
-        .throughput(Throughput::Elements(data.sorted.len() as u64));
+        .throughput(Throughput::Elements(elements as u64));
     for kind in engines(setup.compression) {
         g.bench_function(kind.name, |b| {
             b.iter_custom(|iters| {
@@ -433,14 +419,9 @@ fn bench_ingest(c: &mut Criterion, setup: &Setup, data: &Data) {
                     let scratch = tempfile::tempdir().expect("temp dir");
                     let db = (kind.open)(dir.path(), setup.compression);
                     let start = Instant::now();
-                    db.ingest_sorted(scratch.path(), &data.sorted, data);
+                    load(&*db, scratch.path());
                     total += start.elapsed();
-                    assert_eq!(
-                        db.count_all(),
-                        data.sorted.len(),
-                        "{} ingested all",
-                        kind.name
-                    );
+                    check(kind, &*db);
                     drop(db);
                 }
                 total
@@ -448,6 +429,27 @@ fn bench_ingest(c: &mut Criterion, setup: &Setup, data: &Data) {
         });
     }
     g.finish();
+}
+
+/// `storage/fillseq` and `storage/fillrandom`: `keys` put one by one.
+fn bench_fill(c: &mut Criterion, setup: &Setup, workload: &str, keys: &[[u8; 32]], data: &Data) {
+    let load = |db: &dyn Engine, _: &Path| {
+        for (i, k) in keys.iter().enumerate() {
+            db.put(k, data.value(i));
+        }
+    };
+    bench_fresh(c, setup, workload, keys.len(), &load, &|_, _| {});
+}
+
+/// `storage/ingest`: the sorted keys as one bulk ingestion; checked
+/// afterwards (untimed) by a scan of every key.
+fn bench_ingest(c: &mut Criterion, setup: &Setup, data: &Data) {
+    let keys = &data.sorted;
+    let load = |db: &dyn Engine, scratch: &Path| db.ingest_sorted(scratch, keys, data);
+    let check = |kind: Kind, db: &dyn Engine| {
+        assert_eq!(db.count_all(), keys.len(), "{} ingested all", kind.name);
+    };
+    bench_fresh(c, setup, "ingest", keys.len(), &load, &check);
 }
 
 /// Bytes this process has passed to `write`-family syscalls so far

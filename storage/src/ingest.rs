@@ -34,13 +34,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::fault::FileKind;
-use crate::inner::{table_name, Inner, KeyRange, Levels};
+use crate::inner::{Inner, KeyRange, Levels};
 use crate::limits::{KEY_BYTES_MAX, LEVELS, VALUE_BYTES_MAX};
-use crate::manifest;
-use crate::table::builder::TableBuilder;
+use crate::outputs::Outputs;
 use crate::table::reader::Table;
-use crate::version::{EditOp, TableMeta, VersionEdit};
+use crate::version::{EditOp, VersionEdit};
 
 /// What an ingestion wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,9 +68,8 @@ impl Inner {
     {
         let mut w = self.lock_writer()?;
         let seq = w.next_seq;
-        let mut written: Vec<(Arc<Table>, TableMeta)> = Vec::new();
-        let result = self.write_run(entries, seq, &mut written);
-        let (first, last, count) = match result {
+        let mut out = Outputs::default();
+        let (first, last, count) = match self.write_run(entries, seq, &mut out) {
             Ok(Some(run)) => run,
             Ok(None) => {
                 return Ok(IngestStats {
@@ -81,9 +78,7 @@ impl Inner {
                 })
             }
             Err(e) => {
-                for (t, _) in &written {
-                    let _ = std::fs::remove_file(self.dir.join(table_name(t.number())));
-                }
+                out.abandon();
                 return Err(e);
             }
         };
@@ -101,9 +96,7 @@ impl Inner {
                 self.freeze(&mut w)
             };
             if let Err(e) = flushed.and_then(|id| self.wait_flushed(id)) {
-                for (t, _) in &written {
-                    let _ = std::fs::remove_file(self.dir.join(table_name(t.number())));
-                }
+                out.abandon();
                 return Err(e);
             }
         }
@@ -112,6 +105,7 @@ impl Inner {
         while cs.running {
             cs = cs.wait(&self.compact_done);
         }
+        let written = &out.done;
         let level = {
             let mut vs = self.lock_versions();
             let levels = Arc::clone(&self.read_state().tables);
@@ -157,21 +151,19 @@ impl Inner {
         })
     }
 
-    /// Writes the run as tables at `seq` into `written`; returns its first
+    /// Writes the run as tables at `seq` into `out`; returns its first
     /// and last key and its length, or `None` when it is empty.
     #[allow(clippy::type_complexity)]
     fn write_run<K, V>(
         &self,
         entries: impl IntoIterator<Item = (K, V)>,
         seq: u64,
-        written: &mut Vec<(Arc<Table>, TableMeta)>,
+        out: &mut Outputs,
     ) -> Result<Option<(Vec<u8>, Vec<u8>, u64)>>
     where
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let wrap = |f| self.options.wrap_file(FileKind::Table, f);
-        let mut builder: Option<(u64, TableBuilder)> = None;
         let mut first: Option<Vec<u8>> = None;
         let mut last: Vec<u8> = Vec::new();
         let mut count = 0u64;
@@ -194,47 +186,19 @@ impl Inner {
                     "ingest_sorted: keys must be strictly ascending".into(),
                 ));
             }
-            if builder.is_none() {
-                let number = self.lock_versions().new_file_number();
-                let path = self.dir.join(table_name(number));
-                let b = TableBuilder::create_wrapped(
-                    &path,
-                    self.options.zstd_level,
-                    self.options.block_bytes,
-                    &wrap,
-                )?;
-                builder = Some((number, b));
-            }
-            let (_, b) = builder.as_mut().expect("created above");
-            b.add(key, seq, Some(value))?;
+            out.builder(self)?.add(key, seq, Some(value))?;
             count += 1;
             if first.is_none() {
                 first = Some(key.to_vec());
             }
             last.clear();
             last.extend_from_slice(key);
-            if b.estimated_bytes() >= self.options.table_bytes {
-                let (number, b) = builder.take().expect("present");
-                written.push(self.finish_table(number, b)?);
+            if out.open_is_full(self) {
+                out.finish_open(self)?;
             }
         }
-        if let Some((number, b)) = builder.take() {
-            written.push(self.finish_table(number, b)?);
-        }
+        out.finish_open(self)?;
         Ok(first.map(|f| (f, last, count)))
-    }
-
-    fn finish_table(&self, number: u64, b: TableBuilder) -> Result<(Arc<Table>, TableMeta)> {
-        b.finish()?;
-        manifest::sync_dir(&self.dir)?;
-        let table = Table::open(
-            &self.dir.join(table_name(number)),
-            number,
-            None,
-            self.block_cache.clone(),
-        )?;
-        let meta = table.meta();
-        Ok((Arc::new(table), meta))
     }
 
     /// Whether the active or a frozen memtable holds a key of `range`.

@@ -14,13 +14,11 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::iter::{Scan, Source};
-use crate::lock_order::{Rank, RankToken, Ranked};
+use crate::lock_order::{lock, lock_after_panic, Rank, RankToken, Ranked};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::{Options, WalBackend};
@@ -265,14 +263,12 @@ impl Inner {
 
     /// The writer's lock whatever the engine's state (for `close`).
     pub(crate) fn lock_writer_even_closed(&self) -> Ranked<MutexGuard<'_, Writer>> {
-        RankToken::check(Rank::Writer);
-        Ranked::new(self.writer.lock().expect(LOCK), Rank::Writer)
+        lock(&self.writer, Rank::Writer)
     }
 
     /// The manifest and current version.
     pub(crate) fn lock_versions(&self) -> Ranked<MutexGuard<'_, VersionSet>> {
-        RankToken::check(Rank::Versions);
-        Ranked::new(self.versions.lock().expect(LOCK), Rank::Versions)
+        lock(&self.versions, Rank::Versions)
     }
 
     /// What readers see, shared.
@@ -289,8 +285,7 @@ impl Inner {
 
     /// Live snapshots' sequence numbers.
     pub(crate) fn lock_snapshots(&self) -> Ranked<MutexGuard<'_, BTreeMap<u64, usize>>> {
-        RankToken::check(Rank::Snapshots);
-        Ranked::new(self.snapshots.lock().expect(LOCK), Rank::Snapshots)
+        lock(&self.snapshots, Rank::Snapshots)
     }
 
     /// As [`Self::lock_snapshots`], also after a panic poisoned the lock
@@ -298,12 +293,7 @@ impl Inner {
     pub(crate) fn lock_snapshots_after_panic(
         &self,
     ) -> Ranked<MutexGuard<'_, BTreeMap<u64, usize>>> {
-        RankToken::check(Rank::Snapshots);
-        let snaps = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ranked::new(snaps, Rank::Snapshots)
+        lock_after_panic(&self.snapshots, Rank::Snapshots)
     }
 
     /// The smallest sequence number a reader may still read at: the
@@ -398,16 +388,13 @@ impl Inner {
 impl Inner {
     /// Coordination with the flush worker.
     pub(crate) fn lock_bg(&self) -> Ranked<MutexGuard<'_, FlushState>> {
-        RankToken::check(Rank::Bg);
-        Ranked::new(self.bg.lock().expect(LOCK), Rank::Bg)
+        lock(&self.bg, Rank::Bg)
     }
 
     /// As [`Self::lock_bg`], also after a panic poisoned the lock: for
     /// recording a worker's panic as the sticky error.
     pub(crate) fn lock_bg_after_panic(&self) -> Ranked<MutexGuard<'_, FlushState>> {
-        RankToken::check(Rank::Bg);
-        let bg = self.bg.lock().unwrap_or_else(PoisonError::into_inner);
-        Ranked::new(bg, Rank::Bg)
+        lock_after_panic(&self.bg, Rank::Bg)
     }
 
     /// The sticky background error, if the worker has failed.
@@ -417,15 +404,12 @@ impl Inner {
 
     /// The compaction worker's coordination state.
     pub(crate) fn lock_compact(&self) -> Ranked<MutexGuard<'_, CompactState>> {
-        RankToken::check(Rank::Compact);
-        Ranked::new(self.compact.lock().expect(LOCK), Rank::Compact)
+        lock(&self.compact, Rank::Compact)
     }
 
     /// As [`Self::lock_compact`], also after a panic poisoned the lock.
     pub(crate) fn lock_compact_after_panic(&self) -> Ranked<MutexGuard<'_, CompactState>> {
-        RankToken::check(Rank::Compact);
-        let cs = self.compact.lock().unwrap_or_else(PoisonError::into_inner);
-        Ranked::new(cs, Rank::Compact)
+        lock_after_panic(&self.compact, Rank::Compact)
     }
 }
 

@@ -159,6 +159,7 @@ mod manifest;
 mod memtable;
 mod open;
 mod options;
+mod outputs;
 mod stats;
 mod table;
 mod version;

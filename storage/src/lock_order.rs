@@ -16,7 +16,7 @@
 //! blocked in them, so [`Ranked::wait`] keeps the rank held throughout.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Condvar, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 #[cfg(debug_assertions)]
@@ -157,6 +157,21 @@ impl<G: DerefMut> DerefMut for Ranked<G> {
     }
 }
 
+/// Takes `m`, of rank `rank`, checking the order first.
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>, rank: Rank) -> Ranked<MutexGuard<'_, T>> {
+    RankToken::check(rank);
+    Ranked::new(m.lock().expect(POISONED), rank)
+}
+
+/// As [`lock`], also after a panic poisoned it: for recording a worker's
+/// panic, or in a destructor that must not panic again.
+#[inline]
+pub(crate) fn lock_after_panic<T>(m: &Mutex<T>, rank: Rank) -> Ranked<MutexGuard<'_, T>> {
+    RankToken::check(rank);
+    Ranked::new(m.lock().unwrap_or_else(PoisonError::into_inner), rank)
+}
+
 impl<'a, T> Ranked<MutexGuard<'a, T>> {
     /// Blocks on `cv`, releasing the lock meanwhile; the rank stays held,
     /// since the thread takes no other lock while it waits.
@@ -176,13 +191,10 @@ impl<'a, T> Ranked<MutexGuard<'a, T>> {
 
 #[cfg(all(test, debug_assertions))]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     fn take<T>(m: &Mutex<T>, rank: Rank) -> Ranked<MutexGuard<'_, T>> {
-        RankToken::check(rank);
-        Ranked::new(m.lock().unwrap(), rank)
+        lock(m, rank)
     }
 
     #[test]

@@ -8,11 +8,9 @@ use std::sync::Arc;
 
 use super::pick::Job;
 use crate::error::Result;
-use crate::fault::FileKind;
-use crate::inner::{table_name, Inner, Levels};
+use crate::inner::{Inner, Levels};
 use crate::iter::{Merge, Source};
-use crate::manifest;
-use crate::table::builder::TableBuilder;
+use crate::outputs::Outputs;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
 
@@ -22,51 +20,6 @@ fn deeper_holds(levels: &Levels, output_level: usize, key: &[u8]) -> bool {
         let i = level.partition_point(|t| t.largest() < key);
         level.get(i).is_some_and(|t| t.smallest() <= key)
     })
-}
-
-/// The outputs of a merge so far; abandoned outputs are deleted.
-struct Outputs {
-    done: Vec<(Arc<Table>, TableMeta)>,
-    open: Option<(u64, TableBuilder)>,
-}
-
-impl Outputs {
-    fn finish_open(&mut self, inner: &Inner) -> Result<()> {
-        let Some((number, b)) = self.open.take() else {
-            return Ok(());
-        };
-        let path = b.path().to_path_buf();
-        let r = b.finish().and_then(|info| {
-            manifest::sync_dir(&inner.dir)?;
-            let table = Table::open(&path, number, None, inner.block_cache.clone())?;
-            let meta = table.meta();
-            assert_eq!(
-                meta.size_bytes, info.size_bytes,
-                "read back what was written"
-            );
-            Ok((Arc::new(table), meta))
-        });
-        match r {
-            Ok(out) => {
-                self.done.push(out);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
-        }
-    }
-
-    /// Deletes every output: none is named by the manifest.
-    fn abandon(mut self) {
-        if let Some((_, b)) = self.open.take() {
-            let _ = std::fs::remove_file(b.path());
-        }
-        for (t, _) in &self.done {
-            t.mark_obsolete();
-        }
-    }
 }
 
 /// What became of a job.
@@ -95,10 +48,7 @@ impl Inner {
             .map(|(_, t)| Box::new(t.iter_uncached(Bound::Unbounded)) as Source)
             .collect();
         let mut merge = Merge::new(sources);
-        let mut out = Outputs {
-            done: Vec::new(),
-            open: None,
-        };
+        let mut out = Outputs::default();
         match self.merge_into(levels, &job, oldest_read_seq, &mut merge, &mut out) {
             Ok(true) => {}
             Ok(false) => {
@@ -142,11 +92,7 @@ impl Inner {
         while let Some(e) = merge.next_entry()? {
             if first || e.key != key {
                 first = false;
-                let cut = out
-                    .open
-                    .as_ref()
-                    .is_some_and(|(_, b)| b.estimated_bytes() >= self.options.table_bytes);
-                if cut {
+                if out.open_is_full(self) {
                     out.finish_open(self)?;
                     if self.lock_compact().stop {
                         return Ok(false);
@@ -166,21 +112,7 @@ impl Inner {
                     continue;
                 }
             }
-            if out.open.is_none() {
-                let number = self.lock_versions().new_file_number();
-                let path = self.dir.join(table_name(number));
-                let wrap = |f| self.options.wrap_file(FileKind::Table, f);
-                let b = TableBuilder::create_wrapped(
-                    &path,
-                    self.options.zstd_level,
-                    self.options.block_bytes,
-                    &wrap,
-                )?;
-                out.open = Some((number, b));
-            }
-            if let Some((_, b)) = out.open.as_mut() {
-                b.add(&e.key, e.seq, e.value.as_deref())?;
-            }
+            out.builder(self)?.add(&e.key, e.seq, e.value.as_deref())?;
         }
         out.finish_open(self)?;
         Ok(true)
