@@ -1,5 +1,6 @@
-//! `strata bench`: creates and signs transfers from the devnet accounts
-//! (all signed before the clock starts), sends them in batches over the
+//! `strata bench`: creates and signs transfers between accounts of the
+//! devnet account space (all signed before the clock starts), sends them
+//! in batches over the
 //! framed P2P protocol as requests (each answered with the number the node
 //! admitted), then watches the API for the blocks that finalize them.
 //!
@@ -12,14 +13,24 @@
 //! pre-encoded payloads (no copy per send), and waiting for answers is a
 //! wait in the kernel rather than a sleep-and-poll loop. On a machine the
 //! bench shares with the nodes it measures, its CPU is theirs to lose.
+//!
+//! **Load.** The account space is the genesis's built-in devnet accounts
+//! followed by its synthetic ones ([`Genesis::account_key`]). The bench
+//! draws `senders` distinct sending accounts and every recipient from the
+//! whole space, by the [`Distribution`]: uniform (every account equally
+//! likely: on a large state, reads miss the caches, the honest worst
+//! case) or Zipfian (YCSB's generator, θ = 0.99 by default: a few hot
+//! accounts take most of the traffic). Senders take turns, so each sends
+//! `txs / senders` transactions (the mempool holds at most 1,024 pending
+//! per sender). The draw is seeded: a run is repeatable.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_consensus::genesis::{devnet_account_key, devnet_account_public_keys, Genesis};
-use strata_consensus::tx::{Transaction, TxBody, TxId, TxKind};
+use strata_consensus::genesis::Genesis;
+use strata_consensus::tx::{PublicKey, Transaction, TxBody, TxId, TxKind};
 use strata_consensus::wire::Payload;
 use strata_net::{DrivenNode, Event};
 
@@ -44,8 +55,15 @@ pub struct Plan {
     pub api: String,
     /// Transactions.
     pub txs: usize,
-    /// Distinct senders (devnet accounts `0..senders`).
+    /// Distinct sending accounts, drawn from the account space.
     pub senders: usize,
+    /// Accounts `0..accounts` of the genesis's account space are drawn
+    /// from (`None`: all of them).
+    pub accounts: Option<u64>,
+    /// How senders and recipients are drawn.
+    pub distribution: Distribution,
+    /// Seed of the draw.
+    pub seed: u64,
     /// Submission rate in tx/s; `None` = as fast as the nodes take them.
     pub rate: Option<u64>,
     /// Transactions per request.
@@ -54,6 +72,177 @@ pub struct Plan {
     pub finality_timeout: Duration,
     /// Draw a progress bar.
     pub progress: bool,
+}
+
+/// How the bench draws accounts from the account space.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distribution {
+    /// Every account equally likely.
+    Uniform,
+    /// Zipfian with skew `theta` in (0, 1) (YCSB uses 0.99).
+    Zipf {
+        /// Skew: larger is hotter.
+        theta: f64,
+    },
+}
+
+impl std::fmt::Display for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Distribution::Uniform => write!(f, "uniform"),
+            Distribution::Zipf { theta } => write!(f, "zipfian θ={theta}"),
+        }
+    }
+}
+
+/// splitmix64: a small seeded generator, enough to draw accounts.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (n > 0; the modulo bias is below 2^-40 for the
+    /// spaces drawn from here).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Draws account indexes `0..n` by a [`Distribution`]. The Zipfian draw
+/// is YCSB's (Gray et al., "Quickly generating billion-record synthetic
+/// databases", 1994): index 0 is the hottest; the account key hashes
+/// indexes over the state, so hot accounts are not neighbours on disk.
+struct Draw {
+    n: u64,
+    zipf: Option<Zipf>,
+}
+
+struct Zipf {
+    theta: f64,
+    zeta_n: f64,
+    alpha: f64,
+    eta: f64,
+}
+
+impl Draw {
+    fn new(n: u64, distribution: Distribution) -> Draw {
+        assert!(n > 0, "an account space is never empty");
+        let zipf = match distribution {
+            Distribution::Uniform => None,
+            Distribution::Zipf { theta } => {
+                // ζ(n, θ) = Σ 1/i^θ: one pass, ~40 ms for 10 M accounts.
+                let zeta = |n: u64| (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
+                let zeta_n = zeta(n);
+                let zeta_2 = zeta(2.min(n));
+                Some(Zipf {
+                    theta,
+                    zeta_n,
+                    alpha: 1.0 / (1.0 - theta),
+                    eta: (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta_2 / zeta_n),
+                })
+            }
+        };
+        Draw { n, zipf }
+    }
+
+    fn next(&self, rng: &mut Rng) -> u64 {
+        let Some(z) = &self.zipf else {
+            return rng.below(self.n);
+        };
+        let u = rng.unit();
+        let uz = u * z.zeta_n;
+        if uz < 1.0 {
+            return 0;
+        }
+        if uz < 1.0 + 0.5f64.powf(z.theta) {
+            return 1.min(self.n - 1);
+        }
+        let i = (self.n as f64 * (z.eta * u - z.eta + 1.0).powf(z.alpha)) as u64;
+        i.min(self.n - 1)
+    }
+}
+
+/// The accounts a run uses: the distinct senders with their keys and
+/// current nonces, and the recipient of every transaction.
+struct Load {
+    senders: Vec<(u64, PublicKey)>,
+    recipients: Vec<PublicKey>,
+}
+
+/// Draws the senders and recipients of `plan` from `genesis`'s account
+/// space.
+fn draw_load(plan: &Plan, genesis: &Genesis) -> Result<Load, String> {
+    let space = genesis.devnet_account_space();
+    let n = plan.accounts.unwrap_or(space);
+    if n == 0 || n > space {
+        return Err(format!(
+            "--accounts must be 1..={space} (the genesis's account space)"
+        ));
+    }
+    if plan.senders == 0 || plan.senders as u64 > n {
+        return Err(format!(
+            "--senders must be 1..={n} (the accounts drawn from)"
+        ));
+    }
+    let draw = Draw::new(n, plan.distribution);
+    let mut rng = Rng(plan.seed);
+    // Distinct senders: a skewed draw repeats hot accounts, so it is
+    // redrawn; bounded, since a space smaller than the draw needs would
+    // loop (then the rest come from a uniform draw).
+    let mut chosen = std::collections::HashSet::with_capacity(plan.senders);
+    let mut order = Vec::with_capacity(plan.senders);
+    let mut attempts = 0usize;
+    while order.len() < plan.senders {
+        attempts += 1;
+        let i = if attempts < 64 * plan.senders {
+            draw.next(&mut rng)
+        } else {
+            rng.below(n)
+        };
+        if chosen.insert(i) {
+            order.push(i);
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let senders = order
+        .iter()
+        .map(|&i| (i, genesis.account_public_keys(i..i + 1, 1)[0]))
+        .collect();
+    let recipients_index: Vec<u64> = (0..plan.txs).map(|_| draw.next(&mut rng)).collect();
+    // Recipients' public keys: one key walk per distinct index is ~10 µs
+    // of a base-point multiplication; spread over every core.
+    let per = recipients_index.len().div_ceil(threads).max(1);
+    let mut recipients = Vec::with_capacity(plan.txs);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = recipients_index
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&i| genesis.account_public_keys(i..i + 1, 1)[0])
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for p in parts {
+            recipients.extend(p.join().expect("key derivation does not panic"));
+        }
+    });
+    Ok(Load {
+        senders,
+        recipients,
+    })
 }
 
 /// What happened.
@@ -75,6 +264,8 @@ pub struct Report {
     pub blocks: usize,
     /// Height when the bench started and ended.
     pub heights: (u64, u64),
+    /// The accounts drawn from and how ("10000000 accounts, uniform").
+    pub load: String,
 }
 
 impl Report {
@@ -94,8 +285,10 @@ impl Report {
                 .map_or("-".to_string(), |v| format!("{v} ms"))
         };
         format!(
-            "submitted {} ({:.0} tx/s), accepted {} ({:.0} tx/s), finalized {} ({:.0} tx/s) in {} blocks (heights {}..{})\n\
+            "load: {}\n\
+             submitted {} ({:.0} tx/s), accepted {} ({:.0} tx/s), finalized {} ({:.0} tx/s) in {} blocks (heights {}..{})\n\
              finality latency p50 {} p95 {} p99 {}",
+            self.load,
             self.submitted,
             self.submitted as f64 / self.submit_secs.max(1e-9),
             self.accepted,
@@ -112,28 +305,42 @@ impl Report {
     }
 }
 
-/// Signs `plan.txs` transfers from `senders` devnet accounts starting at
-/// their current nonces, on all cores.
-fn sign_all(plan: &Plan, chain_id: u64, nonces: &[u64]) -> Vec<Transaction> {
-    let accounts = devnet_account_public_keys();
+/// Signs `plan.txs` transfers, sender `i % senders` and recipient `i` of
+/// `load`, starting at the senders' current nonces, on all cores.
+fn sign_all(
+    plan: &Plan,
+    genesis: &Genesis,
+    load: &Load,
+    nonces: &[u64],
+) -> Result<Vec<Transaction>, String> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per = plan.txs.div_ceil(threads);
+    let senders = load.senders.len();
+    let keys: Vec<_> = load
+        .senders
+        .iter()
+        .map(|&(i, _)| {
+            genesis
+                .account_key(i)
+                .ok_or("a drawn account is in the space")
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = &keys;
     let mut out = Vec::with_capacity(plan.txs);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    let keys: Vec<_> = (0..plan.senders).map(devnet_account_key).collect();
                     (t * per..((t + 1) * per).min(plan.txs))
                         .map(|i| {
-                            let s = i % plan.senders;
+                            let s = i % senders;
                             let body = TxBody {
-                                chain_id,
-                                sender: accounts[s],
-                                nonce: nonces[s] + (i / plan.senders) as u64,
+                                chain_id: genesis.chain_id,
+                                sender: load.senders[s].1,
+                                nonce: nonces[s] + (i / senders) as u64,
                                 fee: 1,
                                 kind: TxKind::Transfer {
-                                    to: accounts[(s + 1) % accounts.len()],
+                                    to: load.recipients[i],
                                     amount: 1,
                                 },
                             };
@@ -150,7 +357,7 @@ fn sign_all(plan: &Plan, chain_id: u64, nonces: &[u64]) -> Vec<Transaction> {
     // Interleave senders so each batch spreads over many of them, in nonce
     // order per sender.
     out.sort_by_key(|t| t.nonce());
-    out
+    Ok(out)
 }
 
 fn wait_peers(
@@ -186,24 +393,19 @@ fn wait_peers(
 /// # Errors
 /// When the targets cannot be reached or the API fails.
 pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
-    if plan.senders == 0 || plan.senders > devnet_account_public_keys().len() {
-        return Err(format!(
-            "--senders must be 1..={}",
-            devnet_account_public_keys().len()
-        ));
-    }
     let api = Client::new(&plan.api);
-    let accounts = devnet_account_public_keys();
-    let mut nonces = Vec::with_capacity(plan.senders);
-    for pk in &accounts[..plan.senders] {
+    let load = draw_load(plan, genesis)?;
+    let accounts = plan.accounts.unwrap_or(genesis.devnet_account_space());
+    let mut nonces = Vec::with_capacity(load.senders.len());
+    for (_, pk) in &load.senders {
         let a = api.get(&format!("/v1/accounts/{}", hex::encode(pk)))?;
         nonces.push(a["nonce"].as_u64().unwrap_or(0));
     }
     eprintln!(
-        "signing {} transactions from {} senders...",
-        plan.txs, plan.senders
+        "signing {} transactions from {} senders to recipients over {accounts} accounts ({})...",
+        plan.txs, plan.senders, plan.distribution
     );
-    let txs = sign_all(plan, genesis.chain_id, &nonces);
+    let txs = sign_all(plan, genesis, &load, &nonces)?;
 
     let config = strata_net::Config {
         seeds: plan.targets.clone(),
@@ -250,6 +452,10 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     let mut report = Report {
         submitted: txs.len(),
         heights: (start_height, start_height),
+        load: format!(
+            "{accounts} accounts, {} senders, {}",
+            plan.senders, plan.distribution
+        ),
         ..Report::default()
     };
     let started = Instant::now();
@@ -462,5 +668,41 @@ impl Link {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_draw_is_skewed_like_ycsb_and_uniform_is_not() {
+        let n = 1_000_000;
+        let draws = 200_000;
+        let mut rng = Rng(7);
+        let zipf = Draw::new(n, Distribution::Zipf { theta: 0.99 });
+        let mut hits = std::collections::HashMap::new();
+        for _ in 0..draws {
+            let i = zipf.next(&mut rng);
+            assert!(i < n);
+            *hits.entry(i).or_insert(0u64) += 1;
+        }
+        // P(index 0) = 1 / ζ(n, θ) ≈ 0.069 for n = 10^6, θ = 0.99.
+        let p0 = hits[&0] as f64 / draws as f64;
+        let expected = 1.0 / zipf.zipf.as_ref().unwrap().zeta_n;
+        assert!((p0 - expected).abs() < 0.01, "p0 {p0}, expected {expected}");
+        // Hot: the 100 hottest indexes take a large share; far fewer
+        // distinct indexes than draws.
+        let top: u64 = (0..100).filter_map(|i| hits.get(&i)).sum();
+        assert!(top as f64 / draws as f64 > 0.3, "top-100 share {top}");
+        assert!(hits.len() < draws / 2);
+
+        let uniform = Draw::new(n, Distribution::Uniform);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..draws {
+            seen.insert(uniform.next(&mut rng));
+        }
+        // 200 k uniform draws over 1 M: ~181 k distinct.
+        assert!(seen.len() > 170_000, "{} distinct", seen.len());
     }
 }

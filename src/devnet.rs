@@ -23,6 +23,12 @@ pub struct DevnetArgs {
     pub txs: usize,
     /// Senders.
     pub senders: usize,
+    /// Funded accounts in the genesis (built-in, then synthetic).
+    pub accounts: u64,
+    /// How the bench draws senders and recipients.
+    pub distribution: crate::bench::Distribution,
+    /// Seed of the bench's draw.
+    pub seed: u64,
     /// Rate limit, tx/s.
     pub rate: Option<u64>,
     /// Stop waiting for finality after this many seconds.
@@ -111,9 +117,14 @@ pub fn spawn_node(dir: &Path, i: usize, args: &DevnetArgs) -> Result<Child, Stri
 ///
 /// # Errors
 /// File system failures.
-pub fn prepare_dir(dir: &Path, nodes: usize, base_port: u16) -> Result<Genesis, String> {
+pub fn prepare_dir(
+    dir: &Path,
+    nodes: usize,
+    base_port: u16,
+    accounts: u64,
+) -> Result<Genesis, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let genesis = Genesis::devnet_on(nodes, base_port);
+    let genesis = Genesis::devnet_with_accounts(nodes, base_port, accounts);
     std::fs::write(dir.join("genesis.toml"), genesis.to_toml()).map_err(|e| e.to_string())?;
     for i in 0..nodes {
         let seed = devnet_validator_key(i).to_bytes();
@@ -121,6 +132,16 @@ pub fn prepare_dir(dir: &Path, nodes: usize, base_port: u16) -> Result<Genesis, 
             .map_err(|e| e.to_string())?;
     }
     Ok(genesis)
+}
+
+/// How long the nodes may take to be ready: a minute, plus each node's
+/// first start writing the genesis — ~8 µs of CPU per synthetic account
+/// (key derivation, trie, ingest), the nodes sharing this machine's cores —
+/// with a factor of 3 for a loaded machine.
+fn ready_timeout(genesis: &Genesis, nodes: usize) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let genesis_us = genesis.account_count() * 8 * nodes as u64 / cores;
+    Duration::from_secs(60) + Duration::from_micros(3 * genesis_us)
 }
 
 /// Waits until every API answers and sees `nodes - 1` peers; a node
@@ -250,7 +271,7 @@ pub fn run(args: &DevnetArgs) -> Result<bool, String> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("strata-devnet-{}", std::process::id())),
     };
-    let genesis = prepare_dir(&dir, args.nodes, args.base_port)?;
+    let genesis = prepare_dir(&dir, args.nodes, args.base_port, args.accounts)?;
     let result = run_in(&dir, &genesis, args);
     if args.keep {
         eprintln!("devnet data kept in {}", dir.display());
@@ -271,7 +292,7 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
     let apis: Vec<String> = (0..args.nodes)
         .map(|i| format!("127.0.0.1:{}", usize::from(args.api_base_port) + i))
         .collect();
-    wait_ready(&mut nodes, dir, &apis, Duration::from_secs(60))?;
+    wait_ready(&mut nodes, dir, &apis, ready_timeout(genesis, args.nodes))?;
     eprintln!("all nodes connected; driving load");
     let plan = Plan {
         targets: (0..args.nodes)
@@ -284,6 +305,9 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
         api: apis[0].clone(),
         txs: args.txs,
         senders: args.senders,
+        accounts: None,
+        distribution: args.distribution,
+        seed: args.seed,
         rate: args.rate,
         batch: 256,
         finality_timeout: Duration::from_secs(args.duration_s),

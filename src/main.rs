@@ -133,6 +133,13 @@ struct DevnetCli {
     /// Distinct sending accounts.
     #[arg(long, default_value_t = 1024)]
     senders: usize,
+    /// Funded accounts in the genesis: the 4,096 built-in ones, and past
+    /// that synthetic accounts from a public seed (written by bulk ingest
+    /// at first start; about 5 s per million accounts and node).
+    #[arg(long, default_value_t = 4096)]
+    accounts: u64,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Submission rate limit, tx/s (default: as fast as accepted).
     #[arg(long)]
     rate: Option<u64>,
@@ -167,9 +174,15 @@ struct BenchCli {
     /// Transactions.
     #[arg(long, default_value_t = 20_000)]
     txs: usize,
-    /// Distinct sending devnet accounts.
+    /// Distinct sending accounts.
     #[arg(long, default_value_t = 1024)]
     senders: usize,
+    /// Draw senders and recipients from accounts 0..N of the account
+    /// space (default: all the genesis funds).
+    #[arg(long)]
+    accounts: Option<u64>,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Submission rate limit, tx/s.
     #[arg(long)]
     rate: Option<u64>,
@@ -182,6 +195,37 @@ struct BenchCli {
     /// Most seconds to wait for finality.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+}
+
+/// How the bench draws senders and recipients.
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// `uniform` (every account equally likely) or `zipf` (hot accounts).
+    #[arg(long, default_value = "uniform", value_parser = ["uniform", "zipf"])]
+    distribution: String,
+    /// Skew of the Zipfian draw, in (0, 1).
+    #[arg(long, default_value_t = 0.99)]
+    zipf_theta: f64,
+    /// Seed of the draw (a run is repeatable).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl LoadArgs {
+    fn distribution(&self) -> Result<bench::Distribution, String> {
+        match self.distribution.as_str() {
+            "zipf" if self.zipf_theta > 0.0 && self.zipf_theta < 1.0 => {
+                Ok(bench::Distribution::Zipf {
+                    theta: self.zipf_theta,
+                })
+            }
+            "zipf" => Err(format!(
+                "--zipf-theta {} is outside (0, 1)",
+                self.zipf_theta
+            )),
+            _ => Ok(bench::Distribution::Uniform),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -266,10 +310,17 @@ fn main() -> ExitCode {
         Command::Keygen { out } => keygen(&out),
         Command::Node(args) => run_node(args),
         Command::Devnet(a) => {
+            let distribution = match a.load.distribution() {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
             let args = devnet::DevnetArgs {
                 nodes: a.nodes,
                 txs: a.txs,
                 senders: a.senders,
+                accounts: a.accounts,
+                distribution,
+                seed: a.load.seed,
                 rate: a.rate,
                 duration_s: a.duration,
                 base_port: a.base_port,
@@ -289,11 +340,18 @@ fn main() -> ExitCode {
                 Ok(g) => g,
                 Err(e) => return fail(e),
             };
+            let distribution = match a.load.distribution() {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
             let plan = bench::Plan {
                 targets: a.target,
                 api: a.api,
                 txs: a.txs,
                 senders: a.senders,
+                accounts: a.accounts,
+                distribution,
+                seed: a.load.seed,
                 rate: a.rate,
                 batch: a.batch,
                 finality_timeout: Duration::from_secs(a.timeout),

@@ -314,9 +314,16 @@ impl Node {
             Db::open(config.data_dir.join("db"), options)
                 .map_err(|e| format!("cannot open the database: {e}"))?,
         );
+        let opening = std::time::Instant::now();
         let chain = DbChain::open(Arc::clone(&db), &genesis)
             .map_err(|e| format!("cannot open the chain: {e}"))?;
-        info!(height = chain.height(), "chain opened");
+        info!(
+            height = chain.height(),
+            accounts_in_genesis = genesis.account_count(),
+            root = %hex::encode(chain.state_root()),
+            open_ms = opening.elapsed().as_millis() as u64,
+            "chain opened"
+        );
 
         let c = &config.consensus;
         let engine_config = EngineConfig {

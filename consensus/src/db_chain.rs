@@ -25,10 +25,10 @@
 //! last committed height with the matching root; after a failed write the
 //! trie is still at the last committed root.
 //!
-//! The genesis state is the one exception to "one batch": a genesis with
-//! more accounts than one storage batch holds is written in chunks of
-//! [`GENESIS_CHUNK_ENTRIES`], the `m` record last, and written again from
-//! the start if a crash interrupts it (see `write_genesis`).
+//! The genesis is not a batch: its state, trie pages and `m` record are
+//! one sorted run written by bulk ingest straight into tables, installed
+//! by one manifest edit (all or nothing; see `write_genesis`), so ten
+//! million accounts never pass through the WAL or the memtable.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,21 +46,6 @@ use crate::tx::{PublicKey, Transaction, TxId};
 
 const META_KEY: &[u8] = b"m";
 const REVEALED_KEY: &[u8] = b"r";
-
-/// Genesis state entries written per storage batch. A genesis larger than
-/// one batch allows (a million funded accounts, say) is written as several
-/// batches over contiguous ranges of hashed keys (see `write_genesis`).
-/// Hashed keys in a contiguous range share trie pages, so a chunk rewrites
-/// far fewer pages than it has entries; the assertion below allows a whole
-/// page per entry and still leaves half the batch budget for the pages on
-/// the paths above and for the state entries themselves.
-pub const GENESIS_CHUNK_ENTRIES: usize = 16_384;
-
-const _: () = assert!(
-    GENESIS_CHUNK_ENTRIES * (merkle::limits::PAGE_BYTES_MAX + 64)
-        <= strata_storage::limits::BATCH_BYTES_MAX / 2
-);
-const _: () = assert!(4 * GENESIS_CHUNK_ENTRIES <= strata_storage::limits::BATCH_OPS_MAX);
 
 fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -324,8 +309,9 @@ impl DbChain {
                 }
             }
             None => {
-                let diff = genesis.initial_state()?;
-                chain.write_genesis(diff, GENESIS_CHUNK_ENTRIES)?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let entries = genesis.state_entries(threads)?;
+                chain.write_genesis(entries)?;
             }
         }
         Ok(chain)
@@ -450,30 +436,54 @@ impl DbChain {
         self.reader().block_height(id)
     }
 
-    /// Writes the genesis state as height 0: contiguous key ranges of at
-    /// most `chunk_entries` entries, one batch each, the `m` record only in
-    /// the last (synced) one. A crash part-way leaves a consistent trie
-    /// holding some genesis accounts and no `m` record, so the next open
-    /// writes the genesis again from the start; re-putting an entry with
-    /// the same value leaves a sparse merkle trie's root unchanged, so the
-    /// final root is the genesis root either way.
-    fn write_genesis(&mut self, diff: StateDiff, chunk_entries: usize) -> Result<(), ChainError> {
-        assert!(chunk_entries > 0, "genesis chunks hold at least one entry");
-        let mut changes = diff.changes.into_iter().peekable();
-        loop {
-            let chunk: BTreeMap<StateKey, Option<Vec<u8>>> =
-                changes.by_ref().take(chunk_entries).collect();
-            if changes.peek().is_none() {
-                return self.write_commit(None, &[], StateDiff { changes: chunk });
-            }
-            let mut batch = WriteBatch::new();
-            let staged = self.stage_state(&mut batch, chunk)?;
-            // Not synced: the last chunk's synced write makes every earlier
-            // one durable (the WAL is ordered), and losing them to a crash
-            // only means writing the genesis again.
-            self.db.write(batch, WriteOptions { sync: false })?;
-            self.trie.install(staged)?;
+    /// Writes the genesis as height 0 by **one bulk ingest** (no WAL, no
+    /// memtable: `Db::ingest_sorted`): the sorted state entries, every trie
+    /// page of the genesis version and the `m` record go to sorted tables
+    /// installed by one manifest edit. A crash before that edit leaves
+    /// the store as it was (empty: the next open writes the genesis again);
+    /// after it, the whole genesis is there. The trie's pages are staged
+    /// in memory first ([`Trie::stage`] on the empty trie, all cores), so
+    /// the root is known before anything is written.
+    fn write_genesis(&mut self, entries: Vec<(StateKey, Account)>) -> Result<(), ChainError> {
+        if self.trie.version() != 0 {
+            // Only a genesis written in batches by an older build, and
+            // interrupted, leaves trie records without an `m` record.
+            return Err(ChainError::Corrupt(
+                "the store holds trie records but no genesis record (a genesis write \
+                 interrupted under an older version): remove the data directory"
+                    .into(),
+            ));
         }
+        let mut updates = merkle::Batch::with_capacity(entries.len());
+        for (k, account) in &entries {
+            updates.put_hashed(*k, merkle::value_hash(&account.encode()));
+        }
+        let mut staged = self.trie.stage(&updates.into_sorted())?;
+        let root = staged.root();
+        let (puts, deletes) = staged.take_writes();
+        assert!(
+            deletes.is_empty(),
+            "the genesis is the trie's first version"
+        );
+        let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
+            puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
+        trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Namespaces sort `m` < `s` < `t`: the meta record, then the state
+        // (sorted by state key), then the trie records make one sorted run.
+        const _: () = assert!(META_KEY[0] < b's' && b's' < b't');
+        let meta = encode_meta(0, &[0; 32], &root);
+        let state = entries
+            .into_iter()
+            .map(|(k, account)| (state_record_key(&k), account.encode()));
+        let run = std::iter::once((META_KEY.to_vec(), meta))
+            .chain(state)
+            .chain(trie_records);
+        self.db.ingest_sorted(run)?;
+        self.trie.install(staged)?;
+        self.height = 0;
+        self.last_id = [0; 32];
+        self.root = root;
+        Ok(())
     }
 
     /// Stages `changes` on the trie and puts the trie's records and the
@@ -526,11 +536,7 @@ impl DbChain {
         if let Some(b) = block {
             stage_block(&mut batch, b, txs);
         }
-        let mut meta = Vec::with_capacity(72);
-        meta.extend_from_slice(&height.to_le_bytes());
-        meta.extend_from_slice(&id);
-        meta.extend_from_slice(&root);
-        batch.put(META_KEY.to_vec(), meta);
+        batch.put(META_KEY.to_vec(), encode_meta(height, &id, &root));
         self.db.write(batch, WriteOptions { sync: true })?;
         // Only now is the new version durable: the trie moves to it.
         self.trie.install(staged)?;
@@ -832,6 +838,14 @@ impl ChainReader {
     }
 }
 
+fn encode_meta(height: u64, id: &BlockId, root: &[u8; 32]) -> Vec<u8> {
+    let mut meta = Vec::with_capacity(72);
+    meta.extend_from_slice(&height.to_le_bytes());
+    meta.extend_from_slice(id);
+    meta.extend_from_slice(root);
+    meta
+}
+
 fn decode_meta(meta: &[u8]) -> Result<(u64, BlockId, [u8; 32]), ChainError> {
     let meta: &[u8; 72] = meta
         .try_into()
@@ -885,61 +899,66 @@ mod tests {
         g
     }
 
-    // A genesis larger than one storage batch used to be refused by the
-    // batch limits; now it is chunked, and a crash part-way through must
-    // still end at the one genesis root.
+    // The bulk-ingested genesis has the root of the same accounts applied
+    // to the trie in ordinary batches and the root the streaming builder
+    // computes; it reopens at height 0 with that root, and its accounts
+    // read back.
     #[test]
-    fn chunked_genesis_has_the_one_root_even_after_an_interrupted_write() {
-        let genesis = big_genesis(5_000);
-        let whole = tempfile::tempdir().unwrap();
-        let root_whole = {
-            let db = Arc::new(Db::open(whole.path(), Options::new()).unwrap());
-            let mut chain = DbChain::attach(db, genesis.chain_id).unwrap();
-            chain
-                .write_genesis(genesis.initial_state().unwrap(), usize::MAX)
-                .unwrap();
-            chain.state_root()
-        };
+    fn bulk_genesis_has_the_root_of_incremental_writes_and_of_the_stream() {
+        let mut genesis = big_genesis(5_000);
+        genesis.synthetic = Some(crate::synthetic::SyntheticAccounts {
+            seed: "db-chain-test".into(),
+            count: 3_000,
+            balance: 77,
+        });
+        let entries = genesis.state_entries(2).unwrap();
+        assert_eq!(entries.len(), 8_000);
+        let streamed = merkle::root_of_sorted(
+            entries
+                .iter()
+                .map(|(k, a)| (*k, merkle::value_hash(&a.encode()))),
+        )
+        .unwrap();
+        let mut incremental = Trie::open(merkle::MemStore::new(), TrieConfig::default()).unwrap();
+        for chunk in entries.chunks(700) {
+            let mut batch = merkle::Batch::new();
+            for (k, a) in chunk {
+                batch.put_hashed(*k, merkle::value_hash(&a.encode()));
+            }
+            incremental.apply(&batch.into_sorted()).unwrap();
+        }
+        assert_eq!(incremental.root(), streamed);
 
         let dir = tempfile::tempdir().unwrap();
         {
-            // The "crash": two chunks of 700 written, no `m` record.
             let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
-            let mut chain = DbChain::attach(Arc::clone(&db), genesis.chain_id).unwrap();
-            let changes = genesis.initial_state().unwrap().changes;
-            let mut it = changes.into_iter();
-            for _ in 0..2 {
-                let mut batch = WriteBatch::new();
-                let staged = chain
-                    .stage_state(&mut batch, it.by_ref().take(700).collect())
-                    .unwrap();
-                db.write(batch, WriteOptions { sync: true }).unwrap();
-                chain.trie.install(staged).unwrap();
-            }
-            assert!(db.get(META_KEY).unwrap().is_none());
-        }
-        let chunked = tempfile::tempdir().unwrap();
-        {
-            let db = Arc::new(Db::open(chunked.path(), Options::new()).unwrap());
-            let mut chain = DbChain::attach(db, genesis.chain_id).unwrap();
-            chain
-                .write_genesis(genesis.initial_state().unwrap(), 700)
-                .unwrap();
-            assert_eq!(chain.state_root(), root_whole, "chunking changed the root");
+            let chain = DbChain::open(db, &genesis).unwrap();
+            assert_eq!(chain.state_root(), streamed);
         }
         let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
-        let partial = DbChain::attach(Arc::clone(&db), genesis.chain_id).unwrap();
-        assert_ne!(
-            partial.state_root(),
-            root_whole,
-            "the crash left a partial trie"
-        );
-        drop(partial);
         let reopened = DbChain::open(db, &genesis).unwrap();
-        assert_eq!(reopened.state_root(), root_whole);
+        assert_eq!(reopened.state_root(), streamed);
         assert_eq!(reopened.height(), 0);
         let pk: PublicKey = *blake3::hash(&4_999u64.to_le_bytes()).as_bytes();
         assert_eq!(reopened.account(&pk).unwrap().balance, 5_999);
+        let synthetic = genesis
+            .account_key(crate::genesis::DEVNET_ACCOUNTS as u64 + 2_999)
+            .unwrap();
+        use crate::tx::TxSigner;
+        assert_eq!(
+            reopened.account(&synthetic.public_key()).unwrap().balance,
+            77
+        );
+        // A proof of a synthetic account checks against the root.
+        let key = state::account_key(&synthetic.public_key());
+        let proven = reopened.reader().prove(&key).unwrap();
+        assert_eq!(proven.root, streamed);
+        assert!(merkle::verify_path(
+            &streamed,
+            &key,
+            proven.value.as_deref().map(merkle::value_hash).as_ref(),
+            &proven.proof
+        ));
     }
 
     /// A WAL whose appends fail once `fail` is set (ENOSPC).

@@ -20,7 +20,14 @@
 //! [[balances]]
 //! public_key = "d75a9801…"
 //! balance = 1000000
+//!
+//! [synthetic]          # optional: N accounts from a public seed (test networks)
+//! seed = "strata-devnet/synthetic"
+//! count = 10000000
+//! balance = 1000000000000
 //! ```
+//!
+//! The `[synthetic]` section and its key derivation: [`crate::synthetic`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,8 +35,9 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::state::{account_key, Account, StateDiff};
-use crate::tx::{signing_key_from_seed, PublicKey};
+use crate::state::{account_key, Account, StateDiff, StateKey};
+use crate::synthetic::{SyntheticAccounts, SyntheticKey, SYNTHETIC_ACCOUNTS_MAX};
+use crate::tx::{signing_key_from_seed, PublicKey, TxSigner};
 
 /// Snowball parameters carried by the genesis (validated by the consensus
 /// engine, which also caps them for small networks).
@@ -93,6 +101,9 @@ pub struct Genesis {
     /// Initial balances.
     #[serde(default)]
     pub balances: Vec<BalanceEntry>,
+    /// Accounts derived from a public seed (test networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticAccounts>,
 }
 
 /// Why a genesis was refused.
@@ -124,6 +135,9 @@ pub enum GenesisError {
     /// Balances add up past `u64::MAX`.
     #[error("total supply overflows u64")]
     SupplyOverflow,
+    /// The `[synthetic]` section is out of bounds.
+    #[error("synthetic accounts: {0}")]
+    Synthetic(String),
 }
 
 /// A validated validator.
@@ -172,6 +186,35 @@ pub fn devnet_validator_key(index: usize) -> SigningKey {
 /// The key of devnet account `index` (public seeds: devnet only).
 pub fn devnet_account_key(index: usize) -> SigningKey {
     seeded_key("strata-devnet/account", index)
+}
+
+/// Seed of the synthetic accounts `strata devnet --accounts N` adds.
+pub const DEVNET_SYNTHETIC_SEED: &str = "strata-devnet/synthetic";
+
+/// The signing key of an account of the devnet account space (see
+/// [`Genesis::devnet_with_accounts`]): indexes below [`DEVNET_ACCOUNTS`]
+/// are the built-in accounts, the rest the synthetic ones of `genesis`.
+pub enum AccountKey {
+    /// A built-in devnet account (standard ed25519 key from a seed).
+    Seeded(SigningKey),
+    /// A synthetic account.
+    Synthetic(SyntheticKey),
+}
+
+impl TxSigner for AccountKey {
+    fn public_key(&self) -> PublicKey {
+        match self {
+            AccountKey::Seeded(k) => k.public_key(),
+            AccountKey::Synthetic(k) => k.public_key(),
+        }
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; crate::tx::SIGNATURE_BYTES] {
+        match self {
+            AccountKey::Seeded(k) => k.sign_message(message),
+            AccountKey::Synthetic(k) => k.sign_message(message),
+        }
+    }
 }
 
 /// The public keys of the [`DEVNET_ACCOUNTS`] devnet accounts, derived once
@@ -228,7 +271,65 @@ impl Genesis {
                     balance: DEVNET_BALANCE,
                 })
                 .collect(),
+            synthetic: None,
         }
+    }
+
+    /// The built-in devnet with `accounts` funded accounts in all: the
+    /// [`DEVNET_ACCOUNTS`] built-in ones and, past them, synthetic accounts
+    /// from [`DEVNET_SYNTHETIC_SEED`] with the same balance (`strata devnet
+    /// --accounts N`). Index `i` of this account space is
+    /// [`Genesis::account_key`]`(i)`.
+    pub fn devnet_with_accounts(validators: usize, base_port: u16, accounts: u64) -> Genesis {
+        let mut genesis = Genesis::devnet_on(validators, base_port);
+        let extra = accounts.saturating_sub(DEVNET_ACCOUNTS as u64);
+        if extra > 0 {
+            genesis.synthetic = Some(SyntheticAccounts {
+                seed: DEVNET_SYNTHETIC_SEED.to_string(),
+                count: extra,
+                balance: DEVNET_BALANCE,
+            });
+        }
+        genesis
+    }
+
+    /// Accounts of the devnet account space: the built-in ones, then the
+    /// synthetic ones.
+    pub fn devnet_account_space(&self) -> u64 {
+        DEVNET_ACCOUNTS as u64 + self.synthetic.as_ref().map_or(0, |s| s.count)
+    }
+
+    /// The key of account `index` of the devnet account space (see
+    /// [`Genesis::devnet_with_accounts`]); `None` past its end.
+    pub fn account_key(&self, index: u64) -> Option<AccountKey> {
+        if index < DEVNET_ACCOUNTS as u64 {
+            return Some(AccountKey::Seeded(devnet_account_key(index as usize)));
+        }
+        let synthetic = self.synthetic.as_ref()?;
+        let i = index - DEVNET_ACCOUNTS as u64;
+        (i < synthetic.count)
+            .then(|| AccountKey::Synthetic(SyntheticKey::derive(&synthetic.seed, i)))
+    }
+
+    /// The public keys of accounts `range` of the devnet account space,
+    /// on `threads` threads.
+    pub fn account_public_keys(
+        &self,
+        range: std::ops::Range<u64>,
+        threads: usize,
+    ) -> Vec<PublicKey> {
+        let builtin = DEVNET_ACCOUNTS as u64;
+        let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
+        let low = range.start.min(builtin)..range.end.min(builtin);
+        out.extend(low.map(|i| devnet_account_public_keys()[i as usize]));
+        if let Some(s) = &self.synthetic {
+            let high = range.start.max(builtin) - builtin
+                ..range.end.min(builtin + s.count).max(builtin) - builtin;
+            if high.start < high.end {
+                out.extend(s.public_keys(high, threads));
+            }
+        }
+        out
     }
 
     /// Checks keys, duplicates, stakes and supply.
@@ -300,7 +401,73 @@ impl Genesis {
                 .checked_add(b.balance)
                 .ok_or(GenesisError::SupplyOverflow)?;
         }
+        if let Some(s) = &self.synthetic {
+            if s.count > SYNTHETIC_ACCOUNTS_MAX {
+                return Err(GenesisError::Synthetic(format!(
+                    "count {} is over the limit of {SYNTHETIC_ACCOUNTS_MAX}",
+                    s.count
+                )));
+            }
+            if s.seed.is_empty() {
+                return Err(GenesisError::Synthetic("the seed is empty".into()));
+            }
+            total = s
+                .supply()
+                .and_then(|supply| total.checked_add(supply))
+                .ok_or(GenesisError::SupplyOverflow)?;
+        }
         Ok(total)
+    }
+
+    /// Funded accounts: the `[[balances]]` entries and the synthetic ones.
+    pub fn account_count(&self) -> u64 {
+        self.balances.len() as u64 + self.synthetic.as_ref().map_or(0, |s| s.count)
+    }
+
+    /// The state before block 1 as a run sorted by state key: every
+    /// funded account, explicit and synthetic (keys derived on `threads`
+    /// threads). This is what a node writes at first start, by bulk ingest.
+    ///
+    /// # Errors
+    /// On a bad key, or a synthetic account that is also listed in
+    /// `[[balances]]`.
+    pub fn state_entries(&self, threads: usize) -> Result<Vec<(StateKey, Account)>, GenesisError> {
+        self.total_supply()?;
+        let mut entries = Vec::with_capacity(self.account_count() as usize);
+        for b in &self.balances {
+            let key = parse_key("balance", &b.public_key)?;
+            entries.push((
+                account_key(&key),
+                Account {
+                    balance: b.balance,
+                    nonce: 0,
+                },
+            ));
+        }
+        if let Some(s) = &self.synthetic {
+            let account = Account {
+                balance: s.balance,
+                nonce: 0,
+            };
+            // Derive and hash in slices, so the public keys of ten million
+            // accounts never sit in memory beside their state keys.
+            const SLICE: u64 = 1 << 20;
+            let mut start = 0;
+            while start < s.count {
+                let end = (start + SLICE).min(s.count);
+                let keys = s.public_keys(start..end, threads);
+                entries.extend(keys.iter().map(|pk| (account_key(pk), account)));
+                start = end;
+            }
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(GenesisError::Duplicate {
+                what: "account (state key)",
+                key: hex::encode(w[0].0),
+            });
+        }
+        Ok(entries)
     }
 
     /// The state before block 1: the funded accounts.
@@ -308,20 +475,11 @@ impl Genesis {
     /// # Errors
     /// On a bad key.
     pub fn initial_state(&self) -> Result<StateDiff, GenesisError> {
-        let mut changes = BTreeMap::new();
-        for b in &self.balances {
-            let key = parse_key("balance", &b.public_key)?;
-            changes.insert(
-                account_key(&key),
-                Some(
-                    Account {
-                        balance: b.balance,
-                        nonce: 0,
-                    }
-                    .encode(),
-                ),
-            );
-        }
+        let changes: BTreeMap<_, _> = self
+            .state_entries(1)?
+            .into_iter()
+            .map(|(k, a)| (k, Some(a.encode())))
+            .collect();
         Ok(StateDiff { changes })
     }
 }

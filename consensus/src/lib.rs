@@ -36,6 +36,7 @@ pub mod signature;
 pub mod sim;
 pub mod snowball;
 pub mod state;
+pub mod synthetic;
 pub mod tx;
 pub mod verify;
 pub mod wire;

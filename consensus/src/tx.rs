@@ -41,7 +41,8 @@ pub const USER_VALUE_BYTES_MAX: usize = 1024;
 /// Bytes before the kind body: version, chain id, sender, nonce, fee, tag.
 const HEADER_BYTES: usize = 1 + 8 + 32 + 8 + 8 + 1;
 /// Signature width.
-const SIGNATURE_BYTES: usize = 64;
+/// Bytes of an ed25519 signature.
+pub const SIGNATURE_BYTES: usize = 64;
 /// Largest encoded transaction (a put with the longest key and value).
 pub const TX_BYTES_MAX: usize =
     HEADER_BYTES + 1 + USER_KEY_BYTES_MAX + 2 + USER_VALUE_BYTES_MAX + SIGNATURE_BYTES;
@@ -180,15 +181,15 @@ impl TxBody {
     /// # Errors
     /// [`DecodeError::TooLong`] when a key or value is over its limit, and
     /// [`DecodeError::SenderMismatch`] when `key` is not the sender's.
-    pub fn sign(self, key: &SigningKey) -> Result<Transaction, DecodeError> {
+    pub fn sign<S: TxSigner + ?Sized>(self, key: &S) -> Result<Transaction, DecodeError> {
         self.check_limits()?;
-        if key.verifying_key().to_bytes() != self.sender {
+        if key.public_key() != self.sender {
             return Err(DecodeError::SenderMismatch);
         }
         let mut encoded = Vec::with_capacity(SIGNING_DOMAIN.len() + TX_BYTES_MAX);
         encoded.extend_from_slice(SIGNING_DOMAIN);
         self.encode_unsigned(&mut encoded);
-        let signature = key.sign(&encoded).to_bytes();
+        let signature = key.sign_message(&encoded);
         encoded.extend_from_slice(&signature);
         let id = *blake3::hash(&encoded[SIGNING_DOMAIN.len()..]).as_bytes();
         Ok(Transaction {
@@ -382,6 +383,26 @@ impl Transaction {
 /// tests; real keys come from [`generate_signing_key`]).
 pub fn signing_key_from_seed(seed: &[u8; 32]) -> SigningKey {
     SigningKey::from_bytes(seed)
+}
+
+/// What signs transactions: an ed25519 key, standard ([`SigningKey`]) or
+/// derived for a synthetic genesis account
+/// ([`crate::synthetic::SyntheticKey`]).
+pub trait TxSigner {
+    /// The public key signatures verify under.
+    fn public_key(&self) -> PublicKey;
+    /// The ed25519 signature of `message`.
+    fn sign_message(&self, message: &[u8]) -> [u8; SIGNATURE_BYTES];
+}
+
+impl TxSigner for SigningKey {
+    fn public_key(&self) -> PublicKey {
+        self.verifying_key().to_bytes()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; SIGNATURE_BYTES] {
+        self.sign(message).to_bytes()
+    }
 }
 
 /// A fresh signing key from the operating system's random source.
