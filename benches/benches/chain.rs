@@ -35,15 +35,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use strata_benches::uniform_keys;
 use strata_consensus::block::Block;
 use strata_consensus::db_chain::{self, DbChain};
 use strata_consensus::engine::Chain;
-use strata_consensus::genesis::{devnet_account_key, BalanceEntry, Genesis, DEVNET_CHAIN_ID};
+use strata_consensus::genesis::{devnet_account_key, Genesis, DEVNET_CHAIN_ID};
 use strata_consensus::mempool::{Mempool, MempoolConfig};
 use strata_consensus::signature::{self, SenderKey};
 use strata_consensus::state::{self, ExecError, StateKey, StateReader};
-use strata_consensus::tx::{signing_key_from_seed, PublicKey, Transaction, TxBody, TxKind};
+use strata_consensus::synthetic::{self, SyntheticAccounts, SyntheticKey};
+use strata_consensus::tx::{Transaction, TxBody, TxKind, TxSigner};
 use strata_consensus::verify::{Verdict, Verifier};
 use strata_storage::{Db, Options, WriteBatch, WriteOptions};
 
@@ -167,48 +167,53 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Accounts in the state `chain/commit` commits onto.
-const COMMIT_ACCOUNTS: usize = 1_000_000;
+/// Accounts in the state `chain/commit` commits onto, unless
+/// `STRATA_BENCH_ACCOUNTS` says otherwise.
+const COMMIT_ACCOUNTS: u64 = 1_000_000;
+
+fn commit_accounts() -> u64 {
+    std::env::var("STRATA_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(COMMIT_ACCOUNTS)
+        .max(COMMIT_BLOCK_TXS as u64)
+}
 /// Transfers per committed block; also the number of senders (one transfer
 /// each per block, so each block advances every sender's nonce by one).
 const COMMIT_BLOCK_TXS: usize = 10_000;
 /// Initial balance of every account: enough for any number of blocks.
 const COMMIT_BALANCE: u64 = 1 << 40;
 
-/// The 1 M-account genesis, the senders' signing keys and the next nonce.
+/// The synthetic genesis, the senders' keys and the next nonce.
 struct Workload {
     genesis: Genesis,
-    senders: Vec<SigningKey>,
-    accounts: Vec<PublicKey>,
+    accounts: u64,
+    senders: Vec<SyntheticKey>,
     next_nonce: u64,
 }
 
+const COMMIT_SEED: &str = "strata-bench/chain-commit";
+
 impl Workload {
-    /// Senders are the first [`COMMIT_BLOCK_TXS`] accounts (real ed25519
-    /// keys); the others are hashed 32-byte keys, as good as any account
-    /// id for receiving transfers.
+    /// Senders are [`COMMIT_BLOCK_TXS`] synthetic accounts spread evenly
+    /// over the space.
     fn new() -> Workload {
-        let senders: Vec<SigningKey> = uniform_keys(COMMIT_BLOCK_TXS, 0xC0)
-            .iter()
-            .map(signing_key_from_seed)
+        let accounts = commit_accounts();
+        let stride = accounts / COMMIT_BLOCK_TXS as u64;
+        let senders = (0..COMMIT_BLOCK_TXS as u64)
+            .map(|i| SyntheticKey::derive(COMMIT_SEED, i * stride))
             .collect();
-        let mut accounts: Vec<PublicKey> = senders
-            .iter()
-            .map(|k| k.verifying_key().to_bytes())
-            .collect();
-        accounts.extend(uniform_keys(COMMIT_ACCOUNTS - COMMIT_BLOCK_TXS, 0xC1));
         let mut genesis = Genesis::devnet(1);
-        genesis.balances = accounts
-            .iter()
-            .map(|pk| BalanceEntry {
-                public_key: to_hex(pk),
-                balance: COMMIT_BALANCE,
-            })
-            .collect();
+        genesis.balances.clear();
+        genesis.synthetic = Some(SyntheticAccounts {
+            seed: COMMIT_SEED.into(),
+            count: accounts,
+            balance: COMMIT_BALANCE,
+        });
         Workload {
             genesis,
-            senders,
             accounts,
+            senders,
             next_nonce: 0,
         }
     }
@@ -220,7 +225,7 @@ impl Workload {
         self.next_nonce += 1;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = COMMIT_BLOCK_TXS.div_ceil(threads);
-        let accounts = &self.accounts;
+        let accounts = self.accounts;
         std::thread::scope(|scope| {
             let parts: Vec<_> = self
                 .senders
@@ -232,11 +237,12 @@ impl Workload {
                             .enumerate()
                             .map(|(i, key)| {
                                 let n = nonce * COMMIT_BLOCK_TXS as u64 + (part * per + i) as u64;
-                                let to = accounts[(splitmix(n) % accounts.len() as u64) as usize];
+                                let to = splitmix(n) % accounts;
+                                let to = synthetic::public_keys(COMMIT_SEED, to..to + 1, 1)[0];
                                 Arc::new(
                                     TxBody {
                                         chain_id: DEVNET_CHAIN_ID,
-                                        sender: key.verifying_key().to_bytes(),
+                                        sender: key.public_key(),
                                         nonce,
                                         fee: 1,
                                         kind: TxKind::Transfer { to, amount: 3 },
@@ -264,14 +270,6 @@ fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// The node's storage settings (`src/config.rs` defaults).
 fn node_options() -> Options {
     Options::new().memtable_bytes(64 << 20).zstd_level(None)
@@ -292,7 +290,8 @@ impl ChainFixture {
         let db = Arc::new(Db::open(dir.path(), node_options()).expect("open db"));
         let chain = DbChain::open(db, &workload.genesis).expect("genesis commits");
         eprintln!(
-            "chain/commit/strata: {COMMIT_ACCOUNTS} accounts committed as genesis in {:.1} s",
+            "chain/commit/strata: {} accounts committed as genesis in {:.1} s",
+            workload.accounts,
             started.elapsed().as_secs_f64()
         );
         ChainFixture {
@@ -353,21 +352,18 @@ impl PlainFixture {
         let workload = Workload::new();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(dir.path(), node_options()).expect("open db");
-        let changes = workload.genesis.initial_state().expect("valid").changes;
-        let mut batch = WriteBatch::new();
-        for (k, v) in changes {
-            let mut key = vec![b's'];
-            key.extend_from_slice(&k);
-            batch.put(key, v.expect("genesis only puts"));
-            if batch.len() == 65_536 {
-                let full = std::mem::replace(&mut batch, WriteBatch::new());
-                db.write(full, WriteOptions { sync: false }).expect("write");
-            }
-        }
-        batch.put(b"m".to_vec(), 0u64.to_le_bytes().to_vec());
-        db.write(batch, WriteOptions { sync: true }).expect("write");
+        // The same state, bulk-ingested as the node does (minus the trie).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let entries = workload.genesis.state_entries(threads).expect("valid");
+        let run = std::iter::once((b"m".to_vec(), 0u64.to_le_bytes().to_vec())).chain(
+            entries
+                .into_iter()
+                .map(|(k, a)| (db_chain::state_record_key(&k), a.encode())),
+        );
+        db.ingest_sorted(run).expect("ingest");
         eprintln!(
-            "chain/commit/strata_without_trie: {COMMIT_ACCOUNTS} accounts written in {:.1} s",
+            "chain/commit/strata_without_trie: {} accounts written in {:.1} s",
+            workload.accounts,
             started.elapsed().as_secs_f64()
         );
         PlainFixture {

@@ -436,6 +436,13 @@ impl DbChain {
         self.reader().block_height(id)
     }
 
+    /// Counters of the trie's last committed version: pages and bytes
+    /// written, hash compressions (the cost of the state commitment per
+    /// block).
+    pub fn trie_stats(&self) -> merkle::ApplyStats {
+        self.trie.last_stats()
+    }
+
     /// Writes the genesis as height 0 by **one bulk ingest** (no WAL, no
     /// memtable: `Db::ingest_sorted`): the sorted state entries, every trie
     /// page of the genesis version and the `m` record go to sorted tables
