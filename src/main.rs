@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod devnet;
 mod fd_limit;
+mod inspect;
 mod intake;
 mod metrics;
 mod node;
@@ -59,6 +60,17 @@ enum Command {
     ///   strata sim --seeds 1000 --nodes 10 --byzantine 2
     ///   strata sim --seed 35 --nodes 10 --byzantine 2 --trace
     Sim(sim_cmd::SimArgs),
+    /// What a stopped node's data directory holds: files on disk, and the
+    /// bytes of state, trie pages, blocks and indexes per finalized
+    /// transaction.
+    ///
+    /// Example:
+    ///   strata inspect --data-dir ./strata-data
+    Inspect {
+        /// The node's data directory.
+        #[arg(long, default_value = "strata-data")]
+        data_dir: PathBuf,
+    },
     /// Generate a node or account key: prints the public key and writes the
     /// 32-byte secret seed, hex, to FILE (refusing to overwrite).
     Keygen {
@@ -308,6 +320,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Keygen { out } => keygen(&out),
+        Command::Inspect { data_dir } => match inspect::run(&data_dir) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Node(args) => run_node(args),
         Command::Devnet(a) => {
             let distribution = match a.load.distribution() {

@@ -85,6 +85,7 @@ fn devnet(running: usize) -> Devnet {
         running,
         config: None,
         fd_limit: None,
+        genesis: None,
     });
     net.wait_ready(Duration::from_secs(60));
     net
@@ -610,6 +611,7 @@ fn idle_connections_cannot_exhaust_descriptors() {
         running: 4,
         config: None,
         fd_limit: Some(1024),
+        genesis: None,
     });
     net.wait_ready(Duration::from_secs(60));
     let api: SocketAddr = format!("127.0.0.1:{}", net.api[0]).parse().unwrap();

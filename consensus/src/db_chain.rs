@@ -660,6 +660,34 @@ pub struct ProvenValue {
     pub proof: merkle::Proof,
 }
 
+/// The record namespaces of the key layout (module docs), for
+/// [`ChainReader::usage`].
+const NAMESPACES: [(u8, &str); 8] = [
+    (b's', "state entries"),
+    (b't', "trie pages and records"),
+    (b'b', "blocks"),
+    (b'x', "block transactions"),
+    (b'n', "transaction index"),
+    (b'i', "block index"),
+    (b'm', "meta record"),
+    (b'r', "revealed preference"),
+];
+
+/// What one record namespace holds ([`ChainReader::usage`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceUsage {
+    /// The namespace byte.
+    pub namespace: char,
+    /// What it holds.
+    pub what: &'static str,
+    /// Live entries.
+    pub entries: u64,
+    /// Bytes of their keys.
+    pub key_bytes: u64,
+    /// Bytes of their values.
+    pub value_bytes: u64,
+}
+
 /// The trie's view of a storage snapshot: reads only.
 struct SnapshotTrieStore(strata_storage::Snapshot);
 
@@ -683,6 +711,50 @@ impl ChainReader {
     /// A reader over the chain records in `db`.
     pub fn new(db: Arc<Db>) -> Self {
         ChainReader { db }
+    }
+
+    /// Logical bytes of each record namespace (keys and values as
+    /// written, before compression and before versions are dropped), from
+    /// one snapshot: what the chain stores per block, per transaction and
+    /// for its state. Scans the whole store: an operator's tool
+    /// (`strata inspect`), not a request path.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn usage(&self) -> Result<Vec<NamespaceUsage>, ChainError> {
+        let snap = self.db.snapshot();
+        let mut out: Vec<NamespaceUsage> = NAMESPACES
+            .iter()
+            .map(|&(ns, what)| NamespaceUsage {
+                namespace: ns as char,
+                what,
+                entries: 0,
+                key_bytes: 0,
+                value_bytes: 0,
+            })
+            .collect();
+        for item in snap.scan(..)? {
+            let (k, v) = item?;
+            let Some(&ns) = k.first() else { continue };
+            let i = match NAMESPACES.iter().position(|&(n, _)| n == ns) {
+                Some(i) => i,
+                None => {
+                    out.push(NamespaceUsage {
+                        namespace: ns as char,
+                        what: "unknown",
+                        entries: 0,
+                        key_bytes: 0,
+                        value_bytes: 0,
+                    });
+                    out.len() - 1
+                }
+            };
+            let u = &mut out[i];
+            u.entries += 1;
+            u.key_bytes += k.len() as u64;
+            u.value_bytes += v.len() as u64;
+        }
+        Ok(out)
     }
 
     /// The committed account of `pk` and the height it was read at, from
@@ -946,6 +1018,13 @@ mod tests {
         let reopened = DbChain::open(db, &genesis).unwrap();
         assert_eq!(reopened.state_root(), streamed);
         assert_eq!(reopened.height(), 0);
+        let usage = reopened.reader().usage().unwrap();
+        let of = |ns: char| usage.iter().find(|u| u.namespace == ns).unwrap().clone();
+        assert_eq!(of('s').entries, 8_000);
+        assert_eq!(of('s').value_bytes, 8_000 * 16, "an account is 16 bytes");
+        assert_eq!(of('m').entries, 1);
+        assert!(of('t').entries > 8_000 / 16, "pages for 8,000 leaves");
+        assert_eq!(of('b').entries, 0);
         let pk: PublicKey = *blake3::hash(&4_999u64.to_le_bytes()).as_bytes();
         assert_eq!(reopened.account(&pk).unwrap().balance, 5_999);
         let synthetic = genesis

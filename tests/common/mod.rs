@@ -94,6 +94,9 @@ pub struct DevnetOpts<'a> {
     pub config: Option<&'a str>,
     /// An open-file limit (soft and hard) for the node processes.
     pub fd_limit: Option<u64>,
+    /// The genesis (default: the built-in devnet of `validators`); its
+    /// validator addresses are replaced by the test's ports.
+    pub genesis: Option<Genesis>,
 }
 
 impl Devnet {
@@ -109,6 +112,7 @@ impl Devnet {
             running: n,
             config,
             fd_limit: None,
+            genesis: None,
         })
     }
 
@@ -119,7 +123,12 @@ impl Devnet {
         let ports = free_ports(2 * n);
         let (p2p, api) = (ports[..n].to_vec(), ports[n..].to_vec());
         let dir = tempfile::tempdir().unwrap();
-        let mut genesis = Genesis::devnet(n);
+        let mut genesis = opts.genesis.unwrap_or_else(|| Genesis::devnet(n));
+        assert_eq!(
+            genesis.validators.len(),
+            n,
+            "the genesis has `validators` validators"
+        );
         for (v, port) in genesis.validators.iter_mut().zip(&p2p) {
             v.address = format!("127.0.0.1:{port}");
         }

@@ -1,0 +1,98 @@
+//! `strata inspect`: what a stopped node's data directory holds — files on
+//! disk by kind, and the logical bytes of each record namespace, per
+//! finalized transaction (chain growth). Scans the whole store from one
+//! snapshot, so it is an offline tool: the node must be stopped (the data
+//! directory is locked while it runs).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_consensus::db_chain::ChainReader;
+use strata_storage::{Db, Options};
+
+/// Bytes and count of the files in `dir` whose names end in `suffix`.
+fn files(dir: &Path, suffix: &str) -> (u64, usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .filter_map(|e| e.metadata().ok())
+        .fold((0, 0), |(bytes, n), m| (bytes + m.len(), n + 1))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// Prints the report for the node data directory `data_dir`.
+///
+/// # Errors
+/// When the store cannot be opened (a running node holds its lock) or read.
+pub fn run(data_dir: &Path) -> Result<String, String> {
+    let dir = data_dir.join("db");
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} holds no database (expected {}): give the node's --data-dir",
+            data_dir.display(),
+            dir.display()
+        ));
+    }
+    let (sst, sst_n) = files(&dir, ".sst");
+    let (wal, wal_n) = files(&dir, ".wal");
+    let db = Db::open(&dir, Options::new()).map_err(|e| {
+        format!(
+            "cannot open {} (is the node still running?): {e}",
+            dir.display()
+        )
+    })?;
+    let usage = ChainReader::new(Arc::new(db))
+        .usage()
+        .map_err(|e| format!("cannot read the store: {e}"))?;
+    let txs = usage
+        .iter()
+        .find(|u| u.namespace == 'n')
+        .map_or(0, |u| u.entries);
+    let blocks = usage
+        .iter()
+        .find(|u| u.namespace == 'b')
+        .map_or(0, |u| u.entries);
+    let mut out = format!(
+        "{}: {blocks} blocks, {txs} transactions indexed\n\
+         files: tables {} ({sst_n}), WAL {} ({wal_n})\n\
+         {:<3} {:<24} {:>12} {:>14} {:>10}\n",
+        data_dir.display(),
+        mib(sst),
+        mib(wal),
+        "ns",
+        "holds",
+        "entries",
+        "key+value",
+        "per tx",
+    );
+    let mut total = 0;
+    for u in usage.iter().filter(|u| u.entries > 0) {
+        let bytes = u.key_bytes + u.value_bytes;
+        total += bytes;
+        let per_tx = if txs == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0} B", bytes as f64 / txs as f64)
+        };
+        out.push_str(&format!(
+            "{:<3} {:<24} {:>12} {:>14} {:>10}\n",
+            u.namespace,
+            u.what,
+            u.entries,
+            mib(bytes),
+            per_tx
+        ));
+    }
+    out.push_str(&format!(
+        "logical total {} (live records, uncompressed); on disk {}",
+        mib(total),
+        mib(sst + wal)
+    ));
+    Ok(out)
+}
