@@ -207,6 +207,11 @@ pub struct StorageSection {
     pub memtable_bytes: usize,
     /// zstd level for table blocks; absent = no compression.
     pub zstd_level: Option<i32>,
+    /// Decoded table blocks kept in memory. Default 512 MiB: state reads
+    /// and trie pages of a large state hit it instead of checking,
+    /// copying and caching a block per read (with the storage engine's
+    /// 8 MiB default, a 1 M-account node missed 96 % of its block reads).
+    pub block_cache_bytes: usize,
 }
 
 impl Default for StorageSection {
@@ -214,6 +219,7 @@ impl Default for StorageSection {
         StorageSection {
             memtable_bytes: 64 << 20,
             zstd_level: None,
+            block_cache_bytes: 512 << 20,
         }
     }
 }

@@ -309,7 +309,8 @@ impl Node {
             .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
         let options = Options::new()
             .memtable_bytes(config.storage.memtable_bytes)
-            .zstd_level(config.storage.zstd_level);
+            .zstd_level(config.storage.zstd_level)
+            .block_cache_bytes(config.storage.block_cache_bytes);
         let db = Arc::new(
             Db::open(config.data_dir.join("db"), options)
                 .map_err(|e| format!("cannot open the database: {e}"))?,

@@ -272,7 +272,10 @@ fn splitmix(x: u64) -> u64 {
 
 /// The node's storage settings (`src/config.rs` defaults).
 fn node_options() -> Options {
-    Options::new().memtable_bytes(64 << 20).zstd_level(None)
+    Options::new()
+        .memtable_bytes(64 << 20)
+        .zstd_level(None)
+        .block_cache_bytes(512 << 20)
 }
 
 /// Strata's chain store with the workload's genesis committed.
@@ -390,7 +393,9 @@ impl PlainFixture {
             )
             .expect("a block of 10 k transactions");
             let started = Instant::now();
-            let diff = state::execute(&PlainState(&self.db), &txs).expect("every transfer applies");
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let diff = state::execute_read_ahead(&PlainState(&self.db), &txs, threads)
+                .expect("every transfer applies");
             let mut batch = WriteBatch::new();
             for (k, v) in diff.changes {
                 match v {

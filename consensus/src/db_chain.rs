@@ -236,7 +236,7 @@ impl CommittedState {
     /// # Errors
     /// As [`state::execute`].
     pub fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        state::execute(&self.reader(), txs)
+        state::execute_read_ahead(&self.reader(), txs, read_ahead_threads())
     }
 
     /// The committed accounts of `pks`, in order (the default account
@@ -282,6 +282,12 @@ pub struct DbChain {
     /// Ids of the last [`RECENT_IDS`] committed blocks, oldest first (the
     /// last one is at `height`).
     recent_ids: VecDeque<BlockId>,
+}
+
+/// Threads a large block's state reads are spread over before it is
+/// executed ([`state::execute_read_ahead`]): every core.
+fn read_ahead_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Committed block ids [`DbChain`] remembers for queries about recent
@@ -576,7 +582,7 @@ impl Chain for DbChain {
     }
 
     fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        state::execute(&self.state(), txs)
+        state::execute_read_ahead(&self.state(), txs, read_ahead_threads())
     }
 
     fn commit(
