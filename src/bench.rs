@@ -278,6 +278,27 @@ impl Report {
         self.latencies_ms.get(i).copied()
     }
 
+    /// Why the run fell short, if it did: nothing accepted (with the likely
+    /// causes), or accepted transactions not seen final before the timeout.
+    /// `strata bench` exits non-zero with it.
+    pub fn shortfall(&self) -> Option<String> {
+        if self.submitted > 0 && self.accepted == 0 {
+            return Some(format!(
+                "the node admitted none of the {} transactions: check that --genesis is the \
+                 genesis the node runs (the bench signs for its chain id and funded accounts) \
+                 and the node's log",
+                self.submitted
+            ));
+        }
+        (self.finalized < self.accepted).then(|| {
+            format!(
+                "{} of {} accepted transactions were not seen final before --timeout",
+                self.accepted - self.finalized,
+                self.accepted
+            )
+        })
+    }
+
     /// A human summary.
     pub fn summary(&self) -> String {
         let pct = |p| {

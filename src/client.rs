@@ -128,8 +128,41 @@ fn read_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String>
     Ok(signing_key_from_seed(&read_seed(path)?))
 }
 
+/// The public key (hex) of the secret key in `path` (`strata keygen
+/// --show`).
+///
+/// # Errors
+/// As [`read_seed`].
+pub fn public_key_of(path: &std::path::Path) -> Result<String, String> {
+    Ok(hex::encode(read_key(path)?.verifying_key().to_bytes()))
+}
+
+/// Writes a secret (a key file) readable by its owner only (mode 0600,
+/// set at creation, so it is never readable by others even for a moment).
+/// Refuses to overwrite an existing file.
+///
+/// # Errors
+/// File system failures, naming the file.
+pub fn write_secret_file(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// How long `strata tx --wait` waits for finality.
+pub const TX_WAIT_S: u64 = 60;
+
 /// `strata tx`: signs one transaction with the key in `key_file`, using the
-/// account's current nonce (unless given), and submits it.
+/// account's current nonce (unless given), and submits it; with `wait`,
+/// returns once it is final (or fails after [`TX_WAIT_S`]).
 ///
 /// # Errors
 /// Any failure, as a message.
@@ -139,6 +172,7 @@ pub fn submit_tx(
     fee: u64,
     nonce: Option<u64>,
     kind: TxKind,
+    wait: bool,
 ) -> Result<String, String> {
     let client = Client::new(api);
     let key = read_key(key_file)?;
@@ -166,38 +200,65 @@ pub fn submit_tx(
         "/v1/txs",
         &serde_json::json!({ "txs": [hex::encode(tx.encoded())] }),
     )?;
-    match answer["results"][0]["id"].as_str() {
-        Some(id) => Ok(format!("submitted {id} (nonce {nonce})")),
-        None => Err(format!(
+    let Some(id) = answer["results"][0]["id"].as_str() else {
+        return Err(format!(
             "refused: {}",
             answer["results"][0]["error"].as_str().unwrap_or("unknown")
-        )),
+        ));
+    };
+    if !wait {
+        return Ok(format!("submitted {id} (nonce {nonce})"));
+    }
+    eprintln!("submitted {id} (nonce {nonce}); waiting for finality");
+    let deadline = std::time::Instant::now() + Duration::from_secs(TX_WAIT_S);
+    loop {
+        let status = client.get(&format!("/v1/txs/{id}"))?;
+        if status["status"] == "finalized" {
+            return Ok(format!(
+                "finalized {id} at height {}",
+                status["height"].as_u64().unwrap_or(0)
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{id} not finalized within {TX_WAIT_S} s (status: {}); \
+                 `strata query tx {id}` tells what it waits for",
+                status["status"]
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// Parses a transfer/put/delete from the CLI's words.
+/// Parses a transfer, put or delete from the CLI's words.
 ///
 /// # Errors
-/// Bad hex or lengths.
+/// Bad hex or lengths, or a combination that is none of the three.
 pub fn tx_kind(
     to: Option<&str>,
     amount: Option<u64>,
-    key: Option<&str>,
-    value: Option<&str>,
+    put: Option<(&str, &str)>,
+    delete: Option<&str>,
 ) -> Result<TxKind, String> {
-    match (to, amount, key, value) {
+    match (to, amount, put, delete) {
         (Some(to), Some(amount), None, None) => Ok(TxKind::Transfer {
             to: hex32("--to", to)?,
             amount,
         }),
-        (None, None, Some(k), Some(v)) => Ok(TxKind::Put {
+        (None, None, Some((k, v)), None) => Ok(TxKind::Put {
             key: k.as_bytes().to_vec(),
             value: v.as_bytes().to_vec(),
         }),
-        (None, None, Some(k), None) => Ok(TxKind::Delete {
+        (None, None, None, Some(k)) => Ok(TxKind::Delete {
             key: k.as_bytes().to_vec(),
         }),
-        _ => Err("give --to and --amount, or --key [--value]".into()),
+        (Some(_), None, ..) => Err("--to needs --amount".into()),
+        (None, Some(_), ..) => Err("--amount needs --to".into()),
+        _ => Err(
+            "say what the transaction does: --to PUBKEY --amount N (a transfer), \
+             --put KEY --value VALUE, or --delete KEY (one of the three)"
+                .into(),
+        ),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct DevnetArgs {
     pub node_config: Option<PathBuf>,
 }
 
+/// Most nodes one devnet starts (each is a process with its own ports;
+/// past this a laptop runs out of cores long before ports).
+pub const DEVNET_NODES_MAX: usize = 64;
+
 /// Child processes, terminated on drop (also on error paths).
 struct Nodes(Vec<Child>);
 
@@ -128,8 +132,12 @@ pub fn prepare_dir(
     std::fs::write(dir.join("genesis.toml"), genesis.to_toml()).map_err(|e| e.to_string())?;
     for i in 0..nodes {
         let seed = devnet_validator_key(i).to_bytes();
-        std::fs::write(dir.join(format!("node-{i}.key")), hex::encode(seed) + "\n")
-            .map_err(|e| e.to_string())?;
+        let path = dir.join(format!("node-{i}.key"));
+        if path.exists() {
+            // A kept directory reused with --dir: the same public seed.
+            continue;
+        }
+        crate::client::write_secret_file(&path, &(hex::encode(seed) + "\n"))?;
     }
     Ok(genesis)
 }
@@ -267,6 +275,20 @@ fn node_work(i: usize, c: &Client, finalized: usize) -> String {
 /// # Errors
 /// Start-up failures.
 pub fn run(args: &DevnetArgs) -> Result<bool, String> {
+    // Everything that can be checked before a directory is made or a
+    // process started fails here, at once.
+    if args.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    if args.nodes > DEVNET_NODES_MAX {
+        return Err(format!(
+            "--nodes {} is more than {DEVNET_NODES_MAX}",
+            args.nodes
+        ));
+    }
+    if let Some(path) = &args.node_config {
+        crate::config::NodeConfig::load(path)?;
+    }
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("strata-devnet-{}", std::process::id())),

@@ -6,6 +6,7 @@ mod bench;
 mod budget;
 mod client;
 mod config;
+mod dev;
 mod devnet;
 mod fd_limit;
 mod inspect;
@@ -34,8 +35,11 @@ struct Cli {
 enum Command {
     /// Run a full node. With no flags: devnet validator 0 on
     /// 127.0.0.1:9000, API on 127.0.0.1:8080, data in ./strata-data.
+    /// With --dev: a one-validator chain that finalizes alone, with funded
+    /// accounts whose key files it writes (data in ./strata-dev).
     ///
     /// Examples:
+    ///   strata node --dev
     ///   strata node
     ///   strata node --config node.toml --data-dir /var/lib/strata
     ///   strata node --print-config > node.toml
@@ -72,11 +76,19 @@ enum Command {
         data_dir: PathBuf,
     },
     /// Generate a node or account key: prints the public key and writes the
-    /// 32-byte secret seed, hex, to FILE (refusing to overwrite).
+    /// 32-byte secret seed, hex, to FILE (mode 0600, refusing to
+    /// overwrite). With --show FILE, prints the public key of a key file.
+    ///
+    /// Examples:
+    ///   strata keygen --out alice.key
+    ///   strata keygen --show alice.key
     Keygen {
         /// Where to write the secret key.
         #[arg(long, default_value = "strata.key")]
         out: PathBuf,
+        /// Print the public key of this key file instead.
+        #[arg(long, conflicts_with = "out")]
+        show: Option<PathBuf>,
     },
     /// Sign a transaction with a key file and submit it through the API.
     ///
@@ -94,8 +106,8 @@ enum Command {
     ///   strata query block 12
     ///   strata query tx <TXID>
     Query {
-        /// API address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// API address (before or after the subcommand).
+        #[arg(long, global = true, default_value = "127.0.0.1:8080")]
         api: String,
         /// What to ask.
         #[command(subcommand)]
@@ -132,6 +144,11 @@ struct NodeArgs {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// A dev chain: this node is the only validator and finalizes alone;
+    /// funded accounts' key files are written to DATA_DIR/dev-keys and
+    /// printed (default data dir ./strata-dev).
+    #[arg(long, conflicts_with_all = ["genesis", "key", "devnet_index"])]
+    dev: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -254,15 +271,18 @@ struct TxCli {
     /// Transfer amount.
     #[arg(long)]
     amount: Option<u64>,
-    /// Put this user key (text) in the sender's namespace...
-    #[arg(long, conflicts_with = "delete")]
+    /// Put this user key (text) in the sender's namespace (with --value).
+    #[arg(long, conflicts_with = "delete", requires = "value")]
     put: Option<String>,
-    /// ...with this value (text).
+    /// The value of --put (text).
     #[arg(long, requires = "put")]
     value: Option<String>,
     /// Delete this user key (text).
     #[arg(long)]
     delete: Option<String>,
+    /// Wait until the transaction is final and print its height.
+    #[arg(long)]
+    wait: bool,
     /// Fee (burned).
     #[arg(long, default_value_t = 1)]
     fee: u64,
@@ -319,7 +339,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim_cmd::run(&args),
-        Command::Keygen { out } => keygen(&out),
+        Command::Keygen {
+            show: Some(path), ..
+        } => match client::public_key_of(&path) {
+            Ok(pk) => {
+                println!("{pk}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Keygen { out, show: None } => keygen(&out),
         Command::Inspect { data_dir } => match inspect::run(&data_dir) {
             Ok(report) => {
                 println!("{report}");
@@ -379,22 +408,21 @@ fn main() -> ExitCode {
             match bench::run(&plan, &genesis) {
                 Ok(r) => {
                     println!("{}", r.summary());
-                    ExitCode::SUCCESS
+                    match r.shortfall() {
+                        None => ExitCode::SUCCESS,
+                        Some(why) => fail(why),
+                    }
                 }
                 Err(e) => fail(e),
             }
         }
         Command::Tx(t) => {
-            let kind = match client::tx_kind(
-                t.to.as_deref(),
-                t.amount,
-                t.put.as_deref().or(t.delete.as_deref()),
-                t.value.as_deref(),
-            ) {
+            let put = t.put.as_deref().zip(t.value.as_deref());
+            let kind = match client::tx_kind(t.to.as_deref(), t.amount, put, t.delete.as_deref()) {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             };
-            match client::submit_tx(&t.api, &t.key, t.fee, t.nonce, kind) {
+            match client::submit_tx(&t.api, &t.key, t.fee, t.nonce, kind, t.wait) {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS
@@ -438,6 +466,7 @@ fn run_node(args: NodeArgs) -> ExitCode {
         },
         None => config::NodeConfig::default(),
     };
+    let data_dir_given = args.data_dir.is_some();
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
@@ -456,6 +485,12 @@ fn run_node(args: NodeArgs) -> ExitCode {
     }
     if let Some(i) = args.devnet_index {
         cfg.devnet_index = i;
+    }
+    if args.dev {
+        match dev::prepare(&mut cfg, data_dir_given) {
+            Ok(banner) => print!("{banner}"),
+            Err(e) => return fail(e),
+        }
     }
     if args.print_config {
         match toml::to_string_pretty(&cfg) {
@@ -502,26 +537,17 @@ fn run_node(args: NodeArgs) -> ExitCode {
 }
 
 fn keygen(out: &std::path::Path) -> ExitCode {
-    use std::io::Write;
     let key = match strata_consensus::tx::generate_signing_key() {
         Ok(k) => k,
         Err(e) => return fail(format!("the OS random source failed: {e}")),
     };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) => return fail(format!("cannot create {}: {e}", out.display())),
-    };
-    if let Err(e) = writeln!(file, "{}", hex::encode(key.to_bytes())) {
-        return fail(format!("writing {}: {e}", out.display()));
+    if let Err(e) = client::write_secret_file(out, &(hex::encode(key.to_bytes()) + "\n")) {
+        return fail(e);
     }
     println!(
         "public key: {}",
         hex::encode(key.verifying_key().to_bytes())
     );
-    println!("secret key written to {}", out.display());
+    println!("secret key written to {} (mode 0600)", out.display());
     ExitCode::SUCCESS
 }

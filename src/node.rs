@@ -535,6 +535,11 @@ impl Node {
         let intake = Arc::clone(&context);
         let budgets = Budgets::new(BudgetConfig::default(), 0);
         let validator_keys = validators.iter().map(|v| v.public_key).collect();
+        let other_validators = validators
+            .iter()
+            .filter(|v| v.public_key != me)
+            .map(|v| (v.public_key, v.address.clone()))
+            .collect();
         let driver = std::thread::Builder::new()
             .name("strata-driver".into())
             .spawn(move || {
@@ -552,6 +557,11 @@ impl Node {
                     unreachable: Vec::new(),
                     in_check: Default::default(),
                     validators: validator_keys,
+                    isolation: Isolation {
+                        others: other_validators,
+                        since_ms: None,
+                        reported_ms: None,
+                    },
                 }
                 .run(tick, &input_rx)
             })
@@ -622,7 +632,29 @@ struct Driver {
     /// not checked again (a voter cannot make the workers decode its
     /// block over and over by sending it repeatedly).
     in_check: std::collections::HashSet<BlockId>,
+    /// Which other validators this node has no connection to, and since
+    /// when: reported in the log ([`Driver::report_isolation`]).
+    isolation: Isolation,
 }
+
+/// The other genesis validators (key, address) and how long some of them
+/// have been out of reach.
+struct Isolation {
+    others: Vec<([u8; 32], String)>,
+    /// Since when (monotonic ms) at least one has been unconnected.
+    since_ms: Option<u64>,
+    /// When that episode was last logged, if it was.
+    reported_ms: Option<u64>,
+}
+
+/// Validators out of reach this long are named in the log (`validators
+/// unreachable`), then again every [`ISOLATION_REPORT_EVERY_MS`] while it
+/// lasts: a node that cannot reach a quorum makes no block and would
+/// otherwise say nothing.
+const ISOLATION_REPORT_AFTER_MS: u64 = 5_000;
+
+/// See [`ISOLATION_REPORT_AFTER_MS`].
+const ISOLATION_REPORT_EVERY_MS: u64 = 30_000;
 
 /// How long a node retries binding its P2P address while it is in use.
 const P2P_BIND_RETRY: Duration = Duration::from_secs(3);
@@ -681,6 +713,7 @@ impl Driver {
                     .collect();
                 let now = self.shared.mono_ms();
                 self.report_slow_height(now);
+                self.report_isolation(now);
                 let out = self.engine.on_tick(&mut self.chain, now, wall_ms());
                 self.outputs.extend(out);
                 next_tick = Instant::now() + tick;
@@ -723,6 +756,48 @@ impl Driver {
     /// Logs, once a second, a height that has been open for a second or
     /// more with transactions waiting: what the engine holds for it (an
     /// operator's first question when finality stalls).
+    /// Logs the validators this node has had no connection to for
+    /// [`ISOLATION_REPORT_AFTER_MS`], with their addresses, rate-limited,
+    /// and once when every one is back.
+    fn report_isolation(&mut self, now_ms: u64) {
+        let iso = &mut self.isolation;
+        let missing: Vec<String> = iso
+            .others
+            .iter()
+            .filter(|(key, _)| !self.connected.contains(key))
+            .map(|(key, addr)| format!("{addr} ({})", hex::encode(&key[..4])))
+            .collect();
+        if missing.is_empty() {
+            if let Some(since) = iso.since_ms.take() {
+                if iso.reported_ms.take().is_some() {
+                    info!(
+                        after_s = now_ms.saturating_sub(since) / 1000,
+                        "every validator is connected again"
+                    );
+                }
+            }
+            return;
+        }
+        let since = *iso.since_ms.get_or_insert(now_ms);
+        let due = match iso.reported_ms {
+            None => now_ms.saturating_sub(since) >= ISOLATION_REPORT_AFTER_MS,
+            Some(last) => now_ms.saturating_sub(last) >= ISOLATION_REPORT_EVERY_MS,
+        };
+        if !due {
+            return;
+        }
+        iso.reported_ms = Some(now_ms);
+        warn!(
+            unreachable = missing.len(),
+            validators = iso.others.len() + 1,
+            since_s = now_ms.saturating_sub(since) / 1000,
+            height = self.engine.height(),
+            "validators unreachable: {}; blocks are final only with enough of them \
+             (are they running, and do their genesis addresses or --peers reach them?)",
+            missing.join(", ")
+        );
+    }
+
     fn report_slow_height(&mut self, now_ms: u64) {
         let height = self.engine.height();
         if self.height_opened.0 != height {

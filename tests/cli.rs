@@ -64,3 +64,244 @@ fn print_config_round_trips_and_bad_config_fails_clearly() {
         "{err}"
     );
 }
+
+/// A `strata node --dev` process on free ports in its own working
+/// directory; killed on drop.
+struct DevNode {
+    child: std::process::Child,
+    api: String,
+    /// Public keys of the funded accounts the banner printed, in order.
+    accounts: Vec<String>,
+    /// Their key files, relative to `cwd`.
+    key_files: Vec<String>,
+}
+
+impl DevNode {
+    fn start(cwd: &std::path::Path, extra: &[&str]) -> DevNode {
+        use std::io::BufRead;
+        let ports = common::free_ports(2);
+        let api = format!("127.0.0.1:{}", ports[1]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["node", "--dev", "--listen"])
+            .arg(format!("127.0.0.1:{}", ports[0]))
+            .args(["--api", &api])
+            .args(extra)
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut accounts = Vec::new();
+        let mut key_files = Vec::new();
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            banner += &line;
+            banner.push('\n');
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, pk, path] = words[..] {
+                if path.ends_with(".key") {
+                    accounts.push(pk.to_string());
+                    key_files.push(path.to_string());
+                }
+            }
+            if line.starts_with("try:") {
+                break;
+            }
+        }
+        assert!(accounts.len() >= 2, "banner: {banner}");
+        let node = DevNode {
+            child,
+            api,
+            accounts,
+            key_files,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !common::strata(&["query", "status", "--api", &node.api]).0 {
+            assert!(std::time::Instant::now() < deadline, "dev node not ready");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        node
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `strata` in `cwd`.
+fn strata_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+// The README's dev-chain block, run as written: its three lines (the
+// `cargo run --release --` prefix replaced by the built binary, and
+// `<ACCOUNT-1>` by the second public key the node printed); only free
+// ports are added, as --listen/--api.
+#[test]
+fn readme_dev_chain_walkthrough() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("(readme_dev_chain_walkthrough)")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has the dev-chain block");
+    let lines: Vec<Vec<&str>> = block
+        .lines()
+        .map(|l| {
+            let l = l.split('#').next().unwrap();
+            l.trim()
+                .strip_prefix("cargo run --release -- ")
+                .expect("each line runs strata")
+                .split_whitespace()
+                .collect()
+        })
+        .collect();
+    assert_eq!(lines.len(), 3, "{block}");
+    assert_eq!(lines[0], ["node", "--dev"]);
+    let cwd = tempfile::tempdir().unwrap();
+    let node = DevNode::start(cwd.path(), &[]);
+    let run = |words: &[&str]| {
+        let mut args: Vec<&str> = words
+            .iter()
+            .map(|w| {
+                if *w == "<ACCOUNT-1>" {
+                    node.accounts[1].as_str()
+                } else {
+                    *w
+                }
+            })
+            .collect();
+        args.extend(["--api", node.api.as_str()]);
+        strata_in(cwd.path(), &args)
+    };
+    let (ok, out) = run(&lines[1]);
+    assert!(
+        ok && out.contains("finalized") && out.contains("at height"),
+        "{out}"
+    );
+    let (ok, out) = run(&lines[2]);
+    assert!(ok, "{out}");
+    let account: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let genesis_balance = strata_consensus::genesis::DEVNET_BALANCE;
+    assert_eq!(
+        account["balance"].as_u64(),
+        Some(genesis_balance + 10),
+        "{out}"
+    );
+}
+
+// A dev chain's refusals and its data directory: an unfunded transfer is
+// refused with its reason and a non-zero exit; key files are 0600;
+// `keygen --show` prints a key file's public key; the data directory
+// refuses another genesis naming both hashes, and the dev chain restarts
+// on it with its blocks.
+#[test]
+fn dev_chain_refuses_what_cannot_execute_and_keeps_its_genesis() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let node = DevNode::start(cwd.path(), &[]);
+    let mode = |p: &str| {
+        std::fs::metadata(cwd.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&node.key_files[0]), 0o600);
+    let (ok, out) = strata_in(cwd.path(), &["keygen", "--out", "poor.key"]);
+    assert!(ok, "{out}");
+    assert_eq!(mode("poor.key"), 0o600);
+    let (ok, shown) = strata_in(cwd.path(), &["keygen", "--show", "poor.key"]);
+    assert!(ok && out.contains(shown.trim()), "{out} / {shown}");
+    let (ok, shown) = strata_in(cwd.path(), &["keygen", "--show", &node.key_files[1]]);
+    assert!(ok && shown.trim() == node.accounts[1], "{shown}");
+
+    let api = node.api.as_str();
+    let to = node.accounts[1].as_str();
+    let (ok, out) = strata_in(
+        cwd.path(),
+        &[
+            "tx", "--api", api, "--key", "poor.key", "--to", to, "--amount", "5",
+        ],
+    );
+    assert!(
+        !ok && out.contains("refused: insufficient balance"),
+        "{out}"
+    );
+    let (ok, out) = strata_in(
+        cwd.path(),
+        &["tx", "--api", api, "--key", "poor.key", "--put", "color"],
+    );
+    assert!(!ok && out.contains("--value"), "{out}");
+    let (ok, out) = strata_in(cwd.path(), &["tx", "--api", api, "--key", "poor.key"]);
+    assert!(!ok && out.contains("--put KEY --value VALUE"), "{out}");
+    let (ok, out) = strata_in(
+        cwd.path(),
+        &[
+            "tx",
+            "--api",
+            api,
+            "--key",
+            &node.key_files[0],
+            "--to",
+            to,
+            "--amount",
+            "1",
+            "--wait",
+        ],
+    );
+    assert!(ok && out.contains("finalized"), "{out}");
+    drop(node);
+
+    // The built-in devnet genesis on the dev chain's data directory.
+    let (ok, out) = strata_in(
+        cwd.path(),
+        &[
+            "node",
+            "--data-dir",
+            "strata-dev",
+            "--listen",
+            "127.0.0.1:1",
+            "--api",
+            "127.0.0.1:1",
+        ],
+    );
+    assert!(
+        !ok && out.contains("holds a chain with genesis") && out.contains("not the given genesis"),
+        "{out}"
+    );
+    let node = DevNode::start(cwd.path(), &[]);
+    let (ok, out) = common::strata(&["query", "status", "--api", &node.api]);
+    let status: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(ok && status["height"].as_u64() >= Some(1), "{out}");
+}
+
+// Mistakes that can be seen before anything starts fail at once, with a
+// message that names the fix, and leave no directory behind.
+#[test]
+fn devnet_refuses_bad_arguments_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let run = run_dir.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let (ok, out) = common::strata(&["devnet", "--nodes", "0", "--dir", run]);
+    assert!(!ok && out.contains("--nodes must be at least 1"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    let (ok, out) = common::strata(&["devnet", "--node-config", "nope.toml", "--dir", run]);
+    assert!(!ok && out.contains("cannot read nope.toml"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(!run_dir.exists(), "a failed start left {run}");
+}

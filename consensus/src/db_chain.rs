@@ -13,6 +13,7 @@
 //! | `i` ‖ block id (32) | height (8, little-endian) |
 //! | `n` ‖ tx id (32) | height (8, little-endian) |
 //! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
+//! | `g` | the hash of the genesis the store was created with ([`Genesis::hash`]); opening with another genesis fails ([`ChainError::GenesisMismatch`]) |
 //! | `r` | height (8, little-endian) ‖ block id (32): the preference this node last revealed to a validator (see [`DbChain::record_revealed`]) |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
@@ -25,7 +26,7 @@
 //! last committed height with the matching root; after a failed write the
 //! trie is still at the last committed root.
 //!
-//! The genesis is not a batch: its state, trie pages and `m` record are
+//! The genesis is not a batch: its state, trie pages, `g` and `m` records are
 //! one sorted run written by bulk ingest straight into tables, installed
 //! by one manifest edit (all or nothing; see `write_genesis`), so ten
 //! million accounts never pass through the WAL or the memtable.
@@ -45,6 +46,8 @@ use crate::state::{self, Account, ExecError, StateDiff, StateKey, StateReader};
 use crate::tx::{PublicKey, Transaction, TxId};
 
 const META_KEY: &[u8] = b"m";
+/// The hash of the genesis the store was created with ([`Genesis::hash`]).
+const GENESIS_KEY: &[u8] = b"g";
 const REVEALED_KEY: &[u8] = b"r";
 
 fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
@@ -268,6 +271,17 @@ pub enum ChainError {
     /// The genesis is invalid.
     #[error("genesis: {0}")]
     Genesis(#[from] crate::genesis::GenesisError),
+    /// The store was created with another genesis.
+    #[error(
+        "this data directory holds a chain with genesis {stored}, not the given genesis {given}: \
+         use the genesis it was created with, or another data directory"
+    )]
+    GenesisMismatch {
+        /// Hash of the store's genesis, hex.
+        stored: String,
+        /// Hash of the genesis given, hex.
+        given: String,
+    },
 }
 
 /// A finalized chain stored in a [`Db`]. See the [module docs](self).
@@ -303,8 +317,25 @@ impl DbChain {
     pub fn open(db: Arc<Db>, genesis: &Genesis) -> Result<DbChain, ChainError> {
         genesis.validate()?;
         let mut chain = DbChain::attach(db, genesis.chain_id)?;
+        let genesis_hash = genesis.hash();
         match chain.db.get(META_KEY)? {
             Some(meta) => {
+                match chain.db.get(GENESIS_KEY)? {
+                    Some(stored) if stored != genesis_hash => {
+                        return Err(ChainError::GenesisMismatch {
+                            stored: hex::encode(stored),
+                            given: hex::encode(genesis_hash),
+                        });
+                    }
+                    Some(_) => {}
+                    // A store from before the genesis record: it takes the
+                    // genesis it is opened with now (it could not check).
+                    None => {
+                        let mut batch = WriteBatch::new();
+                        batch.put(GENESIS_KEY, genesis_hash);
+                        chain.db.write(batch, WriteOptions { sync: true })?;
+                    }
+                }
                 (chain.height, chain.last_id, chain.root) = decode_meta(&meta)?;
                 if chain.root != chain.trie.root() {
                     return Err(ChainError::Corrupt(format!(
@@ -317,7 +348,7 @@ impl DbChain {
             None => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let entries = genesis.state_entries(threads)?;
-                chain.write_genesis(entries)?;
+                chain.write_genesis(&genesis_hash, entries)?;
             }
         }
         Ok(chain)
@@ -457,7 +488,11 @@ impl DbChain {
     /// after it, the whole genesis is there. The trie's pages are staged
     /// in memory first ([`Trie::stage`] on the empty trie, all cores), so
     /// the root is known before anything is written.
-    fn write_genesis(&mut self, entries: Vec<(StateKey, Account)>) -> Result<(), ChainError> {
+    fn write_genesis(
+        &mut self,
+        genesis_hash: &[u8; 32],
+        entries: Vec<(StateKey, Account)>,
+    ) -> Result<(), ChainError> {
         if self.trie.version() != 0 {
             // Only a genesis written in batches by an older build, and
             // interrupted, leaves trie records without an `m` record.
@@ -481,14 +516,16 @@ impl DbChain {
         let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
             puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
         trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        // Namespaces sort `m` < `s` < `t`: the meta record, then the state
-        // (sorted by state key), then the trie records make one sorted run.
-        const _: () = assert!(META_KEY[0] < b's' && b's' < b't');
+        // Namespaces sort `g` < `m` < `s` < `t`: the genesis hash, the meta
+        // record, then the state (sorted by state key), then the trie
+        // records make one sorted run.
+        const _: () = assert!(GENESIS_KEY[0] < META_KEY[0] && META_KEY[0] < b's' && b's' < b't');
         let meta = encode_meta(0, &[0; 32], &root);
         let state = entries
             .into_iter()
             .map(|(k, account)| (state_record_key(&k), account.encode()));
-        let run = std::iter::once((META_KEY.to_vec(), meta))
+        let run = std::iter::once((GENESIS_KEY.to_vec(), genesis_hash.to_vec()))
+            .chain(std::iter::once((META_KEY.to_vec(), meta)))
             .chain(state)
             .chain(trie_records);
         self.db.ingest_sorted(run)?;
@@ -668,7 +705,7 @@ pub struct ProvenValue {
 
 /// The record namespaces of the key layout (module docs), for
 /// [`ChainReader::usage`].
-const NAMESPACES: [(u8, &str); 8] = [
+const NAMESPACES: [(u8, &str); 9] = [
     (b's', "state entries"),
     (b't', "trie pages and records"),
     (b'b', "blocks"),
@@ -676,6 +713,7 @@ const NAMESPACES: [(u8, &str); 8] = [
     (b'n', "transaction index"),
     (b'i', "block index"),
     (b'm', "meta record"),
+    (b'g', "genesis hash"),
     (b'r', "revealed preference"),
 ];
 
@@ -982,6 +1020,36 @@ mod tests {
             })
             .collect();
         g
+    }
+
+    // A store remembers its genesis: reopening with the same one works,
+    // with another one (a changed balance) fails naming both hashes and
+    // leaves the store as it was; a store without the record (an older
+    // build) takes the genesis it is opened with.
+    #[test]
+    fn a_store_refuses_another_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+        let genesis = big_genesis(10);
+        let root = DbChain::open(Arc::clone(&db), &genesis).unwrap().root;
+        assert!(DbChain::open(Arc::clone(&db), &genesis).is_ok());
+        let mut other = genesis.clone();
+        other.balances[3].balance += 1;
+        match DbChain::open(Arc::clone(&db), &other) {
+            Err(ChainError::GenesisMismatch { stored, given }) => {
+                assert_eq!(stored, hex::encode(genesis.hash()));
+                assert_eq!(given, hex::encode(other.hash()));
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("another genesis was accepted"),
+        }
+        assert_eq!(DbChain::open(Arc::clone(&db), &genesis).unwrap().root, root);
+        db.delete(GENESIS_KEY).unwrap();
+        assert!(DbChain::open(Arc::clone(&db), &other).is_ok());
+        assert!(matches!(
+            DbChain::open(Arc::clone(&db), &genesis),
+            Err(ChainError::GenesisMismatch { .. })
+        ));
     }
 
     // The bulk-ingested genesis has the root of the same accounts applied

@@ -342,6 +342,17 @@ impl Genesis {
         Ok(())
     }
 
+    /// The genesis's identity: blake3 over its canonical TOML (the form
+    /// [`Genesis::to_toml`] writes, so formatting and comments of the file
+    /// it was read from do not count). A data directory remembers the hash
+    /// of the genesis it was created with and refuses another one.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata/genesis\0");
+        h.update(self.to_toml().as_bytes());
+        *h.finalize().as_bytes()
+    }
+
     /// The chain id of the P2P handshake (`strata_net::Config::chain_id`):
     /// peers of another chain are refused before any message. Derived from
     /// the chain id, so every node and client of one genesis agrees.
