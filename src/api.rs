@@ -391,8 +391,10 @@ async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult 
         .map_err(|_| ApiError::busy("busy: the node has too many questions queued"))?
         .await
         .map_err(|_| ApiError::busy("the node is shutting down"))?;
-    let status = if pending { "pending" } else { "unknown" };
-    Ok(Json(json!({ "status": status })))
+    Ok(Json(match pending {
+        Some(waiting) => json!({ "status": "pending", "waiting_for": waiting.to_string() }),
+        None => json!({ "status": "unknown" }),
+    }))
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {
@@ -560,12 +562,20 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let uptime = shared.started.elapsed().as_secs_f64().max(1e-9);
     let finalized = m.txs_finalized.load(Ordering::Relaxed);
     let mut out = String::new();
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    // Prometheus's info-metric convention: a constant 1 whose labels
+    // carry the build (joins to any other series by instance).
+    out.push_str(&format!(
+        "# HELP strata_build_info The running build.\n# TYPE strata_build_info gauge\n\
+         strata_build_info{{version=\"{}\",chain_id=\"{:#x}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        shared.genesis.chain_id
+    ));
     let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
         out.push_str(&format!(
             "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}\nstrata_{name} {value}\n"
         ));
     };
-    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     metric(
         "height",
         "gauge",

@@ -459,17 +459,7 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         events: Vec::with_capacity(EVENTS_PER_POLL_MAX),
     };
     let start_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
-    let bar = if plan.progress {
-        let b = ProgressBar::new(plan.txs as u64);
-        b.set_style(
-            ProgressStyle::with_template("{msg:9} [{bar:40}] {pos}/{len} {per_sec}")
-                .expect("valid template"),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_message("sending");
+    let bar = progress_bar(plan.progress, plan.txs, "sending");
     let mut report = Report {
         submitted: txs.len(),
         heights: (start_height, start_height),
@@ -534,8 +524,11 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     report.submit_secs = started.elapsed().as_secs_f64();
     report.accepted = link.accepted;
 
-    bar.set_message("finality");
-    bar.set_length(report.accepted as u64);
+    // A bar of its own: the sending bar ended full, and finality starts
+    // below it (one bar set back from 5000/5000 to 3072/5000 read as a
+    // loss).
+    bar.finish_and_clear();
+    let bar = progress_bar(plan.progress, report.accepted, "finality");
     bar.set_position(report.finalized as u64);
     let deadline = Instant::now() + plan.finality_timeout;
     while report.finalized < report.accepted && Instant::now() < deadline {
@@ -552,6 +545,27 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
     report.latencies_ms.sort_unstable();
     link.net.shutdown();
     Ok(report)
+}
+
+/// A progress bar of `len` transactions (hidden unless `shown`), its rate
+/// in whole transactions per second.
+fn progress_bar(shown: bool, len: usize, what: &'static str) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:9} [{bar:40}] {pos}/{len} {rate}")
+            .expect("valid template")
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} tx/s", state.per_sec());
+                },
+            ),
+    );
+    bar.set_message(what);
+    bar
 }
 
 /// Follows finalized blocks through the API while the bench runs, so a

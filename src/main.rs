@@ -9,6 +9,7 @@ mod config;
 mod dev;
 mod devnet;
 mod fd_limit;
+mod genesis_cmd;
 mod inspect;
 mod intake;
 mod metrics;
@@ -90,6 +91,32 @@ enum Command {
         #[arg(long, conflicts_with = "out")]
         show: Option<PathBuf>,
     },
+    /// A new network: one key per validator (random, mode 0600) and a
+    /// genesis naming them at their addresses, with funded accounts.
+    /// Nothing is overwritten. Step by step: docs/running-a-network.md.
+    ///
+    /// Example:
+    ///   strata genesis --validators 10.0.0.1:9000,10.0.0.2:9000,10.0.0.3:9000 --fund <PUBKEY>=1000000 --out-dir mynet
+    Genesis {
+        /// Validator P2P addresses, HOST:PORT, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        validators: Vec<String>,
+        /// Stake of each validator.
+        #[arg(long, default_value_t = 100)]
+        stake: u64,
+        /// A funded account, PUBKEY=AMOUNT (repeat the flag).
+        #[arg(long)]
+        fund: Vec<String>,
+        /// Also fund each validator key with this balance.
+        #[arg(long, default_value_t = 0)]
+        fund_validators: u64,
+        /// Chain id (default: random, so no two networks mix).
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// Where genesis.toml and validator-N.key are written.
+        #[arg(long, default_value = "strata-network")]
+        out_dir: PathBuf,
+    },
     /// Sign a transaction with a key file and submit it through the API.
     ///
     /// Examples:
@@ -149,6 +176,14 @@ struct NodeArgs {
     /// printed (default data dir ./strata-dev).
     #[arg(long, conflicts_with_all = ["genesis", "key", "devnet_index"])]
     dev: bool,
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// `tracing` directives (`strata=debug,strata_net=info`). Default
+    /// `info`, or `RUST_LOG` when set.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -320,14 +355,27 @@ enum QueryWhat {
     },
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// Logs to stderr: `level` (else `RUST_LOG`, else `info`), as text or as
+/// JSON lines.
+///
+/// # Errors
+/// A filter that does not parse.
+fn init_logs(level: Option<&str>, json: bool) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("--log-level {l}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        logs.json().try_init()
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
+    Ok(())
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -349,6 +397,27 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Command::Keygen { out, show: None } => keygen(&out),
+        Command::Genesis {
+            validators,
+            stake,
+            fund,
+            fund_validators,
+            chain_id,
+            out_dir,
+        } => match genesis_cmd::run(&genesis_cmd::GenesisPlan {
+            validators: &validators,
+            stake,
+            fund: &fund,
+            fund_validators,
+            chain_id,
+            out_dir: &out_dir,
+        }) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Inspect { data_dir } => match inspect::run(&data_dir) {
             Ok(report) => {
                 println!("{report}");
@@ -458,7 +527,9 @@ fn main() -> ExitCode {
 }
 
 fn run_node(args: NodeArgs) -> ExitCode {
-    init_logs();
+    if let Err(e) = init_logs(args.log_level.as_deref(), args.log_format == "json") {
+        return fail(e);
+    }
     let mut cfg = match &args.config {
         Some(path) => match config::NodeConfig::load(path) {
             Ok(c) => c,

@@ -134,7 +134,8 @@ pub enum Ask {
         /// The transaction.
         id: TxId,
         /// The answer.
-        reply: tokio::sync::oneshot::Sender<bool>,
+        /// The answer: what it waits for, `None` when not pending.
+        reply: tokio::sync::oneshot::Sender<Option<strata_consensus::mempool::Waiting>>,
     },
 }
 
@@ -226,7 +227,11 @@ impl Shared {
     ///
     /// # Errors
     /// [`Busy`] when the question queue is full.
-    pub fn ask_pending(&self, id: TxId) -> Result<tokio::sync::oneshot::Receiver<bool>, Busy> {
+    pub fn ask_pending(
+        &self,
+        id: TxId,
+    ) -> Result<tokio::sync::oneshot::Receiver<Option<strata_consensus::mempool::Waiting>>, Busy>
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         if self.asks_out.fetch_add(1, Ordering::AcqRel) >= ASKS_MAX {
             self.asks_out.fetch_sub(1, Ordering::AcqRel);
@@ -699,7 +704,7 @@ impl Driver {
                     Input::Done(d) => self.on_done(d),
                     Input::Ask(Ask::Pending { id, reply }) => {
                         self.shared.asks_out.fetch_sub(1, Ordering::AcqRel);
-                        let _ = reply.send(self.engine.mempool().contains(&id));
+                        let _ = reply.send(self.engine.mempool().waiting_for(&id));
                     }
                 }
             }

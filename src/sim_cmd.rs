@@ -159,7 +159,19 @@ pub fn run(args: &SimArgs) -> ExitCode {
     let mut polls = PollCounts::default();
     let mut finalizations = 0u64;
     let mut byzantine_per_mille = Vec::new();
+    // Many seeds take a while: a bar on stderr (indicatif draws nothing
+    // when stderr is not a terminal, so logs and pipes stay clean).
+    let bar = if seeds.len() > 1 {
+        indicatif::ProgressBar::new(seeds.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("seeds [{bar:40}] {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
     for seed in &seeds {
+        bar.inc(1);
         let report = sim::run(&config_for(*seed));
         byzantine_per_mille.push(report.byzantine_weight_per_mille);
         if args.trace {
@@ -167,7 +179,8 @@ pub fn run(args: &SimArgs) -> ExitCode {
         }
         if let Some(v) = &report.violation {
             failed += 1;
-            println!("FAIL seed {seed}: {v}");
+            bar.suspend(|| println!("FAIL seed {seed}: {v}"));
+            bar.set_message(format!("{failed} failed"));
         } else if let Some(last) = report.height_done_ms.last() {
             virtual_ms_per_height.push(*last as f64 / report.height_done_ms.len() as f64);
             polls.opened += report.finality_polls.opened;
@@ -176,6 +189,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
             finalizations += report.finalizations;
         }
     }
+    bar.finish_and_clear();
     let per_finality = |x: u64| x as f64 / finalizations.max(1) as f64;
     let share_min = byzantine_per_mille.iter().min().copied().unwrap_or(0);
     let share_max = byzantine_per_mille.iter().max().copied().unwrap_or(0);

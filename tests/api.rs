@@ -238,6 +238,22 @@ fn every_endpoint_with_good_and_bad_input() {
     // Metrics.
     let text = net.metrics_text(0);
     assert!(text.contains("# TYPE strata_height gauge"), "{text}");
+    assert!(text.contains("strata_build_info{version=\""), "{text}");
+    // Every series the Grafana dashboard in docs/ draws exists.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    for name in dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("strata_"))
+    {
+        assert!(
+            text.contains(&format!("\n{name} ")),
+            "the dashboard draws {name}, which /metrics does not have"
+        );
+    }
     assert!(text.contains("strata_txs_finalized_total 4"), "{text}");
     assert!(
         text.contains("# TYPE strata_storage_write_amplification gauge"),

@@ -264,6 +264,34 @@ fn dev_chain_refuses_what_cannot_execute_and_keeps_its_genesis() {
         ],
     );
     assert!(ok && out.contains("finalized"), "{out}");
+    // A nonce gap: admitted, and its status says what it waits for.
+    let (ok, out) = strata_in(
+        cwd.path(),
+        &[
+            "tx",
+            "--api",
+            api,
+            "--key",
+            &node.key_files[2],
+            "--to",
+            to,
+            "--amount",
+            "1",
+            "--nonce",
+            "3",
+        ],
+    );
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(ok && out.starts_with("submitted"), "{out}");
+    let (ok, out) = common::strata(&["query", "tx", &id, "--api", api]);
+    assert!(
+        ok && out.contains("pending") && out.contains("nonce 0"),
+        "{out}"
+    );
     drop(node);
 
     // The built-in devnet genesis on the dev chain's data directory.
@@ -304,4 +332,93 @@ fn devnet_refuses_bad_arguments_before_starting_anything() {
     assert!(!ok && out.contains("cannot read nope.toml"), "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert!(!run_dir.exists(), "a failed start left {run}");
+}
+
+/// Child processes killed on drop.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// docs/running-a-network.md on one machine: `strata genesis` makes three
+// validator keys and a genesis, three nodes started with them find each
+// other, and a transfer from a funded validator key becomes final.
+#[test]
+fn a_network_from_strata_genesis_finalizes_a_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("mynet");
+    let ports = common::free_ports(6);
+    let addrs: Vec<String> = ports[..3]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let (ok, out) = common::strata(&[
+        "genesis",
+        "--validators",
+        &addrs.join(","),
+        "--fund-validators",
+        "1000000",
+        "--out-dir",
+        net.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let pks: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("validator "))
+        .map(|l| l.split_whitespace().nth(3).unwrap().to_string())
+        .collect();
+    assert_eq!(pks.len(), 3, "{out}");
+    let mut procs = Procs(Vec::new());
+    for i in 0..3 {
+        let log = std::fs::File::create(dir.path().join(format!("node-{i}.log"))).unwrap();
+        procs.0.push(
+            std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+                .arg("node")
+                .arg("--genesis")
+                .arg(net.join("genesis.toml"))
+                .arg("--key")
+                .arg(net.join(format!("validator-{i}.key")))
+                .args(["--listen", &addrs[i]])
+                .args(["--api", &format!("127.0.0.1:{}", ports[3 + i])])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("node-{i}")))
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let api = format!("127.0.0.1:{}", ports[3]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (ok, out) = common::strata(&["query", "status", "--api", &api]);
+        let peers = serde_json::from_str::<serde_json::Value>(out.trim())
+            .ok()
+            .and_then(|v| v["peers"].as_u64());
+        if ok && peers == Some(2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no network: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let key0 = net.join("validator-0.key");
+    let (ok, out) = common::strata(&[
+        "tx",
+        "--api",
+        &api,
+        "--key",
+        key0.to_str().unwrap(),
+        "--to",
+        &pks[1],
+        "--amount",
+        "10",
+        "--wait",
+    ]);
+    assert!(ok && out.contains("finalized"), "{out}");
 }

@@ -263,6 +263,33 @@ pub enum Message {
     },
 }
 
+/// One line for traces and logs: ids as their first 3 bytes in hex (as
+/// the simulator's preference lines show them), never whole byte arrays.
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |id: &BlockId| hex::encode(&id[..3]);
+        match self {
+            Message::Query { poll_id, height } => write!(f, "query #{poll_id} h{height}"),
+            Message::Vote {
+                poll_id,
+                height,
+                block,
+            } => match block {
+                Some(b) => write!(f, "vote #{poll_id} h{height} {}", short(b)),
+                None => write!(f, "vote #{poll_id} h{height} none"),
+            },
+            Message::GetBlock { id, height } => write!(f, "get-block {} h{height}", short(id)),
+            Message::BlockData { block, txs } => write!(
+                f,
+                "block {} h{} ({} txs)",
+                short(block.id()),
+                block.header().height,
+                txs.len()
+            ),
+        }
+    }
+}
+
 /// Why a peer was penalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Misbehaviour {

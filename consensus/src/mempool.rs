@@ -247,6 +247,39 @@ impl Sender {
 /// either way, within noise.)
 pub const BY_ID_INITIAL_CAPACITY: usize = 65_536;
 
+/// What a pending transaction waits for ([`Mempool::waiting_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// It is its sender's next nonce: the next block built can take it.
+    Block,
+    /// Its sender's transactions with lower nonces, all pending, go first.
+    Earlier {
+        /// How many.
+        count: u64,
+    },
+    /// A lower nonce of its sender was never received: nothing after it
+    /// can execute until a transaction with that nonce arrives.
+    Nonce {
+        /// The first missing nonce.
+        missing: u64,
+    },
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiting::Block => write!(f, "the next block (it is its sender's next nonce)"),
+            Waiting::Earlier { count } => {
+                write!(f, "{count} earlier pending transactions of its sender")
+            }
+            Waiting::Nonce { missing } => write!(
+                f,
+                "its sender's nonce {missing}, which this node has not received (a gap)"
+            ),
+        }
+    }
+}
+
 /// The pool of pending transactions. See the [module docs](self).
 pub struct Mempool {
     config: MempoolConfig,
@@ -303,6 +336,36 @@ impl Mempool {
     /// True when `id` is pending.
     pub fn contains(&self, id: &TxId) -> bool {
         self.by_id.contains_key(id)
+    }
+
+    /// What pending transaction `id` waits for (`None`: not pending).
+    /// Answers "why is my transaction not final" without a scan: one
+    /// lookup by id, one by sender, and at most the sender's pending
+    /// nonces below it (bounded by `per_sender_max`).
+    pub fn waiting_for(&self, id: &TxId) -> Option<Waiting> {
+        let tx = &self.by_id.get(id)?.tx;
+        let sender = self.by_sender.get(tx.sender())?;
+        let account_nonce = sender.account.nonce;
+        if tx.nonce() == account_nonce {
+            return Some(Waiting::Block);
+        }
+        let mut expected = account_nonce;
+        for &nonce in sender
+            .pending
+            .range(account_nonce..tx.nonce())
+            .map(|(n, _)| n)
+        {
+            if nonce != expected {
+                break;
+            }
+            expected += 1;
+        }
+        if expected < tx.nonce() {
+            return Some(Waiting::Nonce { missing: expected });
+        }
+        Some(Waiting::Earlier {
+            count: tx.nonce() - account_nonce,
+        })
     }
 
     /// The pending transaction `id`.
@@ -727,6 +790,22 @@ mod tests {
             ttl_ms: 100,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn a_pending_transaction_says_what_it_waits_for() {
+        let mut p = small(10);
+        let (t0, t1, t3) = (tx(1, 5, 5), tx(1, 6, 5), tx(1, 8, 5));
+        for t in [&t0, &t1, &t3] {
+            p.insert(t.clone(), acct(5), 0).unwrap();
+        }
+        assert_eq!(p.waiting_for(t0.id()), Some(Waiting::Block));
+        assert_eq!(p.waiting_for(t1.id()), Some(Waiting::Earlier { count: 1 }));
+        assert_eq!(p.waiting_for(t3.id()), Some(Waiting::Nonce { missing: 7 }));
+        assert_eq!(p.waiting_for(tx(2, 0, 1).id()), None);
+        assert!(Waiting::Nonce { missing: 7 }
+            .to_string()
+            .contains("nonce 7"));
     }
 
     #[test]

@@ -598,7 +598,7 @@ impl<'a> World<'a> {
             };
         if let Some(why) = lost {
             if self.config.trace {
-                let _ = writeln!(self.trace, "{now} {from}->{dest} lost ({why}) {msg:?}");
+                let _ = writeln!(self.trace, "{now} {from}->{dest} lost ({why}) {msg}");
             }
             return;
         }
@@ -647,7 +647,7 @@ impl<'a> World<'a> {
     ) {
         self.report.delivered += 1;
         if self.config.trace {
-            let _ = writeln!(self.trace, "{} {from}->{to} {msg:?}", self.now_ms());
+            let _ = writeln!(self.trace, "{} {from}->{to} {msg}", self.now_ms());
         }
         if !self.connected(to, from, epochs) {
             return;
