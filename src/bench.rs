@@ -708,6 +708,21 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_run_that_falls_short_says_why() {
+        let mut r = Report {
+            submitted: 100,
+            ..Report::default()
+        };
+        assert!(r.shortfall().unwrap().contains("admitted none of the 100"));
+        r.accepted = 100;
+        r.finalized = 97;
+        assert!(r.shortfall().unwrap().starts_with("3 of 100 accepted"));
+        r.finalized = 100;
+        assert_eq!(r.shortfall(), None);
+    }
+
     use super::*;
 
     #[test]

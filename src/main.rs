@@ -136,6 +136,9 @@ enum Command {
         /// API address (before or after the subcommand).
         #[arg(long, global = true, default_value = "127.0.0.1:8080")]
         api: String,
+        /// Indented JSON.
+        #[arg(long, global = true)]
+        pretty: bool,
         /// What to ask.
         #[command(subcommand)]
         what: QueryWhat,
@@ -499,21 +502,24 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Query { api, what } => {
+        Command::Query { api, pretty, what } => {
             let c = client::Client::new(&api);
+            let show = |v: serde_json::Value| {
+                if pretty {
+                    serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+                } else {
+                    v.to_string()
+                }
+            };
             let answer = match what {
-                QueryWhat::Status => c.get("/v1/status").map(|v| v.to_string()),
-                QueryWhat::Account { pubkey } => c
-                    .get(&format!("/v1/accounts/{pubkey}"))
-                    .map(|v| v.to_string()),
+                QueryWhat::Status => c.get("/v1/status").map(show),
+                QueryWhat::Account { pubkey } => c.get(&format!("/v1/accounts/{pubkey}")).map(show),
                 QueryWhat::Key { owner, key } => match key {
                     Some(k) => client::query_key(&api, Some(&owner), &k),
                     None => client::query_key(&api, None, &owner),
                 },
-                QueryWhat::Block { block } => {
-                    c.get(&format!("/v1/blocks/{block}")).map(|v| v.to_string())
-                }
-                QueryWhat::Tx { id } => c.get(&format!("/v1/txs/{id}")).map(|v| v.to_string()),
+                QueryWhat::Block { block } => c.get(&format!("/v1/blocks/{block}")).map(show),
+                QueryWhat::Tx { id } => c.get(&format!("/v1/txs/{id}")).map(show),
             };
             match answer {
                 Ok(text) => {

@@ -287,7 +287,8 @@ fn dev_chain_refuses_what_cannot_execute_and_keeps_its_genesis() {
         .unwrap_or_default()
         .to_string();
     assert!(ok && out.starts_with("submitted"), "{out}");
-    let (ok, out) = common::strata(&["query", "tx", &id, "--api", api]);
+    let (ok, out) = common::strata(&["query", "tx", &id, "--api", api, "--pretty"]);
+    assert!(out.contains("\n  \"status\""), "--pretty indents: {out}");
     assert!(
         ok && out.contains("pending") && out.contains("nonce 0"),
         "{out}"
@@ -421,4 +422,52 @@ fn a_network_from_strata_genesis_finalizes_a_transfer() {
         "--wait",
     ]);
     assert!(ok && out.contains("finalized"), "{out}");
+}
+
+// A node that cannot reach the other validators says so, naming their
+// addresses, at the default log level (it used to wait in silence).
+#[test]
+fn a_node_without_its_validators_names_them_in_its_log() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Validators 1..3 of a 4-validator genesis on ports nobody listens on
+    // (free a moment ago); this node is validator 0.
+    let base = common::free_port_run(5);
+    let genesis = strata_consensus::genesis::Genesis::devnet_on(4, base);
+    let path = dir.path().join("genesis.toml");
+    std::fs::write(&path, genesis.to_toml()).unwrap();
+    let mut child = Procs(vec![std::process::Command::new(env!(
+        "CARGO_BIN_EXE_strata"
+    ))
+    .arg("node")
+    .arg("--genesis")
+    .arg(&path)
+    .args(["--listen", &format!("127.0.0.1:{base}")])
+    .args(["--api", &format!("127.0.0.1:{}", base + 4)])
+    .arg("--data-dir")
+    .arg(dir.path().join("data"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap()]);
+    let stderr = child.0[0].stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let found = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("validators unreachable"));
+        let _ = tx.send(found);
+    });
+    // The report is due 5 s after start (ISOLATION_REPORT_AFTER_MS); a
+    // minute means it never came.
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("the node names the validators it cannot reach");
+    for i in 1..4 {
+        assert!(line.contains(&format!("127.0.0.1:{}", base + i)), "{line}");
+    }
+    assert!(!line.contains(&format!("127.0.0.1:{} ", base)), "{line}");
 }
