@@ -2,7 +2,7 @@
 //! bodies and errors are in README.md ("The API"). Bad input is a 4xx with
 //! `{"error": "..."}`, never a crash.
 //!
-//! What a client may cost (issue 17): the server accepts at most
+//! What a client may cost: the server accepts at most
 //! `http.connections_max` connections at once and `connections_per_ip_max`
 //! from one address; at the limit it stops accepting (new connections wait
 //! in the kernel's backlog, holding no descriptor of ours) rather than fail

@@ -3,7 +3,7 @@
 //! Every socket, WAL, table being written and manifest is a descriptor,
 //! and running out is a local fault that stops a node cold: before this
 //! budget, 1,100 idle HTTP connections under `ulimit -n 1024` made the next
-//! WAL creation fail and consensus halt (issue 17, finding 5). So at start
+//! WAL creation fail and consensus halt. So at start
 //! the node raises its soft open-file limit to the hard limit, keeps
 //! [`STORAGE_FDS_RESERVE`] for storage and [`PROCESS_FDS_BASE`] for its
 //! own fixed descriptors, and sizes the listeners to what is left: the API

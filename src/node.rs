@@ -12,13 +12,15 @@
 //!   API reads the published [`View`] and the `Db` through a
 //!   [`ChainReader`], and asks the driver (through a bounded queue, with a
 //!   reply channel) only what only the engine knows;
-//! - `strata-verify-*` workers (`intake`): decode and check signatures of
-//!   transactions from gossip, framed clients and the API, check the
-//!   signatures of pulled blocks, and read finalized blocks that peers ask
-//!   for; all through bounded queues;
+//! - `strata-verify-*` workers (`intake`, niced): decode and check
+//!   signatures of transactions from gossip, framed clients and the API,
+//!   and read finalized blocks that peers ask for;
+//! - `strata-blocks` (`intake`): checks pulled blocks (signatures, then
+//!   execution through the committed state) on a queue of its own, so a
+//!   flood of transactions never delays a block;
 //! - the API's tokio runtime (`api`).
 //!
-//! What a peer may cost the node (issue 17; docs/protocol.md, "What a peer
+//! What a peer may cost the node (docs/protocol.md, "What a peer
 //! may cost"): every consensus message from a peer takes a token of its
 //! message budget before it is decoded; a block pull or a query about an
 //! old height also takes a request token; served blocks come out of a

@@ -482,7 +482,7 @@ impl DbChain {
 
     /// Writes the genesis as height 0 by **one bulk ingest** (no WAL, no
     /// memtable: `Db::ingest_sorted`): the sorted state entries, every trie
-    /// page of the genesis version and the `m` record go to sorted tables
+    /// page of the genesis version and the `g` and `m` records go to sorted tables
     /// installed by one manifest edit. A crash before that edit leaves
     /// the store as it was (empty: the next open writes the genesis again);
     /// after it, the whole genesis is there. The trie's pages are staged

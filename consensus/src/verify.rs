@@ -33,9 +33,10 @@ use crate::tx::{PublicKey, Transaction, TxId};
 /// ~7 % less per signature than 256 (`strata_signatures` in the
 /// `mempool/ingest` bench; the multiplication's window grows); past it the
 /// gain stops while a forged signature's fallback (one single check per
-/// member) keeps growing. The API verifies each request
-/// alone, so there a forger pays for its own batch; gossip and framed
-/// client batches are gathered together and share the fallback.
+/// member) keeps growing. Transactions from gossip, framed clients and
+/// the API are gathered into the same batches and share the fallback;
+/// what bounds a forger is its budget and the ban or refusal that follows
+/// a failed check (`src/intake.rs`).
 pub const BATCH_TXS_MAX: usize = 512;
 
 /// The outcome for one transaction.
