@@ -18,7 +18,6 @@
 //!
 //! The shared state and its lock order are in [`crate::inner`].
 
-use std::ops::RangeBounds;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -31,6 +30,7 @@ use crate::flush;
 use crate::inner::{Inner, KeyRange, LOCK};
 pub use crate::iter::Scan;
 pub use crate::options::{Options, WalBackend, WalRecovery};
+use crate::range::{prefix_range, KeyBounds};
 pub use crate::stats::{LevelStats, Stats};
 
 /// Options of one write.
@@ -241,10 +241,72 @@ impl Db {
         inner.get_at(key, None)
     }
 
-    /// Key/value pairs with keys in `range`, ascending.
-    pub fn scan(&self, range: impl RangeBounds<Vec<u8>>) -> Result<Scan> {
-        let inner = &*self.inner;
-        inner.scan_at(range, None)
+    /// Key/value pairs with keys in `range`, in ascending key order, as of
+    /// the call (a consistent view: later writes are not seen).
+    ///
+    /// `range` is any standard range of byte-string keys ([`KeyBounds`]):
+    /// `..`, `b"a".as_slice()..`, `b"a".to_vec()..b"c".to_vec()`,
+    /// `..=b"k"`, `(Bound::Excluded(k), Bound::Unbounded)`, ...
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// for k in ["a", "b", "c", "d"] {
+    ///     db.put(k.as_bytes(), b"v").unwrap();
+    /// }
+    /// let keys = |scan: strata_storage::Scan| -> Vec<Vec<u8>> {
+    ///     scan.map(|kv| kv.unwrap().0).collect()
+    /// };
+    /// assert_eq!(keys(db.scan(..).unwrap()).len(), 4);
+    /// assert_eq!(keys(db.scan(b"c".as_slice()..).unwrap()), [b"c", b"d"]);
+    /// assert_eq!(keys(db.scan(b"a".to_vec()..b"c".to_vec()).unwrap()), [b"a", b"b"]);
+    /// assert_eq!(keys(db.scan("b"..="c").unwrap()), [b"b", b"c"]);
+    /// ```
+    pub fn scan(&self, range: impl KeyBounds) -> Result<Scan> {
+        self.inner
+            .scan_at(range.start_key(), range.end_key(), None, false)
+    }
+
+    /// As [`Db::scan`], in descending key order: the last key in `range`
+    /// first. Reads the same tables one decoded block at a time, back to
+    /// front.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// for k in ["a", "b", "c", "d"] {
+    ///     db.put(k.as_bytes(), b"v").unwrap();
+    /// }
+    /// db.flush().unwrap();
+    /// db.delete(b"c").unwrap();
+    /// let keys: Vec<_> = db.scan_rev(..).unwrap().map(|kv| kv.unwrap().0).collect();
+    /// assert_eq!(keys, [b"d", b"b", b"a"]);
+    /// // The last key before "c":
+    /// let (k, _) = db.scan_rev(.."c").unwrap().next().unwrap().unwrap();
+    /// assert_eq!(k, b"b");
+    /// ```
+    pub fn scan_rev(&self, range: impl KeyBounds) -> Result<Scan> {
+        self.inner
+            .scan_at(range.start_key(), range.end_key(), None, true)
+    }
+
+    /// Key/value pairs whose keys start with `prefix`, ascending (see
+    /// [`crate::prefix_range`]; the empty prefix scans everything). For
+    /// descending order: `db.scan_rev(prefix_range(prefix))`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"user/1", b"ann").unwrap();
+    /// db.put(b"user/2", b"bob").unwrap();
+    /// db.put(b"users", b"not a user").unwrap();
+    /// let users: Vec<_> = db.scan_prefix(b"user/").unwrap().map(|kv| kv.unwrap().1).collect();
+    /// assert_eq!(users, [b"ann", b"bob"]);
+    /// let rev = db.scan_rev(strata_storage::prefix_range(b"user/")).unwrap();
+    /// assert_eq!(rev.map(|kv| kv.unwrap().1).collect::<Vec<_>>(), [b"bob", b"ann"]);
+    /// ```
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Scan> {
+        self.scan(prefix_range(prefix))
     }
 
     /// A consistent read view at the current sequence number. While it
@@ -258,11 +320,11 @@ impl Db {
     /// the range, dropping versions no live snapshot can read and
     /// tombstones with nothing beneath them. Flushes the memtable first;
     /// returns when done. Runs on the compaction worker, between its own
-    /// compactions.
-    pub fn compact_range(&self, range: impl RangeBounds<Vec<u8>>) -> Result<()> {
+    /// compactions. `range` takes the forms of [`Db::scan`].
+    pub fn compact_range(&self, range: impl KeyBounds) -> Result<()> {
         let range = KeyRange {
-            start: range.start_bound().cloned(),
-            end: range.end_bound().cloned(),
+            start: range.start_key().map(<[u8]>::to_vec),
+            end: range.end_key().map(<[u8]>::to_vec),
         };
         self.flush()?;
         let _one = self.manual.lock().expect(LOCK);
@@ -405,9 +467,55 @@ impl Snapshot {
         self.inner.get_at(key, Some(self.seq))
     }
 
-    /// Pairs with keys in `range` as of the snapshot, ascending.
-    pub fn scan(&self, range: impl RangeBounds<Vec<u8>>) -> Result<Scan> {
-        self.inner.scan_at(range, Some(self.seq))
+    /// Pairs with keys in `range` as of the snapshot, ascending (see
+    /// [`Db::scan`] for the range forms).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"a", b"1").unwrap();
+    /// let snap = db.snapshot();
+    /// db.put(b"b", b"2").unwrap();
+    /// assert_eq!(snap.scan(..).unwrap().count(), 1);
+    /// assert_eq!(db.scan(..).unwrap().count(), 2);
+    /// ```
+    pub fn scan(&self, range: impl KeyBounds) -> Result<Scan> {
+        self.inner
+            .scan_at(range.start_key(), range.end_key(), Some(self.seq), false)
+    }
+
+    /// Pairs with keys in `range` as of the snapshot, descending (see
+    /// [`Db::scan_rev`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"a", b"1").unwrap();
+    /// db.put(b"b", b"1").unwrap();
+    /// let snap = db.snapshot();
+    /// db.put(b"b", b"2").unwrap();
+    /// db.put(b"c", b"2").unwrap();
+    /// let rev: Vec<_> = snap.scan_rev(..).unwrap().map(|kv| kv.unwrap()).collect();
+    /// assert_eq!(rev, [(b"b".to_vec(), b"1".to_vec()), (b"a".to_vec(), b"1".to_vec())]);
+    /// ```
+    pub fn scan_rev(&self, range: impl KeyBounds) -> Result<Scan> {
+        self.inner
+            .scan_at(range.start_key(), range.end_key(), Some(self.seq), true)
+    }
+
+    /// Pairs whose keys start with `prefix` as of the snapshot, ascending
+    /// (see [`Db::scan_prefix`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"tx/1", b"").unwrap();
+    /// let snap = db.snapshot();
+    /// db.put(b"tx/2", b"").unwrap();
+    /// assert_eq!(snap.scan_prefix(b"tx/").unwrap().count(), 1);
+    /// ```
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Scan> {
+        self.scan(prefix_range(prefix))
     }
 }
 

@@ -11,7 +11,7 @@
 //! so a writer waiting for room (holding `writer`) cannot block them.
 
 use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -344,25 +344,53 @@ impl Inner {
         Ok(None)
     }
 
+    /// A scan of the keys within `(start, end)` visible at `seq` (`None`:
+    /// the visible sequence number), ascending, or descending if
+    /// `backward`.
     pub(crate) fn scan_at(
         &self,
-        range: impl RangeBounds<Vec<u8>>,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
         seq: Option<u64>,
+        backward: bool,
     ) -> Result<Scan> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let start = range.start_bound().map(|k| k.as_slice());
-        let end = range.end_bound().map(|k| k.as_slice());
         let mut sources: Vec<Source> = Vec::new();
         let (tables, seq) = {
             let st = self.read_state();
             let seq = seq.unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
             for mem in std::iter::once(&st.mem).chain(st.imm.iter().map(|imm| &imm.mem)) {
-                sources.push(Box::new(mem.entries_from(start, end).into_iter().map(Ok)));
+                let entries = mem.entries_from(start, end).into_iter();
+                if backward {
+                    sources.push(Box::new(entries.rev().map(Ok)));
+                } else {
+                    sources.push(Box::new(entries.map(Ok)));
+                }
             }
             (Arc::clone(&st.tables), seq)
         };
+        if backward {
+            for t in &tables[0] {
+                sources.push(Box::new(t.iter_rev_from(end)));
+            }
+            // One source per deeper level: its tables that start within
+            // `end`, last first, each opened only when the scan reaches it.
+            for level in tables.iter().skip(1).filter(|l| !l.is_empty()) {
+                let to = match end {
+                    Bound::Included(k) => level.partition_point(|t| t.smallest() <= k),
+                    Bound::Excluded(k) => level.partition_point(|t| t.smallest() < k),
+                    Bound::Unbounded => level.len(),
+                };
+                let run: Vec<Arc<Table>> = level[..to].to_vec();
+                let end_owned = end.map(<[u8]>::to_vec);
+                sources.push(Box::new(run.into_iter().rev().flat_map(move |t| {
+                    t.iter_rev_from(end_owned.as_ref().map(Vec::as_slice))
+                })));
+            }
+            return Ok(Scan::backward(sources, seq, start.map(<[u8]>::to_vec)));
+        }
         for t in &tables[0] {
             sources.push(Box::new(t.iter_from(start)));
         }

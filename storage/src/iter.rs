@@ -6,8 +6,15 @@
 //! smallest head of all sources; for each user key it returns the first
 //! version at or below the read sequence number, unless that version is a
 //! tombstone, and skips the key's older versions.
+//!
+//! A backward scan runs the same machinery mirrored: every source yields
+//! the exact reverse of internal-key order (key descending, then sequence
+//! number *ascending*: a table's decoded block read back to front), the
+//! merge takes the largest head, and each key's versions arrive oldest
+//! first, so the scan reads a whole key's versions (one key, never more)
+//! and keeps the newest at or below the read sequence number.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::ops::Bound;
 
@@ -33,6 +40,9 @@ pub(crate) type Source = Box<dyn Iterator<Item = Result<Entry>> + Send>;
 struct Head {
     entry: Entry,
     source: usize,
+    /// Heap order: `false` pops the smallest internal key first,
+    /// `true` the largest (the same for every head of one heap).
+    backward: bool,
 }
 
 impl PartialEq for Head {
@@ -48,40 +58,60 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        cmp_internal(
+        let internal = cmp_internal(
             &self.entry.key,
             self.entry.seq,
             &other.entry.key,
             other.entry.seq,
         )
-        .then(self.source.cmp(&other.source))
+        .then(self.source.cmp(&other.source));
+        // `BinaryHeap` pops the greatest head.
+        if self.backward {
+            internal
+        } else {
+            internal.reverse()
+        }
     }
 }
 
 /// Merges sources into one stream of every entry (all versions), in
-/// internal-key order. Scans filter it by sequence number; compactions
-/// write what survives of it to new tables.
+/// internal-key order (or, built with [`Merge::backward`], its reverse).
+/// Scans filter it by sequence number; compactions write what survives of
+/// it to new tables.
 pub(crate) struct Merge {
     sources: Vec<Source>,
-    heap: BinaryHeap<Reverse<Head>>,
+    heap: BinaryHeap<Head>,
     started: bool,
+    backward: bool,
 }
 
 impl Merge {
+    /// A merge of sources in internal-key order.
     pub(crate) fn new(sources: Vec<Source>) -> Merge {
         Merge {
             heap: BinaryHeap::with_capacity(sources.len()),
             sources,
             started: false,
+            backward: false,
+        }
+    }
+
+    /// A merge of sources in reverse internal-key order (key descending,
+    /// then sequence number ascending), each source in that order too.
+    pub(crate) fn backward(sources: Vec<Source>) -> Merge {
+        Merge {
+            backward: true,
+            ..Merge::new(sources)
         }
     }
 
     fn pull(&mut self, source: usize) -> Result<()> {
         if let Some(next) = self.sources[source].next() {
-            self.heap.push(Reverse(Head {
+            self.heap.push(Head {
                 entry: next?,
                 source,
-            }));
+                backward: self.backward,
+            });
         }
         Ok(())
     }
@@ -94,7 +124,7 @@ impl Merge {
                 self.pull(s)?;
             }
         }
-        let Some(Reverse(head)) = self.heap.pop() else {
+        let Some(head) = self.heap.pop() else {
             return Ok(None);
         };
         self.pull(head.source)?;
@@ -103,7 +133,7 @@ impl Merge {
 
     /// The key of the next entry, without consuming it.
     fn peek_key(&self) -> Option<&[u8]> {
-        self.heap.peek().map(|Reverse(h)| h.entry.key.as_slice())
+        self.heap.peek().map(|h| h.entry.key.as_slice())
     }
 
     fn source_count(&self) -> usize {
@@ -111,13 +141,22 @@ impl Merge {
     }
 }
 
-/// Ascending key/value pairs visible at one sequence number, from a
-/// [`crate::Db::scan`] or [`crate::Snapshot::scan`]. Stops after the first
-/// error.
+/// Key/value pairs visible at one sequence number, in ascending key order
+/// (from [`crate::Db::scan`], [`crate::Db::scan_prefix`] and their
+/// [`crate::Snapshot`] twins) or descending (from [`crate::Db::scan_rev`],
+/// [`crate::Snapshot::scan_rev`]). Each key appears once, with its newest
+/// value as of the read sequence number; deleted keys do not appear.
+/// Stops after the first error.
+///
+/// The scan reads the state it was created from: later writes, flushes
+/// and compactions do not change what it returns (it holds the tables it
+/// reads, and a copy of the memtable range it covers).
 pub struct Scan {
     merge: Merge,
     read_seq: u64,
-    end: Bound<Vec<u8>>,
+    /// Where the scan stops: the end bound going forward, the start bound
+    /// going backward.
+    stop: Bound<Vec<u8>>,
     failed: bool,
     done: bool,
 }
@@ -127,33 +166,53 @@ impl std::fmt::Debug for Scan {
         f.debug_struct("Scan")
             .field("sources", &self.merge.source_count())
             .field("read_seq", &self.read_seq)
+            .field("backward", &self.merge.backward)
             .finish()
     }
 }
 
 impl Scan {
+    /// A forward scan of `sources` (each in internal-key order, starting
+    /// at the range's start) up to `end`.
     pub(crate) fn new(sources: Vec<Source>, read_seq: u64, end: Bound<Vec<u8>>) -> Scan {
         Scan {
             merge: Merge::new(sources),
             read_seq,
-            end,
+            stop: end,
             failed: false,
             done: false,
         }
     }
 
-    fn past_end(&self, key: &[u8]) -> bool {
-        match &self.end {
-            Bound::Included(e) => key > e.as_slice(),
-            Bound::Excluded(e) => key >= e.as_slice(),
-            Bound::Unbounded => false,
+    /// A backward scan of `sources` (each in reverse internal-key order,
+    /// starting at the range's end) down to `start`.
+    pub(crate) fn backward(sources: Vec<Source>, read_seq: u64, start: Bound<Vec<u8>>) -> Scan {
+        Scan {
+            merge: Merge::backward(sources),
+            read_seq,
+            stop: start,
+            failed: false,
+            done: false,
+        }
+    }
+
+    fn past_stop(&self, key: &[u8]) -> bool {
+        match (&self.stop, self.merge.backward) {
+            (Bound::Unbounded, _) => false,
+            (Bound::Included(e), false) => key > e.as_slice(),
+            (Bound::Excluded(e), false) => key >= e.as_slice(),
+            (Bound::Included(s), true) => key < s.as_slice(),
+            (Bound::Excluded(s), true) => key <= s.as_slice(),
         }
     }
 
     fn advance(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if self.merge.backward {
+            return self.advance_backward();
+        }
         let mut skip_key: Option<Vec<u8>> = None;
         while let Some(e) = self.merge.next_entry()? {
-            if self.past_end(&e.key) {
+            if self.past_stop(&e.key) {
                 self.done = true;
                 return Ok(None);
             }
@@ -167,6 +226,33 @@ impl Scan {
                     return Ok(Some((e.key, v)));
                 }
                 None => skip_key = Some(e.key),
+            }
+        }
+        self.done = true;
+        Ok(None)
+    }
+
+    /// Backward, a key's versions come oldest first: read them all and
+    /// keep the newest at or below the read sequence number.
+    fn advance_backward(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        while let Some(first) = self.merge.next_entry()? {
+            if self.past_stop(&first.key) {
+                self.done = true;
+                return Ok(None);
+            }
+            let Entry { key, seq, value } = first;
+            // `None`: no version visible yet; `Some(None)`: a tombstone.
+            let mut visible = (seq <= self.read_seq).then_some(value);
+            while self.merge.peek_key() == Some(key.as_slice()) {
+                let Some(e) = self.merge.next_entry()? else {
+                    break;
+                };
+                if e.seq <= self.read_seq {
+                    visible = Some(e.value);
+                }
+            }
+            if let Some(Some(v)) = visible {
+                return Ok(Some((key, v)));
             }
         }
         self.done = true;
@@ -197,3 +283,5 @@ impl Iterator for Scan {
         }
     }
 }
+
+impl std::iter::FusedIterator for Scan {}

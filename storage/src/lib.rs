@@ -22,8 +22,11 @@
 //! beneath them; writes also wait while L0 has
 //! [`Options::l0_stop_writes`] tables. Reads look in the memtable, the
 //! frozen memtables, L0 newest first, then at most one table per deeper
-//! level; [`Db::snapshot`] reads at a fixed sequence number and holds back
-//! the versions it reads until dropped. [`Db::compact_range`] compacts on
+//! level; range scans merge the same sources, ascending ([`Db::scan`],
+//! [`Db::scan_prefix`]) or descending ([`Db::scan_rev`]), over ranges of
+//! any byte-string key type ([`KeyBounds`]). [`Db::snapshot`] reads at a
+//! fixed sequence number and holds back the versions it reads until
+//! dropped. [`Db::compact_range`] compacts on
 //! demand; [`Db::stats`] reports level shapes and write amplification.
 //! Byte layouts and compaction rules: `docs/storage-format.md`, "LSM
 //! files".
@@ -160,6 +163,7 @@ mod memtable;
 mod open;
 mod options;
 mod outputs;
+mod range;
 mod stats;
 mod table;
 mod version;
@@ -170,3 +174,9 @@ pub use db::{
 };
 pub use error::Error;
 pub use ingest::IngestStats;
+pub use range::{prefix_range, KeyBounds};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -307,6 +307,44 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Entries from the last key within `end` down to the first, in
+    /// reverse internal-key order (key descending, then sequence number
+    /// ascending), one decoded block at a time, through the block cache.
+    pub(crate) fn iter_rev_from(self: &Arc<Self>, end: Bound<&[u8]>) -> TableIterRev {
+        // Blocks after the first one whose last key passes `end` hold
+        // only keys past it.
+        let (blocks, skip_from) = match end {
+            Bound::Unbounded => (self.index.len(), None),
+            Bound::Included(k) => (
+                self.index.partition_point(|e| e.last_key.as_slice() <= k) + 1,
+                Some((k.to_vec(), true)),
+            ),
+            Bound::Excluded(k) => (
+                self.index.partition_point(|e| e.last_key.as_slice() < k) + 1,
+                Some((k.to_vec(), false)),
+            ),
+        };
+        // A table wholly past `end` reads no block at all.
+        let past_end = match end {
+            Bound::Included(k) => self.smallest.as_slice() > k,
+            Bound::Excluded(k) => self.smallest.as_slice() >= k,
+            Bound::Unbounded => false,
+        };
+        TableIterRev {
+            table: Arc::clone(self),
+            blocks_left: if past_end {
+                0
+            } else {
+                blocks.min(self.index.len())
+            },
+            entries: Vec::new().into_iter().rev(),
+            skip_from,
+            failed: false,
+        }
+    }
+}
+
 impl Drop for Table {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
@@ -356,6 +394,50 @@ impl Iterator for TableIter {
                 }
             }
             self.next_block += 1;
+        }
+    }
+}
+
+/// Iterates a table's entries backward, one decoded block at a time.
+pub(crate) struct TableIterRev {
+    table: Arc<Table>,
+    /// Blocks `0..blocks_left` are still to be read, the last one first.
+    blocks_left: usize,
+    entries: std::iter::Rev<std::vec::IntoIter<Entry>>,
+    /// The end bound (key, inclusive) until an entry within it is seen.
+    skip_from: Option<(Vec<u8>, bool)>,
+    failed: bool,
+}
+
+impl Iterator for TableIterRev {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(e) = self.entries.next() {
+                if let Some((k, inclusive)) = &self.skip_from {
+                    let past = if *inclusive { e.key > *k } else { e.key >= *k };
+                    if past {
+                        continue;
+                    }
+                    self.skip_from = None;
+                }
+                return Some(Ok(e));
+            }
+            if self.blocks_left == 0 {
+                return None;
+            }
+            self.blocks_left -= 1;
+            match self.table.block(self.blocks_left, true) {
+                Ok(entries) => self.entries = entries.into_iter().rev(),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
         }
     }
 }
