@@ -471,3 +471,60 @@ fn a_node_without_its_validators_names_them_in_its_log() {
     }
     assert!(!line.contains(&format!("127.0.0.1:{} ", base)), "{line}");
 }
+
+// `--log-format json` writes one JSON object per line, and `--log-level`
+// filters (warn: the info lines of a normal start are not written).
+#[test]
+fn node_logs_as_json_lines_at_the_level_asked() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Fresh ports for the second start: a killed node's port can stay
+    // held for a moment, and the retry would log a warning.
+    let ports = common::free_ports(4);
+    let start = |level: &str, ports: &[u16]| {
+        let mut p = Procs(vec![std::process::Command::new(env!(
+            "CARGO_BIN_EXE_strata"
+        ))
+        .args([
+            "node",
+            "--dev",
+            "--log-format",
+            "json",
+            "--log-level",
+            level,
+        ])
+        .args(["--listen", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--api", &format!("127.0.0.1:{}", ports[1])])
+        .arg("--data-dir")
+        .arg(dir.path().join("dev"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()]);
+        let stderr = p.0[0].stderr.take().unwrap();
+        (p, std::io::BufReader::new(stderr))
+    };
+    let (procs, mut lines) = start("info", &ports[..2]);
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    let v: serde_json::Value = serde_json::from_str(first.trim()).expect("a JSON log line");
+    assert_eq!(v["level"], "INFO", "{first}");
+    assert!(v["fields"]["message"].is_string(), "{first}");
+    drop(procs);
+    // At warn, a clean start and stop writes nothing.
+    let (mut procs, mut lines) = start("warn", &ports[2..]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let api = format!("127.0.0.1:{}", ports[3]);
+    while !common::strata(&["query", "status", "--api", &api]).0 {
+        assert!(std::time::Instant::now() < deadline, "dev node not ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a signal to our own child's pid.
+    unsafe {
+        libc::kill(procs.0[0].id() as libc::pid_t, libc::SIGTERM);
+    }
+    procs.0[0].wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(lines.get_mut(), &mut rest).unwrap();
+    assert!(rest.is_empty(), "warn level wrote: {rest}");
+}
