@@ -14,7 +14,7 @@
 //! first, so the scan reads a whole key's versions (one key, never more)
 //! and keeps the newest at or below the read sequence number.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::ops::Bound;
 
@@ -40,9 +40,6 @@ pub(crate) type Source = Box<dyn Iterator<Item = Result<Entry>> + Send>;
 struct Head {
     entry: Entry,
     source: usize,
-    /// Heap order: `false` pops the smallest internal key first,
-    /// `true` the largest (the same for every head of one heap).
-    backward: bool,
 }
 
 impl PartialEq for Head {
@@ -56,20 +53,47 @@ impl PartialOrd for Head {
         Some(self.cmp(other))
     }
 }
+/// Internal-key order, ties by source.
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        let internal = cmp_internal(
+        cmp_internal(
             &self.entry.key,
             self.entry.seq,
             &other.entry.key,
             other.entry.seq,
         )
-        .then(self.source.cmp(&other.source));
-        // `BinaryHeap` pops the greatest head.
-        if self.backward {
-            internal
-        } else {
-            internal.reverse()
+        .then(self.source.cmp(&other.source))
+    }
+}
+
+/// The merge's heap: `BinaryHeap` pops its greatest element, so a forward
+/// merge keeps `Reverse` heads (smallest internal key first) and a
+/// backward one plain heads. Two types rather than a direction flag in
+/// every comparison: the flag's branch cost forward scans ~3 %.
+enum Heap {
+    Forward(BinaryHeap<Reverse<Head>>),
+    Backward(BinaryHeap<Head>),
+}
+
+impl Heap {
+    fn push(&mut self, head: Head) {
+        match self {
+            Heap::Forward(h) => h.push(Reverse(head)),
+            Heap::Backward(h) => h.push(head),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Head> {
+        match self {
+            Heap::Forward(h) => h.pop().map(|Reverse(head)| head),
+            Heap::Backward(h) => h.pop(),
+        }
+    }
+
+    fn peek(&self) -> Option<&Head> {
+        match self {
+            Heap::Forward(h) => h.peek().map(|Reverse(head)| head),
+            Heap::Backward(h) => h.peek(),
         }
     }
 }
@@ -80,7 +104,7 @@ impl Ord for Head {
 /// it to new tables.
 pub(crate) struct Merge {
     sources: Vec<Source>,
-    heap: BinaryHeap<Head>,
+    heap: Heap,
     started: bool,
     backward: bool,
 }
@@ -89,7 +113,7 @@ impl Merge {
     /// A merge of sources in internal-key order.
     pub(crate) fn new(sources: Vec<Source>) -> Merge {
         Merge {
-            heap: BinaryHeap::with_capacity(sources.len()),
+            heap: Heap::Forward(BinaryHeap::with_capacity(sources.len())),
             sources,
             started: false,
             backward: false,
@@ -100,8 +124,10 @@ impl Merge {
     /// then sequence number ascending), each source in that order too.
     pub(crate) fn backward(sources: Vec<Source>) -> Merge {
         Merge {
+            heap: Heap::Backward(BinaryHeap::with_capacity(sources.len())),
+            sources,
+            started: false,
             backward: true,
-            ..Merge::new(sources)
         }
     }
 
@@ -110,7 +136,6 @@ impl Merge {
             self.heap.push(Head {
                 entry: next?,
                 source,
-                backward: self.backward,
             });
         }
         Ok(())
