@@ -768,13 +768,9 @@ impl Driver {
     /// and once when every one is back.
     fn report_isolation(&mut self, now_ms: u64) {
         let iso = &mut self.isolation;
-        let missing: Vec<String> = iso
-            .others
-            .iter()
-            .filter(|(key, _)| !self.connected.contains(key))
-            .map(|(key, addr)| format!("{addr} ({})", hex::encode(&key[..4])))
-            .collect();
-        if missing.is_empty() {
+        // Runs every tick: count first, format only when a report is due.
+        let unconnected = |(key, _): &&([u8; 32], String)| !self.connected.contains(key);
+        if !iso.others.iter().any(|v| unconnected(&v)) {
             if let Some(since) = iso.since_ms.take() {
                 if iso.reported_ms.take().is_some() {
                     info!(
@@ -794,6 +790,12 @@ impl Driver {
             return;
         }
         iso.reported_ms = Some(now_ms);
+        let missing: Vec<String> = iso
+            .others
+            .iter()
+            .filter(unconnected)
+            .map(|(key, addr)| format!("{addr} ({})", hex::encode(&key[..4])))
+            .collect();
         warn!(
             unreachable = missing.len(),
             validators = iso.others.len() + 1,

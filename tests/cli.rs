@@ -116,11 +116,7 @@ impl DevNode {
             accounts,
             key_files,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !common::strata(&["query", "status", "--api", &node.api]).0 {
-            assert!(std::time::Instant::now() < deadline, "dev node not ready");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_api(&node.api);
         node
     }
 }
@@ -132,16 +128,15 @@ impl Drop for DevNode {
     }
 }
 
-/// Runs `strata` in `cwd`.
-fn strata_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+use common::strata_in;
+
+/// Waits until the API at `api` answers `query status`.
+fn wait_api(api: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !common::strata(&["query", "status", "--api", api]).0 {
+        assert!(std::time::Instant::now() < deadline, "{api} not ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 // The README's dev-chain block, run as written: its three lines (the
@@ -513,12 +508,7 @@ fn node_logs_as_json_lines_at_the_level_asked() {
     drop(procs);
     // At warn, a clean start and stop writes nothing.
     let (mut procs, mut lines) = start("warn", &ports[2..]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let api = format!("127.0.0.1:{}", ports[3]);
-    while !common::strata(&["query", "status", "--api", &api]).0 {
-        assert!(std::time::Instant::now() < deadline, "dev node not ready");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_api(&format!("127.0.0.1:{}", ports[3]));
     // SAFETY: a signal to our own child's pid.
     unsafe {
         libc::kill(procs.0[0].id() as libc::pid_t, libc::SIGTERM);

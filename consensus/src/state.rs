@@ -272,7 +272,10 @@ pub fn read_ahead<R: StateReader + Sync>(
 /// back to `base` for anything else.
 pub struct ReadAhead<'a, R> {
     base: &'a R,
-    entries: std::collections::HashMap<StateKey, Option<Vec<u8>>>,
+    /// Sorted ([`read_set`]): looked up by binary search.
+    keys: Vec<StateKey>,
+    /// `keys`' values, in the same order.
+    values: Vec<Option<Vec<u8>>>,
 }
 
 impl<'a, R: StateReader + Sync> ReadAhead<'a, R> {
@@ -283,18 +286,15 @@ impl<'a, R: StateReader + Sync> ReadAhead<'a, R> {
     pub fn new(base: &'a R, txs: &[Arc<Transaction>], threads: usize) -> Result<Self, ExecError> {
         let keys = read_set(txs);
         let values = read_ahead(base, &keys, threads)?;
-        Ok(ReadAhead {
-            base,
-            entries: keys.into_iter().zip(values).collect(),
-        })
+        Ok(ReadAhead { base, keys, values })
     }
 }
 
 impl<R: StateReader> StateReader for ReadAhead<'_, R> {
     fn read(&self, k: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
-        match self.entries.get(k) {
-            Some(v) => Ok(v.clone()),
-            None => self.base.read(k),
+        match self.keys.binary_search(k) {
+            Ok(i) => Ok(self.values[i].clone()),
+            Err(_) => self.base.read(k),
         }
     }
 }

@@ -490,8 +490,14 @@ pub fn submit(net: &Devnet, node: usize, txs: &[Transaction]) -> Vec<String> {
 
 /// Runs the `strata` binary: (exit success, stdout + stderr).
 pub fn strata(args: &[&str]) -> (bool, String) {
+    strata_in(Path::new("."), args)
+}
+
+/// Runs the `strata` binary in `cwd`: (exit success, stdout + stderr).
+pub fn strata_in(cwd: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
+        .current_dir(cwd)
         .output()
         .unwrap();
     let text =
