@@ -50,6 +50,14 @@ pub enum Error {
     /// An invalid configuration value.
     #[error("invalid trie config: {0}")]
     Config(&'static str),
+    /// A range was asked for with `lo > hi`.
+    #[error("range bounds inverted: lo {lo_hex} > hi {hi_hex}")]
+    RangeInverted {
+        /// The lower bound, in hex.
+        lo_hex: String,
+        /// The upper bound, in hex.
+        hi_hex: String,
+    },
     /// A [`super::Staged`] version was installed on a trie that is not at
     /// the version it was staged from (another version was installed or
     /// applied in between).
@@ -111,4 +119,101 @@ pub enum ProofError {
         /// Sibling level.
         index: usize,
     },
+}
+
+/// An error decoding or verifying a range proof (untrusted input).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RangeProofError {
+    /// More bytes than any valid range proof has; rejected before parsing.
+    #[error("range proof of {len} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// Input length.
+        len: usize,
+        /// `limits::RANGE_PROOF_BYTES_MAX`.
+        max: usize,
+    },
+    /// The input ended early.
+    #[error("range proof truncated: need {needed} bytes, got {len}")]
+    Truncated {
+        /// Bytes needed to read the next field.
+        needed: usize,
+        /// Input length.
+        len: usize,
+    },
+    /// Bytes after the last item the header announces.
+    #[error("range proof has {len} bytes but its items end at {expected}")]
+    TrailingBytes {
+        /// Input length.
+        len: usize,
+        /// Where the last item ends.
+        expected: usize,
+    },
+    /// Unknown format byte.
+    #[error("unknown range proof format {0}")]
+    UnknownFormat(u8),
+    /// Unknown item tag.
+    #[error("unknown range proof item tag {tag} at byte {offset}")]
+    UnknownTag {
+        /// The tag read.
+        tag: u8,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// More items than `limits::RANGE_PROOF_ITEMS_MAX`.
+    #[error("range proof of {count} items exceeds the limit of {max}")]
+    TooManyItems {
+        /// Items announced or given.
+        count: usize,
+        /// `limits::RANGE_PROOF_ITEMS_MAX`.
+        max: usize,
+    },
+    /// An internal-node item carries the empty hash (an empty subtree has
+    /// its own item; non-canonical).
+    #[error("range proof item {index} is a node with the empty hash")]
+    EmptyNodeItem {
+        /// Item position.
+        index: usize,
+    },
+    /// `lo > hi`.
+    #[error("range bounds inverted: lo > hi")]
+    RangeInverted,
+    /// Leaves not in strictly increasing path order.
+    #[error("leaves not strictly sorted by path at index {index}")]
+    Unsorted {
+        /// Position of the first out-of-order leaf.
+        index: usize,
+    },
+    /// A leaf of the run lies outside `[lo, hi]`.
+    #[error("run leaf {index} lies outside the range")]
+    LeafOutsideRange {
+        /// Position of the leaf in the run.
+        index: usize,
+    },
+    /// An outside leaf item does not lie under the node it stands for (it
+    /// could be an in-range leaf moved out of the range).
+    #[error("outside leaf item {index} does not lie under its node at depth {depth}")]
+    OutsideLeafNotUnderNode {
+        /// Item position.
+        index: usize,
+        /// Depth of the node it stands for.
+        depth: usize,
+    },
+    /// The walk needed more outside items than the proof has.
+    #[error("range proof has {len} outside items, the range needs more")]
+    TooFewItems {
+        /// Items in the proof.
+        len: usize,
+    },
+    /// The walk left outside items unused.
+    #[error("range proof has {len} outside items, the range uses {used}")]
+    UnusedItems {
+        /// Items the walk consumed.
+        used: usize,
+        /// Items in the proof.
+        len: usize,
+    },
+    /// Run and outside items do not hash to the root.
+    #[error("range proof does not hash to the root")]
+    RootMismatch,
 }

@@ -29,6 +29,25 @@ pub const PROOF_SIBLINGS_MAX: usize = PATH_BITS;
 /// anything longer before looking at it.
 pub const PROOF_BYTES_MAX: usize = 4 + PROOF_SIBLINGS_MAX / 8 + 64 + PROOF_SIBLINGS_MAX * 32;
 
+/// Outside items a range proof can hold. The verifier walks the path space
+/// from the root and only descends into nodes that *straddle* a bound
+/// (contain paths both inside and outside `[lo, hi]`). Such a node contains
+/// `lo` or `hi`, so there are at most two per depth (one per bound), at
+/// depths 0..=255 (a depth-256 node is one path and cannot straddle). Each
+/// straddling node has at most one child entirely outside the range — the
+/// other child holds the bound — and only such children are outside items:
+/// at most `2 × 256` in all (511, exactly: depth 0 has one node).
+pub const RANGE_PROOF_ITEMS_MAX: usize = 2 * PATH_BITS;
+
+/// Bytes of the largest outside item: tag + path + value hash (a leaf; an
+/// internal node is tag + hash, an empty subtree the tag alone).
+pub const RANGE_PROOF_ITEM_BYTES_MAX: usize = 1 + 32 + 32;
+
+/// Bytes of the largest valid encoded range proof: header (format, u16
+/// item count) + every item a leaf. Decoding rejects anything longer before
+/// looking at it.
+pub const RANGE_PROOF_BYTES_MAX: usize = 3 + RANGE_PROOF_ITEMS_MAX * RANGE_PROOF_ITEM_BYTES_MAX;
+
 /// Default number of latest committed roots that can still be proven against
 /// (`TrieConfig::roots_retained`).
 pub const ROOTS_RETAINED_DEFAULT: u64 = 16;
@@ -50,4 +69,8 @@ const _: () = assert!(PATH_BITS % PAGE_BITS == 0);
 const _: () = assert!(PAGE_BITS <= 8, "a page index must fit a byte");
 const _: () = assert!(PAGE_FANOUT <= u8::MAX as usize);
 const _: () = assert!(PROOF_SIBLINGS_MAX <= u16::MAX as usize);
+const _: () = assert!(RANGE_PROOF_ITEMS_MAX <= u16::MAX as usize);
+// One straddling node at depth 0, two at each of depths 1..=255.
+const _: () = assert!(2 * PATH_BITS - 1 <= RANGE_PROOF_ITEMS_MAX);
+const _: () = assert!(RANGE_PROOF_BYTES_MAX == 3 + 512 * 65);
 const _: () = assert!(ROOTS_RETAINED_DEFAULT >= 1 && ROOTS_RETAINED_DEFAULT <= ROOTS_RETAINED_MAX);

@@ -18,6 +18,10 @@
 //! - **Proofs** ([`Proof`]): inclusion or exclusion, compact bytes (empty
 //!   siblings skipped via a bitmap), decoded with limits and typed errors,
 //!   checked by the stand-alone [`verify`].
+//! - **Range proofs** ([`RangeProof`]): that a sorted run of leaves is
+//!   exactly the set of leaves in an inclusive path range, for state sync
+//!   chunks; made from stored pages ([`Trie::prove_range_at`]) or a whole
+//!   sorted set ([`RangeProof::from_sorted`]), checked by [`verify_range`].
 //!
 //! What it is not: it stores value *hashes*, not values (the state itself
 //! lives in the LSM); it does not cache pages (the store's block cache
@@ -52,14 +56,17 @@ pub mod hash;
 pub mod limits;
 mod page;
 mod proof;
+mod range_proof;
+mod range_prover;
 mod sorted;
 mod store;
 mod trie;
 
 pub use batch::{Batch, Update};
-pub use error::{Error, ProofError};
+pub use error::{Error, ProofError, RangeProofError};
 pub use hash::{key_path, leaf_hash, node_hash, value_hash, Hash32, EMPTY};
 pub use proof::{verify, verify_path, Proof, Terminal};
+pub use range_proof::{verify_range, OutsideItem, RangeProof};
 pub use sorted::{root_of_sorted, root_of_sorted_parallel, SortedRootBuilder};
 pub use store::{MemStore, NodeStore};
 pub use trie::{ApplyStats, Puts, Staged, Trie, TrieConfig};

@@ -10,6 +10,7 @@ use super::limits::{
 use super::page::{self, hex, masked, page_key, version_key, Item, Items};
 use super::page::{KEY_LATEST, NS_ROOT, NS_STALE};
 use super::proof::{Proof, Terminal};
+use super::range_proof::RangeProof;
 use super::store::NodeStore;
 use super::Error;
 
@@ -57,7 +58,7 @@ impl TrieConfig {
 
 /// What sits at a page boundary: nothing, one leaf, or a stored page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sub {
+pub(super) enum Sub {
     Empty,
     Leaf { path: Hash32, value_hash: Hash32 },
     Page { hash: Hash32, version: u64 },
@@ -505,6 +506,57 @@ impl<S: NodeStore> Trie<S> {
         self.prove_inner(version, path)
     }
 
+    /// A range proof for `[lo, hi]` (inclusive) against the latest root; see
+    /// [`Trie::prove_range_at`].
+    pub fn prove_range(&self, lo: &Hash32, hi: &Hash32) -> Result<RangeProof, Error> {
+        self.prove_range_at(self.version, lo, hi)
+    }
+
+    /// A range proof for `[lo, hi]` (inclusive) against the root of a
+    /// retained `version`: with the leaves whose paths lie in the range
+    /// (which the caller reads from its state, not from the trie) it
+    /// passes [`super::verify_range`]. Reads only the pages on the two
+    /// bound paths (each checked against its parent's hash); at most
+    /// `RANGE_PROOF_ITEMS_MAX` items.
+    ///
+    /// ```
+    /// use strata_storage::merkle::{verify_range, Batch, MemStore, Trie, TrieConfig};
+    /// let mut trie = Trie::open(MemStore::new(), TrieConfig::new()).unwrap();
+    /// let mut batch = Batch::new();
+    /// for i in 0u32..100 {
+    ///     batch.put(&i.to_le_bytes(), b"v");
+    /// }
+    /// let all = batch.into_sorted();
+    /// let root = trie.apply(&all).unwrap();
+    /// let (lo, hi) = ([0x40u8; 32], [0x7Fu8; 32]);
+    /// let proof = trie.prove_range_at(trie.version(), &lo, &hi).unwrap();
+    /// let run: Vec<_> = all
+    ///     .iter()
+    ///     .filter(|(p, _)| lo <= *p && *p <= hi)
+    ///     .map(|(p, v)| (*p, v.unwrap()))
+    ///     .collect();
+    /// assert!(verify_range(&root, &lo, &hi, &run, &proof).is_ok());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::RangeInverted`] if `lo > hi`, [`Error::VersionNotRetained`],
+    /// store reads, or `Corruption` for pages that do not hash to the root.
+    pub fn prove_range_at(
+        &self,
+        version: u64,
+        lo: &Hash32,
+        hi: &Hash32,
+    ) -> Result<RangeProof, Error> {
+        if lo > hi {
+            return Err(Error::RangeInverted {
+                lo_hex: hex(lo),
+                hi_hex: hex(hi),
+            });
+        }
+        let (_, sub) = self.sub_at(version)?;
+        super::range_prover::prove(&self.store, sub, lo, hi)
+    }
+
     fn prove_inner(&self, version: u64, path: &Hash32) -> Result<Proof, Error> {
         let (root, mut sub) = self.sub_at(version)?;
         let mut proof_siblings = Vec::new();
@@ -604,7 +656,7 @@ fn get<S: NodeStore>(store: &S, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     store.get(key).map_err(|e| Error::Store(Box::new(e)))
 }
 
-fn load_page<S: NodeStore>(
+pub(super) fn load_page<S: NodeStore>(
     store: &S,
     level: usize,
     prefix: &Hash32,
