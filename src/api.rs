@@ -63,6 +63,10 @@ impl ApiError {
     fn internal(msg: impl std::fmt::Display) -> ApiError {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
     }
+    /// 410: the node pruned what was asked for (it existed).
+    fn pruned(p: strata_consensus::history::PrunedBelow) -> ApiError {
+        ApiError(StatusCode::GONE, p.to_string())
+    }
     fn busy(msg: impl Into<String>) -> ApiError {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, msg.into())
     }
@@ -391,9 +395,19 @@ async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult 
         .map_err(|_| ApiError::busy("busy: the node has too many questions queued"))?
         .await
         .map_err(|_| ApiError::busy("the node is shutting down"))?;
-    Ok(Json(match pending {
-        Some(waiting) => json!({ "status": "pending", "waiting_for": waiting.to_string() }),
-        None => json!({ "status": "unknown" }),
+    if let Some(waiting) = pending {
+        return Ok(Json(
+            json!({ "status": "pending", "waiting_for": waiting.to_string() }),
+        ));
+    }
+    // Not pending and not in the index: never seen, expired, or finalized
+    // below the history this node keeps, which it says.
+    let floor = blocking(&s, |s| s.chain.history_floor().map_err(ApiError::internal)).await?;
+    Ok(Json(if floor > 1 {
+        json!({ "status": "unknown", "history_from": floor,
+                "note": format!("this node keeps transactions finalized from height {floor} on") })
+    } else {
+        json!({ "status": "unknown" })
     }))
 }
 
@@ -516,21 +530,45 @@ async fn find_block(s: &ApiState, which: String) -> Result<Block, ApiError> {
     blocking(s, move |s| {
         let height = match (by_height, by_id) {
             (Some(h), _) => h,
-            (None, Some(id)) => s
-                .chain
-                .block_height(&id)
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| ApiError::not_found("no finalized block with that id"))?,
+            (None, Some(id)) => match s.chain.block_height(&id).map_err(ApiError::internal)? {
+                Some(h) => h,
+                None => {
+                    let floor = s.chain.history_floor().map_err(ApiError::internal)?;
+                    return Err(ApiError::not_found(if floor > 1 {
+                        format!(
+                            "no finalized block with that id from height {floor} on \
+                             (this node pruned the blocks below)"
+                        )
+                    } else {
+                        "no finalized block with that id".to_string()
+                    }));
+                }
+            },
             (None, None) => unreachable!("one of the two is set"),
         };
         let not_found = || ApiError::not_found(format!("no finalized block at height {height}"));
         if height == 0 {
             return Err(not_found());
         }
-        s.chain
+        match s
+            .chain
             .read_header_and_ids(height)
             .map_err(ApiError::internal)?
-            .ok_or_else(not_found)
+        {
+            Some(b) => Ok(b),
+            None => {
+                // Read after the block: a block pruned between the two
+                // reads is reported pruned, not missing.
+                let floor = s.chain.history_floor().map_err(ApiError::internal)?;
+                if height < floor {
+                    Err(ApiError::pruned(strata_consensus::history::PrunedBelow {
+                        floor,
+                    }))
+                } else {
+                    Err(not_found())
+                }
+            }
+        }
     })
     .await
 }
@@ -727,6 +765,12 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         count(&m.requests_over_budget),
     );
     metric(
+        "requests_over_node_budget_total",
+        "counter",
+        "Block pulls and old-height queries dropped unblamed: all peers together spent the node's request budget.",
+        count(&m.requests_over_node_budget),
+    );
+    metric(
         "blocks_not_served_total",
         "counter",
         "Blocks asked for and not served: a byte budget was spent or the queue was full.",
@@ -743,6 +787,30 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         "counter",
         "Failures of this node's own store while serving peers (never blamed on them).",
         count(&m.local_faults),
+    );
+    metric(
+        "history_floor",
+        "gauge",
+        "Lowest height whose block and transactions this node keeps (1: nothing pruned).",
+        m.history_floor.load(Ordering::Relaxed).max(1) as f64,
+    );
+    metric(
+        "history_heights_pruned_total",
+        "counter",
+        "Heights whose block and transactions were pruned since start.",
+        count(&m.history_heights_pruned),
+    );
+    metric(
+        "history_txs_pruned_total",
+        "counter",
+        "Transaction index entries pruned since start.",
+        count(&m.history_txs_pruned),
+    );
+    metric(
+        "history_prune_failures_total",
+        "counter",
+        "Times pruning stopped on a storage failure (the node then keeps all history).",
+        count(&m.history_prune_failures),
     );
     metric(
         "net_bytes_in_total",
@@ -774,6 +842,30 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         "counter",
         "Misbehaving inbound peers evicted for a newcomer.",
         count(&n.peers_evicted),
+    );
+    metric(
+        "net_items_rate_limited_total",
+        "counter",
+        "Gossip items dropped: the sending peer's push budget was spent.",
+        count(&n.items_rate_limited),
+    );
+    metric(
+        "net_items_shed_total",
+        "counter",
+        "Gossip items shed: their lane of the event queue was full (votes and requests have their own).",
+        count(&n.items_shed),
+    );
+    metric(
+        "net_stranger_items_dropped_total",
+        "counter",
+        "Gossip items from non-validators dropped unhashed: strangers together spent their shared budget.",
+        count(&n.stranger_items_dropped),
+    );
+    metric(
+        "net_events_dropped_total",
+        "counter",
+        "Network events other than gossip items dropped: the node fell a whole queue behind.",
+        count(&n.events_dropped),
     );
     metric(
         "net_handshakes_refused_total",

@@ -24,10 +24,13 @@ use strata_storage::lru::LruCache;
 /// Older ones cost a disk read and take a request token.
 pub const RECENT_HEIGHTS: u64 = 64;
 
-/// Peers whose budgets are remembered at once. Connected peers are far
-/// fewer (the network layer's limits); a peer forgotten here starts again
-/// with full buckets, which is only generous, never unsafe, since its
-/// connection and score live in the network layer.
+/// Peers whose budgets are remembered at once, least recently seen
+/// forgotten first. Connected peers are far fewer (the network layer's
+/// limits), so a peer that disconnects and comes back within the next
+/// thousands of others finds its buckets as it left them: reconnecting
+/// does not refill them. One forgotten starts again with full buckets,
+/// which is only generous, never unsafe: the node-wide buckets bound the
+/// sum, and its connection and score live in the network layer.
 pub const PEERS_REMEMBERED_MAX: usize = 4096;
 
 /// The limits. Every field documents its default and why.
@@ -43,6 +46,14 @@ pub struct BudgetConfig {
     /// block. Default 100: a node pulls a block from one voter per
     /// height, and one catching up asks about a few heights per poll.
     pub requests_per_s: u64,
+    /// Requests per second from all peers together that read the disk or
+    /// serve a block. Default 1,000: ten peers at their full
+    /// `requests_per_s`. Each such request is one block record read (a
+    /// few microseconds from the block cache, a disk read otherwise) on
+    /// the consensus thread or the serving thread; the sum across peers is
+    /// what bounds that thread's time, since anyone can make new keys or
+    /// reconnect. Beyond it a request is dropped without blame.
+    pub requests_per_s_total: u64,
     /// Bytes of blocks served to one peer per second. Default 16 MiB: a
     /// catching-up node pulls at least this from every peer it asks, ten
     /// times what a saturated devnet's chain grows by per second.
@@ -66,6 +77,7 @@ impl Default for BudgetConfig {
         BudgetConfig {
             messages_per_s: 20_000,
             requests_per_s: 100,
+            requests_per_s_total: 1_000,
             serve_bytes_per_s: 16 << 20,
             serve_bytes_per_s_total: 64 << 20,
             stranger_messages_per_s_total: 40_000,
@@ -85,6 +97,7 @@ pub struct Budgets {
     config: BudgetConfig,
     peers: LruCache<[u8; 32], PeerBudget>,
     total_bytes: TokenBucket,
+    total_requests: TokenBucket,
     strangers: TokenBucket,
 }
 
@@ -106,6 +119,11 @@ impl Budgets {
             total_bytes: TokenBucket::new(
                 config.serve_bytes_per_s_total,
                 config.serve_bytes_per_s_total,
+                now_ms,
+            ),
+            total_requests: TokenBucket::new(
+                config.requests_per_s_total,
+                config.requests_per_s_total,
                 now_ms,
             ),
             strangers: TokenBucket::new(
@@ -153,9 +171,20 @@ impl Budgets {
         Ok(())
     }
 
-    /// Takes one request token from `peer`; false when it has none.
-    pub fn request(&mut self, peer: &[u8; 32], now_ms: u64) -> bool {
-        self.peer(peer, now_ms).requests.try_take(1, now_ms)
+    /// Takes one request token from `peer` and one from the node's.
+    ///
+    /// # Errors
+    /// Which budget could not pay: the peer's own (its fault) or the
+    /// node's (nobody's in particular; the peer keeps its token).
+    pub fn request(&mut self, peer: &[u8; 32], now_ms: u64) -> Result<(), Refused> {
+        if !self.peer(peer, now_ms).requests.try_take(1, now_ms) {
+            return Err(Refused::Peer);
+        }
+        if !self.total_requests.try_take(1, now_ms) {
+            self.peer(peer, now_ms).requests.refund(1);
+            return Err(Refused::Node);
+        }
+        Ok(())
     }
 
     /// Takes `bytes` from `peer`'s byte budget and the node's, or nothing.
@@ -180,11 +209,6 @@ impl Budgets {
         }
         Ok(())
     }
-
-    /// Forgets `peer` (it disconnected).
-    pub fn forget(&mut self, peer: &[u8; 32]) {
-        self.peers.remove(peer);
-    }
 }
 
 #[cfg(test)]
@@ -195,6 +219,7 @@ mod tests {
         BudgetConfig {
             messages_per_s: 10,
             requests_per_s: 2,
+            requests_per_s_total: 3,
             serve_bytes_per_s: 1_000,
             serve_bytes_per_s_total: 1_500,
             stranger_messages_per_s_total: 15,
@@ -219,9 +244,26 @@ mod tests {
             Ok(()),
             "refilled: 10/s for 100 ms"
         );
-        assert!(b.request(&p, 0) && b.request(&p, 0));
-        assert!(!b.request(&p, 0));
-        assert!(b.request(&p, 500));
+        assert_eq!(b.request(&p, 0), Ok(()));
+        assert_eq!(b.request(&p, 0), Ok(()));
+        assert_eq!(b.request(&p, 0), Err(Refused::Peer));
+        assert_eq!(b.request(&p, 500), Ok(()));
+    }
+
+    /// Many peers each within their own request budget cannot together
+    /// make the node read more than its own.
+    #[test]
+    fn requests_come_out_of_the_peer_and_the_node() {
+        let mut b = Budgets::new(config(), 0);
+        assert_eq!(b.request(&[1; 32], 0), Ok(()));
+        assert_eq!(b.request(&[2; 32], 0), Ok(()));
+        assert_eq!(b.request(&[3; 32], 0), Ok(()));
+        assert_eq!(b.request(&[4; 32], 0), Err(Refused::Node), "node: 3/s");
+        // Refused by the node, peer 4 kept its own tokens: two once the
+        // node's bucket refills (3/s: one every 334 ms).
+        assert_eq!(b.request(&[4; 32], 700), Ok(()));
+        assert_eq!(b.request(&[4; 32], 1_000), Ok(()));
+        assert_eq!(b.request(&[4; 32], 1_000), Err(Refused::Peer));
     }
 
     /// Strangers (not validators) share one budget on top of their own:
@@ -257,7 +299,6 @@ mod tests {
         assert_eq!(b.serve(&q, 700, 0), Ok(()));
         // Larger than a whole second's budget: served when the bucket is full.
         assert_eq!(b.serve(&q, 1 << 20, 2_000), Ok(()));
-        b.forget(&p);
         assert_eq!(b.serve(&p, 500, 2_000), Err(Refused::Node));
     }
 }

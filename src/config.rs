@@ -42,6 +42,8 @@ pub struct NodeConfig {
     pub net: NetSection,
     /// Storage knobs.
     pub storage: StorageSection,
+    /// How much finalized history to keep.
+    pub history: HistorySection,
     /// HTTP API limits.
     pub http: HttpSection,
 }
@@ -60,6 +62,7 @@ impl Default for NodeConfig {
             mempool: MempoolSection::default(),
             net: NetSection::default(),
             storage: StorageSection::default(),
+            history: HistorySection::default(),
             http: HttpSection::default(),
         }
     }
@@ -172,6 +175,17 @@ pub struct NetSection {
     pub push_items_per_s: u64,
     /// Pushed bytes accepted per peer per second. Default 32 MiB.
     pub push_bytes_per_s: u64,
+    /// Gossip items accepted per second from all peers that are not
+    /// validators, together; beyond it they are dropped unhashed and
+    /// nobody is blamed. Default 50,000 (one peer's `push_items_per_s`):
+    /// anyone can make keys, so per-peer limits alone do not bound what
+    /// strangers cost; validators' gossip is not held to it.
+    pub stranger_items_per_s_total: u64,
+    /// Inbound connections accepted per second from one IP address (burst
+    /// 32); beyond it they are closed at accept. Default 20: a peer
+    /// banned by its key could otherwise come back at once with a new one,
+    /// and each handshake costs a signature and a check.
+    pub accepts_per_s_per_ip: u64,
     /// Largest frame payload. Default 4 MiB.
     pub frame_payload_bytes_max: u32,
     /// Inbound peers that are not validators (validators always get in).
@@ -191,6 +205,8 @@ impl Default for NetSection {
             gossip_flush_interval_ms: 10,
             push_items_per_s: 50_000,
             push_bytes_per_s: 32 << 20,
+            stranger_items_per_s_total: 50_000,
+            accepts_per_s_per_ip: 20,
             frame_payload_bytes_max: 4 << 20,
             inbound_peers_max: 32,
             outbound_peers_max: 8,
@@ -221,6 +237,54 @@ impl Default for StorageSection {
             zstd_level: None,
             block_cache_bytes: 512 << 20,
         }
+    }
+}
+
+/// `[history]`: how much finalized history (block bodies, transaction
+/// lists and the transaction index) the node keeps. State is not history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySection {
+    /// Keep every block (default `true`). **Why archive by default:** a
+    /// node behind by more than the retained window catches up by pulling
+    /// the blocks it missed from its peers; until joining by state sync
+    /// exists, a network whose nodes all prune would leave such a node no
+    /// way back. Set `false` on nodes whose disk must stay bounded.
+    pub archive: bool,
+    /// Blocks kept when `archive` is false: the last `blocks_retained`
+    /// heights (at least 64). Default 100,000, about an hour and a half
+    /// of a chain finalizing 20 blocks a second. Older ones are deleted in
+    /// the background (`strata-prune` thread); the API answers queries
+    /// about them with "pruned below height H".
+    pub blocks_retained: u64,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            archive: true,
+            blocks_retained: 100_000,
+        }
+    }
+}
+
+impl HistorySection {
+    /// The blocks to keep, `None` for all.
+    ///
+    /// # Errors
+    /// A window below [`strata_consensus::history::BLOCKS_RETAINED_MIN`].
+    pub fn retained(&self) -> Result<Option<u64>, String> {
+        if self.archive {
+            return Ok(None);
+        }
+        let min = strata_consensus::history::BLOCKS_RETAINED_MIN;
+        if self.blocks_retained < min {
+            return Err(format!(
+                "history.blocks_retained = {} is below the least a node may keep ({min})",
+                self.blocks_retained
+            ));
+        }
+        Ok(Some(self.blocks_retained))
     }
 }
 

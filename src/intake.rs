@@ -545,8 +545,8 @@ pub(crate) struct Queues {
 }
 
 /// Lowers the calling thread's priority by `nice` (Linux priorities are
-/// per thread). A refusal is logged, not fatal: the worker still runs.
-fn lower_priority(nice: i32) {
+/// per thread). A refusal is logged, not fatal: the thread still runs.
+pub(crate) fn lower_priority(nice: i32) {
     if nice <= 0 {
         return;
     }
@@ -560,7 +560,8 @@ fn lower_priority(nice: i32) {
     };
     if refused {
         warn!(
-            "cannot lower the verification threads' priority: {}",
+            "cannot lower the priority of thread {:?}: {}",
+            std::thread::current().name().unwrap_or("?"),
             std::io::Error::last_os_error()
         );
     }

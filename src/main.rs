@@ -14,6 +14,7 @@ mod inspect;
 mod intake;
 mod metrics;
 mod node;
+mod prune;
 mod sim_cmd;
 
 use std::path::PathBuf;

@@ -20,9 +20,17 @@ pub struct Metrics {
     pub txs_invalid_from_peers: AtomicU64,
     /// Peers penalised by the engine.
     pub peers_penalized: AtomicU64,
-    /// Gossiped transactions dropped because the verification queue was
-    /// full (overload shedding).
+    /// Gossiped transactions dropped because gossip's share of the
+    /// verification queue was full (overload shedding).
     pub txs_shed: AtomicU64,
+    /// The lowest height whose history is kept (1: nothing pruned).
+    pub history_floor: AtomicU64,
+    /// Heights whose history the pruning thread deleted since start.
+    pub history_heights_pruned: AtomicU64,
+    /// Transaction index entries it deleted since start.
+    pub history_txs_pruned: AtomicU64,
+    /// Times pruning stopped on a storage failure.
+    pub history_prune_failures: AtomicU64,
     /// Transactions refused before their signature was checked: the
     /// sender's committed balance does not cover them.
     pub txs_unfunded: AtomicU64,
@@ -37,6 +45,9 @@ pub struct Metrics {
     /// Block pulls and old-height queries dropped: the peer's request
     /// budget was spent.
     pub requests_over_budget: AtomicU64,
+    /// Block pulls and old-height queries dropped unblamed: all peers
+    /// together spent the node's request budget.
+    pub requests_over_node_budget: AtomicU64,
     /// Blocks not served: a byte budget was spent (or the serving queue
     /// was full).
     pub blocks_not_served: AtomicU64,

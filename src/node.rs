@@ -92,6 +92,8 @@ const EVENTS_PER_TURN_MAX: usize = 1024;
 /// Batches waiting for the verification workers (gossip, framed clients,
 /// API submissions).
 const VERIFY_JOBS_MAX: usize = 256;
+/// Of those, the most gossip jobs may hold (see `hand_out_jobs`).
+const GOSSIP_JOBS_MAX: usize = VERIFY_JOBS_MAX / 2;
 /// Pulled blocks waiting for their signature check. The engine has at
 /// most 256 pulls in flight; a block beyond this is dropped and pulled
 /// again from another voter.
@@ -304,6 +306,7 @@ impl Node {
             );
         }
 
+        let retained = config.history.retained()?;
         let fds = crate::fd_limit::plan(crate::fd_limit::raise(), config, validators.len())?;
         info!(
             open_files_max = fds.limit,
@@ -441,6 +444,8 @@ impl Node {
             gossip_flush_interval_ms: n.gossip_flush_interval_ms.max(1),
             push_items_per_s: n.push_items_per_s,
             push_bytes_per_s: n.push_bytes_per_s,
+            stranger_items_per_s_total: n.stranger_items_per_s_total,
+            accepts_per_s_per_ip: n.accepts_per_s_per_ip,
             send_queue_bytes_max: (n.frame_payload_bytes_max as usize * 4).max(32 << 20),
             // Transactions are passed on once verified and admitted
             // (`admit_verified`), not as they arrive: a forged one stops
@@ -520,7 +525,7 @@ impl Node {
                 let _ = net_of.net.penalize(peer, reason);
             }),
         });
-        let workers = intake::start(
+        let mut workers = intake::start(
             &context,
             intake::Workers {
                 threads: c.verify_threads,
@@ -537,6 +542,19 @@ impl Node {
                 }),
             },
         )?;
+        let floor = strata_consensus::history::floor(&shared.db)
+            .map_err(|e| format!("cannot read the history floor: {e}"))?;
+        shared.metrics.history_floor.store(floor, Ordering::Relaxed);
+        if let Some(retained) = retained {
+            info!(
+                retained,
+                floor, "pruning history: keeping the last {retained} blocks"
+            );
+            workers.push(
+                crate::prune::spawn(Arc::clone(&shared), retained)
+                    .map_err(|e| format!("cannot start the pruning thread: {e}"))?,
+            );
+        }
         let tick = Duration::from_millis(c.tick_ms.max(1));
         let s = Arc::clone(&shared);
         let intake = Arc::clone(&context);
@@ -867,7 +885,6 @@ impl Driver {
                 info!(peer = %hex::encode(&node_key[..4]), %addr, "peer up");
             }
             Event::PeerDown { node_key } => {
-                self.budgets.forget(&node_key);
                 self.connected.remove(&node_key);
                 self.unreachable.push(node_key);
                 info!(peer = %hex::encode(&node_key[..4]), "peer down");
@@ -943,9 +960,20 @@ impl Driver {
                         }
                         _ => false,
                     };
-                    if costly && !self.budgets.request(&from, now) {
-                        m.requests_over_budget.fetch_add(1, Ordering::Relaxed);
-                        return self.penalize(from, Misbehaviour::Flooding);
+                    if costly {
+                        match self.budgets.request(&from, now) {
+                            Ok(()) => {}
+                            Err(Refused::Peer) => {
+                                m.requests_over_budget.fetch_add(1, Ordering::Relaxed);
+                                return self.penalize(from, Misbehaviour::Flooding);
+                            }
+                            // Peers together asked too much: dropped
+                            // unanswered, nobody blamed (they ask again).
+                            Err(Refused::Node) => {
+                                m.requests_over_node_budget.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        }
                     }
                     let out = self.engine.on_message(from, msg, &mut self.chain, now);
                     self.outputs.extend(out);
@@ -1054,9 +1082,14 @@ impl Driver {
                 items: gossip.items,
                 batches: gossip.batches,
             };
-            match self.shared.jobs.try_send(job) {
-                Ok(()) => {}
-                Err(_) => {
+            // Gossip, which anyone can send and which is shed without
+            // loss (peers that have a transaction gossip it again), takes
+            // at most half the queue: clients' batches and API
+            // submissions always find the other half.
+            let room = self.shared.jobs.len() < GOSSIP_JOBS_MAX;
+            match room.then(|| self.shared.jobs.try_send(job)) {
+                Some(Ok(())) => {}
+                _ => {
                     self.shared
                         .metrics
                         .txs_shed

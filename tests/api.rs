@@ -263,3 +263,58 @@ fn every_endpoint_with_good_and_bad_input() {
     // Still serving after all the garbage.
     assert_eq!(net.get(0, "/v1/status").0, 200);
 }
+
+/// A node with `[history] archive = false` keeps its last
+/// `blocks_retained` blocks: a block below the window answers 410 "pruned
+/// below height H", a transaction finalized there says from which height
+/// the node keeps them, blocks inside the window are served, and the
+/// floor survives a kill -9 and restart.
+#[test]
+fn a_pruning_node_answers_pruned_below_height_and_keeps_its_window() {
+    const RETAINED: u64 = 64;
+    let config = format!("[history]\narchive = false\nblocks_retained = {RETAINED}\n");
+    let mut net = Devnet::start_with_config(1, Some(&config));
+    net.wait_ready(Duration::from_secs(60));
+    let g = net.genesis.clone();
+    // One transfer per block, until well past the window.
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for nonce in 0.. {
+        let height = net.height(0).unwrap();
+        if height > 2 * RETAINED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {height} blocks");
+        let ids = submit(&net, 0, &[transfer(&g, 0, 1, nonce)]);
+        assert_eq!(ids.len(), 1);
+        first.get_or_insert_with(|| ids[0].clone());
+        wait_finalized(&net, &ids[0]);
+    }
+    let first = first.unwrap();
+    let height = net.height(0).unwrap();
+    // The pruning thread looks every 200 ms.
+    let want = height + 1 - RETAINED;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while net.metric(0, "strata_history_floor") < want as f64 {
+        assert!(Instant::now() < deadline, "floor stuck below {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let floor = net.metric(0, "strata_history_floor") as u64;
+    let (code, v) = net.get(0, "/v1/blocks/1");
+    assert_eq!(code, 410, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("pruned below height"), "{e}");
+    assert_eq!(net.get(0, &format!("/v1/blocks/{height}")).0, 200);
+    assert_eq!(net.get(0, &format!("/v1/blocks/{floor}")).0, 200);
+    let (code, v) = net.get(0, &format!("/v1/txs/{first}"));
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "unknown", "{v}");
+    assert!(v["history_from"].as_u64().unwrap() > 1, "{v}");
+
+    net.kill9(0);
+    net.spawn(0);
+    net.wait_ready(Duration::from_secs(60));
+    assert!(net.metric(0, "strata_history_floor") as u64 >= floor);
+    assert_eq!(net.get(0, "/v1/blocks/1").0, 410);
+    assert_eq!(net.get(0, &format!("/v1/blocks/{height}")).0, 200);
+}

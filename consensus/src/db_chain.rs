@@ -15,6 +15,7 @@
 //! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
 //! | `g` | the hash of the genesis the store was created with ([`Genesis::hash`]); opening with another genesis fails ([`ChainError::GenesisMismatch`]) |
 //! | `r` | height (8, little-endian) ‖ block id (32): the preference this node last revealed to a validator (see [`DbChain::record_revealed`]) |
+//! | `p` | height (8, little-endian): the lowest height whose `b`, `x`, `i` and `n` records are kept; absent means 1 (see [`crate::history`]) |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
 //! *stages* it on the trie ([`Trie::stage`]: the new root and the page
@@ -675,7 +676,12 @@ impl Chain for DbChain {
         if (first..=self.height).contains(&height) {
             return Ok(self.recent_ids.get((height - first) as usize).copied());
         }
-        Ok(self.finalized_block(height)?.map(|b| *b.id()))
+        if height == 0 || height > self.height {
+            return Ok(None);
+        }
+        self.reader()
+            .read_block_id(height)
+            .map_err(|e| LocalFault(e.to_string()))
     }
 }
 
@@ -705,7 +711,7 @@ pub struct ProvenValue {
 
 /// The record namespaces of the key layout (module docs), for
 /// [`ChainReader::usage`].
-const NAMESPACES: [(u8, &str); 9] = [
+const NAMESPACES: [(u8, &str); 10] = [
     (b's', "state entries"),
     (b't', "trie pages and records"),
     (b'b', "blocks"),
@@ -715,6 +721,7 @@ const NAMESPACES: [(u8, &str); 9] = [
     (b'm', "meta record"),
     (b'g', "genesis hash"),
     (b'r', "revealed preference"),
+    (b'p', "history floor"),
 ];
 
 /// What one record namespace holds ([`ChainReader::usage`]).
@@ -902,6 +909,32 @@ impl ChainReader {
         Block::decode(&block_bytes)
             .map(Some)
             .map_err(|e| ChainError::Corrupt(format!("block {height}: {e}")))
+    }
+
+    /// The lowest height whose block and transactions this store keeps
+    /// ([`crate::history`]; 1 when nothing was pruned).
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt floor record.
+    pub fn history_floor(&self) -> Result<u64, ChainError> {
+        crate::history::floor(&self.db)
+    }
+
+    /// The id of the block at `height`: the hash of its header, read
+    /// without decoding the block's transaction ids (up to 320 KiB of
+    /// them), since any peer may ask about an old height (its request
+    /// budget bounds how often).
+    ///
+    /// # Errors
+    /// Storage failures or a record too short to hold a header.
+    pub fn read_block_id(&self, height: u64) -> Result<Option<BlockId>, ChainError> {
+        let Some(block_bytes) = self.db.get(&key(b'b', &height.to_be_bytes()))? else {
+            return Ok(None);
+        };
+        let header = block_bytes
+            .get(..crate::block::HEADER_BYTES)
+            .ok_or_else(|| ChainError::Corrupt(format!("block {height}: shorter than a header")))?;
+        Ok(Some(*blake3::hash(header).as_bytes()))
     }
 
     /// The block at `height` with its transactions.

@@ -5,7 +5,8 @@
 //! What is here: the transaction format ([`tx`]), the signature rule
 //! ([`signature`]), batched verification ([`verify`]), the mempool ([`mempool`]), blocks ([`block`]),
 //! state keys and deterministic execution ([`state`]), the genesis
-//! ([`genesis`]), the durable commit path ([`db_chain`]), Snowball
+//! ([`genesis`]), the durable commit path ([`db_chain`]), pruning of old
+//! history ([`history`]), Snowball
 //! ([`snowball`]) with pluggable poll weights — uniform, stake, proof of
 //! work ([`sampler`]) — driven by the sans-IO [`engine`], and the
 //! deterministic simulator that runs many engines under faults, Byzantine
@@ -26,6 +27,7 @@ pub mod db_chain;
 pub mod engine;
 pub mod error;
 pub mod genesis;
+pub mod history;
 #[cfg(any(test, feature = "sim"))]
 pub mod mem_chain;
 pub mod mempool;

@@ -8,6 +8,7 @@ use strata_consensus::block::Block;
 use strata_consensus::db_chain::DbChain;
 use strata_consensus::engine::Chain;
 use strata_consensus::genesis::{devnet_account_key, Genesis};
+use strata_consensus::history;
 use strata_consensus::mem_chain::MemChain;
 use strata_consensus::state::account_key;
 use strata_consensus::tx::{Transaction, TxBody, TxKind};
@@ -193,4 +194,66 @@ fn readers_on_other_threads_never_leave_a_stale_account_in_the_cache() {
     for r in readers {
         r.join().unwrap();
     }
+}
+
+/// Pruning keeps exactly the last `retained` heights' history (blocks,
+/// transaction lists, both indexes) and nothing of the older ones, leaves
+/// the state alone, answers queries about pruned heights with "none", and
+/// resumes where it stopped after the store is closed part-way.
+#[test]
+fn pruning_keeps_the_last_heights_and_resumes_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = Genesis::devnet(4);
+    let mut mem = MemChain::new(&genesis);
+    let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let mut chain = DbChain::open(Arc::clone(&db), &genesis).unwrap();
+    let heights = 30u64;
+    let retained = 10u64;
+    let blocks: Vec<(Block, Vec<Arc<Transaction>>)> = (1..=heights)
+        .map(|h| {
+            let txs: Vec<_> = (0..3).map(|i| transfer(i, h - 1, i + 100, 1)).collect();
+            (commit_both(&mut chain, &mut mem, h, txs.clone()), txs)
+        })
+        .collect();
+    let root = chain.state_root();
+    let target = history::target_floor(heights, retained);
+    assert_eq!(target, heights - retained + 1);
+    for h in 1..=5 {
+        let pruned = history::prune_next(&db, target).unwrap().unwrap();
+        assert_eq!((pruned.height, pruned.txs), (h, 3));
+    }
+    assert_eq!(history::floor(&db).unwrap(), 6);
+    drop(chain);
+    drop(db);
+    let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let chain = DbChain::open(Arc::clone(&db), &genesis).unwrap();
+    assert_eq!(
+        history::floor(&db).unwrap(),
+        6,
+        "the floor survives a reopen"
+    );
+    while history::prune_next(&db, target).unwrap().is_some() {}
+    assert_eq!(history::floor(&db).unwrap(), target);
+    assert!(history::prune_next(&db, target).unwrap().is_none());
+
+    let reader = chain.reader();
+    for (b, txs) in &blocks {
+        let h = b.height();
+        let kept = h >= target;
+        assert_eq!(chain.finalized(h).unwrap().is_some(), kept, "height {h}");
+        assert_eq!(reader.block_height(b.id()).unwrap(), kept.then_some(h));
+        for tx in txs {
+            assert_eq!(reader.tx_height(tx.id()).unwrap(), kept.then_some(h));
+        }
+    }
+    // Nothing of a pruned height is left behind: each namespace holds
+    // exactly the kept heights' records.
+    let count = |ns: &[u8]| db.scan_prefix(ns).unwrap().count() as u64;
+    assert_eq!(count(b"b"), retained);
+    assert_eq!(count(b"x"), retained);
+    assert_eq!(count(b"i"), retained);
+    assert_eq!(count(b"n"), 3 * retained);
+    // The state is not history.
+    assert_eq!(chain.state_root(), root);
+    assert_eq!(chain.state_root(), mem.state_root());
 }

@@ -65,6 +65,23 @@ pub struct Config {
     pub relay_received: bool,
     /// Pushed items accepted per peer per second. Default 5000.
     pub push_items_per_s: u64,
+    /// Gossip items (pushed or pulled) accepted per second from all peers
+    /// that are not reserved, together; beyond it a frame's items are
+    /// dropped before they are hashed, and nobody is blamed (no stranger
+    /// need be at fault). 0, the library's default, means no such limit.
+    /// Why a node sets one: anyone can make keys, so each stranger within
+    /// its own `push_items_per_s` does not bound what strangers together
+    /// cost; reserved peers (the validators) are not held to it, so a
+    /// flood of strangers cannot crowd out their gossip.
+    pub stranger_items_per_s_total: u64,
+    /// Inbound connections accepted per second from one IP address (burst
+    /// `handshakes_per_ip_max`); beyond it they are closed at accept,
+    /// counted in `Stats::accepts_refused`. 0, the library's default,
+    /// means no such limit. Why a node sets one: a peer banned by its
+    /// proven key can come back at once with a new key, and every
+    /// handshake costs the node a signature and a check; this bounds how
+    /// often one host may try.
+    pub accepts_per_s_per_ip: u64,
     /// Pushed bytes accepted per peer per second. Default 8 MiB.
     pub push_bytes_per_s: u64,
     /// Node-wide seen cache size. Default 262144 ids.
@@ -130,6 +147,8 @@ impl Default for Config {
             gossip_quiet: false,
             relay_received: true,
             push_items_per_s: 5_000,
+            stranger_items_per_s_total: 0,
+            accepts_per_s_per_ip: 0,
             push_bytes_per_s: 8 * 1024 * 1024,
             seen_ids_max: SEEN_IDS_MAX_DEFAULT,
             sent_ids_per_peer_max: SENT_IDS_PER_PEER_MAX_DEFAULT,

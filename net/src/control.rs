@@ -179,8 +179,15 @@ pub struct Stats {
     /// Inbound peers evicted to make room for a newcomer (the worst-scored,
     /// having misbehaved).
     pub peers_evicted: AtomicU64,
-    /// Events dropped because the event queue was full.
+    /// Events other than gossip items dropped because their lane of the
+    /// event queue was full (the consumer fell `events_max` behind).
     pub events_dropped: AtomicU64,
+    /// Gossip items dropped because the item lane was full: shed under a
+    /// flood, without touching the lane of votes and requests.
+    pub items_shed: AtomicU64,
+    /// Gossip items from peers that are not reserved dropped unhashed:
+    /// strangers together spent `Config::stranger_items_per_s_total`.
+    pub stranger_items_dropped: AtomicU64,
     /// Multishot receives that found every ring buffer taken and were
     /// re-armed (`Config::recv_buffers` smaller than the receives completing
     /// at once).
@@ -189,7 +196,16 @@ pub struct Stats {
 
 pub(crate) struct Shared {
     pub(crate) commands: ArrayQueue<Command>,
+    /// Every event but gossip items: consensus messages, requests,
+    /// responses, peers coming and going. Taken before `items`.
     pub(crate) events: ArrayQueue<Event>,
+    /// Gossip items ([`Event::Item`]), a lane of their own: a flood of
+    /// items (any peer may push thousands a second, and they are cheap to
+    /// make) fills this lane and is shed here, while votes and requests
+    /// keep their room and are taken first, so a consumer never finds a
+    /// vote behind tens of thousands of items (the February 2024 Avalanche
+    /// stall came from gossip starving poll answers).
+    pub(crate) items: ArrayQueue<Event>,
     /// Lets [`Handle::next_event_timeout`] sleep until the loop pushes to
     /// `events`; see [`crate::event_wait`].
     pub(crate) event_wait: EventWait,
@@ -208,12 +224,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Empty queues of [`COMMANDS_MAX`] commands and `events_max` events,
+    /// Empty queues of [`COMMANDS_MAX`] commands and `events_max` events
+    /// in each of the two event lanes,
     /// waking the loop through `eventfd` (owned from now on).
     pub(crate) fn new(events_max: usize, eventfd: RawFd) -> Shared {
         Shared {
             commands: ArrayQueue::new(COMMANDS_MAX),
             events: ArrayQueue::new(events_max),
+            items: ArrayQueue::new(events_max),
             event_wait: EventWait::default(),
             eventfd,
             loop_asleep: AtomicBool::new(false),
@@ -222,6 +240,21 @@ impl Shared {
             peers: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
         }
+    }
+
+    /// The next event: any queued non-item event before any item.
+    pub(crate) fn pop_event(&self) -> Option<Event> {
+        self.events.pop().or_else(|| self.items.pop())
+    }
+
+    /// Queues `ev` in its lane; false (and nothing queued) when the lane is
+    /// full.
+    pub(crate) fn push_event(&self, ev: Event) -> bool {
+        let lane = match ev {
+            Event::Item { .. } => &self.items,
+            _ => &self.events,
+        };
+        lane.push(ev).is_ok()
     }
 
     pub(crate) fn wake(&self) {
@@ -280,5 +313,38 @@ where
 {
     fn respond(&mut self, from: &[u8; 32], request: &[u8], answer: &mut Vec<u8>) -> bool {
         self(from, request, answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: u8) -> Event {
+        Event::Item {
+            id: [n; 32],
+            item: vec![n],
+            from: [1; 32],
+        }
+    }
+
+    #[test]
+    fn a_full_item_lane_leaves_room_for_votes_and_they_come_first() {
+        let efd = sys::eventfd().expect("eventfd");
+        let shared = Shared::new(8, efd);
+        for n in 0..8 {
+            assert!(shared.push_event(item(n)));
+        }
+        // The flood's next item is shed; a consensus message still gets in.
+        assert!(!shared.push_event(item(8)));
+        let vote = Event::Message {
+            from: [2; 32],
+            payload: b"vote".to_vec(),
+        };
+        assert!(shared.push_event(vote));
+        // And it is taken before the eight items queued ahead of it.
+        assert!(matches!(shared.pop_event(), Some(Event::Message { .. })));
+        let items = std::iter::from_fn(|| shared.pop_event()).count();
+        assert_eq!(items, 8);
     }
 }

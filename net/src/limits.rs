@@ -88,6 +88,9 @@ pub const PENDING_PUSH_MAX: usize = 65_536;
 /// Ids this node pulled and has not received yet (an LRU): a response
 /// item whose id is not among them is unsolicited.
 pub const REQUESTED_IDS_MAX: usize = 65_536;
+/// IP addresses whose accept bucket (`Config::accepts_per_s_per_ip`) is
+/// remembered at once; one forgotten starts again with a full bucket.
+pub const ACCEPT_IPS_REMEMBERED_MAX: usize = 4_096;
 /// Wait before an id still not received is pulled again when another peer
 /// announces it.
 pub const PULL_RETRY_MS: u64 = 2_000;

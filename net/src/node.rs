@@ -235,7 +235,7 @@ impl DrivenNode {
     fn take_events(&self, out: &mut Vec<Event>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(e) = self.handle.shared.events.pop() else {
+            let Some(e) = self.handle.shared.pop_event() else {
                 break;
             };
             out.push(e);
@@ -394,7 +394,7 @@ impl Handle {
     }
     /// Next event, if any (the stream is a bounded queue).
     pub fn try_next_event(&self) -> Option<Event> {
-        self.shared.events.pop()
+        self.shared.pop_event()
     }
     /// Makes a wait in [`Handle::next_event_timeout`] (this one's or
     /// another clone's) return `None` at once, or the next such wait if
@@ -421,7 +421,7 @@ impl Handle {
     pub fn next_event_timeout(&self, timeout: Duration) -> Option<Event> {
         self.shared
             .event_wait
-            .wait(timeout, || self.shared.events.pop())
+            .wait(timeout, || self.shared.pop_event())
     }
     /// Waits like [`Handle::next_event_timeout`] for one event, then takes
     /// every event already queued, up to `max` in all, appending them to
@@ -439,7 +439,7 @@ impl Handle {
         out.push(first);
         let mut n = 1;
         while n < max {
-            let Some(e) = self.shared.events.pop() else {
+            let Some(e) = self.shared.pop_event() else {
                 break;
             };
             out.push(e);

@@ -349,6 +349,15 @@ impl Devnet {
             .collect()
     }
 
+    /// Gives stopped node `i` a new, free P2P port for its next
+    /// [`Devnet::spawn`]: the other nodes still know only the old address
+    /// (the genesis'), so they cannot dial it and any connection with it
+    /// is one it dials, inbound to them.
+    pub fn move_p2p_port(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} is running");
+        self.p2p[i] = free_ports(1)[0];
+    }
+
     /// The P2P address of node `i`.
     pub fn p2p_addr(&self, i: usize) -> std::net::SocketAddr {
         format!("127.0.0.1:{}", self.p2p[i]).parse().unwrap()

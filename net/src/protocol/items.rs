@@ -72,11 +72,24 @@ impl Protocol {
             }
         }
         let conn = self.peers[slot].as_mut().expect("live slot");
+        let from = conn.peer.expect("ready").node_key;
+        // Strangers together get `stranger_items_per_s_total`: checked
+        // before anything is hashed; over it, dropped without blame.
+        if let Some(bucket) = self.stranger_items.as_mut() {
+            let n = items.len() as u64;
+            if !self.reserved.contains(&from) && !bucket.try_take(n, now) {
+                self.shared
+                    .stats
+                    .stranger_items_dropped
+                    .fetch_add(n, Ordering::Relaxed);
+                return true;
+            }
+        }
+        let conn = self.peers[slot].as_mut().expect("live slot");
         // Pull responses count against the same per-peer item and byte
         // budgets as pushes: solicited or not, a peer cannot make this
         // node take more than those.
         let limited = true;
-        let from = conn.peer.expect("ready").node_key;
         let gossip = conn.gossip.as_mut().expect("ready peers have gossip state");
         let store = &mut self.store;
         let pending = &mut self.pending_push;

@@ -37,7 +37,7 @@ mod requests;
 mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -47,10 +47,10 @@ use crate::addr_book::AddrBook;
 use crate::config::Config;
 use crate::control::{Command, Event, PeerSummary, Responder, Shared};
 use crate::frame::FrameDecoder;
-use crate::gossip::{PeerGossip, SeenCache};
+use crate::gossip::{PeerGossip, SeenCache, TokenBucket};
 use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::{
-    ADDRS_ANSWER_MAX, BANS_MAX, DEADLINES_COMPACT_MIN, DIAL_RETRY_MS,
+    ACCEPT_IPS_REMEMBERED_MAX, ADDRS_ANSWER_MAX, BANS_MAX, DEADLINES_COMPACT_MIN, DIAL_RETRY_MS,
     HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, ITEM_STORE_MAX, OUTBOUND_DIAL_INTERVAL_MS,
     REQUESTED_IDS_MAX, SCORE_RECOVERY_INTERVAL_MS,
 };
@@ -147,6 +147,11 @@ pub(crate) struct Protocol {
     requested: LruCache<ItemId, (u64, u64), IdentityState>,
     /// `Config::reserved_peers`, for lookups.
     reserved: HashSet<[u8; 32]>,
+    /// `Config::stranger_items_per_s_total`, when set.
+    stranger_items: Option<TokenBucket>,
+    /// `Config::accepts_per_s_per_ip`, when set: a bucket per recently
+    /// seen IP ([`ACCEPT_IPS_REMEMBERED_MAX`]; one forgotten starts full).
+    accepts: LruCache<IpAddr, TokenBucket>,
     pending_push: Vec<ItemId>,
     deadlines: VecDeque<Deadline>,
     /// Length at which `deadlines` is next compacted.
@@ -195,6 +200,14 @@ impl Protocol {
             store: LruCache::with_hasher(ITEM_STORE_MAX, IdentityState),
             requested: LruCache::with_hasher(REQUESTED_IDS_MAX, IdentityState),
             reserved: cfg.reserved_peers.iter().copied().collect(),
+            stranger_items: (cfg.stranger_items_per_s_total > 0).then(|| {
+                TokenBucket::new(
+                    cfg.stranger_items_per_s_total,
+                    cfg.stranger_items_per_s_total,
+                    0,
+                )
+            }),
+            accepts: LruCache::new(ACCEPT_IPS_REMEMBERED_MAX),
             pending_push: Vec::new(),
             deadlines: VecDeque::new(),
             deadlines_compact_at: DEADLINES_COMPACT_MIN,
@@ -370,6 +383,7 @@ impl Protocol {
         if handshaking >= self.cfg.handshakes_max
             || same_ip >= self.cfg.handshakes_per_ip_max
             || (ip_banned && self.reserved.is_empty())
+            || !self.accept_rate_allows(remote.ip(), now_ms)
         {
             self.shared
                 .stats
@@ -384,6 +398,23 @@ impl Protocol {
             .restricted = ip_banned;
         self.start_handshake(id.slot);
         Some(id)
+    }
+
+    /// Takes one token of `ip`'s accept bucket (`Config::accepts_per_s_per_ip`);
+    /// true when there was one or no rate is set.
+    fn accept_rate_allows(&mut self, ip: IpAddr, now_ms: u64) -> bool {
+        let rate = self.cfg.accepts_per_s_per_ip;
+        if rate == 0 {
+            return true;
+        }
+        if self.accepts.get_mut(&ip).is_none() {
+            let burst = self.cfg.handshakes_per_ip_max as u64;
+            self.accepts.put(ip, TokenBucket::new(burst, rate, now_ms));
+        }
+        self.accepts
+            .get_mut(&ip)
+            .expect("just inserted")
+            .try_take(1, now_ms)
     }
 
     /// Decides to dial `addr` (not our own, not banned): the driver gets
@@ -713,8 +744,14 @@ impl Protocol {
 /// Queues an event; waiters are woken once per loop iteration, by the
 /// driver.
 fn push_event(shared: &Shared, ev: Event) {
-    if shared.events.push(ev).is_err() {
-        shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    let item = matches!(ev, Event::Item { .. });
+    if !shared.push_event(ev) {
+        let counter = if item {
+            &shared.stats.items_shed
+        } else {
+            &shared.stats.events_dropped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     } else {
         shared.event_wait.pushed();
     }

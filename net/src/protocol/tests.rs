@@ -39,7 +39,7 @@ impl SimNode {
     }
 
     fn events(&self) -> Vec<Event> {
-        std::iter::from_fn(|| self.shared.events.pop()).collect()
+        std::iter::from_fn(|| self.shared.pop_event()).collect()
     }
 
     fn closes(&mut self) -> Vec<ConnId> {
