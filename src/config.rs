@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     /// How much finalized history to keep.
     pub history: HistorySection,
+    /// Joining by state sync, and serving snapshots to nodes that do.
+    pub sync: SyncSection,
     /// HTTP API limits.
     pub http: HttpSection,
 }
@@ -63,6 +65,7 @@ impl Default for NodeConfig {
             net: NetSection::default(),
             storage: StorageSection::default(),
             history: HistorySection::default(),
+            sync: SyncSection::default(),
             http: HttpSection::default(),
         }
     }
@@ -247,9 +250,10 @@ impl Default for StorageSection {
 pub struct HistorySection {
     /// Keep every block (default `true`). **Why archive by default:** a
     /// node behind by more than the retained window catches up by pulling
-    /// the blocks it missed from its peers; until joining by state sync
-    /// exists, a network whose nodes all prune would leave such a node no
-    /// way back. Set `false` on nodes whose disk must stay bounded.
+    /// the blocks it missed from its peers; in a network whose nodes all
+    /// prune, such a node can only come back by state sync
+    /// (`[sync] mode = "state"` on an empty data directory), which is new.
+    /// Set `false` on nodes whose disk must stay bounded.
     pub archive: bool,
     /// Blocks kept when `archive` is false: the last `blocks_retained`
     /// heights (at least 64). Default 100,000, about an hour and a half
@@ -285,6 +289,51 @@ impl HistorySection {
             ));
         }
         Ok(Some(self.blocks_retained))
+    }
+}
+
+/// How a node with an empty data directory gets the chain's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Execute every block from the genesis (pulled from peers).
+    Replay,
+    /// Fetch the state at a recent snapshot height from the validators,
+    /// every chunk checked by a range proof against the root a weighted
+    /// quorum of them reports, then follow the chain from there.
+    State,
+}
+
+/// `[sync]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSection {
+    /// How an empty data directory is filled. Default `replay`: state
+    /// sync is new, and a node that syncs state keeps no history below
+    /// its snapshot (it cannot serve older blocks to others).
+    pub mode: SyncMode,
+    /// Serve a snapshot of the state after every height that is a
+    /// multiple of this. Default 1,000 (under a minute of a busy chain).
+    /// 0 serves none.
+    pub snapshot_every: u64,
+    /// Snapshots kept for serving. Default 2: a joining node that started
+    /// on one still finds it while the next is taken. Each pins the
+    /// versions it sees in the store until it is dropped (compaction keeps
+    /// them), so more costs disk.
+    pub snapshots_kept: usize,
+    /// How long a joining node waits for the validators' snapshot heads
+    /// before choosing, in milliseconds. Default 10,000.
+    pub heads_wait_ms: u64,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            mode: SyncMode::Replay,
+            snapshot_every: 1_000,
+            snapshots_kept: 2,
+            heads_wait_ms: 10_000,
+        }
     }
 }
 

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ use strata_consensus::db_chain::{ChainReader, CommittedState};
 use strata_consensus::engine::Message;
 use strata_consensus::mempool::{spend_of, Reject};
 use strata_consensus::state::{ExecError, StateDiff};
+use strata_consensus::sync::{self, ServedSnapshot, SyncRequest};
 use strata_consensus::tx::{PublicKey, Transaction, TxId};
 use strata_consensus::verify::{Verdict, VerifiedIds, Verifier, BATCH_TXS_MAX};
 use strata_consensus::wire::Payload;
@@ -66,6 +67,8 @@ pub(crate) struct Context {
     pub(crate) verified: Arc<VerifiedIds>,
     /// Scores a peer down (through the network handle).
     pub(crate) penalize: Box<dyn Fn([u8; 32], Misbehaviour) + Send + Sync>,
+    /// The state snapshots served to joining nodes, oldest first.
+    pub(crate) snapshots: Arc<Mutex<Vec<ServedSnapshot>>>,
 }
 
 /// Work for the workers.
@@ -104,6 +107,13 @@ pub(crate) enum Job {
         to: [u8; 32],
         height: u64,
         id: BlockId,
+    },
+    /// Answer a state-sync request (`strata_consensus::sync`, still
+    /// encoded) from the snapshots this node serves.
+    Sync {
+        to: [u8; 32],
+        request_id: u64,
+        payload: Vec<u8>,
     },
 }
 
@@ -156,6 +166,12 @@ pub(crate) enum Done {
     /// A finalized block read for a peer, encoded: the driver charges its
     /// byte budgets and sends it.
     Served { to: [u8; 32], payload: Vec<u8> },
+    /// A state-sync answer for request `request_id` of `to`.
+    SyncAnswer {
+        to: [u8; 32],
+        request_id: u64,
+        payload: Vec<u8>,
+    },
     /// A job that left nothing to do (it did not decode, the peer was
     /// penalised; or the block to serve was not there). Returned all the
     /// same so the driver's count of jobs in flight stays exact.
@@ -265,7 +281,7 @@ fn decode(cx: &Context, job: Job) -> Result<Batch, Done> {
             },
             senders: Vec::new(),
         }),
-        Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } => {
+        Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } | Job::Sync { .. } => {
             unreachable!("not a transaction job")
         }
     }
@@ -299,7 +315,7 @@ fn run_transactions(
     while let Some(job) = next.take() {
         if matches!(
             job,
-            Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. }
+            Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } | Job::Sync { .. }
         ) {
             run_other(cx, verifier, job, done)?;
         } else {
@@ -515,6 +531,33 @@ fn run_other(cx: &Context, verifier: &mut Verifier, job: Job, done: &DoneSink) -
                 cx.metrics.local_faults.fetch_add(1, Ordering::Relaxed);
                 error!(height, "reading a finalized block for a peer failed: {e}");
                 Done::Nothing
+            }
+        },
+        Job::Sync {
+            to,
+            request_id,
+            payload,
+        } => match SyncRequest::decode(&payload) {
+            Err(e) => {
+                undecodable(cx, to, "state-sync request", &e);
+                Done::Nothing
+            }
+            Ok(request) => {
+                let snapshots = cx.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+                match sync::respond(&snapshots, &request) {
+                    Ok(answer) => Done::SyncAnswer {
+                        to,
+                        request_id,
+                        payload: answer.encode(),
+                    },
+                    Err(e) => {
+                        // Our own snapshot failed to read: not the peer's
+                        // fault; it asks another node.
+                        cx.metrics.local_faults.fetch_add(1, Ordering::Relaxed);
+                        error!("serving a state-sync request failed: {e}");
+                        Done::Nothing
+                    }
+                }
             }
         },
         // Callers hand transaction jobs to `run_transactions`.

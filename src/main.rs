@@ -12,6 +12,7 @@ mod fd_limit;
 mod genesis_cmd;
 mod inspect;
 mod intake;
+mod join;
 mod metrics;
 mod node;
 mod prune;

@@ -68,6 +68,7 @@ use strata_consensus::genesis::{devnet_validator_key, Genesis};
 use strata_consensus::mempool::MempoolConfig;
 use strata_consensus::sampler::{ProofOfWork, SamplingWeight, Stake, Uniform};
 use strata_consensus::snowball::Params;
+use strata_consensus::sync::{RefuseReason, ServedSnapshot, SyncResponse};
 use strata_consensus::tx::{Transaction, TxId};
 use strata_consensus::verify::{Verdict, VerifiedIds, VERIFIED_IDS_DEFAULT};
 use strata_consensus::wire::{block_data_id, payload_kind, Payload, PayloadKind};
@@ -176,6 +177,12 @@ pub struct Shared {
     pub db: Arc<Db>,
     /// Lock-free reads of finalized blocks, indexes, state and proofs.
     pub chain: ChainReader,
+    /// The state snapshots this node serves to joining nodes, oldest
+    /// first ([`crate::config::SyncSection`]).
+    pub snapshots: Arc<Mutex<Vec<ServedSnapshot>>>,
+    /// Take a snapshot after committing a height that is a multiple of
+    /// this; keep `.1` of them. `(0, _)`: serve none.
+    pub snapshot_schedule: (u64, usize),
     /// Start time: the origin of [`Shared::mono_ms`].
     pub started: Instant,
     /// Transactions found valid, shared by every verifier of this node
@@ -325,6 +332,9 @@ impl Node {
             Db::open(config.data_dir.join("db"), options)
                 .map_err(|e| format!("cannot open the database: {e}"))?,
         );
+        if config.sync.mode == crate::config::SyncMode::State && crate::join::store_is_empty(&db)? {
+            crate::join::state_sync(&db, &genesis, config, seed)?;
+        }
         let opening = std::time::Instant::now();
         let chain = DbChain::open(Arc::clone(&db), &genesis)
             .map_err(|e| format!("cannot open the chain: {e}"))?;
@@ -502,6 +512,8 @@ impl Node {
             halted: Mutex::new(None),
             genesis,
             chain: chain.reader(),
+            snapshots: Arc::new(Mutex::new(Vec::new())),
+            snapshot_schedule: (config.sync.snapshot_every, config.sync.snapshots_kept),
             db,
             started,
             verified,
@@ -521,6 +533,7 @@ impl Node {
             metrics: Arc::clone(&shared.metrics),
             stop: Arc::clone(&shared.stop),
             verified: Arc::clone(&shared.verified),
+            snapshots: Arc::clone(&shared.snapshots),
             penalize: Box::new(move |peer, reason| {
                 let _ = net_of.net.penalize(peer, reason);
             }),
@@ -898,12 +911,78 @@ impl Driver {
                 from,
                 request_id,
                 payload,
+            } if strata_consensus::sync::is_sync_payload(&payload) => {
+                self.on_sync_request(from, request_id, payload, now)
+            }
+            Event::Request {
+                from,
+                request_id,
+                payload,
             } => self.requests.push(Job::Request {
                 from,
                 request_id,
                 payload,
             }),
             _ => {}
+        }
+    }
+
+    /// A state-sync request: one request token of the peer's and the
+    /// node's budgets, then read on the serving thread; over a budget, or
+    /// with that queue full, answered "busy" at once (a joining node asks
+    /// another peer).
+    fn on_sync_request(&mut self, from: [u8; 32], request_id: u64, payload: Vec<u8>, now: u64) {
+        let busy = || SyncResponse::Refused(RefuseReason::Busy).encode();
+        match self.budgets.request(&from, now) {
+            Ok(()) => {}
+            Err(refused) => {
+                let m = &self.shared.metrics;
+                if refused == Refused::Peer {
+                    m.requests_over_budget.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    m.requests_over_node_budget.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = self.shared.net.respond(from, request_id, busy());
+                return;
+            }
+        }
+        let job = Job::Sync {
+            to: from,
+            request_id,
+            payload,
+        };
+        if self.shared.serve_jobs.try_send(job).is_err() {
+            let _ = self.shared.net.respond(from, request_id, busy());
+        }
+    }
+
+    /// After committing `height`: takes a storage snapshot if the schedule
+    /// says so, and publishes it for serving once its entries are counted
+    /// (off this thread: that reads the whole state once), dropping the
+    /// oldest beyond the number kept. A snapshot pins what it sees in the
+    /// store: compaction goes on, but keeps the versions it needs until
+    /// it is dropped.
+    fn take_snapshot(&self, height: u64) {
+        let (every, kept) = self.shared.snapshot_schedule;
+        if every == 0 || kept == 0 || height % every != 0 {
+            return;
+        }
+        let snapshot = self.shared.db.snapshot();
+        let served = Arc::clone(&self.shared.snapshots);
+        let spawned = std::thread::Builder::new()
+            .name("strata-snapshot".into())
+            .spawn(move || match ServedSnapshot::new(snapshot) {
+                Ok(s) => {
+                    let mut all = served.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push(s);
+                    let excess = all.len().saturating_sub(kept);
+                    all.drain(..excess);
+                    info!(height, "serving a state snapshot");
+                }
+                Err(e) => error!(height, "cannot serve a state snapshot: {e}"),
+            });
+        if let Err(e) = spawned {
+            error!("cannot start the snapshot thread: {e}");
         }
     }
 
@@ -1019,6 +1098,17 @@ impl Driver {
                 self.outputs.extend(out);
             }
             Done::Served { to, payload } => self.serve(to, payload, now),
+            Done::SyncAnswer {
+                to,
+                request_id,
+                payload,
+            } => {
+                let answer = match self.budgets.serve(&to, payload.len(), now) {
+                    Ok(()) => payload,
+                    Err(_) => SyncResponse::Refused(RefuseReason::Busy).encode(),
+                };
+                let _ = self.shared.net.respond(to, request_id, answer);
+            }
             Done::BlockUnusable { payload } => {
                 if let Some(id) = block_data_id(&payload) {
                     self.in_check.remove(&id);
@@ -1226,6 +1316,9 @@ impl Driver {
                 // is one synced batch, and nothing of the next height can
                 // start before it anyway (its blocks name this root).
                 let result = self.chain.commit(&block, &txs, diff);
+                if result.is_ok() {
+                    self.take_snapshot(block.height());
+                }
                 let out = self
                     .engine
                     .on_committed(result, &mut self.chain, shared.mono_ms());

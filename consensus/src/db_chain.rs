@@ -338,6 +338,11 @@ impl DbChain {
                     }
                 }
                 (chain.height, chain.last_id, chain.root) = decode_meta(&meta)?;
+                // The last committed id is known from the `m` record, even
+                // on a store that joined by state sync and holds no block.
+                if chain.height > 0 {
+                    chain.recent_ids.push_back(chain.last_id);
+                }
                 if chain.root != chain.trie.root() {
                     return Err(ChainError::Corrupt(format!(
                         "state root {} in the meta record, {} in the trie",
@@ -353,6 +358,78 @@ impl DbChain {
             }
         }
         Ok(chain)
+    }
+
+    /// Completes a state sync into `db`: it holds the state entries (`s`
+    /// records) of the snapshot after `height` (block `block_id`), ingested
+    /// chunk by chunk as each was verified, and nothing else of a chain.
+    /// Builds the trie over them, checks its root against `state_root`
+    /// (the root the chunks were verified against: a mismatch means the
+    /// store lost or gained entries, a local fault), then writes the trie
+    /// records, the genesis hash, the `m` record and the history floor
+    /// (`height + 1`: the node keeps no block below) as one sorted run by
+    /// bulk ingest, so a crash leaves either a complete chain or none.
+    /// [`DbChain::open`] then opens it at `height`.
+    ///
+    /// # Errors
+    /// Storage failures, a store that already holds a chain, or a root
+    /// that does not match.
+    pub fn adopt_synced_state(
+        db: &Arc<Db>,
+        genesis: &Genesis,
+        height: u64,
+        block_id: &BlockId,
+        state_root: &[u8; 32],
+    ) -> Result<(), ChainError> {
+        if db.get(META_KEY)?.is_some() {
+            return Err(ChainError::Corrupt(
+                "state sync into a store that already holds a chain".into(),
+            ));
+        }
+        let chain = DbChain::attach(Arc::clone(db), genesis.chain_id)?;
+        if chain.trie.version() != 0 {
+            return Err(ChainError::Corrupt(
+                "state sync into a store that holds trie records".into(),
+            ));
+        }
+        let mut updates = merkle::Batch::new();
+        for item in db.scan_prefix([b's'])? {
+            let (k, v) = item?;
+            let key: StateKey = k
+                .get(1..)
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| ChainError::Corrupt("a state key of the wrong length".into()))?;
+            updates.put_hashed(key, merkle::value_hash(&v));
+        }
+        let mut staged = chain.trie.stage(&updates.into_sorted())?;
+        if staged.root() != *state_root {
+            return Err(ChainError::Corrupt(format!(
+                "the synced state has root {}, the snapshot {}",
+                hex::encode(staged.root()),
+                hex::encode(state_root)
+            )));
+        }
+        let (puts, _) = staged.take_writes();
+        let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
+            puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
+        trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        const _: () = assert!(
+            GENESIS_KEY[0] < META_KEY[0]
+                && META_KEY[0] < crate::history::FLOOR_KEY[0]
+                && crate::history::FLOOR_KEY[0] < b't'
+        );
+        let run = [
+            (GENESIS_KEY.to_vec(), genesis.hash().to_vec()),
+            (META_KEY.to_vec(), encode_meta(height, block_id, state_root)),
+            (
+                crate::history::FLOOR_KEY.to_vec(),
+                (height + 1).to_le_bytes().to_vec(),
+            ),
+        ]
+        .into_iter()
+        .chain(trie_records);
+        db.ingest_sorted(run)?;
+        Ok(())
     }
 
     /// The chain's handles on `db` at height 0, before the `m` record is

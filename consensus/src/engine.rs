@@ -831,10 +831,20 @@ impl Engine {
             return out;
         }
         self.mempool.expire(now_ms);
-        let my_rank = self.proposer_rank(&self.me, &chain.last_block_id()) as u64;
-        let my_turn_ms = self.height_started_ms
-            + self.config.propose_delay_ms
-            + self.config.propose_backoff_ms * my_rank;
+        // A node that is not a validator follows the chain and never
+        // proposes (its rank is `usize::MAX`: the turn arithmetic below
+        // overflowed on it, panicking in debug builds and in release
+        // wrapping to an early turn, so a follower proposed blocks).
+        let my_rank = self.proposer_rank(&self.me, &chain.last_block_id());
+        let is_validator = my_rank != usize::MAX;
+        let my_turn_ms = self
+            .height_started_ms
+            .saturating_add(self.config.propose_delay_ms)
+            .saturating_add(
+                self.config
+                    .propose_backoff_ms
+                    .saturating_mul(my_rank as u64),
+            );
         // A block some voter prefers is on its way here (pulled, not yet
         // received or still being checked): proposing now would only add
         // a competing block, built and validated everywhere for nothing.
@@ -845,12 +855,13 @@ impl Engine {
             .values()
             .any(|p| !p.received && p.deadline_ms > now_ms);
         let turn_ms = if block_coming {
-            my_turn_ms + self.config.propose_backoff_ms
+            my_turn_ms.saturating_add(self.config.propose_backoff_ms)
         } else {
             my_turn_ms
         };
         let proposing = self.executing.values().any(|e| e.from.is_none());
-        if self.snowball.preference().is_none()
+        if is_validator
+            && self.snowball.preference().is_none()
             && self.sticky.is_none()
             && !proposing
             && now_ms >= turn_ms
@@ -2668,6 +2679,33 @@ mod tests {
         learn(&mut me, &mut best, best_id, &mut chain, &polls);
         learn(&mut me, &mut second, second_id, &mut chain, &polls);
         assert_eq!(me.preference(), Some(second_id), "the earlier vote is back");
+    }
+
+    /// A node whose key is not a validator's follows the chain: it takes
+    /// transactions and polls, and never proposes, however long it waits
+    /// (its turn arithmetic overflowed: a panic in debug builds, an early
+    /// turn and a stray proposal in release).
+    #[test]
+    fn a_follower_never_proposes() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let follower = crate::tx::signing_key_from_seed(&[0x5a; 32])
+            .verifying_key()
+            .to_bytes();
+        let mut me = Engine::new(
+            follower,
+            &n.validators,
+            &Uniform,
+            EngineConfig::default(),
+            &chain,
+            7,
+            0,
+        );
+        assert_eq!(me.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        for now in [0, 1_000, 60_000, u64::MAX / 2] {
+            me.tick(&mut chain, now, now);
+            assert_eq!(me.preference(), None, "a follower proposed at {now} ms");
+        }
     }
 
     /// A block pulled at a height the node has since finalized may still

@@ -38,6 +38,7 @@ pub mod signature;
 pub mod sim;
 pub mod snowball;
 pub mod state;
+pub mod sync;
 pub mod synthetic;
 pub mod tx;
 pub mod verify;

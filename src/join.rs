@@ -1,0 +1,338 @@
+//! Joining by state sync (`[sync] mode = "state"`): before the node proper
+//! starts, a node with an empty store fetches the state of a recent
+//! snapshot from the genesis validators and adopts it, then starts at that
+//! height and follows the chain from there like any node that was down
+//! for a while.
+//!
+//! Steps, each bounded:
+//! 1. A short-lived network node (the node's own key, an ephemeral port,
+//!    outbound only) dials the validators and asks each for the snapshot
+//!    heads it serves, for up to `[sync] heads_wait_ms`.
+//! 2. The head more than 2/3 of the validators report — height, block id,
+//!    state root and entry count alike ([`sync::choose_head`]) — is the
+//!    one fetched; **why a quorum of validators**: the root must come from
+//!    the chain, and a minority of liars cannot make one up. Validators
+//!    count one each (not by stake): a joining node only needs a root
+//!    that honest validators vouch for, and the genesis's fault bound is
+//!    in validators.
+//! 3. [`sync::StateSync`] spreads chunk requests over the validators that
+//!    reported that head; every chunk is checked by its range proof
+//!    before it is written (a liar is banned and its range asked of
+//!    another), and verified chunks go into the store as sorted runs by
+//!    bulk ingest (no WAL, no memtable), a run per sub-range each time
+//!    [`INGEST_RUN_BYTES`] have gathered.
+//! 4. [`DbChain::adopt_synced_state`] builds the trie over the ingested
+//!    state, checks its root, and writes the chain's records in one bulk
+//!    ingest: after a crash before it, the store holds state entries but
+//!    no chain, and the next start syncs again (entries fetched twice are
+//!    the same values, newer copies of the same keys); if the snapshot
+//!    fetched then is another one, the adopted root cannot match and the
+//!    node says to empty the data directory (resuming from persisted
+//!    cursors is not built yet).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_consensus::db_chain::DbChain;
+use strata_consensus::genesis::Genesis;
+use strata_consensus::sync::{
+    self, Outcome, SnapshotHead, StateSync, StateSyncConfig, SyncRequest, SyncResponse,
+};
+use strata_net::peer::Misbehaviour;
+use strata_net::Event;
+use strata_storage::Db;
+use tracing::{info, warn};
+
+use crate::config::NodeConfig;
+
+/// Verified entries gathered per sub-range before they are written as
+/// one sorted run: fewer, larger tables than one per chunk.
+pub const INGEST_RUN_BYTES: usize = 32 << 20;
+
+/// How long the whole join may take before the node gives up with a
+/// message (a joining node that cannot finish is better restarted than
+/// left hanging).
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Verified records of one sub-range not written yet, and their bytes.
+type PendingRun = (Vec<(Vec<u8>, Vec<u8>)>, usize);
+
+/// How often progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether `db` holds no chain yet (no `m` record): what state sync fills.
+///
+/// # Errors
+/// Storage failures.
+pub fn store_is_empty(db: &Db) -> Result<bool, String> {
+    db.get(b"m")
+        .map(|m| m.is_none())
+        .map_err(|e| format!("cannot read the store: {e}"))
+}
+
+/// Fills the empty store `db` with the state of a snapshot the genesis
+/// validators serve, as the module docs say.
+///
+/// # Errors
+/// No quorum on a snapshot, no peer able to serve it, a storage failure,
+/// or the join timing out; each as a message for the operator.
+pub fn state_sync(
+    db: &Arc<Db>,
+    genesis: &Genesis,
+    config: &NodeConfig,
+    seed: [u8; 32],
+) -> Result<(), String> {
+    let started = Instant::now();
+    let me = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
+    let validators: Vec<([u8; 32], SocketAddr)> = genesis
+        .validator_set()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|v| v.public_key != me)
+        .filter_map(|v| v.address.parse().ok().map(|a| (v.public_key, a)))
+        .collect();
+    if validators.is_empty() {
+        return Err(
+            "state sync needs other validators to fetch from; the genesis lists none".into(),
+        );
+    }
+    let listen: SocketAddr = config
+        .listen
+        .parse()
+        .map_err(|e| format!("listen address {}: {e}", config.listen))?;
+    let net_config = strata_net::Config {
+        listen_addr: SocketAddr::new(listen.ip(), 0),
+        seeds: validators.iter().map(|(_, a)| *a).collect(),
+        chain_id: genesis.net_chain_id(),
+        inbound_peers_max: 0,
+        outbound_peers_max: validators.len(),
+        gossip_quiet: true,
+        frame_payload_bytes_max: (sync::limits::CHUNK_RESPONSE_BYTES_MAX as u32)
+            .max(config.net.frame_payload_bytes_max),
+        ..strata_net::Config::default()
+    };
+    let net = strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
+        .map_err(|e| format!("cannot start the network for state sync: {e}"))?;
+    let result = run(db, genesis, config, &net, &validators, started);
+    let _ = net.shutdown();
+    result
+}
+
+fn run(
+    db: &Arc<Db>,
+    genesis: &Genesis,
+    config: &NodeConfig,
+    net: &strata_net::Handle,
+    validators: &[([u8; 32], SocketAddr)],
+    started: Instant,
+) -> Result<(), String> {
+    let mono = || started.elapsed().as_millis() as u64;
+    let total = genesis.validator_set().map_err(|e| e.to_string())?.len() as u64;
+    let head = choose(net, validators, total, config.sync.heads_wait_ms)?;
+    info!(
+        height = head.0.height,
+        entries = head.0.entries,
+        peers = head.1.len(),
+        root = %hex::encode(head.0.state_root),
+        "state sync: fetching the snapshot"
+    );
+    let (head, peers) = head;
+    let mut sync =
+        StateSync::new(head, StateSyncConfig::new()).map_err(|e| format!("state sync: {e}"))?;
+    for p in &peers {
+        sync.add_peer(*p).map_err(|e| format!("state sync: {e}"))?;
+    }
+    let mut tickets: HashMap<u64, u64> = HashMap::new();
+    let mut runs: HashMap<usize, PendingRun> = HashMap::new();
+    let mut events = Vec::new();
+    let mut last_report = Instant::now();
+    let (mut ingested_bytes, mut runs_written) = (0u64, 0u64);
+    while !sync.is_done() {
+        if started.elapsed() > JOIN_TIMEOUT {
+            return Err(format!(
+                "state sync did not finish within {} s",
+                JOIN_TIMEOUT.as_secs()
+            ));
+        }
+        while let Some(out) = sync.poll_request(mono()) {
+            let request_id = net
+                .request(out.peer, out.payload())
+                .map_err(|e| format!("state sync: the network stopped: {e}"))?;
+            tickets.insert(request_id, out.ticket);
+        }
+        events.clear();
+        net.next_events(&mut events, 256, Duration::from_millis(20));
+        for event in events.drain(..) {
+            match event {
+                Event::Response {
+                    request_id,
+                    payload,
+                    ..
+                } => {
+                    let Some(ticket) = tickets.remove(&request_id) else {
+                        continue;
+                    };
+                    match sync.on_response_bytes(ticket, &payload, mono()) {
+                        Outcome::Ingest { range, chunk } => {
+                            let (run, bytes) = runs.entry(range).or_default();
+                            for (k, v) in chunk.records() {
+                                *bytes += k.len() + v.len();
+                                run.push((k.to_vec(), v.to_vec()));
+                            }
+                            if *bytes >= INGEST_RUN_BYTES || chunk.done {
+                                let run = std::mem::take(run);
+                                ingested_bytes += std::mem::take(bytes) as u64;
+                                if !run.is_empty() {
+                                    db.ingest_sorted(run)
+                                        .map_err(|e| format!("state sync: writing state: {e}"))?;
+                                    runs_written += 1;
+                                }
+                            }
+                        }
+                        Outcome::Blame { peer, error } => {
+                            warn!(
+                                peer = %hex::encode(&peer[..4]),
+                                "state sync: a peer sent a bad chunk, banned: {error}"
+                            );
+                            let _ = net.penalize(peer, Misbehaviour::InvalidItem);
+                        }
+                        Outcome::Refused { peer, reason, .. } => {
+                            info!(peer = %hex::encode(&peer[..4]), ?reason, "state sync: refused");
+                        }
+                        Outcome::Stale => {}
+                    }
+                }
+                Event::RequestFailed { request_id, .. } => {
+                    if let Some(ticket) = tickets.remove(&request_id) {
+                        sync.on_failure(ticket);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for failure in sync.on_tick(mono()) {
+            tickets.retain(|_, t| *t != failure.ticket);
+        }
+        if !sync.is_done() && sync.progress().ranges_done < sync.progress().ranges {
+            if let Some(err) = no_peers_left(&sync) {
+                return Err(err);
+            }
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            let p = sync.progress();
+            info!(
+                entries = p.entries,
+                of = sync.head().entries,
+                ranges_done = p.ranges_done,
+                ranges = p.ranges,
+                mib = p.bytes >> 20,
+                "state sync: progress"
+            );
+            last_report = Instant::now();
+        }
+    }
+    for (_, (run, bytes)) in runs.drain() {
+        ingested_bytes += bytes as u64;
+        if !run.is_empty() {
+            db.ingest_sorted(run)
+                .map_err(|e| format!("state sync: writing state: {e}"))?;
+            runs_written += 1;
+        }
+    }
+    let p = sync.finish().map_err(|e| format!("state sync: {e}"))?;
+    let head = *sync.head();
+    let fetched_s = started.elapsed().as_secs_f64();
+    DbChain::adopt_synced_state(db, genesis, head.height, &head.block_id, &head.state_root)
+        .map_err(|e| {
+            format!(
+                "state sync: adopting the fetched state failed: {e} (if an earlier sync into this \
+                 data directory was interrupted and the validators now serve another snapshot, \
+                 empty the directory and start again)"
+            )
+        })?;
+    info!(
+        height = head.height,
+        entries = p.entries,
+        mib = ingested_bytes >> 20,
+        runs = runs_written,
+        fetch_s = format!("{fetched_s:.1}"),
+        total_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "state sync: done; following the chain from here"
+    );
+    Ok(())
+}
+
+/// The sync's error when no peer is left to ask.
+fn no_peers_left(sync: &StateSync<[u8; 32]>) -> Option<String> {
+    (sync.peer_count() == 0).then(|| {
+        "state sync: every peer serving the snapshot was dropped (bad chunks, refusals or \
+         timeouts); start again"
+            .to_string()
+    })
+}
+
+/// Asks every validator that connects for its snapshot heads until all
+/// answered or `wait_ms` passed, then picks the head a quorum reports;
+/// returns it with the validators that reported it.
+fn choose(
+    net: &strata_net::Handle,
+    validators: &[([u8; 32], SocketAddr)],
+    total: u64,
+    wait_ms: u64,
+) -> Result<(SnapshotHead, Vec<[u8; 32]>), String> {
+    let deadline = Instant::now() + Duration::from_millis(wait_ms.max(1));
+    let is_validator = |k: &[u8; 32]| validators.iter().any(|(v, _)| v == k);
+    let mut asked: HashMap<u64, [u8; 32]> = HashMap::new();
+    let mut answers: Vec<([u8; 32], u64, Vec<SnapshotHead>)> = Vec::new();
+    let mut events = Vec::new();
+    while Instant::now() < deadline && answers.len() < validators.len() {
+        events.clear();
+        net.next_events(&mut events, 64, Duration::from_millis(50));
+        for event in events.drain(..) {
+            match event {
+                Event::PeerUp { node_key, .. } if is_validator(&node_key) => {
+                    if let Ok(id) = net.request(node_key, SyncRequest::Heads.encode()) {
+                        asked.insert(id, node_key);
+                    }
+                }
+                Event::Response {
+                    request_id,
+                    payload,
+                    ..
+                } => {
+                    let Some(peer) = asked.remove(&request_id) else {
+                        continue;
+                    };
+                    match SyncResponse::decode(&payload) {
+                        Ok(SyncResponse::Heads(heads)) => answers.push((peer, 1, heads)),
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(peer = %hex::encode(&peer[..4]), "state sync: bad heads answer: {e}");
+                            let _ = net.penalize(peer, Misbehaviour::InvalidItem);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // Every genesis validator counts in the total, this node too if it is
+    // one (it vouches for nothing yet): over 2/3 of all of them.
+    let head = sync::choose_head(&answers, total).ok_or_else(|| {
+        format!(
+            "state sync: no snapshot that more than 2/3 of the {total} validators serve \
+             ({} answered within {wait_ms} ms); they take one every [sync] snapshot_every blocks",
+            answers.len()
+        )
+    })?;
+    let peers = answers
+        .iter()
+        .filter(|(_, _, heads)| heads.contains(&head))
+        .map(|(p, _, _)| *p)
+        .collect();
+    Ok((head, peers))
+}

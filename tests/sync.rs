@@ -1,0 +1,156 @@
+//! Joining by state sync, with real processes: a node with an empty data
+//! directory and `[sync] mode = "state"` joins a running 3-validator
+//! devnet, fetches the state of the validators' latest snapshot in
+//! range-proven chunks, and follows the chain from there: it finalizes
+//! the same blocks with the same state root as the validators, and holds
+//! no block below its snapshot (it did not replay).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_ports, submit, transfer, Devnet, DevnetOpts};
+
+/// Validators serve a snapshot every 8 heights.
+const VALIDATOR_CONFIG: &str = "[sync]\nsnapshot_every = 8\n";
+
+struct Joiner {
+    child: Child,
+    api: String,
+}
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a non-validator node on `net`'s genesis, syncing state.
+fn start_joiner(net: &Devnet) -> Joiner {
+    let d = net.path();
+    std::fs::write(
+        d.join("joiner.toml"),
+        "[sync]\nmode = \"state\"\nheads_wait_ms = 5000\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("joiner.key"), hex::encode([0x5a; 32])).unwrap();
+    let ports = free_ports(2);
+    let api = format!("127.0.0.1:{}", ports[1]);
+    let log = std::fs::File::create(d.join("joiner.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("node")
+        .arg("--config")
+        .arg(d.join("joiner.toml"))
+        .arg("--data-dir")
+        .arg(d.join("joiner"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", ports[0]))
+        .arg("--api")
+        .arg(&api)
+        .arg("--genesis")
+        .arg(d.join("genesis.toml"))
+        .arg("--key")
+        .arg(d.join("joiner.key"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the joining node");
+    Joiner { child, api }
+}
+
+fn get(url: &str) -> (u16, serde_json::Value) {
+    match ureq::get(url).timeout(Duration::from_secs(5)).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or_default()),
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+#[test]
+fn a_node_joins_a_running_devnet_by_state_sync() {
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: 3,
+        running: 3,
+        config: Some(VALIDATOR_CONFIG),
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    let g = net.genesis.clone();
+    // Load until the validators are past two snapshot heights.
+    let mut nonce = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while net.height(0).unwrap_or(0) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the devnet did not reach height 20"
+        );
+        let txs: Vec<_> = (0..16).map(|s| transfer(&g, s, s + 1, nonce)).collect();
+        if submit(&net, 0, &txs).len() == txs.len() {
+            nonce += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let joiner = start_joiner(&net);
+    let status = |api: &str| get(&format!("http://{api}/v1/status")).1;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = status(&joiner.api);
+        if s["height"].as_u64().unwrap_or(0) >= 16 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the joiner did not sync: {s}\n{}",
+            std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It did not replay: nothing below its snapshot is kept.
+    let (code, v) = get(&format!("http://{}/v1/blocks/1", joiner.api));
+    assert_eq!(code, 410, "{v}");
+
+    // It follows the chain: a transfer submitted to it is finalized, and
+    // at rest it has the validators' height, block and state root.
+    let txs: Vec<_> = (0..4).map(|s| transfer(&g, s, s + 1, nonce)).collect();
+    let body = serde_json::json!({
+        "txs": txs.iter().map(|t| hex::encode(t.encoded())).collect::<Vec<_>>()
+    });
+    let r = ureq::post(&format!("http://{}/v1/txs", joiner.api))
+        .set("content-type", "application/json")
+        .send_string(&body.to_string())
+        .unwrap_or_else(|e| {
+            panic!(
+                "submit to the joiner: {e}\n{}",
+                std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
+            )
+        });
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (j, v) = (status(&joiner.api), net.get(0, "/v1/status").1);
+        let same = j["height"] == v["height"]
+            && j["block_id"] == v["block_id"]
+            && j["state_root"] == v["state_root"];
+        let included = txs.iter().all(|t| {
+            net.get(0, &format!("/v1/txs/{}", hex::encode(t.id()))).1["status"] == "finalized"
+        });
+        if same && included {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "joiner {j} vs node 0 {v}\n{}",
+            std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default();
+    assert!(log.contains("state sync: done"), "{log}");
+    for line in log.lines().filter(|l| l.contains("state sync")) {
+        eprintln!("joiner: {line}");
+    }
+}
