@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_ports, submit, transfer, Devnet, DevnetOpts};
+use strata_consensus::genesis::devnet_validator_key;
+use strata_consensus::sync::{SyncResponse, TAG_CHUNK_REQUEST, TAG_HEADS_REQUEST};
+use strata_net::Event;
 
 /// Validators serve a snapshot every 8 heights.
 const VALIDATOR_CONFIG: &str = "[sync]\nsnapshot_every = 8\n";
@@ -79,22 +82,108 @@ fn a_node_joins_a_running_devnet_by_state_sync() {
         ..DevnetOpts::default()
     });
     net.wait_ready(Duration::from_secs(60));
+    join_and_follow(&net, 0);
+}
+
+/// Validator 3 of 4 lies: it answers sync requests by asking an honest
+/// validator and changing one byte of the first value of every chunk.
+/// Its heads are the honest ones (it relays them), so it is among the
+/// peers the joiner fetches from; its first chunk fails the range proof,
+/// it is banned, its range is fetched from another validator, and the
+/// join completes with the honest state.
+#[test]
+fn a_validator_serving_changed_chunks_is_banned_and_the_join_completes() {
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: 4,
+        running: 3,
+        config: Some(VALIDATOR_CONFIG),
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    let config = strata_net::Config {
+        listen_addr: net.p2p_addr(3),
+        seeds: (0..3).map(|i| net.p2p_addr(i)).collect(),
+        chain_id: net.genesis.net_chain_id(),
+        gossip_quiet: true,
+        ..strata_net::Config::default()
+    };
+    let identity = strata_net::handshake::Identity::from_seed(devnet_validator_key(3).to_bytes());
+    let liar = strata_net::Node::start(config, identity).expect("the liar's network");
+    let honest = devnet_validator_key(0).verifying_key().to_bytes();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_liar = std::sync::Arc::clone(&stop);
+    let lied = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let lied_count = std::sync::Arc::clone(&lied);
+    let liar_thread = std::thread::spawn(move || {
+        // Our request id to the honest node -> (asker, its request id).
+        let mut relayed = std::collections::HashMap::new();
+        while !stop_liar.load(std::sync::atomic::Ordering::Acquire) {
+            let Some(event) = liar.next_event_timeout(Duration::from_millis(50)) else {
+                continue;
+            };
+            match event {
+                Event::Request {
+                    from,
+                    request_id,
+                    payload,
+                } if matches!(payload.first(), Some(&t) if t == TAG_HEADS_REQUEST || t == TAG_CHUNK_REQUEST) => {
+                    if let Ok(ours) = liar.request(honest, payload) {
+                        relayed.insert(ours, (from, request_id));
+                    }
+                }
+                Event::Response {
+                    request_id,
+                    payload,
+                    ..
+                } => {
+                    let Some((asker, their_id)) = relayed.remove(&request_id) else {
+                        continue;
+                    };
+                    let answer = match SyncResponse::decode(&payload) {
+                        Ok(SyncResponse::Chunk(mut chunk)) if !chunk.entries.is_empty() => {
+                            chunk.entries[0].1[0] ^= 1;
+                            lied_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            SyncResponse::Chunk(chunk).encode()
+                        }
+                        _ => payload,
+                    };
+                    let _ = liar.respond(asker, their_id, answer);
+                }
+                _ => {}
+            }
+        }
+    });
+    join_and_follow(&net, 0);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    liar_thread.join().unwrap();
+    let log = std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default();
+    assert!(
+        lied.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the liar was never asked for a chunk:\n{log}"
+    );
+    assert!(log.contains("bad chunk, banned"), "{log}");
+}
+
+/// Loads `net` (validators `node`.. running) past height 20, starts a
+/// joiner syncing state, and checks it ends at the validators' height,
+/// block and root without replaying.
+fn join_and_follow(net: &Devnet, node: usize) {
     let g = net.genesis.clone();
     // Load until the validators are past two snapshot heights.
     let mut nonce = 0u64;
     let deadline = Instant::now() + Duration::from_secs(90);
-    while net.height(0).unwrap_or(0) < 20 {
+    while net.height(node).unwrap_or(0) < 20 {
         assert!(
             Instant::now() < deadline,
             "the devnet did not reach height 20"
         );
         let txs: Vec<_> = (0..16).map(|s| transfer(&g, s, s + 1, nonce)).collect();
-        if submit(&net, 0, &txs).len() == txs.len() {
+        if submit(net, node, &txs).len() == txs.len() {
             nonce += 1;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let joiner = start_joiner(&net);
+    let joiner = start_joiner(net);
     let status = |api: &str| get(&format!("http://{api}/v1/status")).1;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -131,7 +220,7 @@ fn a_node_joins_a_running_devnet_by_state_sync() {
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (j, v) = (status(&joiner.api), net.get(0, "/v1/status").1);
+        let (j, v) = (status(&joiner.api), net.get(node, "/v1/status").1);
         let same = j["height"] == v["height"]
             && j["block_id"] == v["block_id"]
             && j["state_root"] == v["state_root"];

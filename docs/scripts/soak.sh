@@ -12,7 +12,8 @@
 # Environment: STRATA (binary, default ./target/release/strata), ACCOUNTS
 # (default 1000000), RATE (default 8000), DURATION (default 3600), DIR
 # (default a fresh temp dir, removed at the end), OUT (default
-# soak-series.tsv). Ports 39300/38380 (node), 39400/38480 (genesis setup).
+# soak-series.tsv), NODE_CONFIG (a node TOML, e.g. one with
+# `[history] archive = false` for a pruning soak; default none). Ports 39300/38380 (node), 39400/38480 (genesis setup).
 set -euo pipefail
 S=${STRATA:-./target/release/strata}
 ACCOUNTS=${ACCOUNTS:-1000000}; RATE=${RATE:-8000}; DURATION=${DURATION:-3600}
@@ -22,12 +23,13 @@ P2P=39300; API=38380
 "$S" devnet --nodes 1 --accounts "$ACCOUNTS" --txs 1000 --keep --dir "$D" \
     --base-port 39400 --api-base-port 38480 >/dev/null 2>&1
 "$S" node --data-dir "$D/node-0" --listen 127.0.0.1:$P2P --api 127.0.0.1:$API \
-    --genesis "$D/genesis.toml" --key "$D/node-0.key" >/dev/null 2>"$D/soak-node.log" &
+    --genesis "$D/genesis.toml" --key "$D/node-0.key" ${NODE_CONFIG:+--config "$NODE_CONFIG"} \
+    >/dev/null 2>"$D/soak-node.log" &
 NODE=$!
 trap 'kill $NODE 2>/dev/null; wait $NODE 2>/dev/null; [ -n "${DIR:-}" ] || rm -rf "$D"' EXIT
 until curl -sf http://127.0.0.1:$API/metrics >/dev/null; do sleep 0.2; done
 m() { curl -sf http://127.0.0.1:$API/metrics | awk -v n="$1" '$1==n {print $2}'; }
-echo -e "t_s\tfinalized\ttps\tp50\tp95\tp99\tdisk_mb\trss_anon_mb\trss_file_mb\tstalls\tl0\tcompactions\theight\tcpu_s" > "$OUT"
+echo -e "t_s\tfinalized\ttps\tp50\tp95\tp99\tdisk_mb\trss_anon_mb\trss_file_mb\tstalls\tl0\tcompactions\theight\tcpu_s\thistory_floor" > "$OUT"
 start=$(date +%s); seed=1
 while [ $(( $(date +%s) - start )) -lt "$DURATION" ]; do
   out=$("$S" bench --target 127.0.0.1:$P2P --api 127.0.0.1:$API --genesis "$D/genesis.toml" \
@@ -42,5 +44,5 @@ while [ $(( $(date +%s) - start )) -lt "$DURATION" ]; do
   anon=$(( $(awk '/RssAnon/{print $2}' /proc/$NODE/status) / 1024 ))
   file=$(( $(awk '/RssFile/{print $2}' /proc/$NODE/status) / 1024 ))
   cpu=$(awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' /proc/$NODE/stat)
-  echo -e "$(( $(date +%s) - start ))\t${fin% *}\t${fin#* }\t$p50\t$p95\t$p99\t$disk\t$anon\t$file\t$(m strata_storage_write_stalls_total)\t$(m strata_storage_l0_tables)\t$(m strata_storage_compactions_total)\t$(m strata_height)\t$cpu" >> "$OUT"
+  echo -e "$(( $(date +%s) - start ))\t${fin% *}\t${fin#* }\t$p50\t$p95\t$p99\t$disk\t$anon\t$file\t$(m strata_storage_write_stalls_total)\t$(m strata_storage_l0_tables)\t$(m strata_storage_compactions_total)\t$(m strata_height)\t$cpu\t$(m strata_history_floor)" >> "$OUT"
 done
