@@ -321,8 +321,9 @@ pub struct SyncSection {
     /// versions it sees in the store until it is dropped (compaction keeps
     /// them), so more costs disk.
     pub snapshots_kept: usize,
-    /// How long a joining node waits for the validators' snapshot heads
-    /// before choosing, in milliseconds. Default 10,000.
+    /// How long a joining node asks the validators for their snapshot
+    /// heads (again every second) until more than 2/3 of them report the
+    /// same one, in milliseconds. Default 60,000.
     pub heads_wait_ms: u64,
 }
 
@@ -332,7 +333,7 @@ impl Default for SyncSection {
             mode: SyncMode::Replay,
             snapshot_every: 1_000,
             snapshots_kept: 2,
-            heads_wait_ms: 10_000,
+            heads_wait_ms: 60_000,
         }
     }
 }

@@ -59,6 +59,10 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Verified records of one sub-range not written yet, and their bytes.
 type PendingRun = (Vec<(Vec<u8>, Vec<u8>)>, usize);
 
+/// How often a joining node asks the validators for their heads again
+/// while they do not agree on one.
+pub const HEADS_ASK_EVERY: Duration = Duration::from_secs(1);
+
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -275,9 +279,12 @@ fn no_peers_left(sync: &StateSync<[u8; 32]>) -> Option<String> {
     })
 }
 
-/// Asks every validator that connects for its snapshot heads until all
-/// answered or `wait_ms` passed, then picks the head a quorum reports;
-/// returns it with the validators that reported it.
+/// Asks every validator that connects for its snapshot heads, and asks
+/// again every [`HEADS_ASK_EVERY`], until a quorum reports one head or
+/// `wait_ms` passed; returns the head with the validators that reported
+/// it. Asking again matters: validators publish a snapshot a little after
+/// committing its height (its entries are counted first), so right after
+/// a snapshot height they may not all serve it yet.
 fn choose(
     net: &strata_net::Handle,
     validators: &[([u8; 32], SocketAddr)],
@@ -287,18 +294,54 @@ fn choose(
     let deadline = Instant::now() + Duration::from_millis(wait_ms.max(1));
     let is_validator = |k: &[u8; 32]| validators.iter().any(|(v, _)| v == k);
     let mut asked: HashMap<u64, [u8; 32]> = HashMap::new();
-    let mut answers: Vec<([u8; 32], u64, Vec<SnapshotHead>)> = Vec::new();
+    // The latest answer of each validator.
+    let mut answers: HashMap<[u8; 32], Vec<SnapshotHead>> = HashMap::new();
+    let mut connected: Vec<[u8; 32]> = Vec::new();
+    let mut last_ask = Instant::now();
     let mut events = Vec::new();
-    while Instant::now() < deadline && answers.len() < validators.len() {
+    let ask = |peer: [u8; 32], asked: &mut HashMap<u64, [u8; 32]>| {
+        if let Ok(id) = net.request(peer, SyncRequest::Heads.encode()) {
+            asked.insert(id, peer);
+        }
+    };
+    loop {
+        let weighed: Vec<([u8; 32], u64, Vec<SnapshotHead>)> = answers
+            .iter()
+            .map(|(p, heads)| (*p, 1, heads.clone()))
+            .collect();
+        // Every genesis validator counts in the total, this node too if it
+        // is one (it vouches for nothing yet): over 2/3 of all of them.
+        if let Some(head) = sync::choose_head(&weighed, total) {
+            let peers = weighed
+                .iter()
+                .filter(|(_, _, heads)| heads.contains(&head))
+                .map(|(p, _, _)| *p)
+                .collect();
+            return Ok((head, peers));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "state sync: no snapshot that more than 2/3 of the {total} validators serve \
+                 ({} answered within {wait_ms} ms); they take one every [sync] snapshot_every \
+                 blocks",
+                answers.len()
+            ));
+        }
+        if last_ask.elapsed() >= HEADS_ASK_EVERY {
+            for peer in &connected {
+                ask(*peer, &mut asked);
+            }
+            last_ask = Instant::now();
+        }
         events.clear();
         net.next_events(&mut events, 64, Duration::from_millis(50));
         for event in events.drain(..) {
             match event {
                 Event::PeerUp { node_key, .. } if is_validator(&node_key) => {
-                    if let Ok(id) = net.request(node_key, SyncRequest::Heads.encode()) {
-                        asked.insert(id, node_key);
-                    }
+                    connected.push(node_key);
+                    ask(node_key, &mut asked);
                 }
+                Event::PeerDown { node_key } => connected.retain(|k| *k != node_key),
                 Event::Response {
                     request_id,
                     payload,
@@ -308,7 +351,9 @@ fn choose(
                         continue;
                     };
                     match SyncResponse::decode(&payload) {
-                        Ok(SyncResponse::Heads(heads)) => answers.push((peer, 1, heads)),
+                        Ok(SyncResponse::Heads(heads)) => {
+                            answers.insert(peer, heads);
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             warn!(peer = %hex::encode(&peer[..4]), "state sync: bad heads answer: {e}");
@@ -316,23 +361,11 @@ fn choose(
                         }
                     }
                 }
+                Event::RequestFailed { request_id, .. } => {
+                    asked.remove(&request_id);
+                }
                 _ => {}
             }
         }
     }
-    // Every genesis validator counts in the total, this node too if it is
-    // one (it vouches for nothing yet): over 2/3 of all of them.
-    let head = sync::choose_head(&answers, total).ok_or_else(|| {
-        format!(
-            "state sync: no snapshot that more than 2/3 of the {total} validators serve \
-             ({} answered within {wait_ms} ms); they take one every [sync] snapshot_every blocks",
-            answers.len()
-        )
-    })?;
-    let peers = answers
-        .iter()
-        .filter(|(_, _, heads)| heads.contains(&head))
-        .map(|(p, _, _)| *p)
-        .collect();
-    Ok((head, peers))
 }

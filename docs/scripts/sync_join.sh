@@ -15,11 +15,14 @@ BIN=${BIN:-$(pwd)/target/release/strata}
 P2P=${P2P:-27000}
 API=${API:-28000}
 
-rm -rf "$DIR"; mkdir -p "$DIR"
-printf '[sync]\nsnapshot_every = 5\n' > "$DIR/validator.toml"
-echo "devnet: 3 validators, $ACCOUNTS accounts, $TXS transfers of history"
-"$BIN" devnet --nodes 3 --accounts "$ACCOUNTS" --txs "$TXS" --dir "$DIR" --keep \
-  --base-port "$P2P" --api-base-port "$API" --node-config "$DIR/validator.toml" > "$DIR/devnet.txt"
+if [ -z "${REUSE:-}" ]; then  # REUSE=1: the validators of an earlier run in DIR
+  rm -rf "$DIR"; mkdir -p "$DIR"
+  printf '[sync]\nsnapshot_every = 5\n' > "$DIR/validator.toml"
+  echo "devnet: 3 validators, $ACCOUNTS accounts, $TXS transfers of history"
+  "$BIN" devnet --nodes 3 --accounts "$ACCOUNTS" --txs "$TXS" --dir "$DIR" --keep \
+    --base-port "$P2P" --api-base-port "$API" --node-config "$DIR/validator.toml" > "$DIR/devnet.txt"
+fi
+rm -rf "$DIR"/join-*
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -40,7 +43,7 @@ echo "validators at height $target"
 
 join() { # mode port-offset
   local mode=$1 off=$2
-  printf '[sync]\nmode = "%s"\nheads_wait_ms = 5000\n' "$mode" > "$DIR/join-$mode.toml"
+  printf '[sync]\nmode = "%s"\nheads_wait_ms = 120000\n' "$mode" > "$DIR/join-$mode.toml"
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/join-$mode.key"
   local start=$(date +%s.%N)
   "$BIN" node --data-dir "$DIR/join-$mode" --listen "127.0.0.1:$((P2P + off))" --api "127.0.0.1:$((API + off))" \
