@@ -63,6 +63,10 @@ type PendingRun = (Vec<(Vec<u8>, Vec<u8>)>, usize);
 /// while they do not agree on one.
 pub const HEADS_ASK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a joining node still waits for the other validators' heads
+/// once a quorum agrees on one.
+pub const HEADS_GRACE: Duration = Duration::from_millis(500);
+
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -298,6 +302,7 @@ fn choose(
     let mut answers: HashMap<[u8; 32], Vec<SnapshotHead>> = HashMap::new();
     let mut connected: Vec<[u8; 32]> = Vec::new();
     let mut last_ask = Instant::now();
+    let mut quorum_at: Option<Instant> = None;
     let mut events = Vec::new();
     let ask = |peer: [u8; 32], asked: &mut HashMap<u64, [u8; 32]>| {
         if let Ok(id) = net.request(peer, SyncRequest::Heads.encode()) {
@@ -312,12 +317,19 @@ fn choose(
         // Every genesis validator counts in the total, this node too if it
         // is one (it vouches for nothing yet): over 2/3 of all of them.
         if let Some(head) = sync::choose_head(&weighed, total) {
-            let peers = weighed
-                .iter()
-                .filter(|(_, _, heads)| heads.contains(&head))
-                .map(|(p, _, _)| *p)
-                .collect();
-            return Ok((head, peers));
+            // Once a quorum agrees, the validators still to answer get a
+            // moment more: every one that serves the head shares the load
+            // (and a liar among them is caught by its chunks, not here).
+            let quorum_at = *quorum_at.get_or_insert_with(Instant::now);
+            let all_answered = connected.iter().all(|k| answers.contains_key(k));
+            if all_answered || quorum_at.elapsed() >= HEADS_GRACE {
+                let peers = weighed
+                    .iter()
+                    .filter(|(_, _, heads)| heads.contains(&head))
+                    .map(|(p, _, _)| *p)
+                    .collect();
+                return Ok((head, peers));
+            }
         }
         if Instant::now() >= deadline {
             return Err(format!(
