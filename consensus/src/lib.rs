@@ -31,6 +31,7 @@ pub mod history;
 #[cfg(any(test, feature = "sim"))]
 pub mod mem_chain;
 pub mod mempool;
+mod reader;
 mod rng;
 pub mod sampler;
 pub mod signature;

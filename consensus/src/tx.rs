@@ -27,6 +27,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 
 use crate::error::DecodeError;
+use crate::reader::Reader;
 use crate::signature::SenderKey;
 
 /// Encoding version byte.
@@ -201,45 +202,7 @@ impl TxBody {
     }
 }
 
-/// A cursor that refuses to read past the end.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or(DecodeError::Truncated {
-                field,
-                offset: self.at,
-            })?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
     fn bounded(
         &mut self,
         len: usize,
@@ -249,7 +212,7 @@ impl<'a> Reader<'a> {
         if len > max {
             return Err(DecodeError::TooLong { field, len, max });
         }
-        Ok(self.take(len, field)?.to_vec())
+        Ok(self.take(field, len)?.to_vec())
     }
 }
 
@@ -268,7 +231,7 @@ impl Transaction {
                 max: TX_BYTES_MAX,
             });
         }
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let version = r.u8("version")?;
         if version != TX_VERSION {
             return Err(DecodeError::UnknownVersion(version));

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::block::{Block, BlockId, BLOCK_BYTES_MAX, BLOCK_TXS_MAX, HEADER_BYTES};
 use crate::engine::Message;
 use crate::error::DecodeError;
+use crate::reader::Reader;
 use crate::tx::{Transaction, TX_BYTES_MAX, TX_BYTES_MIN};
 
 /// Most transactions in one client batch.
@@ -135,7 +136,7 @@ impl Payload {
     /// # Errors
     /// A [`DecodeError`] naming the field at fault.
     pub fn decode(bytes: &[u8]) -> Result<Payload, DecodeError> {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let payload = match r.u8("tag")? {
             TAG_QUERY => Payload::Engine(Message::Query {
                 poll_id: r.u64("poll id")?,
@@ -194,38 +195,7 @@ fn encode_txs<T: Borrow<Transaction>>(txs: &[T], out: &mut Vec<u8>) {
     }
 }
 
-/// A bounds-checked cursor.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
 impl<'a> Reader<'a> {
-    fn take(&mut self, field: &'static str, len: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(len).filter(|e| *e <= self.bytes.len());
-        let end = end.ok_or(DecodeError::Truncated {
-            field,
-            offset: self.at,
-        })?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(field, 1)?[0])
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(field, N)?);
-        Ok(out)
-    }
-
     /// A u32 length checked against `max`.
     fn len(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
         let len = u32::from_le_bytes(self.array(field)?) as usize;

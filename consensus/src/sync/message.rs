@@ -16,6 +16,7 @@ use super::limits::{
 };
 use crate::block::BlockId;
 use crate::error::DecodeError;
+use crate::reader::Reader;
 use crate::state::StateKey;
 
 /// Tag of [`SyncRequest::Heads`]. Sync tags start at 0x40 so they never
@@ -178,7 +179,7 @@ impl SyncRequest {
                 max: CHUNK_REQUEST_BYTES,
             });
         }
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let request = match r.u8("sync tag")? {
             TAG_HEADS_REQUEST => SyncRequest::Heads,
             TAG_CHUNK_REQUEST => SyncRequest::Chunk(ChunkRequest {
@@ -268,7 +269,7 @@ impl SyncResponse {
                 max: CHUNK_RESPONSE_BYTES_MAX,
             });
         }
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let response = match r.u8("sync tag")? {
             TAG_HEADS => {
                 if bytes.len() > HEADS_RESPONSE_BYTES_MAX {
@@ -324,46 +325,7 @@ impl SyncResponse {
     }
 }
 
-/// A bounds-checked cursor over untrusted bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
 impl<'a> Reader<'a> {
-    fn take(&mut self, field: &'static str, len: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(len).filter(|e| *e <= self.bytes.len());
-        let end = end.ok_or(DecodeError::Truncated {
-            field,
-            offset: self.at,
-        })?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(field, N)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(field, 1)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
     /// A u32 length or count checked against `max`.
     fn bounded_u32(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
         let len = self.u32(field)? as usize;
@@ -425,15 +387,6 @@ impl<'a> Reader<'a> {
             entries,
             proof,
         })
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        if self.at != self.bytes.len() {
-            return Err(DecodeError::TrailingBytes {
-                extra: self.bytes.len() - self.at,
-            });
-        }
-        Ok(())
     }
 }
 
