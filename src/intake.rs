@@ -202,7 +202,75 @@ pub(crate) fn undecodable(cx: &Context, from: [u8; 32], what: &str, e: &dyn std:
     );
 }
 
-/// Counts one offence in `counter`, logs it and penalises the peer.
+/// Offences logged per second, node-wide; the rest are only counted
+/// (each in its metric) and the next line logged says how many were
+/// left out. A flood of junk from peers (each one banned, and back with a
+/// new key) would otherwise make the node write a log line per item.
+pub(crate) const WARNINGS_PER_S: u64 = 10;
+
+/// The node-wide budget of offence warnings ([`WARNINGS_PER_S`]).
+static WARNINGS: WarnLimiter = WarnLimiter::new(WARNINGS_PER_S);
+
+/// At most `per_s` log lines in each one-second window.
+pub(crate) struct WarnLimiter {
+    per_s: u64,
+    /// The current window (seconds since `origin`) in the high 32 bits,
+    /// lines logged in it in the low 32.
+    state: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl WarnLimiter {
+    pub(crate) const fn new(per_s: u64) -> Self {
+        WarnLimiter {
+            per_s,
+            state: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines left out since the last one logged)` when a line may
+    /// be logged now, else `None` (and it is counted as left out).
+    pub(crate) fn allow(&self) -> Option<u64> {
+        self.allow_at(log_clock_s())
+    }
+
+    fn allow_at(&self, now_s: u64) -> Option<u64> {
+        let window = now_s & 0xffff_ffff;
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let (w, n) = (cur >> 32, cur & 0xffff_ffff);
+            let next = if w == window {
+                if n >= self.per_s {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                cur + 1
+            } else {
+                (window << 32) | 1
+            };
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(self.suppressed.swap(0, Ordering::Relaxed)),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+/// Seconds on a monotonic clock, for [`WarnLimiter`].
+fn log_clock_s() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+}
+
+/// Counts one offence in `counter`, logs it (within [`WARNINGS_PER_S`])
+/// and penalises the peer.
 fn blame(
     cx: &Context,
     counter: &AtomicU64,
@@ -211,7 +279,9 @@ fn blame(
     what: std::fmt::Arguments<'_>,
 ) {
     counter.fetch_add(1, Ordering::Relaxed);
-    warn!(peer = %hex::encode(&from[..4]), "{what}");
+    if let Some(suppressed) = WARNINGS.allow() {
+        warn!(peer = %hex::encode(&from[..4]), suppressed, "{what}");
+    }
     (cx.penalize)(from, reason);
 }
 
@@ -581,7 +651,12 @@ pub(crate) type DoneSink = Box<dyn Fn(Done) -> Result<(), ()> + Send + Sync>;
 
 /// The queues the workers take jobs from, and where results go.
 pub(crate) struct Queues {
+    /// Client batches and API submissions: taken before gossip.
     pub jobs: Receiver<Job>,
+    /// Transactions gossiped by peers: taken when no client job, API
+    /// submission or block to serve waits, so a gossip flood (anyone can
+    /// send one) never queues a user's submission behind it.
+    pub gossip: Receiver<Job>,
     pub blocks: Receiver<Job>,
     pub serve: Receiver<Job>,
     pub done: DoneSink,
@@ -610,16 +685,22 @@ pub(crate) fn lower_priority(nice: i32) {
     }
 }
 
-/// The next job for a verification worker: transactions or a block to
-/// serve, whichever comes first; `None` when the node is stopping.
+/// The next job for a verification worker: a client batch, an API
+/// submission or a block or snapshot chunk to serve if one waits, else
+/// gossip; `None` when the node is stopping.
 fn next_job(cx: &Context, q: &Queues) -> Option<Job> {
     loop {
         if cx.stop.load(Ordering::Acquire) {
             return None;
         }
+        // Clients' and peers' requests first, gossip last (see `Queues`).
+        if let Ok(job) = q.jobs.try_recv().or_else(|_| q.serve.try_recv()) {
+            return Some(job);
+        }
         let got = crossbeam_channel::select! {
             recv(q.jobs) -> j => j,
             recv(q.serve) -> j => j,
+            recv(q.gossip) -> j => j,
             default(IDLE_CHECK) => Err(crossbeam_channel::RecvError),
         };
         if let Ok(job) = got {
@@ -658,8 +739,14 @@ pub(crate) fn start(
                     let mut verifier = Verifier::new().sharing(Arc::clone(&cx.verified));
                     while let Some(job) = next_job(&cx, &q) {
                         let r = match job {
-                            Job::Block { .. } | Job::Execute { .. } | Job::Serve { .. } => {
-                                run_other(&cx, &mut verifier, job, &q.done)
+                            Job::Block { .. }
+                            | Job::Execute { .. }
+                            | Job::Serve { .. }
+                            | Job::Sync { .. } => run_other(&cx, &mut verifier, job, &q.done),
+                            // Gossip is gathered with gossip, client jobs
+                            // with client jobs.
+                            job @ Job::Gossip { .. } => {
+                                run_transactions(&cx, &mut verifier, job, &q.gossip, &q.done)
                             }
                             job => run_transactions(&cx, &mut verifier, job, &q.jobs, &q.done),
                         };
@@ -696,7 +783,7 @@ pub(crate) fn start(
 
 #[cfg(test)]
 mod tests {
-    use super::lower_priority;
+    use super::{lower_priority, WarnLimiter};
 
     fn nice_of_this_thread() -> i32 {
         // SAFETY: as in `lower_priority`.
@@ -705,6 +792,22 @@ mod tests {
 
     /// The niceness is added to the thread's own, capped at 19, and only
     /// the calling thread changes.
+    #[test]
+    fn offence_warnings_are_limited_per_second_and_say_how_many_were_left_out() {
+        let l = WarnLimiter::new(3);
+        assert_eq!(l.allow_at(5), Some(0));
+        assert_eq!(l.allow_at(5), Some(0));
+        assert_eq!(l.allow_at(5), Some(0));
+        assert_eq!(l.allow_at(5), None);
+        assert_eq!(l.allow_at(5), None);
+        assert_eq!(
+            l.allow_at(6),
+            Some(2),
+            "the next window reports the two left out"
+        );
+        assert_eq!(l.allow_at(6), Some(0));
+    }
+
     #[test]
     fn lower_priority_adds_to_the_calling_threads_niceness() {
         let before = nice_of_this_thread();

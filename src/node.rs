@@ -90,11 +90,12 @@ pub const BUSY_ANSWER: [u8; 5] = [0, 0, 0, 0, 1];
 /// Network events handled per driver turn, so worker results and timers
 /// get their turn.
 const EVENTS_PER_TURN_MAX: usize = 1024;
-/// Batches waiting for the verification workers (gossip, framed clients,
-/// API submissions).
+/// Batches waiting for the verification workers from framed clients and
+/// API submissions (gossip has its own queue).
 const VERIFY_JOBS_MAX: usize = 256;
-/// Of those, the most gossip jobs may hold (see `hand_out_jobs`).
-const GOSSIP_JOBS_MAX: usize = VERIFY_JOBS_MAX / 2;
+/// Gossip batches waiting for the workers, in a queue of their own that
+/// the workers take last (see `hand_out_jobs`).
+const GOSSIP_JOBS_MAX: usize = 128;
 /// Pulled blocks waiting for their signature check. The engine has at
 /// most 256 pulls in flight; a block beyond this is dropped and pulled
 /// again from another voter.
@@ -191,6 +192,7 @@ pub struct Shared {
     pub verified: Arc<VerifiedIds>,
     view: Mutex<View>,
     jobs: Sender<Job>,
+    gossip_jobs: Sender<Job>,
     block_jobs: Sender<Job>,
     serve_jobs: Sender<Job>,
     /// The driver's input queue (see [`Input`]). Its capacity holds every
@@ -492,12 +494,17 @@ impl Node {
         info!(addr = %net.local_addr(), key = %hex::encode(me), "p2p listening");
 
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(VERIFY_JOBS_MAX);
+        let (gossip_tx, gossip_rx) = crossbeam_channel::bounded::<Job>(GOSSIP_JOBS_MAX);
         let (block_tx, block_rx) = crossbeam_channel::bounded::<Job>(BLOCK_JOBS_MAX);
         let (serve_tx, serve_rx) = crossbeam_channel::bounded::<Job>(SERVE_JOBS_MAX);
         // Every job out at once (queued, or held by one of the verify
         // threads or the block checker) hands back one result.
-        let jobs_out_max =
-            VERIFY_JOBS_MAX + BLOCK_JOBS_MAX + SERVE_JOBS_MAX + c.verify_threads.max(1) + 1;
+        let jobs_out_max = VERIFY_JOBS_MAX
+            + GOSSIP_JOBS_MAX
+            + BLOCK_JOBS_MAX
+            + SERVE_JOBS_MAX
+            + c.verify_threads.max(1)
+            + 1;
         let (input_tx, input_rx) = crossbeam_channel::bounded::<Input>(jobs_out_max + ASKS_MAX);
         let view = View {
             height: chain.height(),
@@ -519,6 +526,7 @@ impl Node {
             verified,
             view: Mutex::new(view),
             jobs: job_tx,
+            gossip_jobs: gossip_tx,
             block_jobs: block_tx,
             serve_jobs: serve_tx,
             inputs: input_tx.clone(),
@@ -546,6 +554,7 @@ impl Node {
             },
             intake::Queues {
                 jobs: job_rx,
+                gossip: gossip_rx,
                 blocks: block_rx,
                 serve: serve_rx,
                 done: Box::new(move |d| {
@@ -1173,13 +1182,13 @@ impl Driver {
                 batches: gossip.batches,
             };
             // Gossip, which anyone can send and which is shed without
-            // loss (peers that have a transaction gossip it again), takes
-            // at most half the queue: clients' batches and API
-            // submissions always find the other half.
-            let room = self.shared.jobs.len() < GOSSIP_JOBS_MAX;
-            match room.then(|| self.shared.jobs.try_send(job)) {
-                Some(Ok(())) => {}
-                _ => {
+            // loss (peers that have a transaction gossip it again), has a
+            // queue of its own, taken last by the workers: clients'
+            // batches and API submissions neither find their queue full
+            // of it nor wait behind it.
+            match self.shared.gossip_jobs.try_send(job) {
+                Ok(()) => {}
+                Err(_) => {
                     self.shared
                         .metrics
                         .txs_shed
