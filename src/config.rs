@@ -313,8 +313,15 @@ pub struct SyncSection {
     /// its snapshot (it cannot serve older blocks to others).
     pub mode: SyncMode,
     /// Serve a snapshot of the state after every height that is a
-    /// multiple of this. Default 1,000 (under a minute of a busy chain).
-    /// 0 serves none.
+    /// multiple of this; 0 (the default) serves none. **Why off by
+    /// default:** a served snapshot pins every version it sees until it
+    /// is dropped, and on a busy chain the trie rewrites megabytes of
+    /// pages per block: one node with 1 M accounts at 4,000 tx/s held
+    /// 3.2–4.2 GB on disk with snapshots every 1,000 heights (2 kept)
+    /// against 0.5–0.9 GB without (docs/benchmarks.md, "Pruning soak").
+    /// Turn it on for the validators that new nodes join from, with an
+    /// interval long enough for a join to finish (a 10 M-account state
+    /// took 48 s).
     pub snapshot_every: u64,
     /// Snapshots kept for serving. Default 2: a joining node that started
     /// on one still finds it while the next is taken. Each pins the
@@ -331,7 +338,7 @@ impl Default for SyncSection {
     fn default() -> Self {
         SyncSection {
             mode: SyncMode::Replay,
-            snapshot_every: 1_000,
+            snapshot_every: 0,
             snapshots_kept: 2,
             heads_wait_ms: 60_000,
         }

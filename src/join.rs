@@ -334,8 +334,8 @@ fn choose(
         if Instant::now() >= deadline {
             return Err(format!(
                 "state sync: no snapshot that more than 2/3 of the {total} validators serve \
-                 ({} answered within {wait_ms} ms); they take one every [sync] snapshot_every \
-                 blocks",
+                 ({} answered within {wait_ms} ms); validators serve snapshots only with \
+                 [sync] snapshot_every set",
                 answers.len()
             ));
         }
