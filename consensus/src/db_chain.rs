@@ -51,7 +51,7 @@ const META_KEY: &[u8] = b"m";
 const GENESIS_KEY: &[u8] = b"g";
 const REVEALED_KEY: &[u8] = b"r";
 
-fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
+pub(crate) fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(ns);
     k.extend_from_slice(rest);
@@ -817,9 +817,9 @@ pub struct NamespaceUsage {
 }
 
 /// The trie's view of a storage snapshot: reads only.
-struct SnapshotTrieStore(strata_storage::Snapshot);
+pub(crate) struct SnapshotTrieStore<'a>(&'a strata_storage::Snapshot);
 
-impl NodeStore for SnapshotTrieStore {
+impl NodeStore for SnapshotTrieStore<'_> {
     type Error = strata_storage::Error;
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
@@ -831,8 +831,37 @@ impl NodeStore for SnapshotTrieStore {
         _puts: Vec<(Vec<u8>, Vec<u8>)>,
         _deletes: Vec<Vec<u8>>,
     ) -> Result<(), Self::Error> {
-        unreachable!("a snapshot trie only proves, it never applies")
+        // Opening and proving never write; an error rather than a panic
+        // keeps a future misuse from taking the node down.
+        Err(strata_storage::Error::InvalidArgument(
+            "a snapshot trie is read-only".into(),
+        ))
     }
+}
+
+/// The committed height, block id and state root `snapshot` sees (its `m`
+/// record), with the trie as of that height, checked to be at that root:
+/// what proofs and served state-sync chunks are read against.
+///
+/// # Errors
+/// Storage failures, no or a corrupt `m` record, or a trie whose root is
+/// not the record's.
+pub(crate) fn snapshot_trie(
+    snap: &strata_storage::Snapshot,
+) -> Result<(u64, BlockId, [u8; 32], Trie<SnapshotTrieStore<'_>>), ChainError> {
+    let (height, id, root) = match snap.get(META_KEY)? {
+        Some(meta) => decode_meta(&meta)?,
+        None => return Err(ChainError::Corrupt("no committed height yet".into())),
+    };
+    let trie = Trie::open(SnapshotTrieStore(snap), TrieConfig::default())?;
+    if trie.root() != root {
+        return Err(ChainError::Corrupt(format!(
+            "state root {} in the meta record, {} in the trie",
+            hex::encode(root),
+            hex::encode(trie.root())
+        )));
+    }
+    Ok((height, id, root, trie))
 }
 
 impl ChainReader {
@@ -912,19 +941,8 @@ impl ChainReader {
     /// Storage or trie failures.
     pub fn prove(&self, state_key: &StateKey) -> Result<ProvenValue, ChainError> {
         let snap = self.db.snapshot();
-        let (height, _, root) = match snap.get(META_KEY)? {
-            Some(meta) => decode_meta(&meta)?,
-            None => return Err(ChainError::Corrupt("no committed height yet".into())),
-        };
         let value = snap.get(&state_record_key(state_key))?;
-        let trie = Trie::open(SnapshotTrieStore(snap), TrieConfig::default())?;
-        if trie.root() != root {
-            return Err(ChainError::Corrupt(format!(
-                "state root {} in the meta record, {} in the trie",
-                hex::encode(root),
-                hex::encode(trie.root())
-            )));
-        }
+        let (height, _, root, trie) = snapshot_trie(&snap)?;
         let proof = trie.prove(state_key)?;
         Ok(ProvenValue {
             height,
@@ -1008,10 +1026,7 @@ impl ChainReader {
         let Some(block_bytes) = self.db.get(&key(b'b', &height.to_be_bytes()))? else {
             return Ok(None);
         };
-        let header = block_bytes
-            .get(..crate::block::HEADER_BYTES)
-            .ok_or_else(|| ChainError::Corrupt(format!("block {height}: shorter than a header")))?;
-        Ok(Some(*blake3::hash(header).as_bytes()))
+        block_record_id(height, &block_bytes).map(Some)
     }
 
     /// The block at `height` with its transactions.
@@ -1028,32 +1043,14 @@ impl ChainReader {
             .get(&key(b'x', &hb))?
             .ok_or_else(|| ChainError::Corrupt(format!("block {height}: no transactions")))?;
         let corrupt = || ChainError::Corrupt(format!("block {height}: transaction list"));
-        let count = u32::from_le_bytes(
-            body.get(..4)
-                .ok_or_else(corrupt)?
-                .try_into()
-                .expect("4 bytes"),
-        ) as usize;
-        if count > crate::block::BLOCK_TXS_MAX {
-            return Err(corrupt());
-        }
-        let mut txs = Vec::with_capacity(count);
-        let mut at = 4;
-        for _ in 0..count {
-            let len = u32::from_le_bytes(
-                body.get(at..at + 4)
-                    .ok_or_else(corrupt)?
-                    .try_into()
-                    .expect("4 bytes"),
-            ) as usize;
-            at += 4;
-            let bytes = body.get(at..at + len).ok_or_else(corrupt)?;
-            txs.push(Arc::new(Transaction::decode(bytes).map_err(|_| corrupt())?));
-            at += len;
-        }
-        if at != body.len() {
-            return Err(corrupt());
-        }
+        let txs = crate::history::tx_slices(height, &body)?
+            .into_iter()
+            .map(|bytes| {
+                Transaction::decode(bytes)
+                    .map(Arc::new)
+                    .map_err(|_| corrupt())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some((block, txs)))
     }
 
@@ -1069,6 +1066,15 @@ impl ChainReader {
             _ => Ok(None),
         }
     }
+}
+
+/// The id of a stored block record (`b` + height): the blake3 of its
+/// header bytes, without decoding the transaction ids after them.
+pub(crate) fn block_record_id(height: u64, record: &[u8]) -> Result<BlockId, ChainError> {
+    let header = record
+        .get(..crate::block::HEADER_BYTES)
+        .ok_or_else(|| ChainError::Corrupt(format!("block {height}: shorter than a header")))?;
+    Ok(*blake3::hash(header).as_bytes())
 }
 
 fn encode_meta(height: u64, id: &BlockId, root: &[u8; 32]) -> Vec<u8> {

@@ -51,8 +51,7 @@
 use strata_storage::{Db, WriteBatch, WriteOptions};
 use thiserror::Error;
 
-use crate::block::{BlockId, HEADER_BYTES};
-use crate::db_chain::ChainError;
+use crate::db_chain::{block_record_id, key, ChainError};
 
 /// The key of the floor record.
 pub const FLOOR_KEY: &[u8] = b"p";
@@ -127,39 +126,29 @@ pub fn prune_next(db: &Db, target: u64) -> Result<Option<PrunedHeight>, ChainErr
     let mut batch = WriteBatch::new();
     let mut bytes = 0u64;
     let mut txs = 0u64;
-    if let Some(block) = db.get(&record_key(b'b', &hb))? {
-        let header = block
-            .get(..HEADER_BYTES)
-            .ok_or_else(|| ChainError::Corrupt(format!("block {height}: shorter than a header")))?;
-        let id: BlockId = *blake3::hash(header).as_bytes();
+    if let Some(block) = db.get(&key(b'b', &hb))? {
+        let id = block_record_id(height, &block)?;
         bytes += block.len() as u64;
-        batch.delete(record_key(b'i', &id));
-        batch.delete(record_key(b'b', &hb));
+        batch.delete(key(b'i', &id));
+        batch.delete(key(b'b', &hb));
     }
-    if let Some(body) = db.get(&record_key(b'x', &hb))? {
+    if let Some(body) = db.get(&key(b'x', &hb))? {
         for tx in tx_slices(height, &body)? {
-            batch.delete(record_key(b'n', blake3::hash(tx).as_bytes()));
+            batch.delete(key(b'n', blake3::hash(tx).as_bytes()));
             txs += 1;
         }
         bytes += body.len() as u64;
-        batch.delete(record_key(b'x', &hb));
+        batch.delete(key(b'x', &hb));
     }
     batch.put(FLOOR_KEY.to_vec(), (height + 1).to_le_bytes().to_vec());
     db.write(batch, WriteOptions { sync: false })?;
     Ok(Some(PrunedHeight { height, txs, bytes }))
 }
 
-fn record_key(ns: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + rest.len());
-    k.push(ns);
-    k.extend_from_slice(rest);
-    k
-}
-
 /// The encoded transactions of a stored transaction list (`db_chain`'s
-/// `x` record: count u32 LE, then per transaction its length u32 LE and
+/// `x` record, read here and by `ChainReader::read_block`: count u32 LE, then per transaction its length u32 LE and
 /// bytes), checked to cover the record exactly.
-fn tx_slices(height: u64, body: &[u8]) -> Result<Vec<&[u8]>, ChainError> {
+pub(crate) fn tx_slices(height: u64, body: &[u8]) -> Result<Vec<&[u8]>, ChainError> {
     let corrupt = || ChainError::Corrupt(format!("block {height}: transaction list"));
     let count_bytes: [u8; 4] = body
         .get(..4)

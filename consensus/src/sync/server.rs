@@ -2,7 +2,6 @@
 //! right after a commit, so the `s` records, the trie (`t`) and the `m`
 //! record it reads all belong to one height.
 
-use strata_storage::merkle::{NodeStore, Trie, TrieConfig};
 use strata_storage::Snapshot;
 
 use super::error::SyncError;
@@ -10,81 +9,11 @@ use super::limits::{
     CHUNK_BYTES_MAX, ENTRY_OVERHEAD_BYTES, SNAPSHOT_HEADS_MAX, STATE_VALUE_BYTES_MAX,
 };
 use super::message::{Chunk, ChunkRequest, RefuseReason, SnapshotHead, SyncRequest, SyncResponse};
-use crate::block::BlockId;
-use crate::db_chain::{state_record_key, ChainError};
+use crate::db_chain::{snapshot_trie, state_record_key, ChainError};
 use crate::state::StateKey;
 
 /// Namespace byte of state entries (`db_chain` key layout).
 const NS_STATE: u8 = b's';
-/// Namespace byte of trie records.
-const NS_TRIE: u8 = b't';
-/// Key of the meta record: height (8, LE) ‖ block id (32) ‖ state root (32).
-const META_KEY: &[u8] = b"m";
-const META_BYTES: usize = 8 + 32 + 32;
-
-/// The trie's view of a storage snapshot: reads of the `t` namespace.
-/// (`db_chain` has the same adapter, private; this one borrows the
-/// snapshot instead of owning it, so serving a chunk registers no extra
-/// snapshot with the engine.)
-struct SnapshotNodes<'a>(&'a Snapshot);
-
-impl NodeStore for SnapshotNodes<'_> {
-    type Error = strata_storage::Error;
-
-    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
-        let mut key = Vec::with_capacity(1 + k.len());
-        key.push(NS_TRIE);
-        key.extend_from_slice(k);
-        self.0.get(&key)
-    }
-
-    fn write_batch(
-        &self,
-        _puts: Vec<(Vec<u8>, Vec<u8>)>,
-        _deletes: Vec<Vec<u8>>,
-    ) -> Result<(), Self::Error> {
-        // Opening and proving never write; an error rather than a panic
-        // keeps a future misuse from taking the node down.
-        Err(strata_storage::Error::InvalidArgument(
-            "a snapshot trie is read-only".into(),
-        ))
-    }
-}
-
-/// The `m` record of `snapshot`: height, block id, state root.
-fn read_meta(snapshot: &Snapshot) -> Result<(u64, BlockId, [u8; 32]), SyncError> {
-    let meta = snapshot
-        .get(META_KEY)?
-        .ok_or_else(|| ChainError::Corrupt("no meta record: nothing committed yet".into()))?;
-    let meta: &[u8; META_BYTES] = meta
-        .as_slice()
-        .try_into()
-        .map_err(|_| ChainError::Corrupt("meta record length".into()))?;
-    let (height, rest) = meta.split_at(8);
-    let (id, root) = rest.split_at(32);
-    Ok((
-        u64::from_le_bytes(height.try_into().expect("8 bytes")),
-        id.try_into().expect("32 bytes"),
-        root.try_into().expect("32 bytes"),
-    ))
-}
-
-/// The trie of `snapshot`, checked to be at `root`.
-fn open_trie<'a>(
-    snapshot: &'a Snapshot,
-    root: &[u8; 32],
-) -> Result<Trie<SnapshotNodes<'a>>, SyncError> {
-    let trie = Trie::open(SnapshotNodes(snapshot), TrieConfig::default())?;
-    if trie.root() != *root {
-        return Err(ChainError::Corrupt(format!(
-            "state root {} in the meta record, {} in the trie",
-            hex::encode(root),
-            hex::encode(trie.root())
-        ))
-        .into());
-    }
-    Ok(trie)
-}
 
 /// The head of `snapshot`: its `m` record, checked against the trie, and
 /// the number of state entries, **counted by scanning** the `s` namespace
@@ -95,8 +24,7 @@ fn open_trie<'a>(
 /// Storage or trie failures, a missing or corrupt `m` record, or a trie
 /// root that differs from it.
 pub fn snapshot_head(snapshot: &Snapshot) -> Result<SnapshotHead, SyncError> {
-    let (height, block_id, state_root) = read_meta(snapshot)?;
-    open_trie(snapshot, &state_root)?;
+    let (height, block_id, state_root, _) = snapshot_trie(snapshot)?;
     let mut entries = 0u64;
     for item in snapshot.scan_prefix([NS_STATE])? {
         item?;
@@ -123,7 +51,7 @@ pub fn snapshot_head(snapshot: &Snapshot) -> Result<SnapshotHead, SyncError> {
 /// `STATE_VALUE_BYTES_MAX`, or a trie root that differs from the `m`
 /// record. A `lo > end` request is answered [`RefuseReason::BadRange`].
 pub fn serve_chunk(snapshot: &Snapshot, request: &ChunkRequest) -> Result<SyncResponse, SyncError> {
-    let (height, _, root) = read_meta(snapshot)?;
+    let (height, _, _, trie) = snapshot_trie(snapshot)?;
     if height != request.height {
         return Err(SyncError::SnapshotHeight {
             snapshot: height,
@@ -133,7 +61,6 @@ pub fn serve_chunk(snapshot: &Snapshot, request: &ChunkRequest) -> Result<SyncRe
     if request.lo > request.end {
         return Ok(SyncResponse::Refused(RefuseReason::BadRange));
     }
-    let trie = open_trie(snapshot, &root)?;
     let budget = (request.bytes_max as usize).min(CHUNK_BYTES_MAX);
     let mut entries: Vec<(StateKey, Vec<u8>)> = Vec::new();
     let mut used = 0usize;
