@@ -61,6 +61,13 @@ pub struct BudgetConfig {
     /// Bytes of blocks served to all peers together per second. Default
     /// 64 MiB.
     pub serve_bytes_per_s_total: u64,
+    /// Bytes of state-sync chunks served to one peer per second
+    /// (`[sync] serve_bytes_per_s`, default 64 MiB). Apart from blocks':
+    /// a join moves the whole state.
+    pub snapshot_bytes_per_s: u64,
+    /// Bytes of state-sync chunks served to all peers together per second
+    /// (`[sync] serve_bytes_per_s_total`, default 128 MiB).
+    pub snapshot_bytes_per_s_total: u64,
     /// Consensus messages per second from all peers that are not
     /// validators, together. Default 40,000. Validators are a known,
     /// bounded set, each held to `messages_per_s`; anyone else can make
@@ -80,6 +87,8 @@ impl Default for BudgetConfig {
             requests_per_s_total: 1_000,
             serve_bytes_per_s: 16 << 20,
             serve_bytes_per_s_total: 64 << 20,
+            snapshot_bytes_per_s: 64 << 20,
+            snapshot_bytes_per_s_total: 128 << 20,
             stranger_messages_per_s_total: 40_000,
         }
     }
@@ -90,6 +99,7 @@ struct PeerBudget {
     messages: TokenBucket,
     requests: TokenBucket,
     bytes: TokenBucket,
+    snapshot_bytes: TokenBucket,
 }
 
 /// Budgets of every peer, and the node-wide one.
@@ -97,6 +107,7 @@ pub struct Budgets {
     config: BudgetConfig,
     peers: LruCache<[u8; 32], PeerBudget>,
     total_bytes: TokenBucket,
+    total_snapshot_bytes: TokenBucket,
     total_requests: TokenBucket,
     strangers: TokenBucket,
 }
@@ -121,6 +132,11 @@ impl Budgets {
                 config.serve_bytes_per_s_total,
                 now_ms,
             ),
+            total_snapshot_bytes: TokenBucket::new(
+                config.snapshot_bytes_per_s_total,
+                config.snapshot_bytes_per_s_total,
+                now_ms,
+            ),
             total_requests: TokenBucket::new(
                 config.requests_per_s_total,
                 config.requests_per_s_total,
@@ -143,6 +159,11 @@ impl Budgets {
                     messages: TokenBucket::new(c.messages_per_s, c.messages_per_s, now_ms),
                     requests: TokenBucket::new(c.requests_per_s, c.requests_per_s, now_ms),
                     bytes: TokenBucket::new(c.serve_bytes_per_s, c.serve_bytes_per_s, now_ms),
+                    snapshot_bytes: TokenBucket::new(
+                        c.snapshot_bytes_per_s,
+                        c.snapshot_bytes_per_s,
+                        now_ms,
+                    ),
                 },
             );
         }
@@ -192,19 +213,57 @@ impl Budgets {
     /// # Errors
     /// Which budget could not pay.
     pub fn serve(&mut self, peer: &[u8; 32], bytes: usize, now_ms: u64) -> Result<(), Refused> {
+        self.take_bytes(peer, bytes, false, now_ms)
+    }
+
+    /// As [`Budgets::serve`], from the state-sync chunk budgets.
+    ///
+    /// # Errors
+    /// Which budget could not pay.
+    pub fn serve_snapshot(
+        &mut self,
+        peer: &[u8; 32],
+        bytes: usize,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        self.take_bytes(peer, bytes, true, now_ms)
+    }
+
+    fn take_bytes(
+        &mut self,
+        peer: &[u8; 32],
+        bytes: usize,
+        snapshot: bool,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
         let n = bytes as u64;
-        // A block larger than a whole second's budget could never be
+        let c = self.config;
+        let (per_peer, per_node) = if snapshot {
+            (c.snapshot_bytes_per_s, c.snapshot_bytes_per_s_total)
+        } else {
+            (c.serve_bytes_per_s, c.serve_bytes_per_s_total)
+        };
+        // An answer larger than a whole second's budget could never be
         // served: let it through once the bucket is full instead.
-        let peer_n = n.min(self.config.serve_bytes_per_s);
-        if !self.peer(peer, now_ms).bytes.try_take(peer_n, now_ms) {
+        let peer_n = n.min(per_peer);
+        fn bucket(b: &mut PeerBudget, snapshot: bool) -> &mut TokenBucket {
+            if snapshot {
+                &mut b.snapshot_bytes
+            } else {
+                &mut b.bytes
+            }
+        }
+        if !bucket(self.peer(peer, now_ms), snapshot).try_take(peer_n, now_ms) {
             return Err(Refused::Peer);
         }
-        if !self
-            .total_bytes
-            .try_take(n.min(self.config.serve_bytes_per_s_total), now_ms)
-        {
+        let total = if snapshot {
+            &mut self.total_snapshot_bytes
+        } else {
+            &mut self.total_bytes
+        };
+        if !total.try_take(n.min(per_node), now_ms) {
             // Nothing was served: the peer keeps its share.
-            self.peer(peer, now_ms).bytes.refund(peer_n);
+            bucket(self.peer(peer, now_ms), snapshot).refund(peer_n);
             return Err(Refused::Node);
         }
         Ok(())
@@ -222,6 +281,8 @@ mod tests {
             requests_per_s_total: 3,
             serve_bytes_per_s: 1_000,
             serve_bytes_per_s_total: 1_500,
+            snapshot_bytes_per_s: 4_000,
+            snapshot_bytes_per_s_total: 6_000,
             stranger_messages_per_s_total: 15,
         }
     }
@@ -300,5 +361,23 @@ mod tests {
         // Larger than a whole second's budget: served when the bucket is full.
         assert_eq!(b.serve(&q, 1 << 20, 2_000), Ok(()));
         assert_eq!(b.serve(&p, 500, 2_000), Err(Refused::Node));
+    }
+
+    #[test]
+    fn snapshot_chunks_have_budgets_of_their_own() {
+        let mut b = Budgets::new(config(), 0);
+        let (p, q) = ([1; 32], [2; 32]);
+        // Blocks spent to the last byte leave the snapshot budget whole.
+        assert_eq!(b.serve(&p, 1_000, 0), Ok(()));
+        assert_eq!(b.serve_snapshot(&p, 3_500, 0), Ok(()));
+        assert_eq!(b.serve_snapshot(&p, 1_000, 0), Err(Refused::Peer));
+        assert_eq!(
+            b.serve_snapshot(&q, 3_000, 0),
+            Err(Refused::Node),
+            "node: 6,000/s"
+        );
+        assert_eq!(b.serve_snapshot(&q, 2_500, 0), Ok(()));
+        // And chunks spent leave blocks' alone.
+        assert_eq!(b.serve(&q, 500, 0), Ok(()));
     }
 }

@@ -332,6 +332,41 @@ pub struct SyncSection {
     /// heads (again every second) until more than 2/3 of them report the
     /// same one, in milliseconds. Default 60,000.
     pub heads_wait_ms: u64,
+    /// Bytes of state entries a joining node asks for per chunk, at most
+    /// 4,128,768 (`sync::limits::CHUNK_BYTES_MAX`, the default). Smaller
+    /// chunks suit a slow link (a timed-out chunk is fetched again whole).
+    pub chunk_bytes: u32,
+    /// Bytes of snapshot chunks a serving node sends one peer per second.
+    /// Default 64 MiB. A budget of its own, apart from blocks': a join
+    /// moves the whole state, and sharing the 16 MiB/s of block serving
+    /// would both slow it and starve peers catching up on blocks.
+    pub serve_bytes_per_s: u64,
+    /// Bytes of snapshot chunks a serving node sends all peers together
+    /// per second. Default 128 MiB: two joining nodes at full speed.
+    pub serve_bytes_per_s_total: u64,
+}
+
+impl SyncSection {
+    /// Checks the values a node cannot run with.
+    ///
+    /// # Errors
+    /// A chunk size out of range, or a zero serving budget while
+    /// snapshots are served.
+    pub fn check(&self) -> Result<(), String> {
+        let max = strata_consensus::sync::limits::CHUNK_BYTES_MAX as u32;
+        if !(1..=max).contains(&self.chunk_bytes) {
+            return Err(format!(
+                "sync.chunk_bytes = {} is outside 1..={max}",
+                self.chunk_bytes
+            ));
+        }
+        if self.snapshot_every > 0
+            && (self.serve_bytes_per_s == 0 || self.serve_bytes_per_s_total == 0)
+        {
+            return Err("sync.serve_bytes_per_s and serve_bytes_per_s_total must be above 0 when snapshots are served".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for SyncSection {
@@ -341,6 +376,9 @@ impl Default for SyncSection {
             snapshot_every: 0,
             snapshots_kept: 2,
             heads_wait_ms: 60_000,
+            chunk_bytes: strata_consensus::sync::limits::CHUNK_BYTES_MAX as u32,
+            serve_bytes_per_s: 64 << 20,
+            serve_bytes_per_s_total: 128 << 20,
         }
     }
 }

@@ -21,14 +21,16 @@
 //!    another), and verified chunks go into the store as sorted runs by
 //!    bulk ingest (no WAL, no memtable), a run per sub-range each time
 //!    [`INGEST_RUN_BYTES`] have gathered.
+//!    After each run is written, the position of every sub-range is
+//!    persisted ([`SyncProgress`], synced): a node killed at any point
+//!    resumes from there on its next start, if a quorum still serves that
+//!    snapshot; otherwise it deletes the entries it fetched
+//!    ([`DbChain::discard_synced_state`]) and fetches the newer one.
 //! 4. [`DbChain::adopt_synced_state`] builds the trie over the ingested
 //!    state, checks its root, and writes the chain's records in one bulk
-//!    ingest: after a crash before it, the store holds state entries but
-//!    no chain, and the next start syncs again (entries fetched twice are
-//!    the same values, newer copies of the same keys); if the snapshot
-//!    fetched then is another one, the adopted root cannot match and the
-//!    node says to empty the data directory (resuming from persisted
-//!    cursors is not built yet).
+//!    ingest: after a crash before it, the store holds every state entry
+//!    but no chain, and the next start finds every sub-range done and
+//!    goes straight to this step.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 use strata_consensus::db_chain::DbChain;
 use strata_consensus::genesis::Genesis;
 use strata_consensus::sync::{
-    self, Outcome, SnapshotHead, StateSync, StateSyncConfig, SyncRequest, SyncResponse,
+    self, Outcome, RangeCursor, RefuseReason, SnapshotHead, StateSync, StateSyncConfig,
+    SyncProgress, SyncRequest, SyncResponse, PROGRESS_KEY,
 };
 use strata_net::peer::Misbehaviour;
 use strata_net::Event;
@@ -140,17 +143,65 @@ fn run(
 ) -> Result<(), String> {
     let mono = || started.elapsed().as_millis() as u64;
     let total = genesis.validator_set().map_err(|e| e.to_string())?.len() as u64;
-    let head = choose(net, validators, total, config.sync.heads_wait_ms)?;
+    let saved = load_progress(db)?;
+    let (head, peers) = choose(
+        net,
+        validators,
+        total,
+        config.sync.heads_wait_ms,
+        saved.as_ref().map(|p| p.head),
+    )?;
     info!(
-        height = head.0.height,
-        entries = head.0.entries,
-        peers = head.1.len(),
-        root = %hex::encode(head.0.state_root),
+        height = head.height,
+        entries = head.entries,
+        peers = peers.len(),
+        root = %hex::encode(head.state_root),
         "state sync: fetching the snapshot"
     );
-    let (head, peers) = head;
-    let mut sync =
-        StateSync::new(head, StateSyncConfig::new()).map_err(|e| format!("state sync: {e}"))?;
+    let sync_config = StateSyncConfig::new().chunk_bytes_max(config.sync.chunk_bytes);
+    let mut sync = match saved {
+        Some(p) if p.head == head => {
+            let done = p
+                .cursors
+                .iter()
+                .filter(|c| **c == RangeCursor::Done)
+                .count();
+            info!(
+                ranges_done = done,
+                ranges = p.cursors.len(),
+                entries = p.entries,
+                "state sync: resuming where an earlier run stopped"
+            );
+            StateSync::resume(
+                head,
+                sync_config.ranges(p.cursors.len()),
+                &p.cursors,
+                p.entries,
+            )
+        }
+        saved => {
+            if saved.is_some() || holds_state(db)? {
+                let deleted = DbChain::discard_synced_state(db)
+                    .map_err(|e| format!("state sync: deleting an earlier run's state: {e}"))?;
+                info!(
+                    deleted,
+                    earlier_height = saved.map(|p| p.head.height),
+                    "state sync: the snapshot an earlier run fetched is no longer served; \
+                     deleted its entries"
+                );
+            }
+            StateSync::new(head, sync_config)
+        }
+    }
+    .map_err(|e| format!("state sync: {e}"))?;
+    // What is in the store: the cursors as of the last run written (the
+    // sync's own run ahead by the verified entries not yet written).
+    let mut written = SyncProgress {
+        head,
+        cursors: sync.cursors().collect(),
+        entries: sync.progress().entries,
+    };
+    save_progress(db, &written)?;
     for p in &peers {
         sync.add_peer(*p).map_err(|e| format!("state sync: {e}"))?;
     }
@@ -194,10 +245,25 @@ fn run(
                             if *bytes >= INGEST_RUN_BYTES || chunk.done {
                                 let run = std::mem::take(run);
                                 ingested_bytes += std::mem::take(bytes) as u64;
+                                written.entries += run.len() as u64;
                                 if !run.is_empty() {
                                     db.ingest_sorted(run)
                                         .map_err(|e| format!("state sync: writing state: {e}"))?;
                                     runs_written += 1;
+                                }
+                                // Every verified chunk of `range` is in
+                                // the run just written, so the sync's
+                                // cursor is what the store holds.
+                                if let Some(cursor) = sync.cursors().nth(range) {
+                                    written.cursors[range] = cursor;
+                                }
+                                save_progress(db, &written)?;
+                                if chunk.done {
+                                    info!(
+                                        range,
+                                        entries = written.entries,
+                                        "state sync: a sub-range is written"
+                                    );
                                 }
                             }
                         }
@@ -208,6 +274,12 @@ fn run(
                             );
                             let _ = net.penalize(peer, Misbehaviour::InvalidItem);
                         }
+                        // "Busy" is a serving peer's back-pressure (its
+                        // byte budget for this joiner is spent): normal.
+                        Outcome::Refused {
+                            reason: RefuseReason::Busy,
+                            ..
+                        } => {}
                         Outcome::Refused { peer, reason, .. } => {
                             info!(peer = %hex::encode(&peer[..4]), ?reason, "state sync: refused");
                         }
@@ -243,14 +315,9 @@ fn run(
             last_report = Instant::now();
         }
     }
-    for (_, (run, bytes)) in runs.drain() {
-        ingested_bytes += bytes as u64;
-        if !run.is_empty() {
-            db.ingest_sorted(run)
-                .map_err(|e| format!("state sync: writing state: {e}"))?;
-            runs_written += 1;
-        }
-    }
+    // Every sub-range is done, and a run is written when its last chunk
+    // arrives: nothing is left over.
+    debug_assert!(runs.values().all(|(run, _)| run.is_empty()));
     let p = sync.finish().map_err(|e| format!("state sync: {e}"))?;
     let head = *sync.head();
     let fetched_s = started.elapsed().as_secs_f64();
@@ -274,6 +341,46 @@ fn run(
     Ok(())
 }
 
+/// The resume record an earlier run left, if any; an unreadable one is
+/// logged and treated as a run that cannot resume (its entries are
+/// deleted and the fetch starts again), never trusted.
+fn load_progress(db: &Db) -> Result<Option<SyncProgress>, String> {
+    let Some(bytes) = db
+        .get(PROGRESS_KEY)
+        .map_err(|e| format!("state sync: reading the resume record: {e}"))?
+    else {
+        return Ok(None);
+    };
+    match SyncProgress::decode(&bytes) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            warn!("state sync: the resume record is unreadable ({e}); starting over");
+            DbChain::discard_synced_state(db)
+                .map_err(|e| format!("state sync: deleting an earlier run's state: {e}"))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Persists `progress` (synced: it must not lead the entries it covers,
+/// which are durable on ingest, and a resumed run trusts it).
+fn save_progress(db: &Db, progress: &SyncProgress) -> Result<(), String> {
+    let mut batch = strata_storage::WriteBatch::new();
+    batch.put(PROGRESS_KEY.to_vec(), progress.encode());
+    db.write(batch, strata_storage::WriteOptions { sync: true })
+        .map_err(|e| format!("state sync: saving the resume record: {e}"))
+}
+
+/// Whether the store holds state entries (left by a run from before the
+/// resume record, or one whose record was unreadable).
+fn holds_state(db: &Db) -> Result<bool, String> {
+    Ok(db
+        .scan_prefix([b's'])
+        .map_err(|e| format!("state sync: reading the store: {e}"))?
+        .next()
+        .is_some())
+}
+
 /// The sync's error when no peer is left to ask.
 fn no_peers_left(sync: &StateSync<[u8; 32]>) -> Option<String> {
     (sync.peer_count() == 0).then(|| {
@@ -288,12 +395,15 @@ fn no_peers_left(sync: &StateSync<[u8; 32]>) -> Option<String> {
 /// `wait_ms` passed; returns the head with the validators that reported
 /// it. Asking again matters: validators publish a snapshot a little after
 /// committing its height (its entries are counted first), so right after
-/// a snapshot height they may not all serve it yet.
+/// a snapshot height they may not all serve it yet. `prefer` (the head
+/// an interrupted run was fetching) wins over a newer head while a quorum
+/// still serves it: the entries already written are kept.
 fn choose(
     net: &strata_net::Handle,
     validators: &[([u8; 32], SocketAddr)],
     total: u64,
     wait_ms: u64,
+    prefer: Option<SnapshotHead>,
 ) -> Result<(SnapshotHead, Vec<[u8; 32]>), String> {
     let deadline = Instant::now() + Duration::from_millis(wait_ms.max(1));
     let is_validator = |k: &[u8; 32]| validators.iter().any(|(v, _)| v == k);
@@ -316,7 +426,14 @@ fn choose(
             .collect();
         // Every genesis validator counts in the total, this node too if it
         // is one (it vouches for nothing yet): over 2/3 of all of them.
-        if let Some(head) = sync::choose_head(&weighed, total) {
+        let preferred = prefer.and_then(|p| {
+            let only_p: Vec<_> = weighed
+                .iter()
+                .map(|(k, w, heads)| (*k, *w, heads.iter().filter(|h| **h == p).copied().collect()))
+                .collect();
+            sync::choose_head(&only_p, total)
+        });
+        if let Some(head) = preferred.or_else(|| sync::choose_head(&weighed, total)) {
             // Once a quorum agrees, the validators still to answer get a
             // moment more: every one that serves the head shares the load
             // (and a liar among them is caught by its chunks, not here).

@@ -316,6 +316,7 @@ impl Node {
         }
 
         let retained = config.history.retained()?;
+        config.sync.check()?;
         let fds = crate::fd_limit::plan(crate::fd_limit::raise(), config, validators.len())?;
         info!(
             open_files_max = fds.limit,
@@ -580,7 +581,14 @@ impl Node {
         let tick = Duration::from_millis(c.tick_ms.max(1));
         let s = Arc::clone(&shared);
         let intake = Arc::clone(&context);
-        let budgets = Budgets::new(BudgetConfig::default(), 0);
+        let budgets = Budgets::new(
+            BudgetConfig {
+                snapshot_bytes_per_s: config.sync.serve_bytes_per_s,
+                snapshot_bytes_per_s_total: config.sync.serve_bytes_per_s_total,
+                ..BudgetConfig::default()
+            },
+            0,
+        );
         let validator_keys = validators.iter().map(|v| v.public_key).collect();
         let other_validators = validators
             .iter()
@@ -1112,7 +1120,7 @@ impl Driver {
                 request_id,
                 payload,
             } => {
-                let answer = match self.budgets.serve(&to, payload.len(), now) {
+                let answer = match self.budgets.serve_snapshot(&to, payload.len(), now) {
                     Ok(()) => payload,
                     Err(_) => SyncResponse::Refused(RefuseReason::Busy).encode(),
                 };

@@ -30,18 +30,20 @@ impl Drop for Joiner {
     }
 }
 
-/// Starts a non-validator node on `net`'s genesis, syncing state.
-fn start_joiner(net: &Devnet) -> Joiner {
+/// Starts a non-validator node on `net`'s genesis, syncing state into
+/// `net`'s `joiner` directory (reused if there), with `extra` appended to
+/// its config and its log in `log`.
+fn start_joiner(net: &Devnet, extra: &str, log: &str) -> Joiner {
     let d = net.path();
     std::fs::write(
         d.join("joiner.toml"),
-        "[sync]\nmode = \"state\"\nheads_wait_ms = 5000\n",
+        format!("[sync]\nmode = \"state\"\nheads_wait_ms = 5000\n{extra}"),
     )
     .unwrap();
     std::fs::write(d.join("joiner.key"), hex::encode([0x5a; 32])).unwrap();
     let ports = free_ports(2);
     let api = format!("127.0.0.1:{}", ports[1]);
-    let log = std::fs::File::create(d.join("joiner.log")).unwrap();
+    let log = std::fs::File::create(d.join(log)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("node")
         .arg("--config")
@@ -164,37 +166,60 @@ fn a_validator_serving_changed_chunks_is_banned_and_the_join_completes() {
     assert!(log.contains("bad chunk, banned"), "{log}");
 }
 
+/// Submits transfers through validator `node` until it is at `height`
+/// or above; `nonce` is the next nonce of the senders used (0..16).
+fn load_until(net: &Devnet, node: usize, height: u64, nonce: &mut u64) {
+    let g = &net.genesis;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while net.height(node).unwrap_or(0) < height {
+        assert!(
+            Instant::now() < deadline,
+            "the devnet did not reach height {height}"
+        );
+        let txs: Vec<_> = (0..16).map(|s| transfer(g, s, s + 1, *nonce)).collect();
+        if submit(net, node, &txs).len() == txs.len() {
+            *nonce += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Loads `net` (validators `node`.. running) past height 20, starts a
 /// joiner syncing state, and checks it ends at the validators' height,
 /// block and root without replaying.
 fn join_and_follow(net: &Devnet, node: usize) {
-    let g = net.genesis.clone();
-    // Load until the validators are past two snapshot heights.
     let mut nonce = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while net.height(node).unwrap_or(0) < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the devnet did not reach height 20"
-        );
-        let txs: Vec<_> = (0..16).map(|s| transfer(&g, s, s + 1, nonce)).collect();
-        if submit(net, node, &txs).len() == txs.len() {
-            nonce += 1;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let joiner = start_joiner(net);
+    load_until(net, node, 20, &mut nonce);
+    let joiner = start_joiner(net, "", "joiner.log");
+    synced_and_following(net, node, &joiner, "joiner.log", 16, nonce);
+}
+
+/// Waits until `joiner` (logging to `log`) synced a snapshot at
+/// `min_height` or above, then checks it kept nothing below it and follows
+/// the chain: a transfer submitted to it (senders at `nonce`) is
+/// finalized, and at rest it has validator `node`'s height, block and
+/// state root.
+fn synced_and_following(
+    net: &Devnet,
+    node: usize,
+    joiner: &Joiner,
+    log: &str,
+    min_height: u64,
+    nonce: u64,
+) {
+    let g = net.genesis.clone();
+    let log_text = || std::fs::read_to_string(net.path().join(log)).unwrap_or_default();
     let status = |api: &str| get(&format!("http://{api}/v1/status")).1;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let s = status(&joiner.api);
-        if s["height"].as_u64().unwrap_or(0) >= 16 {
+        if s["height"].as_u64().unwrap_or(0) >= min_height {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the joiner did not sync: {s}\n{}",
-            std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
+            log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -202,8 +227,6 @@ fn join_and_follow(net: &Devnet, node: usize) {
     let (code, v) = get(&format!("http://{}/v1/blocks/1", joiner.api));
     assert_eq!(code, 410, "{v}");
 
-    // It follows the chain: a transfer submitted to it is finalized, and
-    // at rest it has the validators' height, block and state root.
     let txs: Vec<_> = (0..4).map(|s| transfer(&g, s, s + 1, nonce)).collect();
     let body = serde_json::json!({
         "txs": txs.iter().map(|t| hex::encode(t.encoded())).collect::<Vec<_>>()
@@ -211,12 +234,7 @@ fn join_and_follow(net: &Devnet, node: usize) {
     let r = ureq::post(&format!("http://{}/v1/txs", joiner.api))
         .set("content-type", "application/json")
         .send_string(&body.to_string())
-        .unwrap_or_else(|e| {
-            panic!(
-                "submit to the joiner: {e}\n{}",
-                std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
-            )
-        });
+        .unwrap_or_else(|e| panic!("submit to the joiner: {e}\n{}", log_text()));
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -225,21 +243,109 @@ fn join_and_follow(net: &Devnet, node: usize) {
             && j["block_id"] == v["block_id"]
             && j["state_root"] == v["state_root"];
         let included = txs.iter().all(|t| {
-            net.get(0, &format!("/v1/txs/{}", hex::encode(t.id()))).1["status"] == "finalized"
+            net.get(node, &format!("/v1/txs/{}", hex::encode(t.id()))).1["status"] == "finalized"
         });
         if same && included {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "joiner {j} vs node 0 {v}\n{}",
-            std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default()
+            "joiner {j} vs node {node} {v}\n{}",
+            log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = std::fs::read_to_string(net.path().join("joiner.log")).unwrap_or_default();
-    assert!(log.contains("state sync: done"), "{log}");
-    for line in log.lines().filter(|l| l.contains("state sync")) {
+    let text = log_text();
+    assert!(text.contains("state sync: done"), "{text}");
+    for line in text.lines().filter(|l| l.contains("state sync")) {
         eprintln!("joiner: {line}");
     }
+}
+
+/// Lines of `log` in `net`'s directory that contain `needle`.
+fn count_lines(net: &Devnet, log: &str, needle: &str) -> usize {
+    std::fs::read_to_string(net.path().join(log))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// Waits until `joiner` logged `written` sub-ranges written to `log`,
+/// then kills it with SIGKILL; panics if the sync finished first (the
+/// kill would test nothing).
+fn kill_mid_fetch(net: &Devnet, mut joiner: Joiner, log: &str, written: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_lines(net, log, "a sub-range is written") < written {
+        assert!(
+            Instant::now() < deadline,
+            "no sub-range written:\n{}",
+            std::fs::read_to_string(net.path().join(log)).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    joiner.child.kill().unwrap();
+    joiner.child.wait().unwrap();
+    let text = std::fs::read_to_string(net.path().join(log)).unwrap_or_default();
+    assert!(
+        !text.contains("state sync: done"),
+        "the sync finished before the kill; slow it down:\n{text}"
+    );
+}
+
+/// A joining node killed with SIGKILL in the middle of its fetch resumes
+/// on restart from the sub-ranges it had written (it does not fetch them
+/// again); killed again, and restarted only after the validators dropped
+/// that snapshot, it deletes what it fetched and syncs the newer one.
+/// Both end with the validators' state. The validators serve slowly
+/// (16 KiB/s to each peer, 2 KiB chunks) so that the fetch takes seconds.
+#[test]
+fn a_join_killed_mid_fetch_resumes_or_starts_over() {
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: 3,
+        running: 3,
+        config: Some(
+            "[sync]\nsnapshot_every = 8\nserve_bytes_per_s = 16384\nserve_bytes_per_s_total = 65536\n",
+        ),
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    let mut nonce = 0u64;
+    load_until(&net, 0, 20, &mut nonce);
+    let slow = "chunk_bytes = 2048\n";
+
+    // Killed once the first sub-range is written.
+    let joiner = start_joiner(&net, slow, "joiner-1.log");
+    kill_mid_fetch(&net, joiner, "joiner-1.log", 1);
+    let written_1 = count_lines(&net, "joiner-1.log", "a sub-range is written");
+
+    // Restarted at once: it resumes with at least those sub-ranges done,
+    // and writes only the others.
+    let joiner = start_joiner(&net, slow, "joiner-2.log");
+    kill_mid_fetch(&net, joiner, "joiner-2.log", 1);
+    let text = std::fs::read_to_string(net.path().join("joiner-2.log")).unwrap();
+    let resumed = text
+        .lines()
+        .find(|l| l.contains("resuming where an earlier run stopped"))
+        .unwrap_or_else(|| panic!("the second run did not resume:\n{text}"));
+    let done: usize = resumed
+        .split("ranges_done=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ranges_done in {resumed}"));
+    assert!(done >= written_1, "{done} < {written_1}: {resumed}");
+
+    // The validators move on past two more snapshots (8 heights apart, 2
+    // kept): the one fetched is gone, and the third run starts over.
+    let h = net.height(0).unwrap();
+    load_until(&net, 0, h + 17, &mut nonce);
+    let joiner = start_joiner(&net, slow, "joiner-3.log");
+    synced_and_following(&net, 0, &joiner, "joiner-3.log", h + 8, nonce);
+    let text = std::fs::read_to_string(net.path().join("joiner-3.log")).unwrap();
+    assert!(
+        text.contains("is no longer served; deleted its entries"),
+        "{text}"
+    );
+    assert!(!text.contains("resuming where"), "{text}");
 }

@@ -429,7 +429,57 @@ impl DbChain {
         .into_iter()
         .chain(trie_records);
         db.ingest_sorted(run)?;
+        // The resume record is done with. Left behind by a crash here it
+        // is never read again: a store with an `m` record does not sync.
+        db.delete(crate::sync::PROGRESS_KEY)?;
         Ok(())
+    }
+
+    /// Deletes every state entry and the sync resume record of a store
+    /// that holds no chain yet: what a join that cannot resume (the
+    /// snapshot it was fetching is no longer served) does before it
+    /// fetches another snapshot, whose keys are not the same set. Returns
+    /// how many entries were deleted. The deletes are tombstones through
+    /// the WAL, synced once at the end; entries ingested afterwards
+    /// shadow them (an ingested run takes a newer sequence number).
+    ///
+    /// # Errors
+    /// [`ChainError::Corrupt`] if the store holds a chain (an `m`
+    /// record); storage failures.
+    pub fn discard_synced_state(db: &Db) -> Result<u64, ChainError> {
+        /// Deletes per write batch: bounded memory for any state size.
+        const DELETES_PER_BATCH: usize = 65_536;
+        if db.get(META_KEY)?.is_some() {
+            return Err(ChainError::Corrupt(
+                "discarding the state of a store that holds a chain".into(),
+            ));
+        }
+        let mut deleted = 0u64;
+        // Each batch scans on from just past the last key it deleted (not
+        // from the prefix again, which would step over every tombstone
+        // already written).
+        let mut from = vec![b's'];
+        loop {
+            let mut batch = WriteBatch::new();
+            let mut last = None;
+            for item in db
+                .scan(from.clone()..vec![b's' + 1])?
+                .take(DELETES_PER_BATCH)
+            {
+                let (k, _) = item?;
+                last = Some(k.clone());
+                batch.delete(k);
+            }
+            let Some(mut last) = last else { break };
+            deleted += batch.len() as u64;
+            db.write(batch, WriteOptions::default())?;
+            last.push(0);
+            from = last;
+        }
+        let mut last = WriteBatch::new();
+        last.delete(crate::sync::PROGRESS_KEY.to_vec());
+        db.write(last, WriteOptions { sync: true })?;
+        Ok(deleted)
     }
 
     /// The chain's handles on `db` at height 0, before the `m` record is
@@ -788,7 +838,7 @@ pub struct ProvenValue {
 
 /// The record namespaces of the key layout (module docs), for
 /// [`ChainReader::usage`].
-const NAMESPACES: [(u8, &str); 10] = [
+const NAMESPACES: [(u8, &str); 11] = [
     (b's', "state entries"),
     (b't', "trie pages and records"),
     (b'b', "blocks"),
@@ -799,6 +849,7 @@ const NAMESPACES: [(u8, &str); 10] = [
     (b'g', "genesis hash"),
     (b'r', "revealed preference"),
     (b'p', "history floor"),
+    (b'j', "state sync progress"),
 ];
 
 /// What one record namespace holds ([`ChainReader::usage`]).

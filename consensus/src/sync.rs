@@ -15,10 +15,13 @@
 //!   timed-out ranges elsewhere;
 //! - the limits ([`limits`]) and errors ([`SyncError`], [`BadChunk`]).
 //!
+//! - the resume record ([`SyncProgress`]): where a sync stands, in the
+//!   form a node persists it to resume after a restart.
+//!
 //! What it is not: it does not take or keep snapshots, write the fetched
 //! entries, build the trie afterwards or persist resume points — the node
-//! does, with [`VerifiedChunk::records`], [`StateSync::cursors`] and
-//! [`StateSync::resume`].
+//! does, with [`VerifiedChunk::records`], [`StateSync::cursors`],
+//! [`SyncProgress`] and [`StateSync::resume`].
 //!
 //! # Why it is safe to fetch state from strangers
 //! The state key of an entry *is* its path in the sparse merkle trie, so
@@ -142,6 +145,7 @@ mod error;
 mod head;
 pub mod limits;
 mod message;
+mod progress;
 mod server;
 mod verify;
 
@@ -152,5 +156,6 @@ pub use message::{
     is_sync_payload, Chunk, ChunkRequest, RefuseReason, SnapshotHead, SyncRequest, SyncResponse,
     TAG_CHUNK, TAG_CHUNK_REQUEST, TAG_HEADS, TAG_HEADS_REQUEST, TAG_REFUSED,
 };
+pub use progress::{SyncProgress, PROGRESS_KEY};
 pub use server::{respond, serve_chunk, snapshot_head, ServedSnapshot};
 pub use verify::{verify_chunk, VerifiedChunk};

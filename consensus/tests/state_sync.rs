@@ -938,3 +938,68 @@ fn the_head_is_the_highest_a_two_thirds_quorum_reports() {
     ];
     assert_eq!(choose_head(&split, 100), None);
 }
+
+/// What a join that cannot resume does: entries of another snapshot (and
+/// its resume record) are deleted by `discard_synced_state`, after which
+/// the fetched snapshot is adopted with its root. Without the discard the
+/// stale keys would stay and the adoption fails on the root; a store that
+/// holds a chain is never discarded.
+#[test]
+fn discarded_entries_of_another_snapshot_leave_room_for_the_right_one() {
+    let fx = fixture();
+    let genesis = Genesis::devnet(4);
+    let head = *fx.served.head();
+    let dir = tempfile::tempdir().unwrap();
+    let target = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let with_ns = |entries: &[(StateKey, Vec<u8>)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        entries
+            .iter()
+            .map(|(k, v)| ([&b"s"[..], k].concat(), v.clone()))
+            .collect()
+    };
+    // An earlier run's entries: half the snapshot, plus a key it lacks.
+    let mut stale = fx.records[..fx.records.len() / 2].to_vec();
+    stale.push(([0xff; 32], b"not in the snapshot".to_vec()));
+    target.ingest_sorted(with_ns(&stale)).unwrap();
+    target
+        .put(strata_consensus::sync::PROGRESS_KEY, b"resume record")
+        .unwrap();
+    assert_eq!(
+        DbChain::discard_synced_state(&target).unwrap(),
+        stale.len() as u64
+    );
+    assert_eq!(target.scan_prefix(b"s").unwrap().count(), 0);
+    assert_eq!(
+        target.get(strata_consensus::sync::PROGRESS_KEY).unwrap(),
+        None
+    );
+    // The right snapshot's entries, ingested after the deletes, shadow them.
+    target.ingest_sorted(with_ns(&fx.records)).unwrap();
+    DbChain::adopt_synced_state(
+        &target,
+        &genesis,
+        head.height,
+        &head.block_id,
+        &head.state_root,
+    )
+    .unwrap();
+    let chain = DbChain::open(Arc::clone(&target), &genesis).unwrap();
+    assert_eq!(chain.state_root(), head.state_root);
+    assert!(DbChain::discard_synced_state(&target).is_err());
+
+    // Without the discard, the extra key makes the root differ.
+    let dir = tempfile::tempdir().unwrap();
+    let dirty = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let mut all = fx.records.clone();
+    all.push(([0xff; 32], b"not in the snapshot".to_vec()));
+    dirty.ingest_sorted(with_ns(&all)).unwrap();
+    let err = DbChain::adopt_synced_state(
+        &dirty,
+        &genesis,
+        head.height,
+        &head.block_id,
+        &head.state_root,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("root"), "{err}");
+}
