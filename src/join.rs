@@ -41,7 +41,7 @@ use strata_consensus::db_chain::DbChain;
 use strata_consensus::genesis::Genesis;
 use strata_consensus::sync::{
     self, Outcome, RangeCursor, RefuseReason, SnapshotHead, StateSync, StateSyncConfig,
-    SyncProgress, SyncRequest, SyncResponse, PROGRESS_KEY,
+    SyncProgress, SyncRequest, SyncResponse, VerifiedChunk, PROGRESS_KEY,
 };
 use strata_net::peer::Misbehaviour;
 use strata_net::Event;
@@ -51,16 +51,21 @@ use tracing::{info, warn};
 use crate::config::NodeConfig;
 
 /// Verified entries gathered per sub-range before they are written as
-/// one sorted run: fewer, larger tables than one per chunk.
-pub const INGEST_RUN_BYTES: usize = 32 << 20;
+/// one sorted run: fewer, larger tables than one per chunk. 8 MiB, two
+/// chunks: 16 sub-ranges then hold at most about 128 MiB of entries
+/// waiting.
+pub const INGEST_RUN_BYTES: usize = 8 << 20;
 
 /// How long the whole join may take before the node gives up with a
 /// message (a joining node that cannot finish is better restarted than
 /// left hanging).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Verified records of one sub-range not written yet, and their bytes.
-type PendingRun = (Vec<(Vec<u8>, Vec<u8>)>, usize);
+/// Verified chunks of one sub-range not written yet, and their entry
+/// bytes. Kept as the chunks themselves (no copy into per-record
+/// allocations): 16 sub-ranges' pending runs are the joiner's largest
+/// buffers.
+type PendingRun = (Vec<VerifiedChunk>, usize);
 
 /// How often a joining node asks the validators for their heads again
 /// while they do not agree on one.
@@ -238,16 +243,16 @@ fn run(
                     match sync.on_response_bytes(ticket, &payload, mono()) {
                         Outcome::Ingest { range, chunk } => {
                             let (run, bytes) = runs.entry(range).or_default();
-                            for (k, v) in chunk.records() {
-                                *bytes += k.len() + v.len();
-                                run.push((k.to_vec(), v.to_vec()));
-                            }
-                            if *bytes >= INGEST_RUN_BYTES || chunk.done {
+                            let done = chunk.done;
+                            *bytes += chunk.bytes as usize;
+                            run.push(chunk);
+                            if *bytes >= INGEST_RUN_BYTES || done {
                                 let run = std::mem::take(run);
                                 ingested_bytes += std::mem::take(bytes) as u64;
-                                written.entries += run.len() as u64;
-                                if !run.is_empty() {
-                                    db.ingest_sorted(run)
+                                let entries: usize = run.iter().map(|c| c.entries.len()).sum();
+                                written.entries += entries as u64;
+                                if entries > 0 {
+                                    db.ingest_sorted(run.iter().flat_map(|c| c.records()))
                                         .map_err(|e| format!("state sync: writing state: {e}"))?;
                                     runs_written += 1;
                                 }
@@ -258,7 +263,7 @@ fn run(
                                     written.cursors[range] = cursor;
                                 }
                                 save_progress(db, &written)?;
-                                if chunk.done {
+                                if done {
                                     info!(
                                         range,
                                         entries = written.entries,

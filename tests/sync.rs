@@ -272,8 +272,10 @@ fn count_lines(net: &Devnet, log: &str, needle: &str) -> usize {
 }
 
 /// Waits until `joiner` logged `written` sub-ranges written to `log`,
-/// then kills it with SIGKILL; panics if the sync finished first (the
-/// kill would test nothing).
+/// then, after a random 0–300 ms (so the kill lands at any point of the
+/// fetch: chunks in flight, runs half gathered, a write under way), kills
+/// it with SIGKILL; panics if the sync finished first (the kill would
+/// test nothing).
 fn kill_mid_fetch(net: &Devnet, mut joiner: Joiner, log: &str, written: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_lines(net, log, "a sub-range is written") < written {
@@ -284,6 +286,13 @@ fn kill_mid_fetch(net: &Devnet, mut joiner: Joiner, log: &str, written: usize) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let jitter_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 300;
+    eprintln!("killing the joiner {jitter_ms} ms after sub-range {written} was written");
+    std::thread::sleep(Duration::from_millis(u64::from(jitter_ms)));
     joiner.child.kill().unwrap();
     joiner.child.wait().unwrap();
     let text = std::fs::read_to_string(net.path().join(log)).unwrap_or_default();

@@ -58,6 +58,39 @@ pub(crate) fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// State entries staged on the trie at a time when a synced state is
+/// adopted ([`DbChain::adopt_synced_state`]): about 64 MiB of paths and
+/// value hashes and a few hundred MiB of pages at most.
+const ADOPT_SLICE_UPDATES: usize = 1 << 20;
+
+/// Deletes every record of namespace `ns` through the WAL (unsynced; the
+/// caller syncs what must be durable), a bounded batch at a time; returns
+/// how many. For stores that hold no chain yet (a join starting over).
+fn delete_namespace(db: &Db, ns: u8) -> Result<u64, ChainError> {
+    /// Deletes per write batch: bounded memory for any namespace size.
+    const DELETES_PER_BATCH: usize = 65_536;
+    let mut deleted = 0u64;
+    // Each batch scans on from just past the last key it deleted (not
+    // from the prefix again, which would step over every tombstone
+    // already written).
+    let mut from = vec![ns];
+    loop {
+        let mut batch = WriteBatch::new();
+        let mut last = None;
+        for item in db.scan(from.clone()..vec![ns + 1])?.take(DELETES_PER_BATCH) {
+            let (k, _) = item?;
+            last = Some(k.clone());
+            batch.delete(k);
+        }
+        let Some(mut last) = last else { break };
+        deleted += batch.len() as u64;
+        db.write(batch, WriteOptions::default())?;
+        last.push(0);
+        from = last;
+    }
+    Ok(deleted)
+}
+
 /// The trie's view of the `Db`: reads go to the `t` namespace. Its records
 /// are written by [`DbChain`] in each block's batch (staged, never through
 /// this store), so `write_batch` is never called.
@@ -363,13 +396,15 @@ impl DbChain {
     /// Completes a state sync into `db`: it holds the state entries (`s`
     /// records) of the snapshot after `height` (block `block_id`), ingested
     /// chunk by chunk as each was verified, and nothing else of a chain.
-    /// Builds the trie over them, checks its root against `state_root`
-    /// (the root the chunks were verified against: a mismatch means the
-    /// store lost or gained entries, a local fault), then writes the trie
-    /// records, the genesis hash, the `m` record and the history floor
-    /// (`height + 1`: the node keeps no block below) as one sorted run by
-    /// bulk ingest, so a crash leaves either a complete chain or none.
-    /// [`DbChain::open`] then opens it at `height`.
+    /// Builds the trie over them a slice at a time (each slice's pages
+    /// written by bulk ingest), checks its root against `state_root` (the
+    /// root the chunks were verified against: a mismatch means the store
+    /// lost or gained entries, a local fault), then writes the genesis
+    /// hash, the `m` record and the history floor (`height + 1`: the node
+    /// keeps no block below) as one sorted run by bulk ingest, so a crash
+    /// leaves either a complete chain or none: without the `m` record the
+    /// next call deletes the trie records an interrupted one left and
+    /// builds again. [`DbChain::open`] then opens it at `height`.
     ///
     /// # Errors
     /// Storage failures, a store that already holds a chain, or a root
@@ -381,43 +416,82 @@ impl DbChain {
         block_id: &BlockId,
         state_root: &[u8; 32],
     ) -> Result<(), ChainError> {
+        Self::adopt_in_slices(
+            db,
+            genesis,
+            height,
+            block_id,
+            state_root,
+            ADOPT_SLICE_UPDATES,
+        )
+    }
+
+    /// [`DbChain::adopt_synced_state`], staging `slice_updates` entries at
+    /// a time.
+    fn adopt_in_slices(
+        db: &Arc<Db>,
+        genesis: &Genesis,
+        height: u64,
+        block_id: &BlockId,
+        state_root: &[u8; 32],
+        slice_updates: usize,
+    ) -> Result<(), ChainError> {
+        assert!(slice_updates > 0);
         if db.get(META_KEY)?.is_some() {
             return Err(ChainError::Corrupt(
                 "state sync into a store that already holds a chain".into(),
             ));
         }
-        let chain = DbChain::attach(Arc::clone(db), genesis.chain_id)?;
+        let mut chain = DbChain::attach(Arc::clone(db), genesis.chain_id)?;
         if chain.trie.version() != 0 {
-            return Err(ChainError::Corrupt(
-                "state sync into a store that holds trie records".into(),
-            ));
+            // An earlier adoption stopped part-way (a crash between two
+            // slices): its pages cover part of the state. Start again.
+            delete_namespace(db, b't')?;
+            chain = DbChain::attach(Arc::clone(db), genesis.chain_id)?;
         }
-        let mut updates = merkle::Batch::new();
-        for item in db.scan_prefix([b's'])? {
-            let (k, v) = item?;
-            let key: StateKey = k
-                .get(1..)
-                .and_then(|k| k.try_into().ok())
-                .ok_or_else(|| ChainError::Corrupt("a state key of the wrong length".into()))?;
-            updates.put_hashed(key, merkle::value_hash(&v));
+        // The trie is built a slice of the state at a time, each slice's
+        // pages written as a sorted run before the next is staged: memory
+        // is bounded by a slice, not the state (staging all of 10 M
+        // entries at once held over 1 GiB of paths, hashes and pages).
+        // Slices are consecutive key ranges, so each stage reads only the
+        // few top pages the ones before it wrote.
+        let mut entries = db.scan_prefix([b's'])?.peekable();
+        let mut first = true;
+        while first || entries.peek().is_some() {
+            first = false;
+            let mut updates = merkle::Batch::new();
+            for item in entries.by_ref().take(slice_updates) {
+                let (k, v) = item?;
+                let key: StateKey = k
+                    .get(1..)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| ChainError::Corrupt("a state key of the wrong length".into()))?;
+                updates.put_hashed(key, merkle::value_hash(&v));
+            }
+            let mut staged = chain.trie.stage(&updates.into_sorted())?;
+            let (puts, deletes) = staged.take_writes();
+            if !deletes.is_empty() {
+                let mut batch = WriteBatch::new();
+                for k in deletes {
+                    batch.delete(key(b't', &k));
+                }
+                db.write(batch, WriteOptions::default())?;
+            }
+            let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
+                puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
+            trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            db.ingest_sorted(trie_records)?;
+            chain.trie.install(staged)?;
         }
-        let mut staged = chain.trie.stage(&updates.into_sorted())?;
-        if staged.root() != *state_root {
+        if chain.trie.root() != *state_root {
             return Err(ChainError::Corrupt(format!(
                 "the synced state has root {}, the snapshot {}",
-                hex::encode(staged.root()),
+                hex::encode(chain.trie.root()),
                 hex::encode(state_root)
             )));
         }
-        let (puts, _) = staged.take_writes();
-        let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
-            puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
-        trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        const _: () = assert!(
-            GENESIS_KEY[0] < META_KEY[0]
-                && META_KEY[0] < crate::history::FLOOR_KEY[0]
-                && crate::history::FLOOR_KEY[0] < b't'
-        );
+        const _: () =
+            assert!(GENESIS_KEY[0] < META_KEY[0] && META_KEY[0] < crate::history::FLOOR_KEY[0]);
         let run = [
             (GENESIS_KEY.to_vec(), genesis.hash().to_vec()),
             (META_KEY.to_vec(), encode_meta(height, block_id, state_root)),
@@ -426,8 +500,7 @@ impl DbChain {
                 (height + 1).to_le_bytes().to_vec(),
             ),
         ]
-        .into_iter()
-        .chain(trie_records);
+        .into_iter();
         db.ingest_sorted(run)?;
         // The resume record is done with. Left behind by a crash here it
         // is never read again: a store with an `m` record does not sync.
@@ -447,35 +520,12 @@ impl DbChain {
     /// [`ChainError::Corrupt`] if the store holds a chain (an `m`
     /// record); storage failures.
     pub fn discard_synced_state(db: &Db) -> Result<u64, ChainError> {
-        /// Deletes per write batch: bounded memory for any state size.
-        const DELETES_PER_BATCH: usize = 65_536;
         if db.get(META_KEY)?.is_some() {
             return Err(ChainError::Corrupt(
                 "discarding the state of a store that holds a chain".into(),
             ));
         }
-        let mut deleted = 0u64;
-        // Each batch scans on from just past the last key it deleted (not
-        // from the prefix again, which would step over every tombstone
-        // already written).
-        let mut from = vec![b's'];
-        loop {
-            let mut batch = WriteBatch::new();
-            let mut last = None;
-            for item in db
-                .scan(from.clone()..vec![b's' + 1])?
-                .take(DELETES_PER_BATCH)
-            {
-                let (k, _) = item?;
-                last = Some(k.clone());
-                batch.delete(k);
-            }
-            let Some(mut last) = last else { break };
-            deleted += batch.len() as u64;
-            db.write(batch, WriteOptions::default())?;
-            last.push(0);
-            from = last;
-        }
+        let deleted = delete_namespace(db, b's')?;
         let mut last = WriteBatch::new();
         last.delete(crate::sync::PROGRESS_KEY.to_vec());
         db.write(last, WriteOptions { sync: true })?;
@@ -1175,6 +1225,40 @@ mod tests {
         };
         cache.fill(&k2, &old, epoch);
         assert_eq!(cache.get(&k2), Ok(old));
+    }
+
+    /// Adoption in slices of any size builds the chain's own root; one
+    /// that stopped after writing trie pages (here: a wrong root, after
+    /// every slice was written) leaves records the next call deletes
+    /// before it builds again.
+    #[test]
+    fn adopting_in_slices_builds_the_root_and_recovers_from_a_partial_build() {
+        let genesis = big_genesis(3_000);
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = Arc::new(Db::open(source_dir.path(), Options::new()).unwrap());
+        let chain = DbChain::open(Arc::clone(&source), &genesis).unwrap();
+        let (root, id) = (chain.state_root(), chain.last_id);
+        let state: Vec<(Vec<u8>, Vec<u8>)> = source
+            .scan_prefix([b's'])
+            .unwrap()
+            .map(|kv| kv.unwrap())
+            .collect();
+        assert!(state.len() >= 3_000);
+        // 100: 30 slices, more than the trie's 16 retained roots, so the
+        // later slices also delete the pages the earlier ones replaced.
+        for slice in [100, usize::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+            db.ingest_sorted(state.iter().cloned()).unwrap();
+            let wrong = [9u8; 32];
+            let err = DbChain::adopt_in_slices(&db, &genesis, 0, &id, &wrong, slice).unwrap_err();
+            assert!(err.to_string().contains("root"), "{err}");
+            assert!(db.scan_prefix([b't']).unwrap().next().is_some());
+            DbChain::adopt_in_slices(&db, &genesis, 0, &id, &root, slice).unwrap();
+            let adopted = DbChain::open(Arc::clone(&db), &genesis).unwrap();
+            assert_eq!(adopted.state_root(), root, "slices of {slice}");
+            assert_eq!(adopted.height(), 0);
+        }
     }
 
     /// A genesis with `accounts` funded (arbitrary 32-byte) accounts.
