@@ -302,16 +302,31 @@ pub enum SyncMode {
     /// every chunk checked by a range proof against the root a weighted
     /// quorum of them reports, then follow the chain from there.
     State,
+    /// `state` when the node is far behind — more than 2/3 of the
+    /// validators it can reach serve a snapshot at height
+    /// `auto_min_height` or above — else `replay`. Deciding costs a TCP
+    /// connect to each validator (250 ms at most each) and, if any
+    /// answers, one heads query (3 s at most); a fresh network, where no
+    /// validator is up or none serves snapshots, replays at once.
+    Auto,
 }
 
 /// `[sync]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncSection {
-    /// How an empty data directory is filled. Default `replay`: state
-    /// sync is new, and a node that syncs state keeps no history below
-    /// its snapshot (it cannot serve older blocks to others).
+    /// How an empty data directory is filled. Default `auto`: state sync
+    /// when the validators serve a snapshot `auto_min_height` blocks or
+    /// more past the genesis, replay otherwise. Serving is opt-in
+    /// (`snapshot_every`), so on a network that has not turned it on
+    /// every node replays, as before. A node that syncs state keeps no
+    /// history below its snapshot (it cannot serve older blocks to
+    /// others).
     pub mode: SyncMode,
+    /// With `mode = "auto"`: the snapshot height from which a node with
+    /// an empty data directory syncs state rather than replaying. Default
+    /// 10,000 blocks: below it replay is quick and keeps the history.
+    pub auto_min_height: u64,
     /// Serve a snapshot of the state after every height that is a
     /// multiple of this; 0 (the default) serves none. **Why off by
     /// default:** a served snapshot pins every version it sees until it
@@ -372,7 +387,8 @@ impl SyncSection {
 impl Default for SyncSection {
     fn default() -> Self {
         SyncSection {
-            mode: SyncMode::Replay,
+            mode: SyncMode::Auto,
+            auto_min_height: 10_000,
             snapshot_every: 0,
             snapshots_kept: 2,
             heads_wait_ms: 60_000,

@@ -1,8 +1,16 @@
-//! Joining by state sync (`[sync] mode = "state"`): before the node proper
-//! starts, a node with an empty store fetches the state of a recent
-//! snapshot from the genesis validators and adopts it, then starts at that
-//! height and follows the chain from there like any node that was down
-//! for a while.
+//! Joining by state sync (`[sync] mode = "state"`, or `auto` when the
+//! chain is far ahead): before the node proper starts, a node with an
+//! empty store fetches the state of a recent snapshot from the genesis
+//! validators and adopts it, then starts at that height and follows the
+//! chain from there like any node that was down for a while.
+//!
+//! **`auto`** (the default) first tries a TCP connect to each validator;
+//! if none accepts (a network starting up) the node replays at once.
+//! Otherwise it asks the reachable ones for their heads for up to 3 s and
+//! syncs state only if a quorum serves a snapshot at `auto_min_height` or
+//! above: a node close to the genesis replays, keeping the history. An
+//! interrupted state sync (a resume record or state entries in the store)
+//! is finished whatever the mode.
 //!
 //! Steps, each bounded:
 //! 1. A short-lived network node (the node's own key, an ephemeral port,
@@ -48,7 +56,7 @@ use strata_net::Event;
 use strata_storage::Db;
 use tracing::{info, warn};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, SyncMode};
 
 /// Verified entries gathered per sub-range before they are written as
 /// one sorted run: fewer, larger tables than one per chunk. 8 MiB, two
@@ -111,6 +119,20 @@ pub fn state_sync(
         .filter(|v| v.public_key != me)
         .filter_map(|v| v.address.parse().ok().map(|a| (v.public_key, a)))
         .collect();
+    // `auto` decides between state sync and replay; an interrupted state
+    // sync is finished whatever the mode.
+    let auto =
+        config.sync.mode == SyncMode::Auto && load_progress(db)?.is_none() && !holds_state(db)?;
+    let validators = if auto {
+        let reachable = reachable(&validators);
+        if reachable.is_empty() {
+            info!("no validator is reachable yet: replaying the chain from the genesis");
+            return Ok(());
+        }
+        reachable
+    } else {
+        validators
+    };
     if validators.is_empty() {
         return Err(
             "state sync needs other validators to fetch from; the genesis lists none".into(),
@@ -133,9 +155,49 @@ pub fn state_sync(
     };
     let net = strata_net::Node::start(net_config, strata_net::handshake::Identity::from_seed(seed))
         .map_err(|e| format!("cannot start the network for state sync: {e}"))?;
-    let result = run(db, genesis, config, &net, &validators, started);
+    let auto_min_height = auto.then_some(config.sync.auto_min_height);
+    let result = run(
+        db,
+        genesis,
+        config,
+        &net,
+        &validators,
+        auto_min_height,
+        started,
+    );
     let _ = net.shutdown();
     result
+}
+
+/// How long [`choose`] waits.
+#[derive(Clone, Copy, Debug)]
+enum Patience {
+    /// `mode = "state"`: until a quorum reports a head, for `wait_ms` at
+    /// most, then fail.
+    UntilQuorum { wait_ms: u64 },
+    /// `mode = "auto"`: until the reachable validators answered (for
+    /// [`AUTO_HEADS_WAIT_MS`] at most); a head a quorum serves at
+    /// `min_height` or above, or none (replay).
+    Probe { min_height: u64 },
+}
+
+/// How long `auto` waits for one validator's TCP connect.
+const AUTO_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long `auto` waits for the reachable validators' heads.
+const AUTO_HEADS_WAIT_MS: u64 = 3_000;
+
+/// The validators that accept a TCP connection now (each tried for at
+/// most [`AUTO_CONNECT_TIMEOUT`]): on a network starting up, none, and
+/// the node replays without waiting.
+fn reachable(validators: &[([u8; 32], SocketAddr)]) -> Vec<([u8; 32], SocketAddr)> {
+    validators
+        .iter()
+        .filter(|(_, addr)| {
+            std::net::TcpStream::connect_timeout(addr, AUTO_CONNECT_TIMEOUT).is_ok()
+        })
+        .copied()
+        .collect()
 }
 
 fn run(
@@ -144,18 +206,32 @@ fn run(
     config: &NodeConfig,
     net: &strata_net::Handle,
     validators: &[([u8; 32], SocketAddr)],
+    auto_min_height: Option<u64>,
     started: Instant,
 ) -> Result<(), String> {
     let mono = || started.elapsed().as_millis() as u64;
     let total = genesis.validator_set().map_err(|e| e.to_string())?.len() as u64;
     let saved = load_progress(db)?;
-    let (head, peers) = choose(
+    let patience = match auto_min_height {
+        Some(min_height) => Patience::Probe { min_height },
+        None => Patience::UntilQuorum {
+            wait_ms: config.sync.heads_wait_ms,
+        },
+    };
+    let Some((head, peers)) = choose(
         net,
         validators,
         total,
-        config.sync.heads_wait_ms,
+        patience,
         saved.as_ref().map(|p| p.head),
-    )?;
+    )?
+    else {
+        info!(
+            auto_min_height,
+            "no snapshot far enough ahead is served: replaying the chain from the genesis"
+        );
+        return Ok(());
+    };
     info!(
         height = head.height,
         entries = head.entries,
@@ -407,9 +483,13 @@ fn choose(
     net: &strata_net::Handle,
     validators: &[([u8; 32], SocketAddr)],
     total: u64,
-    wait_ms: u64,
+    patience: Patience,
     prefer: Option<SnapshotHead>,
-) -> Result<(SnapshotHead, Vec<[u8; 32]>), String> {
+) -> Result<Option<(SnapshotHead, Vec<[u8; 32]>)>, String> {
+    let wait_ms = match patience {
+        Patience::UntilQuorum { wait_ms } => wait_ms,
+        Patience::Probe { .. } => AUTO_HEADS_WAIT_MS,
+    };
     let deadline = Instant::now() + Duration::from_millis(wait_ms.max(1));
     let is_validator = |k: &[u8; 32]| validators.iter().any(|(v, _)| v == k);
     let mut asked: HashMap<u64, [u8; 32]> = HashMap::new();
@@ -445,12 +525,26 @@ fn choose(
             let quorum_at = *quorum_at.get_or_insert_with(Instant::now);
             let all_answered = connected.iter().all(|k| answers.contains_key(k));
             if all_answered || quorum_at.elapsed() >= HEADS_GRACE {
+                if let Patience::Probe { min_height } = patience {
+                    if head.height < min_height {
+                        return Ok(None);
+                    }
+                }
                 let peers = weighed
                     .iter()
                     .filter(|(_, _, heads)| heads.contains(&head))
                     .map(|(p, _, _)| *p)
                     .collect();
-                return Ok((head, peers));
+                return Ok(Some((head, peers)));
+            }
+        }
+        if let Patience::Probe { .. } = patience {
+            // Every validator that was reachable has answered, with no
+            // snapshot a quorum serves; or the wait is over.
+            let all_answered =
+                !answers.is_empty() && validators.iter().all(|(k, _)| answers.contains_key(k));
+            if all_answered || Instant::now() >= deadline {
+                return Ok(None);
             }
         }
         if Instant::now() >= deadline {

@@ -335,7 +335,8 @@ impl Node {
             Db::open(config.data_dir.join("db"), options)
                 .map_err(|e| format!("cannot open the database: {e}"))?,
         );
-        if config.sync.mode == crate::config::SyncMode::State && crate::join::store_is_empty(&db)? {
+        if config.sync.mode != crate::config::SyncMode::Replay && crate::join::store_is_empty(&db)?
+        {
             crate::join::state_sync(&db, &genesis, config, seed)?;
         }
         let opening = std::time::Instant::now();

@@ -30,26 +30,24 @@ impl Drop for Joiner {
     }
 }
 
-/// Starts a non-validator node on `net`'s genesis, syncing state into
-/// `net`'s `joiner` directory (reused if there), with `extra` appended to
-/// its config and its log in `log`.
-fn start_joiner(net: &Devnet, extra: &str, log: &str) -> Joiner {
+/// Starts a non-validator node on `net`'s genesis with data directory
+/// `dir` in `net`'s (reused if there), `sync` as the body of its `[sync]`
+/// section, and its log in `log`. Its key is derived from `dir`.
+fn start_joiner(net: &Devnet, dir: &str, sync: &str, log: &str) -> Joiner {
     let d = net.path();
-    std::fs::write(
-        d.join("joiner.toml"),
-        format!("[sync]\nmode = \"state\"\nheads_wait_ms = 5000\n{extra}"),
-    )
-    .unwrap();
-    std::fs::write(d.join("joiner.key"), hex::encode([0x5a; 32])).unwrap();
+    let config = d.join(format!("{dir}.toml"));
+    let key = d.join(format!("{dir}.key"));
+    std::fs::write(&config, format!("[sync]\nheads_wait_ms = 5000\n{sync}")).unwrap();
+    std::fs::write(&key, hex::encode(blake3::hash(dir.as_bytes()).as_bytes())).unwrap();
     let ports = free_ports(2);
     let api = format!("127.0.0.1:{}", ports[1]);
     let log = std::fs::File::create(d.join(log)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("node")
         .arg("--config")
-        .arg(d.join("joiner.toml"))
+        .arg(&config)
         .arg("--data-dir")
-        .arg(d.join("joiner"))
+        .arg(d.join(dir))
         .arg("--listen")
         .arg(format!("127.0.0.1:{}", ports[0]))
         .arg("--api")
@@ -57,7 +55,7 @@ fn start_joiner(net: &Devnet, extra: &str, log: &str) -> Joiner {
         .arg("--genesis")
         .arg(d.join("genesis.toml"))
         .arg("--key")
-        .arg(d.join("joiner.key"))
+        .arg(&key)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -75,6 +73,9 @@ fn get(url: &str) -> (u16, serde_json::Value) {
     }
 }
 
+/// Also: with the default `mode = "auto"`, a node syncs state only from a
+/// snapshot `auto_min_height` or more past the genesis, and replays
+/// otherwise (keeping every block).
 #[test]
 fn a_node_joins_a_running_devnet_by_state_sync() {
     let net = Devnet::start_opts(DevnetOpts {
@@ -84,7 +85,32 @@ fn a_node_joins_a_running_devnet_by_state_sync() {
         ..DevnetOpts::default()
     });
     net.wait_ready(Duration::from_secs(60));
-    join_and_follow(&net, 0);
+    let nonce = join_and_follow(&net, 0);
+
+    // Far enough behind (the snapshots are at 16 and above): state.
+    let auto = start_joiner(&net, "auto", "auto_min_height = 16\n", "auto.log");
+    synced_and_following(&net, 0, &auto, "auto.log", 16, nonce);
+    // Not far enough behind by the default 10,000 blocks: replay.
+    let replayer = start_joiner(&net, "replayer", "", "replayer.log");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (j, v) = (
+            get(&format!("http://{}/v1/status", replayer.api)).1,
+            net.get(0, "/v1/status").1,
+        );
+        if j["height"] == v["height"] && j["state_root"] == v["state_root"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replayer {j} vs node 0 {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = get(&format!("http://{}/v1/blocks/1", replayer.api));
+    assert_eq!(code, 200, "the replayer keeps every block: {v}");
+    let log = std::fs::read_to_string(net.path().join("replayer.log")).unwrap();
+    assert!(
+        log.contains("no snapshot far enough ahead is served"),
+        "{log}"
+    );
 }
 
 /// Validator 3 of 4 lies: it answers sync requests by asking an honest
@@ -186,12 +212,13 @@ fn load_until(net: &Devnet, node: usize, height: u64, nonce: &mut u64) {
 
 /// Loads `net` (validators `node`.. running) past height 20, starts a
 /// joiner syncing state, and checks it ends at the validators' height,
-/// block and root without replaying.
-fn join_and_follow(net: &Devnet, node: usize) {
+/// block and root without replaying; returns the senders' next nonce.
+fn join_and_follow(net: &Devnet, node: usize) -> u64 {
     let mut nonce = 0u64;
     load_until(net, node, 20, &mut nonce);
-    let joiner = start_joiner(net, "", "joiner.log");
+    let joiner = start_joiner(net, "joiner", "mode = \"state\"\n", "joiner.log");
     synced_and_following(net, node, &joiner, "joiner.log", 16, nonce);
+    nonce + 1
 }
 
 /// Waits until `joiner` (logging to `log`) synced a snapshot at
@@ -321,16 +348,16 @@ fn a_join_killed_mid_fetch_resumes_or_starts_over() {
     net.wait_ready(Duration::from_secs(60));
     let mut nonce = 0u64;
     load_until(&net, 0, 20, &mut nonce);
-    let slow = "chunk_bytes = 2048\n";
+    let slow = "mode = \"state\"\nchunk_bytes = 2048\n";
 
     // Killed once the first sub-range is written.
-    let joiner = start_joiner(&net, slow, "joiner-1.log");
+    let joiner = start_joiner(&net, "joiner", slow, "joiner-1.log");
     kill_mid_fetch(&net, joiner, "joiner-1.log", 1);
     let written_1 = count_lines(&net, "joiner-1.log", "a sub-range is written");
 
     // Restarted at once: it resumes with at least those sub-ranges done,
     // and writes only the others.
-    let joiner = start_joiner(&net, slow, "joiner-2.log");
+    let joiner = start_joiner(&net, "joiner", slow, "joiner-2.log");
     kill_mid_fetch(&net, joiner, "joiner-2.log", 1);
     let text = std::fs::read_to_string(net.path().join("joiner-2.log")).unwrap();
     let resumed = text
@@ -349,7 +376,7 @@ fn a_join_killed_mid_fetch_resumes_or_starts_over() {
     // kept): the one fetched is gone, and the third run starts over.
     let h = net.height(0).unwrap();
     load_until(&net, 0, h + 17, &mut nonce);
-    let joiner = start_joiner(&net, slow, "joiner-3.log");
+    let joiner = start_joiner(&net, "joiner", slow, "joiner-3.log");
     synced_and_following(&net, 0, &joiner, "joiner-3.log", h + 8, nonce);
     let text = std::fs::read_to_string(net.path().join("joiner-3.log")).unwrap();
     assert!(

@@ -16,6 +16,7 @@
 //! | `g` | the hash of the genesis the store was created with ([`Genesis::hash`]); opening with another genesis fails ([`ChainError::GenesisMismatch`]) |
 //! | `r` | height (8, little-endian) ‖ block id (32): the preference this node last revealed to a validator (see [`DbChain::record_revealed`]) |
 //! | `p` | height (8, little-endian): the lowest height whose `b`, `x`, `i` and `n` records are kept; absent means 1 (see [`crate::history`]) |
+//! | `j` | a state sync's resume record ([`crate::sync::SyncProgress`]); only in a store that holds no chain yet (no `m`), deleted once the synced state is adopted |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
 //! *stages* it on the trie ([`Trie::stage`]: the new root and the page
