@@ -169,6 +169,9 @@ pub fn state_sync(
     result
 }
 
+/// A snapshot head to fetch and the validators that serve it.
+type Chosen = (SnapshotHead, Vec<[u8; 32]>);
+
 /// How long [`choose`] waits.
 #[derive(Clone, Copy, Debug)]
 enum Patience {
@@ -485,7 +488,7 @@ fn choose(
     total: u64,
     patience: Patience,
     prefer: Option<SnapshotHead>,
-) -> Result<Option<(SnapshotHead, Vec<[u8; 32]>)>, String> {
+) -> Result<Option<Chosen>, String> {
     let wait_ms = match patience {
         Patience::UntilQuorum { wait_ms } => wait_ms,
         Patience::Probe { .. } => AUTO_HEADS_WAIT_MS,
