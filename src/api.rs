@@ -925,6 +925,18 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         "Block cache misses.",
         st.block_cache_misses as f64,
     );
+    // Per level: where the disk goes (a deep level far over the live data
+    // is versions and deletes compaction has not reached yet).
+    out.push_str(
+        "# HELP strata_storage_level_bytes Bytes of sorted tables per level.\n\
+         # TYPE strata_storage_level_bytes gauge\n",
+    );
+    for (level, l) in st.levels.iter().enumerate() {
+        out.push_str(&format!(
+            "strata_storage_level_bytes{{level=\"{level}\"}} {}\n",
+            l.bytes
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -77,6 +77,11 @@ enum Command {
         /// The node's data directory.
         #[arg(long, default_value = "strata-data")]
         data_dir: PathBuf,
+        /// Also compact the whole store (offline) and report the table
+        /// bytes before and after: how much of the disk was versions and
+        /// deletes compaction had not reached yet.
+        #[arg(long)]
+        compact: bool,
     },
     /// Generate a node or account key: prints the public key and writes the
     /// 32-byte secret seed, hex, to FILE (mode 0600, refusing to
@@ -423,7 +428,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Inspect { data_dir } => match inspect::run(&data_dir) {
+        Command::Inspect { data_dir, compact } => match inspect::run(&data_dir, compact) {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
