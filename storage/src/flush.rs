@@ -80,7 +80,8 @@ pub(crate) fn write_table(
     }
     let info = b.finish()?;
     manifest::sync_dir(dir)?;
-    let table = Table::open(&path, number, None, cache)?;
+    let mut table = Table::open(&path, number, None, cache)?;
+    table.set_deletions(info.deletions);
     let meta = table.meta();
     assert_eq!(
         meta.size_bytes, info.size_bytes,

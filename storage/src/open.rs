@@ -192,12 +192,14 @@ fn open_levels(dir: &Path, version: &Version, cache: &Option<Arc<BlockCache>>) -
     for (level, metas) in version.levels.iter().enumerate() {
         let mut tables = Vec::with_capacity(metas.len());
         for meta in metas {
-            tables.push(Arc::new(Table::open(
+            let mut table = Table::open(
                 &dir.join(table_name(meta.number)),
                 meta.number,
                 meta.keys.as_ref(),
                 cache.clone(),
-            )?));
+            )?;
+            table.set_deletions(meta.deletions);
+            tables.push(Arc::new(table));
         }
         if level > 0 {
             tables.sort_by(|a: &Arc<Table>, b| a.smallest().cmp(b.smallest()));

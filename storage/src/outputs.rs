@@ -54,7 +54,8 @@ impl Outputs {
         let path = b.path().to_path_buf();
         let r = b.finish().and_then(|info| {
             manifest::sync_dir(&inner.dir)?;
-            let table = Table::open(&path, number, None, inner.block_cache.clone())?;
+            let mut table = Table::open(&path, number, None, inner.block_cache.clone())?;
+            table.set_deletions(info.deletions);
             let meta = table.meta();
             assert_eq!(
                 meta.size_bytes, info.size_bytes,

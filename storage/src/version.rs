@@ -9,9 +9,13 @@
 //! `number: u64`), 3 = last sequence (`u64`), 4 = log number (`u64`: WALs
 //! numbered below it are already in tables), 5 = next file number
 //! (`u64`), 6 = add table with key range (the fields of 1, then
-//! `smallest_len: u16`, smallest key, `largest_len: u16`, largest key).
-//! New edits always use 6: open places tables in their levels from the
-//! manifest without reading a data block.
+//! `smallest_len: u16`, smallest key, `largest_len: u16`, largest key),
+//! 7 = add table with key range and deletes (the fields of 6, then
+//! `deletions: u64`, the table's tombstones). New edits always use 7:
+//! open places tables in their levels from the manifest without reading
+//! a data block, and compaction weighs a table's tombstones by what they
+//! can free (see `compaction::pick`); tables recorded by 1 or 6 count
+//! none.
 
 use std::path::Path;
 
@@ -28,6 +32,9 @@ pub(crate) struct TableMeta {
     /// Smallest and largest user key; `None` only for tables recorded by
     /// a tag-1 edit (the reader then takes them from the table).
     pub(crate) keys: Option<(Vec<u8>, Vec<u8>)>,
+    /// Tombstones in the table (0 when recorded by a tag-1 or tag-6 edit,
+    /// which did not count them).
+    pub(crate) deletions: u64,
 }
 
 /// One change to a version.
@@ -53,7 +60,7 @@ impl VersionEdit {
         for op in &self.ops {
             match *op {
                 EditOp::AddTable { level, ref table } => {
-                    out.push(if table.keys.is_some() { 6 } else { 1 });
+                    out.push(if table.keys.is_some() { 7 } else { 1 });
                     out.push(level);
                     out.extend_from_slice(&table.number.to_le_bytes());
                     out.extend_from_slice(&table.size_bytes.to_le_bytes());
@@ -64,6 +71,7 @@ impl VersionEdit {
                             out.extend_from_slice(&(k.len() as u16).to_le_bytes());
                             out.extend_from_slice(k);
                         }
+                        out.extend_from_slice(&table.deletions.to_le_bytes());
                     }
                 }
                 EditOp::RemoveTable { level, number } => {
@@ -100,12 +108,12 @@ impl VersionEdit {
         for _ in 0..count {
             let short = || bad("short operation");
             let op = match r.u8().ok_or_else(short)? {
-                tag @ (1 | 6) => {
+                tag @ (1 | 6 | 7) => {
                     let level = r.u8().ok_or_else(short)?;
                     let number = r.u64().ok_or_else(short)?;
                     let size_bytes = r.u64().ok_or_else(short)?;
                     let max_seq = r.u64().ok_or_else(short)?;
-                    let keys = if tag == 6 {
+                    let keys = if tag != 1 {
                         let mut key = || -> Result<Vec<u8>> {
                             let len = r.u16().ok_or_else(short)? as usize;
                             if len > KEY_BYTES_MAX {
@@ -122,6 +130,11 @@ impl VersionEdit {
                     } else {
                         None
                     };
+                    let deletions = if tag == 7 {
+                        r.u64().ok_or_else(short)?
+                    } else {
+                        0
+                    };
                     EditOp::AddTable {
                         level,
                         table: TableMeta {
@@ -129,6 +142,7 @@ impl VersionEdit {
                             size_bytes,
                             max_seq,
                             keys,
+                            deletions,
                         },
                     }
                 }
@@ -237,8 +251,9 @@ mod tests {
             number,
             size_bytes: 10,
             max_seq: number,
-            // Both encodings: with and without a key range.
+            // Both encodings: with and without a key range (and deletes).
             keys: (number % 2 == 0).then(|| (b"a".to_vec(), format!("z{number}").into_bytes())),
+            deletions: if number % 2 == 0 { number * 7 } else { 0 },
         };
         let edit = VersionEdit {
             ops: vec![

@@ -522,3 +522,60 @@ fn tables_with_different_block_sizes_mix() {
     }
     assert_eq!(db.scan(..).unwrap().count(), 2000);
 }
+
+/// Tombstones are weighed by what they free, not by their own few bytes:
+/// a level holding only deletes of much larger values below it is over
+/// its target and compacted, and the deleted values leave the disk. By
+/// file size alone that level is far under its target and the values
+/// would stay until more writes filled it.
+#[test]
+fn a_level_of_tombstones_is_compacted_by_what_it_frees() {
+    const KEYS: u64 = 4_000;
+    const VALUE_BYTES: usize = 1_024;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::new()
+        .memtable_bytes(256 << 10)
+        .l0_compaction_trigger(2)
+        .table_bytes(256 << 10)
+        .level1_bytes(256 << 10)
+        .level_size_ratio(10);
+    let db = Db::open(dir.path(), options).unwrap();
+    // Values that do not compress: their bytes are what deletes free.
+    let value = |n: u64| -> Vec<u8> {
+        let mut v = Vec::with_capacity(VALUE_BYTES);
+        let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        while v.len() < VALUE_BYTES {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v
+    };
+    for n in 0..KEYS {
+        db.put(&key(n), &value(n)).unwrap();
+    }
+    db.compact_all().unwrap();
+    let full = sst_bytes(dir.path());
+    assert!(full > KEYS * VALUE_BYTES as u64 * 9 / 10, "{full}");
+    // Delete three in four keys, in two flushes (two L0 tables: an L0
+    // compaction puts the tombstones in L1, some 60 KB against its 256 KB
+    // target).
+    for half in [0..KEYS * 3 / 8, KEYS * 3 / 8..KEYS * 3 / 4] {
+        for n in half {
+            db.delete(&key(n)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    db.wait_for_compaction().unwrap();
+    let after = sst_bytes(dir.path());
+    assert!(
+        after < full / 2,
+        "the deleted values are still on disk: {full} -> {after} bytes, levels {:?}",
+        db.stats().levels
+    );
+    for n in [0, KEYS / 2, KEYS * 3 / 4 - 1] {
+        assert_eq!(db.get(&key(n)).unwrap(), None);
+    }
+    assert_eq!(db.get(&key(KEYS - 1)).unwrap(), Some(value(KEYS - 1)));
+}

@@ -52,31 +52,68 @@ pub(super) fn job_into_next(levels: &Levels, level: usize, inputs: Vec<Arc<Table
     })
 }
 
+/// Bytes on disk per live (non-tombstone) entry over every table: what a
+/// tombstone is taken to free once it meets the version it deletes.
+fn bytes_per_put(levels: &Levels) -> f64 {
+    let (bytes, puts) = levels.iter().flatten().fold((0u64, 0u64), |(b, p), t| {
+        (b + t.size_bytes(), p + (t.entries() - t.deletions()))
+    });
+    if puts == 0 {
+        0.0
+    } else {
+        bytes as f64 / puts as f64
+    }
+}
+
+/// A table's size with its tombstones counted at what they free
+/// (`per_put` bytes each): **why** — a tombstone takes some 50 bytes but
+/// hides a whole older version below it, which is only freed when the
+/// two meet in a compaction. Counted by file size alone, a level full of
+/// tombstones looks small and is compacted last, and the versions it
+/// deletes stay on disk — and the node's trie writes each changed page
+/// under a new key every block and deletes the old one. RocksDB weighs
+/// deletions the same way ("compensated file size").
+fn compensated_bytes(table: &Table, per_put: f64) -> f64 {
+    table.size_bytes() as f64 + table.deletions() as f64 * per_put
+}
+
 /// The compaction the level shapes call for, if any: L0 by file count
 /// first (it slows reads and stalls writers), then the level furthest over
-/// its target.
+/// its target, sizes compensated for tombstones ([`compensated_bytes`]).
 pub(super) fn pick(inner: &Inner, levels: &Levels) -> Option<Job> {
     let o = &inner.options;
     if levels[0].len() >= o.l0_compaction_trigger {
         return job_into_next(levels, 0, levels[0].clone());
     }
+    let per_put = bytes_per_put(levels);
     let mut best: Option<(usize, f64)> = None;
     for (level, tables) in levels.iter().enumerate().take(LEVELS - 1).skip(1) {
-        let bytes: u64 = tables.iter().map(|t| t.size_bytes()).sum();
-        let score = bytes as f64 / o.level_target_bytes(level) as f64;
+        let bytes: f64 = tables.iter().map(|t| compensated_bytes(t, per_put)).sum();
+        let score = bytes / o.level_target_bytes(level) as f64;
         if score > 1.0 && best.is_none_or(|(_, s)| score > s) {
             best = Some((level, score));
         }
     }
     let (level, _) = best?;
-    // The table that overlaps the fewest next-level bytes: the cheapest
-    // rewrite per byte moved down (often none: a trivial move).
+    // The table that takes the most (compensated) bytes off its level per
+    // byte rewritten: with no tombstones, the one overlapping the fewest
+    // next-level bytes for its size (often none: a trivial move); a table
+    // of tombstones over much older data comes first, since merging it
+    // frees what it deletes.
     let next = &levels[level + 1];
-    let table = levels[level].iter().min_by_key(|t| {
-        next.iter()
+    let gain = |t: &Arc<Table>| {
+        let overlap: u64 = next
+            .iter()
             .filter(|n| n.overlaps(t.smallest(), t.largest()))
             .map(|n| n.size_bytes())
-            .sum::<u64>()
-    })?;
+            .sum();
+        compensated_bytes(t, per_put) / (t.size_bytes() + overlap).max(1) as f64
+    };
+    // Reversed: on a tie `max_by` keeps the last, so the first in key
+    // order wins.
+    let table = levels[level]
+        .iter()
+        .rev()
+        .max_by(|a, b| gain(a).total_cmp(&gain(b)))?;
     job_into_next(levels, level, vec![Arc::clone(table)])
 }

@@ -37,6 +37,8 @@ pub(crate) struct TableInfo {
     pub(crate) size_bytes: u64,
     #[cfg_attr(not(test), allow(dead_code))] // Checked by tests.
     pub(crate) entries: u64,
+    /// Tombstones among the entries.
+    pub(crate) deletions: u64,
     pub(crate) max_seq: u64,
 }
 
@@ -52,6 +54,7 @@ pub(crate) struct TableBuilder {
     bloom: BloomBuilder,
     last_key: Option<Vec<u8>>,
     entries: u64,
+    deletions: u64,
     max_seq: u64,
     zstd_level: Option<i32>,
     /// A data block is cut once it holds this many bytes.
@@ -86,6 +89,7 @@ impl TableBuilder {
             bloom: BloomBuilder::default(),
             last_key: None,
             entries: 0,
+            deletions: 0,
             max_seq: 0,
             zstd_level,
             block_bytes,
@@ -102,6 +106,7 @@ impl TableBuilder {
         self.block.add(key, seq, value);
         self.last_seq = seq;
         self.entries += 1;
+        self.deletions += u64::from(value.is_none());
         self.max_seq = self.max_seq.max(seq);
         if self.block.size_bytes() >= self.block_bytes {
             self.flush_block()?;
@@ -174,6 +179,7 @@ impl TableBuilder {
         Ok(TableInfo {
             size_bytes: self.offset + super::footer::FOOTER_BYTES as u64,
             entries: self.entries,
+            deletions: self.deletions,
             max_seq: self.max_seq,
         })
     }

@@ -45,6 +45,9 @@ pub(crate) struct Table {
     smallest: Vec<u8>,
     largest: Vec<u8>,
     size_bytes: u64,
+    /// Tombstones among the entries: from the builder for a table just
+    /// written, from the manifest at open (0 if it did not record them).
+    deletions: u64,
     obsolete: AtomicBool,
     cache: Option<Arc<BlockCache>>,
 }
@@ -100,6 +103,7 @@ impl Table {
             smallest: Vec::new(),
             largest: Vec::new(),
             size_bytes: len,
+            deletions: 0,
             obsolete: AtomicBool::new(false),
             cache,
         };
@@ -144,7 +148,24 @@ impl Table {
             size_bytes: self.size_bytes,
             max_seq: self.footer.max_seq,
             keys: Some((self.smallest.clone(), self.largest.clone())),
+            deletions: self.deletions,
         }
+    }
+
+    /// Records how many of the entries are tombstones (what the builder
+    /// or the manifest counted), before the table is shared.
+    pub(crate) fn set_deletions(&mut self, deletions: u64) {
+        self.deletions = deletions.min(self.footer.entries);
+    }
+
+    /// Entries (versions and tombstones) in the table.
+    pub(crate) fn entries(&self) -> u64 {
+        self.footer.entries
+    }
+
+    /// Tombstones among them.
+    pub(crate) fn deletions(&self) -> u64 {
+        self.deletions
     }
 
     /// The file number.
