@@ -302,12 +302,13 @@ pub enum SyncMode {
     /// every chunk checked by a range proof against the root a weighted
     /// quorum of them reports, then follow the chain from there.
     State,
-    /// `state` when the node is far behind — more than 2/3 of the
-    /// validators it can reach serve a snapshot at height
+    /// `state` when the node is far behind — validators making up more
+    /// than 2/3 of the genesis's serve a snapshot at height
     /// `auto_min_height` or above — else `replay`. Deciding costs a TCP
     /// connect to each validator (250 ms at most each) and, if any
-    /// answers, one heads query (3 s at most); a fresh network, where no
-    /// validator is up or none serves snapshots, replays at once.
+    /// accepts, one heads query to those (until all answered,
+    /// `heads_wait_ms` at most); a fresh network, where no validator is
+    /// up or none serves snapshots, replays at once.
     Auto,
 }
 

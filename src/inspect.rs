@@ -63,7 +63,7 @@ pub fn run(data_dir: &Path, compact: bool) -> Result<String, String> {
     };
     let levels_before = levels(&db);
     let compacted = if compact {
-        let before = sst;
+        let before = db.stats().levels.iter().map(|l| l.bytes).sum::<u64>();
         db.compact_all()
             .map_err(|e| format!("cannot compact the store: {e}"))?;
         let after = db.stats().levels.iter().map(|l| l.bytes).sum::<u64>();

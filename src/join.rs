@@ -6,9 +6,11 @@
 //!
 //! **`auto`** (the default) first tries a TCP connect to each validator;
 //! if none accepts (a network starting up) the node replays at once.
-//! Otherwise it asks the reachable ones for their heads for up to 3 s and
-//! syncs state only if a quorum serves a snapshot at `auto_min_height` or
-//! above: a node close to the genesis replays, keeping the history. An
+//! Otherwise it asks the reachable ones for their heads (until all have
+//! answered, `heads_wait_ms` at most) and syncs state only if validators
+//! making up more than 2/3 of the genesis's serve a snapshot at
+//! `auto_min_height` or above: a node close to the genesis replays,
+//! keeping the history. An
 //! interrupted state sync (a resume record or state entries in the store)
 //! is finished whatever the mode.
 //!
@@ -82,6 +84,12 @@ pub const HEADS_ASK_EVERY: Duration = Duration::from_secs(1);
 /// How long a joining node still waits for the other validators' heads
 /// once a quorum agrees on one.
 pub const HEADS_GRACE: Duration = Duration::from_millis(500);
+
+/// Test hook: with this variable set, the process exits (code 9) once
+/// every entry is written and before adoption — the one crash point a
+/// test cannot reliably hit by timing a kill (adopting a test chain's
+/// state takes milliseconds).
+pub const EXIT_BEFORE_ADOPT_ENV: &str = "STRATA_TEST_EXIT_BEFORE_ADOPT";
 
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -178,17 +186,14 @@ enum Patience {
     /// `mode = "state"`: until a quorum reports a head, for `wait_ms` at
     /// most, then fail.
     UntilQuorum { wait_ms: u64 },
-    /// `mode = "auto"`: until the reachable validators answered (for
-    /// [`AUTO_HEADS_WAIT_MS`] at most); a head a quorum serves at
-    /// `min_height` or above, or none (replay).
-    Probe { min_height: u64 },
+    /// `mode = "auto"`: until every reachable validator answered (for
+    /// `wait_ms` at most); a head a quorum serves at `min_height` or
+    /// above, or none (replay).
+    Probe { min_height: u64, wait_ms: u64 },
 }
 
 /// How long `auto` waits for one validator's TCP connect.
 const AUTO_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// How long `auto` waits for the reachable validators' heads.
-const AUTO_HEADS_WAIT_MS: u64 = 3_000;
 
 /// The validators that accept a TCP connection now (each tried for at
 /// most [`AUTO_CONNECT_TIMEOUT`]): on a network starting up, none, and
@@ -215,8 +220,26 @@ fn run(
     let mono = || started.elapsed().as_millis() as u64;
     let total = genesis.validator_set().map_err(|e| e.to_string())?.len() as u64;
     let saved = load_progress(db)?;
+    if let Some(p) = saved
+        .as_ref()
+        .filter(|p| p.cursors.iter().all(|c| *c == RangeCursor::Done))
+    {
+        // Every entry is in the store, each verified against the head's
+        // root when it arrived: only the adoption was left (a crash during
+        // or just before it). No network needed; the adoption checks the
+        // root again.
+        info!(
+            height = p.head.height,
+            entries = p.entries,
+            "state sync: every entry was written by an earlier run; adopting"
+        );
+        return adopt(db, genesis, &p.head, p.entries, 0, 0, started);
+    }
     let patience = match auto_min_height {
-        Some(min_height) => Patience::Probe { min_height },
+        Some(min_height) => Patience::Probe {
+            min_height,
+            wait_ms: config.sync.heads_wait_ms,
+        },
         None => Patience::UntilQuorum {
             wait_ms: config.sync.heads_wait_ms,
         },
@@ -243,6 +266,23 @@ fn run(
         "state sync: fetching the snapshot"
     );
     let sync_config = StateSyncConfig::new().chunk_bytes_max(config.sync.chunk_bytes);
+    // A record whose cursors do not fit its sub-ranges (damage the
+    // engine's checksums did not catch, or another version's layout) is
+    // not trusted: start over as if the snapshot had changed.
+    let saved = saved.filter(|p| {
+        let fits = StateSync::<[u8; 32]>::resume(
+            p.head,
+            sync_config.clone().ranges(p.cursors.len()),
+            &p.cursors,
+            p.entries,
+        )
+        .is_ok()
+            && p.entries <= p.head.entries;
+        if !fits {
+            warn!("state sync: the resume record does not fit its snapshot; starting over");
+        }
+        fits || p.head != head
+    });
     let mut sync = match saved {
         Some(p) if p.head == head => {
             let done = p
@@ -264,7 +304,7 @@ fn run(
             )
         }
         saved => {
-            if saved.is_some() || holds_state(db)? {
+            if saved.is_some() || holds_state(db)? || db_holds(db, PROGRESS_KEY)? {
                 let deleted = DbChain::discard_synced_state(db)
                     .map_err(|e| format!("state sync: deleting an earlier run's state: {e}"))?;
                 info!(
@@ -404,18 +444,48 @@ fn run(
     debug_assert!(runs.values().all(|(run, _)| run.is_empty()));
     let p = sync.finish().map_err(|e| format!("state sync: {e}"))?;
     let head = *sync.head();
+    if std::env::var_os(EXIT_BEFORE_ADOPT_ENV).is_some() {
+        warn!(
+            "state sync: every entry is written; exiting before adoption ({EXIT_BEFORE_ADOPT_ENV})"
+        );
+        std::process::exit(9);
+    }
+    adopt(
+        db,
+        genesis,
+        &head,
+        p.entries,
+        ingested_bytes,
+        runs_written,
+        started,
+    )
+}
+
+/// Adopts the fetched state of `head` ([`DbChain::adopt_synced_state`])
+/// and logs the join's figures.
+fn adopt(
+    db: &Arc<Db>,
+    genesis: &Genesis,
+    head: &SnapshotHead,
+    entries: u64,
+    ingested_bytes: u64,
+    runs_written: u64,
+    started: Instant,
+) -> Result<(), String> {
     let fetched_s = started.elapsed().as_secs_f64();
     DbChain::adopt_synced_state(db, genesis, head.height, &head.block_id, &head.state_root)
         .map_err(|e| {
+            // The entries were each verified on arrival, so a mismatch is
+            // a local fault; the next start fetches them again.
+            let _ = DbChain::discard_synced_state(db);
             format!(
-                "state sync: adopting the fetched state failed: {e} (if an earlier sync into this \
-                 data directory was interrupted and the validators now serve another snapshot, \
-                 empty the directory and start again)"
+                "state sync: adopting the fetched state failed: {e}; its entries were deleted, \
+                 and the next start fetches them again"
             )
         })?;
     info!(
         height = head.height,
-        entries = p.entries,
+        entries,
         mib = ingested_bytes >> 20,
         runs = runs_written,
         fetch_s = format!("{fetched_s:.1}"),
@@ -423,6 +493,38 @@ fn run(
         "state sync: done; following the chain from here"
     );
     Ok(())
+}
+
+/// Whether the store holds `key`.
+fn db_holds(db: &Db, key: &[u8]) -> Result<bool, String> {
+    db.get(key)
+        .map(|v| v.is_some())
+        .map_err(|e| format!("state sync: reading the store: {e}"))
+}
+
+/// Deletes the resume record of a sync whose adoption finished (a crash
+/// between the chain records and the record's delete leaves it; it is
+/// never read once the chain exists).
+///
+/// # Errors
+/// Storage failures.
+pub fn forget_finished_sync(db: &Db) -> Result<(), String> {
+    if !store_is_empty(db)? && db_holds(db, PROGRESS_KEY)? {
+        db.delete(PROGRESS_KEY)
+            .map_err(|e| format!("cannot delete the state sync resume record: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Whether a store with no chain holds what a state sync left (a resume
+/// record or state entries): such a store is finished by state sync in
+/// any `[sync] mode` — replaying would write the genesis over entries of
+/// another height.
+///
+/// # Errors
+/// Storage failures.
+pub fn sync_interrupted(db: &Db) -> Result<bool, String> {
+    Ok(store_is_empty(db)? && (db_holds(db, PROGRESS_KEY)? || holds_state(db)?))
 }
 
 /// The resume record an earlier run left, if any; an unreadable one is
@@ -490,8 +592,7 @@ fn choose(
     prefer: Option<SnapshotHead>,
 ) -> Result<Option<Chosen>, String> {
     let wait_ms = match patience {
-        Patience::UntilQuorum { wait_ms } => wait_ms,
-        Patience::Probe { .. } => AUTO_HEADS_WAIT_MS,
+        Patience::UntilQuorum { wait_ms } | Patience::Probe { wait_ms, .. } => wait_ms,
     };
     let deadline = Instant::now() + Duration::from_millis(wait_ms.max(1));
     let is_validator = |k: &[u8; 32]| validators.iter().any(|(v, _)| v == k);
@@ -528,7 +629,7 @@ fn choose(
             let quorum_at = *quorum_at.get_or_insert_with(Instant::now);
             let all_answered = connected.iter().all(|k| answers.contains_key(k));
             if all_answered || quorum_at.elapsed() >= HEADS_GRACE {
-                if let Patience::Probe { min_height } = patience {
+                if let Patience::Probe { min_height, .. } = patience {
                     if head.height < min_height {
                         return Ok(None);
                     }
@@ -542,11 +643,21 @@ fn choose(
             }
         }
         if let Patience::Probe { .. } = patience {
-            // Every validator that was reachable has answered, with no
-            // snapshot a quorum serves; or the wait is over.
-            let all_answered =
-                !answers.is_empty() && validators.iter().all(|(k, _)| answers.contains_key(k));
-            if all_answered || Instant::now() >= deadline {
+            // Every validator that was reachable has answered, and no
+            // snapshot is served by a quorum: the network does not serve
+            // state (or not yet), so replay. Not on a timeout alone: a slow
+            // handshake must not make a node replay a chain that pruned
+            // its early blocks.
+            if validators.iter().all(|(k, _)| answers.contains_key(k)) {
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
+                warn!(
+                    answered = answers.len(),
+                    reachable = validators.len(),
+                    "state sync: not every reachable validator answered within {wait_ms} ms \
+                     and none serves a snapshot a quorum agrees on: replaying"
+                );
                 return Ok(None);
             }
         }

@@ -335,10 +335,13 @@ impl Node {
             Db::open(config.data_dir.join("db"), options)
                 .map_err(|e| format!("cannot open the database: {e}"))?,
         );
-        if config.sync.mode != crate::config::SyncMode::Replay && crate::join::store_is_empty(&db)?
+        if (config.sync.mode != crate::config::SyncMode::Replay
+            && crate::join::store_is_empty(&db)?)
+            || crate::join::sync_interrupted(&db)?
         {
             crate::join::state_sync(&db, &genesis, config, seed)?;
         }
+        crate::join::forget_finished_sync(&db)?;
         let opening = std::time::Instant::now();
         let chain = DbChain::open(Arc::clone(&db), &genesis)
             .map_err(|e| format!("cannot open the chain: {e}"))?;

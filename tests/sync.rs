@@ -34,6 +34,17 @@ impl Drop for Joiner {
 /// `dir` in `net`'s (reused if there), `sync` as the body of its `[sync]`
 /// section, and its log in `log`. Its key is derived from `dir`.
 fn start_joiner(net: &Devnet, dir: &str, sync: &str, log: &str) -> Joiner {
+    start_joiner_env(net, dir, sync, log, &[])
+}
+
+/// [`start_joiner`] with extra environment variables.
+fn start_joiner_env(
+    net: &Devnet,
+    dir: &str,
+    sync: &str,
+    log: &str,
+    env: &[(&str, &str)],
+) -> Joiner {
     let d = net.path();
     let config = d.join(format!("{dir}.toml"));
     let key = d.join(format!("{dir}.key"));
@@ -57,6 +68,7 @@ fn start_joiner(net: &Devnet, dir: &str, sync: &str, log: &str) -> Joiner {
         .arg("--key")
         .arg(&key)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -331,12 +343,16 @@ fn kill_mid_fetch(net: &Devnet, mut joiner: Joiner, log: &str, written: usize) {
 
 /// A joining node killed with SIGKILL in the middle of its fetch resumes
 /// on restart from the sub-ranges it had written (it does not fetch them
-/// again); killed again, and restarted only after the validators dropped
-/// that snapshot, it deletes what it fetched and syncs the newer one.
-/// Both end with the validators' state. The validators serve slowly
-/// (16 KiB/s to each peer, 2 KiB chunks) so that the fetch takes seconds.
+/// again), even started with `mode = "replay"` (a half-synced store is
+/// never replayed over); killed again and restarted only after the
+/// validators dropped that snapshot, it deletes what it fetched and syncs
+/// the newer one; stopped between its last write and adoption, it adopts
+/// on the next start without asking anyone (the validators moved on
+/// again meanwhile). It ends with the validators' state. The validators
+/// serve slowly (16 KiB/s to each peer, 2 KiB chunks) so that a fetch
+/// takes seconds.
 #[test]
-fn a_join_killed_mid_fetch_resumes_or_starts_over() {
+fn a_join_killed_at_any_point_resumes_or_starts_over() {
     let net = Devnet::start_opts(DevnetOpts {
         validators: 3,
         running: 3,
@@ -348,40 +364,69 @@ fn a_join_killed_mid_fetch_resumes_or_starts_over() {
     net.wait_ready(Duration::from_secs(60));
     let mut nonce = 0u64;
     load_until(&net, 0, 20, &mut nonce);
-    let slow = "mode = \"state\"\nchunk_bytes = 2048\n";
+    let slow = |mode: &str| format!("mode = \"{mode}\"\nchunk_bytes = 2048\n");
+    let text = |log: &str| std::fs::read_to_string(net.path().join(log)).unwrap_or_default();
+    let ranges_done = |log: &str| -> usize {
+        let text = text(log);
+        let resumed = text
+            .lines()
+            .find(|l| l.contains("resuming where an earlier run stopped"))
+            .unwrap_or_else(|| panic!("{log}: no resume:\n{text}"))
+            .to_string();
+        resumed
+            .split("ranges_done=")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no ranges_done in {resumed}"))
+    };
 
-    // Killed once the first sub-range is written.
-    let joiner = start_joiner(&net, "joiner", slow, "joiner-1.log");
+    // 1. Killed once the first sub-range is written.
+    let joiner = start_joiner(&net, "joiner", &slow("state"), "joiner-1.log");
     kill_mid_fetch(&net, joiner, "joiner-1.log", 1);
     let written_1 = count_lines(&net, "joiner-1.log", "a sub-range is written");
 
-    // Restarted at once: it resumes with at least those sub-ranges done,
-    // and writes only the others.
-    let joiner = start_joiner(&net, "joiner", slow, "joiner-2.log");
+    // 2. Restarted at once, in replay mode: it resumes with at least those
+    // sub-ranges done, and writes only the others.
+    let joiner = start_joiner(&net, "joiner", &slow("replay"), "joiner-2.log");
     kill_mid_fetch(&net, joiner, "joiner-2.log", 1);
-    let text = std::fs::read_to_string(net.path().join("joiner-2.log")).unwrap();
-    let resumed = text
-        .lines()
-        .find(|l| l.contains("resuming where an earlier run stopped"))
-        .unwrap_or_else(|| panic!("the second run did not resume:\n{text}"));
-    let done: usize = resumed
-        .split("ranges_done=")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no ranges_done in {resumed}"));
-    assert!(done >= written_1, "{done} < {written_1}: {resumed}");
+    let done = ranges_done("joiner-2.log");
+    assert!(done >= written_1, "{done} < {written_1}");
 
-    // The validators move on past two more snapshots (8 heights apart, 2
-    // kept): the one fetched is gone, and the third run starts over.
+    // 3. The validators move on past two more snapshots (8 heights apart,
+    // 2 kept): the one fetched is gone, and the run starts over.
     let h = net.height(0).unwrap();
     load_until(&net, 0, h + 17, &mut nonce);
-    let joiner = start_joiner(&net, "joiner", slow, "joiner-3.log");
-    synced_and_following(&net, 0, &joiner, "joiner-3.log", h + 8, nonce);
-    let text = std::fs::read_to_string(net.path().join("joiner-3.log")).unwrap();
+    let joiner = start_joiner(&net, "joiner", &slow("state"), "joiner-3.log");
+    kill_mid_fetch(&net, joiner, "joiner-3.log", 1);
+    let log3 = text("joiner-3.log");
     assert!(
-        text.contains("is no longer served; deleted its entries"),
-        "{text}"
+        log3.contains("is no longer served; deleted its entries"),
+        "{log3}"
     );
-    assert!(!text.contains("resuming where"), "{text}");
+    assert!(!log3.contains("resuming where"), "{log3}");
+
+    // 4. Resumed, it writes every entry and stops before adopting.
+    let mut joiner = start_joiner_env(
+        &net,
+        "joiner",
+        &slow("state"),
+        "joiner-4.log",
+        &[("STRATA_TEST_EXIT_BEFORE_ADOPT", "1")],
+    );
+    let status = joiner.child.wait().unwrap();
+    assert_eq!(status.code(), Some(9), "{}", text("joiner-4.log"));
+    ranges_done("joiner-4.log");
+
+    // 5. The validators move on again; the next start adopts what it has
+    // without a quorum for that snapshot, then catches up by blocks.
+    let h = net.height(0).unwrap();
+    load_until(&net, 0, h + 17, &mut nonce);
+    let joiner = start_joiner(&net, "joiner", "mode = \"auto\"\n", "joiner-5.log");
+    synced_and_following(&net, 0, &joiner, "joiner-5.log", h + 1, nonce);
+    let log5 = text("joiner-5.log");
+    assert!(
+        log5.contains("every entry was written by an earlier run; adopting"),
+        "{log5}"
+    );
 }

@@ -513,9 +513,10 @@ impl DbChain {
     /// that holds no chain yet: what a join that cannot resume (the
     /// snapshot it was fetching is no longer served) does before it
     /// fetches another snapshot, whose keys are not the same set. Returns
-    /// how many entries were deleted. The deletes are tombstones through
-    /// the WAL, synced once at the end; entries ingested afterwards
-    /// shadow them (an ingested run takes a newer sequence number).
+    /// how many entries were deleted. The resume record is deleted first,
+    /// then the state entries and any trie records, as tombstones through
+    /// the WAL synced at the end; entries ingested afterwards shadow them
+    /// (an ingested run takes a newer sequence number).
     ///
     /// # Errors
     /// [`ChainError::Corrupt`] if the store holds a chain (an `m`
@@ -526,10 +527,21 @@ impl DbChain {
                 "discarding the state of a store that holds a chain".into(),
             ));
         }
+        // The resume record goes first (synced): after a crash part-way it
+        // must not claim entries already deleted. Left-over entries
+        // without it are what the next join deletes again.
+        let progress = || {
+            let mut b = WriteBatch::new();
+            b.delete(crate::sync::PROGRESS_KEY.to_vec());
+            b
+        };
+        db.write(progress(), WriteOptions { sync: true })?;
         let deleted = delete_namespace(db, b's')?;
-        let mut last = WriteBatch::new();
-        last.delete(crate::sync::PROGRESS_KEY.to_vec());
-        db.write(last, WriteOptions { sync: true })?;
+        // Trie pages of an interrupted adoption go too: a later genesis
+        // write or adoption needs an empty trie.
+        delete_namespace(db, b't')?;
+        // A synced write covers every write before it.
+        db.write(progress(), WriteOptions { sync: true })?;
         Ok(deleted)
     }
 

@@ -53,11 +53,23 @@ pub(super) fn job_into_next(levels: &Levels, level: usize, inputs: Vec<Arc<Table
 }
 
 /// Bytes on disk per live (non-tombstone) entry over every table: what a
-/// tombstone is taken to free once it meets the version it deletes.
+/// tombstone is taken to free once it meets the version it deletes. Live
+/// entries are counted as at least half of all entries, so a store of
+/// mostly tombstones (after a mass delete) weighs each at no more than
+/// twice the bytes per entry, instead of as freeing the whole store.
 fn bytes_per_put(levels: &Levels) -> f64 {
-    let (bytes, puts) = levels.iter().flatten().fold((0u64, 0u64), |(b, p), t| {
-        (b + t.size_bytes(), p + (t.entries() - t.deletions()))
-    });
+    let (bytes, entries, puts) =
+        levels
+            .iter()
+            .flatten()
+            .fold((0u64, 0u64, 0u64), |(b, e, p), t| {
+                (
+                    b + t.size_bytes(),
+                    e + t.entries(),
+                    p + (t.entries() - t.deletions()),
+                )
+            });
+    let puts = puts.max(entries / 2);
     if puts == 0 {
         0.0
     } else {
@@ -109,11 +121,9 @@ pub(super) fn pick(inner: &Inner, levels: &Levels) -> Option<Job> {
             .sum();
         compensated_bytes(t, per_put) / (t.size_bytes() + overlap).max(1) as f64
     };
+    let gains: Vec<(f64, &Arc<Table>)> = levels[level].iter().map(|t| (gain(t), t)).collect();
     // Reversed: on a tie `max_by` keeps the last, so the first in key
     // order wins.
-    let table = levels[level]
-        .iter()
-        .rev()
-        .max_by(|a, b| gain(a).total_cmp(&gain(b)))?;
+    let (_, table) = gains.into_iter().rev().max_by(|a, b| a.0.total_cmp(&b.0))?;
     job_into_next(levels, level, vec![Arc::clone(table)])
 }
