@@ -579,3 +579,49 @@ fn a_level_of_tombstones_is_compacted_by_what_it_frees() {
     }
     assert_eq!(db.get(&key(KEYS - 1)).unwrap(), Some(value(KEYS - 1)));
 }
+
+/// A tombstone is dropped once no deeper table may hold its key, even if
+/// a deeper table's key *range* spans it: a wide bulk-ingested table at
+/// the bottom does not keep every later delete above it alive.
+#[test]
+fn tombstones_over_a_wide_deep_table_without_their_keys_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::new()
+        .memtable_bytes(64 << 10)
+        .l0_compaction_trigger(2)
+        .table_bytes(64 << 10)
+        .level1_bytes(16 << 20);
+    let db = Db::open(dir.path(), options).unwrap();
+    // Two keys spanning everything below: one table at the bottom.
+    db.ingest_sorted([
+        (b"k0".to_vec(), b"lo".to_vec()),
+        (b"k9".to_vec(), b"hi".to_vec()),
+    ])
+    .unwrap();
+    let ingested = db.stats().levels.iter().map(|l| l.bytes).sum::<u64>();
+    let keys: Vec<Vec<u8>> = (0..2_000u32)
+        .map(|n| format!("k5-{n:05}").into_bytes())
+        .collect();
+    for half in keys.chunks(1_000) {
+        for k in half {
+            db.put(k, &[7u8; 100]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    db.wait_for_compaction().unwrap();
+    for half in keys.chunks(1_000) {
+        for k in half {
+            db.delete(k).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    db.wait_for_compaction().unwrap();
+    let levels = db.stats().levels;
+    let total: u64 = levels.iter().map(|l| l.bytes).sum();
+    assert_eq!(
+        total, ingested,
+        "puts and tombstones should both be gone: {levels:?}"
+    );
+    assert_eq!(db.get(b"k0").unwrap().as_deref(), Some(&b"lo"[..]));
+    assert_eq!(db.get(&keys[0]).unwrap(), None);
+}

@@ -14,11 +14,18 @@ use crate::outputs::Outputs;
 use crate::table::reader::Table;
 use crate::version::{EditOp, TableMeta, VersionEdit};
 
-/// Whether a level below `output_level` may hold `key`.
+/// Whether a level below `output_level` may hold `key`: a table there
+/// whose range holds it and whose bloom filter does not rule it out.
+/// **Why the filter:** by range alone, one wide table deep down (a bulk
+/// ingest of the whole state, say) keeps every tombstone above it alive
+/// forever, although it holds none of their keys; the filter has no false
+/// negatives, so a "no" is certain.
 fn deeper_holds(levels: &Levels, output_level: usize, key: &[u8]) -> bool {
     levels.iter().skip(output_level + 1).any(|level| {
         let i = level.partition_point(|t| t.largest() < key);
-        level.get(i).is_some_and(|t| t.smallest() <= key)
+        level
+            .get(i)
+            .is_some_and(|t| t.smallest() <= key && t.may_contain(key))
     })
 }
 
@@ -88,7 +95,9 @@ impl Inner {
         // Whether this key's newest version at or below `oldest_read_seq`
         // was already seen: every older version is then invisible.
         let mut covered = false;
-        let mut bottom = false;
+        // Whether no deeper level may hold the key: asked only for a
+        // tombstone (a bloom probe per deeper level), once per key.
+        let mut bottom: Option<bool> = None;
         while let Some(e) = merge.next_entry()? {
             if first || e.key != key {
                 first = false;
@@ -101,14 +110,16 @@ impl Inner {
                 key.clear();
                 key.extend_from_slice(&e.key);
                 covered = false;
-                bottom = !deeper_holds(levels, job.output_level, &key);
+                bottom = None;
             }
             if covered {
                 continue;
             }
             if e.seq <= oldest_read_seq {
                 covered = true;
-                if e.value.is_none() && bottom {
+                if e.value.is_none()
+                    && *bottom.get_or_insert_with(|| !deeper_holds(levels, job.output_level, &key))
+                {
                     continue;
                 }
             }

@@ -25,7 +25,8 @@
 //! snapshot, else the visible sequence number) is kept, as is the newest
 //! at or below it; older ones are invisible to every reader and dropped.
 //! That newest one is dropped too if it is a tombstone and no level below
-//! the output holds the key (nothing left for it to hide). Outputs are cut
+//! the output holds the key (nothing left for it to hide): no table there
+//! whose range holds it and whose bloom filter admits it. Outputs are cut
 //! at `table_bytes`, only between keys, so a key's versions stay in one
 //! table and the run stays disjoint.
 //!

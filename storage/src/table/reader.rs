@@ -158,6 +158,12 @@ impl Table {
         self.deletions = deletions.min(self.footer.entries);
     }
 
+    /// Whether the table may hold `key` (its bloom filter: no false
+    /// negatives).
+    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        self.bloom.may_contain(key)
+    }
+
     /// Entries (versions and tombstones) in the table.
     pub(crate) fn entries(&self) -> u64 {
         self.footer.entries
