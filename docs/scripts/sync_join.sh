@@ -34,10 +34,16 @@ for i in 0 1 2; do
 done
 height() { curl -s "http://127.0.0.1:$1/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["height"])' 2>/dev/null || echo 0; }
 until [ "$(height "$API")" -gt 0 ]; do sleep 0.5; done
-# A little load after the restart, so the validators commit past a
-# snapshot height (snapshots are taken at commits).
-"$BIN" bench --target "127.0.0.1:$P2P" --api "127.0.0.1:$API" --txs 4000 --accounts "$ACCOUNTS" \
-  --genesis "$DIR/genesis.toml" > "$DIR/bench.txt"
+# A little load after the restart, until the validators commit past a
+# snapshot height (snapshots are taken at commits, every 5 heights).
+h0=$(height "$API")
+seed=1
+until [ "$(height "$API")" -ge $(( (h0 / 5 + 1) * 5 )) ]; do
+  "$BIN" bench --target "127.0.0.1:$P2P" --api "127.0.0.1:$API" --txs 4000 --accounts "$ACCOUNTS" \
+    --genesis "$DIR/genesis.toml" --seed $seed > "$DIR/bench.txt"
+  seed=$((seed + 1))
+done
+sleep 2  # the snapshot is published once its entries are counted
 target=$(height "$API")
 echo "validators at height $target"
 
