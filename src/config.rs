@@ -334,10 +334,11 @@ pub struct SyncSection {
     /// is dropped, and on a busy chain the trie rewrites megabytes of
     /// pages per block: one node with 1 M accounts at 4,000 tx/s held
     /// 3.2–4.2 GB on disk with snapshots every 1,000 heights (2 kept)
-    /// against 0.5–0.9 GB without (docs/benchmarks.md, "Pruning soak").
+    /// against 0.5–0.9 GB without (docs/benchmarks.md, History, "Pruning
+    /// soaks of 12 and 20 minutes").
     /// Turn it on for the validators that new nodes join from, with an
     /// interval long enough for a join to finish (a 10 M-account state
-    /// took 48 s).
+    /// took 33 s on one shared 2-core machine).
     pub snapshot_every: u64,
     /// Snapshots kept for serving. Default 2: a joining node that started
     /// on one still finds it while the next is taken. Each pins the
