@@ -937,6 +937,27 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
             l.bytes
         ));
     }
+    // Tombstones per level: deletes waiting to meet what they delete.
+    out.push_str(
+        "# HELP strata_storage_level_entries Entries (versions and tombstones) per level.\n\
+         # TYPE strata_storage_level_entries gauge\n",
+    );
+    for (level, l) in st.levels.iter().enumerate() {
+        out.push_str(&format!(
+            "strata_storage_level_entries{{level=\"{level}\"}} {}\n",
+            l.entries
+        ));
+    }
+    out.push_str(
+        "# HELP strata_storage_level_deletions Tombstones per level.\n\
+         # TYPE strata_storage_level_deletions gauge\n",
+    );
+    for (level, l) in st.levels.iter().enumerate() {
+        out.push_str(&format!(
+            "strata_storage_level_deletions{{level=\"{level}\"}} {}\n",
+            l.deletions
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

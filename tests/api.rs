@@ -259,10 +259,12 @@ fn every_endpoint_with_good_and_bad_input() {
         text.contains("# TYPE strata_storage_write_amplification gauge"),
         "{text}"
     );
-    assert!(
-        text.contains("strata_storage_level_bytes{level=\"0\"} "),
-        "{text}"
-    );
+    for series in ["level_bytes", "level_entries", "level_deletions"] {
+        assert!(
+            text.contains(&format!("strata_storage_{series}{{level=\"6\"}} ")),
+            "{text}"
+        );
+    }
 
     // Still serving after all the garbage.
     assert_eq!(net.get(0, "/v1/status").0, 200);

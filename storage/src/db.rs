@@ -365,6 +365,8 @@ impl Db {
                 .map(|l| LevelStats {
                     files: l.len(),
                     bytes: l.iter().map(|t| t.size_bytes()).sum(),
+                    entries: l.iter().map(|t| t.entries()).sum(),
+                    deletions: l.iter().map(|t| t.deletions()).sum(),
                 })
                 .collect(),
             c,

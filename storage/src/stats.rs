@@ -14,6 +14,11 @@ pub struct LevelStats {
     pub files: usize,
     /// Sum of their file sizes.
     pub bytes: u64,
+    /// Entries (versions and tombstones) in them.
+    pub entries: u64,
+    /// Tombstones among those entries (tables recorded before tombstones
+    /// were counted count none).
+    pub deletions: u64,
 }
 
 /// A point-in-time view of the engine, from [`crate::Db::stats`]. Byte
