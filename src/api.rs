@@ -927,36 +927,30 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     );
     // Per level: where the disk goes (a deep level far over the live data
     // is versions and deletes compaction has not reached yet).
-    out.push_str(
-        "# HELP strata_storage_level_bytes Bytes of sorted tables per level.\n\
-         # TYPE strata_storage_level_bytes gauge\n",
-    );
-    for (level, l) in st.levels.iter().enumerate() {
+    type LevelField = fn(&strata_storage::LevelStats) -> u64;
+    let per_level: [(&str, &str, LevelField); 3] = [
+        ("bytes", "Bytes of sorted tables per level.", |l| l.bytes),
+        (
+            "entries",
+            "Entries (versions and tombstones) per level.",
+            |l| l.entries,
+        ),
+        (
+            "deletions",
+            "Tombstones per level: deletes waiting to meet what they delete.",
+            |l| l.deletions,
+        ),
+    ];
+    for (name, help, field) in per_level {
         out.push_str(&format!(
-            "strata_storage_level_bytes{{level=\"{level}\"}} {}\n",
-            l.bytes
+            "# HELP strata_storage_level_{name} {help}\n# TYPE strata_storage_level_{name} gauge\n"
         ));
-    }
-    // Tombstones per level: deletes waiting to meet what they delete.
-    out.push_str(
-        "# HELP strata_storage_level_entries Entries (versions and tombstones) per level.\n\
-         # TYPE strata_storage_level_entries gauge\n",
-    );
-    for (level, l) in st.levels.iter().enumerate() {
-        out.push_str(&format!(
-            "strata_storage_level_entries{{level=\"{level}\"}} {}\n",
-            l.entries
-        ));
-    }
-    out.push_str(
-        "# HELP strata_storage_level_deletions Tombstones per level.\n\
-         # TYPE strata_storage_level_deletions gauge\n",
-    );
-    for (level, l) in st.levels.iter().enumerate() {
-        out.push_str(&format!(
-            "strata_storage_level_deletions{{level=\"{level}\"}} {}\n",
-            l.deletions
-        ));
+        for (level, l) in st.levels.iter().enumerate() {
+            out.push_str(&format!(
+                "strata_storage_level_{name}{{level=\"{level}\"}} {}\n",
+                field(l)
+            ));
+        }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -266,25 +266,29 @@ fn run(
         "state sync: fetching the snapshot"
     );
     let sync_config = StateSyncConfig::new().chunk_bytes_max(config.sync.chunk_bytes);
-    // A record whose cursors do not fit its sub-ranges (damage the
-    // engine's checksums did not catch, or another version's layout) is
-    // not trusted: start over as if the snapshot had changed.
-    let saved = saved.filter(|p| {
-        let fits = StateSync::<[u8; 32]>::resume(
-            p.head,
-            sync_config.clone().ranges(p.cursors.len()),
-            &p.cursors,
-            p.entries,
-        )
-        .is_ok()
-            && p.entries <= p.head.entries;
-        if !fits {
-            warn!("state sync: the resume record does not fit its snapshot; starting over");
-        }
-        fits || p.head != head
-    });
-    let mut sync = match saved {
+    // Resume the saved run if it fetched this head; a record whose
+    // cursors do not fit its sub-ranges (damage the engine's checksums did
+    // not catch, or another version's layout) is not trusted: start over
+    // as if the snapshot had changed.
+    let resumed = match &saved {
         Some(p) if p.head == head => {
+            let sync = StateSync::resume(
+                head,
+                sync_config.clone().ranges(p.cursors.len()),
+                &p.cursors,
+                p.entries,
+            )
+            .ok()
+            .filter(|_| p.entries <= p.head.entries);
+            if sync.is_none() {
+                warn!("state sync: the resume record does not fit its snapshot; starting over");
+            }
+            sync.map(|sync| (sync, p))
+        }
+        _ => None,
+    };
+    let mut sync = match resumed {
+        Some((sync, p)) => {
             let done = p
                 .cursors
                 .iter()
@@ -296,15 +300,10 @@ fn run(
                 entries = p.entries,
                 "state sync: resuming where an earlier run stopped"
             );
-            StateSync::resume(
-                head,
-                sync_config.ranges(p.cursors.len()),
-                &p.cursors,
-                p.entries,
-            )
+            sync
         }
-        saved => {
-            if saved.is_some() || holds_state(db)? || db_holds(db, PROGRESS_KEY)? {
+        None => {
+            if saved.is_some() || holds_state(db)? {
                 let deleted = DbChain::discard_synced_state(db)
                     .map_err(|e| format!("state sync: deleting an earlier run's state: {e}"))?;
                 info!(
@@ -314,10 +313,9 @@ fn run(
                      deleted its entries"
                 );
             }
-            StateSync::new(head, sync_config)
+            StateSync::new(head, sync_config).map_err(|e| format!("state sync: {e}"))?
         }
-    }
-    .map_err(|e| format!("state sync: {e}"))?;
+    };
     // What is in the store: the cursors as of the last run written (the
     // sync's own run ahead by the verified entries not yet written).
     let mut written = SyncProgress {
