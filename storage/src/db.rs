@@ -31,7 +31,7 @@ use crate::inner::{Inner, KeyRange, LOCK};
 pub use crate::iter::Scan;
 pub use crate::options::{Options, WalBackend, WalRecovery};
 use crate::range::{prefix_range, KeyBounds};
-pub use crate::stats::{LevelStats, Stats};
+pub use crate::stats::{LevelStats, Stats, TableInfo};
 
 /// Options of one write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -352,6 +352,37 @@ impl Db {
     pub fn wait_for_compaction(&self) -> Result<()> {
         self.flush()?;
         compaction::wait_idle(&self.inner)
+    }
+
+    /// Every live table, level by level (L0 newest first, deeper levels
+    /// in key order).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = strata_storage::Db::open(dir.path(), strata_storage::Options::new()).unwrap();
+    /// db.put(b"k", b"v").unwrap();
+    /// db.flush().unwrap();
+    /// let tables = db.tables();
+    /// assert_eq!(tables.len(), 1);
+    /// assert_eq!((tables[0].smallest.as_slice(), tables[0].entries), (&b"k"[..], 1));
+    /// ```
+    pub fn tables(&self) -> Vec<TableInfo> {
+        let tables = Arc::clone(&self.inner.read_state().tables);
+        tables
+            .iter()
+            .enumerate()
+            .flat_map(|(level, l)| {
+                l.iter().map(move |t| TableInfo {
+                    level,
+                    number: t.number(),
+                    smallest: t.smallest().to_vec(),
+                    largest: t.largest().to_vec(),
+                    bytes: t.size_bytes(),
+                    entries: t.entries(),
+                    deletions: t.deletions(),
+                })
+            })
+            .collect()
     }
 
     /// Level shapes and write counters since open.

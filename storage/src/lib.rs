@@ -169,7 +169,7 @@ mod table;
 mod version;
 
 pub use db::{
-    Db, LevelStats, Options, Scan, Snapshot, Stats, WalBackend, WalRecovery, WriteBatch,
+    Db, LevelStats, Options, Scan, Snapshot, Stats, TableInfo, WalBackend, WalRecovery, WriteBatch,
     WriteOptions,
 };
 pub use error::Error;

@@ -21,6 +21,29 @@ pub struct LevelStats {
     pub deletions: u64,
 }
 
+/// One live table, from [`crate::Db::tables`]: where it sits and what it
+/// holds, as RocksDB's `GetLiveFilesMetaData` gives (for tools that show
+/// which key ranges hold a store's bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableInfo {
+    /// Level (0 is the flushed, overlapping level).
+    pub level: usize,
+    /// File number (the file is `{number:06}.sst`).
+    pub number: u64,
+    /// First user key held.
+    pub smallest: Vec<u8>,
+    /// Last user key held.
+    pub largest: Vec<u8>,
+    /// File size.
+    pub bytes: u64,
+    /// Entries (versions and tombstones).
+    pub entries: u64,
+    /// Tombstones among them (0 for tables recorded before they were
+    /// counted).
+    pub deletions: u64,
+}
+
 /// A point-in-time view of the engine, from [`crate::Db::stats`]. Byte
 /// counters start at zero at every open.
 #[derive(Debug, Clone, PartialEq)]
