@@ -332,6 +332,9 @@ fn run(
     let mut events = Vec::new();
     let mut last_report = Instant::now();
     let (mut ingested_bytes, mut runs_written) = (0u64, 0u64);
+    // Time inside bulk ingest and the table bytes it wrote: the write
+    // path's own rate, apart from fetching and verifying.
+    let mut ingest = IngestTime::default();
     while !sync.is_done() {
         if started.elapsed() > JOIN_TIMEOUT {
             return Err(format!(
@@ -369,8 +372,11 @@ fn run(
                                 let entries: usize = run.iter().map(|c| c.entries.len()).sum();
                                 written.entries += entries as u64;
                                 if entries > 0 {
-                                    db.ingest_sorted(run.iter().flat_map(|c| c.records()))
+                                    let at = Instant::now();
+                                    let stats = db
+                                        .ingest_sorted(run.iter().flat_map(|c| c.records()))
                                         .map_err(|e| format!("state sync: writing state: {e}"))?;
+                                    ingest.add(at.elapsed(), stats.table_bytes);
                                     runs_written += 1;
                                 }
                                 // Every verified chunk of `range` is in
@@ -448,6 +454,12 @@ fn run(
         );
         std::process::exit(9);
     }
+    info!(
+        ingest_s = format!("{:.1}", ingest.time.as_secs_f64()),
+        table_mib = ingest.table_bytes >> 20,
+        mib_per_s = format!("{:.0}", ingest.mib_per_s()),
+        "state sync: bulk ingest"
+    );
     adopt(
         db,
         genesis,
@@ -457,6 +469,30 @@ fn run(
         runs_written,
         started,
     )
+}
+
+/// Time spent in bulk ingest and the table bytes written.
+#[derive(Default)]
+struct IngestTime {
+    time: Duration,
+    table_bytes: u64,
+}
+
+impl IngestTime {
+    fn add(&mut self, time: Duration, table_bytes: u64) {
+        self.time += time;
+        self.table_bytes += table_bytes;
+    }
+
+    /// Table MiB written per second of ingest (0 before any).
+    fn mib_per_s(&self) -> f64 {
+        let s = self.time.as_secs_f64();
+        if s == 0.0 {
+            0.0
+        } else {
+            self.table_bytes as f64 / (1 << 20) as f64 / s
+        }
+    }
 }
 
 /// Adopts the fetched state of `head` ([`DbChain::adopt_synced_state`])

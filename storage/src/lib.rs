@@ -15,9 +15,10 @@
 //! manifest. At most [`Options::immutables_max`] frozen memtables wait for
 //! the worker; past that, writes wait (backpressure, counted by
 //! [`Db::write_stalls`]). A second worker runs leveled compaction
-//! (`compaction` module docs): L0 into L1 at
+//! (`compaction` module docs): L0 into the base level at
 //! [`Options::l0_compaction_trigger`] tables, each deeper level into the
-//! next once over its target size (ratio [`Options::level_size_ratio`]),
+//! next once over its target size (targets sized from the largest level
+//! up, [`Options::level_targets_dynamic`]),
 //! dropping versions no live snapshot can read and tombstones with nothing
 //! beneath them; writes also wait while L0 has
 //! [`Options::l0_stop_writes`] tables. Reads look in the memtable, the

@@ -66,6 +66,7 @@ pub struct Options {
     pub(crate) slowdown_bytes_per_s: u64,
     pub(crate) level1_bytes: u64,
     pub(crate) level_size_ratio: u64,
+    pub(crate) level_targets_dynamic: bool,
     pub(crate) table_bytes: u64,
     pub(crate) block_bytes: usize,
     pub(crate) block_cache_bytes: usize,
@@ -90,6 +91,7 @@ impl fmt::Debug for Options {
             .field("slowdown_bytes_per_s", &self.slowdown_bytes_per_s)
             .field("level1_bytes", &self.level1_bytes)
             .field("level_size_ratio", &self.level_size_ratio)
+            .field("level_targets_dynamic", &self.level_targets_dynamic)
             .field("table_bytes", &self.table_bytes)
             .field("block_bytes", &self.block_bytes)
             .field("block_cache_bytes", &self.block_cache_bytes)
@@ -118,6 +120,7 @@ impl Default for Options {
             slowdown_bytes_per_s: SLOWDOWN_BYTES_PER_S_DEFAULT,
             level1_bytes: LEVEL1_BYTES_DEFAULT,
             level_size_ratio: LEVEL_SIZE_RATIO_DEFAULT,
+            level_targets_dynamic: true,
             table_bytes: TABLE_BYTES_DEFAULT,
             block_bytes: BLOCK_BYTES_TARGET,
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
@@ -194,8 +197,10 @@ impl Options {
         self
     }
 
-    /// Target size of L1 (default 256 MiB, at least 1 byte). A level over
-    /// its target is compacted into the next one.
+    /// Target size of the level L0 compacts into (default 256 MiB, at
+    /// least 1 byte): L1 with static targets, the *base level* with
+    /// dynamic ones ([`Options::level_targets_dynamic`]). A level over its
+    /// target is compacted into the next one.
     pub fn level1_bytes(mut self, bytes: u64) -> Self {
         self.level1_bytes = bytes.max(1);
         self
@@ -205,6 +210,26 @@ impl Options {
     /// level N (default 10, at least 2).
     pub fn level_size_ratio(mut self, ratio: u64) -> Self {
         self.level_size_ratio = ratio.max(2);
+        self
+    }
+
+    /// Whether level targets follow the data (default `true`): sized from
+    /// the largest level up, each `level_size_ratio` times smaller than
+    /// the one below and none under [`Options::level1_bytes`]; L0
+    /// compacts into the shallowest level that target leaves room for
+    /// (the *base level*), and a small store lives in L0 and the last
+    /// level alone. RocksDB's `level_compaction_dynamic_level_bytes`.
+    ///
+    /// **Why it is the default:** with static targets (L1 =
+    /// `level1_bytes`, ×`level_size_ratio` per level) a store of a few
+    /// hundred MiB lives in L1 and L2, L2 is never compacted further, and
+    /// whatever it holds that L1 does not shadow stays: dead versions,
+    /// and tombstones kept for a table at the bottom (an ingested
+    /// genesis) they never meet. Sized from the bottom up, about 90 % of
+    /// the data is in the last level and every tombstone reaches it; the
+    /// space taken stays near the live data plus the upper levels.
+    pub fn level_targets_dynamic(mut self, dynamic: bool) -> Self {
+        self.level_targets_dynamic = dynamic;
         self
     }
 
@@ -243,15 +268,6 @@ impl Options {
                 .min(self.l0_stop_writes)
                 .max(self.l0_compaction_trigger)
         })
-    }
-
-    /// Target size of level `level` (1 or deeper), in bytes.
-    pub(crate) fn level_target_bytes(&self, level: usize) -> u64 {
-        let mut target = self.level1_bytes;
-        for _ in 1..level {
-            target = target.saturating_mul(self.level_size_ratio);
-        }
-        target
     }
 
     /// Checks relations between options that setters cannot check alone.

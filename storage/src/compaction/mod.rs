@@ -3,19 +3,24 @@
 //! Shape: L0 holds flushed tables, newest first, whose key ranges may
 //! overlap. Each deeper level is one sorted run of tables with disjoint
 //! key ranges, ten times (`level_size_ratio`) the target size of the one
-//! above. Every version of a key in a shallower level is newer than every
-//! version in a deeper one, which is what lets a point read stop at the
-//! first level that has the key.
+//! above; by default the targets are sized from the largest level up and
+//! L0 compacts into the *base level*, the shallowest one they need
+//! (`pick::shape`, `docs/storage-format.md`). Every version of a key in
+//! a shallower level is newer than every version in a deeper one, which
+//! is what lets a point read stop at the first level that has the key.
 //!
 //! What runs (one compaction at a time, so the levels it reads cannot
 //! change under it except for flushes adding L0 tables):
-//! - L0 → L1 when L0 has `l0_compaction_trigger` tables: *all* of L0 (so
-//!   an older L0 table can never be left above newer data that moved
-//!   down) merged with the L1 tables it overlaps.
-//! - Level N → N+1 (N ≥ 1) when level N exceeds its target: the table of
-//!   level N whose key range overlaps the fewest bytes of level N+1,
-//!   merged with those tables; with no overlap the table is moved down
-//!   (a manifest edit, no rewrite).
+//! - L0 → base when L0 has `l0_compaction_trigger` tables: *all* of L0
+//!   (so an older L0 table can never be left above newer data that moved
+//!   down) merged with the base level tables it overlaps.
+//! - A level above the base level that still holds data (the store
+//!   shrank, or static targets wrote it) into the next.
+//! - Level N → N+1 (N ≥ 1) when level N exceeds its target, tombstones
+//!   weighed at what they free below: the table of level N that frees
+//!   the most per byte rewritten (with no tombstones, the one overlapping
+//!   the fewest bytes of level N+1), merged with those tables; with no
+//!   overlap the table is moved down (a manifest edit, no rewrite).
 //! - [`crate::Db::compact_range`]: each level's tables in the range into
 //!   the next, down to the deepest non-empty level, then that level into
 //!   itself.
