@@ -42,10 +42,12 @@ pub const SLOWDOWN_BYTES_PER_S_DEFAULT: u64 = 16 << 20;
 pub const SLOWDOWN_SLEEP_US_MIN: u64 = 1000;
 /// Default L0 file count at which writes wait for compaction.
 pub const L0_STOP_WRITES_DEFAULT: usize = 12;
-/// Default target size of L1, in bytes (256 MiB, RocksDB's
-/// `max_bytes_for_level_base`); level N+1 targets `level_size_ratio` times
-/// level N. With 64 MiB, 10 M random puts wrote 6.98 bytes per user byte
-/// (WAL included) against 6.45 with 256 MiB (docs/benchmarks.md).
+/// Default target size of the base level (L1 with static targets), in
+/// bytes (256 MiB, RocksDB's `max_bytes_for_level_base`), and the least
+/// any level targets with dynamic ones; a level targets `level_size_ratio`
+/// times the one above. With 64 MiB and static targets, 10 M random puts
+/// wrote 6.98 bytes per user byte (WAL included) against 6.45 with
+/// 256 MiB (docs/benchmarks.md).
 pub const LEVEL1_BYTES_DEFAULT: u64 = 256 << 20;
 /// Default size ratio between adjacent levels.
 pub const LEVEL_SIZE_RATIO_DEFAULT: u64 = 10;

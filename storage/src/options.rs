@@ -161,7 +161,8 @@ impl Options {
     }
 
     /// L0 file count at which the background compaction merges all of L0
-    /// into L1 (default 4, at least 1).
+    /// into the base level (L1 with static targets; default 4, at least
+    /// 1).
     pub fn l0_compaction_trigger(mut self, files: usize) -> Self {
         self.l0_compaction_trigger = files.max(1);
         self
@@ -199,7 +200,8 @@ impl Options {
 
     /// Target size of the level L0 compacts into (default 256 MiB, at
     /// least 1 byte): L1 with static targets, the *base level* with
-    /// dynamic ones ([`Options::level_targets_dynamic`]). A level over its
+    /// dynamic ones ([`Options::level_targets_dynamic`]), and with those
+    /// the least any level below the base targets. A level over its
     /// target is compacted into the next one.
     pub fn level1_bytes(mut self, bytes: u64) -> Self {
         self.level1_bytes = bytes.max(1);

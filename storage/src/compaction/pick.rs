@@ -57,10 +57,19 @@ pub(super) fn job_into(
         output > level && output < LEVELS,
         "compaction from L{level} into L{output}"
     );
-    debug_assert!(levels[level + 1..output].iter().all(|l| l.is_empty()));
+    // Checked in release builds too: a wrong caller would put older
+    // versions above newer ones, and reads would return stale values.
+    assert!(
+        levels[level + 1..output].iter().all(|l| l.is_empty()),
+        "compaction from L{level} into L{output} over a non-empty level"
+    );
     let (lo, hi) = key_span(inputs.iter())?;
     let next = overlapping(&levels[output], lo, hi);
-    let trivial = level >= 1 && next.is_empty();
+    // Into the last level, tables holding tombstones are rewritten, not
+    // moved: nothing compacts the last level by size, so a tombstone
+    // moved there would stay forever, although nothing below needs it.
+    let into_last_with_deletes = output == LEVELS - 1 && inputs.iter().any(|t| t.deletions() > 0);
+    let trivial = level >= 1 && next.is_empty() && !into_last_with_deletes;
     let mut all: Vec<(usize, Arc<Table>)> = inputs.into_iter().map(|t| (level, t)).collect();
     all.extend(next.into_iter().map(|t| (output, t)));
     Some(Job {
