@@ -337,8 +337,8 @@ impl Db {
     }
 
     /// Flushes the memtable, then waits until background compaction has
-    /// nothing left to do (no level over its target, none above the base
-    /// level holding data, L0 under its trigger). For benchmarks and tools that want a settled tree (what
+    /// nothing left to do (no level over its target, L0 under its
+    /// trigger). For benchmarks and tools that want a settled tree (what
     /// RocksDB calls `WaitForCompact`); writers running meanwhile can make
     /// it wait longer.
     ///

@@ -219,8 +219,9 @@ impl Options {
     /// the largest level up, each `level_size_ratio` times smaller than
     /// the one below and none under [`Options::level1_bytes`]; L0
     /// compacts into the shallowest level that target leaves room for
-    /// (the *base level*), and a small store lives in L0 and the last
-    /// level alone. RocksDB's `level_compaction_dynamic_level_bytes`.
+    /// (the *base level*, never below the first level holding data), and
+    /// a small store lives in L0 and the last level alone. RocksDB's
+    /// `level_compaction_dynamic_level_bytes`.
     ///
     /// **Why it is the default:** with static targets (L1 =
     /// `level1_bytes`, ×`level_size_ratio` per level) a store of a few

@@ -14,8 +14,6 @@
 //! - L0 → base when L0 has `l0_compaction_trigger` tables: *all* of L0
 //!   (so an older L0 table can never be left above newer data that moved
 //!   down) merged with the base level tables it overlaps.
-//! - A level above the base level that still holds data (the store
-//!   shrank, or static targets wrote it) into the next.
 //! - Level N → N+1 (N ≥ 1) when level N exceeds its target, tombstones
 //!   weighed at what they free below: the table of level N that frees
 //!   the most per byte rewritten (with no tombstones, the one overlapping

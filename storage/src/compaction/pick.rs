@@ -146,8 +146,8 @@ pub(super) struct Shape {
     /// The level L0 compacts into (RocksDB's "base level"): 1 with static
     /// targets; with dynamic ones the shallowest level the data needs.
     pub(super) base: usize,
-    /// Target bytes per level; levels above `base` have none (0): what
-    /// they hold is moved down first.
+    /// Target bytes per level; levels above `base` have none (0) and
+    /// hold no data.
     pub(super) targets: [u64; LEVELS],
 }
 
@@ -155,9 +155,18 @@ pub(super) struct Shape {
 ///
 /// Dynamic: the largest level (by file bytes) is taken as the last
 /// level's size; going up, each level targets `ratio` times less, and
-/// the base level is the first whose target is at most `level1_bytes`.
-/// No level targets less than `level1_bytes` (a level smaller than L0
-/// would be compacted before it, and L0 would stall writers).
+/// the base level is the first whose target is at most `level1_bytes`
+/// — but never below the first level holding data (RocksDB's rule), so
+/// no level above the base ever holds any. No level targets less than
+/// `level1_bytes` (a level smaller than L0 would be compacted before it,
+/// and L0 would stall writers).
+///
+/// **Why not move the base below data and drain the levels above it:**
+/// a state-synced node's adoption ingests its trie as overlapping runs,
+/// which land one per level from L6 up; draining them rewrote each run
+/// level by level while the adoption ran and made a 10 M-account join
+/// take 43 s instead of 27 s. A store whose upper levels hold data keeps
+/// its base there and sizes the levels below it from the largest.
 /// `level_bytes` holds each level's file bytes, L0 first.
 pub(super) fn shape(level_bytes: &[u64], level1_bytes: u64, ratio: u64, dynamic: bool) -> Shape {
     let mut targets = [0u64; LEVELS];
@@ -170,34 +179,33 @@ pub(super) fn shape(level_bytes: &[u64], level1_bytes: u64, ratio: u64, dynamic:
         return Shape { base: 1, targets };
     }
     let largest = level_bytes.iter().skip(1).copied().max().unwrap_or(0);
-    let mut base = LEVELS - 1;
+    let first = (1..LEVELS)
+        .find(|&l| level_bytes[l] > 0)
+        .unwrap_or(LEVELS - 1);
+    let mut sized = LEVELS - 1;
     let mut size = largest;
-    while base > 1 && size > level1_bytes {
-        base -= 1;
+    while sized > 1 && size > level1_bytes {
+        sized -= 1;
         size /= ratio;
     }
+    let base = sized.min(first);
     for (level, t) in targets.iter_mut().enumerate().skip(base) {
         let mut target = size;
-        for _ in base..level {
+        for _ in sized..level {
             target = target.saturating_mul(ratio);
+        }
+        for _ in level..sized {
+            target /= ratio;
         }
         *t = target.max(level1_bytes);
     }
     Shape { base, targets }
 }
 
-/// The level L0's tables go to: the base level, or a level above it
-/// still holding data (being moved down): L0's newer versions must never
-/// land below older ones of the same keys.
-pub(super) fn l0_output(levels: &Levels, base: usize) -> usize {
-    (1..base).find(|&l| !levels[l].is_empty()).unwrap_or(base)
-}
-
 /// The compaction the level shapes call for, if any: L0 by file count
-/// first (it slows reads and stalls writers), then a level above the base
-/// level that still holds data (after the store shrank or on a store
-/// written with static targets), then the level furthest over its target,
-/// sizes compensated for tombstones ([`compensated_bytes`]).
+/// first (it slows reads and stalls writers), into the base level; then
+/// the level furthest over its target, sizes compensated for tombstones
+/// ([`compensated_bytes`]).
 pub(super) fn pick(inner: &Inner, levels: &Levels) -> Option<Job> {
     let o = &inner.options;
     let level_bytes: Vec<u64> = levels
@@ -211,7 +219,7 @@ pub(super) fn pick(inner: &Inner, levels: &Levels) -> Option<Job> {
         o.level_targets_dynamic,
     );
     if levels[0].len() >= o.l0_compaction_trigger {
-        return job_into(levels, 0, levels[0].clone(), l0_output(levels, shape.base));
+        return job_into(levels, 0, levels[0].clone(), shape.base);
     }
     let per_put = bytes_per_put(levels);
     let below = |level: usize, t: &Arc<Table>| {
@@ -222,15 +230,15 @@ pub(super) fn pick(inner: &Inner, levels: &Levels) -> Option<Job> {
         if tables.is_empty() {
             continue;
         }
-        let score = if level < shape.base {
-            f64::INFINITY
-        } else {
-            let bytes: f64 = tables
-                .iter()
-                .map(|t| compensated_bytes(t, per_put, below(level, t)))
-                .sum();
-            bytes / shape.targets[level] as f64
-        };
+        assert!(
+            level >= shape.base,
+            "L{level} holds data above the base level"
+        );
+        let bytes: f64 = tables
+            .iter()
+            .map(|t| compensated_bytes(t, per_put, below(level, t)))
+            .sum();
+        let score = bytes / shape.targets[level] as f64;
         if score > 1.0 && best.is_none_or(|(_, s)| score > s) {
             best = Some((level, score));
         }
@@ -306,15 +314,19 @@ mod tests {
         assert_eq!(&s.targets[..3], &[0, 0, 0]);
         let l3 = 30_720 * MIB / 1000;
         assert_eq!(&s.targets[3..], &[256 * MIB, l3 * 10, l3 * 100, l3 * 1000]);
-        // The largest level counts, wherever it is (a store written with
-        // static targets, its data in L2).
+        // Never below data: a store with data in L2 (written with static
+        // targets, or an adoption's runs) keeps its base there; the
+        // levels below are sized from the largest as before.
         let s = shape(
             &sizes(&[(2, 900 * MIB), (6, 100 * MIB)]),
             256 * MIB,
             10,
             true,
         );
-        assert_eq!(s.base, 5);
+        assert_eq!(s.base, 2);
+        assert_eq!(&s.targets[..3], &[0, 0, 256 * MIB]);
+        assert_eq!(s.targets[5], 256 * MIB);
+        assert_eq!(s.targets[6], 900 * MIB);
         // Beyond what LEVELS - 1 levels of ratio 10 hold: L1 is the base
         // and the targets still grow down from it.
         let s = shape(&sizes(&[(6, u64::MAX / 2)]), 256 * MIB, 10, true);
