@@ -17,6 +17,21 @@ fn value(n: u64, round: u64) -> Vec<u8> {
     v
 }
 
+/// `bytes` pseudo-random bytes seeded by `n` (xorshift): values that do
+/// not compress, so their bytes are what deletes free on disk.
+fn incompressible(n: u64, bytes: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes + 8);
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while v.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(bytes);
+    v
+}
+
 /// Tiny memtable, tables and levels: every few hundred writes flush, and
 /// flushes trigger compactions across several levels.
 fn tiny() -> Options {
@@ -543,17 +558,7 @@ fn a_level_of_tombstones_is_compacted_by_what_it_frees() {
         .level_size_ratio(10);
     let db = Db::open(dir.path(), options).unwrap();
     // Values that do not compress: their bytes are what deletes free.
-    let value = |n: u64| -> Vec<u8> {
-        let mut v = Vec::with_capacity(VALUE_BYTES);
-        let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        while v.len() < VALUE_BYTES {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v
-    };
+    let value = |n: u64| incompressible(n, VALUE_BYTES);
     for n in 0..KEYS {
         db.put(&key(n), &value(n)).unwrap();
     }
@@ -651,17 +656,7 @@ fn deleted_large_values_do_not_pile_up_under_small_churn() {
         .table_bytes(64 << 10)
         .level1_bytes(256 << 10);
     let db = Db::open(dir.path(), options).unwrap();
-    let body = |h: u64| -> Vec<u8> {
-        let mut v = Vec::with_capacity(BODY_BYTES);
-        let mut x = h.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        while v.len() < BODY_BYTES {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v
-    };
+    let body = |h: u64| incompressible(h, BODY_BYTES);
     let body_key = |h: u64| format!("x{h:08}").into_bytes();
     // Churned keys spread over the key space like page hashes.
     let churn_key = |h: u64, i: u64| {
