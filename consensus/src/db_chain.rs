@@ -59,6 +59,12 @@ pub(crate) fn key(ns: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Fewest pages of one trie level an adoption slice ingests as a run of
+/// its own; fewer go through the write batch (a run this small would be
+/// a table of a few KB in the last level, kept until a manual
+/// compaction).
+const ADOPT_RUN_ENTRIES_MIN: usize = 1024;
+
 /// State entries staged on the trie at a time when a synced state is
 /// adopted ([`DbChain::adopt_synced_state`]): 16 MiB of paths and value
 /// hashes and the pages they write. A 10 M-entry join peaked at 2,018 MiB
@@ -427,11 +433,13 @@ impl DbChain {
             block_id,
             state_root,
             ADOPT_SLICE_UPDATES,
+            ADOPT_RUN_ENTRIES_MIN,
         )
     }
 
     /// [`DbChain::adopt_synced_state`], staging `slice_updates` entries at
-    /// a time.
+    /// a time and ingesting runs of at least `run_entries_min` pages
+    /// ([`write_adopted_slice`]).
     fn adopt_in_slices(
         db: &Arc<Db>,
         genesis: &Genesis,
@@ -439,6 +447,7 @@ impl DbChain {
         block_id: &BlockId,
         state_root: &[u8; 32],
         slice_updates: usize,
+        run_entries_min: usize,
     ) -> Result<(), ChainError> {
         assert!(slice_updates > 0);
         if db.get(META_KEY)?.is_some() {
@@ -474,17 +483,10 @@ impl DbChain {
             }
             let mut staged = chain.trie.stage(&updates.into_sorted())?;
             let (puts, deletes) = staged.take_writes();
-            if !deletes.is_empty() {
-                let mut batch = WriteBatch::new();
-                for k in deletes {
-                    batch.delete(key(b't', &k));
-                }
-                db.write(batch, WriteOptions::default())?;
-            }
             let mut trie_records: Vec<(Vec<u8>, Vec<u8>)> =
                 puts.into_iter().map(|(k, v)| (key(b't', &k), v)).collect();
             trie_records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            db.ingest_sorted(trie_records)?;
+            write_adopted_slice(db, trie_records, deletes, run_entries_min)?;
             chain.trie.install(staged)?;
         }
         if chain.trie.root() != *state_root {
@@ -1214,6 +1216,67 @@ fn decode_meta(meta: &[u8]) -> Result<(u64, BlockId, [u8; 32]), ChainError> {
     Ok((height, id, root))
 }
 
+/// Writes one adoption slice's trie records (sorted) and the deletes of
+/// the page versions it replaced. Pages are ingested as one sorted run
+/// per trie level (`'t' 'p' level`); smaller groups (the few top pages,
+/// the root and stale-list records) and the deletes go through one
+/// write batch.
+///
+/// **Why a run per level:** a page key is `level ‖ prefix ‖ version`,
+/// and slices are consecutive key ranges, so a slice's pages at one
+/// level come after every earlier slice's pages at that level (the one
+/// page on the boundary is rewritten under a newer version, which sorts
+/// after the old one). The per-level runs of all slices are thus
+/// disjoint and each goes straight to the last level. One run spanning
+/// every level overlapped every earlier slice's run and landed a level
+/// higher each time (L6, L5, … L1, then L0), leaving the adopted store
+/// with data in every level: compaction rewrote it, and the engine's
+/// base level stayed at L1 for the node's life.
+fn write_adopted_slice(
+    db: &Db,
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: Vec<Vec<u8>>,
+    run_entries_min: usize,
+) -> Result<(), ChainError> {
+    let mut batch = WriteBatch::new();
+    for k in deletes {
+        batch.delete(key(b't', &k));
+    }
+    let mut runs: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
+    let mut group: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let level_of = |k: &[u8]| -> Option<u8> {
+        (k.get(1) == Some(&b'p'))
+            .then(|| k.get(2).copied())
+            .flatten()
+    };
+    let mut flush = |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch| {
+        let group = std::mem::take(group);
+        let is_pages = group.first().is_some_and(|(k, _)| level_of(k).is_some());
+        if is_pages && group.len() >= run_entries_min {
+            runs.push(group);
+        } else {
+            for (k, v) in group {
+                batch.put(k, v);
+            }
+        }
+    };
+    for record in records {
+        if group
+            .first()
+            .is_some_and(|(k, _)| level_of(k) != level_of(&record.0) || level_of(k).is_none())
+        {
+            flush(&mut group, &mut batch);
+        }
+        group.push(record);
+    }
+    flush(&mut group, &mut batch);
+    for run in runs {
+        db.ingest_sorted(run)?;
+    }
+    db.write(batch, WriteOptions::default())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1267,14 +1330,36 @@ mod tests {
             let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
             db.ingest_sorted(state.iter().cloned()).unwrap();
             let wrong = [9u8; 32];
-            let err = DbChain::adopt_in_slices(&db, &genesis, 0, &id, &wrong, slice).unwrap_err();
+            let err =
+                DbChain::adopt_in_slices(&db, &genesis, 0, &id, &wrong, slice, 1).unwrap_err();
             assert!(err.to_string().contains("root"), "{err}");
             assert!(db.scan_prefix([b't']).unwrap().next().is_some());
-            DbChain::adopt_in_slices(&db, &genesis, 0, &id, &root, slice).unwrap();
+            DbChain::adopt_in_slices(&db, &genesis, 0, &id, &root, slice, 1).unwrap();
             let adopted = DbChain::open(Arc::clone(&db), &genesis).unwrap();
             assert_eq!(adopted.state_root(), root, "slices of {slice}");
             assert_eq!(adopted.height(), 0);
         }
+        // A fresh adoption's page runs (one per trie level per slice,
+        // here from 8 pages) are disjoint: every one lands in the last
+        // level, none above it.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+        db.ingest_sorted(state.iter().cloned()).unwrap();
+        DbChain::adopt_in_slices(&db, &genesis, 0, &id, &root, 100, 8).unwrap();
+        let pages: Vec<_> = db
+            .tables()
+            .into_iter()
+            .filter(|t| t.smallest.starts_with(b"tp"))
+            .collect();
+        assert!(pages.len() > 30, "{} page runs", pages.len());
+        let last = strata_storage::limits::LEVELS - 1;
+        assert!(
+            pages.iter().all(|t| t.level == last),
+            "levels {:?}",
+            pages.iter().map(|t| t.level).collect::<Vec<_>>()
+        );
+        let adopted = DbChain::open(Arc::clone(&db), &genesis).unwrap();
+        assert_eq!(adopted.state_root(), root);
     }
 
     /// A genesis with `accounts` funded (arbitrary 32-byte) accounts.

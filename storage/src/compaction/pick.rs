@@ -162,11 +162,13 @@ pub(super) struct Shape {
 /// and L0 would stall writers).
 ///
 /// **Why not move the base below data and drain the levels above it:**
-/// a state-synced node's adoption ingests its trie as overlapping runs,
-/// which land one per level from L6 up; draining them rewrote each run
-/// level by level while the adoption ran and made a 10 M-account join
-/// take 43 s instead of 27 s. A store whose upper levels hold data keeps
-/// its base there and sizes the levels below it from the largest.
+/// bulk ingests of overlapping runs land one per level from L6 up (a
+/// state-synced node's trie adoption did, before it wrote one disjoint
+/// run per trie level); draining them rewrote each run level by level
+/// while the adoption ran and made a 10 M-account join take 43 s
+/// instead of 27 s. A store whose upper levels hold data keeps its base
+/// there and sizes the levels below it from the largest.
+///
 /// `level_bytes` holds each level's file bytes, L0 first.
 pub(super) fn shape(level_bytes: &[u64], level1_bytes: u64, ratio: u64, dynamic: bool) -> Shape {
     let mut targets = [0u64; LEVELS];
