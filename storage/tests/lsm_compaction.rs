@@ -17,6 +17,17 @@ fn value(n: u64, round: u64) -> Vec<u8> {
     v
 }
 
+/// Small tables and a 256 KiB base level, with a memtable (1 MiB) the
+/// tests below never fill: they flush at fixed points and wait for
+/// compaction after each, so the same tables come out every run.
+fn flushed_by_hand() -> Options {
+    Options::new()
+        .memtable_bytes(1 << 20)
+        .l0_compaction_trigger(2)
+        .table_bytes(64 << 10)
+        .level1_bytes(256 << 10)
+}
+
 /// `bytes` pseudo-random bytes seeded by `n` (xorshift): values that do
 /// not compress, so their bytes are what deletes free on disk.
 fn incompressible(n: u64, bytes: usize) -> Vec<u8> {
@@ -650,12 +661,7 @@ fn deleted_large_values_do_not_pile_up_under_small_churn() {
     const CHURN_LIFE: u64 = 50;
     const FLUSH_EVERY: u64 = 7;
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::new()
-        .memtable_bytes(1 << 20)
-        .l0_compaction_trigger(2)
-        .table_bytes(64 << 10)
-        .level1_bytes(256 << 10);
-    let db = Db::open(dir.path(), options).unwrap();
+    let db = Db::open(dir.path(), flushed_by_hand()).unwrap();
     let body = |h: u64| incompressible(h, BODY_BYTES);
     let body_key = |h: u64| format!("x{h:08}").into_bytes();
     // Churned keys spread over the key space like page hashes.
@@ -721,12 +727,7 @@ fn deleted_large_values_do_not_pile_up_under_small_churn() {
 fn versions_ingested_at_the_bottom_are_freed_once_overwritten() {
     const KEYS: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::new()
-        .memtable_bytes(1 << 20)
-        .l0_compaction_trigger(2)
-        .table_bytes(64 << 10)
-        .level1_bytes(256 << 10);
-    let db = Db::open(dir.path(), options).unwrap();
+    let db = Db::open(dir.path(), flushed_by_hand()).unwrap();
     let value = |n: u64, round: u8| {
         let mut v = vec![round; 48];
         v[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
