@@ -1238,40 +1238,26 @@ fn write_adopted_slice(
     deletes: Vec<Vec<u8>>,
     run_entries_min: usize,
 ) -> Result<(), ChainError> {
-    let mut batch = WriteBatch::new();
-    for k in deletes {
-        batch.delete(key(b't', &k));
-    }
-    let mut runs: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
-    let mut group: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let level_of = |k: &[u8]| -> Option<u8> {
+    // The trie level of a page record (`'t' 'p' level …`), else `None`.
+    let level_of = |k: &[u8]| {
         (k.get(1) == Some(&b'p'))
             .then(|| k.get(2).copied())
             .flatten()
     };
-    let mut flush = |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch| {
-        let group = std::mem::take(group);
-        let is_pages = group.first().is_some_and(|(k, _)| level_of(k).is_some());
-        if is_pages && group.len() >= run_entries_min {
-            runs.push(group);
+    let mut batch = WriteBatch::new();
+    for k in deletes {
+        batch.delete(key(b't', &k));
+    }
+    // Sorted records: the pages of one level are one contiguous group.
+    for group in records.chunk_by(|a, b| level_of(&a.0).is_some_and(|l| level_of(&b.0) == Some(l)))
+    {
+        if level_of(&group[0].0).is_some() && group.len() >= run_entries_min {
+            db.ingest_sorted(group.iter().map(|(k, v)| (k, v)))?;
         } else {
             for (k, v) in group {
-                batch.put(k, v);
+                batch.put(k.clone(), v.clone());
             }
         }
-    };
-    for record in records {
-        if group
-            .first()
-            .is_some_and(|(k, _)| level_of(k) != level_of(&record.0) || level_of(k).is_none())
-        {
-            flush(&mut group, &mut batch);
-        }
-        group.push(record);
-    }
-    flush(&mut group, &mut batch);
-    for run in runs {
-        db.ingest_sorted(run)?;
     }
     db.write(batch, WriteOptions::default())?;
     Ok(())

@@ -28,12 +28,12 @@ fn key_span<'a>(tables: impl Iterator<Item = &'a Arc<Table>>) -> Option<(&'a [u8
     span
 }
 
-fn overlapping(level: &[Arc<Table>], lo: &[u8], hi: &[u8]) -> Vec<Arc<Table>> {
-    level
-        .iter()
-        .filter(|t| t.overlaps(lo, hi))
-        .cloned()
-        .collect()
+/// The tables of `level` (1 or deeper: a disjoint, sorted run) whose
+/// ranges meet `[lo, hi]`: one contiguous stretch, found by binary search.
+fn overlapping<'a>(level: &'a [Arc<Table>], lo: &[u8], hi: &[u8]) -> &'a [Arc<Table>] {
+    let from = level.partition_point(|t| t.largest() < lo);
+    let to = from + level[from..].partition_point(|t| t.smallest() <= hi);
+    &level[from..to]
 }
 
 /// A job merging `inputs` of `level` with what they overlap in `level + 1`
@@ -71,7 +71,7 @@ pub(super) fn job_into(
     let into_last_with_deletes = output == LEVELS - 1 && inputs.iter().any(|t| t.deletions() > 0);
     let trivial = level >= 1 && next.is_empty() && !into_last_with_deletes;
     let mut all: Vec<(usize, Arc<Table>)> = inputs.into_iter().map(|t| (level, t)).collect();
-    all.extend(next.into_iter().map(|t| (output, t)));
+    all.extend(next.iter().map(|t| (output, Arc::clone(t))));
     Some(Job {
         inputs: all,
         output_level: output,
@@ -104,13 +104,11 @@ fn bytes_per_put(levels: &Levels) -> f64 {
     }
 }
 
-/// Bytes and entries of the tables of `level` (a disjoint, sorted run)
-/// whose ranges meet `[lo, hi]`.
+/// Bytes and entries of the tables of `level` whose ranges meet
+/// `[lo, hi]` ([`overlapping`]).
 fn overlap_totals(level: &[Arc<Table>], lo: &[u8], hi: &[u8]) -> (u64, u64) {
-    let from = level.partition_point(|t| t.largest() < lo);
-    level[from..]
+    overlapping(level, lo, hi)
         .iter()
-        .take_while(|t| t.smallest() <= hi)
         .fold((0, 0), |(b, e), t| (b + t.size_bytes(), e + t.entries()))
 }
 

@@ -194,11 +194,6 @@ impl Table {
         self.size_bytes
     }
 
-    /// Whether the user-key range `[lo, hi]` intersects the table's.
-    pub(crate) fn overlaps(&self, lo: &[u8], hi: &[u8]) -> bool {
-        self.smallest.as_slice() <= hi && lo <= self.largest.as_slice()
-    }
-
     /// Marks the file for deletion once the last reference is dropped.
     /// Called only after a durable manifest edit stopped naming it.
     pub(crate) fn mark_obsolete(&self) {
