@@ -62,6 +62,10 @@ pub struct Plan {
     pub accounts: Option<u64>,
     /// How senders and recipients are drawn.
     pub distribution: Distribution,
+    /// Every transaction pays a new account instead of a drawn one (see
+    /// [`new_account`]): `txs` transfers create `txs` accounts, as on a
+    /// chain whose state grew by use rather than by its genesis.
+    pub new_recipients: bool,
     /// Seed of the draw.
     pub seed: u64,
     /// Submission rate in tx/s; `None` = as fast as the nodes take them.
@@ -219,6 +223,14 @@ fn draw_load(plan: &Plan, genesis: &Genesis) -> Result<Load, String> {
         .iter()
         .map(|&i| (i, genesis.account_public_keys(i..i + 1, 1)[0]))
         .collect();
+    if plan.new_recipients {
+        return Ok(Load {
+            senders,
+            recipients: (0..plan.txs as u64)
+                .map(|i| new_account(plan.seed, i))
+                .collect(),
+        });
+    }
     let recipients_index: Vec<u64> = (0..plan.txs).map(|_| draw.next(&mut rng)).collect();
     // Recipients' public keys: one key walk per distinct index is ~10 µs
     // of a base-point multiplication; spread over every core.
@@ -243,6 +255,19 @@ fn draw_load(plan: &Plan, genesis: &Genesis) -> Result<Load, String> {
         senders,
         recipients,
     })
+}
+
+/// The `index`-th new account of a run seeded `seed`: a 32-byte key
+/// hashed from both, outside the genesis's account space (no seed
+/// derives it) and distinct across seeds and indexes. A transfer may pay
+/// any 32 bytes; nobody holds the secret key of these, which a bench
+/// that only pays them does not need.
+pub fn new_account(seed: u64, index: u64) -> PublicKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata-bench/new-account");
+    h.update(&seed.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    *h.finalize().as_bytes()
 }
 
 /// What happened.
@@ -422,9 +447,17 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         let a = api.get(&format!("/v1/accounts/{}", hex::encode(pk)))?;
         nonces.push(a["nonce"].as_u64().unwrap_or(0));
     }
+    let to = if plan.new_recipients {
+        format!("{} new accounts", plan.txs)
+    } else {
+        format!(
+            "recipients over {accounts} accounts ({})",
+            plan.distribution
+        )
+    };
     eprintln!(
-        "signing {} transactions from {} senders to recipients over {accounts} accounts ({})...",
-        plan.txs, plan.senders, plan.distribution
+        "signing {} transactions from {} senders to {to}...",
+        plan.txs, plan.senders
     );
     let txs = sign_all(plan, genesis, &load, &nonces)?;
 
@@ -464,8 +497,14 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         submitted: txs.len(),
         heights: (start_height, start_height),
         load: format!(
-            "{accounts} accounts, {} senders, {}",
-            plan.senders, plan.distribution
+            "{accounts} accounts, {} senders, {}{}",
+            plan.senders,
+            plan.distribution,
+            if plan.new_recipients {
+                ", each paying a new account"
+            } else {
+                ""
+            }
         ),
         ..Report::default()
     };
@@ -754,5 +793,38 @@ mod tests {
         }
         // 200 k uniform draws over 1 M: ~181 k distinct.
         assert!(seen.len() > 170_000, "{} distinct", seen.len());
+    }
+
+    #[test]
+    fn new_recipients_are_new_accounts_one_per_transaction() {
+        let genesis = Genesis::devnet(1);
+        let plan = Plan {
+            targets: Vec::new(),
+            api: String::new(),
+            txs: 5_000,
+            senders: 16,
+            accounts: None,
+            distribution: Distribution::Uniform,
+            new_recipients: true,
+            seed: 3,
+            rate: None,
+            batch: 256,
+            finality_timeout: Duration::from_secs(1),
+            progress: false,
+        };
+        let load = draw_load(&plan, &genesis).unwrap();
+        let space: std::collections::HashSet<_> = genesis
+            .account_public_keys(0..genesis.devnet_account_space(), 2)
+            .into_iter()
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for r in &load.recipients {
+            assert!(!space.contains(r), "a genesis account drawn as new");
+            assert!(seen.insert(*r), "a new account drawn twice");
+        }
+        assert_eq!(seen.len(), plan.txs);
+        // Another seed pays other accounts: runs add up.
+        let other = draw_load(&Plan { seed: 4, ..plan }, &genesis).unwrap();
+        assert!(other.recipients.iter().all(|r| !seen.contains(r)));
     }
 }

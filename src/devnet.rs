@@ -329,6 +329,7 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
         senders: args.senders,
         accounts: None,
         distribution: args.distribution,
+        new_recipients: false,
         seed: args.seed,
         rate: args.rate,
         batch: 256,

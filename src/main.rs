@@ -266,6 +266,11 @@ struct BenchCli {
     /// Genesis of the target network (default: the built-in devnet).
     #[arg(long)]
     genesis: Option<PathBuf>,
+    /// Every transfer pays a new account (hashed from --seed and its
+    /// index) instead of a drawn one: grows the state by one account per
+    /// transaction.
+    #[arg(long)]
+    new_recipients: bool,
     /// Most seconds to wait for finality.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -478,6 +483,7 @@ fn main() -> ExitCode {
                 senders: a.senders,
                 accounts: a.accounts,
                 distribution,
+                new_recipients: a.new_recipients,
                 seed: a.load.seed,
                 rate: a.rate,
                 batch: a.batch,

@@ -6,9 +6,18 @@
 #
 #   ACCOUNTS=1000000 TXS=40000 docs/scripts/sync_join.sh
 #
+# NEW_ACCOUNTS=N instead grows the state by use: the genesis funds only
+# the 4,096 built-in accounts, and N transfers (in runs of CHUNK) each pay
+# a new account, so replay has N transactions to execute, as on a chain
+# whose accounts came from transfers:
+#
+#   NEW_ACCOUNTS=10000000 DIR=/tmp/strata-sync-join-grown docs/scripts/sync_join.sh
+#
 # Needs a release build (cargo build --release). Loopback only.
 set -euo pipefail
-ACCOUNTS=${ACCOUNTS:-1000000}
+NEW_ACCOUNTS=${NEW_ACCOUNTS:-}
+CHUNK=${CHUNK:-1000000}
+if [ -n "$NEW_ACCOUNTS" ]; then ACCOUNTS=4096; else ACCOUNTS=${ACCOUNTS:-1000000}; fi
 TXS=${TXS:-40000}
 DIR=${DIR:-/tmp/strata-sync-join}
 BIN=${BIN:-$(pwd)/target/release/strata}
@@ -26,14 +35,31 @@ rm -rf "$DIR"/join-*
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
-for i in 0 1 2; do
-  "$BIN" node --data-dir "$DIR/node-$i" --listen "127.0.0.1:$((P2P + i))" --api "127.0.0.1:$((API + i))" \
-    --genesis "$DIR/genesis.toml" --key "$DIR/node-$i.key" --config "$DIR/validator.toml" \
-    > "$DIR/v$i.log" 2>&1 &
-  pids+=($!)
-done
 height() { curl -s "http://127.0.0.1:$1/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["height"])' 2>/dev/null || echo 0; }
-until [ "$(height "$API")" -gt 0 ]; do sleep 0.5; done
+validators() { # config
+  for i in 0 1 2; do
+    "$BIN" node --data-dir "$DIR/node-$i" --listen "127.0.0.1:$((P2P + i))" --api "127.0.0.1:$((API + i))" \
+      --genesis "$DIR/genesis.toml" --key "$DIR/node-$i.key" --config "$1" \
+      >> "$DIR/v$i.log" 2>&1 &
+    pids+=($!)
+  done
+  until [ "$(height "$API")" -gt 0 ]; do sleep 0.5; done
+}
+if [ -n "$NEW_ACCOUNTS" ] && [ -z "${REUSE:-}" ]; then
+  # Grow the state by transfers, without served snapshots (each would
+  # count the whole state while the load runs).
+  printf '[sync]\nsnapshot_every = 0\n' > "$DIR/grow.toml"
+  validators "$DIR/grow.toml"
+  start=$(date +%s)
+  for ((k = 0; k * CHUNK < NEW_ACCOUNTS; k++)); do
+    "$BIN" bench --target "127.0.0.1:$P2P" --api "127.0.0.1:$API" --txs "$CHUNK" --new-recipients \
+      --genesis "$DIR/genesis.toml" --seed $((1000 + k)) --timeout 1200 > "$DIR/grow-$k.txt"
+    echo "grown by $(((k + 1) * CHUNK)) accounts in $(($(date +%s) - start)) s: $(tail -1 "$DIR/grow-$k.txt")"
+  done
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+fi
+validators "$DIR/validator.toml"
 # A little load after the restart, until the validators commit past a
 # snapshot height (snapshots are taken at commits, every 5 heights).
 h0=$(height "$API")
