@@ -86,6 +86,7 @@ fn devnet(running: usize) -> Devnet {
         config: None,
         fd_limit: None,
         genesis: None,
+        ..DevnetOpts::default()
     });
     net.wait_ready(Duration::from_secs(60));
     net
@@ -616,6 +617,7 @@ fn idle_connections_cannot_exhaust_descriptors() {
         config: None,
         fd_limit: Some(1024),
         genesis: None,
+        ..DevnetOpts::default()
     });
     net.wait_ready(Duration::from_secs(60));
     let api: SocketAddr = format!("127.0.0.1:{}", net.api[0]).parse().unwrap();

@@ -50,6 +50,7 @@ fn synthetic_genesis_has_one_root_everywhere_and_survives_kill9_while_written() 
         config: None,
         fd_limit: None,
         genesis: Some(genesis),
+        ..DevnetOpts::default()
     });
     net.wait_ready(Duration::from_secs(120));
     for i in 0..2 {

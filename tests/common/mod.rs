@@ -79,6 +79,9 @@ pub struct Devnet {
     /// Open-file limit (soft and hard) the node processes start under, if
     /// set.
     pub fd_limit: Option<u64>,
+    /// The hosts the nodes run on, one network namespace each, when the
+    /// devnet runs in a lab (node `i` on host `i`); `None`: loopback.
+    pub lab: Option<strata_netlab::Lab>,
     agent: ureq::Agent,
 }
 
@@ -97,6 +100,9 @@ pub struct DevnetOpts<'a> {
     /// The genesis (default: the built-in devnet of `validators`); its
     /// validator addresses are replaced by the test's ports.
     pub genesis: Option<Genesis>,
+    /// Run node `i` on host `i` of this lab instead of on loopback (the
+    /// lab has at least `running` hosts).
+    pub lab: Option<strata_netlab::Lab>,
 }
 
 impl Devnet {
@@ -113,6 +119,7 @@ impl Devnet {
             config,
             fd_limit: None,
             genesis: None,
+            lab: None,
         })
     }
 
@@ -129,8 +136,14 @@ impl Devnet {
             n,
             "the genesis has `validators` validators"
         );
-        for (v, port) in genesis.validators.iter_mut().zip(&p2p) {
-            v.address = format!("127.0.0.1:{port}");
+        let host = |i: usize| -> std::net::IpAddr {
+            match &opts.lab {
+                Some(lab) => lab.addr(i).into(),
+                None => std::net::Ipv4Addr::LOCALHOST.into(),
+            }
+        };
+        for (i, (v, port)) in genesis.validators.iter_mut().zip(&p2p).enumerate() {
+            v.address = format!("{}:{port}", host(i));
         }
         std::fs::write(dir.path().join("genesis.toml"), genesis.to_toml()).unwrap();
         for i in 0..n {
@@ -145,6 +158,7 @@ impl Devnet {
             children: (0..n).map(|_| None).collect(),
             config: None,
             fd_limit: opts.fd_limit,
+            lab: opts.lab,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
@@ -172,7 +186,11 @@ impl Devnet {
             .append(true)
             .open(d.join(format!("node-{i}.log")))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let bin = env!("CARGO_BIN_EXE_strata");
+        let mut cmd = match &self.lab {
+            Some(lab) => lab.command(i, bin),
+            None => Command::new(bin),
+        };
         cmd.arg("node");
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
@@ -198,9 +216,9 @@ impl Devnet {
             .arg("--data-dir")
             .arg(d.join(format!("node-{i}")))
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.p2p[i]))
+            .arg(format!("{}:{}", self.host(i), self.p2p[i]))
             .arg("--api")
-            .arg(format!("127.0.0.1:{}", self.api[i]))
+            .arg(format!("{}:{}", self.host(i), self.api[i]))
             .arg("--genesis")
             .arg(d.join("genesis.toml"))
             .arg("--key")
@@ -254,8 +272,16 @@ impl Devnet {
         }
     }
 
+    /// The address node `i` listens on: its lab host's, or loopback.
+    pub fn host(&self, i: usize) -> std::net::IpAddr {
+        match &self.lab {
+            Some(lab) => lab.addr(i).into(),
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.api[i])
+        format!("http://{}:{}{path}", self.host(i), self.api[i])
     }
 
     /// GET, as (status, JSON).
@@ -360,7 +386,7 @@ impl Devnet {
 
     /// The P2P address of node `i`.
     pub fn p2p_addr(&self, i: usize) -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", self.p2p[i]).parse().unwrap()
+        (self.host(i), self.p2p[i]).into()
     }
 
     /// The pid of running node `i`.

@@ -1,0 +1,208 @@
+//! A devnet of hosts, not of loopback ports: every node in its own
+//! network namespace, joined by links with real delay, loss and cuts
+//! (`strata-netlab`'s user-space router). Each test skips with a message
+//! where namespaces are refused (not root, a container that forbids
+//! them); as root on Linux, including CI, they run.
+//!
+//! Bounds used below, for the default config (`polls_in_flight = 4`,
+//! `poll_timeout_ms = 400`, `propose_delay_ms = 20`) and genesis
+//! (β = 20 consecutive successful polls):
+//! - **A height on an idle network** needs the block at the voters (a
+//!   push, ½ RTT; a pull, 1½ RTT) and β polls, 4 at a time, each at least
+//!   one RTT: about 5 RTT of polls, 7 RTT in all, plus the proposal
+//!   delay and the engine's ticks. The tests allow twice that: a
+//!   transaction's finality p50 ≤ 14 RTT + 200 ms.
+//! - **After a heal**, TCP resends what the cut dropped at its next
+//!   retransmission timeout; the timeout doubles with each loss, so the
+//!   first resend after a cut of `T` comes within about `T` of the heal.
+//!   Then the cut-off side pulls the blocks it missed. The tests allow
+//!   `T` + 10 s.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{submit, transfer, Devnet, DevnetOpts};
+use strata_netlab::{Lab, LabError, Link};
+
+/// A lab of `n` hosts, or `None` (with the reason printed) where the
+/// machine refuses namespaces.
+fn lab(n: usize, seed: u64) -> Option<Lab> {
+    match Lab::new(n, seed) {
+        Ok(lab) => Some(lab),
+        Err(LabError::Refused(why)) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `n` validators, node `i` on host `i` of `lab`.
+fn devnet_in(lab: Lab, n: usize) -> Devnet {
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: n,
+        running: n,
+        lab: Some(lab),
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    net
+}
+
+fn lab_of(net: &Devnet) -> &Lab {
+    net.lab.as_ref().expect("a devnet in a lab")
+}
+
+/// Waits until `id` is final on node `node`; its height.
+fn wait_final(net: &Devnet, node: usize, id: &str, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, v) = net.get(node, &format!("/v1/txs/{id}"));
+        if code == 200 && v["status"] == "finalized" {
+            return v["height"].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} not final on node {node} within {timeout:?}: {v}\n{}",
+            net.logs()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every node in `nodes` has the same block id at every height from 1 to
+/// `height`.
+fn assert_same_chain(net: &Devnet, nodes: &[usize], height: u64) {
+    for h in 1..=height {
+        let ids: Vec<_> = nodes.iter().map(|&i| net.block_ids(i, h)).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] == w[1]),
+            "height {h}: nodes {nodes:?} disagree: {ids:?}"
+        );
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_100ms_rtt_network_agrees_and_finalizes_within_its_rtt_bound() {
+    let Some(lab) = lab(4, 1) else { return };
+    lab.set_links(|_, _| Link::delay_ms(50).jitter_ms(5));
+    let net = devnet_in(lab, 4);
+    let rtt = Duration::from_millis(100);
+    // One transaction at a time, each from a fresh account: the time from
+    // its submission until node 0 reports it final.
+    let mut latencies = Vec::new();
+    let mut height = 0;
+    for i in 0..9 {
+        let t = Instant::now();
+        let ids = submit(&net, 0, &[transfer(&net.genesis, i, i + 100, 0)]);
+        assert_eq!(ids.len(), 1);
+        height = wait_final(&net, 0, &ids[0], Duration::from_secs(30));
+        latencies.push(t.elapsed());
+    }
+    let p50 = median(latencies.clone());
+    eprintln!("finality at 100 ms RTT: p50 {p50:?}, all {latencies:?}");
+    assert!(
+        p50 <= 14 * rtt + Duration::from_millis(200),
+        "p50 {p50:?} beyond 14 RTT + 200 ms"
+    );
+    for node in 1..4 {
+        net.wait_height(node, height, Duration::from_secs(30));
+    }
+    assert_same_chain(&net, &[0, 1, 2, 3], height);
+}
+
+#[test]
+fn a_cut_off_minority_neither_stops_the_rest_nor_forks_and_catches_up() {
+    let Some(lab) = lab(4, 2) else { return };
+    lab.set_links(|_, _| Link::delay_ms(10));
+    let net = devnet_in(lab, 4);
+    let before = submit(&net, 0, &[transfer(&net.genesis, 0, 1, 0)]);
+    let h0 = wait_final(&net, 0, &before[0], Duration::from_secs(30));
+    net.wait_height(3, h0, Duration::from_secs(30));
+
+    let cut = Duration::from_secs(4);
+    let cut_at = Instant::now();
+    lab_of(&net).partition(&[&[0, 1, 2], &[3]]);
+    // The majority keeps finalizing: 3 of 4 answer every poll.
+    let during: Vec<_> = (0..3)
+        .map(|i| submit(&net, i, &[transfer(&net.genesis, 10 + i, 1, 0)])[0].clone())
+        .collect();
+    let mut h1 = 0;
+    for (i, id) in during.iter().enumerate() {
+        h1 = h1.max(wait_final(&net, i, id, Duration::from_secs(20)));
+    }
+    assert!(h1 > h0);
+    std::thread::sleep(cut.saturating_sub(cut_at.elapsed()));
+    assert!(
+        net.height(3).unwrap() <= h0,
+        "the cut-off node finalized alone"
+    );
+    lab_of(&net).heal();
+    net.wait_height(3, h1, cut + Duration::from_secs(10));
+    assert_same_chain(&net, &[0, 1, 2, 3], h1);
+}
+
+#[test]
+fn a_split_in_halves_finalizes_nothing_then_resumes_after_the_heal() {
+    let Some(lab) = lab(4, 3) else { return };
+    lab.set_links(|_, _| Link::delay_ms(10));
+    let net = devnet_in(lab, 4);
+    let first = submit(&net, 0, &[transfer(&net.genesis, 0, 1, 0)]);
+    let h0 = wait_final(&net, 0, &first[0], Duration::from_secs(30));
+    for node in 1..4 {
+        net.wait_height(node, h0, Duration::from_secs(30));
+    }
+
+    let cut = Duration::from_secs(4);
+    lab_of(&net).partition(&[&[0, 1], &[2, 3]]);
+    // Each half gets a transaction; neither half is a quorum.
+    let a = submit(&net, 0, &[transfer(&net.genesis, 20, 1, 0)]);
+    let b = submit(&net, 2, &[transfer(&net.genesis, 21, 1, 0)]);
+    std::thread::sleep(cut);
+    for node in 0..4 {
+        assert_eq!(
+            net.height(node),
+            Some(h0),
+            "node {node} finalized in a half of the network"
+        );
+    }
+    lab_of(&net).heal();
+    let ha = wait_final(&net, 0, &a[0], cut + Duration::from_secs(10));
+    let hb = wait_final(&net, 2, &b[0], cut + Duration::from_secs(10));
+    let top = ha.max(hb);
+    for node in 0..4 {
+        net.wait_height(node, top, Duration::from_secs(10));
+    }
+    assert_same_chain(&net, &[0, 1, 2, 3], top);
+}
+
+#[test]
+fn one_percent_loss_slows_but_does_not_stop_or_fork() {
+    let Some(lab) = lab(4, 4) else { return };
+    lab.set_links(|_, _| Link::delay_ms(25).loss_percent(1.0));
+    let net = devnet_in(lab, 4);
+    let txs: Vec<_> = (0..200)
+        .map(|i| transfer(&net.genesis, i, i + 1, 0))
+        .collect();
+    let ids = submit(&net, 0, &txs);
+    assert_eq!(ids.len(), txs.len());
+    let mut top = 0;
+    for id in &ids {
+        top = top.max(wait_final(&net, 0, id, Duration::from_secs(60)));
+    }
+    for node in 1..4 {
+        net.wait_height(node, top, Duration::from_secs(30));
+    }
+    assert_same_chain(&net, &[0, 1, 2, 3], top);
+    let lost: u64 = (0..4)
+        .flat_map(|a| (0..4).map(move |b| (a, b)))
+        .map(|(a, b)| lab_of(&net).stats(a, b).dropped_loss)
+        .sum();
+    assert!(lost > 0, "no packet was lost at 1 %");
+}
