@@ -8,9 +8,13 @@
 //! one. Each budget is a token bucket that refills continuously and holds
 //! at most one second's worth. A message beyond the message budget is
 //! dropped and the peer scored down for flooding (repeat offenders are
-//! banned by the network layer's score); a request beyond the request or
-//! byte budget is dropped unanswered (the peer asks another node, as after
-//! a lost message) and scored down the same way. The limits and the
+//! banned by the network layer's score); a request beyond the request
+//! budget is dropped unanswered (the peer asks another node, as after
+//! a lost message), and a block pull beyond it is scored down the same
+//! way; a query about an old height is not (a node catching up polls
+//! every height it replays). A block beyond the byte
+//! budget is not served, without blame: a node catching up asks for
+//! blocks whose size it cannot know. The limits and the
 //! reasoning behind each default are in [`BudgetConfig`]; docs/protocol.md
 //! ("What a peer may cost") says the same for peers.
 //!

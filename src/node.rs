@@ -1065,6 +1065,16 @@ impl Driver {
                             Ok(()) => {}
                             Err(Refused::Peer) => {
                                 m.requests_over_budget.fetch_add(1, Ordering::Relaxed);
+                                // A query about an old height over budget is
+                                // dropped without blame: a node catching up
+                                // polls every height it replays, β polls
+                                // each, and one replaying 4,096-transfer
+                                // blocks asked about 150 a second of every
+                                // validator, which banned it. A pull over
+                                // budget is still blamed.
+                                if matches!(msg, Message::Query { .. }) {
+                                    return;
+                                }
                                 return self.penalize(from, Misbehaviour::Flooding);
                             }
                             // Peers together asked too much: dropped
@@ -1147,14 +1157,18 @@ impl Driver {
                     debug!("send failed: {e}");
                 }
             }
-            Err(refused) => {
+            // Not served, and nobody blamed: the requester pulls the
+            // block again when its pull expires. Over its own byte
+            // budget is no sign of malice: a node catching up cannot know
+            // how large the blocks it asks for are, and blaming it got an
+            // honest node replaying a chain of 4,096-transfer blocks
+            // banned by every validator. Request floods are blamed by the
+            // request budget, which every block request pays first.
+            Err(_) => {
                 self.shared
                     .metrics
                     .blocks_not_served
                     .fetch_add(1, Ordering::Relaxed);
-                if refused == Refused::Peer {
-                    self.penalize(to, Misbehaviour::Flooding);
-                }
             }
         }
     }

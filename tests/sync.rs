@@ -125,6 +125,44 @@ fn a_node_joins_a_running_devnet_by_state_sync() {
     );
 }
 
+/// A node replaying hundreds of heights polls every one of them, β polls
+/// each, and the validators count a query about a height more than 64
+/// below their tip against the querier's request budget (100 a second).
+/// Over it, the queries are dropped, not blamed: before, a replaying node
+/// was scored as flooding and banned by every validator at once, and its
+/// replay stopped (seen on a chain of 1,000 heights).
+#[test]
+fn a_node_replaying_hundreds_of_heights_is_not_banned() {
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: 3,
+        running: 3,
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    let mut nonce = 0;
+    load_until(&net, 0, 150, &mut nonce);
+    let replayer = start_joiner(&net, "replayer", "mode = \"replay\"\n", "replayer.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (j, v) = (
+            get(&format!("http://{}/v1/status", replayer.api)).1,
+            net.get(0, "/v1/status").1,
+        );
+        if j["height"] == v["height"] && j["state_root"] == v["state_root"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replayer {j} vs node 0 {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for node in 0..3 {
+        assert_eq!(
+            net.metric(node, "strata_net_bans_total"),
+            0.0,
+            "validator {node} banned a peer"
+        );
+    }
+}
+
 /// Validator 3 of 4 lies: it answers sync requests by asking an honest
 /// validator and changing one byte of the first value of every chunk.
 /// Its heads are the honest ones (it relays them), so it is among the
