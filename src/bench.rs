@@ -522,9 +522,12 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             let due = started + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
             // Wait by turning the network loop, not by sleeping: a driven
             // node does nothing between polls, and a batch still being
-            // sent would wait with it.
+            // sent would wait with it. Finality is watched meanwhile:
+            // watched once per batch, every latency was rounded up to a
+            // multiple of `batch / rate` (512 ms at 500 tx/s).
             while let Some(wait) = due.checked_duration_since(Instant::now()) {
-                link.turn(wait)?;
+                link.turn(wait.min(watch.until_poll()))?;
+                watch.poll(&mut sent_at, &mut report)?;
             }
         }
         let stalled_at = Instant::now();

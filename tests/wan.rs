@@ -206,3 +206,116 @@ fn one_percent_loss_slows_but_does_not_stop_or_fork() {
         .sum();
     assert!(lost > 0, "no packet was lost at 1 %");
 }
+
+/// One cell of the measurement: `strata bench` at `rate` tx/s for
+/// `secs` seconds against `nodes` validators whose links all have `rtt`
+/// round trips and `loss_percent` loss; the bench's summary.
+fn measure(
+    nodes: usize,
+    rtt_ms: u64,
+    loss_percent: f64,
+    rate: u64,
+    secs: u64,
+    config: Option<&str>,
+) -> String {
+    let Some(lab) = lab(nodes, rtt_ms ^ nodes as u64) else {
+        return String::new();
+    };
+    for setting in std::env::var("WAN_SYSCTL")
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        for host in 0..nodes {
+            lab.sysctl(host, setting).expect("WAN_SYSCTL applies");
+        }
+    }
+    lab.set_links(|_, _| {
+        Link::delay_ms(rtt_ms / 2)
+            .jitter_ms(rtt_ms / 40)
+            .loss_percent(loss_percent)
+    });
+    let net = Devnet::start_opts(DevnetOpts {
+        validators: nodes,
+        running: nodes,
+        lab: Some(lab),
+        config,
+        ..DevnetOpts::default()
+    });
+    net.wait_ready(Duration::from_secs(60));
+    let targets: Vec<String> = (0..nodes).map(|i| net.p2p_addr(i).to_string()).collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--target", &targets.join(","), "--api"])
+        .arg(format!("{}:{}", net.host(0), net.api[0]))
+        .arg("--genesis")
+        .arg(net.path().join("genesis.toml"))
+        .args([
+            "--txs",
+            &(rate * secs).to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .args(["--timeout", "120"])
+        .output()
+        .expect("run strata bench");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The table of docs/consensus.md, "Over a WAN": finality and finalized
+/// tx/s for 4 and 8 validators at 0, 50, 100 and 200 ms RTT, without and
+/// with 1 % loss. About 20 minutes. Settings by environment:
+/// `WAN_NODES` (default "4,8"), `WAN_RTTS_MS` ("0,50,100,200"),
+/// `WAN_LOSS` ("0,1"), `WAN_RATE` (tx/s, 2000), `WAN_SECS` (20),
+/// `WAN_CONFIG` (a node TOML file, e.g. docs/config/wan.toml),
+/// `WAN_SYSCTL` (kernel settings for every host, space separated, e.g.
+/// `net.ipv4.tcp_slow_start_after_idle=0`).
+///
+/// ```sh
+/// cargo test --release --test wan -- --ignored --nocapture finality_table
+/// ```
+#[test]
+#[ignore = "a measurement: about 20 minutes"]
+fn finality_table() {
+    let list = |var: &str, default: &str| -> Vec<f64> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .map(|s| s.trim().parse().expect("a number"))
+            .collect()
+    };
+    let rate = list("WAN_RATE", "2000")[0] as u64;
+    let secs = list("WAN_SECS", "20")[0] as u64;
+    let config = std::env::var("WAN_CONFIG")
+        .ok()
+        .map(|p| std::fs::read_to_string(p).expect("WAN_CONFIG is readable"));
+    println!(
+        "| validators | RTT | loss | finality p50 / p95 / p99 | finalized tx/s (offered {rate}) |"
+    );
+    println!("|---:|---:|---:|---|---:|");
+    for nodes in list("WAN_NODES", "4,8") {
+        for rtt in list("WAN_RTTS_MS", "0,50,100,200") {
+            for loss in list("WAN_LOSS", "0,1") {
+                let summary = measure(
+                    nodes as usize,
+                    rtt as u64,
+                    loss,
+                    rate,
+                    secs,
+                    config.as_deref(),
+                );
+                let latency = summary
+                    .lines()
+                    .find_map(|l| l.strip_prefix("finality latency "))
+                    .unwrap_or("(no summary)")
+                    .replace(" p95 ", " / ")
+                    .replace(" p99 ", " / ")
+                    .replace("p50 ", "");
+                let tps = summary
+                    .split("finalized ")
+                    .nth(1)
+                    .and_then(|r| r.split(['(', ' ']).nth(2))
+                    .unwrap_or("-");
+                println!("| {nodes} | {rtt} ms | {loss} % | {latency} | {tps} |");
+            }
+        }
+    }
+}

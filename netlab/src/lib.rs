@@ -285,6 +285,30 @@ impl Lab {
         c
     }
 
+    /// Sets a kernel setting of host `i`'s namespace (`name=value`, as
+    /// `sysctl -w` takes it), such as
+    /// `net.ipv4.tcp_slow_start_after_idle=0`.
+    ///
+    /// # Errors
+    /// [`LabError::Setup`] if `sysctl` fails or is missing.
+    pub fn sysctl(&self, i: usize, setting: &str) -> Result<(), LabError> {
+        let failed = |error: String| LabError::Setup {
+            step: format!("sysctl -w {setting} on host {i}"),
+            error,
+        };
+        let out = self
+            .command(i, "sysctl")
+            .args(["-q", "-w", setting])
+            .output()
+            .map_err(|e| failed(e.to_string()))?;
+        if !out.status.success() {
+            return Err(failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a thread inside host `i`'s namespace and returns its
     /// result. Sockets it creates stay in that namespace: a listener made
     /// here accepts on host `i`'s address.

@@ -138,6 +138,15 @@ fn the_controller_reaches_every_host_unshaped() {
 #[test]
 fn commands_run_inside_a_host() {
     let Some(lab) = lab(1) else { return };
+    lab.sysctl(0, "net.ipv4.tcp_slow_start_after_idle=0")
+        .unwrap();
+    let out = lab
+        .command(0, "sysctl")
+        .args(["-n", "net.ipv4.tcp_slow_start_after_idle"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(lab.sysctl(0, "net.no.such.setting=1").is_err());
     let out = lab
         .command(0, "ip")
         .args(["-o", "-4", "addr", "show"])
