@@ -40,7 +40,7 @@ def main():
             style = "o-" if loss == 0 else "s--"
             ax[0].plot([p[0] for p in pts], [p[1] / 1000 for p in pts], style, ms=4, label=name)
             ax[1].plot([p[0] for p in pts], [p[2] for p in pts], style, ms=4, label=name)
-    rtts = [0, 50, 100, 200]
+    rtts = [50, 100, 200]
     ax[0].plot(rtts, [4 * r / 1000 for r in rtts], ":", color="grey", label="4 RTT")
     ax[0].set_xlabel("round-trip time, ms")
     ax[0].set_ylabel("finality p50, s (log)")
