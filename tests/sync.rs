@@ -77,6 +77,22 @@ fn start_joiner_env(
     Joiner { child, api }
 }
 
+/// Waits until `joiner` is at node 0's height with node 0's state root.
+fn wait_caught_up(net: &Devnet, joiner: &Joiner, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (j, v) = (
+            get(&format!("http://{}/v1/status", joiner.api)).1,
+            net.get(0, "/v1/status").1,
+        );
+        if j["height"] == v["height"] && j["state_root"] == v["state_root"] {
+            return;
+        }
+        assert!(Instant::now() < deadline, "joiner {j} vs node 0 {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn get(url: &str) -> (u16, serde_json::Value) {
     match ureq::get(url).timeout(Duration::from_secs(5)).call() {
         Ok(r) => (r.status(), r.into_json().unwrap_or_default()),
@@ -104,18 +120,7 @@ fn a_node_joins_a_running_devnet_by_state_sync() {
     synced_and_following(&net, 0, &auto, "auto.log", 16, nonce);
     // Not far enough behind by the default 10,000 blocks: replay.
     let replayer = start_joiner(&net, "replayer", "", "replayer.log");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (j, v) = (
-            get(&format!("http://{}/v1/status", replayer.api)).1,
-            net.get(0, "/v1/status").1,
-        );
-        if j["height"] == v["height"] && j["state_root"] == v["state_root"] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replayer {j} vs node 0 {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_caught_up(&net, &replayer, Duration::from_secs(90));
     let (code, v) = get(&format!("http://{}/v1/blocks/1", replayer.api));
     assert_eq!(code, 200, "the replayer keeps every block: {v}");
     let log = std::fs::read_to_string(net.path().join("replayer.log")).unwrap();
@@ -142,18 +147,7 @@ fn a_node_replaying_hundreds_of_heights_is_not_banned() {
     let mut nonce = 0;
     load_until(&net, 0, 150, &mut nonce);
     let replayer = start_joiner(&net, "replayer", "mode = \"replay\"\n", "replayer.log");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (j, v) = (
-            get(&format!("http://{}/v1/status", replayer.api)).1,
-            net.get(0, "/v1/status").1,
-        );
-        if j["height"] == v["height"] && j["state_root"] == v["state_root"] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replayer {j} vs node 0 {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_caught_up(&net, &replayer, Duration::from_secs(120));
     for node in 0..3 {
         assert_eq!(
             net.metric(node, "strata_net_bans_total"),
