@@ -17,6 +17,8 @@
 //!   first resend after a cut of `T` comes within about `T` of the heal.
 //!   Then the cut-off side pulls the blocks it missed. The tests allow
 //!   `T` + 10 s.
+//! - **A stalled validator** (SIGSTOP bursts) is one silent peer of
+//!   three for the others: two answers of three still make a poll.
 
 mod common;
 
@@ -205,6 +207,39 @@ fn one_percent_loss_slows_but_does_not_stop_or_fork() {
         .map(|(a, b)| lab_of(&net).stats(a, b).dropped_loss)
         .sum();
     assert!(lost > 0, "no packet was lost at 1 %");
+}
+
+/// A validator that keeps stalling (SIGSTOP for 300 ms, then 300 ms of
+/// run, for 6 s: a CPU-starved host) at 50 ms RTT: the other three keep
+/// finalizing, nobody forks, and the laggard is at the others' height
+/// within 10 s of its last stall.
+#[test]
+fn a_lagging_validator_neither_stops_the_rest_nor_forks() {
+    let Some(lab) = lab(4, 5) else { return };
+    lab.set_links(|_, _| Link::delay_ms(25));
+    let net = devnet_in(lab, 4);
+    let stalls = std::thread::scope(|scope| {
+        let lagging = scope.spawn(|| {
+            for _ in 0..10 {
+                net.signal(3, libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(300));
+                net.signal(3, libc::SIGCONT);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let mut top = 0;
+        for i in 0..6 {
+            let ids = submit(&net, i % 3, &[transfer(&net.genesis, 30 + i, 1, 0)]);
+            top = top.max(wait_final(&net, i % 3, &ids[0], Duration::from_secs(20)));
+        }
+        lagging.join().expect("the stalling thread does not panic");
+        top
+    });
+    net.wait_height(3, stalls, Duration::from_secs(10));
+    for node in 0..3 {
+        net.wait_height(node, stalls, Duration::from_secs(10));
+    }
+    assert_same_chain(&net, &[0, 1, 2, 3], stalls);
 }
 
 /// One cell of the measurement: `strata bench` at `rate` tx/s for
