@@ -1160,10 +1160,11 @@ impl Driver {
             // Not served, and nobody blamed: the requester pulls the
             // block again when its pull expires. Over its own byte
             // budget is no sign of malice: a node catching up cannot know
-            // how large the blocks it asks for are, and blaming it got an
-            // honest node replaying a chain of 4,096-transfer blocks
-            // banned by every validator. Request floods are blamed by the
-            // request budget, which every block request pays first.
+            // how large the blocks it asks for are (the ban of a
+            // replaying node seen on a chain of 4,096-transfer blocks
+            // came from its queries, not from this, but the reasoning is
+            // the same). Request floods are blamed by the request budget,
+            // which every block request pays first.
             Err(_) => {
                 self.shared
                     .metrics

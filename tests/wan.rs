@@ -85,6 +85,16 @@ fn assert_same_chain(net: &Devnet, nodes: &[usize], height: u64) {
     }
 }
 
+/// Every node of `net` reaches `height`, each within `timeout`, and they
+/// all have the same blocks up to it.
+fn assert_all_reach_the_same_chain(net: &Devnet, height: u64, timeout: Duration) {
+    let nodes: Vec<usize> = (0..net.children.len()).collect();
+    for &node in &nodes {
+        net.wait_height(node, height, timeout);
+    }
+    assert_same_chain(net, &nodes, height);
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -113,10 +123,7 @@ fn a_100ms_rtt_network_agrees_and_finalizes_within_its_rtt_bound() {
         p50 <= 14 * rtt + Duration::from_millis(200),
         "p50 {p50:?} beyond 14 RTT + 200 ms"
     );
-    for node in 1..4 {
-        net.wait_height(node, height, Duration::from_secs(30));
-    }
-    assert_same_chain(&net, &[0, 1, 2, 3], height);
+    assert_all_reach_the_same_chain(&net, height, Duration::from_secs(30));
 }
 
 #[test]
@@ -146,8 +153,7 @@ fn a_cut_off_minority_neither_stops_the_rest_nor_forks_and_catches_up() {
         "the cut-off node finalized alone"
     );
     lab_of(&net).heal();
-    net.wait_height(3, h1, cut + Duration::from_secs(10));
-    assert_same_chain(&net, &[0, 1, 2, 3], h1);
+    assert_all_reach_the_same_chain(&net, h1, cut + Duration::from_secs(10));
 }
 
 #[test]
@@ -178,10 +184,7 @@ fn a_split_in_halves_finalizes_nothing_then_resumes_after_the_heal() {
     let ha = wait_final(&net, 0, &a[0], cut + Duration::from_secs(10));
     let hb = wait_final(&net, 2, &b[0], cut + Duration::from_secs(10));
     let top = ha.max(hb);
-    for node in 0..4 {
-        net.wait_height(node, top, Duration::from_secs(10));
-    }
-    assert_same_chain(&net, &[0, 1, 2, 3], top);
+    assert_all_reach_the_same_chain(&net, top, Duration::from_secs(10));
 }
 
 #[test]
@@ -198,10 +201,7 @@ fn one_percent_loss_slows_but_does_not_stop_or_fork() {
     for id in &ids {
         top = top.max(wait_final(&net, 0, id, Duration::from_secs(60)));
     }
-    for node in 1..4 {
-        net.wait_height(node, top, Duration::from_secs(30));
-    }
-    assert_same_chain(&net, &[0, 1, 2, 3], top);
+    assert_all_reach_the_same_chain(&net, top, Duration::from_secs(30));
     let lost: u64 = (0..4)
         .flat_map(|a| (0..4).map(move |b| (a, b)))
         .map(|(a, b)| lab_of(&net).stats(a, b).dropped_loss)
@@ -235,11 +235,7 @@ fn a_lagging_validator_neither_stops_the_rest_nor_forks() {
         lagging.join().expect("the stalling thread does not panic");
         top
     });
-    net.wait_height(3, stalls, Duration::from_secs(10));
-    for node in 0..3 {
-        net.wait_height(node, stalls, Duration::from_secs(10));
-    }
-    assert_same_chain(&net, &[0, 1, 2, 3], stalls);
+    assert_all_reach_the_same_chain(&net, stalls, Duration::from_secs(10));
 }
 
 /// One cell of the measurement: `strata bench` at `rate` tx/s for

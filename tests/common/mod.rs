@@ -68,6 +68,14 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 pub mod rogue;
 
+/// Node `i`'s address: host `i` of `lab`, or loopback without one.
+fn host_in(lab: Option<&strata_netlab::Lab>, i: usize) -> std::net::IpAddr {
+    match lab {
+        Some(lab) => lab.addr(i).into(),
+        None => std::net::Ipv4Addr::LOCALHOST.into(),
+    }
+}
+
 pub struct Devnet {
     pub dir: tempfile::TempDir,
     pub genesis: Genesis,
@@ -136,14 +144,8 @@ impl Devnet {
             n,
             "the genesis has `validators` validators"
         );
-        let host = |i: usize| -> std::net::IpAddr {
-            match &opts.lab {
-                Some(lab) => lab.addr(i).into(),
-                None => std::net::Ipv4Addr::LOCALHOST.into(),
-            }
-        };
         for (i, (v, port)) in genesis.validators.iter_mut().zip(&p2p).enumerate() {
-            v.address = format!("{}:{port}", host(i));
+            v.address = format!("{}:{port}", host_in(opts.lab.as_ref(), i));
         }
         std::fs::write(dir.path().join("genesis.toml"), genesis.to_toml()).unwrap();
         for i in 0..n {
@@ -274,10 +276,7 @@ impl Devnet {
 
     /// The address node `i` listens on: its lab host's, or loopback.
     pub fn host(&self, i: usize) -> std::net::IpAddr {
-        match &self.lab {
-            Some(lab) => lab.addr(i).into(),
-            None => std::net::Ipv4Addr::LOCALHOST.into(),
-        }
+        host_in(self.lab.as_ref(), i)
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
