@@ -307,6 +307,9 @@ fn synced_and_following(
         .send_string(&body.to_string())
         .unwrap_or_else(|e| panic!("submit to the joiner: {e}\n{}", log_text()));
     assert_eq!(r.status(), 200);
+    // Each transaction's admission, for the failure message below: a
+    // 200 answer can still refuse some (busy, nonce).
+    let admitted = r.into_string().unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (j, v) = (status(&joiner.api), net.get(node, "/v1/status").1);
@@ -321,7 +324,7 @@ fn synced_and_following(
         }
         assert!(
             Instant::now() < deadline,
-            "joiner {j} vs node {node} {v}\n{}",
+            "joiner {j} vs node {node} {v}\nadmission: {admitted}\n{}",
             log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
