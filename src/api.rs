@@ -681,6 +681,18 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         e.polls_successful as f64,
     );
     metric(
+        "proposals_pushed_in_total",
+        "counter",
+        "Proposals taken as their proposers pushed them, without a pull.",
+        e.pushes_taken as f64,
+    );
+    metric(
+        "peer_rtt_median_ms",
+        "gauge",
+        "Median round trip to the validators polled, from query to answer.",
+        e.rtt_median_ms as f64,
+    );
+    metric(
         "blocks_proposed_total",
         "counter",
         "Blocks this node proposed.",

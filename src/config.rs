@@ -93,12 +93,23 @@ pub struct ConsensusConfig {
     /// all but one built and validated for nothing; with 120 ms, 1.0–1.15
     /// and about 5 % more finalized tx/s, with unchanged latency at 4,000
     /// tx/s (docs/benchmarks.md). Costs up to `propose_backoff_ms` per rank
-    /// at a height whose better-ranked proposers are down.
+    /// at a height whose better-ranked proposers are down. The median
+    /// measured round trip to the validators replaces it when longer.
     pub propose_backoff_ms: u64,
-    /// Polls open at once. Default 4.
+    /// Polls open at once. Default 4. Raising it shortens a height on a
+    /// WAN but weakens agreement in small networks: polls open together
+    /// count the same answers (docs/consensus.md, "Polls in flight and
+    /// agreement").
     pub polls_in_flight: usize,
-    /// A poll closes with the answers it has after this long. Default 400 ms.
+    /// The least a poll waits for its answers, and the wait for a peer not
+    /// measured yet. Default 400 ms. A measured peer is waited for two
+    /// round trips and four deviations when that is longer.
     pub poll_timeout_ms: u64,
+    /// The most a poll waits for a slow peer it needs. Default 2,000 ms.
+    pub poll_timeout_max_ms: u64,
+    /// Validators a node sends its own proposal to when it is built,
+    /// instead of letting them pull it after a vote. Default 16; 0: off.
+    pub proposal_push_peers: usize,
     /// How often the engine's timers run. Default 2 ms.
     pub tick_ms: u64,
     /// Threads verifying signatures of incoming transactions. Default 2.
@@ -126,6 +137,8 @@ impl Default for ConsensusConfig {
             propose_backoff_ms: 120,
             polls_in_flight: 4,
             poll_timeout_ms: 400,
+            poll_timeout_max_ms: 2_000,
+            proposal_push_peers: 16,
             tick_ms: 2,
             verify_threads: 2,
             verify_nice: 10,

@@ -71,7 +71,9 @@ use strata_consensus::snowball::Params;
 use strata_consensus::sync::{RefuseReason, ServedSnapshot, SyncResponse};
 use strata_consensus::tx::{Transaction, TxId};
 use strata_consensus::verify::{Verdict, VerifiedIds, VERIFIED_IDS_DEFAULT};
-use strata_consensus::wire::{block_data_id, payload_kind, Payload, PayloadKind};
+use strata_consensus::wire::{
+    block_data_header, block_data_id, payload_kind, Payload, PayloadKind,
+};
 use strata_net::peer::Misbehaviour;
 use strata_net::{Event, Handle};
 use strata_storage::{Db, Options};
@@ -112,6 +114,27 @@ pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Environment variable that skews the wall clock a node stamps its
+/// blocks with, in signed milliseconds: fault injection for tests of a
+/// validator whose clock is wrong (`tests/wan.rs`), since the machine's
+/// clock is shared by every process on it. Nothing else reads it.
+pub const CLOCK_SKEW_ENV: &str = "STRATA_CLOCK_SKEW_MS";
+
+/// The skew [`CLOCK_SKEW_ENV`] asks for; 0 when unset or not a number.
+fn clock_skew_ms() -> i64 {
+    let skew = std::env::var(CLOCK_SKEW_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if skew != 0 {
+        warn!(
+            skew_ms = skew,
+            "block timestamps skewed by {CLOCK_SKEW_ENV}"
+        );
+    }
+    skew
 }
 
 /// What the driver publishes for the API after each turn: read with one
@@ -363,6 +386,8 @@ impl Node {
             },
             polls_in_flight: c.polls_in_flight,
             poll_timeout_ms: c.poll_timeout_ms,
+            poll_timeout_max_ms: c.poll_timeout_max_ms,
+            proposal_push_peers: c.proposal_push_peers,
             propose_delay_ms: c.propose_delay_ms,
             propose_backoff_ms: c.propose_backoff_ms,
             block_txs_max: c.block_txs_max,
@@ -615,6 +640,7 @@ impl Node {
                     connected: Default::default(),
                     unreachable: Vec::new(),
                     in_check: Default::default(),
+                    clock_skew_ms: clock_skew_ms(),
                     validators: validator_keys,
                     isolation: Isolation {
                         others: other_validators,
@@ -691,6 +717,9 @@ struct Driver {
     /// not checked again (a voter cannot make the workers decode its
     /// block over and over by sending it repeatedly).
     in_check: std::collections::HashSet<BlockId>,
+    /// Added to the wall clock that stamps this node's blocks: 0 unless
+    /// [`CLOCK_SKEW_ENV`] says otherwise (see [`clock_skew_ms`]).
+    clock_skew_ms: i64,
     /// Which other validators this node has no connection to, and since
     /// when: reported in the log ([`Driver::report_isolation`]).
     isolation: Isolation,
@@ -773,7 +802,8 @@ impl Driver {
                 let now = self.shared.mono_ms();
                 self.report_slow_height(now);
                 self.report_isolation(now);
-                let out = self.engine.on_tick(&mut self.chain, now, wall_ms());
+                let wall = wall_ms().saturating_add_signed(self.clock_skew_ms);
+                let out = self.engine.on_tick(&mut self.chain, now, wall);
                 self.outputs.extend(out);
                 next_tick = Instant::now() + tick;
             }
@@ -1027,11 +1057,16 @@ impl Driver {
         }
         match payload_kind(&payload) {
             Some(PayloadKind::BlockData) => {
-                let Some(id) = block_data_id(&payload) else {
-                    return intake::undecodable(&self.intake, from, "block data", &"too short");
+                let Some(header) = block_data_header(&payload) else {
+                    return intake::undecodable(&self.intake, from, "block data", &"bad header");
                 };
-                match self.engine.block_expectation(&from, &id) {
+                match self.engine.block_expectation(&from, &header) {
                     BlockExpectation::Wanted => {
+                        let id = header.id();
+                        if !self.in_check.insert(id) {
+                            // A copy is being checked already.
+                            return;
+                        }
                         match self
                             .shared
                             .block_jobs
@@ -1040,7 +1075,10 @@ impl Driver {
                             Ok(()) => {}
                             // Pulled again from another voter when the
                             // pull expires.
-                            Err(_) => debug!("block check queue full: pulled block dropped"),
+                            Err(_) => {
+                                self.in_check.remove(&id);
+                                debug!("block check queue full: pulled block dropped")
+                            }
                         }
                     }
                     BlockExpectation::Late => {}

@@ -238,6 +238,71 @@ fn a_lagging_validator_neither_stops_the_rest_nor_forks() {
     assert_all_reach_the_same_chain(&net, stalls, Duration::from_secs(10));
 }
 
+/// Validator 3's clock 5 s ahead and validator 2's 5 s behind (their
+/// blocks' stamps; `STRATA_CLOCK_SKEW_MS`) at 20 ms RTT: transactions sent
+/// to every node are final, every node has the same blocks, block time
+/// never goes back along the chain, and what validator 3 proposed is
+/// stamped ahead of the controller's clock. Block time is the proposer's
+/// clock, kept from going back (docs/consensus.md, "Clocks").
+#[test]
+fn skewed_clocks_neither_fork_nor_turn_block_time_back() {
+    let Some(lab) = lab(4, 6) else { return };
+    lab.set_links(|_, _| Link::delay_ms(10));
+    let mut net = Devnet::start_opts(DevnetOpts {
+        validators: 4,
+        running: 0,
+        lab: Some(lab),
+        ..DevnetOpts::default()
+    });
+    net.envs[2] = vec![("STRATA_CLOCK_SKEW_MS".into(), "-5000".into())];
+    net.envs[3] = vec![("STRATA_CLOCK_SKEW_MS".into(), "5000".into())];
+    for i in 0..4 {
+        net.spawn(i);
+    }
+    net.wait_ready(Duration::from_secs(60));
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // (height, wall clock when its transaction was sent)
+    let mut finals = Vec::new();
+    for i in 0..16 {
+        let node = i % 4;
+        let sent_ms = wall_ms();
+        let ids = submit(&net, node, &[transfer(&net.genesis, i, i + 100, 0)]);
+        assert_eq!(ids.len(), 1);
+        let h = wait_final(&net, node, &ids[0], Duration::from_secs(30));
+        finals.push((h, sent_ms));
+    }
+    let height = finals.iter().map(|f| f.0).max().unwrap();
+    assert_all_reach_the_same_chain(&net, height, Duration::from_secs(30));
+    let ahead = hex::encode(net.genesis.validator_set().unwrap()[3].public_key);
+    let mut previous = 0;
+    let mut ahead_blocks = 0;
+    for h in 1..=height {
+        let (code, b) = net.get(0, &format!("/v1/blocks/{h}"));
+        assert_eq!(code, 200, "{b}");
+        let stamp = b["timestamp_ms"].as_u64().unwrap();
+        assert!(
+            stamp >= previous,
+            "height {h} stamped {stamp}, before its parent's {previous}"
+        );
+        previous = stamp;
+        if b["proposer"] == ahead.as_str() {
+            if let Some((_, sent_ms)) = finals.iter().find(|f| f.0 == h) {
+                ahead_blocks += 1;
+                assert!(
+                    stamp >= sent_ms + 4_000,
+                    "height {h} by the node 5 s ahead stamped {stamp}, its transaction sent at {sent_ms}"
+                );
+            }
+        }
+    }
+    eprintln!("{ahead_blocks} blocks of {height} proposed by the node 5 s ahead");
+}
+
 /// One cell of the measurement: `strata bench` at `rate` tx/s for
 /// `secs` seconds against `nodes` validators whose links all have `rtt`
 /// round trips and `loss_percent` loss; the bench's summary.

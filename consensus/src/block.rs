@@ -71,6 +71,44 @@ pub fn txs_hash(ids: &[TxId]) -> [u8; 32] {
 }
 
 impl BlockHeader {
+    /// Decodes the header at the start of `bytes` (an encoded block or
+    /// more): the first [`HEADER_BYTES`], version checked; what follows is
+    /// not read.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownVersion`], or [`DecodeError::Truncated`] when
+    /// `bytes` is shorter than a header.
+    pub fn decode(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
+        let field_at =
+            |field: &'static str, offset: usize, len: usize| -> Result<&[u8], DecodeError> {
+                bytes
+                    .get(offset..offset + len)
+                    .ok_or(DecodeError::Truncated { field, offset })
+            };
+        let version = field_at("version", 0, 1)?[0];
+        if version != BLOCK_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let u64_at = |field, offset| -> Result<u64, DecodeError> {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(field_at(field, offset, 8)?);
+            Ok(u64::from_le_bytes(b))
+        };
+        let arr_at = |field, offset| -> Result<[u8; 32], DecodeError> {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(field_at(field, offset, 32)?);
+            Ok(b)
+        };
+        Ok(BlockHeader {
+            height: u64_at("height", 1)?,
+            parent: arr_at("parent", 9)?,
+            state_root: arr_at("state_root", 41)?,
+            proposer: arr_at("proposer", 73)?,
+            timestamp_ms: u64_at("timestamp", 105)?,
+            txs_hash: arr_at("txs_hash", 113)?,
+        })
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(BLOCK_VERSION);
         out.extend_from_slice(&self.height.to_le_bytes());
@@ -166,28 +204,7 @@ impl Block {
                     .get(offset..offset + len)
                     .ok_or(DecodeError::Truncated { field, offset })
             };
-        let version = field_at("version", 0, 1)?[0];
-        if version != BLOCK_VERSION {
-            return Err(DecodeError::UnknownVersion(version));
-        }
-        let u64_at = |field, offset| -> Result<u64, DecodeError> {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(field_at(field, offset, 8)?);
-            Ok(u64::from_le_bytes(b))
-        };
-        let arr_at = |field, offset| -> Result<[u8; 32], DecodeError> {
-            let mut b = [0u8; 32];
-            b.copy_from_slice(field_at(field, offset, 32)?);
-            Ok(b)
-        };
-        let header = BlockHeader {
-            height: u64_at("height", 1)?,
-            parent: arr_at("parent", 9)?,
-            state_root: arr_at("state_root", 41)?,
-            proposer: arr_at("proposer", 73)?,
-            timestamp_ms: u64_at("timestamp", 105)?,
-            txs_hash: arr_at("txs_hash", 113)?,
-        };
+        let header = BlockHeader::decode(bytes)?;
         let mut count_bytes = [0u8; 4];
         count_bytes.copy_from_slice(field_at("tx count", HEADER_BYTES, 4)?);
         let count = u32::from_le_bytes(count_bytes) as usize;

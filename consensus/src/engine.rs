@@ -71,10 +71,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::block::{Block, BlockId};
+use crate::block::{Block, BlockHeader, BlockId};
 use crate::genesis::Validator;
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::rng::Rng;
+use crate::rtt::PeerRtts;
 use crate::sampler::{Sampler, SamplingWeight};
 use crate::snowball::{Params, PollOutcome, Snowball};
 use crate::state::{Account, ExecError, StateDiff};
@@ -90,10 +91,31 @@ pub struct EngineConfig {
     /// Snowball parameters before small-network capping. Default k=20,
     /// alpha=15, beta=20.
     pub params: Params,
-    /// Polls open at once. Default 4.
+    /// Polls open at once. Default 4. Not derived from round trips, and
+    /// not to be raised for speed: where a poll draws every peer (k ≥ the
+    /// other validators, as in any small network), polls open together
+    /// count the same answers, so β successes are only about
+    /// β / `polls_in_flight` independent looks at the network. In the
+    /// simulator's 4-validator slow-block model, 6 open broke agreement
+    /// in 2 seeds of 100 and 10 open in 5 (docs/consensus.md, "Polls in
+    /// flight and agreement").
     pub polls_in_flight: usize,
-    /// Time after which a poll closes with the answers it has. Default 400.
+    /// Least time after which a poll closes with the answers it has; also
+    /// the wait for a peer not measured yet. Default 400. The wait for a
+    /// measured peer is two round trips and four deviations
+    /// ([`PeerRtts::timeout_ms`]), when longer.
     pub poll_timeout_ms: u64,
+    /// Most time a poll waits for a slow peer, however long its round
+    /// trips. Default 2,000: a validator that answers ever later can make
+    /// the polls it is drawn in (whose outcome hangs on its answer) wait
+    /// this long, and no longer.
+    pub poll_timeout_max_ms: u64,
+    /// Validators a node sends its own proposal to as soon as it is
+    /// executed, so that they need not learn of it from a vote and pull
+    /// it (a query's round trip and a pull's). Default 16, drawn at
+    /// random when there are more; the rest pull it from voters as
+    /// before. 0 turns pushes off.
+    pub proposal_push_peers: usize,
     /// Wait at a new height before the best-ranked proposer proposes.
     /// Default 50.
     pub propose_delay_ms: u64,
@@ -102,7 +124,9 @@ pub struct EngineConfig {
     /// by then. It should exceed the time a proposal takes to reach and be
     /// validated by the others, or lower-ranked nodes propose blocks that
     /// lose (each built, executed, pulled and validated for nothing).
-    /// Default 50 (the delay).
+    /// Default 50 (the delay). The engine uses the median measured round
+    /// trip instead when that is longer (a push takes ½ RTT, and heights
+    /// start up to ½ RTT apart at different validators).
     pub propose_backoff_ms: u64,
     /// Most transactions in a proposal. Default 4,096.
     pub block_txs_max: usize,
@@ -118,6 +142,8 @@ impl Default for EngineConfig {
             params: Params::default(),
             polls_in_flight: 4,
             poll_timeout_ms: 400,
+            poll_timeout_max_ms: 2_000,
+            proposal_push_peers: 16,
             propose_delay_ms: 50,
             propose_backoff_ms: 50,
             block_txs_max: 4096,
@@ -411,6 +437,10 @@ const STALL_POLL_TIMEOUTS: u64 = 8;
 /// successful poll at this node.
 const STALL_CONFIDENT_FACTOR: usize = 4;
 
+/// Closed polls whose late answers are still measured as round trips: a
+/// few rounds of β polls.
+const CLOSED_POLLS_KEPT: usize = 64;
+
 /// Block pulls in flight at once, over all voters; past it, votes for
 /// unknown blocks still count but pull nothing until pulls expire.
 const PULLS_MAX: usize = 256;
@@ -522,6 +552,9 @@ struct Poll {
     /// Where the node drew itself, if it did: that slot gets the node's
     /// preference when the poll closes, without any message.
     own_slot: Option<usize>,
+    /// When the queries went out: an answer's round trip is measured from
+    /// here.
+    opened_ms: u64,
     deadline_ms: u64,
 }
 
@@ -568,6 +601,11 @@ pub struct EngineStats {
     /// Inputs dropped because more than [`DEFERRED_INPUTS_MAX`] arrived
     /// while a commit was out.
     pub inputs_dropped: u64,
+    /// Proposals taken as their proposers pushed them (not pulled).
+    pub pushes_taken: u64,
+    /// The median round trip to the peers measured, in ms (a gauge; 0
+    /// before any answer). See [`PeerRtts::typical_ms`].
+    pub rtt_median_ms: u64,
 }
 
 /// One node's consensus engine. See the [module docs](self).
@@ -623,6 +661,18 @@ pub struct Engine {
     previous_pulls: HashMap<BlockId, Pull>,
     polls: BTreeMap<u64, Poll>,
     next_poll_id: u64,
+    /// The finalized parent's timestamp: a block at this height is stamped
+    /// no earlier (see `validate`).
+    parent_timestamp_ms: u64,
+    /// Round trips to peers, from this node's polls.
+    rtts: PeerRtts,
+    /// Recently closed polls with peers that had not answered: (poll id,
+    /// when opened, those peers), at most [`CLOSED_POLLS_KEPT`], so a late
+    /// answer is still a round-trip sample.
+    closed_polls: std::collections::VecDeque<(u64, u64, Vec<NodeId>)>,
+    /// Proposers whose pushed proposal was taken at this height: one each
+    /// (a second, even a different block, is ignored unread).
+    pushes: HashSet<NodeId>,
     stats: EngineStats,
     /// Set when a commit failed; the engine then does nothing.
     halted: Option<String>,
@@ -669,6 +719,14 @@ impl Engine {
             previous_pulls: HashMap::new(),
             polls: BTreeMap::new(),
             next_poll_id: 1,
+            parent_timestamp_ms: chain
+                .finalized_block(chain.height())
+                .ok()
+                .flatten()
+                .map_or(0, |b| b.header().timestamp_ms),
+            rtts: PeerRtts::default(),
+            closed_polls: std::collections::VecDeque::new(),
+            pushes: HashSet::new(),
             stats: EngineStats::default(),
             halted: None,
             config,
@@ -720,7 +778,10 @@ impl Engine {
 
     /// Counters.
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        EngineStats {
+            rtt_median_ms: self.rtts.typical_ms().unwrap_or(0),
+            ..self.stats
+        }
     }
 
     /// The mempool.
@@ -837,14 +898,17 @@ impl Engine {
         // wrapping to an early turn, so a follower proposed blocks).
         let my_rank = self.proposer_rank(&self.me, &chain.last_block_id());
         let is_validator = my_rank != usize::MAX;
+        // At least a round trip per rank: the best-ranked block needs ½
+        // RTT to be pushed here, and heights start up to ½ RTT apart at
+        // different validators.
+        let backoff_ms = self
+            .config
+            .propose_backoff_ms
+            .max(self.rtts.typical_ms().unwrap_or(0));
         let my_turn_ms = self
             .height_started_ms
             .saturating_add(self.config.propose_delay_ms)
-            .saturating_add(
-                self.config
-                    .propose_backoff_ms
-                    .saturating_mul(my_rank as u64),
-            );
+            .saturating_add(backoff_ms.saturating_mul(my_rank as u64));
         // A block some voter prefers is on its way here (pulled, not yet
         // received or still being checked): proposing now would only add
         // a competing block, built and validated everywhere for nothing.
@@ -855,7 +919,7 @@ impl Engine {
             .values()
             .any(|p| !p.received && p.deadline_ms > now_ms);
         let turn_ms = if block_coming {
-            my_turn_ms.saturating_add(self.config.propose_backoff_ms)
+            my_turn_ms.saturating_add(backoff_ms)
         } else {
             my_turn_ms
         };
@@ -1033,30 +1097,48 @@ impl Engine {
         out
     }
 
-    /// Whether block data for `id` from `from` is wanted: only a block
-    /// pulled from that peer is taken. A caller that checks signatures
-    /// elsewhere asks this first, so an unsolicited block costs it no
-    /// decoding (see [`Engine::on_checked_block`]).
-    pub fn block_expectation(&self, from: &NodeId, id: &BlockId) -> BlockExpectation {
-        match self.pulls.get(id) {
-            Some(p) if p.was_asked(from) => {
-                if p.received {
-                    BlockExpectation::Late
-                } else {
-                    BlockExpectation::Wanted
-                }
-            }
-            // Pulled at the previous height: the answer crossed this
-            // node's finality (honest, and common under load).
-            _ if self
-                .previous_pulls
-                .get(id)
-                .is_some_and(|p| p.was_asked(from)) =>
-            {
+    /// Whether block data with `header` from `from` is wanted: a block
+    /// pulled from that peer, or a validator's own proposal at the height
+    /// being decided, pushed by it (the first it pushes at the height). A
+    /// caller that checks signatures elsewhere asks this first, with the
+    /// header alone ([`crate::wire::block_data_header`]), so an unwanted
+    /// block costs it no decoding (see [`Engine::on_checked_block`]).
+    pub fn block_expectation(&self, from: &NodeId, header: &BlockHeader) -> BlockExpectation {
+        let id = &header.id();
+        let pull = self.pulls.get(id);
+        if let Some(p) = pull.filter(|p| p.was_asked(from)) {
+            return if p.received {
                 BlockExpectation::Late
-            }
-            _ => BlockExpectation::Unsolicited,
+            } else {
+                BlockExpectation::Wanted
+            };
         }
+        if header.proposer == *from && from != &self.me && self.validator_set.contains(from) {
+            let held = self.candidates.contains_key(id)
+                || self.executing.contains_key(id)
+                || self.rejected.contains_key(id)
+                || pull.is_some_and(|p| p.received);
+            return if header.height == self.height && !held && !self.pushes.contains(from) {
+                BlockExpectation::Wanted
+            } else {
+                // Another height (the push crossed a finality, this
+                // node's or the proposer's), a block held already, or a
+                // second push at the height (a restarted proposer
+                // proposes again): ignored unread, and without blame, as
+                // honest proposers do all of these.
+                BlockExpectation::Late
+            };
+        }
+        // Pulled at the previous height: the answer crossed this node's
+        // finality (honest, and common under load).
+        if self
+            .previous_pulls
+            .get(id)
+            .is_some_and(|p| p.was_asked(from))
+        {
+            return BlockExpectation::Late;
+        }
+        BlockExpectation::Unsolicited
     }
 
     /// [`Message::BlockData`] from `from` whose transactions' signatures
@@ -1112,6 +1194,35 @@ impl Engine {
         );
     }
 
+    /// Sends this node's executed proposal to up to
+    /// `proposal_push_peers` other validators, drawn at random: they take
+    /// it as soon as it arrives (see [`Engine::block_expectation`])
+    /// instead of after a query's round trip and a pull's. The caller
+    /// sends it within its byte budgets, like a served block.
+    fn push_proposal(&mut self, block: &Block, txs: &[Arc<Transaction>], out: &mut Vec<Output>) {
+        let mut others: Vec<NodeId> = self
+            .validator_keys
+            .iter()
+            .filter(|k| **k != self.me)
+            .copied()
+            .collect();
+        let n = self.config.proposal_push_peers.min(others.len());
+        // A partial Fisher–Yates shuffle: the first `n` are a uniform draw.
+        for i in 0..n {
+            let j = i + self.rng.below((others.len() - i) as u64) as usize;
+            others.swap(i, j);
+        }
+        for to in others.into_iter().take(n) {
+            out.push(Output::Send {
+                to,
+                msg: Message::BlockData {
+                    block: Box::new(block.clone()),
+                    txs: txs.to_vec(),
+                },
+            });
+        }
+    }
+
     /// Keeps an input that arrived while a commit is out.
     fn defer(&mut self, input: Deferred) {
         if self.deferred.len() >= DEFERRED_INPUTS_MAX {
@@ -1136,12 +1247,14 @@ impl Engine {
             .iter()
             .filter_map(|id| self.mempool.get(id).cloned())
             .collect();
+        // Never earlier than the parent: a clock behind the others' still
+        // makes valid blocks (the chain's time then stands still for them).
         let block = Block::new(
             self.height,
             chain.last_block_id(),
             chain.state_root(),
             self.me,
-            wall_ms,
+            wall_ms.max(self.parent_timestamp_ms),
             ids,
         )
         .ok()?;
@@ -1272,6 +1385,7 @@ impl Engine {
             });
         }
         let n = asked.len();
+        let wait_ms = self.poll_deadline_wait_ms(&asked, &weight_votes);
         self.polls.insert(
             poll_id,
             Poll {
@@ -1282,9 +1396,55 @@ impl Engine {
                 answered: vec![false; n],
                 answered_count: 0,
                 own_slot,
-                deadline_ms: now_ms + self.config.poll_timeout_ms,
+                opened_ms: now_ms,
+                deadline_ms: now_ms + wait_ms,
             },
         );
+    }
+
+    /// How long a poll of `asked` (drawing `weight_votes` each) stays
+    /// open: until the answers of the fastest peers (by their waits,
+    /// [`Engine::poll_wait_ms`]) that together, with this node's own vote,
+    /// could make it successful (`alpha_confidence`) are due. Slower peers
+    /// count if they answer by then. Waiting for every peer drawn would
+    /// let one that answers ever later, or a far-away minority, set the
+    /// pace of every poll it is drawn in; a poll that needs a slow peer's
+    /// vote waits for it, up to `poll_timeout_max_ms`.
+    fn poll_deadline_wait_ms(&self, asked: &[NodeId], weight_votes: &[usize]) -> u64 {
+        let mut waits: Vec<(u64, usize)> = asked
+            .iter()
+            .zip(weight_votes)
+            .map(|(p, w)| {
+                let wait = if *p == self.me {
+                    0
+                } else {
+                    self.poll_wait_ms(p)
+                };
+                (wait, *w)
+            })
+            .collect();
+        waits.sort_unstable();
+        let mut votes = 0;
+        for (wait, w) in &waits {
+            votes += w;
+            if votes >= self.params.alpha_confidence {
+                return (*wait).max(self.config.poll_timeout_ms);
+            }
+        }
+        waits
+            .last()
+            .map_or(self.config.poll_timeout_ms, |(wait, _)| *wait)
+            .max(self.config.poll_timeout_ms)
+    }
+
+    /// How long a poll or a pull waits for `peer`'s answer (see
+    /// [`PeerRtts::timeout_ms`]).
+    fn poll_wait_ms(&self, peer: &NodeId) -> u64 {
+        self.rtts.timeout_ms(
+            peer,
+            self.config.poll_timeout_ms,
+            self.config.poll_timeout_max_ms,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1299,7 +1459,16 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let Some(poll) = self.polls.get_mut(&poll_id) else {
-            return; // late answer to a closed poll: not misbehaviour
+            // A late answer to a closed poll: not misbehaviour, and a
+            // round trip to measure (once per peer asked), or a peer whose
+            // round trip grew past the wait would never be measured again.
+            if let Some(c) = self.closed_polls.iter_mut().find(|c| c.0 == poll_id) {
+                if let Some(i) = c.2.iter().position(|p| *p == from) {
+                    c.2.swap_remove(i);
+                    self.rtts.sample(&from, now_ms.saturating_sub(c.1));
+                }
+            }
+            return;
         };
         let Some(slot) = poll
             .asked
@@ -1333,6 +1502,7 @@ impl Engine {
         }
         poll.answered[slot] = true;
         poll.answered_count += 1;
+        let rtt_ms = now_ms.saturating_sub(poll.opened_ms);
         if let Some(id) = block {
             if self.rejected.contains_key(&id) {
                 out.push(Output::Penalize {
@@ -1343,9 +1513,10 @@ impl Engine {
                 poll.votes[slot] = Some(id);
             }
         }
-        let complete = poll.answered_count + usize::from(poll.own_slot.is_some())
-            == poll.asked.len()
-            || self.decided(poll_id);
+        let complete =
+            poll.answered_count + usize::from(poll.own_slot.is_some()) == poll.asked.len();
+        self.rtts.sample(&from, rtt_ms);
+        let complete = complete || self.decided(poll_id);
         if let Some(id) = block.filter(|id| !self.rejected.contains_key(id)) {
             self.maybe_pull(from, id, height, now_ms, out);
         }
@@ -1407,10 +1578,10 @@ impl Engine {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
-        if self.candidates.contains_key(&id) {
+        if self.candidates.contains_key(&id) || self.executing.contains_key(&id) {
             return;
         }
-        let timeout_ms = self.config.poll_timeout_ms;
+        let timeout_ms = self.poll_wait_ms(&from);
         if let Some(p) = self.pulls.get(&id) {
             if p.received || p.deadline_ms > now_ms {
                 return;
@@ -1438,7 +1609,7 @@ impl Engine {
         if in_flight >= PULLS_PER_PEER_MAX {
             return;
         }
-        let deadline_ms = now_ms + self.config.poll_timeout_ms;
+        let deadline_ms = now_ms + timeout_ms;
         let pull = self.pulls.entry(id).or_insert_with(|| Pull {
             asked: Vec::new(),
             deadline_ms,
@@ -1461,6 +1632,26 @@ impl Engine {
         });
     }
 
+    /// Remembers closed poll `poll_id`'s peers that had not answered (see
+    /// `closed_polls`).
+    fn keep_closed(&mut self, poll_id: u64, poll: &Poll) {
+        let unanswered: Vec<NodeId> = poll
+            .asked
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !poll.answered[*slot] && Some(*slot) != poll.own_slot)
+            .map(|(_, p)| *p)
+            .collect();
+        if unanswered.is_empty() {
+            return;
+        }
+        if self.closed_polls.len() >= CLOSED_POLLS_KEPT {
+            self.closed_polls.pop_front();
+        }
+        self.closed_polls
+            .push_back((poll_id, poll.opened_ms, unanswered));
+    }
+
     fn close_poll(
         &mut self,
         poll_id: u64,
@@ -1471,6 +1662,7 @@ impl Engine {
         let Some(poll) = self.polls.remove(&poll_id) else {
             return;
         };
+        self.keep_closed(poll_id, &poll);
         if poll.height != self.height {
             return;
         }
@@ -1589,7 +1781,7 @@ impl Engine {
     ) {
         let _ = now_ms;
         let id = *block.id();
-        match self.block_expectation(&from, &id) {
+        match self.block_expectation(&from, block.header()) {
             BlockExpectation::Wanted => {}
             BlockExpectation::Late => return,
             BlockExpectation::Unsolicited => {
@@ -1605,6 +1797,13 @@ impl Engine {
             || block.height() != self.height
         {
             return; // already have it, or the height moved on meanwhile
+        }
+        if block.header().proposer == from {
+            // One push per proposer and height (see `block_expectation`);
+            // its block served on a pull counts as its push.
+            if self.pushes.insert(from) && !self.pulls.contains_key(&id) {
+                self.stats.pushes_taken += 1;
+            }
         }
         let result = self.validate(&block, &txs, signatures, chain);
         if let Some(p) = self.pulls.get_mut(&id) {
@@ -1660,9 +1859,15 @@ impl Engine {
         let h = block.header();
         // The id commits to the header: a wrong header is the block's own
         // fault, whoever served it.
+        // Timestamps never go back along the chain, so a block's time is
+        // at least every earlier block's (what a program reading it may
+        // rely on). Nothing bounds them ahead: no check against this
+        // node's clock, which would make validity depend on whose clock
+        // is right (docs/consensus.md, "Clocks").
         if h.height != self.height
             || h.parent != chain.last_block_id()
             || h.state_root != chain.state_root()
+            || h.timestamp_ms < self.parent_timestamp_ms
             || block.tx_ids().is_empty()
         {
             return Err(Refusal::Invalid);
@@ -1723,6 +1928,7 @@ impl Engine {
             (Ok(diff), from) => {
                 if from.is_none() {
                     self.stats.proposed += 1;
+                    self.push_proposal(&e.block, &e.txs, &mut out);
                 }
                 let candidate = Candidate {
                     block: e.block,
@@ -1833,6 +2039,7 @@ impl Engine {
             return;
         };
         let height = c.block.height();
+        self.parent_timestamp_ms = c.block.header().timestamp_ms;
         // Every account the block changed (senders, and recipients of
         // transfers), as the block's own diff writes it: the mempool keeps
         // its view of pending senders' accounts exact from these, with no
@@ -1865,10 +2072,14 @@ impl Engine {
         self.candidates.clear();
         self.executing.clear();
         self.rejected.clear();
+        self.pushes.clear();
         // A pull of the height just finalized may still be answered: kept
         // one height, so the answer is late rather than unsolicited.
         self.previous_pulls = std::mem::take(&mut self.pulls);
-        self.polls.clear();
+        // Their answers still measure round trips.
+        for (poll_id, poll) in std::mem::take(&mut self.polls) {
+            self.keep_closed(poll_id, &poll);
+        }
     }
 }
 
@@ -2569,6 +2780,239 @@ mod tests {
             }
         }
         queries
+    }
+
+    /// A proposer sends its executed block to the other validators; each
+    /// takes it unasked, once, from its proposer only: no query's round
+    /// trip and no pull before it can vote for it.
+    #[test]
+    fn a_proposal_is_pushed_and_taken_without_a_pull() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut p = engine(&n, n.by_rank[0], &chain);
+        assert_eq!(p.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let out = p.tick(&mut chain, 10_000, 10_000);
+        let id = p.preference().expect("proposed");
+        let pushes: Vec<(NodeId, Message)> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: msg @ Message::BlockData { .. },
+                } => Some((to, msg)),
+                _ => None,
+            })
+            .collect();
+        let mut to: Vec<NodeId> = pushes.iter().map(|(t, _)| *t).collect();
+        to.sort_unstable();
+        let mut others: Vec<NodeId> = n
+            .validators
+            .iter()
+            .map(|v| v.public_key)
+            .filter(|k| *k != p.me)
+            .collect();
+        others.sort_unstable();
+        assert_eq!(to, others, "pushed to every other validator");
+
+        let mut r = engine(&n, n.by_rank[1], &chain);
+        let msg = pushes.iter().find(|(t, _)| *t == r.me).unwrap().1.clone();
+        let Message::BlockData { block, .. } = &msg else {
+            unreachable!()
+        };
+        let header = block.header().clone();
+        assert_eq!(
+            r.block_expectation(&p.me, &header),
+            BlockExpectation::Wanted
+        );
+        let out = r.message(p.me, msg.clone(), &mut chain, 10_001);
+        assert!(
+            !out.iter().any(|o| matches!(
+                o,
+                Output::Penalize { .. }
+                    | Output::Send {
+                        msg: Message::GetBlock { .. },
+                        ..
+                    }
+            )),
+            "{out:?}"
+        );
+        assert_eq!(r.preference(), Some(id), "taken as it arrived");
+
+        // The same push again: ignored unread, without blame.
+        assert_eq!(r.block_expectation(&p.me, &header), BlockExpectation::Late);
+        assert!(r.message(p.me, msg.clone(), &mut chain, 10_002).is_empty());
+        // Another validator relaying it unasked: unsolicited.
+        let relay = n.validators[n.by_rank[2]].public_key;
+        assert_eq!(
+            r.block_expectation(&relay, &header),
+            BlockExpectation::Unsolicited
+        );
+        let out = r.message(relay, msg, &mut chain, 10_003);
+        assert!(
+            matches!(
+                out[..],
+                [Output::Penalize {
+                    reason: Misbehaviour::UnsolicitedBlock,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        // A proposer's push for another height crossed a finality: ignored
+        // without blame. One who is not a validator: unsolicited.
+        let parent = chain.last_block_id();
+        let root = chain.state_root();
+        let later = Block::new(2, parent, root, p.me, 0, vec![[1; 32]]).unwrap();
+        let q = engine(&n, n.by_rank[2], &chain);
+        assert_eq!(
+            q.block_expectation(&p.me, later.header()),
+            BlockExpectation::Late
+        );
+        let outsider = [9u8; 32];
+        let theirs = Block::new(1, parent, root, outsider, 0, vec![[1; 32]]).unwrap();
+        assert_eq!(
+            q.block_expectation(&outsider, theirs.header()),
+            BlockExpectation::Unsolicited
+        );
+    }
+
+    /// A poll waits two round trips and four deviations of the peers it
+    /// needs (past the configured floor), and no longer for a slow peer
+    /// whose vote it can do without; the count of polls open stays
+    /// `polls_in_flight` whatever the round trips.
+    #[test]
+    fn a_poll_waits_for_the_round_trips_of_the_peers_it_needs() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let vote = |poll_id| Message::Vote {
+            poll_id,
+            height: 1,
+            block: None,
+        };
+        // Every peer answers 300 ms after it is asked.
+        let mut e = engine(&n, 0, &chain);
+        let polls = e.tick(&mut chain, 1_000, 1_000);
+        for (poll_id, peers) in queries_of(&polls) {
+            for peer in peers {
+                e.message(peer, vote(poll_id), &mut chain, 1_300);
+            }
+        }
+        let before = e.stats().polls;
+        let polls = e.tick(&mut chain, 1_300, 1_300);
+        assert_eq!(queries_of(&polls).len(), 4, "polls_in_flight, not more");
+        assert_eq!(e.stats().rtt_median_ms, 300);
+        e.tick(&mut chain, 1_300 + 599, 1_300 + 599);
+        assert_eq!(e.stats().polls, before, "no poll gave up before 600 ms");
+        e.tick(&mut chain, 1_300 + 2_000, 1_300 + 2_000);
+        assert_eq!(e.stats().polls, before + 4, "the 2,000 ms cap");
+
+        // One peer 1.5 s away, the others 10 ms: a poll of three needs
+        // two votes (alpha), so it waits for the two near ones only.
+        let mut e = engine(&n, 0, &chain);
+        assert_eq!(e.params().alpha_confidence, 2);
+        let far = n.validators[1].public_key;
+        let polls = e.tick(&mut chain, 1_000, 1_000);
+        for (poll_id, peers) in queries_of(&polls) {
+            for peer in peers {
+                let at = if peer == far { 2_500 } else { 1_010 };
+                e.message(peer, vote(poll_id), &mut chain, at);
+            }
+        }
+        let polls = e.tick(&mut chain, 3_000, 3_000);
+        assert!(
+            queries_of(&polls)
+                .values()
+                .any(|peers| peers.contains(&far)),
+            "a poll drawing the far peer"
+        );
+        // Nobody answers: every poll gives up at the 400 ms floor (the
+        // near peers' wait), none waits the far peer's 2,000 ms cap.
+        let before = e.stats().polls;
+        e.tick(&mut chain, 3_399, 3_399);
+        assert_eq!(e.stats().polls, before);
+        e.tick(&mut chain, 3_400, 3_400);
+        assert_eq!(e.stats().polls, before + 4);
+    }
+
+    /// A lower-ranked proposer waits at least a measured round trip per
+    /// rank: the best-ranked block takes ½ RTT to be pushed to it.
+    #[test]
+    fn the_proposer_backoff_grows_to_the_round_trip() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let proposes_at = |rtt: Option<u64>, chain: &mut MemChain| -> u64 {
+            let mut e = engine(&n, n.by_rank[1], chain);
+            let polls = e.tick(chain, 0, 0);
+            if let Some(rtt) = rtt {
+                for (poll_id, peers) in queries_of(&polls) {
+                    for peer in peers {
+                        let vote = Message::Vote {
+                            poll_id,
+                            height: 1,
+                            block: None,
+                        };
+                        e.message(peer, vote, chain, rtt);
+                    }
+                }
+            }
+            let from = rtt.unwrap_or(0).max(1);
+            assert_eq!(e.submit(vec![shared_tx(&n)], chain, from), 1);
+            (from..2_000)
+                .find(|now| {
+                    e.tick(chain, *now, *now);
+                    e.preference().is_some()
+                })
+                .expect("it proposes")
+        };
+        // Delay 50 + backoff 50 for rank 1.
+        assert_eq!(proposes_at(None, &mut chain), 100);
+        assert_eq!(proposes_at(Some(10), &mut chain), 100);
+        // Delay 50 + a 300 ms round trip.
+        assert_eq!(proposes_at(Some(300), &mut chain), 350);
+    }
+
+    /// Block time never goes back: a proposer whose clock is behind its
+    /// parent's stamps the parent's time, and a block stamped before its
+    /// parent is invalid, its proposer blamed.
+    #[test]
+    fn a_block_is_never_stamped_before_its_parent() {
+        let n = net();
+        let mut chain = MemChain::new(&n.genesis);
+        let mut slow = engine(&n, n.by_rank[0], &chain);
+        slow.parent_timestamp_ms = 5_000;
+        assert_eq!(slow.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        slow.tick(&mut chain, 10_000, 1_000);
+        let id = slow.preference().expect("proposed");
+        assert_eq!(slow.candidates[&id].block.header().timestamp_ms, 5_000);
+
+        // A proposer that ignores the rule: its block, stamped 4,999.
+        let mut rogue = engine(&n, n.by_rank[0], &chain);
+        assert_eq!(rogue.submit(vec![shared_tx(&n)], &chain, 0), 1);
+        let out = rogue.tick(&mut chain, 10_000, 4_999);
+        let mut r = engine(&n, n.by_rank[1], &chain);
+        r.parent_timestamp_ms = 5_000;
+        let push = out
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: msg @ Message::BlockData { .. },
+                } if to == r.me => Some(msg),
+                _ => None,
+            })
+            .expect("pushed");
+        let out = r.message(rogue.me, push, &mut chain, 10_001);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Penalize {
+                    reason: Misbehaviour::InvalidBlock,
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+        assert_eq!(r.preference(), None);
     }
 
     fn pulls_to(out: &[Output]) -> Vec<NodeId> {

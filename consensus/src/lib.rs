@@ -8,7 +8,8 @@
 //! ([`genesis`]), the durable commit path ([`db_chain`]), pruning of old
 //! history ([`history`]), Snowball
 //! ([`snowball`]) with pluggable poll weights — uniform, stake, proof of
-//! work ([`sampler`]) — driven by the sans-IO [`engine`], and the
+//! work ([`sampler`]) — driven by the sans-IO [`engine`] (which measures
+//! round trips to its peers, [`rtt`]), and the
 //! deterministic simulator that runs many engines under faults, Byzantine
 //! nodes and each weight kind (`sim`, with the in-memory chain `mem_chain`,
 //! behind the `sim` feature; measurements in docs/consensus.md).
@@ -33,6 +34,7 @@ pub mod mem_chain;
 pub mod mempool;
 mod reader;
 mod rng;
+pub mod rtt;
 pub mod sampler;
 pub mod signature;
 #[cfg(feature = "sim")]

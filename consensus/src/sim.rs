@@ -95,6 +95,12 @@ pub struct SimConfig {
     /// Poll timeout; `None` (the default) = three times the largest
     /// latency.
     pub poll_timeout_ms: Option<u64>,
+    /// Polls each engine keeps open; `None` (the default): the engine's
+    /// default.
+    pub polls_in_flight: Option<usize>,
+    /// Validators a proposer pushes its block to; `None` (the default):
+    /// the engine's default.
+    pub proposal_push_peers: Option<usize>,
     /// Drop probability, per mille. Default 20.
     pub drop_per_mille: u64,
     /// Probability that the network delivers a message twice, per mille.
@@ -143,6 +149,8 @@ impl Default for SimConfig {
             latency_ms: (5, 60),
             block_delay_ms: (0, 0),
             poll_timeout_ms: None,
+            polls_in_flight: None,
+            proposal_push_peers: None,
             drop_per_mille: 20,
             duplicate_per_mille: 0,
             faults: true,

@@ -19,7 +19,7 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use crate::block::{Block, BlockId, BLOCK_BYTES_MAX, BLOCK_TXS_MAX, HEADER_BYTES};
+use crate::block::{Block, BlockHeader, BlockId, BLOCK_BYTES_MAX, BLOCK_TXS_MAX, HEADER_BYTES};
 use crate::engine::Message;
 use crate::error::DecodeError;
 use crate::reader::Reader;
@@ -74,6 +74,18 @@ pub fn block_data_id(bytes: &[u8]) -> Option<BlockId> {
     }
     let header = bytes.get(1 + 4..1 + 4 + HEADER_BYTES)?;
     Some(*blake3::hash(header).as_bytes())
+}
+
+/// The header of the block in a [`Message::BlockData`] payload, decoded
+/// alone: what a node checks (is it pulled, or a proposer's push at the
+/// height being decided?) before it decodes the block's transactions.
+/// `None` when the payload is not block data or its header does not
+/// decode; a full [`Payload::decode`] still checks everything.
+pub fn block_data_header(bytes: &[u8]) -> Option<BlockHeader> {
+    if payload_kind(bytes)? != PayloadKind::BlockData {
+        return None;
+    }
+    BlockHeader::decode(bytes.get(1 + 4..)?).ok()
 }
 
 /// One decoded payload.
@@ -293,17 +305,20 @@ mod tests {
             let bytes = p.encode();
             let kind = payload_kind(&bytes).expect("known tag");
             let id = block_data_id(&bytes);
+            let header = block_data_header(&bytes);
             match &p {
                 Payload::Engine(Message::BlockData { block, .. }) => {
                     assert_eq!(kind, PayloadKind::BlockData);
                     assert_eq!(id, Some(*block.id()));
+                    assert_eq!(header.as_ref(), Some(block.header()));
                 }
-                _ => assert_eq!(id, None),
+                _ => assert_eq!((id, header), (None, None)),
             }
         }
         assert_eq!(payload_kind(&[]), None);
         assert_eq!(payload_kind(&[77]), None);
         assert_eq!(block_data_id(&[TAG_BLOCK_DATA, 0, 0]), None);
+        assert_eq!(block_data_header(&[TAG_BLOCK_DATA, 0, 0]), None);
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct Devnet {
     /// The hosts the nodes run on, one network namespace each, when the
     /// devnet runs in a lab (node `i` on host `i`); `None`: loopback.
     pub lab: Option<strata_netlab::Lab>,
+    /// Extra environment of node `i`'s process, from its next
+    /// [`Devnet::spawn`] on.
+    pub envs: Vec<Vec<(String, String)>>,
     agent: ureq::Agent,
 }
 
@@ -161,6 +164,7 @@ impl Devnet {
             config: None,
             fd_limit: opts.fd_limit,
             lab: opts.lab,
+            envs: (0..n).map(|_| Vec::new()).collect(),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
@@ -226,6 +230,7 @@ impl Devnet {
             .arg("--key")
             .arg(d.join(format!("node-{i}.key")))
             .env("RUST_LOG", "info")
+            .envs(self.envs[i].iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -226,6 +226,15 @@ impl<'a> World<'a> {
             key_cache_entries: 256,
             ..EngineConfig::default()
         };
+        let engine_config = EngineConfig {
+            polls_in_flight: config
+                .polls_in_flight
+                .unwrap_or(engine_config.polls_in_flight),
+            proposal_push_peers: config
+                .proposal_push_peers
+                .unwrap_or(engine_config.proposal_push_peers),
+            ..engine_config
+        };
         let kind = config.byzantine_kind;
         // The last `byzantine` validators are the Byzantine ones; twins get
         // a second slot each, after every validator's first.
