@@ -640,6 +640,7 @@ impl Node {
                     connected: Default::default(),
                     unreachable: Vec::new(),
                     in_check: Default::default(),
+                    proposer_checks: Default::default(),
                     clock_skew_ms: clock_skew_ms(),
                     validators: validator_keys,
                     isolation: Isolation {
@@ -717,6 +718,9 @@ struct Driver {
     /// not checked again (a voter cannot make the workers decode its
     /// block over and over by sending it repeatedly).
     in_check: std::collections::HashSet<BlockId>,
+    /// (proposer, height) of blocks sent to be checked that came from
+    /// their own proposer, at the heights not yet decided: one each.
+    proposer_checks: std::collections::HashSet<([u8; 32], u64)>,
     /// Added to the wall clock that stamps this node's blocks: 0 unless
     /// [`CLOCK_SKEW_ENV`] says otherwise (see [`clock_skew_ms`]).
     clock_skew_ms: i64,
@@ -1063,6 +1067,18 @@ impl Driver {
                 match self.engine.block_expectation(&from, &header) {
                     BlockExpectation::Wanted => {
                         let id = header.id();
+                        // A block from its own proposer is checked once per
+                        // proposer and height: the engine takes only its
+                        // first push, and records it only once checked, so
+                        // without this a validator could push block after
+                        // block, each decoded and verified meanwhile.
+                        let height = self.engine.height();
+                        self.proposer_checks.retain(|(_, h)| *h >= height);
+                        if header.proposer == from
+                            && !self.proposer_checks.insert((from, header.height))
+                        {
+                            return;
+                        }
                         if !self.in_check.insert(id) {
                             // A copy is being checked already.
                             return;
@@ -1077,6 +1093,9 @@ impl Driver {
                             // pull expires.
                             Err(_) => {
                                 self.in_check.remove(&id);
+                                if header.proposer == from {
+                                    self.proposer_checks.remove(&(from, header.height));
+                                }
                                 debug!("block check queue full: pulled block dropped")
                             }
                         }

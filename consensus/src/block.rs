@@ -70,6 +70,18 @@ pub fn txs_hash(ids: &[TxId]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// `len` bytes of `bytes` at `offset`, or which `field` was cut short.
+fn field_at<'a>(
+    bytes: &'a [u8],
+    field: &'static str,
+    offset: usize,
+    len: usize,
+) -> Result<&'a [u8], DecodeError> {
+    bytes
+        .get(offset..offset + len)
+        .ok_or(DecodeError::Truncated { field, offset })
+}
+
 impl BlockHeader {
     /// Decodes the header at the start of `bytes` (an encoded block or
     /// more): the first [`HEADER_BYTES`], version checked; what follows is
@@ -79,12 +91,7 @@ impl BlockHeader {
     /// [`DecodeError::UnknownVersion`], or [`DecodeError::Truncated`] when
     /// `bytes` is shorter than a header.
     pub fn decode(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
-        let field_at =
-            |field: &'static str, offset: usize, len: usize| -> Result<&[u8], DecodeError> {
-                bytes
-                    .get(offset..offset + len)
-                    .ok_or(DecodeError::Truncated { field, offset })
-            };
+        let field_at = |field, offset, len| field_at(bytes, field, offset, len);
         let version = field_at("version", 0, 1)?[0];
         if version != BLOCK_VERSION {
             return Err(DecodeError::UnknownVersion(version));
@@ -198,12 +205,7 @@ impl Block {
     /// # Errors
     /// A [`DecodeError`] naming the field at fault.
     pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
-        let field_at =
-            |field: &'static str, offset: usize, len: usize| -> Result<&[u8], DecodeError> {
-                bytes
-                    .get(offset..offset + len)
-                    .ok_or(DecodeError::Truncated { field, offset })
-            };
+        let field_at = |field, offset, len| field_at(bytes, field, offset, len);
         let header = BlockHeader::decode(bytes)?;
         let mut count_bytes = [0u8; 4];
         count_bytes.copy_from_slice(field_at("tx count", HEADER_BYTES, 4)?);
