@@ -898,38 +898,15 @@ impl Engine {
         // wrapping to an early turn, so a follower proposed blocks).
         let my_rank = self.proposer_rank(&self.me, &chain.last_block_id());
         let is_validator = my_rank != usize::MAX;
-        // At least a round trip per rank: the best-ranked block needs ½
-        // RTT to be pushed here, and heights start up to ½ RTT apart at
-        // different validators.
-        let backoff_ms = self
-            .config
-            .propose_backoff_ms
-            .max(self.rtts.typical_ms().unwrap_or(0));
-        let my_turn_ms = self
-            .height_started_ms
-            .saturating_add(self.config.propose_delay_ms)
-            .saturating_add(backoff_ms.saturating_mul(my_rank as u64));
-        // A block some voter prefers is on its way here (pulled, not yet
-        // received or still being checked): proposing now would only add
-        // a competing block, built and validated everywhere for nothing.
-        // Wait for it, but at most one more backoff, so voters naming
-        // blocks they never serve cannot stop this node from proposing.
-        let block_coming = self
-            .pulls
-            .values()
-            .any(|p| !p.received && p.deadline_ms > now_ms);
-        let turn_ms = if block_coming {
-            my_turn_ms.saturating_add(backoff_ms)
-        } else {
-            my_turn_ms
-        };
         let proposing = self.executing.values().any(|e| e.from.is_none());
+        // The turn (a median of round trips, a scan of the pulls) is
+        // worked out only when nothing else stops a proposal.
         if is_validator
             && self.snowball.preference().is_none()
             && self.sticky.is_none()
             && !proposing
-            && now_ms >= turn_ms
             && self.mempool.has_ready()
+            && now_ms >= self.proposal_turn_ms(my_rank, now_ms)
         {
             self.propose(chain, wall_ms, &mut out);
         }
@@ -1170,6 +1147,36 @@ impl Engine {
             );
         }
         out
+    }
+
+    /// When a validator of rank `my_rank` may propose at this height:
+    /// after `propose_delay_ms` and a back-off per rank.
+    fn proposal_turn_ms(&self, my_rank: usize, now_ms: u64) -> u64 {
+        // At least a round trip per rank: the best-ranked block needs ½
+        // RTT to be pushed here, and heights start up to ½ RTT apart at
+        // different validators.
+        let backoff_ms = self
+            .config
+            .propose_backoff_ms
+            .max(self.rtts.typical_ms().unwrap_or(0));
+        let my_turn_ms = self
+            .height_started_ms
+            .saturating_add(self.config.propose_delay_ms)
+            .saturating_add(backoff_ms.saturating_mul(my_rank as u64));
+        // A block some voter prefers is on its way here (pulled, not yet
+        // received or still being checked): proposing now would only add
+        // a competing block, built and validated everywhere for nothing.
+        // Wait for it, but at most one more backoff, so voters naming
+        // blocks they never serve cannot stop this node from proposing.
+        let block_coming = self
+            .pulls
+            .values()
+            .any(|p| !p.received && p.deadline_ms > now_ms);
+        if block_coming {
+            my_turn_ms.saturating_add(backoff_ms)
+        } else {
+            my_turn_ms
+        }
     }
 
     /// Builds a proposal and asks for its execution: it becomes a
