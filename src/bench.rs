@@ -470,6 +470,8 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         // back every transaction (its own and everyone's), costing the
         // nodes' network loops and the bench's own CPU on the same cores.
         gossip_quiet: true,
+        // It sends to every target, so it dials every one of them.
+        outbound_peers_max: plan.targets.len().max(1),
         ..strata_net::Config::default()
     };
     let identity = strata_net::handshake::Identity::generate().map_err(|e| e.to_string())?;

@@ -23,8 +23,10 @@ pub struct NodeConfig {
     pub listen: String,
     /// HTTP API address. Default `127.0.0.1:8080`.
     pub api: String,
-    /// Extra peers to dial, `host:port`; the genesis validators' addresses
-    /// are always dialed. Default none.
+    /// Extra peers to dial, `host:port`. The genesis validators' addresses
+    /// are always known: a validator keeps a connection with every other
+    /// validator; a full node dials among them within
+    /// `outbound_peers_max`. Default none.
     pub peers: Vec<String>,
     /// Genesis TOML file; empty means the built-in 4-validator devnet.
     pub genesis: Option<PathBuf>,

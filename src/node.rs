@@ -331,7 +331,8 @@ impl Node {
             .verifying_key()
             .to_bytes();
         let validators = genesis.validator_set().map_err(|e| e.to_string())?;
-        if !validators.iter().any(|v| v.public_key == me) {
+        let is_validator = validators.iter().any(|v| v.public_key == me);
+        if !is_validator {
             warn!(
                 "this node's key {} is not a genesis validator: it follows the chain but is never polled",
                 hex::encode(me)
@@ -453,12 +454,21 @@ impl Node {
             .parse()
             .map_err(|e| format!("--listen {}: {e}", config.listen))?;
         let mut seeds: Vec<SocketAddr> = Vec::new();
+        // A validator keeps a connection with every other validator (a
+        // full mesh, whatever `outbound_peers_max`): polls sample among
+        // the validators a node is connected with.
+        let mut reserved_dials = Vec::new();
         for v in &validators {
             if v.public_key == me {
                 continue;
             }
             match v.address.parse() {
-                Ok(a) => seeds.push(a),
+                Ok(a) => {
+                    seeds.push(a);
+                    if is_validator {
+                        reserved_dials.push((v.public_key, a));
+                    }
+                }
                 Err(e) => warn!("validator address {} ignored: {e}", v.address),
             }
         }
@@ -482,6 +492,7 @@ impl Node {
                 .map(|v| v.public_key)
                 .filter(|k| *k != me)
                 .collect(),
+            reserved_dials,
             gossip_fanout: n.gossip_fanout.max(1),
             gossip_flush_interval_ms: n.gossip_flush_interval_ms.max(1),
             push_items_per_s: n.push_items_per_s,

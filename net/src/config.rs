@@ -27,6 +27,15 @@ pub struct Config {
     /// strangers filling the inbound slots, or sharing a validator's IP
     /// address, cannot cut it off. Default none.
     pub reserved_peers: Vec<[u8; 32]>,
+    /// Reserved peers this node keeps a connection with, by node key and
+    /// address: whenever one is not connected it is dialed (again at most
+    /// every [`crate::limits::RESERVED_REDIAL_MS`]), beyond
+    /// `outbound_peers_max`. A validator lists the other validators, so
+    /// validators form a full mesh however many there are, rather than
+    /// the random graph that `outbound_peers_max` random dials give. Both
+    /// ends may dial at once; the two sides keep the same one connection.
+    /// Default none.
+    pub reserved_dials: Vec<([u8; 32], SocketAddr)>,
     /// Connections in their handshake at once. Default
     /// [`HANDSHAKES_MAX_DEFAULT`] (128).
     pub handshakes_max: usize,
@@ -135,6 +144,7 @@ impl Default for Config {
             frame_payload_bytes_max: FRAME_PAYLOAD_BYTES_MAX_DEFAULT,
             inbound_peers_max: 32,
             reserved_peers: Vec::new(),
+            reserved_dials: Vec::new(),
             handshakes_max: HANDSHAKES_MAX_DEFAULT,
             handshakes_per_ip_max: HANDSHAKES_PER_IP_MAX_DEFAULT,
             outbound_peers_max: 8,

@@ -98,6 +98,9 @@ pub const PULL_RETRY_MS: u64 = 2_000;
 pub const BANS_MAX: usize = 4096;
 /// Wait before an address that failed is dialed again.
 pub const DIAL_RETRY_MS: u64 = 500;
+/// Wait before a reserved peer (`Config::reserved_dials`) not connected is
+/// dialed again. A validator that is down costs one dial a second.
+pub const RESERVED_REDIAL_MS: u64 = 1_000;
 /// How often the tick looks for outbound connections to open (at most 4
 /// dials each time, up to `Config::outbound_peers_max`).
 pub const OUTBOUND_DIAL_INTERVAL_MS: u64 = 100;

@@ -44,6 +44,7 @@
 //! # drop((listener, client));
 //! ```
 
+mod cpu;
 mod link;
 mod router;
 mod tun;
@@ -57,6 +58,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+pub use cpu::CpuLimit;
 use link::LinkState;
 pub use link::{Link, LinkStats};
 use router::Table;

@@ -52,7 +52,7 @@ use crate::handshake::{random_bytes, Handshake, Identity, PeerInfo, Role};
 use crate::limits::{
     ACCEPT_IPS_REMEMBERED_MAX, ADDRS_ANSWER_MAX, BANS_MAX, DEADLINES_COMPACT_MIN, DIAL_RETRY_MS,
     HANDSHAKE_FRAME_PAYLOAD_BYTES_MAX, ITEM_STORE_MAX, OUTBOUND_DIAL_INTERVAL_MS,
-    REQUESTED_IDS_MAX, SCORE_RECOVERY_INTERVAL_MS,
+    REQUESTED_IDS_MAX, RESERVED_REDIAL_MS, SCORE_RECOVERY_INTERVAL_MS,
 };
 use crate::message::{ItemId, Message};
 use crate::peer::{BanKey, BanList, Misbehaviour, PeerState, Score};
@@ -161,6 +161,8 @@ pub(crate) struct Protocol {
     rng: Rng,
     last_flush_ms: u64,
     last_dial_ms: u64,
+    /// When each of `Config::reserved_dials` was last dialed.
+    reserved_dialed_ms: Vec<Option<u64>>,
     last_exchange_ms: u64,
     last_recover_ms: u64,
     peers_dirty: bool,
@@ -216,6 +218,7 @@ impl Protocol {
             rng: Rng::from_seed(seed),
             last_flush_ms: 0,
             last_dial_ms: 0,
+            reserved_dialed_ms: vec![None; cfg.reserved_dials.len()],
             last_exchange_ms: 0,
             last_recover_ms: 0,
             peers_dirty: false,
@@ -676,6 +679,7 @@ impl Protocol {
     }
 
     fn maintain_outbound(&mut self, now: u64) {
+        self.maintain_reserved(now);
         let mut outbound = self
             .peers
             .iter()
@@ -701,6 +705,35 @@ impl Protocol {
             };
             self.dial(a);
             outbound += 1;
+        }
+    }
+
+    /// Dials each reserved peer of `Config::reserved_dials` that is not
+    /// connected, nor being dialed, nor dialed in the last
+    /// `RESERVED_REDIAL_MS`; outside `outbound_peers_max`.
+    fn maintain_reserved(&mut self, now: u64) {
+        if self.cfg.reserved_dials.is_empty() {
+            return;
+        }
+        let dialing: HashSet<SocketAddr> = self
+            .peers
+            .iter()
+            .flatten()
+            .filter(|c| c.outbound && !c.closing)
+            .filter_map(|c| c.peer_addr)
+            .collect();
+        for i in 0..self.cfg.reserved_dials.len() {
+            let (key, addr) = self.cfg.reserved_dials[i];
+            let recent = self.reserved_dialed_ms[i].is_some_and(|t| now < t + RESERVED_REDIAL_MS);
+            if recent
+                || key == self.identity.public()
+                || self.by_key.contains_key(&key)
+                || dialing.contains(&addr)
+            {
+                continue;
+            }
+            self.reserved_dialed_ms[i] = Some(now);
+            self.dial(addr);
         }
     }
 

@@ -618,3 +618,82 @@ fn full_inbound_slots_evict_only_a_misbehaving_peer() {
         .iter()
         .any(|e| matches!(e, Event::PeerUp { node_key, .. } if *node_key == d.key)));
 }
+
+#[test]
+fn reserved_peers_are_dialed_beyond_the_outbound_limit_and_redialed() {
+    let reserved: Vec<([u8; 32], SocketAddr)> = (2..5u8)
+        .map(|n| {
+            let key = Identity::from_seed([n; 32]).public();
+            (key, format!("10.0.0.{n}:7000").parse().expect("address"))
+        })
+        .collect();
+    let cfg = Config {
+        outbound_peers_max: 1,
+        reserved_dials: reserved.clone(),
+        ..Config::default()
+    };
+    let mut a = SimNode::new(1, cfg);
+    let mut now = 1_000;
+    a.proto.on_tick(now);
+    let mut dials = Vec::new();
+    a.proto.take_dials(&mut dials);
+    let mut to: Vec<SocketAddr> = dials.iter().map(|d| d.1).collect();
+    to.sort();
+    let want: Vec<SocketAddr> = reserved.iter().map(|r| r.1).collect();
+    assert_eq!(to, want, "every reserved peer, beyond outbound_peers_max 1");
+
+    // Dials under way are not repeated.
+    for d in &dials {
+        a.proto.on_dial_started(d.0);
+    }
+    now += 5 * crate::limits::RESERVED_REDIAL_MS;
+    a.proto.on_tick(now);
+    let mut again = Vec::new();
+    a.proto.take_dials(&mut again);
+    assert!(again.is_empty(), "{again:?}");
+
+    // A failed dial is retried, but not before RESERVED_REDIAL_MS.
+    a.proto.on_dial_failed(dials[0].0);
+    a.proto.on_tick(now + 100);
+    a.proto.take_dials(&mut again);
+    assert_eq!(again.len(), 1, "the failed one only: {again:?}");
+    assert_eq!(again[0].1, dials[0].1);
+    a.proto.on_dial_failed(again[0].0);
+    again.clear();
+    a.proto
+        .on_tick(now + 200 + crate::limits::RESERVED_REDIAL_MS / 2);
+    a.proto.take_dials(&mut again);
+    assert!(again.is_empty(), "redialed too soon: {again:?}");
+    a.proto
+        .on_tick(now + 200 + crate::limits::RESERVED_REDIAL_MS);
+    a.proto.take_dials(&mut again);
+    assert_eq!(again.len(), 1);
+}
+
+#[test]
+fn a_connected_reserved_peer_is_not_dialed_again() {
+    let b_key = Identity::from_seed([2; 32]).public();
+    let b_addr: SocketAddr = "10.0.0.2:7000".parse().expect("address");
+    let cfg_b = Config {
+        reserved_dials: vec![(
+            Identity::from_seed([1; 32]).public(),
+            "10.0.0.1:7000".parse().expect("address"),
+        )],
+        ..Config::default()
+    };
+    let cfg_a = Config {
+        reserved_dials: vec![(b_key, b_addr)],
+        ..Config::default()
+    };
+    // `a` dialed `b`; `b` reserves `a` but only got `a`'s inbound connection.
+    let mut p = Pair::new(cfg_a, cfg_b);
+    p.pump();
+    for _ in 0..30 {
+        p.tick(100);
+        p.pump();
+        let mut dials = Vec::new();
+        p.a.proto.take_dials(&mut dials);
+        p.b.proto.take_dials(&mut dials);
+        assert!(dials.is_empty(), "{dials:?}");
+    }
+}
