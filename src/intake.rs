@@ -35,6 +35,7 @@ use strata_consensus::block::{Block, BlockId};
 use strata_consensus::db_chain::{ChainReader, CommittedState};
 use strata_consensus::engine::Message;
 use strata_consensus::mempool::{spend_of, Reject};
+use strata_consensus::state::BlockEnv;
 use strata_consensus::state::{ExecError, StateDiff};
 use strata_consensus::sync::{self, ServedSnapshot, SyncRequest};
 use strata_consensus::tx::{PublicKey, Transaction, TxId};
@@ -100,6 +101,7 @@ pub(crate) enum Job {
     /// (the engine's [`strata_consensus::engine::Output::Execute`]).
     Execute {
         id: BlockId,
+        env: BlockEnv,
         txs: Vec<Arc<Transaction>>,
     },
     /// Read finalized block `id` at `height` for peer `to`.
@@ -581,9 +583,9 @@ fn run_other(cx: &Context, verifier: &mut Verifier, job: Job, done: &DoneSink) -
                 Done::BlockUnusable { payload }
             }
         },
-        Job::Execute { id, txs } => Done::Executed {
+        Job::Execute { id, env, txs } => Done::Executed {
             id,
-            result: cx.state.execute(&txs),
+            result: cx.state.execute(env, &txs),
         },
         Job::Serve { to, height, id } => match cx.chain.serve(height, &id) {
             Ok(Some((block, txs))) => Done::Served {

@@ -1397,18 +1397,18 @@ impl Driver {
                 warn!(peer = %hex::encode(&peer[..4]), ?reason, "peer penalised");
                 self.penalize(peer, net_misbehaviour(reason));
             }
-            Output::Execute { id, txs } => {
-                let job = Job::Execute { id, txs };
+            Output::Execute { id, env, txs } => {
+                let job = Job::Execute { id, env, txs };
                 match shared.block_jobs.try_send(job) {
                     Ok(()) => {}
                     // The block checker is behind: executed here rather
                     // than lost (the engine does not ask twice). Bounded:
                     // the engine executes each block of a height once.
                     Err(e) => {
-                        let Job::Execute { id, txs, .. } = e.into_inner() else {
+                        let Job::Execute { id, env, txs } = e.into_inner() else {
                             unreachable!("the job just sent")
                         };
-                        let result = self.chain.execute(&txs);
+                        let result = self.chain.execute(env, &txs);
                         let now = shared.mono_ms();
                         let out = self.engine.on_executed(id, result, &self.chain, now);
                         self.outputs.extend(out);

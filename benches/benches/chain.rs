@@ -319,7 +319,10 @@ impl ChainFixture {
             )
             .expect("a block of 10 k transactions");
             let started = Instant::now();
-            let diff = self.chain.execute(&txs).expect("every transfer applies");
+            let diff = self
+                .chain
+                .execute(state::BlockEnv::of(&block), &txs)
+                .expect("every transfer applies");
             self.chain.commit(&block, &txs, diff).expect("commit");
             timed += started.elapsed();
         }
@@ -394,8 +397,13 @@ impl PlainFixture {
             .expect("a block of 10 k transactions");
             let started = Instant::now();
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let diff = state::execute_read_ahead(&PlainState(&self.db), &txs, threads)
-                .expect("every transfer applies");
+            let diff = state::execute_read_ahead(
+                &PlainState(&self.db),
+                state::BlockEnv::default(),
+                &txs,
+                threads,
+            )
+            .expect("every transfer applies");
             let mut batch = WriteBatch::new();
             for (k, v) in diff.changes {
                 match v {

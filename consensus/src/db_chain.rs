@@ -33,6 +33,7 @@
 //! by one manifest edit (all or nothing; see `write_genesis`), so ten
 //! million accounts never pass through the WAL or the memtable.
 
+use crate::state::BlockEnv;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -282,8 +283,8 @@ impl CommittedState {
     ///
     /// # Errors
     /// As [`state::execute`].
-    pub fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        state::execute_read_ahead(&self.reader(), txs, read_ahead_threads())
+    pub fn execute(&self, env: BlockEnv, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        state::execute_read_ahead(&self.reader(), env, txs, read_ahead_threads())
     }
 
     /// The committed accounts of `pks`, in order (the default account
@@ -814,8 +815,8 @@ impl Chain for DbChain {
         state::read_account(&self.state(), account).map_err(|e| LocalFault(e.to_string()))
     }
 
-    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        state::execute_read_ahead(&self.state(), txs, read_ahead_threads())
+    fn execute(&self, env: BlockEnv, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        state::execute_read_ahead(&self.state(), env, txs, read_ahead_threads())
     }
 
     fn commit(
@@ -1516,7 +1517,9 @@ mod tests {
             .sign(&key)
             .unwrap(),
         );
-        let diff = chain.execute(std::slice::from_ref(&tx)).unwrap();
+        let diff = chain
+            .execute(BlockEnv::default(), std::slice::from_ref(&tx))
+            .unwrap();
         let block = Block::new(1, chain.last_block_id(), root, [0; 32], 0, vec![*tx.id()]).unwrap();
         fail.store(true, std::sync::atomic::Ordering::Release);
         assert!(chain.commit(&block, &[tx], diff).is_err());

@@ -78,7 +78,7 @@ use crate::rng::Rng;
 use crate::rtt::PeerRtts;
 use crate::sampler::{Sampler, SamplingWeight};
 use crate::snowball::{Params, PollOutcome, Snowball};
-use crate::state::{Account, ExecError, StateDiff};
+use crate::state::{Account, BlockEnv, ExecError, StateDiff};
 use crate::tx::{PublicKey, Transaction, TxId, TxKind};
 use crate::verify::{Verdict, VerifiedIds, Verifier};
 
@@ -182,7 +182,7 @@ pub trait Chain {
     /// # Errors
     /// When a transaction does not apply, or (an error that
     /// [`ExecError::is_local_fault`]) the state cannot be read.
-    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError>;
+    fn execute(&self, env: BlockEnv, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError>;
     /// Durably commits `block` (which must extend the last finalized block)
     /// with its transactions and state diff (the job of an
     /// [`Output::Commit`]; the engine never calls it).
@@ -385,6 +385,8 @@ pub enum Output {
     Execute {
         /// The block.
         id: BlockId,
+        /// Its height and time, which contracts read.
+        env: BlockEnv,
         /// Its transactions, in order.
         txs: Vec<Arc<Transaction>>,
     },
@@ -1189,6 +1191,7 @@ impl Engine {
         let id = *block.id();
         out.push(Output::Execute {
             id,
+            env: BlockEnv::of(&block),
             txs: txs.clone(),
         });
         self.executing.insert(
@@ -1285,7 +1288,7 @@ impl Engine {
         // its exact view of the finalized accounts, so an invalid
         // transaction here is a bug, not a peer's doing; a local fault
         // halts.
-        match chain.execute(&txs) {
+        match chain.execute(BlockEnv::of(&block), &txs) {
             Ok(diff) => Ok(Some(Candidate { block, txs, diff })),
             Err(e) if e.is_local_fault() => Err(e),
             Err(e) => {
@@ -1828,6 +1831,7 @@ impl Engine {
             Ok(()) => {
                 out.push(Output::Execute {
                     id,
+                    env: BlockEnv::of(&block),
                     txs: txs.clone(),
                 });
                 self.executing.insert(
@@ -2063,6 +2067,12 @@ impl Engine {
                 note(to);
             }
         }
+        // Contracts paid by calls, and whom contracts paid.
+        for pk in &c.diff.touched {
+            if let Some(a) = c.diff.account(pk) {
+                touched.push((*pk, a));
+            }
+        }
         self.committing = Some(Committing {
             height,
             id,
@@ -2105,8 +2115,8 @@ pub fn run_jobs_inline(
     let mut todo: std::collections::VecDeque<Output> = outputs.into();
     while let Some(output) = todo.pop_front() {
         let answer = match output {
-            Output::Execute { id, txs } => {
-                let result = chain.execute(&txs);
+            Output::Execute { id, env, txs } => {
+                let result = chain.execute(env, &txs);
                 engine.on_executed(id, result, chain, now_ms)
             }
             Output::Commit { block, txs, diff } => {
@@ -2539,7 +2549,7 @@ mod tests {
         fn account(&self, _: &PublicKey) -> Result<Account, LocalFault> {
             Err(LocalFault("EIO".into()))
         }
-        fn execute(&self, _: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        fn execute(&self, _: BlockEnv, _: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
             Err(ExecError::Read("EIO".into()))
         }
         fn commit(
@@ -3277,14 +3287,14 @@ mod tests {
         // The proposal is asked to be executed; nothing is preferred yet,
         // and no second proposal is made while the job is out.
         let out = e.on_tick(&mut chain, 10_000, 10_000);
-        let [Output::Execute { id, txs }] = &out[..] else {
+        let [Output::Execute { id, env, txs }] = &out[..] else {
             panic!("one execution job, got {out:?}");
         };
         assert_eq!(e.preference(), None);
         assert!(e.on_tick(&mut chain, 10_001, 10_001).is_empty());
         // Alone, its own proposal is final once executed: the commit is
         // asked for at once.
-        let out = e.on_executed(*id, chain.execute(txs), &chain, 10_001);
+        let out = e.on_executed(*id, chain.execute(*env, txs), &chain, 10_001);
         let [Output::Commit { block, txs, diff }] = &out[..] else {
             panic!("one commit job, got {out:?}");
         };
@@ -3332,10 +3342,10 @@ mod tests {
         let mut chain = MemChain::new(&n.genesis);
         let mut e = alone(&n, &chain);
         let out = e.on_tick(&mut chain, 10_000, 10_000);
-        let [Output::Execute { id, txs }] = &out[..] else {
+        let [Output::Execute { id, env, txs }] = &out[..] else {
             panic!("one execution job, got {out:?}");
         };
-        let (id, result) = (*id, chain.execute(txs));
+        let (id, result) = (*id, chain.execute(*env, txs));
         let out = e.on_executed(id, result.clone(), &chain, 10_001);
         assert!(matches!(out[..], [Output::Commit { .. }]));
         // A second answer for the same block (or one for a height left

@@ -55,6 +55,12 @@ pub enum DecodeError {
         /// The field.
         field: &'static str,
     },
+    /// `field` is not valid UTF-8.
+    #[error("{field} is not valid UTF-8")]
+    NotUtf8 {
+        /// The field.
+        field: &'static str,
+    },
     /// The signing key is not the transaction's sender.
     #[error("the signing key does not match the sender")]
     SenderMismatch,

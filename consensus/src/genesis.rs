@@ -491,7 +491,10 @@ impl Genesis {
             .into_iter()
             .map(|(k, a)| (k, Some(a.encode())))
             .collect();
-        Ok(StateDiff { changes })
+        Ok(StateDiff {
+            changes,
+            touched: Vec::new(),
+        })
     }
 }
 

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod block;
+pub mod contract;
 pub mod db_chain;
 pub mod engine;
 pub mod error;

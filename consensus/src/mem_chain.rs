@@ -4,6 +4,7 @@
 //! paths since they are already blake3 hashes), so simulated and real nodes
 //! agree on roots.
 
+use crate::state::BlockEnv;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -85,8 +86,8 @@ impl Chain for MemChain {
         read_account(&self.state, account).map_err(|e| LocalFault(e.to_string()))
     }
 
-    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
-        execute(&self.state, txs)
+    fn execute(&self, env: BlockEnv, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+        execute(&self.state, env, txs)
     }
 
     fn commit(

@@ -650,7 +650,8 @@ impl Mempool {
     /// Picks up to `txs_max` transactions for a block, returned in ascending
     /// id order (the block's canonical order). Higher fees first, while each
     /// sender's nonces stay contiguous from its account nonce and its balance
-    /// covers every fee and transfer chosen.
+    /// covers every fee and transfer chosen, and within the block-wide
+    /// bounds of [`crate::state::check_block_bounds`] (bytes, gas).
     ///
     /// Cost: O(R + k log R) for R ready senders and k chosen transactions;
     /// no sort of the pool, no state read.
@@ -668,6 +669,10 @@ impl Mempool {
             }
         }
         let mut chosen = Vec::with_capacity(txs_max.min(self.len()));
+        let (mut bytes_left, mut gas_left) = (
+            crate::state::BLOCK_TX_BYTES_MAX,
+            crate::state::BLOCK_GAS_MAX,
+        );
         while chosen.len() < txs_max {
             let Some((_, id, sender, nonce)) = heads.pop() else {
                 break;
@@ -675,6 +680,10 @@ impl Mempool {
             let Some(entry) = self.by_id.get(&id) else {
                 continue;
             };
+            let (bytes, gas) = (entry.tx.encoded().len(), entry.tx.body().kind.gas_limit());
+            if bytes > bytes_left || gas > gas_left {
+                continue; // not in this block: its later nonces wait too
+            }
             let cost = spend_of(&entry.tx);
             let left = budget
                 .get_mut(&sender)
@@ -683,6 +692,8 @@ impl Mempool {
                 continue; // cannot afford it: its later nonces cannot run either
             };
             *left = rest;
+            bytes_left -= bytes;
+            gas_left -= gas;
             chosen.push(id);
             let next = nonce + 1;
             if let Some(next_id) = self.by_sender[&sender].pending.get(&next) {
@@ -746,12 +757,18 @@ impl Mempool {
     }
 }
 
-/// What executing `tx` takes from its sender's balance.
+/// The most executing `tx` may take from its sender's balance: fee,
+/// amount or value, and the whole gas budget (the unused part is refunded
+/// after, which this view ignores until the block is committed).
 pub fn spend_of(tx: &Transaction) -> u64 {
-    match tx.body().kind {
-        TxKind::Transfer { amount, .. } => tx.fee().saturating_add(amount),
-        _ => tx.fee(),
-    }
+    let kind = &tx.body().kind;
+    let amount = match *kind {
+        TxKind::Transfer { amount, .. } | TxKind::Call { value: amount, .. } => amount,
+        _ => 0,
+    };
+    tx.fee()
+        .saturating_add(amount)
+        .saturating_add(kind.gas_budget())
 }
 
 #[cfg(test)]

@@ -19,7 +19,17 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+pub use crate::contract::BlockEnv;
 use crate::tx::{PublicKey, Transaction, TxKind};
+
+/// Most encoded transaction bytes in one block: a block travels whole in
+/// one frame (4 MiB by default) when pushed or pulled, so it must fit
+/// with room to spare. About 13,000 transfers; 85 of the largest deploys.
+pub const BLOCK_TX_BYTES_MAX: usize = 2 << 20;
+/// Most gas one block's deploys and calls may be given in all (the sum of
+/// their limits, not of what they use: a block's cost is bounded before
+/// it runs). 10 calls at the largest limit.
+pub const BLOCK_GAS_MAX: u64 = 10 * strata_vm::limits::GAS_LIMIT_MAX;
 
 /// A hashed state key.
 pub type StateKey = [u8; 32];
@@ -101,9 +111,20 @@ pub enum ExecError {
         /// Fee plus amount.
         needed: u64,
     },
-    /// A credit would overflow a balance (or the burned total).
+    /// A credit would overflow a balance (or the burned total), or a gas
+    /// budget (limit × price) overflows.
     #[error("balance overflow")]
     Overflow,
+    /// The block's transactions pass a block-wide bound.
+    #[error("block {what} total {total}, over the limit of {max}")]
+    BlockTooLarge {
+        /// Which bound.
+        what: &'static str,
+        /// The block's total.
+        total: u64,
+        /// The bound.
+        max: u64,
+    },
     /// A stored state entry does not decode.
     #[error("corrupt state entry {}", hex::encode(.0))]
     CorruptState(StateKey),
@@ -142,6 +163,11 @@ impl StateReader for BTreeMap<StateKey, Vec<u8>> {
 pub struct StateDiff {
     /// Changes in ascending key order.
     pub changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+    /// Accounts whose balance changed other than as a transaction's
+    /// sender or a transfer's recipient: contracts paid by calls, and
+    /// whom contracts paid (the mempool's view of them is refreshed from
+    /// these). Each once, sorted.
+    pub touched: Vec<PublicKey>,
 }
 
 impl StateDiff {
@@ -157,33 +183,35 @@ impl StateDiff {
 }
 
 /// Execution over a read-only base with an overlay of pending changes.
-struct Overlay<'a, R: StateReader> {
+pub(crate) struct Overlay<'a, R: StateReader> {
     base: &'a R,
-    changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+    pub(crate) changes: BTreeMap<StateKey, Option<Vec<u8>>>,
+    /// See [`StateDiff::touched`].
+    pub(crate) touched: Vec<PublicKey>,
 }
 
 impl<R: StateReader> Overlay<'_, R> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+    pub(crate) fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
         match self.changes.get(key) {
             Some(v) => Ok(v.clone()),
             None => self.base.read(key),
         }
     }
 
-    fn account(&self, pk: &PublicKey) -> Result<Account, ExecError> {
+    pub(crate) fn account(&self, pk: &PublicKey) -> Result<Account, ExecError> {
         self.account_at(&account_key(pk))
     }
 
     /// The account stored under `key` (an [`account_key`]): execution
     /// hashes each public key once per transaction, not once per access.
-    fn account_at(&self, key: &StateKey) -> Result<Account, ExecError> {
+    pub(crate) fn account_at(&self, key: &StateKey) -> Result<Account, ExecError> {
         match self.get(key)? {
             None => Ok(Account::default()),
             Some(bytes) => Account::decode(&bytes).ok_or(ExecError::CorruptState(*key)),
         }
     }
 
-    fn set_account_at(&mut self, key: StateKey, account: Account) {
+    pub(crate) fn set_account_at(&mut self, key: StateKey, account: Account) {
         self.changes.insert(key, Some(account.encode()));
     }
 
@@ -208,6 +236,7 @@ pub fn read_account(reader: &impl StateReader, pk: &PublicKey) -> Result<Account
     Overlay {
         base: reader,
         changes: BTreeMap::new(),
+        touched: Vec::new(),
     }
     .account(pk)
 }
@@ -306,26 +335,63 @@ impl<R: StateReader> StateReader for ReadAhead<'_, R> {
 /// As [`execute`].
 pub fn execute_read_ahead<R: StateReader + Sync>(
     base: &R,
+    env: BlockEnv,
     txs: &[Arc<Transaction>],
     threads: usize,
 ) -> Result<StateDiff, ExecError> {
     if txs.len() < READ_AHEAD_TXS_MIN || threads < 2 {
-        return execute(base, txs);
+        return execute(base, env, txs);
     }
-    execute(&ReadAhead::new(base, txs, threads)?, txs)
+    execute(&ReadAhead::new(base, txs, threads)?, env, txs)
+}
+
+/// Checks the block-wide bounds on `txs`: their encoded bytes within
+/// [`BLOCK_TX_BYTES_MAX`] and their gas limits within [`BLOCK_GAS_MAX`].
+///
+/// # Errors
+/// [`ExecError::BlockTooLarge`] naming the bound passed.
+pub fn check_block_bounds(txs: &[Arc<Transaction>]) -> Result<(), ExecError> {
+    let bytes: usize = txs.iter().map(|t| t.encoded().len()).sum();
+    if bytes > BLOCK_TX_BYTES_MAX {
+        return Err(ExecError::BlockTooLarge {
+            what: "transaction bytes",
+            total: bytes as u64,
+            max: BLOCK_TX_BYTES_MAX as u64,
+        });
+    }
+    let gas = txs
+        .iter()
+        .fold(0u64, |g, t| g.saturating_add(t.body().kind.gas_limit()));
+    if gas > BLOCK_GAS_MAX {
+        return Err(ExecError::BlockTooLarge {
+            what: "gas limits",
+            total: gas,
+            max: BLOCK_GAS_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Executes `txs` (a block's transactions, in any order) against `base`, in
-/// canonical order, returning the state diff.
+/// canonical order, returning the state diff. `env` is the block's height
+/// and time, which contracts may read.
 ///
 /// # Errors
-/// The first transaction that does not apply makes the block invalid.
-pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+/// The first transaction that does not apply makes the block invalid, as
+/// do transactions past the block bounds ([`check_block_bounds`]). A
+/// deploy or call that fails is not an error: its receipt says why.
+pub fn execute(
+    base: &impl StateReader,
+    env: BlockEnv,
+    txs: &[Arc<Transaction>],
+) -> Result<StateDiff, ExecError> {
+    check_block_bounds(txs)?;
     let mut order: Vec<&Arc<Transaction>> = txs.iter().collect();
     order.sort_unstable_by(|a, b| (a.sender(), a.nonce()).cmp(&(b.sender(), b.nonce())));
     let mut state = Overlay {
         base,
         changes: BTreeMap::new(),
+        touched: Vec::new(),
     };
     let mut burned = state.burned()?;
     for tx in order {
@@ -339,11 +405,31 @@ pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<Stat
                 got: tx.nonce(),
             });
         }
-        let amount = match tx.body().kind {
-            TxKind::Transfer { amount, .. } => amount,
+        let kind = &tx.body().kind;
+        let amount = match *kind {
+            TxKind::Transfer { amount, .. } | TxKind::Call { value: amount, .. } => amount,
             _ => 0,
         };
-        let needed = tx.fee().checked_add(amount).ok_or(ExecError::Overflow)?;
+        let gas_budget = match *kind {
+            TxKind::Deploy {
+                gas_limit,
+                gas_price,
+                ..
+            }
+            | TxKind::Call {
+                gas_limit,
+                gas_price,
+                ..
+            } => gas_limit
+                .checked_mul(gas_price)
+                .ok_or(ExecError::Overflow)?,
+            _ => 0,
+        };
+        let needed = tx
+            .fee()
+            .checked_add(amount)
+            .and_then(|n| n.checked_add(gas_budget))
+            .ok_or(ExecError::Overflow)?;
         from.balance = from
             .balance
             .checked_sub(needed)
@@ -373,6 +459,14 @@ pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<Stat
             TxKind::Delete { key } => {
                 state.changes.insert(user_key(&sender, key), None);
             }
+            TxKind::Deploy { gas_price, .. } | TxKind::Call { gas_price, .. } => {
+                let gas_price = *gas_price;
+                let gas_used = crate::contract::execute(&mut state, env, tx)?;
+                // At most gas_limit × gas_price, checked above.
+                burned = burned
+                    .checked_add(gas_used * gas_price)
+                    .ok_or(ExecError::Overflow)?;
+            }
         }
     }
     if !txs.is_empty() {
@@ -380,8 +474,12 @@ pub fn execute(base: &impl StateReader, txs: &[Arc<Transaction>]) -> Result<Stat
             .changes
             .insert(burned_key(), Some(burned.to_le_bytes().to_vec()));
     }
+    let mut touched = state.touched;
+    touched.sort_unstable();
+    touched.dedup();
     Ok(StateDiff {
         changes: state.changes,
+        touched,
     })
 }
 
@@ -461,14 +559,14 @@ mod tests {
         assert!(txs.len() >= READ_AHEAD_TXS_MIN);
         for threads in [1, 2, 3] {
             assert_eq!(
-                execute_read_ahead(&base, &txs, threads).unwrap(),
-                execute(&base, &txs).unwrap()
+                execute_read_ahead(&base, BlockEnv::default(), &txs, threads).unwrap(),
+                execute(&base, BlockEnv::default(), &txs).unwrap()
             );
         }
         txs.push(transfer(1, 99, 2, 1, 1)); // a nonce gap: the block is invalid
         assert_eq!(
-            execute_read_ahead(&base, &txs, 2).unwrap_err(),
-            execute(&base, &txs).unwrap_err()
+            execute_read_ahead(&base, BlockEnv::default(), &txs, 2).unwrap_err(),
+            execute(&base, BlockEnv::default(), &txs).unwrap_err()
         );
     }
 
@@ -483,8 +581,8 @@ mod tests {
         let mut reversed = txs.clone();
         reversed.reverse();
         assert_eq!(
-            execute(&base, &txs).unwrap(),
-            execute(&base, &reversed).unwrap()
+            execute(&base, BlockEnv::default(), &txs).unwrap(),
+            execute(&base, BlockEnv::default(), &reversed).unwrap()
         );
     }
 
@@ -495,7 +593,12 @@ mod tests {
     #[test]
     fn a_diff_gives_the_accounts_it_writes() {
         let base = funded(&[(1, 100), (2, 100), (3, 100)]);
-        let diff = execute(&base, &[transfer(1, 0, 2, 5, 1), transfer(1, 1, 2, 3, 1)]).unwrap();
+        let diff = execute(
+            &base,
+            BlockEnv::default(),
+            &[transfer(1, 0, 2, 5, 1), transfer(1, 1, 2, 3, 1)],
+        )
+        .unwrap();
         assert_eq!(
             diff.account(&pk(1)),
             Some(Account {
@@ -517,7 +620,7 @@ mod tests {
     fn nonce_gap_and_overdraft_invalidate_the_block() {
         let base = funded(&[(1, 10)]);
         assert!(matches!(
-            execute(&base, &[transfer(1, 1, 2, 1, 1)]),
+            execute(&base, BlockEnv::default(), &[transfer(1, 1, 2, 1, 1)]),
             Err(ExecError::BadNonce {
                 expected: 0,
                 got: 1,
@@ -525,7 +628,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            execute(&base, &[transfer(1, 0, 2, 10, 1)]),
+            execute(&base, BlockEnv::default(), &[transfer(1, 0, 2, 10, 1)]),
             Err(ExecError::Insufficient { needed: 11, .. })
         ));
     }
@@ -558,7 +661,7 @@ mod tests {
                 txs.push(transfer(from, nonces[from as usize], to, amount, 1));
                 nonces[from as usize] += 1;
             }
-            let diff = execute(&state, &txs).unwrap();
+            let diff = execute(&state, BlockEnv::default(), &txs).unwrap();
             apply(&mut state, diff);
             assert_eq!(supply(&state, &seeds), total);
         }

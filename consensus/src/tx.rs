@@ -11,8 +11,8 @@
 //! | sender      | 32    | ed25519 public key                            |
 //! | nonce       | 8     | per sender, starts at 0, +1 per transaction   |
 //! | fee         | 8     | paid by the sender, burned (see `fee` below)  |
-//! | kind tag    | 1     | 0 transfer, 1 put, 2 delete                   |
-//! | kind body   | var   | transfer: `to` (32) + `amount` (8); put: key len (1) + key + value len (2) + value; delete: key len (1) + key |
+//! | kind tag    | 1     | 0 transfer, 1 put, 2 delete, 3 deploy, 4 call |
+//! | kind body   | var   | transfer: `to` (32) + `amount` (8); put: key len (1) + key + value len (2) + value; delete: key len (1) + key; deploy: gas limit (8) + gas price (8) + code len (4) + code; call: contract (32) + value (8) + gas limit (8) + gas price (8) + entry len (1) + entry (UTF-8) + input len (2) + input |
 //! | signature   | 64    | ed25519 over `SIGNING_DOMAIN ‖ all bytes above` |
 //!
 //! The id is blake3 of the whole encoding, signature included. Decoding is
@@ -44,14 +44,29 @@ const HEADER_BYTES: usize = 1 + 8 + 32 + 8 + 8 + 1;
 /// Signature width.
 /// Bytes of an ed25519 signature.
 pub const SIGNATURE_BYTES: usize = 64;
-/// Largest encoded transaction (a put with the longest key and value).
-pub const TX_BYTES_MAX: usize =
+/// Largest module a `Deploy` may carry, in bytes.
+pub const CODE_BYTES_MAX: usize = strata_vm::limits::CODE_BYTES_MAX;
+/// Longest entry point name a `Call` may name, in bytes.
+pub const ENTRY_BYTES_MAX: usize = strata_vm::limits::ENTRY_BYTES_MAX;
+/// Longest argument bytes a `Call` may carry.
+pub const INPUT_BYTES_MAX: usize = strata_vm::limits::INPUT_BYTES_MAX;
+/// Largest encoded put: the longest key and value.
+const PUT_BYTES_MAX: usize =
     HEADER_BYTES + 1 + USER_KEY_BYTES_MAX + 2 + USER_VALUE_BYTES_MAX + SIGNATURE_BYTES;
+/// Largest encoded deploy: the largest module.
+const DEPLOY_BYTES_MAX: usize = HEADER_BYTES + 8 + 8 + 4 + CODE_BYTES_MAX + SIGNATURE_BYTES;
+/// Largest encoded call.
+const CALL_BYTES_MAX: usize =
+    HEADER_BYTES + 32 + 8 + 8 + 8 + 1 + ENTRY_BYTES_MAX + 2 + INPUT_BYTES_MAX + SIGNATURE_BYTES;
+/// Largest encoded transaction (a deploy of the largest module).
+pub const TX_BYTES_MAX: usize = DEPLOY_BYTES_MAX;
 /// Smallest encoded transaction (a delete of an empty key).
 pub const TX_BYTES_MIN: usize = HEADER_BYTES + 1 + SIGNATURE_BYTES;
 
 const _: () = assert!(USER_KEY_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(USER_VALUE_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(PUT_BYTES_MAX <= TX_BYTES_MAX && CALL_BYTES_MAX <= TX_BYTES_MAX);
+const _: () = assert!(ENTRY_BYTES_MAX <= u8::MAX as usize && INPUT_BYTES_MAX <= u16::MAX as usize);
 
 /// A 32-byte transaction id (blake3 of the encoding).
 pub type TxId = [u8; 32];
@@ -80,6 +95,33 @@ pub enum TxKind {
         /// User key, at most [`USER_KEY_BYTES_MAX`] bytes.
         key: Vec<u8>,
     },
+    /// Deploys a WebAssembly contract (docs/protocol.md, "Contracts"):
+    /// the code is stored under its hash, and a new contract with its own
+    /// id, balance and namespace runs it.
+    Deploy {
+        /// The binary module, at most [`CODE_BYTES_MAX`] bytes.
+        code: Vec<u8>,
+        /// Most gas the deploy may use.
+        gas_limit: u64,
+        /// Paid per unit of gas used, burned like the fee.
+        gas_price: u64,
+    },
+    /// Calls entry point `entry` of contract `contract` with `input`,
+    /// after moving `value` from the sender to the contract.
+    Call {
+        /// The contract's id.
+        contract: [u8; 32],
+        /// Moved to the contract before the call; returned if it fails.
+        value: u64,
+        /// Most gas the call may use.
+        gas_limit: u64,
+        /// Paid per unit of gas used, burned like the fee.
+        gas_price: u64,
+        /// Exported function to run, at most [`ENTRY_BYTES_MAX`] bytes.
+        entry: String,
+        /// Argument bytes, at most [`INPUT_BYTES_MAX`].
+        input: Vec<u8>,
+    },
 }
 
 impl TxKind {
@@ -88,6 +130,35 @@ impl TxKind {
             TxKind::Transfer { .. } => 0,
             TxKind::Put { .. } => 1,
             TxKind::Delete { .. } => 2,
+            TxKind::Deploy { .. } => 3,
+            TxKind::Call { .. } => 4,
+        }
+    }
+
+    /// The most gas the transaction may pay for, times its price: what the
+    /// sender must hold beyond the fee and any amount. Zero for kinds
+    /// without gas. Saturates (a sender cannot hold `u64::MAX`).
+    pub fn gas_budget(&self) -> u64 {
+        match self {
+            TxKind::Deploy {
+                gas_limit,
+                gas_price,
+                ..
+            }
+            | TxKind::Call {
+                gas_limit,
+                gas_price,
+                ..
+            } => gas_limit.saturating_mul(*gas_price),
+            _ => 0,
+        }
+    }
+
+    /// The gas limit of a deploy or call; zero for other kinds.
+    pub fn gas_limit(&self) -> u64 {
+        match self {
+            TxKind::Deploy { gas_limit, .. } | TxKind::Call { gas_limit, .. } => *gas_limit,
+            _ => 0,
         }
     }
 }
@@ -144,6 +215,33 @@ impl TxBody {
                 out.push(key.len() as u8);
                 out.extend_from_slice(key);
             }
+            TxKind::Deploy {
+                code,
+                gas_limit,
+                gas_price,
+            } => {
+                out.extend_from_slice(&gas_limit.to_le_bytes());
+                out.extend_from_slice(&gas_price.to_le_bytes());
+                out.extend_from_slice(&(code.len() as u32).to_le_bytes());
+                out.extend_from_slice(code);
+            }
+            TxKind::Call {
+                contract,
+                value,
+                gas_limit,
+                gas_price,
+                entry,
+                input,
+            } => {
+                out.extend_from_slice(contract);
+                out.extend_from_slice(&value.to_le_bytes());
+                out.extend_from_slice(&gas_limit.to_le_bytes());
+                out.extend_from_slice(&gas_price.to_le_bytes());
+                out.push(entry.len() as u8);
+                out.extend_from_slice(entry.as_bytes());
+                out.extend_from_slice(&(input.len() as u16).to_le_bytes());
+                out.extend_from_slice(input);
+            }
         }
     }
 
@@ -171,6 +269,29 @@ impl TxBody {
                     len: key.len(),
                     max: USER_KEY_BYTES_MAX,
                 });
+            }
+            TxKind::Deploy { code, .. } if code.len() > CODE_BYTES_MAX => {
+                return Err(DecodeError::TooLong {
+                    field: "code",
+                    len: code.len(),
+                    max: CODE_BYTES_MAX,
+                });
+            }
+            TxKind::Call { entry, input, .. } => {
+                if entry.len() > ENTRY_BYTES_MAX {
+                    return Err(DecodeError::TooLong {
+                        field: "entry",
+                        len: entry.len(),
+                        max: ENTRY_BYTES_MAX,
+                    });
+                }
+                if input.len() > INPUT_BYTES_MAX {
+                    return Err(DecodeError::TooLong {
+                        field: "input",
+                        len: input.len(),
+                        max: INPUT_BYTES_MAX,
+                    });
+                }
             }
             _ => {}
         }
@@ -256,6 +377,35 @@ impl Transaction {
                 let key_len = usize::from(r.u8("key length")?);
                 TxKind::Delete {
                     key: r.bounded(key_len, USER_KEY_BYTES_MAX, "key")?,
+                }
+            }
+            3 => {
+                let gas_limit = r.u64("gas limit")?;
+                let gas_price = r.u64("gas price")?;
+                let code_len = u32::from_le_bytes(r.array::<4>("code length")?) as usize;
+                TxKind::Deploy {
+                    code: r.bounded(code_len, CODE_BYTES_MAX, "code")?,
+                    gas_limit,
+                    gas_price,
+                }
+            }
+            4 => {
+                let contract = r.array::<32>("contract")?;
+                let value = r.u64("value")?;
+                let gas_limit = r.u64("gas limit")?;
+                let gas_price = r.u64("gas price")?;
+                let entry_len = usize::from(r.u8("entry length")?);
+                let entry = r.bounded(entry_len, ENTRY_BYTES_MAX, "entry")?;
+                let entry = String::from_utf8(entry)
+                    .map_err(|_| DecodeError::NotUtf8 { field: "entry" })?;
+                let input_len = usize::from(r.u16("input length")?);
+                TxKind::Call {
+                    contract,
+                    value,
+                    gas_limit,
+                    gas_price,
+                    entry,
+                    input: r.bounded(input_len, INPUT_BYTES_MAX, "input")?,
                 }
             }
             tag => return Err(DecodeError::UnknownTag { field: "kind", tag }),
@@ -419,6 +569,27 @@ mod tests {
                 value: vec![],
             },
             TxKind::Delete { key: b"k".to_vec() },
+            TxKind::Deploy {
+                code: vec![7; CODE_BYTES_MAX],
+                gas_limit: 1,
+                gas_price: 2,
+            },
+            TxKind::Call {
+                contract: [5; 32],
+                value: 3,
+                gas_limit: u64::MAX,
+                gas_price: 4,
+                entry: "x".repeat(ENTRY_BYTES_MAX),
+                input: vec![6; INPUT_BYTES_MAX],
+            },
+            TxKind::Call {
+                contract: [5; 32],
+                value: 0,
+                gas_limit: 0,
+                gas_price: 0,
+                entry: String::new(),
+                input: vec![],
+            },
         ] {
             let tx = TxBody {
                 chain_id: 1,

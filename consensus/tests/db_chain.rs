@@ -38,8 +38,15 @@ fn commit_both(
     height: u64,
     txs: Vec<Arc<Transaction>>,
 ) -> Block {
-    let diff = mem.execute(&txs).unwrap();
-    assert_eq!(db.execute(&txs).unwrap(), diff, "both stores execute alike");
+    let diff = mem
+        .execute(strata_consensus::state::BlockEnv::default(), &txs)
+        .unwrap();
+    assert_eq!(
+        db.execute(strata_consensus::state::BlockEnv::default(), &txs)
+            .unwrap(),
+        diff,
+        "both stores execute alike"
+    );
     let ids = txs.iter().map(|t| *t.id()).collect();
     let block = Block::new(
         height,
@@ -169,7 +176,9 @@ fn readers_on_other_threads_never_leave_a_stale_account_in_the_cache() {
         let txs: Vec<_> = (0..32)
             .map(|i| transfer(i, h - 1, (i + 1) % 32, h))
             .collect();
-        let diff = chain.execute(&txs).unwrap();
+        let diff = chain
+            .execute(strata_consensus::state::BlockEnv::default(), &txs)
+            .unwrap();
         let ids = txs.iter().map(|t| *t.id()).collect();
         let block = Block::new(
             h,

@@ -60,7 +60,9 @@ fn child(dir: &str) {
                 )
             })
             .collect();
-        let diff = chain.execute(&txs).unwrap();
+        let diff = chain
+            .execute(strata_consensus::state::BlockEnv::default(), &txs)
+            .unwrap();
         let ids = txs.iter().map(|t| *t.id()).collect();
         let block = Block::new(
             height,

@@ -175,11 +175,17 @@ fn a_damaged_state_block_is_a_local_fault_never_a_default_account_or_invalid_blo
     // The sender's record is damaged; then only the recipient's.
     assert_local(
         "executing a transfer from the damaged account",
-        chain.execute(&[transfer(g, store.victim, store.healthy, 0)]),
+        chain.execute(
+            strata_consensus::state::BlockEnv::default(),
+            &[transfer(g, store.victim, store.healthy, 0)],
+        ),
     );
     assert_local(
         "executing a transfer to the damaged account",
-        chain.execute(&[transfer(g, store.healthy, store.victim, 0)]),
+        chain.execute(
+            strata_consensus::state::BlockEnv::default(),
+            &[transfer(g, store.healthy, store.victim, 0)],
+        ),
     );
     // A block large enough to be read ahead on several threads first.
     let mut big: Vec<Arc<Transaction>> = (0..READ_AHEAD_TXS_MIN)
@@ -189,7 +195,10 @@ fn a_damaged_state_block_is_a_local_fault_never_a_default_account_or_invalid_blo
         .collect();
     big.push(transfer(g, store.victim, store.healthy, 0));
     assert!(big.len() >= READ_AHEAD_TXS_MIN);
-    assert_local("executing a read-ahead block", chain.execute(&big));
+    assert_local(
+        "executing a read-ahead block",
+        chain.execute(strata_consensus::state::BlockEnv::default(), &big),
+    );
 
     // The other threads' view of the same state: the workers' balance
     // pre-check and the block checker.
@@ -200,7 +209,10 @@ fn a_damaged_state_block_is_a_local_fault_never_a_default_account_or_invalid_blo
     );
     assert_local(
         "the block checker's execution",
-        committed.execute(&[transfer(g, store.victim, store.healthy, 0)]),
+        committed.execute(
+            strata_consensus::state::BlockEnv::default(),
+            &[transfer(g, store.victim, store.healthy, 0)],
+        ),
     );
     // The API's reader (one snapshot).
     assert!(

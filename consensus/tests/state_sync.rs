@@ -43,7 +43,9 @@ fn tx(from: usize, nonce: u64, kind: TxKind) -> Arc<Transaction> {
 }
 
 fn commit_both(db: &mut DbChain, mem: &mut MemChain, height: u64, txs: Vec<Arc<Transaction>>) {
-    let diff = mem.execute(&txs).unwrap();
+    let diff = mem
+        .execute(strata_consensus::state::BlockEnv::default(), &txs)
+        .unwrap();
     let ids = txs.iter().map(|t| *t.id()).collect();
     let block = Block::new(
         height,

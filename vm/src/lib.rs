@@ -65,7 +65,7 @@ use limits::{
 
 /// Read access to one contract's namespace as it stands before the call
 /// (the finalized state and what earlier transactions of the block wrote).
-pub trait ContractStore: Sync {
+pub trait ContractStore {
     /// The value under `key` of the contract's namespace.
     ///
     /// # Errors

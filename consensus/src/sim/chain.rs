@@ -4,6 +4,7 @@
 //! the block's one synced batch, reopening after a crash, the recorded
 //! revealed preference) is the code the simulator checks.
 
+use crate::state::BlockEnv;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -188,10 +189,10 @@ impl Chain for SimChain {
             SimChain::Db(d) => d.get().account(account),
         }
     }
-    fn execute(&self, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
+    fn execute(&self, env: BlockEnv, txs: &[Arc<Transaction>]) -> Result<StateDiff, ExecError> {
         match self {
-            SimChain::Mem(c) => c.execute(txs),
-            SimChain::Db(d) => d.get().execute(txs),
+            SimChain::Mem(c) => c.execute(env, txs),
+            SimChain::Db(d) => d.get().execute(env, txs),
         }
     }
     fn commit(

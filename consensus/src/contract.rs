@@ -1,0 +1,838 @@
+//! Contracts in the chain state: where code, contracts and receipts live,
+//! and how a `Deploy` or a `Call` transaction is executed
+//! ([`strata_vm`] runs the code).
+//!
+//! State entries (domain-separated blake3 like the others in
+//! [`crate::state`]):
+//! - code: `blake3("strata/code\0" ‖ code hash)` → the module, stored once
+//!   however many contracts run it;
+//! - contract: `blake3("strata/contract\0" ‖ contract id)` → its code hash;
+//! - a contract's key `k`: [`crate::state::user_key`]`(contract id, k)`,
+//!   the namespace a user's `Put` writes under its own key. No one holds
+//!   a signing key for a contract id (a hash), so only the contract
+//!   writes there, and the existing state proofs cover it;
+//! - a contract's balance: [`crate::state::account_key`]`(contract id)`;
+//!   anyone can pay a contract with a plain transfer;
+//! - receipt: `blake3("strata/receipt\0" ‖ tx id)` → [`Receipt`], for
+//!   every deploy and call. Receipts are state: each node's outcome of a
+//!   call is committed by the state root, so nodes that disagree on one
+//!   disagree on the root, and a receipt can be proven like any entry.
+//!
+//! A contract's id is `blake3("strata/contract-id\0" ‖ deployer ‖ deploy
+//! nonce)`: two deploys of the same code are two contracts with separate
+//! state.
+//!
+//! Money. The sender pays its fee and reserves `gas_limit × gas_price`
+//! (and a call's `value`) before anything runs; a transaction that cannot
+//! pay that makes the block invalid, like an overdraft. After the run,
+//! `gas_used × gas_price` is burned with the fee and the rest of the
+//! reserve returned. A failed call (out of gas, reverted, trapped, a limit
+//! passed, no such contract or entry) is still executed: its fee and gas
+//! are paid, its `value` goes back to the sender, its writes, transfers
+//! and events are dropped, and its receipt says why.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use strata_vm::{CallContext, Contract, ContractStore, LocalFault, Outcome, Status, Vm};
+
+use crate::error::DecodeError;
+use crate::reader::Reader;
+use crate::state::{account_key, user_key, ExecError, Overlay, StateKey, StateReader};
+use crate::tx::{PublicKey, Transaction, TxId, TxKind};
+
+/// Gas of a deploy before its bytes.
+pub const DEPLOY_GAS: u64 = 20_000;
+/// Gas per byte of deployed code: it is stored on every node, like a
+/// contract's own storage bytes.
+pub const DEPLOY_BYTE_GAS: u64 = strata_vm::limits::STORAGE_BYTE_GAS;
+/// Gas of a call before the contract runs: finding and loading it.
+pub const CALL_GAS: u64 = 10_000;
+/// Longest message a receipt keeps (a revert's text, a trap's name).
+pub const RECEIPT_MESSAGE_BYTES_MAX: usize = 256;
+/// Compiled modules kept by code hash. Compiling is eager, so whether a
+/// module was cached changes no gas figure, only time.
+pub const MODULE_CACHE_ENTRIES: usize = 64;
+
+/// Receipt encoding version.
+const RECEIPT_VERSION: u8 = 1;
+
+/// The state key of the code whose blake3 hash is `code_hash`.
+pub fn code_key(code_hash: &[u8; 32]) -> StateKey {
+    hashed(b"strata/code\0", &[code_hash])
+}
+
+/// The state key of contract `id`'s record (its code hash).
+pub fn contract_key(id: &[u8; 32]) -> StateKey {
+    hashed(b"strata/contract\0", &[id])
+}
+
+/// The state key of transaction `id`'s receipt.
+pub fn receipt_key(id: &TxId) -> StateKey {
+    hashed(b"strata/receipt\0", &[id])
+}
+
+/// The id of the contract `deployer` creates with its transaction of
+/// nonce `nonce`.
+pub fn contract_id(deployer: &PublicKey, nonce: u64) -> [u8; 32] {
+    hashed(b"strata/contract-id\0", &[deployer, &nonce.to_le_bytes()])
+}
+
+fn hashed(domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(domain);
+    for p in parts {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// How a deploy or call ended, as its receipt records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// It ran and its effects were applied.
+    Success,
+    /// The gas limit ran out.
+    OutOfGas,
+    /// The contract reverted (message in the receipt).
+    Reverted,
+    /// A Wasm trap (its name in the message).
+    Trapped,
+    /// A limit of the runtime was passed (named in the message).
+    LimitExceeded,
+    /// No exported `() -> ()` function of that name.
+    NoSuchEntry,
+    /// No contract with that id.
+    NoSuchContract,
+    /// The deployed module was refused (the reason in the message).
+    Refused,
+}
+
+impl ReceiptStatus {
+    fn tag(&self) -> u8 {
+        match self {
+            ReceiptStatus::Success => 0,
+            ReceiptStatus::OutOfGas => 1,
+            ReceiptStatus::Reverted => 2,
+            ReceiptStatus::Trapped => 3,
+            ReceiptStatus::LimitExceeded => 4,
+            ReceiptStatus::NoSuchEntry => 5,
+            ReceiptStatus::NoSuchContract => 6,
+            ReceiptStatus::Refused => 7,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Ok(match tag {
+            0 => ReceiptStatus::Success,
+            1 => ReceiptStatus::OutOfGas,
+            2 => ReceiptStatus::Reverted,
+            3 => ReceiptStatus::Trapped,
+            4 => ReceiptStatus::LimitExceeded,
+            5 => ReceiptStatus::NoSuchEntry,
+            6 => ReceiptStatus::NoSuchContract,
+            7 => ReceiptStatus::Refused,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    field: "receipt status",
+                    tag,
+                })
+            }
+        })
+    }
+
+    /// A short stable name, for the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReceiptStatus::Success => "success",
+            ReceiptStatus::OutOfGas => "out_of_gas",
+            ReceiptStatus::Reverted => "reverted",
+            ReceiptStatus::Trapped => "trapped",
+            ReceiptStatus::LimitExceeded => "limit_exceeded",
+            ReceiptStatus::NoSuchEntry => "no_such_entry",
+            ReceiptStatus::NoSuchContract => "no_such_contract",
+            ReceiptStatus::Refused => "refused",
+        }
+    }
+}
+
+/// What a deploy or call did.
+///
+/// Encoding: version (1) ‖ status (1) ‖ gas used (8) ‖ contract (32) ‖
+/// message len (2) + message ‖ return len (2) + return data ‖ event count
+/// (1) + each event's len (2) + bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// How it ended.
+    pub status: ReceiptStatus,
+    /// Gas charged (at `gas_price` each).
+    pub gas_used: u64,
+    /// The contract deployed, or called.
+    pub contract: [u8; 32],
+    /// Why it failed, at most [`RECEIPT_MESSAGE_BYTES_MAX`] bytes; empty on
+    /// success.
+    pub message: String,
+    /// The call's return data.
+    pub return_data: Vec<u8>,
+    /// The call's events, in order.
+    pub events: Vec<Vec<u8>>,
+}
+
+impl Receipt {
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.message.len() + self.return_data.len());
+        out.push(RECEIPT_VERSION);
+        out.push(self.status.tag());
+        out.extend_from_slice(&self.gas_used.to_le_bytes());
+        out.extend_from_slice(&self.contract);
+        out.extend_from_slice(&(self.message.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.message.as_bytes());
+        out.extend_from_slice(&(self.return_data.len() as u16).to_le_bytes());
+        out.extend_from_slice(&self.return_data);
+        out.push(self.events.len() as u8);
+        for e in &self.events {
+            out.extend_from_slice(&(e.len() as u16).to_le_bytes());
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    /// Strict decode of [`Receipt::encode`]'s output.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the field that is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<Receipt, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8("receipt version")?;
+        if version != RECEIPT_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let status = ReceiptStatus::from_tag(r.u8("receipt status")?)?;
+        let gas_used = r.u64("gas used")?;
+        let contract = r.array::<32>("contract")?;
+        let len = usize::from(r.u16("message length")?);
+        let message = String::from_utf8(r.take("message", len)?.to_vec())
+            .map_err(|_| DecodeError::NotUtf8 { field: "message" })?;
+        let len = usize::from(r.u16("return length")?);
+        let return_data = r.take("return data", len)?.to_vec();
+        let count = usize::from(r.u8("event count")?);
+        let mut events = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::from(r.u16("event length")?);
+            events.push(r.take("event", len)?.to_vec());
+        }
+        if r.at != bytes.len() {
+            return Err(DecodeError::TrailingBytes {
+                extra: bytes.len() - r.at,
+            });
+        }
+        Ok(Receipt {
+            status,
+            gas_used,
+            contract,
+            message,
+            return_data,
+            events,
+        })
+    }
+}
+
+/// The block a transaction is executed in, as contracts see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEnv {
+    /// The block's height.
+    pub height: u64,
+    /// The block's timestamp, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+impl BlockEnv {
+    /// The environment of `block`.
+    pub fn of(block: &crate::block::Block) -> BlockEnv {
+        BlockEnv {
+            height: block.height(),
+            timestamp_ms: block.header().timestamp_ms,
+        }
+    }
+}
+
+/// The runtime, made once per process.
+fn vm() -> &'static Vm {
+    static VM: OnceLock<Vm> = OnceLock::new();
+    VM.get_or_init(Vm::new)
+}
+
+/// Compiled modules by code hash, at most [`MODULE_CACHE_ENTRIES`]; a
+/// full cache is emptied (simple, and a busy chain calls few contracts).
+fn compiled(code_hash: &[u8; 32], code: &[u8]) -> Result<Contract, strata_vm::DeployError> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Contract>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(c) = cache.lock().expect("module cache lock").get(code_hash) {
+        return Ok(c.clone());
+    }
+    let c = vm().deploy_check(code)?;
+    let mut map = cache.lock().expect("module cache lock");
+    if map.len() >= MODULE_CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(*code_hash, c.clone());
+    Ok(c)
+}
+
+/// Checks a module as a deploy would, for admission: the error a client
+/// gets for a module every node would refuse.
+///
+/// # Errors
+/// Why the module cannot be deployed.
+pub fn check_code(code: &[u8]) -> Result<(), strata_vm::DeployError> {
+    vm().deploy_check(code).map(|_| ())
+}
+
+/// A contract's namespace, read through the block's overlay.
+struct Namespace<'o, 'b, R: StateReader> {
+    overlay: &'o Overlay<'b, R>,
+    contract: [u8; 32],
+}
+
+impl<R: StateReader> ContractStore for Namespace<'_, '_, R> {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
+        self.overlay
+            .get(&user_key(&self.contract, key))
+            .map_err(|e| LocalFault(e.to_string()))
+    }
+}
+
+fn message(s: String) -> String {
+    if s.len() <= RECEIPT_MESSAGE_BYTES_MAX {
+        return s;
+    }
+    let mut end = RECEIPT_MESSAGE_BYTES_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn credit(
+    state: &mut Overlay<'_, impl StateReader>,
+    to: &PublicKey,
+    amount: u64,
+) -> Result<(), ExecError> {
+    let key = account_key(to);
+    let mut a = state.account_at(&key)?;
+    a.balance = a.balance.checked_add(amount).ok_or(ExecError::Overflow)?;
+    state.set_account_at(key, a);
+    Ok(())
+}
+
+fn debit(
+    state: &mut Overlay<'_, impl StateReader>,
+    from: &PublicKey,
+    amount: u64,
+) -> Result<(), ExecError> {
+    let key = account_key(from);
+    let mut a = state.account_at(&key)?;
+    // The caller checked (a contract's transfers never exceed its balance).
+    a.balance = a.balance.checked_sub(amount).ok_or(ExecError::Overflow)?;
+    state.set_account_at(key, a);
+    Ok(())
+}
+
+/// Executes the deploy or call `tx`, whose sender has already paid its
+/// fee, `gas_limit × gas_price` and any `value` (all taken from its
+/// balance): runs it, refunds the unused gas (and the value of a failed
+/// call), writes its effects and receipt. Returns the gas used.
+///
+/// # Errors
+/// A local fault (the state could not be read), or an overflow.
+pub(crate) fn execute(
+    state: &mut Overlay<'_, impl StateReader>,
+    env: BlockEnv,
+    tx: &Transaction,
+) -> Result<u64, ExecError> {
+    let sender = *tx.sender();
+    let (receipt, gas_price, gas_limit) = match &tx.body().kind {
+        TxKind::Deploy {
+            code,
+            gas_limit,
+            gas_price,
+        } => (deploy(state, tx, code, *gas_limit)?, *gas_price, *gas_limit),
+        TxKind::Call {
+            contract,
+            value,
+            gas_limit,
+            gas_price,
+            entry,
+            input,
+        } => {
+            let ctx = CallContext {
+                caller: sender,
+                contract: *contract,
+                height: env.height,
+                time_ms: env.timestamp_ms,
+                balance: 0,
+            };
+            let r = call(state, ctx, *value, entry, input, *gas_limit)?;
+            (r, *gas_price, *gas_limit)
+        }
+        _ => unreachable!("only deploys and calls are executed here"),
+    };
+    debug_assert!(receipt.gas_used <= gas_limit);
+    let refund = (gas_limit - receipt.gas_used).saturating_mul(gas_price);
+    credit(state, &sender, refund)?;
+    let used = receipt.gas_used;
+    state
+        .changes
+        .insert(receipt_key(tx.id()), Some(receipt.encode()));
+    Ok(used)
+}
+
+fn deploy(
+    state: &mut Overlay<'_, impl StateReader>,
+    tx: &Transaction,
+    code: &[u8],
+    gas_limit: u64,
+) -> Result<Receipt, ExecError> {
+    let id = contract_id(tx.sender(), tx.nonce());
+    let gas = DEPLOY_GAS + code.len() as u64 * DEPLOY_BYTE_GAS;
+    let mut receipt = Receipt {
+        status: ReceiptStatus::Success,
+        gas_used: gas,
+        contract: id,
+        message: String::new(),
+        return_data: Vec::new(),
+        events: Vec::new(),
+    };
+    if gas > gas_limit {
+        receipt.status = ReceiptStatus::OutOfGas;
+        receipt.gas_used = gas_limit;
+        return Ok(receipt);
+    }
+    let hash = *blake3::hash(code).as_bytes();
+    if let Err(e) = compiled(&hash, code) {
+        receipt.status = ReceiptStatus::Refused;
+        receipt.message = message(e.to_string());
+        return Ok(receipt);
+    }
+    state.changes.insert(code_key(&hash), Some(code.to_vec()));
+    state.changes.insert(contract_key(&id), Some(hash.to_vec()));
+    Ok(receipt)
+}
+
+fn call(
+    state: &mut Overlay<'_, impl StateReader>,
+    mut ctx: CallContext,
+    value: u64,
+    entry: &str,
+    input: &[u8],
+    gas_limit: u64,
+) -> Result<Receipt, ExecError> {
+    let mut receipt = Receipt {
+        status: ReceiptStatus::Success,
+        gas_used: CALL_GAS.min(gas_limit),
+        contract: ctx.contract,
+        message: String::new(),
+        return_data: Vec::new(),
+        events: Vec::new(),
+    };
+    // The value goes back to the caller unless the call succeeds.
+    if CALL_GAS > gas_limit {
+        receipt.status = ReceiptStatus::OutOfGas;
+        credit(state, &ctx.caller, value)?;
+        return Ok(receipt);
+    }
+    let ck = contract_key(&ctx.contract);
+    let Some(hash) = state.get(&ck)? else {
+        receipt.status = ReceiptStatus::NoSuchContract;
+        credit(state, &ctx.caller, value)?;
+        return Ok(receipt);
+    };
+    let hash: [u8; 32] = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| ExecError::CorruptState(ck))?;
+    let code_at = code_key(&hash);
+    let code = state
+        .get(&code_at)?
+        .ok_or(ExecError::CorruptState(code_at))?;
+    // Stored code passed the same check when it was deployed.
+    let module = compiled(&hash, &code).map_err(|_| ExecError::CorruptState(code_at))?;
+    credit(state, &ctx.contract, value)?;
+    state.touched.push(ctx.contract);
+    ctx.balance = state.account(&ctx.contract)?.balance;
+    let out: Outcome = vm()
+        .call(
+            &module,
+            &ctx,
+            entry,
+            input,
+            gas_limit - CALL_GAS,
+            &Namespace {
+                overlay: state,
+                contract: ctx.contract,
+            },
+        )
+        .map_err(|e| ExecError::Read(e.0))?;
+    receipt.gas_used = CALL_GAS + out.gas_used;
+    let (status, why) = match out.status {
+        Status::Success => (ReceiptStatus::Success, String::new()),
+        Status::OutOfGas => (ReceiptStatus::OutOfGas, String::new()),
+        Status::Reverted(m) => (ReceiptStatus::Reverted, m),
+        Status::Trapped(t) => (ReceiptStatus::Trapped, t),
+        Status::LimitExceeded(what) => (ReceiptStatus::LimitExceeded, what.to_string()),
+        Status::NoSuchEntry => (ReceiptStatus::NoSuchEntry, entry.to_string()),
+    };
+    receipt.status = status;
+    receipt.message = message(why);
+    if receipt.status != ReceiptStatus::Success {
+        debit(state, &ctx.contract, value)?;
+        credit(state, &ctx.caller, value)?;
+        return Ok(receipt);
+    }
+    for (k, v) in out.writes {
+        state.changes.insert(user_key(&ctx.contract, &k), v);
+    }
+    for (to, amount) in &out.transfers {
+        debit(state, &ctx.contract, *amount)?;
+        credit(state, to, *amount)?;
+        state.touched.push(*to);
+    }
+    receipt.return_data = out.return_data;
+    receipt.events = out.events;
+    Ok(receipt)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mem_chain::state_commitment;
+    use crate::state::{burned_key, execute, read_account, Account, StateDiff, BLOCK_GAS_MAX};
+    use crate::tx::{signing_key_from_seed, TxBody};
+
+    /// A counter: key "n" (8 bytes LE) + 1, returned and emitted; `fail`
+    /// writes and then traps; `spin` never ends; `pay` sends 5 to the
+    /// caller.
+    const COUNTER: &str = r#"(module
+      (import "strata" "storage_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "strata" "storage_write" (func $write (param i32 i32 i32 i32)))
+      (import "strata" "emit" (func $emit (param i32 i32)))
+      (import "strata" "set_return" (func $ret (param i32 i32)))
+      (import "strata" "caller" (func $caller (param i32)))
+      (import "strata" "transfer" (func $transfer (param i32 i64) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "n")
+      (func (export "bump")
+        (if (i32.eq (call $read (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 8)) (i32.const -1))
+          (then (i64.store (i32.const 16) (i64.const 0))))
+        (i64.store (i32.const 16) (i64.add (i64.load (i32.const 16)) (i64.const 1)))
+        (call $write (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 8))
+        (call $emit (i32.const 16) (i32.const 8))
+        (call $ret (i32.const 16) (i32.const 8)))
+      (func (export "fail")
+        (call $write (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 8))
+        unreachable)
+      (func (export "spin") (loop $l (br $l)))
+      (func (export "pay")
+        (call $caller (i32.const 64))
+        (drop (call $transfer (i32.const 64) (i64.const 5)))))"#;
+
+    fn key(n: u8) -> ed25519_dalek::SigningKey {
+        signing_key_from_seed(&[n; 32])
+    }
+
+    fn pk(n: u8) -> PublicKey {
+        key(n).verifying_key().to_bytes()
+    }
+
+    fn tx(n: u8, nonce: u64, kind: TxKind) -> Arc<Transaction> {
+        Arc::new(
+            TxBody {
+                chain_id: 1,
+                sender: pk(n),
+                nonce,
+                fee: 1,
+                kind,
+            }
+            .sign(&key(n))
+            .unwrap(),
+        )
+    }
+
+    fn deploy_tx(n: u8, nonce: u64, code: Vec<u8>) -> Arc<Transaction> {
+        tx(
+            n,
+            nonce,
+            TxKind::Deploy {
+                code,
+                gas_limit: 5_000_000,
+                gas_price: 2,
+            },
+        )
+    }
+
+    fn call_tx(
+        n: u8,
+        nonce: u64,
+        contract: [u8; 32],
+        entry: &str,
+        value: u64,
+        gas_limit: u64,
+    ) -> Arc<Transaction> {
+        tx(
+            n,
+            nonce,
+            TxKind::Call {
+                contract,
+                value,
+                gas_limit,
+                gas_price: 2,
+                entry: entry.into(),
+                input: vec![],
+            },
+        )
+    }
+
+    type State = BTreeMap<StateKey, Vec<u8>>;
+
+    fn funded() -> State {
+        [1u8, 2]
+            .iter()
+            .map(|n| {
+                (
+                    account_key(&pk(*n)),
+                    Account {
+                        balance: 1_000_000_000,
+                        nonce: 0,
+                    }
+                    .encode(),
+                )
+            })
+            .collect()
+    }
+
+    fn apply(state: &mut State, diff: StateDiff) {
+        for (k, v) in diff.changes {
+            match v {
+                Some(v) => state.insert(k, v),
+                None => state.remove(&k),
+            };
+        }
+    }
+
+    fn run(state: &mut State, height: u64, txs: &[Arc<Transaction>]) {
+        let env = BlockEnv {
+            height,
+            timestamp_ms: 1_000 * height,
+        };
+        let diff = execute(state, env, txs).expect("the block applies");
+        apply(state, diff);
+    }
+
+    fn receipt(state: &State, tx: &Transaction) -> Receipt {
+        Receipt::decode(&state[&receipt_key(tx.id())]).unwrap()
+    }
+
+    fn balance(state: &State, who: &PublicKey) -> u64 {
+        read_account(state, who).unwrap().balance
+    }
+
+    fn supply(state: &State, holders: &[PublicKey]) -> u64 {
+        let burned = state
+            .get(&burned_key())
+            .map_or(0, |b| u64::from_le_bytes(b.as_slice().try_into().unwrap()));
+        holders.iter().map(|h| balance(state, h)).sum::<u64>() + burned
+    }
+
+    fn counter_code() -> Vec<u8> {
+        wat::parse_str(COUNTER).unwrap()
+    }
+
+    #[test]
+    fn a_deployed_counter_counts_and_pays_gas() {
+        let mut state = funded();
+        let d = deploy_tx(1, 0, counter_code());
+        run(&mut state, 1, std::slice::from_ref(&d));
+        let r = receipt(&state, &d);
+        assert_eq!(r.status, ReceiptStatus::Success, "{}", r.message);
+        let id = contract_id(&pk(1), 0);
+        assert_eq!(r.contract, id);
+        let deploy_gas = DEPLOY_GAS + counter_code().len() as u64 * DEPLOY_BYTE_GAS;
+        assert_eq!(r.gas_used, deploy_gas);
+        assert_eq!(balance(&state, &pk(1)), 1_000_000_000 - 1 - 2 * deploy_gas);
+
+        let calls: Vec<_> = (0..3)
+            .map(|i| call_tx(2, i, id, "bump", 0, 1_000_000))
+            .collect();
+        run(&mut state, 2, &calls);
+        for (i, c) in calls.iter().enumerate() {
+            let r = receipt(&state, c);
+            assert_eq!(r.status, ReceiptStatus::Success);
+            assert_eq!(r.return_data, (i as u64 + 1).to_le_bytes());
+            assert_eq!(r.events, vec![(i as u64 + 1).to_le_bytes().to_vec()]);
+        }
+        assert_eq!(
+            state[&user_key(&id, b"n")],
+            3u64.to_le_bytes().to_vec(),
+            "the contract's key is an entry of its namespace"
+        );
+        let used: u64 = calls.iter().map(|c| receipt(&state, c).gas_used).sum();
+        assert_eq!(balance(&state, &pk(2)), 1_000_000_000 - 3 - 2 * used);
+        assert_eq!(supply(&state, &[pk(1), pk(2), id]), 2_000_000_000);
+    }
+
+    #[test]
+    fn failed_calls_are_charged_but_change_nothing_else() {
+        let mut state = funded();
+        let id = contract_id(&pk(1), 0);
+        run(&mut state, 1, &[deploy_tx(1, 0, counter_code())]);
+        let before = balance(&state, &pk(2));
+        let trap = call_tx(2, 0, id, "fail", 100, 1_000_000);
+        let spin = call_tx(2, 1, id, "spin", 100, 300_000);
+        let nope = call_tx(2, 2, id, "nope", 100, 1_000_000);
+        let gone = call_tx(2, 3, [9; 32], "bump", 100, 1_000_000);
+        run(
+            &mut state,
+            2,
+            &[trap.clone(), spin.clone(), nope.clone(), gone.clone()],
+        );
+        assert_eq!(receipt(&state, &trap).status, ReceiptStatus::Trapped);
+        assert_eq!(receipt(&state, &spin).status, ReceiptStatus::OutOfGas);
+        assert_eq!(receipt(&state, &spin).gas_used, 300_000);
+        assert_eq!(receipt(&state, &nope).status, ReceiptStatus::NoSuchEntry);
+        assert_eq!(receipt(&state, &gone).status, ReceiptStatus::NoSuchContract);
+        assert!(
+            !state.contains_key(&user_key(&id, b"n")),
+            "the trap's write was dropped"
+        );
+        assert_eq!(balance(&state, &id), 0, "every value went back");
+        let used: u64 = [&trap, &spin, &nope, &gone]
+            .iter()
+            .map(|t| receipt(&state, t).gas_used)
+            .sum();
+        assert_eq!(balance(&state, &pk(2)), before - 4 - 2 * used);
+        assert_eq!(supply(&state, &[pk(1), pk(2), id]), 2_000_000_000);
+    }
+
+    #[test]
+    fn a_contract_pays_from_its_balance_and_the_payee_is_touched() {
+        let mut state = funded();
+        let id = contract_id(&pk(1), 0);
+        run(&mut state, 1, &[deploy_tx(1, 0, counter_code())]);
+        // 20 in with the call, 5 straight back.
+        let pay = call_tx(2, 0, id, "pay", 20, 1_000_000);
+        let env = BlockEnv::default();
+        let diff = execute(&state, env, std::slice::from_ref(&pay)).unwrap();
+        assert_eq!(diff.touched, {
+            let mut t = vec![id, pk(2)];
+            t.sort();
+            t
+        });
+        apply(&mut state, diff);
+        assert_eq!(balance(&state, &id), 15);
+        assert_eq!(supply(&state, &[pk(1), pk(2), id]), 2_000_000_000);
+    }
+
+    #[test]
+    fn a_refused_module_is_recorded_and_charged() {
+        let mut state = funded();
+        let bad = wat::parse_str(r#"(module (func (export "f")))"#).unwrap();
+        let d = deploy_tx(1, 0, bad);
+        run(&mut state, 1, std::slice::from_ref(&d));
+        let r = receipt(&state, &d);
+        assert_eq!(r.status, ReceiptStatus::Refused);
+        assert!(r.message.contains("memory"), "{}", r.message);
+        assert!(!state.contains_key(&contract_key(&contract_id(&pk(1), 0))));
+        assert_eq!(supply(&state, &[pk(1), pk(2)]), 2_000_000_000);
+    }
+
+    #[test]
+    fn a_block_past_the_gas_bound_is_invalid() {
+        let state = funded();
+        let id = contract_id(&pk(1), 0);
+        let per = strata_vm::limits::GAS_LIMIT_MAX;
+        let n = BLOCK_GAS_MAX / per + 1;
+        let txs: Vec<_> = (0..n).map(|i| call_tx(2, i, id, "bump", 0, per)).collect();
+        assert!(matches!(
+            execute(&state, BlockEnv::default(), &txs),
+            Err(ExecError::BlockTooLarge {
+                what: "gas limits",
+                ..
+            })
+        ));
+        let within = &txs[..txs.len() - 1];
+        assert!(execute(&state, BlockEnv::default(), within).is_ok());
+    }
+
+    #[test]
+    fn a_gas_budget_that_overflows_invalidates_the_block() {
+        let state = funded();
+        let t = tx(
+            2,
+            0,
+            TxKind::Call {
+                contract: [0; 32],
+                value: 0,
+                gas_limit: 1 << 40,
+                gas_price: 1 << 40,
+                entry: "f".into(),
+                input: vec![],
+            },
+        );
+        assert!(execute(&state, BlockEnv::default(), &[t]).is_err());
+    }
+
+    /// Two fresh states given the same blocks of deploys and calls end
+    /// with the same roots, receipts included.
+    #[test]
+    fn the_same_blocks_give_the_same_roots() {
+        let blocks = |_: ()| {
+            let id = contract_id(&pk(1), 0);
+            vec![
+                vec![deploy_tx(1, 0, counter_code())],
+                (0..5)
+                    .map(|i| call_tx(2, i, id, "bump", 3, 200_000))
+                    .collect(),
+                vec![
+                    call_tx(2, 5, id, "spin", 0, 50_000),
+                    call_tx(1, 1, id, "pay", 0, 100_000),
+                ],
+            ]
+        };
+        let roots = |_: ()| {
+            let mut state = funded();
+            blocks(())
+                .iter()
+                .enumerate()
+                .map(|(h, txs)| {
+                    run(&mut state, h as u64 + 1, txs);
+                    state_commitment(&state)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(roots(()), roots(()));
+    }
+
+    #[test]
+    fn receipts_decode_strictly() {
+        let r = Receipt {
+            status: ReceiptStatus::Reverted,
+            gas_used: 7,
+            contract: [3; 32],
+            message: "no".into(),
+            return_data: vec![1, 2],
+            events: vec![vec![4], vec![]],
+        };
+        let bytes = r.encode();
+        assert_eq!(Receipt::decode(&bytes).unwrap(), r);
+        for cut in 0..bytes.len() {
+            assert!(Receipt::decode(&bytes[..cut]).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Receipt::decode(&longer).is_err());
+    }
+}
