@@ -33,7 +33,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use strata_consensus::block::Block;
 use strata_consensus::state::user_key;
-use strata_consensus::tx::{Transaction, USER_KEY_BYTES_MAX};
+use strata_consensus::tx::{Transaction, TxKind, CONTRACT_KEY_BYTES_MAX};
 use strata_consensus::wire::{Payload, TX_BATCH_MAX};
 use strata_net::gossip::TokenBucket;
 
@@ -362,6 +362,31 @@ async fn post_txs(
 ) -> ApiResult {
     let txs = parse_txs(&headers, &body)?;
     charge_submitter(&s, peer.ip(), txs.len())?;
+    // A module every node would refuse is refused here, with the reason,
+    // rather than included to fail. Compiling is work: done after the
+    // submitter paid for it, off the async threads.
+    let txs = if txs
+        .iter()
+        .any(|t| matches!(t.body().kind, TxKind::Deploy { .. }))
+    {
+        blocking(&s, move |_| {
+            for (i, t) in txs.iter().enumerate() {
+                if let TxKind::Deploy { code, .. } = &t.body().kind {
+                    strata_consensus::contract::check_code(code)
+                        .map_err(|e| ApiError::bad(format!("tx {i}: module refused: {e}")))?;
+                }
+            }
+            Ok(txs)
+        })
+        .await?
+    } else {
+        txs
+    };
+    submit_checked(&s, txs).await
+}
+
+/// Hands parsed, paid-for transactions to the node and reports each one.
+async fn submit_checked(s: &ApiState, txs: Vec<Transaction>) -> ApiResult {
     let answer = s
         .shared
         .submit(txs)
@@ -387,7 +412,25 @@ async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult 
     })
     .await?;
     if let Some(h) = height {
-        return Ok(Json(json!({ "status": "finalized", "height": h })));
+        let receipt = blocking(&s, move |s| {
+            s.chain.receipt(&id).map_err(ApiError::internal)
+        })
+        .await?;
+        let Some(r) = receipt else {
+            return Ok(Json(json!({ "status": "finalized", "height": h })));
+        };
+        return Ok(Json(json!({
+            "status": "finalized",
+            "height": h,
+            "result": {
+                "status": r.status.name(),
+                "gas_used": r.gas_used,
+                "contract": hex::encode(r.contract),
+                "message": r.message,
+                "return": hex::encode(&r.return_data),
+                "events": r.events.iter().map(hex::encode).collect::<Vec<_>>(),
+            },
+        })));
     }
     let pending = s
         .shared
@@ -484,9 +527,11 @@ async fn state_user(
 ) -> ApiResult {
     let owner = hex32("owner", &owner)?;
     let key = hex::decode(&key).map_err(|_| ApiError::bad("key: not hex"))?;
-    if key.len() > USER_KEY_BYTES_MAX {
+    // An account's keys are at most USER_KEY_BYTES_MAX, a contract's at
+    // most CONTRACT_KEY_BYTES_MAX (the larger).
+    if key.len() > CONTRACT_KEY_BYTES_MAX {
         return Err(ApiError::bad(format!(
-            "key: {} bytes, over the limit of {USER_KEY_BYTES_MAX}",
+            "key: {} bytes, over the limit of {CONTRACT_KEY_BYTES_MAX}",
             key.len()
         )));
     }

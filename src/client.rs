@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use strata_consensus::state::{account_key, user_key};
-use strata_consensus::tx::{signing_key_from_seed, TxBody, TxKind};
+use strata_consensus::tx::{
+    signing_key_from_seed, TxBody, TxKind, CODE_BYTES_MAX, ENTRY_BYTES_MAX, INPUT_BYTES_MAX,
+};
 use strata_storage::merkle;
 
 /// Client of one node's API.
@@ -214,10 +216,14 @@ pub fn submit_tx(
     loop {
         let status = client.get(&format!("/v1/txs/{id}"))?;
         if status["status"] == "finalized" {
-            return Ok(format!(
+            let mut msg = format!(
                 "finalized {id} at height {}",
                 status["height"].as_u64().unwrap_or(0)
-            ));
+            );
+            if !status["result"].is_null() {
+                msg.push_str(&format!("\nresult {}", status["result"]));
+            }
+            return Ok(msg);
         }
         if std::time::Instant::now() > deadline {
             return Err(format!(
@@ -260,6 +266,66 @@ pub fn tx_kind(
                 .into(),
         ),
     }
+}
+
+/// A deploy of the module in `file`: binary WebAssembly, or text when the
+/// name ends in `.wat` (compiled here).
+///
+/// # Errors
+/// The file cannot be read, or its text does not compile.
+pub fn deploy_kind(
+    file: &std::path::Path,
+    gas_limit: u64,
+    gas_price: u64,
+) -> Result<TxKind, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let code = if file.extension().is_some_and(|e| e == "wat") {
+        wat::parse_bytes(&bytes)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .into_owned()
+    } else {
+        bytes
+    };
+    if code.len() > CODE_BYTES_MAX {
+        return Err(format!(
+            "{}: the module is {} bytes, over the {CODE_BYTES_MAX} a deploy may carry",
+            file.display(),
+            code.len()
+        ));
+    }
+    Ok(TxKind::Deploy {
+        code,
+        gas_limit,
+        gas_price,
+    })
+}
+
+/// A call of `entry` of `contract` (hex id) with `input` (hex).
+///
+/// # Errors
+/// Bad hex, or an entry or input over its limit.
+pub fn call_kind(
+    contract: &str,
+    entry: &str,
+    input: &str,
+    value: u64,
+    gas_limit: u64,
+    gas_price: u64,
+) -> Result<TxKind, String> {
+    let input = hex::decode(input).map_err(|_| "--input: not hex".to_string())?;
+    if entry.len() > ENTRY_BYTES_MAX || input.len() > INPUT_BYTES_MAX {
+        return Err(format!(
+            "the entry name is at most {ENTRY_BYTES_MAX} bytes and the input at most {INPUT_BYTES_MAX}"
+        ));
+    }
+    Ok(TxKind::Call {
+        contract: hex32("contract", contract)?,
+        value,
+        gas_limit,
+        gas_price,
+        entry: entry.to_string(),
+        input,
+    })
 }
 
 /// `strata query key`: fetches a state value with its proof and checks the

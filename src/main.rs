@@ -309,12 +309,15 @@ impl LoadArgs {
 
 #[derive(Debug, clap::Args)]
 struct TxCli {
+    /// Deploy or call a contract instead of the flags below.
+    #[command(subcommand)]
+    contract: Option<ContractTx>,
     /// API address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
     api: String,
     /// Sender key file.
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
     /// Transfer recipient (public key hex).
     #[arg(long)]
     to: Option<String>,
@@ -330,15 +333,52 @@ struct TxCli {
     /// Delete this user key (text).
     #[arg(long)]
     delete: Option<String>,
-    /// Wait until the transaction is final and print its height.
-    #[arg(long)]
+    /// Wait until the transaction is final and print its height (and,
+    /// for a deploy or call, its result).
+    #[arg(long, global = true)]
     wait: bool,
     /// Fee (burned).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, global = true)]
     fee: u64,
     /// Nonce (default: the account's next).
-    #[arg(long)]
+    #[arg(long, global = true)]
     nonce: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContractTx {
+    /// Deploy a contract: FILE is binary WebAssembly, or WebAssembly text
+    /// (a name ending in .wat), compiled here. Its id is in the result
+    /// (`--wait`) or from `strata query tx ID`.
+    Deploy {
+        /// The module.
+        file: PathBuf,
+        /// Most gas the deploy may use (about 100 per byte of code).
+        #[arg(long, default_value_t = 5_000_000)]
+        gas_limit: u64,
+        /// Paid per unit of gas used, burned.
+        #[arg(long, default_value_t = 1)]
+        gas_price: u64,
+    },
+    /// Call ENTRY of CONTRACT with --input bytes (hex) and --value.
+    Call {
+        /// Contract id, hex.
+        contract: String,
+        /// Exported function to run.
+        entry: String,
+        /// Argument bytes, hex.
+        #[arg(long, default_value = "")]
+        input: String,
+        /// Paid to the contract with the call (returned if it fails).
+        #[arg(long, default_value_t = 0)]
+        value: u64,
+        /// Most gas the call may use.
+        #[arg(long, default_value_t = 1_000_000)]
+        gas_limit: u64,
+        /// Paid per unit of gas used, burned.
+        #[arg(long, default_value_t = 1)]
+        gas_price: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -503,11 +543,35 @@ fn main() -> ExitCode {
         }
         Command::Tx(t) => {
             let put = t.put.as_deref().zip(t.value.as_deref());
-            let kind = match client::tx_kind(t.to.as_deref(), t.amount, put, t.delete.as_deref()) {
+            let flags =
+                t.to.is_some() || t.amount.is_some() || t.put.is_some() || t.delete.is_some();
+            if t.contract.is_some() && flags {
+                return fail("a deploy or call takes no --to, --amount, --put or --delete");
+            }
+            let kind = match &t.contract {
+                Some(ContractTx::Deploy {
+                    file,
+                    gas_limit,
+                    gas_price,
+                }) => client::deploy_kind(file, *gas_limit, *gas_price),
+                Some(ContractTx::Call {
+                    contract,
+                    entry,
+                    input,
+                    value,
+                    gas_limit,
+                    gas_price,
+                }) => client::call_kind(contract, entry, input, *value, *gas_limit, *gas_price),
+                None => client::tx_kind(t.to.as_deref(), t.amount, put, t.delete.as_deref()),
+            };
+            let kind = match kind {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             };
-            match client::submit_tx(&t.api, &t.key, t.fee, t.nonce, kind, t.wait) {
+            let Some(key) = &t.key else {
+                return fail("--key FILE is needed to sign");
+            };
+            match client::submit_tx(&t.api, key, t.fee, t.nonce, kind, t.wait) {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS

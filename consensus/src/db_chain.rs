@@ -1054,6 +1054,21 @@ impl ChainReader {
         Ok((height, account))
     }
 
+    /// The receipt of deploy or call `id` (`None` for any other
+    /// transaction, or one not executed yet).
+    ///
+    /// # Errors
+    /// Storage failures or a corrupt record.
+    pub fn receipt(&self, id: &TxId) -> Result<Option<crate::contract::Receipt>, ChainError> {
+        let k = crate::contract::receipt_key(id);
+        match self.db.get(&state_record_key(&k))? {
+            None => Ok(None),
+            Some(v) => crate::contract::Receipt::decode(&v)
+                .map(Some)
+                .map_err(|e| ChainError::Corrupt(format!("receipt {}: {e}", hex::encode(id)))),
+        }
+    }
+
     /// The state value under `state_key` with a proof against the root of
     /// the last committed height, all from one snapshot.
     ///

@@ -46,6 +46,8 @@ const HEADER_BYTES: usize = 1 + 8 + 32 + 8 + 8 + 1;
 pub const SIGNATURE_BYTES: usize = 64;
 /// Largest module a `Deploy` may carry, in bytes.
 pub const CODE_BYTES_MAX: usize = strata_vm::limits::CODE_BYTES_MAX;
+/// Longest key a contract may use in its namespace (longer than a user's).
+pub const CONTRACT_KEY_BYTES_MAX: usize = strata_vm::limits::STORAGE_KEY_BYTES_MAX;
 /// Longest entry point name a `Call` may name, in bytes.
 pub const ENTRY_BYTES_MAX: usize = strata_vm::limits::ENTRY_BYTES_MAX;
 /// Longest argument bytes a `Call` may carry.
@@ -64,6 +66,8 @@ pub const TX_BYTES_MAX: usize = DEPLOY_BYTES_MAX;
 pub const TX_BYTES_MIN: usize = HEADER_BYTES + 1 + SIGNATURE_BYTES;
 
 const _: () = assert!(USER_KEY_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(USER_KEY_BYTES_MAX <= CONTRACT_KEY_BYTES_MAX);
+const _: () = assert!(CONTRACT_KEY_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(USER_VALUE_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(PUT_BYTES_MAX <= TX_BYTES_MAX && CALL_BYTES_MAX <= TX_BYTES_MAX);
 const _: () = assert!(ENTRY_BYTES_MAX <= u8::MAX as usize && INPUT_BYTES_MAX <= u16::MAX as usize);

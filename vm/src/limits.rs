@@ -22,8 +22,9 @@ pub const ENTRY_BYTES_MAX: usize = 32;
 pub const INPUT_BYTES_MAX: usize = 1024;
 /// Longest return data a call may set.
 pub const RETURN_BYTES_MAX: usize = 1024;
-/// Longest key a contract may use in its namespace (as a user `Put`).
-pub const STORAGE_KEY_BYTES_MAX: usize = 64;
+/// Longest key a contract may use in its namespace: room for a tag and two
+/// 32-byte keys (an allowance of owner to spender), twice a user `Put`.
+pub const STORAGE_KEY_BYTES_MAX: usize = 128;
 /// Longest value a contract may store (as a user `Put`).
 pub const STORAGE_VALUE_BYTES_MAX: usize = 1024;
 /// Distinct keys one call may write or delete.

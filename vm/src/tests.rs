@@ -192,7 +192,7 @@ fn a_storage_bomb_ends_at_a_limit_or_out_of_gas() {
 fn lengths_and_pointers_from_the_contract_are_checked() {
     let long_key = format!(
         r#"(module {IMPORTS} (memory (export "memory") 1)
-             (func (export "f") (call $storage_write (i32.const 0) (i32.const 65) (i32.const 0) (i32.const 1))))"#
+             (func (export "f") (call $storage_write (i32.const 0) (i32.const 129) (i32.const 0) (i32.const 1))))"#
     );
     assert_eq!(
         run(&long_key, "f", 1_000_000).status,
