@@ -12,10 +12,11 @@
 //! | `x` ‖ height (8, big-endian) | the block's transactions: count (4) then, each, length (4) ‖ encoding |
 //! | `i` ‖ block id (32) | height (8, little-endian) |
 //! | `n` ‖ tx id (32) | height (8, little-endian) |
+//! | `e` ‖ tx id (32) | a deploy's or call's receipt ([`crate::contract::Receipt`]) |
 //! | `m` | height (8) ‖ last block id (32) ‖ state root (32) |
 //! | `g` | the hash of the genesis the store was created with ([`Genesis::hash`]); opening with another genesis fails ([`ChainError::GenesisMismatch`]) |
 //! | `r` | height (8, little-endian) ‖ block id (32): the preference this node last revealed to a validator (see [`DbChain::record_revealed`]) |
-//! | `p` | height (8, little-endian): the lowest height whose `b`, `x`, `i` and `n` records are kept; absent means 1 (see [`crate::history`]) |
+//! | `p` | height (8, little-endian): the lowest height whose `b`, `x`, `i`, `n` and `e` records are kept; absent means 1 (see [`crate::history`]) |
 //! | `j` | a state sync's resume record ([`crate::sync::SyncProgress`]); only in a store that holds no chain yet (no `m`), deleted once the synced state is adopted |
 //!
 //! A commit executes nothing: it takes the block's state diff (a sorted run),
@@ -774,6 +775,9 @@ impl DbChain {
         diff: StateDiff,
     ) -> Result<(), ChainError> {
         let mut batch = WriteBatch::new();
+        for (id, receipt) in &diff.receipts {
+            batch.put(key(b'e', id), receipt.encode());
+        }
         let staged = self.stage_state(&mut batch, diff.changes)?;
         let root = staged.root();
         let (height, id) = match block {
@@ -907,12 +911,13 @@ pub struct ProvenValue {
 
 /// The record namespaces of the key layout (module docs), for
 /// [`ChainReader::usage`].
-const NAMESPACES: [(u8, &str); 11] = [
+const NAMESPACES: [(u8, &str); 12] = [
     (b's', "state entries"),
     (b't', "trie pages and records"),
     (b'b', "blocks"),
     (b'x', "block transactions"),
     (b'n', "transaction index"),
+    (b'e', "receipts"),
     (b'i', "block index"),
     (b'm', "meta record"),
     (b'g', "genesis hash"),
@@ -1060,8 +1065,7 @@ impl ChainReader {
     /// # Errors
     /// Storage failures or a corrupt record.
     pub fn receipt(&self, id: &TxId) -> Result<Option<crate::contract::Receipt>, ChainError> {
-        let k = crate::contract::receipt_key(id);
-        match self.db.get(&state_record_key(&k))? {
+        match self.db.get(&key(b'e', id))? {
             None => Ok(None),
             Some(v) => crate::contract::Receipt::decode(&v)
                 .map(Some)

@@ -494,6 +494,7 @@ impl Genesis {
         Ok(StateDiff {
             changes,
             touched: Vec::new(),
+            receipts: Vec::new(),
         })
     }
 }

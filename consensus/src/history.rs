@@ -134,7 +134,9 @@ pub fn prune_next(db: &Db, target: u64) -> Result<Option<PrunedHeight>, ChainErr
     }
     if let Some(body) = db.get(&key(b'x', &hb))? {
         for tx in tx_slices(height, &body)? {
-            batch.delete(key(b'n', blake3::hash(tx).as_bytes()));
+            let id = blake3::hash(tx);
+            batch.delete(key(b'n', id.as_bytes()));
+            batch.delete(key(b'e', id.as_bytes()));
             txs += 1;
         }
         bytes += body.len() as u64;

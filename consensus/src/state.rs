@@ -20,7 +20,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use crate::contract::BlockEnv;
-use crate::tx::{PublicKey, Transaction, TxKind};
+use crate::contract::Receipt;
+use crate::tx::{PublicKey, Transaction, TxId, TxKind};
 
 /// Most encoded transaction bytes in one block: a block travels whole in
 /// one frame (4 MiB by default) when pushed or pulled, so it must fit
@@ -168,6 +169,9 @@ pub struct StateDiff {
     /// whom contracts paid (the mempool's view of them is refreshed from
     /// these). Each once, sorted.
     pub touched: Vec<PublicKey>,
+    /// The receipt of each deploy and call, in execution order: history
+    /// kept with the block (and pruned with it), not state.
+    pub receipts: Vec<(TxId, Receipt)>,
 }
 
 impl StateDiff {
@@ -188,6 +192,8 @@ pub(crate) struct Overlay<'a, R: StateReader> {
     pub(crate) changes: BTreeMap<StateKey, Option<Vec<u8>>>,
     /// See [`StateDiff::touched`].
     pub(crate) touched: Vec<PublicKey>,
+    /// See [`StateDiff::receipts`].
+    pub(crate) receipts: Vec<(TxId, Receipt)>,
 }
 
 impl<R: StateReader> Overlay<'_, R> {
@@ -237,6 +243,7 @@ pub fn read_account(reader: &impl StateReader, pk: &PublicKey) -> Result<Account
         base: reader,
         changes: BTreeMap::new(),
         touched: Vec::new(),
+        receipts: Vec::new(),
     }
     .account(pk)
 }
@@ -392,6 +399,7 @@ pub fn execute(
         base,
         changes: BTreeMap::new(),
         touched: Vec::new(),
+        receipts: Vec::new(),
     };
     let mut burned = state.burned()?;
     for tx in order {
@@ -480,6 +488,7 @@ pub fn execute(
     Ok(StateDiff {
         changes: state.changes,
         touched,
+        receipts: state.receipts,
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use strata_consensus::contract::{contract_id, receipt_key, Receipt, ReceiptStatus};
+use strata_consensus::contract::{contract_id, Receipt, ReceiptStatus};
 use strata_consensus::state::{account_key, execute, user_key, Account, BlockEnv, StateKey};
 use strata_consensus::tx::{signing_key_from_seed, PublicKey, Transaction, TxBody, TxKind};
 
@@ -68,15 +68,14 @@ impl Chain {
             timestamp_ms: self.height * 1_000,
         };
         let diff = execute(&self.state, env, txs).expect("the block applies");
+        let receipts: HashMap<_, _> = diff.receipts.into_iter().collect();
         for (k, v) in diff.changes {
             match v {
                 Some(v) => self.state.insert(k, v),
                 None => self.state.remove(&k),
             };
         }
-        txs.iter()
-            .map(|t| Receipt::decode(&self.state[&receipt_key(t.id())]).unwrap())
-            .collect()
+        txs.iter().map(|t| receipts[t.id()].clone()).collect()
     }
 
     fn deploy(&mut self, n: u8, wat: &str) -> [u8; 32] {

@@ -266,3 +266,67 @@ fn pruning_keeps_the_last_heights_and_resumes_after_reopen() {
     assert_eq!(chain.state_root(), root);
     assert_eq!(chain.state_root(), mem.state_root());
 }
+
+/// A deploy's receipt is kept beside its block, readable by id, and
+/// pruned with the block's history.
+#[test]
+fn receipts_are_history_kept_and_pruned_with_their_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let genesis = Genesis::devnet(1);
+    let mut chain = DbChain::open(db.clone(), &genesis).unwrap();
+    let key = devnet_account_key(3);
+    let deploy = Arc::new(
+        TxBody {
+            chain_id: genesis.chain_id,
+            sender: key.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 1,
+            kind: TxKind::Deploy {
+                code: wat::parse_str(include_str!("../../examples/contracts/counter.wat")).unwrap(),
+                gas_limit: 1_000_000,
+                gas_price: 1,
+            },
+        }
+        .sign(&key)
+        .unwrap(),
+    );
+    let txs = vec![deploy.clone()];
+    let block = Block::new(
+        1,
+        chain.last_block_id(),
+        chain.state_root(),
+        [9; 32],
+        5,
+        vec![*deploy.id()],
+    )
+    .unwrap();
+    let diff = chain
+        .execute(strata_consensus::state::BlockEnv::of(&block), &txs)
+        .unwrap();
+    assert_eq!(diff.receipts.len(), 1);
+    chain.commit(&block, &txs, diff).unwrap();
+    let r = chain
+        .reader()
+        .receipt(deploy.id())
+        .unwrap()
+        .expect("a receipt");
+    assert_eq!(r.status, strata_consensus::contract::ReceiptStatus::Success);
+    let transfer_block = Block::new(
+        2,
+        chain.last_block_id(),
+        chain.state_root(),
+        [9; 32],
+        6,
+        vec![*transfer(1, 0, 2, 1).id()],
+    )
+    .unwrap();
+    let t = vec![transfer(1, 0, 2, 1)];
+    let diff = chain
+        .execute(strata_consensus::state::BlockEnv::of(&transfer_block), &t)
+        .unwrap();
+    assert!(diff.receipts.is_empty(), "a transfer has no receipt");
+    chain.commit(&transfer_block, &t, diff).unwrap();
+    assert!(history::prune_next(&db, 2).unwrap().is_some());
+    assert_eq!(chain.reader().receipt(deploy.id()).unwrap(), None);
+}

@@ -406,3 +406,46 @@ proptest! {
         }
     }
 }
+
+/// The fuzz target in miniature: 300 random modules from fixed seeds
+/// (`cd vm/fuzz && cargo +nightly fuzz run execute` for the real one).
+#[test]
+fn random_modules_run_deterministic_and_bounded() {
+    use crate::fuzzing::{run, Verdict};
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut ran, mut refused, mut none) = (0, 0, 0);
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut gas = 0;
+    for _ in 0..300 {
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        match run(&data) {
+            Verdict::Ran(outcomes) => {
+                ran += 1;
+                for o in outcomes {
+                    *statuses.entry(o.status.name()).or_insert(0) += 1;
+                    gas = gas.max(o.gas_used);
+                }
+            }
+            Verdict::Refused(why) => {
+                if refused < 3 {
+                    eprintln!("refused: {why}");
+                }
+                refused += 1
+            }
+            Verdict::NoModule => none += 1,
+        }
+    }
+    eprintln!("ran {ran}, refused {refused}, no module {none}; {statuses:?}, most gas {gas}");
+    assert!(statuses.len() >= 3, "the calls end too alike: {statuses:?}");
+    assert!(
+        ran >= 150,
+        "too few modules ran: {ran} (refused {refused}, none {none})"
+    );
+}
