@@ -428,7 +428,14 @@ async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult 
                 "contract": hex::encode(r.contract),
                 "message": r.message,
                 "return": hex::encode(&r.return_data),
-                "events": r.events.iter().map(hex::encode).collect::<Vec<_>>(),
+                "events": r
+                    .events
+                    .iter()
+                    .map(|(contract, data)| json!({
+                        "contract": hex::encode(contract),
+                        "data": hex::encode(data),
+                    }))
+                    .collect::<Vec<_>>(),
             },
         })));
     }

@@ -223,7 +223,11 @@ fn every_endpoint_with_good_and_bad_input() {
     ));
     let (c, v) = net.get(
         0,
-        &format!("/v1/state/{}/{}", hex::encode(owner), "ab".repeat(65)),
+        &format!(
+            "/v1/state/{}/{}",
+            hex::encode(owner),
+            "ab".repeat(strata_consensus::tx::CONTRACT_KEY_BYTES_MAX + 1)
+        ),
     );
     assert_bad(c, &v, 400);
     let (c, v) = net.get(0, "/v1/state/xyz");

@@ -70,7 +70,16 @@ fn a_contract_is_deployed_called_and_agreed_on_by_every_node() {
     for i in 0..4 {
         let v = final_on(&net, i, &calls[2]);
         assert_eq!(v["result"]["return"], three.as_str(), "node {i}: {v}");
-        assert_eq!(v["result"]["events"][0], three.as_str(), "node {i}: {v}");
+        assert_eq!(
+            v["result"]["events"][0]["data"],
+            three.as_str(),
+            "node {i}: {v}"
+        );
+        assert_eq!(
+            v["result"]["events"][0]["contract"],
+            contract.as_str(),
+            "node {i}: {v}"
+        );
         let (code, s) = net.get(i, &format!("/v1/state/{contract}/{}", hex::encode("n")));
         assert_eq!(code, 200, "{s}");
         assert_eq!(s["value"], three.as_str(), "node {i}: {s}");

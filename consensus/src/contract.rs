@@ -161,7 +161,7 @@ impl ReceiptStatus {
 ///
 /// Encoding: version (1) ‖ status (1) ‖ gas used (8) ‖ contract (32) ‖
 /// message len (2) + message ‖ return len (2) + return data ‖ event count
-/// (1) + each event's len (2) + bytes.
+/// (1) + each event's contract (32) ‖ len (2) ‖ bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// How it ended.
@@ -175,8 +175,9 @@ pub struct Receipt {
     pub message: String,
     /// The call's return data.
     pub return_data: Vec<u8>,
-    /// The call's events, in order.
-    pub events: Vec<Vec<u8>>,
+    /// The call's events (emitting contract, bytes), in order: the called
+    /// contract's and those of the contracts it called.
+    pub events: Vec<([u8; 32], Vec<u8>)>,
 }
 
 impl Receipt {
@@ -192,7 +193,8 @@ impl Receipt {
         out.extend_from_slice(&(self.return_data.len() as u16).to_le_bytes());
         out.extend_from_slice(&self.return_data);
         out.push(self.events.len() as u8);
-        for e in &self.events {
+        for (contract, e) in &self.events {
+            out.extend_from_slice(contract);
             out.extend_from_slice(&(e.len() as u16).to_le_bytes());
             out.extend_from_slice(e);
         }
@@ -220,8 +222,9 @@ impl Receipt {
         let count = usize::from(r.u8("event count")?);
         let mut events = Vec::with_capacity(count);
         for _ in 0..count {
+            let contract = r.array::<32>("event contract")?;
             let len = usize::from(r.u16("event length")?);
-            events.push(r.take("event", len)?.to_vec());
+            events.push((contract, r.take("event", len)?.to_vec()));
         }
         if r.at != bytes.len() {
             return Err(DecodeError::TrailingBytes {
@@ -306,18 +309,56 @@ pub fn check_code(code: &[u8]) -> Result<(), strata_vm::DeployError> {
     vm().deploy_check(code).map(|_| ())
 }
 
-/// A contract's namespace, read through the block's overlay.
-struct Namespace<'o, 'b, R: StateReader> {
+/// The state as a call sees it: the block's overlay (the finalized state
+/// and the block's earlier transactions).
+struct View<'o, 'b, R: StateReader> {
     overlay: &'o Overlay<'b, R>,
-    contract: [u8; 32],
 }
 
-impl<R: StateReader> ContractStore for Namespace<'_, '_, R> {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
+impl<R: StateReader> ContractStore for View<'_, '_, R> {
+    fn read(&self, contract: &[u8; 32], key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
         self.overlay
-            .get(&user_key(&self.contract, key))
+            .get(&user_key(contract, key))
             .map_err(|e| LocalFault(e.to_string()))
     }
+
+    fn balance(&self, account: &[u8; 32]) -> Result<u64, LocalFault> {
+        self.overlay
+            .account(account)
+            .map(|a| a.balance)
+            .map_err(|e| LocalFault(e.to_string()))
+    }
+
+    fn contract(&self, id: &[u8; 32]) -> Result<Option<Contract>, LocalFault> {
+        load(self.overlay, id).map_err(|e| LocalFault(e.to_string()))
+    }
+}
+
+/// The compiled module of contract `id`, `None` when there is none. The
+/// code is read only when its module is not compiled yet; stored code
+/// passed the same check when it was deployed.
+fn load(
+    state: &Overlay<'_, impl StateReader>,
+    id: &[u8; 32],
+) -> Result<Option<Contract>, ExecError> {
+    let ck = contract_key(id);
+    let Some(hash) = state.get(&ck)? else {
+        return Ok(None);
+    };
+    let hash: [u8; 32] = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| ExecError::CorruptState(ck))?;
+    if let Some(m) = cached(&hash) {
+        return Ok(Some(m));
+    }
+    let code_at = code_key(&hash);
+    let code = state
+        .get(&code_at)?
+        .ok_or(ExecError::CorruptState(code_at))?;
+    compiled(&hash, &code)
+        .map(Some)
+        .map_err(|_| ExecError::CorruptState(code_at))
 }
 
 fn message(s: String) -> String {
@@ -457,27 +498,10 @@ fn call(
         credit(state, &ctx.caller, value)?;
         return Ok(receipt);
     }
-    let ck = contract_key(&ctx.contract);
-    let Some(hash) = state.get(&ck)? else {
+    let Some(module) = load(state, &ctx.contract)? else {
         receipt.status = ReceiptStatus::NoSuchContract;
         credit(state, &ctx.caller, value)?;
         return Ok(receipt);
-    };
-    let hash: [u8; 32] = hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| ExecError::CorruptState(ck))?;
-    // The code is read only when its module is not compiled yet. Stored
-    // code passed the same check when it was deployed.
-    let module = match cached(&hash) {
-        Some(m) => m,
-        None => {
-            let code_at = code_key(&hash);
-            let code = state
-                .get(&code_at)?
-                .ok_or(ExecError::CorruptState(code_at))?;
-            compiled(&hash, &code).map_err(|_| ExecError::CorruptState(code_at))?
-        }
     };
     credit(state, &ctx.contract, value)?;
     state.touched.push(ctx.contract);
@@ -489,10 +513,7 @@ fn call(
             entry,
             input,
             gas_limit - CALL_GAS,
-            &Namespace {
-                overlay: state,
-                contract: ctx.contract,
-            },
+            &View { overlay: state },
         )
         .map_err(|e| ExecError::Read(e.0))?;
     receipt.gas_used = CALL_GAS + out.gas_used;
@@ -511,12 +532,13 @@ fn call(
         credit(state, &ctx.caller, value)?;
         return Ok(receipt);
     }
-    for (k, v) in out.writes {
-        state.changes.insert(user_key(&ctx.contract, &k), v);
+    for ((contract, k), v) in out.writes {
+        state.changes.insert(user_key(&contract, &k), v);
     }
-    for (to, amount) in &out.transfers {
-        debit(state, &ctx.contract, *amount)?;
+    for (from, to, amount) in &out.transfers {
+        debit(state, from, *amount)?;
         credit(state, to, *amount)?;
+        state.touched.push(*from);
         state.touched.push(*to);
     }
     receipt.return_data = out.return_data;
@@ -712,7 +734,7 @@ mod tests {
             let r = receipt(&state, c);
             assert_eq!(r.status, ReceiptStatus::Success);
             assert_eq!(r.return_data, (i as u64 + 1).to_le_bytes());
-            assert_eq!(r.events, vec![(i as u64 + 1).to_le_bytes().to_vec()]);
+            assert_eq!(r.events, vec![(id, (i as u64 + 1).to_le_bytes().to_vec())]);
         }
         assert_eq!(
             state.map[&user_key(&id, b"n")],
@@ -774,6 +796,85 @@ mod tests {
         apply(&mut state, diff);
         assert_eq!(balance(&state, &id), 15);
         assert_eq!(supply(&state, &[pk(1), pk(2), id]), 2_000_000_000);
+    }
+
+    /// `relay` calls entry `bump` of the contract whose id is its input,
+    /// passing on 7 of the value it got.
+    const RELAY: &str = r#"(module
+      (import "strata" "input_read" (func $input_read (param i32)))
+      (import "strata" "call" (func $call (param i32 i32 i32 i32 i32 i64 i64) (result i32)))
+      (import "strata" "revert" (func $revert (param i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "bump")
+      (func (export "relay")
+        (call $input_read (i32.const 0))
+        (if (i32.ne (call $call (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 0)
+                                (i32.const 0) (i64.const 7) (i64.const 200000))
+                    (i32.const 0))
+          (then (call $revert (i32.const 100) (i32.const 4))))))"#;
+
+    #[test]
+    fn a_contract_calls_another_and_both_effects_land() {
+        let mut state = funded();
+        let counter = contract_id(&pk(1), 0);
+        let relay = contract_id(&pk(1), 1);
+        run(
+            &mut state,
+            1,
+            &[
+                deploy_tx(1, 0, counter_code()),
+                deploy_tx(1, 1, wat::parse_str(RELAY).unwrap()),
+            ],
+        );
+        let t = tx(
+            2,
+            0,
+            TxKind::Call {
+                contract: relay,
+                value: 10,
+                gas_limit: 1_000_000,
+                gas_price: 2,
+                entry: "relay".into(),
+                input: counter.to_vec(),
+            },
+        );
+        let diff = execute(&state, BlockEnv::default(), std::slice::from_ref(&t)).unwrap();
+        assert!(diff.touched.contains(&counter) && diff.touched.contains(&relay));
+        apply(&mut state, diff);
+        let r = receipt(&state, &t);
+        assert_eq!(r.status, ReceiptStatus::Success, "{}", r.message);
+        assert_eq!(r.events, vec![(counter, 1u64.to_le_bytes().to_vec())]);
+        assert_eq!(state.map[&user_key(&counter, b"n")], 1u64.to_le_bytes());
+        assert_eq!(balance(&state, &counter), 7);
+        assert_eq!(balance(&state, &relay), 3);
+        assert_eq!(
+            supply(&state, &[pk(1), pk(2), counter, relay]),
+            2_000_000_000
+        );
+        // The counter cannot take the call (no entry): the relay reverts,
+        // and the whole value goes back to the sender.
+        let before = balance(&state, &pk(2));
+        let t = tx(
+            2,
+            1,
+            TxKind::Call {
+                contract: relay,
+                value: 10,
+                gas_limit: 1_000_000,
+                gas_price: 2,
+                entry: "relay".into(),
+                input: relay.to_vec(),
+            },
+        );
+        run(&mut state, 2, std::slice::from_ref(&t));
+        let r = receipt(&state, &t);
+        assert_eq!(r.status, ReceiptStatus::Reverted);
+        assert_eq!(balance(&state, &pk(2)), before - 1 - 2 * r.gas_used);
+        assert_eq!(balance(&state, &relay), 3);
+        assert_eq!(
+            supply(&state, &[pk(1), pk(2), counter, relay]),
+            2_000_000_000
+        );
     }
 
     #[test]
@@ -866,7 +967,7 @@ mod tests {
             contract: [3; 32],
             message: "no".into(),
             return_data: vec![1, 2],
-            events: vec![vec![4], vec![]],
+            events: vec![([1; 32], vec![4]), ([2; 32], vec![])],
         };
         let bytes = r.encode();
         assert_eq!(Receipt::decode(&bytes).unwrap(), r);

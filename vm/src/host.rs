@@ -18,6 +18,20 @@
 //! | `emit` | `(ptr i32, len i32)` | records an event |
 //! | `set_return` | `(ptr i32, len i32)` | sets the call's return data |
 //! | `revert` | `(ptr i32, len i32)` | ends the call as failed, with a message; its writes are dropped |
+//! | `call` | `(contract i32, entry i32, entry_len i32, input i32, input_len i32, value i64, gas i64) -> i32` | calls another contract (below): 0 on success, else a [`crate::CallCode`] |
+//! | `return_data_len` | `() -> i32` | length of the last `call`'s return data (or revert message) |
+//! | `return_data_read` | `(ptr i32)` | copies it to `ptr` |
+//!
+//! **Calling another contract.** `call` runs `entry` of `contract` with
+//! `input`, at most `gas` of the caller's remaining gas (what it uses is
+//! the caller's), after paying it `value` from the caller's balance. Its
+//! writes, payments and events join the caller's if it succeeds and are
+//! dropped if it fails; the caller goes on either way and reads the
+//! outcome from the code. Calls nest at most [`crate::limits::CALL_DEPTH_MAX`]
+//! deep. **No reentrancy:** a contract already on the call stack cannot be
+//! called again (code `Reentrancy`), so no contract ever sees its own
+//! storage change under it mid-call. Every bound of [`crate::limits`]
+//! (writes, events, transfers) counts over the whole transaction.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,11 +39,12 @@ use std::fmt;
 use wasmi::{Caller, Extern, Linker, StoreLimits, ValType};
 
 use crate::limits::{
-    COPY_BYTE_GAS, EVENTS_MAX, EVENT_BYTES_MAX, EVENT_GAS, HOST_CALL_GAS, RETURN_BYTES_MAX,
-    STORAGE_BYTE_GAS, STORAGE_KEY_BYTES_MAX, STORAGE_READ_GAS, STORAGE_VALUE_BYTES_MAX,
-    STORAGE_WRITE_GAS, TRANSFERS_MAX, TRANSFER_GAS, WRITES_MAX,
+    CALL_DEPTH_MAX, COPY_BYTE_GAS, ENTRY_BYTES_MAX, EVENTS_MAX, EVENT_BYTES_MAX, EVENT_GAS,
+    HOST_CALL_GAS, INPUT_BYTES_MAX, NESTED_CALL_GAS, RETURN_BYTES_MAX, STORAGE_BYTE_GAS,
+    STORAGE_KEY_BYTES_MAX, STORAGE_READ_GAS, STORAGE_VALUE_BYTES_MAX, STORAGE_WRITE_GAS,
+    TRANSFERS_MAX, TRANSFER_GAS, WRITES_MAX,
 };
-use crate::{CallContext, ContractStore};
+use crate::{CallCode, CallContext, ContractStore, Status, Vm, Writes};
 
 /// The import module of every host function.
 pub const HOST_MODULE: &str = "strata";
@@ -58,6 +73,21 @@ pub(crate) const HOST_FUNCS: &[(&str, &[ValType], &[ValType])] = &[
     ("emit", &[ValType::I32, ValType::I32], &[]),
     ("set_return", &[ValType::I32, ValType::I32], &[]),
     ("revert", &[ValType::I32, ValType::I32], &[]),
+    (
+        "call",
+        &[
+            ValType::I32,
+            ValType::I32,
+            ValType::I32,
+            ValType::I32,
+            ValType::I32,
+            ValType::I64,
+            ValType::I64,
+        ],
+        &[ValType::I32],
+    ),
+    ("return_data_len", &[], &[ValType::I32]),
+    ("return_data_read", &[ValType::I32], &[]),
 ];
 
 /// Why a host function stopped the call.
@@ -90,19 +120,72 @@ impl fmt::Display for Halt {
 impl std::error::Error for Halt {}
 impl wasmi::errors::HostError for Halt {}
 
-/// What a call has done so far; kept only if it succeeds.
+/// What a transaction's calls have done so far, across nested calls: kept
+/// only if the call that made it succeeds.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Journal {
+    /// (contract, key) → value written, or `None` for deleted.
+    pub writes: Writes,
+    /// Current balance of every account the calls have read or moved.
+    pub balances: BTreeMap<[u8; 32], u64>,
+    /// (from, to, amount), in order.
+    pub transfers: Vec<([u8; 32], [u8; 32], u64)>,
+    /// (emitting contract, bytes), in order.
+    pub events: Vec<([u8; 32], Vec<u8>)>,
+    /// The contracts on the call stack, outermost first.
+    pub stack: Vec<[u8; 32]>,
+}
+
+/// One frame of a call: its contract's view of the transaction.
 pub(crate) struct HostState {
     pub ctx: CallContext,
     pub input: Vec<u8>,
     /// Borrowed for the call only: see the SAFETY note in [`crate::Vm::call`].
     pub store: &'static dyn ContractStore,
+    /// The runtime, for nested calls; borrowed like `store`.
+    pub vm: &'static Vm,
     pub limits: StoreLimits,
-    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    pub events: Vec<Vec<u8>>,
-    pub transfers: Vec<([u8; 32], u64)>,
-    /// What is left of `ctx.balance` after the transfers.
-    pub balance_left: u64,
+    pub journal: Journal,
     pub return_data: Vec<u8>,
+    /// The last nested call's return data (or revert message).
+    pub last_return: Vec<u8>,
+    /// Nested calls above this frame (0 for the transaction's call).
+    pub depth: usize,
+}
+
+impl HostState {
+    /// The current balance of `account`, read once from the store.
+    fn balance_of(&mut self, account: &[u8; 32]) -> Result<u64, wasmi::Error> {
+        if let Some(b) = self.journal.balances.get(account) {
+            return Ok(*b);
+        }
+        let b = self
+            .store
+            .balance(account)
+            .map_err(|e| halt(Halt::Local(e.0)))?;
+        self.journal.balances.insert(*account, b);
+        Ok(b)
+    }
+
+    /// Moves `amount` from `from` to `to`, or `false` when `from` is short.
+    fn pay(&mut self, from: [u8; 32], to: [u8; 32], amount: u64) -> Result<bool, wasmi::Error> {
+        if self.journal.transfers.len() >= TRANSFERS_MAX {
+            return Err(halt(Halt::Limit("transfers per call")));
+        }
+        let have = self.balance_of(&from)?;
+        let Some(left) = have.checked_sub(amount) else {
+            return Ok(false);
+        };
+        self.journal.balances.insert(from, left);
+        let to_have = self.balance_of(&to)?;
+        // Balances sum to at most the supply, a u64: a credit cannot
+        // overflow; saturate rather than trust that here.
+        self.journal
+            .balances
+            .insert(to, to_have.saturating_add(amount));
+        self.journal.transfers.push((from, to, amount));
+        Ok(true)
+    }
 }
 
 type Ctx<'c> = Caller<'c, HostState>;
@@ -173,11 +256,16 @@ fn copy_in(
     read_mem(caller, ptr, len)
 }
 
-fn storage_get(caller: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, wasmi::Error> {
+fn storage_get(caller: &Ctx<'_>, key: Vec<u8>) -> Result<Option<Vec<u8>>, wasmi::Error> {
     let state = caller.data();
-    match state.writes.get(key) {
+    let me = state.ctx.contract;
+    let slot = (me, key);
+    match state.journal.writes.get(&slot) {
         Some(v) => Ok(v.clone()),
-        None => state.store.read(key).map_err(|e| halt(Halt::Local(e.0))),
+        None => state
+            .store
+            .read(&me, &slot.1)
+            .map_err(|e| halt(Halt::Local(e.0))),
     }
 }
 
@@ -186,11 +274,13 @@ fn record_write(
     key: Vec<u8>,
     value: Option<Vec<u8>>,
 ) -> Result<(), wasmi::Error> {
-    let writes = &mut caller.data_mut().writes;
-    if writes.len() >= WRITES_MAX && !writes.contains_key(&key) {
+    let state = caller.data_mut();
+    let slot = (state.ctx.contract, key);
+    let writes = &mut state.journal.writes;
+    if writes.len() >= WRITES_MAX && !writes.contains_key(&slot) {
         return Err(halt(Halt::Limit("writes per call")));
     }
-    writes.insert(key, value);
+    writes.insert(slot, value);
     Ok(())
 }
 
@@ -229,7 +319,7 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
                 STORAGE_READ_GAS,
             )?;
             let cap = usize::try_from(cap).map_err(|_| halt(Halt::BadAccess))?;
-            match storage_get(&c, &key)? {
+            match storage_get(&c, key)? {
                 None => Ok(-1),
                 Some(v) => {
                     let n = v.len().min(cap);
@@ -310,7 +400,8 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
         "balance",
         |mut c: Ctx<'_>| -> Result<i64, wasmi::Error> {
             charge(&mut c, HOST_CALL_GAS)?;
-            Ok(c.data().balance_left as i64)
+            let me = c.data().ctx.contract;
+            Ok(c.data_mut().balance_of(&me)? as i64)
         },
     )?;
     linker.func_wrap(
@@ -321,24 +412,19 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
             let to: [u8; 32] = read_mem(&c, to, 32)?
                 .try_into()
                 .expect("32 bytes were read");
-            let amount = amount as u64;
-            let state = c.data_mut();
-            if state.transfers.len() >= TRANSFERS_MAX {
-                return Err(halt(Halt::Limit("transfers per call")));
-            }
-            let Some(left) = state.balance_left.checked_sub(amount) else {
-                return Ok(1);
-            };
-            state.balance_left = left;
-            state.transfers.push((to, amount));
-            Ok(0)
+            let me = c.data().ctx.contract;
+            Ok(if c.data_mut().pay(me, to, amount as u64)? {
+                0
+            } else {
+                1
+            })
         },
     )?;
     linker.func_wrap(
         m,
         "emit",
         |mut c: Ctx<'_>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
-            if c.data().events.len() >= EVENTS_MAX {
+            if c.data().journal.events.len() >= EVENTS_MAX {
                 return Err(halt(Halt::Limit("events per call")));
             }
             let event = copy_in(
@@ -349,7 +435,8 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
                 "event bytes",
                 HOST_CALL_GAS + EVENT_GAS,
             )?;
-            c.data_mut().events.push(event);
+            let me = c.data().ctx.contract;
+            c.data_mut().journal.events.push((me, event));
             Ok(())
         },
     )?;
@@ -386,5 +473,126 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
             )))
         },
     )?;
+    linker.func_wrap(
+        m,
+        "call",
+        |mut c: Ctx<'_>,
+         id: i32,
+         entry: i32,
+         entry_len: i32,
+         input: i32,
+         input_len: i32,
+         value: i64,
+         gas: i64|
+         -> Result<i32, wasmi::Error> {
+            let entry_n = length(entry_len, ENTRY_BYTES_MAX, "entry name")?;
+            let input_n = length(input_len, INPUT_BYTES_MAX, "input bytes")?;
+            charge(
+                &mut c,
+                HOST_CALL_GAS + NESTED_CALL_GAS + (32 + entry_n + input_n) as u64 * COPY_BYTE_GAS,
+            )?;
+            let id: [u8; 32] = read_mem(&c, id, 32)?
+                .try_into()
+                .expect("32 bytes were read");
+            let entry = read_mem(&c, entry, entry_n)?;
+            let input = read_mem(&c, input, input_n)?;
+            Ok(nested_call(&mut c, id, &entry, input, value as u64, gas as u64)? as i32)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "return_data_len",
+        |mut c: Ctx<'_>| -> Result<i32, wasmi::Error> {
+            charge(&mut c, HOST_CALL_GAS)?;
+            Ok(c.data().last_return.len() as i32)
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "return_data_read",
+        |mut c: Ctx<'_>, ptr: i32| -> Result<(), wasmi::Error> {
+            let data = std::mem::take(&mut c.data_mut().last_return);
+            let charged = charge(&mut c, HOST_CALL_GAS + data.len() as u64 * COPY_BYTE_GAS);
+            let written = charged.and_then(|()| write_mem(&mut c, ptr, &data));
+            c.data_mut().last_return = data;
+            written
+        },
+    )?;
     Ok(())
+}
+
+/// Runs a nested call for the frame of `c` (the `call` import).
+fn nested_call(
+    c: &mut Ctx<'_>,
+    id: [u8; 32],
+    entry: &[u8],
+    input: Vec<u8>,
+    value: u64,
+    gas: u64,
+) -> Result<CallCode, wasmi::Error> {
+    c.data_mut().last_return.clear();
+    let state = c.data();
+    if state.depth + 1 > CALL_DEPTH_MAX {
+        return Ok(CallCode::TooDeep);
+    }
+    if state.journal.stack.contains(&id) {
+        return Ok(CallCode::Reentrancy);
+    }
+    let Ok(entry) = std::str::from_utf8(entry) else {
+        return Ok(CallCode::NoSuchEntry);
+    };
+    let Some(module) = state
+        .store
+        .contract(&id)
+        .map_err(|e| halt(Halt::Local(e.0)))?
+    else {
+        return Ok(CallCode::NoSuchContract);
+    };
+    let (vm, store, depth) = (state.vm, state.store, state.depth);
+    let me = state.ctx.contract;
+    // Restored as it was if the callee fails: its writes, payments and
+    // events, and the value, are undone. Bounded: at most WRITES_MAX
+    // writes, EVENTS_MAX events and TRANSFERS_MAX transfers.
+    let snapshot = state.journal.clone();
+    if value > 0 && !c.data_mut().pay(me, id, value)? {
+        return Ok(CallCode::Insufficient);
+    }
+    let balance = c.data_mut().balance_of(&id)?;
+    let mut journal = std::mem::take(&mut c.data_mut().journal);
+    journal.stack.push(id);
+    let fuel = c.get_fuel()?;
+    let budget = gas.min(fuel);
+    let ctx = CallContext {
+        caller: me,
+        contract: id,
+        balance,
+        ..c.data().ctx
+    };
+    let frame = vm
+        .run_frame(
+            &module,
+            ctx,
+            entry,
+            input,
+            budget,
+            store,
+            journal,
+            depth + 1,
+        )
+        .map_err(|e| halt(Halt::Local(e.0)))?;
+    c.set_fuel(fuel - frame.gas_used.min(budget))?;
+    let mut journal = frame.journal;
+    journal.stack.pop();
+    let state = c.data_mut();
+    let code = CallCode::of(&frame.status);
+    if frame.status == Status::Success {
+        state.journal = journal;
+        state.last_return = frame.return_data;
+    } else {
+        state.journal = snapshot;
+        if let Status::Reverted(m) = frame.status {
+            state.last_return = m.into_bytes();
+        }
+    }
+    Ok(code)
 }

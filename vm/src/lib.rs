@@ -59,7 +59,7 @@ use wasmi::{
 
 pub use error::{DeployError, LocalFault};
 pub use host::HOST_MODULE;
-use host::{Halt, HostState, HOST_FUNCS};
+use host::{Halt, HostState, Journal, HOST_FUNCS};
 use limits::{
     CODE_BYTES_MAX, ENTRY_BYTES_MAX, GAS_LIMIT_MAX, INPUT_BYTES_MAX, MEMORY_PAGES_MAX, PAGE_BYTES,
     RECURSION_DEPTH_MAX,
@@ -68,17 +68,93 @@ use limits::{
 /// Read access to one contract's namespace as it stands before the call
 /// (the finalized state and what earlier transactions of the block wrote).
 pub trait ContractStore {
-    /// The value under `key` of the contract's namespace.
+    /// The value under `key` of `contract`'s namespace.
     ///
     /// # Errors
     /// When the node's own store fails.
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault>;
+    fn read(&self, contract: &[u8; 32], key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault>;
+
+    /// The balance of `account` (a contract or not) before the call.
+    /// Default: 0 (a store of one contract, whose balance is in the
+    /// [`CallContext`]).
+    ///
+    /// # Errors
+    /// When the node's own store fails.
+    fn balance(&self, account: &[u8; 32]) -> Result<u64, LocalFault> {
+        let _ = account;
+        Ok(0)
+    }
+
+    /// The compiled module of contract `id`, `None` when there is no such
+    /// contract: what a nested call runs. Default: none (a store of one
+    /// contract).
+    ///
+    /// # Errors
+    /// When the node's own store fails.
+    fn contract(&self, id: &[u8; 32]) -> Result<Option<Contract>, LocalFault> {
+        let _ = id;
+        Ok(None)
+    }
 }
 
+/// One contract's namespace as a map (tests, tools): reads ignore which
+/// contract asks.
 impl ContractStore for BTreeMap<Vec<u8>, Vec<u8>> {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
+    fn read(&self, _: &[u8; 32], key: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
         Ok(self.get(key).cloned())
     }
+}
+
+/// Keys written (`Some`) or deleted (`None`), by (contract, key).
+pub type Writes = BTreeMap<([u8; 32], Vec<u8>), Option<Vec<u8>>>;
+
+/// What the `call` import returns: how a nested call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum CallCode {
+    /// It returned; its effects joined the caller's.
+    Success = 0,
+    /// Its gas ran out.
+    OutOfGas = 1,
+    /// It reverted (`return_data_read` gives the message).
+    Reverted = 2,
+    /// A Wasm trap.
+    Trapped = 3,
+    /// A limit was passed.
+    LimitExceeded = 4,
+    /// No exported `() -> ()` function of that name.
+    NoSuchEntry = 5,
+    /// No contract with that id.
+    NoSuchContract = 6,
+    /// The contract is already on the call stack.
+    Reentrancy = 7,
+    /// Deeper than [`limits::CALL_DEPTH_MAX`].
+    TooDeep = 8,
+    /// The caller's balance is short of the value.
+    Insufficient = 9,
+}
+
+impl CallCode {
+    /// The code of a frame that ended with `status`.
+    pub fn of(status: &Status) -> CallCode {
+        match status {
+            Status::Success => CallCode::Success,
+            Status::OutOfGas => CallCode::OutOfGas,
+            Status::Reverted(_) => CallCode::Reverted,
+            Status::Trapped(_) => CallCode::Trapped,
+            Status::LimitExceeded(_) => CallCode::LimitExceeded,
+            Status::NoSuchEntry => CallCode::NoSuchEntry,
+        }
+    }
+}
+
+/// How a frame (the transaction's call, or a nested one) ended, with the
+/// transaction's journal handed back.
+pub(crate) struct Frame {
+    pub status: Status,
+    pub gas_used: u64,
+    pub return_data: Vec<u8>,
+    pub journal: Journal,
 }
 
 /// Who calls what, where: the facts the host API exposes.
@@ -137,14 +213,14 @@ pub struct Outcome {
     pub status: Status,
     /// Gas charged, at most the limit.
     pub gas_used: u64,
-    /// Keys written (`Some`) or deleted (`None`) in the contract's
-    /// namespace, sorted.
-    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Payments out of the contract's balance, in order; their sum is at
-    /// most [`CallContext::balance`].
-    pub transfers: Vec<([u8; 32], u64)>,
-    /// Events, in order.
-    pub events: Vec<Vec<u8>>,
+    /// Keys written (`Some`) or deleted (`None`), by contract and key,
+    /// sorted: the called contract's and those of the contracts it called.
+    pub writes: Writes,
+    /// Payments (from, to, amount) in order: out of contracts' balances,
+    /// and the values of nested calls. None overdraws its payer.
+    pub transfers: Vec<([u8; 32], [u8; 32], u64)>,
+    /// Events (emitting contract, bytes), in order.
+    pub events: Vec<([u8; 32], Vec<u8>)>,
     /// The return data it set.
     pub return_data: Vec<u8>,
 }
@@ -293,35 +369,91 @@ impl Vm {
         if input.len() > INPUT_BYTES_MAX {
             return Ok(failed(Status::LimitExceeded("input bytes"), 0));
         }
-        // SAFETY: the reference is only given a longer lifetime so it can
-        // sit in the interpreter's store, whose data type must be
-        // 'static. That store (`wasm`) is a local of this function and is
-        // dropped before it returns, on every path including unwinding;
-        // nothing that holds the reference (the store, the instance, the
-        // host state) is returned or kept elsewhere. So it is never used
-        // after the borrow `store` ends.
+        // SAFETY: the references are only given a longer lifetime so they
+        // can sit in the interpreter's stores, whose data type must be
+        // 'static. Every store that holds them (this call's, and those of
+        // the nested calls it makes, in `run_frame`) is a local of a
+        // function that runs within this one and is dropped before it
+        // returns, on every path including unwinding; nothing that holds
+        // them (a store, an instance, a host state, the journal) is
+        // returned or kept elsewhere. So they are never used after the
+        // borrows `store` and `self` end.
         let store: &'static dyn ContractStore =
             unsafe { std::mem::transmute::<&dyn ContractStore, &'static dyn ContractStore>(store) };
-        let state = HostState {
-            ctx: *ctx,
-            input: input.to_vec(),
+        // SAFETY: as above.
+        let vm: &'static Vm = unsafe { std::mem::transmute::<&Vm, &'static Vm>(self) };
+        let mut journal = Journal::default();
+        journal.balances.insert(ctx.contract, ctx.balance);
+        journal.stack.push(ctx.contract);
+        let frame = vm.run_frame(
+            contract,
+            *ctx,
+            entry,
+            input.to_vec(),
+            gas_limit,
             store,
+            journal,
+            0,
+        )?;
+        if frame.status != Status::Success {
+            return Ok(failed(frame.status, frame.gas_used));
+        }
+        let j = frame.journal;
+        Ok(Outcome {
+            status: Status::Success,
+            gas_used: frame.gas_used,
+            writes: j.writes,
+            transfers: j.transfers,
+            events: j.events,
+            return_data: frame.return_data,
+        })
+    }
+
+    /// Runs one frame: `entry` of `contract` in context `ctx`, with
+    /// `journal` (the transaction's effects so far), at most `gas_limit`
+    /// gas, `depth` nested calls deep. The journal comes back as the frame
+    /// left it; the caller keeps it or not by the status.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_frame(
+        &'static self,
+        contract: &Contract,
+        ctx: CallContext,
+        entry: &str,
+        input: Vec<u8>,
+        gas_limit: u64,
+        store: &'static dyn ContractStore,
+        journal: Journal,
+        depth: usize,
+    ) -> Result<Frame, LocalFault> {
+        let state = HostState {
+            ctx,
+            input,
+            store,
+            vm: self,
             limits: StoreLimitsBuilder::new()
                 .memory_size(MEMORY_PAGES_MAX as usize * PAGE_BYTES)
                 .memories(1)
                 .tables(1)
                 .instances(1)
                 .build(),
-            writes: BTreeMap::new(),
-            events: Vec::new(),
-            transfers: Vec::new(),
-            balance_left: ctx.balance,
+            journal,
             return_data: Vec::new(),
+            last_return: Vec::new(),
+            depth,
         };
         let mut wasm = Store::new(&self.engine, state);
         wasm.limiter(|s| &mut s.limits);
         wasm.set_fuel(gas_limit).expect("fuel is on");
         let used = |wasm: &Store<HostState>| gas_limit - wasm.get_fuel().expect("fuel is on");
+        let end = |wasm: Store<HostState>, status: Status, gas_used: u64| {
+            let s = wasm.into_data();
+            Frame {
+                status,
+                gas_used,
+                return_data: s.return_data,
+                journal: s.journal,
+            }
+        };
         let instance = match self
             .linker
             .instantiate_and_start(&mut wasm, &contract.module)
@@ -329,33 +461,27 @@ impl Vm {
             Ok(i) => i,
             Err(e) => {
                 let status = status_of(&e)?;
-                return Ok(failed(status, used(&wasm)));
+                let gas = used(&wasm);
+                return Ok(end(wasm, status, gas));
             }
         };
         let Ok(func) = instance.get_typed_func::<(), ()>(&wasm, entry) else {
-            return Ok(failed(Status::NoSuchEntry, used(&wasm)));
+            let gas = used(&wasm);
+            return Ok(end(wasm, Status::NoSuchEntry, gas));
         };
         match func.call(&mut wasm, ()) {
             Ok(()) => {
-                let gas_used = used(&wasm);
-                let s = wasm.into_data();
-                Ok(Outcome {
-                    status: Status::Success,
-                    gas_used,
-                    writes: s.writes,
-                    transfers: s.transfers,
-                    events: s.events,
-                    return_data: s.return_data,
-                })
+                let gas = used(&wasm);
+                Ok(end(wasm, Status::Success, gas))
             }
             Err(e) => {
                 let status = status_of(&e)?;
-                let gas_used = if status == Status::OutOfGas {
+                let gas = if status == Status::OutOfGas {
                     gas_limit
                 } else {
                     used(&wasm)
                 };
-                Ok(failed(status, gas_used))
+                Ok(end(wasm, status, gas))
             }
         }
     }

@@ -33,8 +33,14 @@ pub const WRITES_MAX: usize = 256;
 pub const EVENTS_MAX: usize = 32;
 /// Longest event, bytes.
 pub const EVENT_BYTES_MAX: usize = 256;
-/// Transfers out of the contract's balance in one call.
+/// Transfers out of contracts' balances (nested calls' values included)
+/// in one transaction.
 pub const TRANSFERS_MAX: usize = 16;
+/// Deepest nesting of contract calls: the transaction's call at depth 0
+/// may call one that calls one … up to this depth.
+pub const CALL_DEPTH_MAX: usize = 4;
+/// Gas of a nested call before the callee runs: finding and loading it.
+pub const NESTED_CALL_GAS: u64 = 10_000;
 /// Most gas one call may be given: about 10 ms of interpretation on the
 /// reference machine, so one call cannot hold a block.
 pub const GAS_LIMIT_MAX: u64 = 50_000_000;

@@ -74,8 +74,11 @@ fn a_counter_reads_writes_emits_and_returns() {
             .unwrap();
         assert_eq!(out.status, Status::Success);
         let v = want.to_le_bytes().to_vec();
-        assert_eq!(out.writes.get(&b"n"[..]), Some(&Some(v.clone())));
-        assert_eq!(out.events, vec![v.clone()]);
+        assert_eq!(
+            out.writes.get(&([0; 32], b"n".to_vec())),
+            Some(&Some(v.clone()))
+        );
+        assert_eq!(out.events, vec![([0; 32], v.clone())]);
         assert_eq!(out.return_data, v);
         assert!(out.gas_used > limits::STORAGE_WRITE_GAS, "{}", out.gas_used);
         store.insert(b"n".to_vec(), v);
@@ -227,6 +230,7 @@ fn transfers_never_exceed_the_balance() {
                (call $set_return (i32.const 100) (i32.const 16))))"#
     ));
     let ctx = CallContext {
+        contract: [9; 32],
         balance: 100,
         ..CallContext::default()
     };
@@ -234,7 +238,7 @@ fn transfers_never_exceed_the_balance() {
         .call(&c, &ctx, "pay", &[], 1_000_000, &BTreeMap::new())
         .unwrap();
     assert_eq!(out.status, Status::Success);
-    assert_eq!(out.transfers, vec![([0; 32], 60)]);
+    assert_eq!(out.transfers, vec![([9; 32], [0; 32], 60)]);
     let mut want = Vec::new();
     want.extend_from_slice(&0i32.to_le_bytes());
     want.extend_from_slice(&1i32.to_le_bytes());
@@ -281,7 +285,7 @@ fn input_reaches_the_contract_and_unknown_entries_are_named() {
 struct Broken;
 
 impl ContractStore for Broken {
-    fn read(&self, _: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
+    fn read(&self, _: &[u8; 32], _: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
         Err(LocalFault("disk gone".into()))
     }
 }
@@ -448,4 +452,202 @@ fn random_modules_run_deterministic_and_bounded() {
         ran >= 150,
         "too few modules ran: {ran} (refused {refused}, none {none})"
     );
+}
+
+/// Contracts by id, their storage and balances: a store for nested calls.
+#[derive(Default)]
+struct World {
+    contracts: std::collections::HashMap<[u8; 32], Contract>,
+    balances: std::collections::HashMap<[u8; 32], u64>,
+}
+
+impl ContractStore for World {
+    fn read(&self, _: &[u8; 32], _: &[u8]) -> Result<Option<Vec<u8>>, LocalFault> {
+        Ok(None)
+    }
+    fn balance(&self, account: &[u8; 32]) -> Result<u64, LocalFault> {
+        Ok(self.balances.get(account).copied().unwrap_or(0))
+    }
+    fn contract(&self, id: &[u8; 32]) -> Result<Option<Contract>, LocalFault> {
+        Ok(self.contracts.get(id).cloned())
+    }
+}
+
+/// A proxy: `go` reads callee (32) ‖ value (8) ‖ gas (8) ‖ entry length
+/// (1) ‖ entry ‖ the callee's input, calls it, writes key "p" and returns code (4) ‖ the callee's return
+/// data. `bump` writes key "n" and returns "hi"; `fail` writes "n" and
+/// reverts "no"; `spin` loops; `self` calls its own `bump`.
+fn proxy() -> String {
+    r#"(module
+      (import "strata" "input_len" (func $input_len (result i32)))
+      (import "strata" "input_read" (func $input_read (param i32)))
+      (import "strata" "storage_write" (func $write (param i32 i32 i32 i32)))
+      (import "strata" "set_return" (func $ret (param i32 i32)))
+      (import "strata" "revert" (func $revert (param i32 i32)))
+      (import "strata" "contract" (func $me (param i32)))
+      (import "strata" "balance" (func $balance (result i64)))
+      (import "strata" "call" (func $call (param i32 i32 i32 i32 i32 i64 i64) (result i32)))
+      (import "strata" "return_data_len" (func $rlen (result i32)))
+      (import "strata" "return_data_read" (func $rread (param i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 2000) "hinopn")
+      (func (export "go") (local $code i32) (local $elen i32)
+        (call $input_read (i32.const 0))
+        (local.set $elen (i32.load8_u (i32.const 48)))
+        (local.set $code (call $call (i32.const 0) (i32.const 49) (local.get $elen)
+          (i32.add (i32.const 49) (local.get $elen))
+          (i32.sub (call $input_len) (i32.add (i32.const 49) (local.get $elen)))
+          (i64.load (i32.const 32)) (i64.load (i32.const 40))))
+        (call $write (i32.const 2004) (i32.const 1) (i32.const 2000) (i32.const 2))
+        (i32.store (i32.const 1000) (local.get $code))
+        (call $rread (i32.const 1004))
+        (call $ret (i32.const 1000) (i32.add (i32.const 4) (call $rlen))))
+      (func (export "bump")
+        (call $write (i32.const 2005) (i32.const 1) (i32.const 2000) (i32.const 2))
+        (call $ret (i32.const 2000) (i32.const 2)))
+      (func (export "fail")
+        (call $write (i32.const 2005) (i32.const 1) (i32.const 2000) (i32.const 2))
+        (call $revert (i32.const 2002) (i32.const 2)))
+      (func (export "spin") (loop $l (br $l)))
+      (func (export "bal")
+        (i64.store (i32.const 1000) (call $balance))
+        (call $ret (i32.const 1000) (i32.const 8)))
+      (func (export "self")
+        (call $me (i32.const 0))
+        (i32.store (i32.const 1000)
+          (call $call (i32.const 0) (i32.const 2100) (i32.const 4) (i32.const 0) (i32.const 0)
+            (i64.const 0) (i64.const 100000)))
+        (call $ret (i32.const 1000) (i32.const 4)))
+      (data (i32.const 2100) "bump"))"#
+        .to_string()
+}
+
+fn go(callee: [u8; 32], value: u64, gas: u64, entry: &str) -> Vec<u8> {
+    let mut input = callee.to_vec();
+    input.extend_from_slice(&value.to_le_bytes());
+    input.extend_from_slice(&gas.to_le_bytes());
+    input.push(entry.len() as u8);
+    input.extend_from_slice(entry.as_bytes());
+    input
+}
+
+fn world(n: u8) -> (Vm, World) {
+    let vm = Vm::new();
+    let c = vm.deploy_check(&wasm(&proxy())).unwrap();
+    let mut w = World::default();
+    for i in 1..=n {
+        w.contracts.insert([i; 32], c.clone());
+    }
+    (vm, w)
+}
+
+fn call_in(vm: &Vm, w: &World, id: u8, balance: u64, input: &[u8]) -> Outcome {
+    let ctx = CallContext {
+        caller: [100; 32],
+        contract: [id; 32],
+        balance,
+        ..CallContext::default()
+    };
+    let c = w.contracts[&[id; 32]].clone();
+    vm.call(&c, &ctx, "go", input, 1_000_000, w).unwrap()
+}
+
+#[test]
+fn a_nested_call_joins_its_effects_and_returns_its_data() {
+    let (vm, w) = world(2);
+    let out = call_in(&vm, &w, 1, 0, &go([2; 32], 0, 100_000, "bump"));
+    assert_eq!(out.status, Status::Success);
+    assert_eq!(out.return_data, [&0i32.to_le_bytes()[..], b"hi"].concat());
+    assert_eq!(
+        out.writes.get(&([2; 32], b"n".to_vec())),
+        Some(&Some(b"hi".to_vec()))
+    );
+    assert_eq!(
+        out.writes.get(&([1; 32], b"p".to_vec())),
+        Some(&Some(b"hi".to_vec()))
+    );
+}
+
+#[test]
+fn a_failed_nested_call_is_undone_and_the_caller_goes_on() {
+    let (vm, w) = world(2);
+    let out = call_in(&vm, &w, 1, 100, &go([2; 32], 30, 100_000, "fail"));
+    assert_eq!(out.status, Status::Success);
+    assert_eq!(
+        out.return_data,
+        [&(CallCode::Reverted as i32).to_le_bytes()[..], b"no"].concat()
+    );
+    assert!(
+        !out.writes.contains_key(&([2; 32], b"n".to_vec())),
+        "{:?}",
+        out.writes
+    );
+    assert!(
+        out.transfers.is_empty(),
+        "the value came back: {:?}",
+        out.transfers
+    );
+    // Out of gas in the callee costs the caller the callee's budget only.
+    let out = call_in(&vm, &w, 1, 0, &go([2; 32], 0, 20_000, "spin"));
+    assert_eq!(out.status, Status::Success);
+    assert_eq!(out.return_data, (CallCode::OutOfGas as i32).to_le_bytes());
+    assert!(
+        out.gas_used > 20_000 && out.gas_used < 100_000,
+        "{}",
+        out.gas_used
+    );
+    let missing = call_in(&vm, &w, 1, 0, &go([7; 32], 0, 20_000, "bump"));
+    assert_eq!(
+        missing.return_data,
+        (CallCode::NoSuchContract as i32).to_le_bytes()
+    );
+}
+
+#[test]
+fn value_moves_with_a_call_and_never_overdraws() {
+    let (vm, w) = world(2);
+    let out = call_in(&vm, &w, 1, 100, &go([2; 32], 30, 100_000, "bal"));
+    assert_eq!(
+        out.return_data,
+        [&0i32.to_le_bytes()[..], &30u64.to_le_bytes()].concat()
+    );
+    assert_eq!(out.transfers, vec![([1; 32], [2; 32], 30)]);
+    let poor = call_in(&vm, &w, 1, 10, &go([2; 32], 30, 100_000, "bal"));
+    assert_eq!(
+        poor.return_data,
+        (CallCode::Insufficient as i32).to_le_bytes()
+    );
+    assert!(poor.transfers.is_empty());
+}
+
+#[test]
+fn reentrancy_and_depth_are_refused() {
+    let (vm, w) = world(6);
+    // 1 → 2 → 1: refused at the second entry into 1.
+    let out = call_in(&vm, &w, 1, 0, &go([2; 32], 0, 200_000, "self"));
+    assert_eq!(out.status, Status::Success);
+    assert_eq!(
+        out.return_data,
+        [
+            &0i32.to_le_bytes()[..],
+            &(CallCode::Reentrancy as i32).to_le_bytes()
+        ]
+        .concat(),
+        "2 may call itself? no: it is on the stack"
+    );
+    // A chain 1 → 2 → 3 → 4 → 5 → 6 is one call too deep.
+    let mut input = go([6; 32], 0, 50_000, "bump");
+    for next in (2..=5u8).rev() {
+        input = [go([next; 32], 0, 300_000, "go"), input].concat();
+    }
+    let out = call_in(&vm, &w, 1, 0, &input);
+    assert_eq!(out.status, Status::Success);
+    let codes: Vec<i32> = out
+        .return_data
+        .chunks(4)
+        .take(5)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(codes[..4], [0, 0, 0, 0], "{codes:?}");
+    assert_eq!(codes[4], CallCode::TooDeep as i32, "{codes:?}");
 }
