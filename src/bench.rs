@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use strata_consensus::contract::contract_id;
 use strata_consensus::genesis::Genesis;
 use strata_consensus::tx::{PublicKey, Transaction, TxBody, TxId, TxKind};
 use strata_consensus::wire::Payload;
@@ -45,6 +46,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUESTS_IN_FLIGHT_MAX: usize = 16;
 /// Most events taken per turn of the bench's network loop.
 const EVENTS_PER_POLL_MAX: usize = 1024;
+
+/// The example token contract `--token` sends transfers through.
+pub const TOKEN_WAT: &str = include_str!("../examples/contracts/token.wat");
+/// Gas each token transfer is given (one uses about 34,000).
+const TOKEN_CALL_GAS: u64 = 100_000;
+/// Tokens each sender is given before a `--token` run.
+const TOKEN_SHARE: u64 = 1 << 32;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -68,6 +76,9 @@ pub struct Plan {
     pub new_recipients: bool,
     /// Seed of the draw.
     pub seed: u64,
+    /// Token transfers through the example token contract
+    /// ([`TOKEN_WAT`]) instead of native transfers.
+    pub token: bool,
     /// Submission rate in tx/s; `None` = as fast as the nodes take them.
     pub rate: Option<u64>,
     /// Transactions per request.
@@ -353,11 +364,105 @@ impl Report {
 
 /// Signs `plan.txs` transfers, sender `i % senders` and recipient `i` of
 /// `load`, starting at the senders' current nonces, on all cores.
+/// A token transfer of 1 to `to`, through contract `token`.
+fn token_transfer(token: [u8; 32], to: &PublicKey, amount: u64) -> TxKind {
+    let mut input = to.to_vec();
+    input.extend_from_slice(&amount.to_le_bytes());
+    TxKind::Call {
+        contract: token,
+        value: 0,
+        gas_limit: TOKEN_CALL_GAS,
+        gas_price: 1,
+        entry: "transfer".into(),
+        input,
+    }
+}
+
+/// Deploys the token from the first sender, mints the supply to it and
+/// gives every other sender [`TOKEN_SHARE`], through the API, waiting
+/// until all of it is final; the first sender's nonce moves past these.
+/// The token's id.
+fn setup_token(
+    api: &Client,
+    genesis: &Genesis,
+    load: &Load,
+    nonces: &mut [u64],
+) -> Result<[u8; 32], String> {
+    let (index, owner) = load.senders[0];
+    let key = genesis
+        .account_key(index)
+        .ok_or("a drawn account is in the space")?;
+    let code = wat::parse_str(TOKEN_WAT).map_err(|e| format!("token.wat: {e}"))?;
+    let token = contract_id(&owner, nonces[0]);
+    let supply = TOKEN_SHARE * load.senders.len() as u64;
+    let mut kinds = vec![
+        TxKind::Deploy {
+            code,
+            gas_limit: 5_000_000,
+            gas_price: 1,
+        },
+        TxKind::Call {
+            contract: token,
+            value: 0,
+            gas_limit: TOKEN_CALL_GAS,
+            gas_price: 1,
+            entry: "init".into(),
+            input: supply.to_le_bytes().to_vec(),
+        },
+    ];
+    for (_, pk) in &load.senders[1..] {
+        kinds.push(token_transfer(token, pk, TOKEN_SHARE));
+    }
+    let mut last = String::new();
+    for (chunk_at, chunk) in kinds.chunks(512).enumerate() {
+        let txs: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let tx = TxBody {
+                    chain_id: genesis.chain_id,
+                    sender: owner,
+                    nonce: nonces[0] + (chunk_at * 512 + i) as u64,
+                    fee: 1,
+                    kind: kind.clone(),
+                }
+                .sign(&key)
+                .expect("the key is the sender's");
+                last = hex::encode(tx.id());
+                hex::encode(tx.encoded())
+            })
+            .collect();
+        let answer = api.post_json("/v1/txs", &serde_json::json!({ "txs": txs }))?;
+        if answer["accepted"].as_u64() != Some(txs.len() as u64) {
+            return Err(format!("token set-up refused: {answer}"));
+        }
+        // Wait for each chunk: the mempool holds a sender's transactions
+        // only so far ahead of its account nonce.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = api.get(&format!("/v1/txs/{last}"))?;
+            if s["status"] == "finalized" {
+                if s["result"]["status"] != "success" {
+                    return Err(format!("token set-up failed: {s}"));
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("token set-up not final within 120 s: {s}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    nonces[0] += kinds.len() as u64;
+    Ok(token)
+}
+
 fn sign_all(
     plan: &Plan,
     genesis: &Genesis,
     load: &Load,
     nonces: &[u64],
+    token: Option<[u8; 32]>,
 ) -> Result<Vec<Transaction>, String> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per = plan.txs.div_ceil(threads);
@@ -385,9 +490,12 @@ fn sign_all(
                                 sender: load.senders[s].1,
                                 nonce: nonces[s] + (i / senders) as u64,
                                 fee: 1,
-                                kind: TxKind::Transfer {
-                                    to: load.recipients[i],
-                                    amount: 1,
+                                kind: match token {
+                                    Some(t) => token_transfer(t, &load.recipients[i], 1),
+                                    None => TxKind::Transfer {
+                                        to: load.recipients[i],
+                                        amount: 1,
+                                    },
                                 },
                             };
                             body.sign(&keys[s]).expect("the key is the sender's")
@@ -459,7 +567,16 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         "signing {} transactions from {} senders to {to}...",
         plan.txs, plan.senders
     );
-    let txs = sign_all(plan, genesis, &load, &nonces)?;
+    let token = if plan.token {
+        eprintln!(
+            "deploying the token and funding {} senders with it...",
+            plan.senders
+        );
+        Some(setup_token(&api, genesis, &load, &mut nonces)?)
+    } else {
+        None
+    };
+    let txs = sign_all(plan, genesis, &load, &nonces, token)?;
 
     let config = strata_net::Config {
         seeds: plan.targets.clone(),
@@ -507,7 +624,11 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
             } else {
                 ""
             }
-        ),
+        ) + if plan.token {
+            ", token transfers through a contract"
+        } else {
+            ""
+        },
         ..Report::default()
     };
     let started = Instant::now();
@@ -584,6 +705,16 @@ pub fn run(plan: &Plan, genesis: &Genesis) -> Result<Report, String> {
         report.accepted = link.accepted;
     }
     bar.finish_and_clear();
+    if token.is_some() {
+        // Final is not successful: a call that failed is final too. A
+        // sample of the transfers must have succeeded.
+        for tx in txs.iter().step_by((txs.len() / 16).max(1)) {
+            let s = api.get(&format!("/v1/txs/{}", hex::encode(tx.id())))?;
+            if s["status"] == "finalized" && s["result"]["status"] != "success" {
+                return Err(format!("a token transfer failed: {s}"));
+            }
+        }
+    }
     report.heights.1 = watch.seen_height;
     report.total_secs = watch.last_final.duration_since(started).as_secs_f64();
     report.latencies_ms.sort_unstable();
@@ -812,6 +943,7 @@ mod tests {
             distribution: Distribution::Uniform,
             new_recipients: true,
             seed: 3,
+            token: false,
             rate: None,
             batch: 256,
             finality_timeout: Duration::from_secs(1),

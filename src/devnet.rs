@@ -29,6 +29,9 @@ pub struct DevnetArgs {
     pub distribution: crate::bench::Distribution,
     /// Seed of the bench's draw.
     pub seed: u64,
+    /// Token transfers through the example contract instead of native
+    /// ones.
+    pub token: bool,
     /// Rate limit, tx/s.
     pub rate: Option<u64>,
     /// Stop waiting for finality after this many seconds.
@@ -331,6 +334,7 @@ fn run_in(dir: &Path, genesis: &Genesis, args: &DevnetArgs) -> Result<bool, Stri
         distribution: args.distribution,
         new_recipients: false,
         seed: args.seed,
+        token: args.token,
         rate: args.rate,
         batch: 256,
         finality_timeout: Duration::from_secs(args.duration_s),

@@ -288,6 +288,11 @@ struct LoadArgs {
     /// Seed of the draw (a run is repeatable).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Send token transfers through the example token contract
+    /// (examples/contracts/token.wat) instead of native transfers; the
+    /// token is deployed and every sender funded with it first.
+    #[arg(long)]
+    token: bool,
 }
 
 impl LoadArgs {
@@ -493,6 +498,7 @@ fn main() -> ExitCode {
                 accounts: a.accounts,
                 distribution,
                 seed: a.load.seed,
+                token: a.load.token,
                 rate: a.rate,
                 duration_s: a.duration,
                 base_port: a.base_port,
@@ -525,6 +531,7 @@ fn main() -> ExitCode {
                 distribution,
                 new_recipients: a.new_recipients,
                 seed: a.load.seed,
+                token: a.load.token,
                 rate: a.rate,
                 batch: a.batch,
                 finality_timeout: Duration::from_secs(a.timeout),

@@ -110,4 +110,31 @@ fn a_contract_is_deployed_called_and_agreed_on_by_every_node() {
         !ok && out.contains("module refused") && out.contains("memory"),
         "{out}"
     );
+
+    // The bench's token load: the token deployed and 64 senders funded
+    // through the API, then 2,000 transfers through it, all final (the
+    // bench checks a sample of receipts succeeded).
+    let targets: Vec<String> = (0..4).map(|i| net.p2p_addr(i).to_string()).collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--target", &targets.join(","), "--api", &api])
+        .arg("--genesis")
+        .arg(net.path().join("genesis.toml"))
+        .args([
+            "--txs",
+            "2000",
+            "--senders",
+            "64",
+            "--token",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("token transfers through a contract") && text.contains("finalized 2000"),
+        "{text}"
+    );
 }
