@@ -430,6 +430,7 @@ pub(crate) fn execute(
                 height: env.height,
                 time_ms: env.timestamp_ms,
                 balance: 0,
+                value: *value,
             };
             let r = call(state, ctx, *value, entry, input, *gas_limit)?;
             (r, *gas_price, *gas_limit)

@@ -1,6 +1,6 @@
 //! The example contracts (examples/contracts/) run through block
 //! execution: the token against a model of balances and allowances over
-//! random calls (its supply conserved), and the counter.
+//! random calls (its supply conserved), the counter, and the escrow.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use strata_consensus::tx::{signing_key_from_seed, PublicKey, Transaction, TxBody
 
 const TOKEN: &str = include_str!("../../examples/contracts/token.wat");
 const COUNTER: &str = include_str!("../../examples/contracts/counter.wat");
-const USERS: u8 = 4;
+const USERS: u8 = 5;
 const SUPPLY: u64 = 1_000;
 
 type State = BTreeMap<StateKey, Vec<u8>>;
@@ -303,4 +303,73 @@ fn the_counter_counts_across_blocks() {
     }
     let g = chain.call(3, counter, "get", vec![]);
     assert_eq!(chain.block(&[g])[0].return_data, 3u64.to_le_bytes());
+}
+
+const ESCROW: &str = include_str!("../../examples/contracts/escrow.wat");
+
+fn balance(chain: &Chain, who: &PublicKey) -> u64 {
+    strata_consensus::state::read_account(&chain.state, who)
+        .unwrap()
+        .balance
+}
+
+#[test]
+fn the_escrow_holds_value_until_its_arbiter_settles() {
+    let mut chain = Chain::new();
+    let escrow = chain.deploy(0, ESCROW);
+    let (depositor, beneficiary, arbiter) = (1u8, 2u8, 3u8);
+    let parties = [pk(beneficiary), pk(arbiter)].concat();
+    let open = |chain: &mut Chain, value: u64| {
+        chain.tx(
+            depositor,
+            TxKind::Call {
+                contract: escrow,
+                value,
+                gas_limit: 1_000_000,
+                gas_price: 1,
+                entry: "open".into(),
+                input: parties.clone(),
+            },
+        )
+    };
+    let o = open(&mut chain, 500);
+    let r = chain.block(&[o]);
+    assert_eq!(r[0].status, ReceiptStatus::Success, "{}", r[0].message);
+    assert_eq!(balance(&chain, &escrow), 500);
+    // A second open while one is held, and one with no value, revert and
+    // keep nothing.
+    let again = open(&mut chain, 10);
+    let r = chain.block(&[again]);
+    assert_eq!(
+        (r[0].status.clone(), r[0].message.as_str()),
+        (ReceiptStatus::Reverted, "already open")
+    );
+    assert_eq!(balance(&chain, &escrow), 500);
+    // Only the arbiter settles.
+    let by_beneficiary = chain.call(beneficiary, escrow, "release", pk(depositor).to_vec());
+    let r = chain.block(&[by_beneficiary]);
+    assert_eq!(
+        (r[0].status.clone(), r[0].message.as_str()),
+        (ReceiptStatus::Reverted, "not the arbiter")
+    );
+    let before = balance(&chain, &pk(beneficiary));
+    let release = chain.call(arbiter, escrow, "release", pk(depositor).to_vec());
+    let r = chain.block(&[release]);
+    assert_eq!(r[0].status, ReceiptStatus::Success, "{}", r[0].message);
+    assert_eq!(balance(&chain, &pk(beneficiary)), before + 500);
+    assert_eq!(balance(&chain, &escrow), 0);
+    assert_eq!(r[0].events[0].1[64..], 500u64.to_le_bytes());
+    // Closed: a second release finds nothing; a new escrow refunds.
+    let twice = chain.call(arbiter, escrow, "release", pk(depositor).to_vec());
+    assert_eq!(chain.block(&[twice])[0].message, "no escrow");
+    let o = open(&mut chain, 70);
+    chain.block(&[o]);
+    let show = chain.call(4, escrow, "show", pk(depositor).to_vec());
+    let r = chain.block(&[show]);
+    assert_eq!(r[0].return_data[64..], 70u64.to_le_bytes());
+    let before = balance(&chain, &pk(depositor));
+    let refund = chain.call(arbiter, escrow, "refund", pk(depositor).to_vec());
+    chain.block(&[refund]);
+    assert_eq!(balance(&chain, &pk(depositor)), before + 70);
+    assert_eq!(balance(&chain, &escrow), 0);
 }

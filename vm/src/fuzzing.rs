@@ -108,6 +108,7 @@ pub fn run(data: &[u8]) -> Verdict {
         height: 7,
         time_ms: 1_000,
         balance: 50,
+        value: 5,
     };
     let mut outcomes = Vec::new();
     for entry in ["a", "b"] {

@@ -14,6 +14,7 @@
 //! | `block_height` | `() -> i64` | height of the block being executed |
 //! | `block_time_ms` | `() -> i64` | its timestamp, ms since the Unix epoch |
 //! | `balance` | `() -> i64` | the contract's balance (a u64's bits) |
+//! | `value` | `() -> i64` | what the caller paid with this call (already in the balance) |
 //! | `transfer` | `(to i32, amount i64) -> i32` | pays `amount` (a u64's bits) to account `to` from the contract's balance: 0, or 1 when the balance is short |
 //! | `emit` | `(ptr i32, len i32)` | records an event |
 //! | `set_return` | `(ptr i32, len i32)` | sets the call's return data |
@@ -69,6 +70,7 @@ pub(crate) const HOST_FUNCS: &[(&str, &[ValType], &[ValType])] = &[
     ("block_height", &[], &[ValType::I64]),
     ("block_time_ms", &[], &[ValType::I64]),
     ("balance", &[], &[ValType::I64]),
+    ("value", &[], &[ValType::I64]),
     ("transfer", &[ValType::I32, ValType::I64], &[ValType::I32]),
     ("emit", &[ValType::I32, ValType::I32], &[]),
     ("set_return", &[ValType::I32, ValType::I32], &[]),
@@ -404,6 +406,10 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> Result<(), wasmi::errors::
             Ok(c.data_mut().balance_of(&me)? as i64)
         },
     )?;
+    linker.func_wrap(m, "value", |mut c: Ctx<'_>| -> Result<i64, wasmi::Error> {
+        charge(&mut c, HOST_CALL_GAS)?;
+        Ok(c.data().ctx.value as i64)
+    })?;
     linker.func_wrap(
         m,
         "transfer",
@@ -566,6 +572,7 @@ fn nested_call(
         caller: me,
         contract: id,
         balance,
+        value,
         ..c.data().ctx
     };
     let frame = vm

@@ -168,8 +168,10 @@ pub struct CallContext {
     pub height: u64,
     /// That block's timestamp, ms since the Unix epoch.
     pub time_ms: u64,
-    /// The contract's balance before the call.
+    /// The contract's balance before the call (the value included).
     pub balance: u64,
+    /// What the caller paid with the call (already in `balance`).
+    pub value: u64,
 }
 
 /// How a call ended.
