@@ -330,3 +330,93 @@ fn receipts_are_history_kept_and_pruned_with_their_block() {
     assert!(history::prune_next(&db, 2).unwrap().is_some());
     assert_eq!(chain.reader().receipt(deploy.id()).unwrap(), None);
 }
+
+/// Blocks of deploys and calls (the token: init, transfers, approvals,
+/// spends, failures) give the same diffs and the same roots on the
+/// durable store and the in-memory one: contract execution depends on
+/// nothing but the state and the block.
+#[test]
+fn contract_blocks_give_the_same_roots_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = Genesis::devnet(4);
+    let mut mem = MemChain::new(&genesis);
+    let db = Arc::new(Db::open(dir.path(), Options::new()).unwrap());
+    let mut chain = DbChain::open(db, &genesis).unwrap();
+    let chain_id = genesis.chain_id;
+    let sign = |from: usize, nonce: u64, kind: TxKind| {
+        let key = devnet_account_key(from);
+        Arc::new(
+            TxBody {
+                chain_id,
+                sender: key.verifying_key().to_bytes(),
+                nonce,
+                fee: 1,
+                kind,
+            }
+            .sign(&key)
+            .unwrap(),
+        )
+    };
+    let owner = devnet_account_key(0).verifying_key().to_bytes();
+    let token = strata_consensus::contract::contract_id(&owner, 0);
+    let call = |from: usize, nonce: u64, entry: &str, input: Vec<u8>| {
+        sign(
+            from,
+            nonce,
+            TxKind::Call {
+                contract: token,
+                value: 0,
+                gas_limit: 200_000,
+                gas_price: 1,
+                entry: entry.into(),
+                input,
+            },
+        )
+    };
+    let pk = |i: usize| devnet_account_key(i).verifying_key().to_bytes().to_vec();
+    let amount = |a: u64| a.to_le_bytes().to_vec();
+    let code = wat::parse_str(include_str!("../../examples/contracts/token.wat")).unwrap();
+    commit_both(
+        &mut chain,
+        &mut mem,
+        1,
+        vec![sign(
+            0,
+            0,
+            TxKind::Deploy {
+                code,
+                gas_limit: 5_000_000,
+                gas_price: 1,
+            },
+        )],
+    );
+    commit_both(
+        &mut chain,
+        &mut mem,
+        2,
+        vec![call(0, 1, "init", amount(1_000))],
+    );
+    let mut nonce0 = 2;
+    for h in 3..=6u64 {
+        let mut txs = Vec::new();
+        for to in 1..=5usize {
+            txs.push(call(
+                0,
+                nonce0,
+                "transfer",
+                [pk(to), amount(h * to as u64)].concat(),
+            ));
+            nonce0 += 1;
+        }
+        let n = h - 3;
+        txs.push(call(1, n, "approve", [pk(2), amount(3)].concat()));
+        txs.push(call(
+            2,
+            n,
+            "transfer_from",
+            [pk(1), pk(3), amount(2)].concat(),
+        ));
+        txs.push(call(4, n, "transfer", [pk(5), amount(10_000)].concat())); // reverts
+        commit_both(&mut chain, &mut mem, h, txs);
+    }
+}
