@@ -17,6 +17,12 @@
 //!
 //! `wasm/gas`: a loop of plain instructions run to a gas limit of
 //! 10,000,000: elements per second is gas per second.
+//!
+//! With `--features compare`, the runtime not chosen beside the one
+//! chosen: `wasm/engine/compile` compiles the example token module, and
+//! `wasm/engine/fuel` runs the same loop to 10,000,000 units of fuel, in
+//! wasmi (as `strata-vm` configures it) and in wasmtime (Cranelift, fuel
+//! on, floats and SIMD still allowed: its nearest configuration).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -127,11 +133,11 @@ impl Fixture {
         )
     }
 
-    /// Executes and commits `txs` as the next block; the receipts.
-    fn commit(&mut self, txs: &[Arc<Transaction>]) -> Vec<Receipt> {
+    /// The next block, holding `txs`.
+    fn block_of(&self, txs: &[Arc<Transaction>]) -> Block {
         let mut ids: Vec<_> = txs.iter().map(|t| *t.id()).collect();
         ids.sort_unstable();
-        let block = Block::new(
+        Block::new(
             self.chain.height() + 1,
             self.chain.last_block_id(),
             self.chain.state_root(),
@@ -139,7 +145,12 @@ impl Fixture {
             0,
             ids,
         )
-        .expect("a block");
+        .expect("a block")
+    }
+
+    /// Executes and commits `txs` as the next block; the receipts.
+    fn commit(&mut self, txs: &[Arc<Transaction>]) -> Vec<Receipt> {
+        let block = self.block_of(txs);
         let diff = self
             .chain
             .execute(BlockEnv::of(&block), txs)
@@ -171,17 +182,7 @@ impl Fixture {
         let mut timed = Duration::ZERO;
         for _ in 0..iters {
             let txs = self.next_block(token);
-            let mut ids: Vec<_> = txs.iter().map(|t| *t.id()).collect();
-            ids.sort_unstable();
-            let block = Block::new(
-                self.chain.height() + 1,
-                self.chain.last_block_id(),
-                self.chain.state_root(),
-                [0; 32],
-                0,
-                ids,
-            )
-            .expect("a block");
+            let block = self.block_of(&txs);
             let started = Instant::now();
             let diff = self
                 .chain
@@ -281,5 +282,61 @@ fn host_and_gas(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, call, host_and_gas);
+#[cfg(feature = "compare")]
+fn engines(c: &mut Criterion) {
+    let token = wat::parse_str(TOKEN).expect("the token parses");
+    let spin = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "spin") (local $i i64)
+               (loop $l (local.set $i (i64.add (local.get $i) (i64.const 1))) (br $l))))"#,
+    )
+    .expect("the loop parses");
+    let vm = Vm::new();
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true);
+    let engine = wasmtime::Engine::new(&config).expect("wasmtime engine");
+
+    let mut group = c.benchmark_group("wasm/engine/compile");
+    group.throughput(Throughput::Bytes(token.len() as u64));
+    group.bench_function("wasmi", |b| {
+        b.iter(|| vm.deploy_check(&token).expect("deployable"))
+    });
+    group.bench_function("wasmtime", |b| {
+        b.iter(|| wasmtime::Module::new(&engine, &token).expect("compiles"))
+    });
+    group.finish();
+
+    let fuel = 10_000_000u64;
+    let mut group = c.benchmark_group("wasm/engine/fuel");
+    group.throughput(Throughput::Elements(fuel));
+    let module = vm.deploy_check(&spin).expect("deployable");
+    let store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    group.bench_function("wasmi", |b| {
+        b.iter(|| {
+            let out = vm
+                .call(&module, &CallContext::default(), "spin", &[], fuel, &store)
+                .expect("no local fault");
+            assert_eq!(out.status, strata_vm::Status::OutOfGas);
+        })
+    });
+    let wt_module = wasmtime::Module::new(&engine, &spin).expect("compiles");
+    group.bench_function("wasmtime", |b| {
+        b.iter(|| {
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_fuel(fuel).expect("fuel on");
+            let instance =
+                wasmtime::Instance::new(&mut store, &wt_module, &[]).expect("instantiates");
+            let f = instance
+                .get_typed_func::<(), ()>(&mut store, "spin")
+                .expect("exported");
+            assert!(f.call(&mut store, ()).is_err(), "runs out of fuel");
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "compare"))]
+fn engines(_: &mut Criterion) {}
+
+criterion_group!(benches, call, host_and_gas, engines);
 criterion_main!(benches);

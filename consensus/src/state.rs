@@ -418,21 +418,7 @@ pub fn execute(
             TxKind::Transfer { amount, .. } | TxKind::Call { value: amount, .. } => amount,
             _ => 0,
         };
-        let gas_budget = match *kind {
-            TxKind::Deploy {
-                gas_limit,
-                gas_price,
-                ..
-            }
-            | TxKind::Call {
-                gas_limit,
-                gas_price,
-                ..
-            } => gas_limit
-                .checked_mul(gas_price)
-                .ok_or(ExecError::Overflow)?,
-            _ => 0,
-        };
+        let gas_budget = kind.gas_budget_checked().ok_or(ExecError::Overflow)?;
         let needed = tx
             .fee()
             .checked_add(amount)

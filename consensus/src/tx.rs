@@ -143,6 +143,12 @@ impl TxKind {
     /// sender must hold beyond the fee and any amount. Zero for kinds
     /// without gas. Saturates (a sender cannot hold `u64::MAX`).
     pub fn gas_budget(&self) -> u64 {
+        self.gas_budget_checked().unwrap_or(u64::MAX)
+    }
+
+    /// [`TxKind::gas_budget`], `None` when the product overflows (such a
+    /// transaction makes its block invalid).
+    pub fn gas_budget_checked(&self) -> Option<u64> {
         match self {
             TxKind::Deploy {
                 gas_limit,
@@ -153,8 +159,8 @@ impl TxKind {
                 gas_limit,
                 gas_price,
                 ..
-            } => gas_limit.saturating_mul(*gas_price),
-            _ => 0,
+            } => gas_limit.checked_mul(*gas_price),
+            _ => Some(0),
         }
     }
 

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::host::HOST_FUNCS;
 use crate::{CallContext, Outcome, Vm};
 
 /// Gas each call gets.
@@ -28,23 +27,8 @@ pub enum Verdict {
 }
 
 fn host_imports() -> Vec<u8> {
-    let ty = |t: &wasmi::ValType| match t {
-        wasmi::ValType::I32 => "i32",
-        wasmi::ValType::I64 => "i64",
-        other => unreachable!("host type {other:?}"),
-    };
-    let mut wat = String::from("(module\n");
-    for (name, params, results) in HOST_FUNCS {
-        let p: Vec<_> = params.iter().map(ty).collect();
-        let r: Vec<_> = results.iter().map(ty).collect();
-        wat.push_str(&format!(
-            "(import \"strata\" \"{name}\" (func (param {}) (result {})))\n",
-            p.join(" "),
-            r.join(" ")
-        ));
-    }
-    wat.push(')');
-    wat::parse_str(&wat).expect("the host imports parse")
+    wat::parse_str(format!("(module {})", crate::host::imports_wat()))
+        .expect("the host imports parse")
 }
 
 fn config() -> wasm_smith::Config {

@@ -92,6 +92,28 @@ pub(crate) const HOST_FUNCS: &[(&str, &[ValType], &[ValType])] = &[
     ("return_data_read", &[ValType::I32], &[]),
 ];
 
+/// The WAT import of every host function, one per line (tests and the
+/// fuzzing harness build modules that import them all).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn imports_wat() -> String {
+    let ty = |t: &ValType| match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        other => unreachable!("host type {other:?}"),
+    };
+    let mut wat = String::new();
+    for (name, params, results) in HOST_FUNCS {
+        let p: Vec<_> = params.iter().map(ty).collect();
+        let r: Vec<_> = results.iter().map(ty).collect();
+        wat.push_str(&format!(
+            "(import \"strata\" \"{name}\" (func (param {}) (result {})))\n",
+            p.join(" "),
+            r.join(" ")
+        ));
+    }
+    wat
+}
+
 /// Why a host function stopped the call.
 #[derive(Debug)]
 pub(crate) enum Halt {

@@ -365,21 +365,7 @@ fn deploy_refuses_what_cannot_run_the_same_everywhere() {
 /// deploy check demands: a module importing all of them deploys and runs.
 #[test]
 fn every_host_function_links() {
-    let mut wat = String::from("(module\n");
-    for (name, params, results) in HOST_FUNCS {
-        let ty = |t: &wasmi::ValType| match t {
-            wasmi::ValType::I32 => "i32",
-            wasmi::ValType::I64 => "i64",
-            other => panic!("host type {other:?}"),
-        };
-        let p: Vec<_> = params.iter().map(ty).collect();
-        let r: Vec<_> = results.iter().map(ty).collect();
-        wat.push_str(&format!(
-            "(import \"strata\" \"{name}\" (func (param {}) (result {})))\n",
-            p.join(" "),
-            r.join(" ")
-        ));
-    }
+    let mut wat = format!("(module\n{}", crate::host::imports_wat());
     wat.push_str(r#"(memory (export "memory") 1) (func (export "f")))"#);
     let out = run(&wat, "f", 1_000);
     assert_eq!(out.status, Status::Success);
