@@ -920,8 +920,8 @@ mod tests {
             TxKind::Call {
                 contract: [0; 32],
                 value: 0,
-                gas_limit: 1 << 40,
-                gas_price: 1 << 40,
+                gas_limit: crate::tx::GAS_LIMIT_MAX,
+                gas_price: u64::MAX / 1_000,
                 entry: "f".into(),
                 input: vec![],
             },

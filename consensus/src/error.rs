@@ -55,6 +55,16 @@ pub enum DecodeError {
         /// The field.
         field: &'static str,
     },
+    /// A number is over its limit.
+    #[error("{field} is {value}, over the limit of {max}")]
+    OverLimit {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
     /// `field` is not valid UTF-8.
     #[error("{field} is not valid UTF-8")]
     NotUtf8 {

@@ -50,6 +50,9 @@ pub const CODE_BYTES_MAX: usize = strata_vm::limits::CODE_BYTES_MAX;
 pub const CONTRACT_KEY_BYTES_MAX: usize = strata_vm::limits::STORAGE_KEY_BYTES_MAX;
 /// Longest entry point name a `Call` may name, in bytes.
 pub const ENTRY_BYTES_MAX: usize = strata_vm::limits::ENTRY_BYTES_MAX;
+/// Most gas a deploy or call may be given: more could never be included
+/// (a block's gas limits are bounded), so it is refused at decoding.
+pub const GAS_LIMIT_MAX: u64 = strata_vm::limits::GAS_LIMIT_MAX;
 /// Longest argument bytes a `Call` may carry.
 pub const INPUT_BYTES_MAX: usize = strata_vm::limits::INPUT_BYTES_MAX;
 /// Largest encoded put: the longest key and value.
@@ -280,6 +283,15 @@ impl TxBody {
                     max: USER_KEY_BYTES_MAX,
                 });
             }
+            TxKind::Deploy { gas_limit, .. } | TxKind::Call { gas_limit, .. }
+                if *gas_limit > GAS_LIMIT_MAX =>
+            {
+                return Err(DecodeError::OverLimit {
+                    field: "gas limit",
+                    value: *gas_limit,
+                    max: GAS_LIMIT_MAX,
+                });
+            }
             TxKind::Deploy { code, .. } if code.len() > CODE_BYTES_MAX => {
                 return Err(DecodeError::TooLong {
                     field: "code",
@@ -420,6 +432,13 @@ impl Transaction {
             }
             tag => return Err(DecodeError::UnknownTag { field: "kind", tag }),
         };
+        if let Some(gas) = Some(kind.gas_limit()).filter(|g| *g > GAS_LIMIT_MAX) {
+            return Err(DecodeError::OverLimit {
+                field: "gas limit",
+                value: gas,
+                max: GAS_LIMIT_MAX,
+            });
+        }
         let signature = r.array::<SIGNATURE_BYTES>("signature")?;
         if r.at != bytes.len() {
             return Err(DecodeError::TrailingBytes {
@@ -587,7 +606,7 @@ mod tests {
             TxKind::Call {
                 contract: [5; 32],
                 value: 3,
-                gas_limit: u64::MAX,
+                gas_limit: GAS_LIMIT_MAX,
                 gas_price: 4,
                 entry: "x".repeat(ENTRY_BYTES_MAX),
                 input: vec![6; INPUT_BYTES_MAX],
@@ -664,6 +683,40 @@ mod tests {
         assert!(matches!(
             Transaction::decode(&raw),
             Err(DecodeError::TooLong { field: "value", .. })
+        ));
+    }
+
+    #[test]
+    fn a_gas_limit_no_block_could_hold_is_refused() {
+        let k = key(2);
+        let body = |gas_limit| TxBody {
+            chain_id: 1,
+            sender: k.verifying_key().to_bytes(),
+            nonce: 0,
+            fee: 0,
+            kind: TxKind::Deploy {
+                code: vec![0],
+                gas_limit,
+                gas_price: 1,
+            },
+        };
+        assert!(matches!(
+            body(GAS_LIMIT_MAX + 1).sign(&k),
+            Err(DecodeError::OverLimit {
+                field: "gas limit",
+                ..
+            })
+        ));
+        // The same over-limit encoding, made by hand, does not decode.
+        let mut raw = body(GAS_LIMIT_MAX).sign(&k).unwrap().encoded().to_vec();
+        let at = HEADER_BYTES;
+        raw[at..at + 8].copy_from_slice(&(GAS_LIMIT_MAX + 1).to_le_bytes());
+        assert!(matches!(
+            Transaction::decode(&raw),
+            Err(DecodeError::OverLimit {
+                field: "gas limit",
+                ..
+            })
         ));
     }
 
