@@ -49,7 +49,7 @@ const EVENTS_PER_POLL_MAX: usize = 1024;
 
 /// The example token contract `--token` sends transfers through.
 pub const TOKEN_WAT: &str = include_str!("../examples/contracts/token.wat");
-/// Gas each token transfer is given (one uses about 34,000).
+/// Gas each token transfer is given (one uses about 68,000).
 const TOKEN_CALL_GAS: u64 = 100_000;
 /// Tokens each sender is given before a `--token` run.
 const TOKEN_SHARE: u64 = 1 << 32;

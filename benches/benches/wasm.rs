@@ -43,7 +43,7 @@ use strata_vm::{CallContext, Vm};
 const TOKEN: &str = include_str!("../../examples/contracts/token.wat");
 /// Transactions per block, one per sender.
 const BLOCK_TXS: usize = 1_000;
-/// Gas each token transfer is given (it uses about a tenth).
+/// Gas each token transfer is given (it uses about a third).
 const CALL_GAS: u64 = 200_000;
 
 struct Fixture {

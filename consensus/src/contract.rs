@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
+use strata_vm::limits::CODE_LOAD_BYTE_GAS;
 use strata_vm::{CallContext, Contract, ContractStore, LocalFault, Outcome, Status, Vm};
 
 use crate::error::DecodeError;
@@ -504,6 +505,15 @@ fn call(
         credit(state, &ctx.caller, value)?;
         return Ok(receipt);
     };
+    // Every call pays for loading the code, cached or not (see
+    // CODE_LOAD_BYTE_GAS): gas must not depend on a node's cache.
+    let load_gas = CALL_GAS + module.code_len() as u64 * CODE_LOAD_BYTE_GAS;
+    if load_gas > gas_limit {
+        receipt.status = ReceiptStatus::OutOfGas;
+        receipt.gas_used = gas_limit;
+        credit(state, &ctx.caller, value)?;
+        return Ok(receipt);
+    }
     credit(state, &ctx.contract, value)?;
     state.touched.push(ctx.contract);
     ctx.balance = state.account(&ctx.contract)?.balance;
@@ -513,11 +523,11 @@ fn call(
             &ctx,
             entry,
             input,
-            gas_limit - CALL_GAS,
+            gas_limit - load_gas,
             &View { overlay: state },
         )
         .map_err(|e| ExecError::Read(e.0))?;
-    receipt.gas_used = CALL_GAS + out.gas_used;
+    receipt.gas_used = load_gas + out.gas_used;
     let (status, why) = match out.status {
         Status::Success => (ReceiptStatus::Success, String::new()),
         Status::OutOfGas => (ReceiptStatus::OutOfGas, String::new()),
@@ -742,6 +752,9 @@ mod tests {
             3u64.to_le_bytes().to_vec(),
             "the contract's key is an entry of its namespace"
         );
+        // Loading the code is charged on every call, cached or not.
+        let load = CALL_GAS + counter_code().len() as u64 * CODE_LOAD_BYTE_GAS;
+        assert!(calls.iter().all(|c| receipt(&state, c).gas_used > load));
         let used: u64 = calls.iter().map(|c| receipt(&state, c).gas_used).sum();
         assert_eq!(balance(&state, &pk(2)), 1_000_000_000 - 3 - 2 * used);
         assert_eq!(supply(&state, &[pk(1), pk(2), id]), 2_000_000_000);

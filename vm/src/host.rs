@@ -40,10 +40,10 @@ use std::fmt;
 use wasmi::{Caller, Extern, Linker, StoreLimits, ValType};
 
 use crate::limits::{
-    CALL_DEPTH_MAX, COPY_BYTE_GAS, ENTRY_BYTES_MAX, EVENTS_MAX, EVENT_BYTES_MAX, EVENT_GAS,
-    HOST_CALL_GAS, INPUT_BYTES_MAX, NESTED_CALL_GAS, RETURN_BYTES_MAX, STORAGE_BYTE_GAS,
-    STORAGE_KEY_BYTES_MAX, STORAGE_READ_GAS, STORAGE_VALUE_BYTES_MAX, STORAGE_WRITE_GAS,
-    TRANSFERS_MAX, TRANSFER_GAS, WRITES_MAX,
+    CALL_DEPTH_MAX, CODE_LOAD_BYTE_GAS, COPY_BYTE_GAS, ENTRY_BYTES_MAX, EVENTS_MAX,
+    EVENT_BYTES_MAX, EVENT_GAS, HOST_CALL_GAS, INPUT_BYTES_MAX, NESTED_CALL_GAS, RETURN_BYTES_MAX,
+    STORAGE_BYTE_GAS, STORAGE_KEY_BYTES_MAX, STORAGE_READ_GAS, STORAGE_VALUE_BYTES_MAX,
+    STORAGE_WRITE_GAS, TRANSFERS_MAX, TRANSFER_GAS, WRITES_MAX,
 };
 use crate::{CallCode, CallContext, ContractStore, Status, Vm, Writes};
 
@@ -582,6 +582,8 @@ fn nested_call(
     // events, and the value, are undone. Bounded: at most WRITES_MAX
     // writes, EVENTS_MAX events and TRANSFERS_MAX transfers.
     let snapshot = state.journal.clone();
+    // Loading the code is paid whether or not it was cached.
+    charge(c, module.code_len() as u64 * CODE_LOAD_BYTE_GAS)?;
     if value > 0 && !c.data_mut().pay(me, id, value)? {
         return Ok(CallCode::Insufficient);
     }

@@ -231,6 +231,15 @@ pub struct Outcome {
 #[derive(Clone, Debug)]
 pub struct Contract {
     module: Module,
+    code_len: usize,
+}
+
+impl Contract {
+    /// Bytes of the module's code: what loading it is charged for
+    /// ([`limits::CODE_LOAD_BYTE_GAS`]).
+    pub fn code_len(&self) -> usize {
+        self.code_len
+    }
 }
 
 /// The runtime: an interpreter configured for determinism, and the host
@@ -337,7 +346,10 @@ impl Vm {
         if !entry {
             return Err(DeployError::NoEntry);
         }
-        Ok(Contract { module })
+        Ok(Contract {
+            module,
+            code_len: code.len(),
+        })
     }
 
     /// Runs `entry` of `contract` with `input` as its arguments and at
