@@ -37,8 +37,9 @@
 //! are paid, its `value` goes back to the sender, its writes, transfers
 //! and events are dropped, and its receipt says why.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
+
+use strata_storage::lru::{IdentityState, LruCache};
 
 use strata_vm::limits::CODE_LOAD_BYTE_GAS;
 use strata_vm::{CallContext, Contract, ContractStore, LocalFault, Outcome, Status, Vm};
@@ -268,14 +269,14 @@ fn vm() -> &'static Vm {
     VM.get_or_init(Vm::new)
 }
 
-/// Compiled modules by code hash, at most [`MODULE_CACHE_ENTRIES`]; a
-/// full cache is emptied (simple, and a busy chain calls few contracts).
-/// A code hash names one module whatever the state, so an entry is never
-/// stale; whether a contract exists is still read from the state on
-/// every call.
-fn module_cache() -> &'static Mutex<HashMap<[u8; 32], Contract>> {
-    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Contract>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// Compiled modules by code hash, the [`MODULE_CACHE_ENTRIES`] most
+/// recently used. A code hash names one module whatever the state, so an
+/// entry is never stale; whether a contract exists is still read from the
+/// state on every call. What a miss costs is charged on every call
+/// (`CODE_LOAD_BYTE_GAS`), so the cache changes time, never gas.
+fn module_cache() -> &'static Mutex<LruCache<[u8; 32], Contract, IdentityState>> {
+    static CACHE: OnceLock<Mutex<LruCache<[u8; 32], Contract, IdentityState>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(LruCache::with_hasher(MODULE_CACHE_ENTRIES, IdentityState)))
 }
 
 /// The compiled module of `code_hash`, if cached.
@@ -293,11 +294,10 @@ fn compiled(code_hash: &[u8; 32], code: &[u8]) -> Result<Contract, strata_vm::De
         return Ok(c);
     }
     let c = vm().deploy_check(code)?;
-    let mut map = module_cache().lock().expect("module cache lock");
-    if map.len() >= MODULE_CACHE_ENTRIES {
-        map.clear();
-    }
-    map.insert(*code_hash, c.clone());
+    module_cache()
+        .lock()
+        .expect("module cache lock")
+        .put(*code_hash, c.clone());
     Ok(c)
 }
 
