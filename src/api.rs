@@ -407,15 +407,17 @@ async fn submit_checked(s: &ApiState, txs: Vec<Transaction>) -> ApiResult {
 
 async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = hex32("transaction id", &id)?;
-    let height = blocking(&s, move |s| {
-        s.chain.tx_height(&id).map_err(ApiError::internal)
+    // One trip to the blocking pool: the index and, for a finalized
+    // deploy or call, its receipt.
+    let found = blocking(&s, move |s| {
+        let Some(h) = s.chain.tx_height(&id).map_err(ApiError::internal)? else {
+            return Ok(None);
+        };
+        let receipt = s.chain.receipt(&id).map_err(ApiError::internal)?;
+        Ok(Some((h, receipt)))
     })
     .await?;
-    if let Some(h) = height {
-        let receipt = blocking(&s, move |s| {
-            s.chain.receipt(&id).map_err(ApiError::internal)
-        })
-        .await?;
+    if let Some((h, receipt)) = found {
         let Some(r) = receipt else {
             return Ok(Json(json!({ "status": "finalized", "height": h })));
         };

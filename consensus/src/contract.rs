@@ -46,7 +46,7 @@ use strata_vm::{CallContext, Contract, ContractStore, LocalFault, Outcome, Statu
 
 use crate::error::DecodeError;
 use crate::reader::Reader;
-use crate::state::{account_key, user_key, ExecError, Overlay, StateKey, StateReader};
+use crate::state::{user_key, ExecError, Overlay, StateKey, StateReader};
 use crate::tx::{PublicKey, Transaction, TxKind};
 
 /// Gas of a deploy before its bytes.
@@ -307,7 +307,9 @@ fn compiled(code_hash: &[u8; 32], code: &[u8]) -> Result<Contract, strata_vm::De
 /// # Errors
 /// Why the module cannot be deployed.
 pub fn check_code(code: &[u8]) -> Result<(), strata_vm::DeployError> {
-    vm().deploy_check(code).map(|_| ())
+    // Through the cache: the block that includes the deploy then finds
+    // the module compiled.
+    compiled(blake3::hash(code).as_bytes(), code).map(|_| ())
 }
 
 /// The state as a call sees it: the block's overlay (the finalized state
@@ -373,31 +375,6 @@ fn message(s: String) -> String {
     s[..end].to_string()
 }
 
-fn credit(
-    state: &mut Overlay<'_, impl StateReader>,
-    to: &PublicKey,
-    amount: u64,
-) -> Result<(), ExecError> {
-    let key = account_key(to);
-    let mut a = state.account_at(&key)?;
-    a.balance = a.balance.checked_add(amount).ok_or(ExecError::Overflow)?;
-    state.set_account_at(key, a);
-    Ok(())
-}
-
-fn debit(
-    state: &mut Overlay<'_, impl StateReader>,
-    from: &PublicKey,
-    amount: u64,
-) -> Result<(), ExecError> {
-    let key = account_key(from);
-    let mut a = state.account_at(&key)?;
-    // The caller checked (a contract's transfers never exceed its balance).
-    a.balance = a.balance.checked_sub(amount).ok_or(ExecError::Overflow)?;
-    state.set_account_at(key, a);
-    Ok(())
-}
-
 /// Executes the deploy or call `tx`, whose sender has already paid its
 /// fee, `gas_limit × gas_price` and any `value` (all taken from its
 /// balance): runs it, refunds the unused gas (and the value of a failed
@@ -440,7 +417,7 @@ pub(crate) fn execute(
     };
     debug_assert!(receipt.gas_used <= gas_limit);
     let refund = (gas_limit - receipt.gas_used).saturating_mul(gas_price);
-    credit(state, &sender, refund)?;
+    state.credit(&sender, refund)?;
     let used = receipt.gas_used;
     state.receipts.push((*tx.id(), receipt));
     Ok(used)
@@ -497,12 +474,12 @@ fn call(
     // The value goes back to the caller unless the call succeeds.
     if CALL_GAS > gas_limit {
         receipt.status = ReceiptStatus::OutOfGas;
-        credit(state, &ctx.caller, value)?;
+        state.credit(&ctx.caller, value)?;
         return Ok(receipt);
     }
     let Some(module) = load(state, &ctx.contract)? else {
         receipt.status = ReceiptStatus::NoSuchContract;
-        credit(state, &ctx.caller, value)?;
+        state.credit(&ctx.caller, value)?;
         return Ok(receipt);
     };
     // Every call pays for loading the code, cached or not (see
@@ -511,10 +488,10 @@ fn call(
     if load_gas > gas_limit {
         receipt.status = ReceiptStatus::OutOfGas;
         receipt.gas_used = gas_limit;
-        credit(state, &ctx.caller, value)?;
+        state.credit(&ctx.caller, value)?;
         return Ok(receipt);
     }
-    credit(state, &ctx.contract, value)?;
+    state.credit(&ctx.contract, value)?;
     state.touched.push(ctx.contract);
     ctx.balance = state.account(&ctx.contract)?.balance;
     let out: Outcome = vm()
@@ -539,16 +516,16 @@ fn call(
     receipt.status = status;
     receipt.message = message(why);
     if receipt.status != ReceiptStatus::Success {
-        debit(state, &ctx.contract, value)?;
-        credit(state, &ctx.caller, value)?;
+        state.debit(&ctx.contract, value)?;
+        state.credit(&ctx.caller, value)?;
         return Ok(receipt);
     }
     for ((contract, k), v) in out.writes {
         state.changes.insert(user_key(&contract, &k), v);
     }
     for (from, to, amount) in &out.transfers {
-        debit(state, from, *amount)?;
-        credit(state, to, *amount)?;
+        state.debit(from, *amount)?;
+        state.credit(to, *amount)?;
         state.touched.push(*from);
         state.touched.push(*to);
     }
@@ -564,7 +541,9 @@ mod tests {
 
     use super::*;
     use crate::mem_chain::state_commitment;
-    use crate::state::{burned_key, execute, read_account, Account, StateDiff, BLOCK_GAS_MAX};
+    use crate::state::{
+        account_key, burned_key, execute, read_account, Account, StateDiff, BLOCK_GAS_MAX,
+    };
     use crate::tx::{signing_key_from_seed, TxBody, TxId};
 
     /// A counter: key "n" (8 bytes LE) + 1, returned and emitted; `fail`

@@ -217,6 +217,35 @@ impl<R: StateReader> Overlay<'_, R> {
         }
     }
 
+    /// Adds `amount` to `who`'s balance.
+    ///
+    /// # Errors
+    /// [`ExecError::Overflow`] past `u64::MAX`; a read failure.
+    pub(crate) fn credit(&mut self, who: &PublicKey, amount: u64) -> Result<(), ExecError> {
+        self.adjust(who, |b| b.checked_add(amount))
+    }
+
+    /// Takes `amount` from `who`'s balance.
+    ///
+    /// # Errors
+    /// [`ExecError::Overflow`] below zero (callers check first: a
+    /// contract's payments never exceed its balance); a read failure.
+    pub(crate) fn debit(&mut self, who: &PublicKey, amount: u64) -> Result<(), ExecError> {
+        self.adjust(who, |b| b.checked_sub(amount))
+    }
+
+    fn adjust(
+        &mut self,
+        who: &PublicKey,
+        f: impl FnOnce(u64) -> Option<u64>,
+    ) -> Result<(), ExecError> {
+        let key = account_key(who);
+        let mut a = self.account_at(&key)?;
+        a.balance = f(a.balance).ok_or(ExecError::Overflow)?;
+        self.set_account_at(key, a);
+        Ok(())
+    }
+
     pub(crate) fn set_account_at(&mut self, key: StateKey, account: Account) {
         self.changes.insert(key, Some(account.encode()));
     }
@@ -436,15 +465,7 @@ pub fn execute(
         state.set_account_at(sender_key, from);
         burned = burned.checked_add(tx.fee()).ok_or(ExecError::Overflow)?;
         match &tx.body().kind {
-            TxKind::Transfer { to, amount } => {
-                let to_key = account_key(to);
-                let mut dest = state.account_at(&to_key)?;
-                dest.balance = dest
-                    .balance
-                    .checked_add(*amount)
-                    .ok_or(ExecError::Overflow)?;
-                state.set_account_at(to_key, dest);
-            }
+            TxKind::Transfer { to, amount } => state.credit(to, *amount)?,
             TxKind::Put { key, value } => {
                 state
                     .changes

@@ -712,7 +712,14 @@ impl Protocol {
     /// connected, nor being dialed, nor dialed in the last
     /// `RESERVED_REDIAL_MS`; outside `outbound_peers_max`.
     fn maintain_reserved(&mut self, now: u64) {
-        if self.cfg.reserved_dials.is_empty() {
+        // Every tick (100 ms): nothing to build once all are connected.
+        let by_key = &self.by_key;
+        if self
+            .cfg
+            .reserved_dials
+            .iter()
+            .all(|(k, _)| by_key.contains_key(k))
+        {
             return;
         }
         let dialing: HashSet<SocketAddr> = self
