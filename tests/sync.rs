@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_ports, submit, transfer, Devnet, DevnetOpts};
-use strata_consensus::genesis::devnet_validator_key;
+use strata_consensus::genesis::{devnet_account_key, devnet_validator_key};
 use strata_consensus::sync::{SyncResponse, TAG_CHUNK_REQUEST, TAG_HEADS_REQUEST};
 use strata_net::Event;
 
@@ -297,6 +297,31 @@ fn synced_and_following(
     // It did not replay: nothing below its snapshot is kept.
     let (code, v) = get(&format!("http://{}/v1/blocks/1", joiner.api));
     assert_eq!(code, 410, "{v}");
+    // The load (`load_until`) counts a nonce once admitted, not once
+    // final. The joiner admits a sender's transaction only within 64
+    // nonces of what its finalized state says, and it never saw the load
+    // pending on the validators: wait until its state has every load
+    // transaction (on a loaded machine the chain lagged the submissions by
+    // 170 nonces, and the joiner refused a nonce gap).
+    let account = |s: usize| {
+        let pk = hex::encode(devnet_account_key(s).verifying_key().to_bytes());
+        get(&format!("http://{}/v1/accounts/{pk}", joiner.api)).1
+    };
+    loop {
+        let behind: Vec<_> = (0..4)
+            .map(account)
+            .filter(|a| a["nonce"].as_u64() != Some(nonce))
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load is not final on the joiner (senders at nonce {nonce}): {behind:?}\n{}",
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let txs: Vec<_> = (0..4).map(|s| transfer(&g, s, s + 1, nonce)).collect();
     let body = serde_json::json!({
